@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { MemoryBackend } from '../backend.js';
+import { hlcOf, type Hlc } from './hlc.js';
+import { REVISION_INDEX_PREFIX, RevisionTimeIndex } from './revision-index.js';
+import { SectionError, encodeSection, readPrefix } from './section.js';
+
+async function dump(backend: MemoryBackend): Promise<string> {
+  const pairs = await readPrefix(backend, new Uint8Array([]));
+  return pairs.map(([k, v]) => `${Buffer.from(k).toString('hex')}=${Buffer.from(v).toString('hex')}`).join('\n');
+}
+
+/** Apply one step to the index through a committed batch. */
+async function commit(backend: MemoryBackend, fn: (b: ReturnType<MemoryBackend['batch']>) => void): Promise<void> {
+  const batch = backend.batch();
+  fn(batch);
+  await batch.write({ sync: true });
+}
+
+describe('RevisionTimeIndex', () => {
+  async function sample(): Promise<{ backend: MemoryBackend; index: RevisionTimeIndex }> {
+    const backend = new MemoryBackend();
+    const index = await RevisionTimeIndex.open(backend);
+    await commit(backend, (b) => {
+      index.record(hlcOf(1000, 0), 2, b);
+      index.record(hlcOf(1000, 5), 3, b);
+      index.record(hlcOf(1007, 0), 4, b);
+    });
+    return { backend, index };
+  }
+
+  it('answers the revision current at a wall time, at the boundaries', async () => {
+    const { index } = await sample();
+    expect(() => index.revisionAt(999)).toThrow(expect.objectContaining({ code: 'BEFORE_HISTORY' }));
+    expect(index.revisionAt(1000)).toBe(3); // both records of millisecond 1000 happened at 1000
+    expect(index.revisionAt(1006)).toBe(3);
+    expect(index.revisionAt(1007)).toBe(4);
+    expect(index.revisionAt(5_000_000)).toBe(4);
+  });
+
+  it('ignores a repeated revision and clamps an hlc lower than the last', async () => {
+    const { backend, index } = await sample();
+    await commit(backend, (b) => {
+      index.record(hlcOf(2000, 0), 4, b); // same revision: it became current at 1007
+      index.record(hlcOf(1003, 0), 5, b); // a lagging leader's stamp: recorded at 1007.0
+    });
+    expect(index.revisionAt(1006)).toBe(3);
+    expect(index.revisionAt(1007)).toBe(5);
+    expect(index.last()).toEqual({ hlc: hlcOf(1007, 0), revision: 5 });
+  });
+
+  it('asserts that revisions never go backwards', async () => {
+    const { backend, index } = await sample();
+    expect(() => index.record(hlcOf(3000, 0), 3, backend.batch())).toThrow(/backwards/);
+  });
+
+  it('compaction drops older records and times before them answer COMPACTED', async () => {
+    const { backend, index } = await sample();
+    await commit(backend, (b) => index.compact(3, b));
+    expect(() => index.revisionAt(999)).toThrow(expect.objectContaining({ code: 'COMPACTED', message: 'etcdserver: mvcc: required revision has been compacted' }));
+    expect(index.revisionAt(1000)).toBe(3);
+    const reopened = await RevisionTimeIndex.open(backend);
+    expect(reopened.size).toBe(2);
+    expect(() => reopened.revisionAt(999)).toThrow(expect.objectContaining({ code: 'COMPACTED' }));
+  });
+
+  it('is bounded: recording past the limit drops the oldest record', async () => {
+    const backend = new MemoryBackend();
+    const index = await RevisionTimeIndex.open(backend, { entriesMax: 2 });
+    await commit(backend, (b) => {
+      for (let rev = 1; rev <= 5; rev++) index.record(hlcOf(100 * rev), rev, b);
+    });
+    expect(index.size).toBe(2);
+    expect(() => index.revisionAt(350)).toThrow(expect.objectContaining({ code: 'COMPACTED' }));
+    expect(index.revisionAt(400)).toBe(4);
+    expect((await RevisionTimeIndex.open(backend, { entriesMax: 2 })).pairs()).toEqual(index.pairs());
+  });
+
+  it('rejects a corrupt snapshot section before touching anything', async () => {
+    const { backend, index } = await sample();
+    const bytes = index.snapshot();
+    bytes[10] ^= 0xff;
+    const batch = backend.batch();
+    expect(() => index.restore(bytes, batch)).toThrow(SectionError);
+    expect(batch.length).toBe(0);
+    expect(index.revisionAt(1000)).toBe(3);
+  });
+
+  it('property: matches a model; reload and snapshot/restore give byte-identical state', async () => {
+    type Step =
+      | { kind: 'record'; dWall: number; logical: number; dRev: number }
+      | { kind: 'compact'; back: number }
+      | { kind: 'reload' }
+      | { kind: 'restore' }
+      | { kind: 'query'; dWall: number };
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      { weight: 5, arbitrary: fc.record({ kind: fc.constant('record' as const), dWall: fc.integer({ min: -3, max: 5 }), logical: fc.integer({ min: 0, max: 3 }), dRev: fc.integer({ min: 0, max: 2 }) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('compact' as const), back: fc.integer({ min: 0, max: 6 }) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('reload' as const) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const) }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('query' as const), dWall: fc.integer({ min: -10, max: 40 }) }) },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { maxLength: 80 }), async (steps) => {
+        const entriesMax = 8;
+        let backend = new MemoryBackend();
+        let index = await RevisionTimeIndex.open(backend, { entriesMax });
+        // The model: every record ever made, plus the lowest revision still answerable.
+        const model: Array<{ hlc: Hlc; revision: number }> = [];
+        let floorRevision = 0;
+        let wall = 1000;
+        let revision = 1;
+        for (const s of steps) {
+          if (s.kind === 'record') {
+            wall = Math.max(0, wall + s.dWall);
+            revision += s.dRev;
+            const hlc = hlcOf(wall, s.logical);
+            await commit(backend, (b) => index.record(hlc, revision, b));
+            const last = model[model.length - 1];
+            if (last === undefined || revision > last.revision) model.push({ hlc: last !== undefined && last.hlc > hlc ? last.hlc : hlc, revision });
+          } else if (s.kind === 'compact') {
+            const at = Math.max(0, revision - s.back);
+            await commit(backend, (b) => index.compact(at, b));
+            floorRevision = Math.max(floorRevision, at);
+          } else if (s.kind === 'reload') {
+            const before = index.pairs();
+            index = await RevisionTimeIndex.open(backend, { entriesMax });
+            expect(index.pairs()).toEqual(before);
+          } else if (s.kind === 'restore') {
+            const fresh = new MemoryBackend();
+            const restored = await RevisionTimeIndex.open(fresh, { entriesMax });
+            await commit(fresh, (b) => restored.restore(index.snapshot(), b));
+            expect(await dump(fresh)).toBe(await dump(backend));
+            backend = fresh;
+            index = restored;
+          } else {
+            const t = Math.max(0, wall + s.dWall);
+            const retained = model.filter((r) => r.revision >= floorRevision).slice(-entriesMax);
+            const dropped = retained.length < model.length;
+            const hit = retained.filter((r) => r.hlc <= hlcOf(t, 0xffff)).pop();
+            if (hit !== undefined) expect(index.revisionAt(t)).toBe(hit.revision);
+            else expect(() => index.revisionAt(t)).toThrow(expect.objectContaining({ code: dropped ? 'COMPACTED' : 'BEFORE_HISTORY' }));
+          }
+          // Memory and disk agree after every committed step.
+          expect(encodeSection(await readPrefix(backend, REVISION_INDEX_PREFIX))).toEqual(encodeSection(index.pairs()));
+        }
+        // Determinism: the final state equals a fresh load of the same backend, byte for byte.
+        const again = await RevisionTimeIndex.open(backend, { entriesMax });
+        expect(Buffer.from(again.snapshot()).equals(Buffer.from(index.snapshot()))).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

@@ -1,0 +1,178 @@
+// The replicated "revision at wall time" index: which MVCC revision was current at a given HLC wall time.
+//
+// As entries are applied, the composer records (hlc, revision) for every entry that created a revision. A read
+// "as of wall time T" then asks for the last revision recorded at or before (T, HLC_LOGICAL_MAX).
+//
+//   recorded:   (1000.0, rev 2)  (1000.5, rev 3)  (1007.0, rev 4)
+//   T = 999  -> BEFORE_HISTORY (or COMPACTED once history was dropped)
+//   T = 1000 -> 3     (both revisions of millisecond 1000 happened "at" 1000)
+//   T = 1006 -> 3
+//   T = 1007 -> 4, and every T after it -> 4 until the next record
+//
+// Both columns only grow. Revisions are the MVCC revision and must not decrease (assert). HLC values are
+// stamped by whichever member was leader; a new leader's clock could lag the log it inherited, so a lower HLC
+// is recorded as the previous one (a deterministic clamp: every member applies the same rule to the same log).
+//
+// Durable form: one pair per record, key = prefix | u64(revision), value = u64(hlc). Revisions are unique and
+// ordered, so the key order is the record order. One meta pair holds the highest revision dropped so far.
+// The index is bounded (REVISION_INDEX_ENTRIES_MAX): recording beyond it drops the oldest record, and MVCC
+// compaction drops records below the compacted revision. Times before the first retained record then answer
+// COMPACTED rather than a wrong revision.
+import { assert } from '../../raft/errors.js';
+import type { Backend, KvBatch } from '../backend.js';
+import { errBeforeHistory, errTimeCompacted } from './errors.js';
+import { decodeHlc, encodeHlc, hlcCeiling, hlcMax, isHlc, type Hlc } from './hlc.js';
+import { concatBytes, decodeSection, encodeSection, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from './section.js';
+
+export const REVISION_INDEX_PREFIX = utf8('hlc/r/');
+const ENTRY_PREFIX = utf8('hlc/r/e/');
+const DROPPED_KEY = utf8('hlc/r/m/dropped');
+
+/** Default bound: at one record per write, about a day of history at 1 write/s, a few MB in memory. */
+export const REVISION_INDEX_ENTRIES_MAX = 100_000;
+
+export interface RevisionTimeIndexConfig {
+  readonly entriesMax: number;
+}
+
+export class RevisionTimeIndex {
+  /** Records live in [head, revisions.length); dropping from the front advances head, arrays are trimmed lazily. */
+  private revisions: number[] = [];
+  private hlcs: Hlc[] = [];
+  private head = 0;
+  /** Highest revision whose record was dropped (by the bound or by compaction); 0 when nothing was dropped. */
+  private droppedThroughRevision = 0;
+
+  private constructor(private readonly config: RevisionTimeIndexConfig) {
+    assert(Number.isSafeInteger(config.entriesMax) && config.entriesMax >= 1, 'entriesMax must be a positive integer');
+  }
+
+  static empty(config: Partial<RevisionTimeIndexConfig> = {}): RevisionTimeIndex {
+    return new RevisionTimeIndex({ entriesMax: config.entriesMax ?? REVISION_INDEX_ENTRIES_MAX });
+  }
+
+  static async open(backend: Backend, config: Partial<RevisionTimeIndexConfig> = {}): Promise<RevisionTimeIndex> {
+    const index = RevisionTimeIndex.empty(config);
+    index.load(await readPrefix(backend, REVISION_INDEX_PREFIX));
+    return index;
+  }
+
+  get size(): number {
+    return this.revisions.length - this.head;
+  }
+
+  /** The last recorded pair, if any. */
+  last(): { hlc: Hlc; revision: number } | undefined {
+    if (this.size === 0) return undefined;
+    return { hlc: this.hlcs[this.hlcs.length - 1]!, revision: this.revisions[this.revisions.length - 1]! };
+  }
+
+  /**
+   * Record that `revision` became current at `hlc`. A repeated revision is ignored (it became current earlier);
+   * a lower hlc than the last is clamped up to it (see the header).
+   */
+  record(hlc: Hlc, revision: number, batch: KvBatch): void {
+    assert(isHlc(hlc), () => `record: not an hlc: ${hlc}`);
+    assert(Number.isSafeInteger(revision) && revision > 0, () => `record: bad revision ${revision}`);
+    const last = this.last();
+    if (last !== undefined) {
+      assert(revision >= last.revision, () => `record: revision went backwards ${last.revision} -> ${revision}`);
+      if (revision === last.revision) return;
+    }
+    assert(revision > this.droppedThroughRevision, () => `record: revision ${revision} was already dropped`);
+    const at = last === undefined ? hlc : hlcMax(hlc, last.hlc);
+    this.revisions.push(revision);
+    this.hlcs.push(at);
+    batch.put(entryKey(revision), encodeHlc(at));
+    while (this.size > this.config.entriesMax) this.dropOldest(batch);
+  }
+
+  /** The revision current at wall time `wallMs`: the last one recorded at or before the end of that millisecond. */
+  revisionAt(wallMs: number): number {
+    assert(Number.isSafeInteger(wallMs) && wallMs >= 0, () => `revisionAt: bad wall time ${wallMs}`);
+    const i = this.lastAtOrBefore(hlcCeiling(wallMs));
+    if (i === undefined) throw this.droppedThroughRevision > 0 ? errTimeCompacted() : errBeforeHistory(wallMs);
+    return this.revisions[i]!;
+  }
+
+  /** MVCC compacted at `revision`: records of lower revisions are no longer answerable. */
+  compact(revision: number, batch: KvBatch): void {
+    assert(Number.isSafeInteger(revision) && revision >= 0, () => `compact: bad revision ${revision}`);
+    while (this.size > 0 && this.revisions[this.head]! < revision) this.dropOldest(batch);
+  }
+
+  /** Every durable pair of the index, in key order: exactly what the backend holds under REVISION_INDEX_PREFIX. */
+  pairs(): Pair[] {
+    const out: Pair[] = [];
+    for (let i = this.head; i < this.revisions.length; i++) out.push([entryKey(this.revisions[i]!), encodeHlc(this.hlcs[i]!)]);
+    if (this.droppedThroughRevision > 0) out.push([DROPPED_KEY, u64(this.droppedThroughRevision)]);
+    return out;
+  }
+
+  snapshot(): Uint8Array {
+    return encodeSection(this.pairs());
+  }
+
+  /** Replace the whole index with a snapshot section: deletes our pairs and writes the section's into the batch. */
+  restore(section: Uint8Array, batch: KvBatch): void {
+    const incoming = decodeSection(section);
+    for (const [k] of this.pairs()) batch.del(k);
+    this.revisions = [];
+    this.hlcs = [];
+    this.head = 0;
+    this.droppedThroughRevision = 0;
+    this.load(incoming);
+    for (const [k, v] of incoming) batch.put(k, v);
+  }
+
+  private load(pairs: readonly Pair[]): void {
+    for (const [k, v] of pairs) {
+      if (startsWith(k, ENTRY_PREFIX)) {
+        const revision = readSafeU64(k, ENTRY_PREFIX.byteLength);
+        const hlc = decodeHlc(v);
+        const last = this.last();
+        assert(last === undefined || (revision > last.revision && hlc >= last.hlc), 'revision index records out of order');
+        this.revisions.push(revision);
+        this.hlcs.push(hlc);
+      } else {
+        assert(equalBytes(k, DROPPED_KEY), () => `unknown revision index key ${Buffer.from(k).toString('hex')}`);
+        this.droppedThroughRevision = readSafeU64(v);
+      }
+    }
+    assert(this.size <= this.config.entriesMax, 'revision index holds more records than its bound');
+  }
+
+  private dropOldest(batch: KvBatch): void {
+    assert(this.size > 0, 'dropOldest on an empty index');
+    const revision = this.revisions[this.head]!;
+    batch.del(entryKey(revision));
+    this.head++;
+    this.droppedThroughRevision = Math.max(this.droppedThroughRevision, revision);
+    batch.put(DROPPED_KEY, u64(this.droppedThroughRevision));
+    if (this.head > 1024 && this.head * 2 > this.revisions.length) {
+      this.revisions = this.revisions.slice(this.head);
+      this.hlcs = this.hlcs.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Binary search: the position of the last record with hlc <= target, or undefined. */
+  private lastAtOrBefore(target: Hlc): number | undefined {
+    let lo = this.head;
+    let hi = this.hlcs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.hlcs[mid]! <= target) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === this.head ? undefined : lo - 1;
+  }
+}
+
+function entryKey(revision: number): Uint8Array {
+  return concatBytes(ENTRY_PREFIX, u64(revision));
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && startsWith(a, b);
+}
