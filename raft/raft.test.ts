@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { TestCluster } from './testing/cluster.js';
+import { ConfChangeType, MessageType } from './types.js';
+import { ProposalDroppedError } from './errors.js';
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+describe('raft core in a synchronous cluster', () => {
+  it('elects a leader by timeout and replicates a proposal to every member', () => {
+    const c = new TestCluster({ size: 3, seed: 7 });
+    c.stabilize();
+    for (let i = 0; i < 40 && c.leader() === undefined; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    const lead = c.leader();
+    expect(lead).toBeDefined();
+    c.member(lead!).node.propose(bytes('x=1'));
+    c.stabilize();
+    for (const m of c.members.values()) expect(m.applied.map(text)).toEqual(['x=1']);
+  });
+
+  it('forwards a follower proposal to the leader', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.member(2).node.propose(bytes('via-2'));
+    c.stabilize();
+    expect(c.member(3).applied.map(text)).toEqual(['via-2']);
+  });
+
+  it('drops a proposal with a typed error when there is no leader', () => {
+    const c = new TestCluster({ size: 3 });
+    c.stabilize();
+    expect(() => c.member(1).node.propose(bytes('x'))).toThrow(ProposalDroppedError);
+  });
+
+  it('does not commit when only a minority is reachable', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.isolate(1);
+    c.member(1).node.propose(bytes('lost'));
+    c.stabilize();
+    expect(c.member(1).applied).toEqual([]);
+    expect(c.member(1).node.status().commit).toBeLessThan(c.member(1).node.status().lastIndex);
+  });
+
+  it('serves a ReadIndex read at the commit index after a heartbeat round', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.member(1).node.propose(bytes('a'));
+    c.stabilize();
+    c.member(2).node.readIndex(bytes('r1'));
+    c.member(1).node.readIndex(bytes('r2'));
+    c.stabilize();
+    const commit = c.member(1).node.status().commit;
+    expect(c.member(2).readStates).toEqual([{ index: commit, context: bytes('r1') }]);
+    expect(c.member(1).readStates).toEqual([{ index: commit, context: bytes('r2') }]);
+  });
+
+  it('does not serve a read on a leader cut off from the quorum', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.isolate(1);
+    c.member(1).node.readIndex(bytes('r'));
+    c.stabilize();
+    expect(c.member(1).readStates).toEqual([]);
+  });
+
+  it('batches concurrent reads into one heartbeat round', () => {
+    let heartbeats = 0;
+    const c = new TestCluster({ size: 3, onDeliver: (m) => void (m.type === MessageType.Heartbeat && heartbeats++) });
+    c.elect(1);
+    heartbeats = 0;
+    c.member(1).node.readIndex(bytes('first'));
+    for (let i = 0; i < 50; i++) c.member(1).node.readIndex(bytes(`r${i}`));
+    c.stabilize();
+    expect(c.member(1).readStates).toHaveLength(51);
+    // One round for the first read, one shared by the 50 that arrived while it was in flight; 2 followers each.
+    expect(heartbeats).toBe(4);
+  });
+
+  it('transfers leadership to a caught-up follower', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.member(1).node.transferLeadership(3);
+    c.stabilize();
+    expect(c.leader()).toBe(3);
+    c.member(3).node.propose(bytes('after'));
+    c.stabilize();
+    expect(c.member(1).applied.map(text)).toEqual(['after']);
+  });
+
+  it('catches up a lagging follower with a snapshot after compaction', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.isolate(3);
+    for (let i = 0; i < 10; i++) c.member(1).node.propose(bytes(`v${i}`));
+    c.stabilize();
+    c.snapshotAndCompact(1);
+    c.heal();
+    c.member(1).node.propose(bytes('tail'));
+    c.stabilize();
+    c.tickAll(2);
+    c.stabilize();
+    expect(c.member(3).applied.map(text)).toEqual([...Array.from({ length: 10 }, (_, i) => `v${i}`), 'tail']);
+  });
+
+  it('adds a learner that receives the log without voting, then promotes it', () => {
+    const c = new TestCluster({ size: 3, spares: 1 });
+    c.elect(1);
+    c.member(1).node.proposeConfChange({ type: ConfChangeType.AddLearner, nodeId: 4, context: new Uint8Array(0) });
+    c.stabilize();
+    c.member(1).node.propose(bytes('hello'));
+    c.stabilize();
+    c.tickAll(2);
+    c.stabilize();
+    expect(c.member(4).applied.map(text)).toEqual(['hello']);
+    expect(c.member(1).node.status().confState).toEqual({ voters: [1, 2, 3], learners: [4] });
+    c.member(1).node.proposeConfChange({ type: ConfChangeType.AddVoter, nodeId: 4, context: new Uint8Array(0) });
+    c.stabilize();
+    expect(c.member(4).node.status().confState).toEqual({ voters: [1, 2, 3, 4], learners: [] });
+  });
+
+  it('refuses a second conf change while one is pending', () => {
+    const c = new TestCluster({ size: 3, spares: 2 });
+    c.elect(1);
+    c.member(1).node.proposeConfChange({ type: ConfChangeType.AddLearner, nodeId: 4, context: new Uint8Array(0) });
+    expect(() => c.member(1).node.proposeConfChange({ type: ConfChangeType.AddLearner, nodeId: 5, context: new Uint8Array(0) })).toThrow(
+      /configuration change already pending/,
+    );
+  });
+
+  it('steps down a leader that loses its quorum (check-quorum)', () => {
+    const c = new TestCluster({ size: 3 });
+    c.elect(1);
+    c.isolate(1);
+    // The first check still sees the followers' activity from before the cut; the second finds none.
+    c.tick(1, 10);
+    c.stabilize();
+    expect(c.member(1).node.status().softState.role).toBe('leader');
+    c.tick(1, 10);
+    c.stabilize();
+    expect(c.member(1).node.status().softState.role).toBe('follower');
+    expect(c.member(1).node.status().hardState.term).toBe(2); // stepped down without bumping the term
+  });
+});
