@@ -79,7 +79,7 @@ describe('RevisionTimeIndex', () => {
   it('rejects a corrupt snapshot section before touching anything', async () => {
     const { backend, index } = await sample();
     const bytes = index.snapshot();
-    bytes[10] ^= 0xff;
+    bytes[10] = bytes[10]! ^ 0xff;
     const batch = backend.batch();
     expect(() => index.restore(bytes, batch)).toThrow(SectionError);
     expect(batch.length).toBe(0);

@@ -4,9 +4,10 @@
 // section is exactly those pairs, in key order, framed and checksummed. Restoring a section therefore writes the
 // very pairs a live member holds, which is what makes "snapshot then restore" byte-identical to "apply the log".
 //
-// Layout: magic "FSEC" | version u8 | pair count u32 | pairs (key length u32, key, value length u32, value) | crc32 u32
+// Layout: magic "FSEC" | version u8 | pair count u32 | pairs (key length u32, key, value length u32, value) | crc32c u32
 import { assert } from '../../raft/errors.js';
 import { compareBytes, prefixEnd, type Backend } from '../backend.js';
+import { crc32c } from '../crc32c.js';
 
 export type Pair = readonly [Uint8Array, Uint8Array];
 
@@ -68,23 +69,6 @@ export function readSafeU64(bytes: Uint8Array, offset = 0): number {
   return Number(v);
 }
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-/** CRC-32 (IEEE), the checksum zlib and gzip use. */
-export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
 /** Frame pairs as a section. The pairs must be in strictly increasing key order: that is what the backend holds. */
 export function encodeSection(pairs: readonly Pair[]): Uint8Array {
   let size = SECTION_MAGIC.byteLength + 1 + 4 + 4;
@@ -108,7 +92,7 @@ export function encodeSection(pairs: readonly Pair[]): Uint8Array {
     out.set(v, at + 4);
     at += 4 + v.byteLength;
   }
-  view.setUint32(at, crc32(out.subarray(0, at)), false);
+  view.setUint32(at, crc32c(out.subarray(0, at)), false);
   assert(at + 4 === size, 'section size mismatch');
   return out;
 }
@@ -120,7 +104,7 @@ export function decodeSection(bytes: Uint8Array): Pair[] {
   if (!startsWith(bytes, SECTION_MAGIC)) throw new SectionError('bad magic');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const body = bytes.byteLength - 4;
-  if (view.getUint32(body, false) !== crc32(bytes.subarray(0, body))) throw new SectionError('checksum mismatch');
+  if (view.getUint32(body, false) !== crc32c(bytes.subarray(0, body))) throw new SectionError('checksum mismatch');
   if (view.getUint8(SECTION_MAGIC.byteLength) !== SECTION_VERSION) throw new SectionError('unknown version');
   const count = view.getUint32(SECTION_MAGIC.byteLength + 1, false);
   const pairs: Pair[] = [];

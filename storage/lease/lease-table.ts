@@ -1,0 +1,274 @@
+// The replicated lease table: which leases exist, their granted TTL, the last checkpointed remaining TTL, and
+// which keys are attached to each. Every change comes from an applied log entry, so every member holds the same
+// table; nothing here reads a clock. Whether a lease has *expired* is decided on the leader by the
+// LeaseExpiryTracker, which then proposes a revoke through the log like any client would.
+//
+// Durable form (all under LEASE_PREFIX, written into the composer's batch):
+//   lease/l/<u64 id>           -> u64 ttlSeconds | u8 hasCheckpoint | u64 remainingTtlMs
+//   lease/k/<u64 id><key bytes> -> (empty)            one pair per attached key
+//   lease/m/next               -> u64 next id         only once an id was picked by the table
+import { assert } from '../../raft/errors.js';
+import { compareBytes, type Backend, type KvBatch } from '../backend.js';
+import { concatBytes, decodeSection, encodeSection, readPrefix, readSafeU64, readU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
+import { errInvalidLease, errLeaseExists, errLeaseNotFound, errLeaseTtlTooLarge, errTooManyLeases } from './errors.js';
+
+/** etcd lease ids are positive int64 values; 0 means "no lease" (and, in a grant, "pick one for me"). */
+export type LeaseId = bigint;
+export const NO_LEASE: LeaseId = 0n;
+export const LEASE_ID_MAX: LeaseId = (1n << 63n) - 1n;
+
+export const LEASE_PREFIX = utf8('lease/');
+const LEASE_RECORD_PREFIX = utf8('lease/l/');
+const ATTACHED_KEY_PREFIX = utf8('lease/k/');
+const NEXT_ID_KEY = utf8('lease/m/next');
+const LEASE_RECORD_BYTES = 17;
+
+/** etcd's MaxLeaseTTL: 9,000,000,000 seconds (about 285 years). */
+export const LEASE_TTL_MAX_SECONDS = 9_000_000_000;
+/** Bound on live leases: the table lives in memory on every member. */
+export const LEASES_MAX = 100_000;
+
+export interface LeaseTableConfig {
+  /** Shorter TTLs are raised to this, as etcd does (it derives it from 1.5 election timeouts, rounded up). */
+  readonly minTtlSeconds: number;
+  readonly maxTtlSeconds: number;
+  readonly leasesMax: number;
+}
+
+export const LEASE_TABLE_DEFAULTS: LeaseTableConfig = { minTtlSeconds: 2, maxTtlSeconds: LEASE_TTL_MAX_SECONDS, leasesMax: LEASES_MAX };
+
+export function validateLeaseTableConfig(config: Partial<LeaseTableConfig> = {}): Readonly<LeaseTableConfig> {
+  const c = { ...LEASE_TABLE_DEFAULTS, ...config };
+  const positive = (n: number): boolean => Number.isSafeInteger(n) && n > 0;
+  if (!positive(c.minTtlSeconds)) throw new RangeError(`minTtlSeconds must be a positive integer, got ${c.minTtlSeconds}`);
+  if (!positive(c.maxTtlSeconds) || c.maxTtlSeconds < c.minTtlSeconds) {
+    throw new RangeError(`maxTtlSeconds must be an integer >= minTtlSeconds, got ${c.maxTtlSeconds}`);
+  }
+  if (!positive(c.leasesMax)) throw new RangeError(`leasesMax must be a positive integer, got ${c.leasesMax}`);
+  return Object.freeze(c);
+}
+
+/** What every member knows about a lease. */
+export interface LeaseInfo {
+  readonly id: LeaseId;
+  /** The granted TTL, after raising it to the minimum. */
+  readonly ttlSeconds: number;
+  /** Remaining TTL at the last checkpoint through the log; undefined: never checkpointed (count the full TTL). */
+  readonly remainingTtlMs: number | undefined;
+  readonly attachedKeys: number;
+}
+
+export interface LeaseTimeToLive extends LeaseInfo {
+  /** Attached keys in byte order, when asked for. */
+  readonly keys: readonly Uint8Array[];
+}
+
+interface LeaseRecord {
+  readonly id: LeaseId;
+  readonly ttlSeconds: number;
+  remainingTtlMs: number | undefined;
+  /** Attached keys by hex, so that membership is a map lookup and order is byte order once sorted. */
+  readonly keys: Map<string, Uint8Array>;
+}
+
+export class LeaseTable {
+  private readonly leases = new Map<LeaseId, LeaseRecord>();
+  /** The next id the table tries when a grant asks it to pick (id 0). */
+  private nextId: LeaseId = 1n;
+
+  private constructor(private readonly config: Readonly<LeaseTableConfig>) {}
+
+  static empty(config: Partial<LeaseTableConfig> = {}): LeaseTable {
+    return new LeaseTable(validateLeaseTableConfig(config));
+  }
+
+  static async open(backend: Backend, config: Partial<LeaseTableConfig> = {}): Promise<LeaseTable> {
+    const table = LeaseTable.empty(config);
+    table.load(await readPrefix(backend, LEASE_PREFIX));
+    return table;
+  }
+
+  get size(): number {
+    return this.leases.size;
+  }
+
+  has(id: LeaseId): boolean {
+    return this.leases.has(id);
+  }
+
+  /**
+   * Grant a lease. `id` 0 lets the table pick the lowest unused id at or above its counter, which is the same on
+   * every member because it depends only on the log. A TTL below the minimum is raised to it (etcd's rule).
+   */
+  grant(id: LeaseId, ttlSeconds: number, batch: KvBatch): LeaseInfo {
+    if (id < NO_LEASE || id > LEASE_ID_MAX) throw errInvalidLease(`lease id ${id} is not a positive int64`);
+    if (!Number.isSafeInteger(ttlSeconds)) throw errInvalidLease(`ttl ${ttlSeconds} is not an integer number of seconds`);
+    if (ttlSeconds > this.config.maxTtlSeconds) throw errLeaseTtlTooLarge();
+    if (id !== NO_LEASE && this.leases.has(id)) throw errLeaseExists();
+    if (this.leases.size >= this.config.leasesMax) throw errTooManyLeases(this.config.leasesMax);
+    const leaseId = id === NO_LEASE ? this.pickId(batch) : id;
+    const lease: LeaseRecord = { id: leaseId, ttlSeconds: Math.max(ttlSeconds, this.config.minTtlSeconds), remainingTtlMs: undefined, keys: new Map() };
+    this.leases.set(leaseId, lease);
+    batch.put(leaseKey(leaseId), encodeLease(lease));
+    return info(lease);
+  }
+
+  /**
+   * Remove a lease and its attachments. Returns the attached keys in byte order: the composer deletes them from
+   * the MVCC store in the same applied entry (etcd deletes a revoked lease's keys in one transaction).
+   */
+  revoke(id: LeaseId, batch: KvBatch): Uint8Array[] {
+    const lease = this.mustGet(id);
+    const keys = sortedKeys(lease);
+    for (const key of keys) batch.del(attachedKey(id, key));
+    batch.del(leaseKey(id));
+    this.leases.delete(id);
+    return keys;
+  }
+
+  /** A key was put with this lease. The composer checks `has(id)` before mutating the store; this asserts it. */
+  attach(id: LeaseId, key: Uint8Array, batch: KvBatch): void {
+    const lease = this.mustGet(id);
+    const hex = toHex(key);
+    if (lease.keys.has(hex)) return;
+    lease.keys.set(hex, Uint8Array.from(key));
+    batch.put(attachedKey(id, key), new Uint8Array(0));
+  }
+
+  /**
+   * A key of this lease was deleted or re-put under another lease. Returns false when there was nothing to detach
+   * (the lease is gone or the key was not attached), which is normal after a revoke.
+   */
+  detach(id: LeaseId, key: Uint8Array, batch: KvBatch): boolean {
+    const lease = this.leases.get(id);
+    if (lease === undefined || !lease.keys.delete(toHex(key))) return false;
+    batch.del(attachedKey(id, key));
+    return true;
+  }
+
+  /**
+   * Record the leader's view of a lease's remaining TTL, so a new leader continues the countdown instead of
+   * restarting it. A checkpoint for a lease already revoked is ignored (revoke and checkpoint race in the log),
+   * and returns false. The value is clamped to the granted TTL.
+   */
+  checkpoint(id: LeaseId, remainingTtlMs: number, batch: KvBatch): boolean {
+    if (!Number.isSafeInteger(remainingTtlMs) || remainingTtlMs < 0) throw errInvalidLease(`remaining ttl ${remainingTtlMs}ms`);
+    const lease = this.leases.get(id);
+    if (lease === undefined) return false;
+    lease.remainingTtlMs = Math.min(remainingTtlMs, lease.ttlSeconds * 1000);
+    batch.put(leaseKey(id), encodeLease(lease));
+    return true;
+  }
+
+  get(id: LeaseId): LeaseInfo | undefined {
+    const lease = this.leases.get(id);
+    return lease === undefined ? undefined : info(lease);
+  }
+
+  /** The replicated part of etcd's LeaseTimeToLive. The live remaining TTL comes from the leader's tracker. */
+  timeToLive(id: LeaseId, options: { keys: boolean }): LeaseTimeToLive {
+    const lease = this.mustGet(id);
+    return { ...info(lease), keys: options.keys ? sortedKeys(lease) : [] };
+  }
+
+  /** Every lease, by id. */
+  list(): LeaseInfo[] {
+    return [...this.leases.values()].sort((a, b) => compareIds(a.id, b.id)).map(info);
+  }
+
+  /** Every durable pair of the table in key order: exactly what the backend holds under LEASE_PREFIX. */
+  pairs(): Pair[] {
+    const out: Pair[] = [];
+    const ids = [...this.leases.keys()].sort(compareIds);
+    for (const id of ids) for (const key of sortedKeys(this.leases.get(id)!)) out.push([attachedKey(id, key), new Uint8Array(0)]);
+    for (const id of ids) out.push([leaseKey(id), encodeLease(this.leases.get(id)!)]);
+    if (this.nextId !== 1n) out.push([NEXT_ID_KEY, u64(this.nextId)]);
+    return out;
+  }
+
+  snapshot(): Uint8Array {
+    return encodeSection(this.pairs());
+  }
+
+  /** Replace the table with a snapshot section. The section is checked before anything is written. */
+  restore(section: Uint8Array, batch: KvBatch): void {
+    const incoming = decodeSection(section);
+    for (const [k] of this.pairs()) batch.del(k);
+    this.leases.clear();
+    this.nextId = 1n;
+    this.load(incoming);
+    for (const [k, v] of incoming) batch.put(k, v);
+  }
+
+  private mustGet(id: LeaseId): LeaseRecord {
+    const lease = this.leases.get(id);
+    if (lease === undefined) throw errLeaseNotFound();
+    return lease;
+  }
+
+  private pickId(batch: KvBatch): LeaseId {
+    let id = this.nextId;
+    while (this.leases.has(id)) id++;
+    assert(id <= LEASE_ID_MAX, 'lease id space exhausted');
+    this.nextId = id + 1n;
+    batch.put(NEXT_ID_KEY, u64(this.nextId));
+    return id;
+  }
+
+  /** Rebuild memory from pairs in key order: attachments (lease/k/) sort before their lease records (lease/l/). */
+  private load(pairs: readonly Pair[]): void {
+    const attachments: Array<[LeaseId, Uint8Array]> = [];
+    for (const [k, v] of pairs) {
+      if (startsWith(k, ATTACHED_KEY_PREFIX)) {
+        attachments.push([readU64(k, ATTACHED_KEY_PREFIX.byteLength), k.slice(ATTACHED_KEY_PREFIX.byteLength + 8)]);
+      } else if (startsWith(k, LEASE_RECORD_PREFIX)) {
+        const lease = decodeLease(readU64(k, LEASE_RECORD_PREFIX.byteLength), v);
+        this.leases.set(lease.id, lease);
+      } else {
+        assert(k.byteLength === NEXT_ID_KEY.byteLength && startsWith(k, NEXT_ID_KEY), () => `unknown lease key ${toHex(k)}`);
+        this.nextId = readU64(v);
+      }
+    }
+    for (const [id, key] of attachments) {
+      const lease = this.leases.get(id);
+      assert(lease !== undefined, () => `key attached to missing lease ${id}`);
+      lease.keys.set(toHex(key), key);
+    }
+    assert(this.leases.size <= this.config.leasesMax, 'lease table holds more leases than its bound');
+  }
+}
+
+function info(lease: LeaseRecord): LeaseInfo {
+  return { id: lease.id, ttlSeconds: lease.ttlSeconds, remainingTtlMs: lease.remainingTtlMs, attachedKeys: lease.keys.size };
+}
+
+function leaseKey(id: LeaseId): Uint8Array {
+  return concatBytes(LEASE_RECORD_PREFIX, u64(id));
+}
+
+function attachedKey(id: LeaseId, key: Uint8Array): Uint8Array {
+  return concatBytes(ATTACHED_KEY_PREFIX, u64(id), key);
+}
+
+function encodeLease(lease: LeaseRecord): Uint8Array {
+  const checkpointed = lease.remainingTtlMs !== undefined;
+  return concatBytes(u64(lease.ttlSeconds), new Uint8Array([checkpointed ? 1 : 0]), u64(lease.remainingTtlMs ?? 0));
+}
+
+function decodeLease(id: LeaseId, bytes: Uint8Array): LeaseRecord {
+  assert(bytes.byteLength === LEASE_RECORD_BYTES && (bytes[8] === 0 || bytes[8] === 1), () => `corrupt lease record ${id}`);
+  const remaining = bytes[8] === 1 ? readSafeU64(bytes, 9) : undefined;
+  return { id, ttlSeconds: readSafeU64(bytes, 0), remainingTtlMs: remaining, keys: new Map() };
+}
+
+function sortedKeys(lease: LeaseRecord): Uint8Array[] {
+  return [...lease.keys.values()].sort(compareBytes);
+}
+
+function compareIds(a: LeaseId, b: LeaseId): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
