@@ -1,0 +1,208 @@
+// The on-disk records of the write-ahead log. Every record starts with a CRC-32C that covers its position
+// (the key) as well as its content, so a value that LevelDB (or a disk) hands back under the wrong key is
+// caught as surely as a flipped bit.
+//
+// Key space (one LevelDB per member, binary keys; the first byte is the record kind):
+//   [0x00]                  meta: magic + format version, written once when the log is created
+//   [0x01]                  hard state: term, vote, commit
+//   [0x02][index u64 BE]    snapshot marker: a snapshot file the log may start from (index, term, conf state)
+//   [0x03][index u64 BE]    entry: term, type, data
+// Fixed-width big-endian indexes make LevelDB's key order the log order, so a range scan reads the log in order.
+//
+// Value layouts (integers big-endian):
+//   meta      crc u32 | magic "FWAL" | version u32
+//   hard      crc u32 | term u64 | vote u64 | commit u64
+//   marker    crc u32 | index u64 | term u64 | conf state
+//   entry     crc u32 | term u64 | type u8 | data...
+//   conf state = voters u32 count | u64 each | learners u32 count | u64 each
+import { crc32c } from '../crc32c.js';
+import { assert } from '../../raft/errors.js';
+import type { ConfState, Entry, EntryType, HardState, SnapshotMetadata } from '../../raft/types.js';
+
+export const KEY_META = 0x00;
+export const KEY_HARD_STATE = 0x01;
+export const KEY_SNAPSHOT_MARKER = 0x02;
+export const KEY_ENTRY = 0x03;
+
+export const WAL_MAGIC = 0x4657414c; // "FWAL"
+export const WAL_FORMAT_VERSION = 1;
+
+/** Largest membership a conf state may list; bounds the marker and snapshot header sizes. */
+export const CONF_STATE_MEMBERS_MAX = 1024;
+
+const CRC_BYTES = 4;
+const ENTRY_HEADER_BYTES = CRC_BYTES + 8 + 1;
+const U32 = 2 ** 32;
+
+export function putU64(view: DataView, offset: number, v: number): void {
+  assert(Number.isSafeInteger(v) && v >= 0, () => `u64 field out of range: ${v}`);
+  view.setUint32(offset, Math.floor(v / U32));
+  view.setUint32(offset + 4, v >>> 0);
+}
+
+export function getU64(view: DataView, offset: number): number {
+  return view.getUint32(offset) * U32 + view.getUint32(offset + 4);
+}
+
+const viewOf = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
+
+function indexedKey(kind: number, index: number): Uint8Array {
+  const key = new Uint8Array(9);
+  key[0] = kind;
+  putU64(viewOf(key), 1, index);
+  return key;
+}
+
+export const entryKey = (index: number): Uint8Array => indexedKey(KEY_ENTRY, index);
+export const markerKey = (index: number): Uint8Array => indexedKey(KEY_SNAPSHOT_MARKER, index);
+export const META_KEY = Uint8Array.of(KEY_META);
+export const HARD_STATE_KEY = Uint8Array.of(KEY_HARD_STATE);
+
+/** The index of an indexed key, or undefined when the key is not of that kind and shape. */
+export function indexOfKey(kind: number, key: Uint8Array): number | undefined {
+  if (key.length !== 9 || key[0] !== kind) return undefined;
+  return getU64(viewOf(key), 1);
+}
+
+/** The checksum of a record: its key (position) then everything after the CRC field. */
+function recordCrc(key: Uint8Array, value: Uint8Array): number {
+  return crc32c(value.subarray(CRC_BYTES), crc32c(key));
+}
+
+function seal(key: Uint8Array, value: Uint8Array): Uint8Array {
+  viewOf(value).setUint32(0, recordCrc(key, value));
+  // Check before writing: a record we cannot verify now would be reported as disk corruption later.
+  assert(checksumOk(key, value), 'wal: freshly sealed record fails its own checksum');
+  return value;
+}
+
+export function checksumOk(key: Uint8Array, value: Uint8Array): boolean {
+  return value.length >= CRC_BYTES && viewOf(value).getUint32(0) === recordCrc(key, value);
+}
+
+/** A decode that failed: the reason goes into the operator-facing error or the torn-tail log line. */
+export interface Bad {
+  readonly bad: string;
+}
+export const isBad = (x: unknown): x is Bad => typeof x === 'object' && x !== null && 'bad' in x;
+
+// ---- entries
+
+export function encodeEntry(e: Entry): Uint8Array {
+  const key = entryKey(e.index);
+  const value = new Uint8Array(ENTRY_HEADER_BYTES + e.data.byteLength);
+  const v = viewOf(value);
+  putU64(v, CRC_BYTES, e.term);
+  value[CRC_BYTES + 8] = e.type;
+  value.set(e.data, ENTRY_HEADER_BYTES);
+  return seal(key, value);
+}
+
+export function decodeEntry(key: Uint8Array, value: Uint8Array): Entry | Bad {
+  const index = indexOfKey(KEY_ENTRY, key);
+  if (index === undefined) return { bad: 'malformed key' };
+  if (value.length < ENTRY_HEADER_BYTES) return { bad: `short record: ${value.length} bytes` };
+  if (!checksumOk(key, value)) return { bad: 'checksum mismatch' };
+  const v = viewOf(value);
+  const type = value[CRC_BYTES + 8]! as EntryType;
+  // Copy into a plain Uint8Array: LevelDB hands back Buffers (whose slice() does not copy), and an entry must
+  // neither pin a larger read buffer nor compare unequal to the Uint8Array the caller saved.
+  return { index, term: getU64(v, CRC_BYTES), type, data: new Uint8Array(value.subarray(ENTRY_HEADER_BYTES)) };
+}
+
+// ---- hard state
+
+export function encodeHardState(hs: HardState): Uint8Array {
+  const value = new Uint8Array(CRC_BYTES + 24);
+  const v = viewOf(value);
+  putU64(v, 4, hs.term);
+  putU64(v, 12, hs.vote);
+  putU64(v, 20, hs.commit);
+  return seal(HARD_STATE_KEY, value);
+}
+
+export function decodeHardState(value: Uint8Array): HardState | Bad {
+  if (value.length !== CRC_BYTES + 24) return { bad: `wrong length: ${value.length} bytes` };
+  if (!checksumOk(HARD_STATE_KEY, value)) return { bad: 'checksum mismatch' };
+  const v = viewOf(value);
+  return { term: getU64(v, 4), vote: getU64(v, 12), commit: getU64(v, 20) };
+}
+
+// ---- meta
+
+export function encodeMeta(): Uint8Array {
+  const value = new Uint8Array(CRC_BYTES + 8);
+  const v = viewOf(value);
+  v.setUint32(4, WAL_MAGIC);
+  v.setUint32(8, WAL_FORMAT_VERSION);
+  return seal(META_KEY, value);
+}
+
+export function decodeMeta(value: Uint8Array): { version: number } | Bad {
+  if (value.length !== CRC_BYTES + 8 || !checksumOk(META_KEY, value)) return { bad: 'checksum mismatch' };
+  const v = viewOf(value);
+  if (v.getUint32(4) !== WAL_MAGIC) return { bad: 'bad magic' };
+  if (v.getUint32(8) !== WAL_FORMAT_VERSION) return { bad: `unknown format version ${v.getUint32(8)}` };
+  return { version: v.getUint32(8) };
+}
+
+// ---- conf state (shared with the snapshot file header)
+
+export function confStateBytes(cs: ConfState): number {
+  return 8 + 8 * (cs.voters.length + cs.learners.length);
+}
+
+export function writeConfState(view: DataView, offset: number, cs: ConfState): number {
+  assert(
+    cs.voters.length + cs.learners.length <= CONF_STATE_MEMBERS_MAX,
+    () => `conf state lists ${cs.voters.length + cs.learners.length} members, more than ${CONF_STATE_MEMBERS_MAX}`,
+  );
+  let o = offset;
+  for (const ids of [cs.voters, cs.learners]) {
+    view.setUint32(o, ids.length);
+    o += 4;
+    for (const id of ids) {
+      putU64(view, o, id);
+      o += 8;
+    }
+  }
+  return o;
+}
+
+export function readConfState(view: DataView, offset: number): { confState: ConfState; end: number } | Bad {
+  let o = offset;
+  const lists: number[][] = [];
+  for (let l = 0; l < 2; l++) {
+    if (o + 4 > view.byteLength) return { bad: 'conf state truncated' };
+    const n = view.getUint32(o);
+    o += 4;
+    if (n > CONF_STATE_MEMBERS_MAX || o + 8 * n > view.byteLength) return { bad: `conf state count ${n} out of range` };
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++, o += 8) ids.push(getU64(view, o));
+    lists.push(ids);
+  }
+  return { confState: { voters: lists[0]!, learners: lists[1]! }, end: o };
+}
+
+// ---- snapshot markers
+
+export function encodeMarker(m: SnapshotMetadata): Uint8Array {
+  const key = markerKey(m.index);
+  const value = new Uint8Array(CRC_BYTES + 16 + confStateBytes(m.confState));
+  const v = viewOf(value);
+  putU64(v, 4, m.index);
+  putU64(v, 12, m.term);
+  writeConfState(v, 20, m.confState);
+  return seal(key, value);
+}
+
+export function decodeMarker(key: Uint8Array, value: Uint8Array): SnapshotMetadata | Bad {
+  const index = indexOfKey(KEY_SNAPSHOT_MARKER, key);
+  if (index === undefined) return { bad: 'malformed key' };
+  if (value.length < CRC_BYTES + 24 || !checksumOk(key, value)) return { bad: 'checksum mismatch' };
+  const v = viewOf(value);
+  const cs = readConfState(v, 20);
+  if (isBad(cs)) return cs;
+  if (getU64(v, 4) !== index) return { bad: `marker for ${getU64(v, 4)} stored under ${index}` };
+  return { index, term: getU64(v, 12), confState: cs.confState };
+}

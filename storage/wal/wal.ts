@@ -1,0 +1,603 @@
+// The write-ahead log: the Raft log and hard state of one member, durable in its own LevelDB.
+//
+// Layout of the directory it is given:
+//   <dir>/log/        LevelDB (classic-level, binary keys/values; the key space is described in codec.ts)
+//   <dir>/snap/       snapshot files (snapshot.ts)
+//   <dir>/wal.fence   term and commit at the last open/close, to notice a log that went back in time
+//
+// Writes: one Ready = one LevelDB batch written with `{ sync: true }` (group commit): the snapshot marker,
+// the new entries, the deletes of a conflicting suffix and the hard state land together or not at all, so the
+// disk never holds a hard state whose commit points past entries that were not written with it.
+// Reads: the Raft core reads a MemoryStorage. We fill it on open and update it only after a batch is durable,
+// so the core never sees (and never acknowledges) an entry that a crash could take back.
+//
+// Which entries are loaded on open (worked example):
+//   markers on disk: 100, 200      snapshot files: 100, 200 (200 corrupt)      entries on disk: 51..260
+//   -> base = snapshot 100 (the newest file that passes its checksums and has a marker), entries 101..260.
+//   If compaction had already deleted entries up to 150, snapshot 100 could not be used (101..150 are gone)
+//   and open fails with SNAPSHOT_MISSING rather than starting from a log with a hole in it.
+import { access, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { assert } from '../../raft/errors.js';
+import { MemoryStorage } from '../../raft/storage.js';
+import {
+  EMPTY_HARD_STATE,
+  entriesSize,
+  isEmptySnapshot,
+  type Entry,
+  type HardState,
+  type Snapshot,
+  type SnapshotMetadata,
+} from '../../raft/types.js';
+import {
+  decodeEntry,
+  decodeHardState,
+  decodeMarker,
+  decodeMeta,
+  encodeEntry,
+  encodeHardState,
+  encodeMarker,
+  encodeMeta,
+  entryKey,
+  getU64,
+  HARD_STATE_KEY,
+  indexOfKey,
+  isBad,
+  KEY_ENTRY,
+  KEY_SNAPSHOT_MARKER,
+  markerKey,
+  META_KEY,
+  putU64,
+} from './codec.js';
+import { crc32c } from '../crc32c.js';
+import {
+  errClosed,
+  errCorruptEntry,
+  errCorruptRecord,
+  errMissingEntries,
+  errMissingFile,
+  RESTORE_ADVICE,
+  WalError,
+} from './errors.js';
+import { writeFileDurably } from './fsutil.js';
+import { defaultWalLogger, type WalLogger } from './logger.js';
+import { snapshotFileName, SnapshotStore, type SnapshotInfo } from './snapshot.js';
+
+/** Entry bytes one save() may carry. Raft's per-message and uncommitted-size limits keep a Ready far below. */
+export const SAVE_BATCH_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Operations in one LevelDB batch (puts plus the deletes of a truncated suffix or a replaced log). The deletes
+ * must share the batch with the new entries (a crash between them would resurrect a stale suffix), so this is
+ * a hard limit, asserted, not a point at which we split.
+ */
+export const BATCH_OPS_MAX = 1_000_000;
+/** Compaction deletes this many entries per batch: it is cleanup, so it may be split and need not be atomic. */
+export const COMPACT_BATCH_ENTRIES_MAX = 10_000;
+/** Entries scanned past a torn-tail cut point whose keys are then deleted; a longer tail is not a torn write. */
+export const TORN_TAIL_ENTRIES_MAX = BATCH_OPS_MAX;
+
+const LOG_DIR = 'log';
+const SNAP_DIR = 'snap';
+const FENCE_FILE = 'wal.fence';
+const ENTRY_KEYS_END = Uint8Array.of(KEY_ENTRY + 1);
+const EMPTY = new Uint8Array(0);
+
+export interface WalOptions {
+  readonly logger?: WalLogger;
+  /** Snapshot files to keep (see SnapshotStore). */
+  readonly snapshotRetain?: number;
+  /** Frame size of snapshot files, the reader's chunk size. */
+  readonly snapshotChunkBytes?: number;
+  /** LevelDB's memtable size. Tests use a small one to force data into .ldb files. */
+  readonly writeBufferBytes?: number;
+}
+
+/** What open() found and did. */
+export interface RecoveryReport {
+  /** The directory had no log: a new one was created. */
+  readonly created: boolean;
+  readonly hardState: HardState;
+  /** The snapshot the in-memory log starts from (undefined: from the beginning). */
+  readonly snapshot: SnapshotMetadata | undefined;
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  /** A torn tail that was cut off: entries from `from` on were deleted. */
+  readonly tailCut: { readonly from: number; readonly entries: number; readonly reason: string } | undefined;
+}
+
+type Db = ClassicLevel<Uint8Array, Uint8Array>;
+type Batch = ReturnType<Db['batch']>;
+
+/** Where entry keys sit on disk: [first, last], or undefined when there is none. Keys in between are contiguous. */
+interface DiskRange {
+  first: number | undefined;
+  last: number | undefined;
+}
+
+export class WriteAheadLog {
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  /** A failed synced write leaves the disk in an unknown state (fsyncgate): refuse all further use. */
+  private failed: unknown = undefined;
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: Db,
+    /** The Raft core's read view. Mutate it only through this class. */
+    readonly storage: MemoryStorage,
+    readonly snapshots: SnapshotStore,
+    readonly recovery: RecoveryReport,
+    private hardState: HardState,
+    private readonly disk: DiskRange,
+    /** Indexes of the snapshot markers on disk, ascending. */
+    private markers: number[],
+    private readonly logger: WalLogger,
+  ) {}
+
+  // ------------------------------------------------------------------ open
+
+  static async open(dir: string, options: WalOptions = {}): Promise<WriteAheadLog> {
+    const logger = options.logger ?? defaultWalLogger();
+    const created = await mustCreate(dir);
+    const snapshots = await SnapshotStore.open(join(dir, SNAP_DIR), {
+      logger,
+      ...(options.snapshotRetain === undefined ? {} : { retain: options.snapshotRetain }),
+      ...(options.snapshotChunkBytes === undefined ? {} : { chunkBytes: options.snapshotChunkBytes }),
+    });
+    const db = await openLevel(join(dir, LOG_DIR), created, options.writeBufferBytes);
+    try {
+      return await WriteAheadLog.recover(dir, db, snapshots, created, logger);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
+
+  private static async recover(dir: string, db: Db, snapshots: SnapshotStore, created: boolean, logger: WalLogger): Promise<WriteAheadLog> {
+    const fence = await readFence(dir);
+    await ensureMeta(db, created || (fence === undefined && (await isEmpty(db))));
+    const hardState = await readHardState(db);
+    checkFence(fence, hardState);
+    const markers = await readMarkers(db);
+    const disk: DiskRange = { first: await firstEntryIndex(db), last: undefined };
+    const base = await chooseBase(snapshots, markers, disk.first, logger);
+    const scan = await scanEntries(db, base, hardState.commit);
+    const tailCut = scan.cut === undefined ? undefined : await cutTail(db, scan.cut, logger);
+    disk.first = await firstEntryIndex(db);
+    disk.last = await lastEntryIndex(db);
+    const storage = buildStorage(base, scan.entries, hardState);
+    const recovery: RecoveryReport = {
+      created,
+      hardState,
+      snapshot: base,
+      firstIndex: storage.firstIndex(),
+      lastIndex: storage.lastIndex(),
+      tailCut,
+    };
+    await writeFence(dir, hardState);
+    logger.info({ ...recovery, hardState: { ...hardState } }, 'wal opened');
+    const markerIndexes = [...markers.keys()].sort((a, b) => a - b);
+    return new WriteAheadLog(dir, db, storage, snapshots, recovery, hardState, disk, markerIndexes, logger);
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  /**
+   * Persist one Ready: `snapshot` (a snapshot received from the leader, whose file is already committed in
+   * `snapshots`), then `entries`, then `hardState`, in one synced batch; then show them to the Raft core.
+   * Entries starting at index i replace whatever the log held from i on.
+   */
+  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot?: Snapshot): Promise<void> {
+    return this.exclusive(() => this.saveNow(hardState, entries, isEmptySnapshot(snapshot) ? undefined : snapshot!.metadata));
+  }
+
+  private async saveNow(hardState: HardState | undefined, entries: readonly Entry[], snap: SnapshotMetadata | undefined): Promise<void> {
+    if (snap !== undefined) await this.assertSnapshotFile(snap);
+    const batch = this.db.batch();
+    const base = snap?.index ?? this.storage.firstIndex() - 1;
+    if (snap !== undefined) this.stageSnapshot(batch, snap);
+    const toWrite = this.stageEntries(batch, entries, base, snap !== undefined);
+    if (hardState !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(hardState));
+    if (batch.length === 0) return void (await batch.close());
+    assert(batch.length <= BATCH_OPS_MAX, () => `wal batch of ${batch.length} operations exceeds BATCH_OPS_MAX ${BATCH_OPS_MAX}`);
+    await this.write(batch, true);
+    // Durable: now the Raft core may see it.
+    if (snap !== undefined) this.installSnapshot(snap, toWrite);
+    else if (toWrite.length > 0) this.appendDurable(toWrite);
+    if (hardState !== undefined) {
+      this.storage.setHardState(hardState);
+      this.hardState = hardState;
+    }
+  }
+
+  /** A received snapshot replaces the whole log: every entry key and marker goes in the same batch. */
+  private stageSnapshot(batch: Batch, snap: SnapshotMetadata): void {
+    assert(snap.index > this.storage.snapshot().metadata.index, () => `wal: snapshot ${snap.index} is not newer than ${this.storage.snapshot().metadata.index}`);
+    batch.put(markerKey(snap.index), encodeMarker(snap));
+    // Markers of the replaced log go too: only the new snapshot may serve as a starting point now.
+    for (const m of this.markers) if (m !== snap.index) batch.del(markerKey(m));
+  }
+
+  /**
+   * Stage `entries` (contiguous) and the deletes that make the keys on disk exactly [first kept, new last].
+   * Returns the entries actually written (those behind the snapshot point are dropped, as MemoryStorage does).
+   */
+  private stageEntries(batch: Batch, entries: readonly Entry[], base: number, replaceLog: boolean): Entry[] {
+    const toWrite = entries.filter((e) => e.index > base);
+    assertContiguous(toWrite);
+    assert(entriesSize(toWrite) <= SAVE_BATCH_BYTES_MAX, () => `wal save of ${entriesSize(toWrite)} bytes exceeds SAVE_BATCH_BYTES_MAX`);
+    const last = replaceLog ? base : this.storage.lastIndex();
+    if (toWrite.length > 0) {
+      const first = toWrite[0]!.index;
+      assert(first <= last + 1, () => `wal: append at ${first} leaves a gap after last index ${last}`);
+      if (!replaceLog) this.assertNoCommittedConflict(toWrite);
+    }
+    const newLast = toWrite.length > 0 ? toWrite[toWrite.length - 1]!.index : last;
+    for (const e of toWrite) batch.put(entryKey(e.index), encodeEntry(e));
+    if (replaceLog) this.stageDeleteOutside(batch, base + 1, newLast);
+    else if (toWrite.length > 0) this.stageDeleteOutside(batch, -Infinity, newLast);
+    return toWrite;
+  }
+
+  /** Raft never rewrites a committed entry with a different one; doing so here would lose acknowledged data. */
+  private assertNoCommittedConflict(toWrite: readonly Entry[]): void {
+    const committed = this.hardState.commit;
+    for (const e of toWrite) {
+      if (e.index > committed || e.index > this.storage.lastIndex()) return;
+      if (e.index < this.storage.firstIndex()) continue;
+      assert(this.storage.term(e.index) === e.term, () => `wal: entry ${e.index} (term ${e.term}) would overwrite a committed entry of term ${this.storage.term(e.index)}`);
+    }
+  }
+
+  /** Delete the entry keys on disk outside [keepFirst, keepLast]. */
+  private stageDeleteOutside(batch: Batch, keepFirst: number, keepLast: number): void {
+    const { first, last } = this.disk;
+    if (first === undefined || last === undefined) return;
+    assert(last - first + 1 <= BATCH_OPS_MAX, () => `wal: ${last - first + 1} entry keys to rewrite exceed BATCH_OPS_MAX`);
+    for (let i = first; i <= last; i++) if (i < keepFirst || i > keepLast) batch.del(entryKey(i));
+  }
+
+  private installSnapshot(snap: SnapshotMetadata, toWrite: readonly Entry[]): void {
+    // The snapshot's data lives in the snapshot store; the core gets metadata and streams data by (index, term).
+    this.storage.applySnapshot({ metadata: snap, data: EMPTY });
+    this.storage.append(toWrite);
+    this.disk.first = toWrite.length > 0 ? toWrite[0]!.index : undefined;
+    this.disk.last = toWrite.length > 0 ? toWrite[toWrite.length - 1]!.index : undefined;
+    this.markers = [snap.index];
+  }
+
+  private appendDurable(toWrite: readonly Entry[]): void {
+    this.storage.append(toWrite);
+    this.disk.first ??= toWrite[0]!.index;
+    this.disk.last = toWrite[toWrite.length - 1]!.index;
+  }
+
+  /**
+   * Record a snapshot of the local state machine (its file already committed in `snapshots`) as a point the log
+   * may start from, so that compact() may later drop the entries it covers.
+   */
+  markSnapshot(metadata: SnapshotMetadata): Promise<void> {
+    return this.exclusive(async () => {
+      await this.assertSnapshotFile(metadata);
+      if (metadata.index <= this.storage.snapshot().metadata.index) return; // already recorded: idempotent
+      assert(metadata.index <= this.storage.lastIndex(), () => `wal: snapshot ${metadata.index} is beyond the last index ${this.storage.lastIndex()}`);
+      assert(this.storage.term(metadata.index) === metadata.term, () => `wal: snapshot ${metadata.index} has term ${metadata.term}, the log has ${this.storage.term(metadata.index)}`);
+      const batch = this.db.batch();
+      batch.put(markerKey(metadata.index), encodeMarker(metadata));
+      await this.write(batch, true);
+      this.markers.push(metadata.index);
+      this.storage.createSnapshot(metadata.index, metadata.confState, EMPTY);
+    });
+  }
+
+  /**
+   * Drop entries <= index, on disk and in memory. The caller has made the state machine durable past index
+   * and recorded a snapshot at or after it (markSnapshot). Already-compacted indexes are a no-op.
+   */
+  compact(index: number): Promise<void> {
+    return this.exclusive(async () => {
+      const newest = this.markers[this.markers.length - 1] ?? 0;
+      assert(index <= newest, () => `wal: compact(${index}) passes the newest snapshot marker ${newest}; call markSnapshot first`);
+      if (index > this.storage.firstIndex() - 1) this.storage.compact(index);
+      await this.deleteEntriesThrough(index);
+      const dead = this.markers.filter((m) => m < index);
+      if (dead.length > 0) {
+        const batch = this.db.batch();
+        for (const m of dead) batch.del(markerKey(m));
+        await this.write(batch, false);
+        this.markers = this.markers.filter((m) => m >= index);
+      }
+    });
+  }
+
+  /**
+   * Lowest keys first, in slices: a crash part-way leaves a contiguous suffix. `sync: false` because losing a
+   * compaction only brings back entries the next compaction deletes again, and LevelDB keeps write order.
+   */
+  private async deleteEntriesThrough(index: number): Promise<void> {
+    while (this.disk.first !== undefined && this.disk.first <= index) {
+      const last = this.disk.last!;
+      const to = Math.min(index, last, this.disk.first + COMPACT_BATCH_ENTRIES_MAX - 1);
+      const batch = this.db.batch();
+      for (let i = this.disk.first; i <= to; i++) batch.del(entryKey(i));
+      await this.write(batch, false);
+      this.disk.first = to < last ? to + 1 : undefined;
+      if (this.disk.first === undefined) this.disk.last = undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.queue;
+    this.closed = true;
+    try {
+      if (this.failed === undefined) await writeFence(this.dir, this.hardState);
+    } finally {
+      await this.db.close();
+    }
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /** One mutation at a time, in call order: each batch is computed against the state the previous one left. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => {
+      if (this.closed) throw errClosed();
+      if (this.failed !== undefined) throw new WalError('WAL_CLOSED', 'wal: an earlier write failed; the log must be reopened', undefined, { cause: this.failed });
+      return fn();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async write(batch: Batch, sync: boolean): Promise<void> {
+    try {
+      await batch.write({ sync });
+    } catch (e) {
+      this.failed = e;
+      this.logger.error({ err: String(e) }, 'wal write failed; refusing further writes');
+      throw e;
+    }
+  }
+
+  /** The log must never point at a snapshot that a crash could have lost: the file is committed first. */
+  private async assertSnapshotFile(m: SnapshotMetadata): Promise<void> {
+    const path = join(this.snapshots.dir, snapshotFileName(m.index, m.term));
+    const ok = await access(path).then(() => true, () => false);
+    assert(ok, () => `wal: snapshot ${m.index} (term ${m.term}) must be committed in the snapshot store before the log records it`);
+  }
+}
+
+// ------------------------------------------------------------------ open, step by step
+
+/** True when the directory holds no log yet. A fence or snapshot without a log means the log was lost. */
+async function mustCreate(dir: string): Promise<boolean> {
+  const has = (p: string): Promise<boolean> => access(join(dir, p)).then(() => true, () => false);
+  if (await has(LOG_DIR)) return false;
+  if (await has(FENCE_FILE)) throw errMissingFile(`the log directory ${join(dir, LOG_DIR)} is missing but ${FENCE_FILE} shows the member ran before`);
+  const snaps = (await readdir(join(dir, SNAP_DIR)).catch(() => [] as string[])).filter((f) => f.endsWith('.snap'));
+  if (snaps.length > 0) throw errMissingFile(`the log directory ${join(dir, LOG_DIR)} is missing but snapshot files exist`);
+  return true;
+}
+
+async function openLevel(path: string, create: boolean, writeBufferBytes: number | undefined): Promise<Db> {
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+    // An existing log is never re-created: LevelDB would start an empty database over lost files.
+    createIfMissing: create,
+    errorIfExists: create,
+    ...(writeBufferBytes === undefined ? {} : { writeBufferSize: writeBufferBytes }),
+  });
+  try {
+    await db.open();
+  } catch (e) {
+    throw mapOpenError(path, e);
+  }
+  return db;
+}
+
+function mapOpenError(path: string, e: unknown): Error {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.message ?? String(e);
+  if (cause?.code === 'LEVEL_LOCKED') return new WalError('WAL_LOCKED', `wal: ${path} is open in another process (${detail})`, undefined, { cause: e });
+  if (cause?.code === 'LEVEL_CORRUPTION') {
+    const missing = /missing files/.test(detail);
+    return missing
+      ? errMissingFile(`LevelDB files of ${path} are missing (${detail})`, e)
+      : new WalError('WAL_CORRUPT', `wal: LevelDB reports corruption in ${path} (${detail}). Refusing to start; ${RESTORE_ADVICE}`, undefined, { cause: e });
+  }
+  if (/does not exist/.test(detail)) return errMissingFile(`LevelDB's CURRENT file in ${path} is missing (${detail})`, e);
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/**
+ * Write the meta record into a new log, else require it. It is the first record ever written, so a log without
+ * it has lost its oldest data. A log that is completely empty and has no fence crashed while being created.
+ */
+async function ensureMeta(db: Db, fresh: boolean): Promise<void> {
+  if (fresh) await db.put(META_KEY, encodeMeta(), { sync: true });
+  const v = await db.get(META_KEY);
+  if (v === undefined) throw errMissingFile('the log has no metadata record: LevelDB lost its oldest data (a deleted .log or .ldb file?)');
+  const meta = decodeMeta(v);
+  if (isBad(meta)) throw errCorruptRecord('the log metadata record', meta.bad);
+}
+
+async function isEmpty(db: Db): Promise<boolean> {
+  return (await db.keys({ limit: 1 }).all()).length === 0;
+}
+
+async function readHardState(db: Db): Promise<HardState> {
+  const v = await db.get(HARD_STATE_KEY);
+  if (v === undefined) return EMPTY_HARD_STATE;
+  const hs = decodeHardState(v);
+  if (isBad(hs)) throw errCorruptRecord('the hard state (term, vote, commit)', hs.bad);
+  return hs;
+}
+
+async function readMarkers(db: Db): Promise<Map<number, SnapshotMetadata>> {
+  const out = new Map<number, SnapshotMetadata>();
+  for await (const [k, v] of db.iterator({ gte: Uint8Array.of(KEY_SNAPSHOT_MARKER), lt: Uint8Array.of(KEY_SNAPSHOT_MARKER + 1) })) {
+    const m = decodeMarker(k, v);
+    if (isBad(m)) throw errCorruptRecord(`the snapshot marker at ${indexOfKey(KEY_SNAPSHOT_MARKER, k) ?? '?'}`, m.bad);
+    out.set(m.index, m);
+  }
+  return out;
+}
+
+async function firstEntryIndex(db: Db): Promise<number | undefined> {
+  const keys = await db.keys({ gte: entryKey(0), lt: ENTRY_KEYS_END, limit: 1 }).all();
+  return keys[0] === undefined ? undefined : indexOfKey(KEY_ENTRY, keys[0]);
+}
+
+async function lastEntryIndex(db: Db): Promise<number | undefined> {
+  const keys = await db.keys({ gte: entryKey(0), lt: ENTRY_KEYS_END, limit: 1, reverse: true }).all();
+  return keys[0] === undefined ? undefined : indexOfKey(KEY_ENTRY, keys[0]);
+}
+
+/**
+ * The snapshot the log starts from: the newest file that passes its checksums, has a marker in the log with the
+ * same term, and is followed on disk by the entries after it. Undefined: start from index 1.
+ */
+async function chooseBase(
+  snapshots: SnapshotStore,
+  markers: Map<number, SnapshotMetadata>,
+  diskFirst: number | undefined,
+  logger: WalLogger,
+): Promise<SnapshotMetadata | undefined> {
+  const usable = (s: SnapshotInfo): boolean =>
+    markers.get(s.index)?.term === s.term && (diskFirst === undefined || diskFirst <= s.index + 1);
+  const found = await snapshots.newestGood(usable);
+  const newestMarker = Math.max(0, ...markers.keys());
+  if (found !== undefined) {
+    if (found.info.index < newestMarker) logger.warn({ index: found.info.index, newestMarker }, 'starting from an older snapshot than the newest marker');
+    return markers.get(found.info.index);
+  }
+  if (diskFirst === undefined ? newestMarker > 0 : diskFirst > 1) {
+    throw new WalError(
+      'SNAPSHOT_MISSING',
+      `wal: no usable snapshot: the log was compacted (first entry on disk: ${diskFirst ?? 'none'}, newest snapshot ` +
+        `marker: ${newestMarker}) and no snapshot file at or after that point passes its checksums. Refusing to start; ${RESTORE_ADVICE}`,
+      newestMarker,
+    );
+  }
+  return undefined;
+}
+
+interface Scan {
+  readonly entries: Entry[];
+  /** Torn tail: delete these entry keys (ascending), first one is where the log now ends + 1. */
+  readonly cut: { readonly keys: number[]; readonly reason: string } | undefined;
+}
+
+/**
+ * Read entries after `base` in order, checking each checksum and that indexes are contiguous and terms never
+ * decrease. A bad or missing entry at or below `commit` is fatal; above it, it and everything after is a torn
+ * tail: written by a batch whose sync never completed, so never acknowledged to anyone.
+ */
+async function scanEntries(db: Db, base: SnapshotMetadata | undefined, commit: number): Promise<Scan> {
+  const entries: Entry[] = [];
+  let expected = (base?.index ?? 0) + 1;
+  let lastTerm = base?.term ?? 0;
+  let cut: { keys: number[]; reason: string } | undefined;
+  for await (const [k, v] of db.iterator({ gte: entryKey(expected), lt: ENTRY_KEYS_END })) {
+    const index = indexOfKey(KEY_ENTRY, k);
+    assert(index !== undefined, 'wal: malformed entry key');
+    if (cut !== undefined) {
+      assert(cut.keys.length < TORN_TAIL_ENTRIES_MAX, () => `wal: torn tail longer than ${TORN_TAIL_ENTRIES_MAX} entries`);
+      cut.keys.push(index);
+      continue;
+    }
+    const problem = entryProblem(index, expected, k, v, lastTerm);
+    if (typeof problem === 'string') {
+      if (expected <= commit) {
+        if (index === expected) throw errCorruptEntry(index, commit, problem);
+        throw errMissingEntries(expected, `the next entry on disk is ${index}, the hard state's commit index is ${commit}`);
+      }
+      cut = { keys: [index], reason: problem };
+      continue;
+    }
+    entries.push(problem);
+    lastTerm = problem.term;
+    expected++;
+  }
+  const last = expected - 1;
+  if (last < commit) throw errMissingEntries(last + 1, `the hard state's commit index is ${commit} but the log ends at ${last}`);
+  return { entries, cut };
+}
+
+/** The entry, or why it cannot be part of the log at this point. */
+function entryProblem(index: number, expected: number, k: Uint8Array, v: Uint8Array, lastTerm: number): Entry | string {
+  if (index !== expected) return `gap: entry ${expected} is missing, the next on disk is ${index}`;
+  const e = decodeEntry(k, v);
+  if (isBad(e)) return `entry ${index}: ${e.bad}`;
+  if (e.term < lastTerm) return `entry ${index}: term ${e.term} is lower than the previous entry's ${lastTerm}`;
+  return e;
+}
+
+async function cutTail(db: Db, cut: { keys: number[]; reason: string }, logger: WalLogger): Promise<RecoveryReport['tailCut']> {
+  const batch = db.batch();
+  for (const i of cut.keys) batch.del(entryKey(i));
+  await batch.write({ sync: true });
+  const report = { from: cut.keys[0]!, entries: cut.keys.length, reason: cut.reason };
+  logger.warn(report, 'wal: cut off a torn tail above the commit index (written by a batch that never completed)');
+  return report;
+}
+
+function buildStorage(base: SnapshotMetadata | undefined, entries: readonly Entry[], hs: HardState): MemoryStorage {
+  const storage = new MemoryStorage();
+  if (base !== undefined && base.index > 0) storage.applySnapshot({ metadata: base, data: EMPTY });
+  storage.append(entries);
+  storage.setHardState(hs);
+  return storage;
+}
+
+function assertContiguous(entries: readonly Entry[]): void {
+  for (let i = 1; i < entries.length; i++) {
+    assert(entries[i]!.index === entries[i - 1]!.index + 1, () => `wal: entries not contiguous at ${entries[i]!.index}`);
+  }
+}
+
+// ------------------------------------------------------------------ the fence
+
+/**
+ * The hard state's term and commit never decrease. The fence records them at every open and close, outside
+ * LevelDB; finding less on disk next time means LevelDB lost writes it had acknowledged (a deleted .log file
+ * rolls the database back to an older, self-consistent state that no other check could tell apart).
+ * Layout: crc u32 | term u64 | commit u64.
+ */
+async function writeFence(dir: string, hs: HardState): Promise<void> {
+  const b = new Uint8Array(20);
+  const v = new DataView(b.buffer);
+  putU64(v, 4, hs.term);
+  putU64(v, 12, hs.commit);
+  v.setUint32(0, crc32c(b.subarray(4)));
+  await writeFileDurably(join(dir, FENCE_FILE), b);
+}
+
+interface Fence {
+  readonly term: number;
+  readonly commit: number;
+}
+
+async function readFence(dir: string): Promise<Fence | undefined> {
+  const b = await readFile(join(dir, FENCE_FILE)).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (b === undefined) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length !== 20 || v.getUint32(0) !== crc32c(b.subarray(4))) throw errCorruptRecord(FENCE_FILE, 'checksum mismatch');
+  return { term: getU64(v, 4), commit: getU64(v, 12) };
+}
+
+function checkFence(fence: Fence | undefined, hs: HardState): void {
+  if (fence === undefined) return;
+  if (hs.term < fence.term || hs.commit < fence.commit) {
+    throw errMissingFile(
+      `the log went back in time: its hard state has term ${hs.term} commit ${hs.commit}, but at the last ` +
+        `open/close it had term ${fence.term} commit ${fence.commit}, so LevelDB lost acknowledged writes (a deleted .log file?)`,
+    );
+  }
+}
