@@ -855,9 +855,10 @@ export class Raft {
       }
       return;
     }
-    // Quorums changed: the commit index may move now.
+    // Quorums changed: the commit index may move now. Otherwise only send what members lack; a new member
+    // is probed by the next heartbeat.
     if (this.maybeCommit()) this.onCommitAdvanced();
-    else this.bcastAppend();
+    else for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
     if (this.leadTransferee !== NONE && !this.tracker.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
   }
 }

@@ -25,6 +25,8 @@ export interface TestClusterOptions {
   readonly logger?: (line: string) => void;
   /** Called for every message delivered, before it is stepped. */
   readonly onDeliver?: (m: Message) => void;
+  /** Called for every message dropped on a cut link. */
+  readonly onDrop?: (m: Message) => void;
 }
 
 export class TestCluster {
@@ -103,7 +105,10 @@ export class TestCluster {
   }
 
   deliver(msg: Message): void {
-    if (this.cut.has(`${msg.from}->${msg.to}`)) return;
+    if (this.cut.has(`${msg.from}->${msg.to}`)) {
+      this.options.onDrop?.(msg);
+      return;
+    }
     const target = this.members.get(msg.to);
     if (target === undefined) return;
     this.options.onDeliver?.(msg);
