@@ -121,7 +121,8 @@ export class MemoryStorage implements Storage {
     const toAppend = first > entries[0]!.index ? entries.slice(first - entries[0]!.index) : entries;
     const offset = toAppend[0]!.index - this.offset;
     assert(offset <= this.ents.length, () => `missing log entry [last: ${this.lastIndex()}, append at: ${toAppend[0]!.index}]`);
-    this.ents = this.ents.slice(0, offset);
+    // Truncate in place: the common case (offset === length) copies nothing.
+    if (offset < this.ents.length) this.ents.length = offset;
     for (const e of toAppend) this.ents.push(e);
   }
 }
