@@ -1,0 +1,720 @@
+// The MVCC key-value store: etcd's data model over a Backend.
+//
+// In memory: the key index (every key's revisions, no values) and the lease attachments. On the Backend: one row
+// per revision holding the encoded key-value (see codec.ts). Writes never commit anything themselves; they put
+// their rows into the KvBatch the state machine hands them, which it commits together with the other modules'
+// changes and the applied index. Until the caller reports a batch durable (committed()), the store keeps that
+// batch's rows in memory, so reads in later transactions of the same apply batch see them.
+//
+// Concurrency: write operations (put, deleteRange, txn, compact) must be applied one at a time (the apply loop
+// does); reads (range, hashKV, events) may run at any time. A read resolves its revisions from the index
+// synchronously when it starts and only then awaits values, so a concurrent write cannot change its answer.
+import type { Backend, KvBatch } from '../backend.js';
+import { compareBytes, prefixEnd } from '../backend.js';
+import { assert } from '../../raft/errors.js';
+import { validateMvccConfig, type MvccConfig } from './config.js';
+import {
+  META_COMPACT_FINISHED,
+  META_COMPACT_SCHEDULED,
+  REVISION_PREFIX,
+  bytesToKeyString,
+  copyBytes,
+  crc32c,
+  decodeRecord,
+  decodeRecordHead,
+  decodeRevisionKey,
+  decodeU64,
+  encodeRecord,
+  encodeU64,
+  keyStringToBytes,
+  revisionKey,
+  type Revision,
+} from './codec.js';
+import { mvccError } from './errors.js';
+import type { KeyAtRevision, KeyIndex } from './key-index.js';
+import { TreeIndex } from './tree-index.js';
+import {
+  NO_LEASE,
+  type Compare,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type HashKVResult,
+  type KeyRangeRequest,
+  type KeyValue,
+  type MvccEvent,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type RequestOp,
+  type ResponseOp,
+  type SortOrder,
+  type TxnRequest,
+  type TxnResponse,
+  type WriteResult,
+} from './types.js';
+import {
+  checkDeleteRangeRequest,
+  checkPutRequest,
+  checkRangeRequest,
+  checkTxnIntervals,
+  checkTxnRequest,
+  txnHasWrites,
+} from './validate.js';
+
+/** etcd's compactMainRev before any compaction. */
+export const NO_COMPACTION = -1;
+/** etcd starts its revision at 1: the first write is revision 2, and an empty store answers with header revision 1. */
+export const INITIAL_REVISION = 1;
+
+export interface MvccStoreOptions {
+  readonly config?: Partial<MvccConfig>;
+  /** The lease module's lookup: a put naming an unknown lease fails with LEASE_NOT_FOUND. Absent: not checked. */
+  readonly leaseExists?: (id: bigint) => boolean;
+}
+
+/** A key range resolved to index strings: single key, [from, to), or from to the end (to undefined). */
+interface KeyBounds {
+  readonly from: string;
+  readonly to: string | undefined;
+  readonly single: boolean;
+}
+
+interface KeyMatch {
+  readonly ki: KeyIndex;
+  readonly at: KeyAtRevision;
+}
+
+/** One write transaction in progress: its revision, the batch it writes into, and its changes so far. */
+interface WriteContext {
+  readonly batch: KvBatch;
+  readonly main: number;
+  readonly events: MvccEvent[];
+}
+
+interface PhysicalCompaction {
+  readonly target: number;
+  /** The next revision key to examine. */
+  cursor: Uint8Array;
+}
+
+export interface CompactionStepResult {
+  /** No physical deletion is left to do. */
+  readonly done: boolean;
+  readonly deletedRevisions: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const REVISION_RANGE_END = prefixEnd(REVISION_PREFIX);
+
+export class MvccStore {
+  private readonly index = new TreeIndex();
+  private readonly leaseKeys = new Map<bigint, Set<string>>();
+  private currentRev = INITIAL_REVISION;
+  private compactRev = NO_COMPACTION;
+  /** Rows with main revision <= this are on the backend; later ones are in `uncommitted`. */
+  private committedRev = INITIAL_REVISION;
+  private readonly uncommitted = new Map<number, Uint8Array[]>();
+  private physicalCompaction: PhysicalCompaction | undefined;
+  private writing = false;
+
+  private constructor(
+    private readonly backend: Backend,
+    readonly config: MvccConfig,
+    private readonly leaseExists: ((id: bigint) => boolean) | undefined,
+  ) {}
+
+  /** Load the store from its rows on the backend (rebuilding the index) and resume an unfinished compaction. */
+  static async open(backend: Backend, options: MvccStoreOptions = {}): Promise<MvccStore> {
+    const store = new MvccStore(backend, validateMvccConfig(options.config), options.leaseExists);
+    await store.restore();
+    return store;
+  }
+
+  /** The revision of the last write transaction (etcd's header revision). */
+  get revision(): number {
+    return this.currentRev;
+  }
+
+  /** Reads below this revision fail with COMPACTED (-1: never compacted). */
+  get compactRevision(): number {
+    return this.compactRev;
+  }
+
+  /** Keys in the index, live or with history only. */
+  get indexedKeys(): number {
+    return this.index.size;
+  }
+
+  /** Whether a compaction's physical deletion is still to run (see compactionStep). */
+  get compactionPending(): boolean {
+    return this.physicalCompaction !== undefined;
+  }
+
+  /**
+   * The caller has made durable the batches holding every write up to `revision`: the store may read those rows
+   * from the backend and drop its in-memory copies.
+   */
+  committed(revision: number): void {
+    assert(revision <= this.currentRev, () => `committed(${revision}) beyond the current revision ${this.currentRev}`);
+    if (revision <= this.committedRev) return;
+    this.committedRev = revision;
+    for (const main of this.uncommitted.keys()) if (main <= revision) this.uncommitted.delete(main);
+  }
+
+  // ---- leases
+
+  /** The keys whose current version is attached to the lease, in key order. */
+  keysWithLease(id: bigint): Uint8Array[] {
+    const keys = [...(this.leaseKeys.get(id) ?? [])].sort();
+    return keys.map(keyStringToBytes);
+  }
+
+  /** The lease attached to the key's current version (NO_LEASE when none or the key does not exist). */
+  leaseOf(key: Uint8Array): bigint {
+    return this.index.get(bytesToKeyString(key))?.lease ?? NO_LEASE;
+  }
+
+  private attachLease(ki: KeyIndex, lease: bigint): void {
+    if (ki.lease !== NO_LEASE) {
+      const keys = this.leaseKeys.get(ki.lease);
+      keys?.delete(ki.key);
+      if (keys?.size === 0) this.leaseKeys.delete(ki.lease);
+    }
+    ki.lease = lease;
+    if (lease === NO_LEASE) return;
+    let keys = this.leaseKeys.get(lease);
+    if (keys === undefined) this.leaseKeys.set(lease, (keys = new Set()));
+    keys.add(ki.key);
+  }
+
+  // ---- reads
+
+  async range(req: RangeRequest): Promise<RangeResponse> {
+    checkRangeRequest(req, this.config);
+    return this.rangeAt(req, this.currentRev);
+  }
+
+  /** etcd's Range as of `curRev` (the store's revision, or a write txn's view of itself). */
+  private async rangeAt(req: RangeRequest, curRev: number): Promise<RangeResponse> {
+    const rev = this.resolveReadRevision(req.revision ?? 0, curRev);
+    const matches = this.matchingKeys(toBounds(req), rev);
+    const header = { revision: curRev };
+    const count = matches.length;
+    if (req.countOnly === true) return { header, kvs: [], more: false, count };
+    const candidates = matches.filter(revisionFilter(req));
+    const { order, target } = effectiveSort(req);
+    const limit = req.limit !== undefined && req.limit > 0 ? req.limit : Infinity;
+    let kvs: KeyValue[];
+    if (order !== 'NONE' && target === 'VALUE') {
+      kvs = await this.readKvs(candidates);
+      kvs.sort(orderBy(order, (a, b) => compareBytes(a.value, b.value)));
+      kvs = kvs.slice(0, limit);
+    } else {
+      if (order !== 'NONE') candidates.sort(orderBy(order, metaComparator(target)));
+      kvs = await this.readKvs(candidates.slice(0, limit));
+    }
+    if (req.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
+    return { header, kvs, more: candidates.length > limit, count };
+  }
+
+  /** etcd's rule: 0 reads the current revision; the future and the compacted past are errors. */
+  private resolveReadRevision(requested: number, curRev: number): number {
+    if (requested > curRev) throw mvccError('FUTURE_REVISION');
+    const rev = requested <= 0 ? curRev : requested;
+    if (rev < this.compactRev) throw mvccError('COMPACTED');
+    return rev;
+  }
+
+  /** The keys in the bounds that were live at `rev`, in key order. Synchronous: a consistent cut of the index. */
+  private matchingKeys(bounds: KeyBounds, rev: number): KeyMatch[] {
+    const out: KeyMatch[] = [];
+    const consider = (ki: KeyIndex | undefined): void => {
+      const at = ki?.get(rev);
+      if (ki !== undefined && at !== undefined) out.push({ ki, at });
+    };
+    if (bounds.single) consider(this.index.get(bounds.from));
+    else for (const ki of this.index.range(bounds.from, bounds.to)) consider(ki);
+    return out;
+  }
+
+  /** Read the key-values of these revisions, a bounded number of backend reads at a time. */
+  private async readKvs(matches: readonly KeyMatch[]): Promise<KeyValue[]> {
+    const out: KeyValue[] = [];
+    for (let i = 0; i < matches.length; i += this.config.readParallelismMax) {
+      const chunk = matches.slice(i, i + this.config.readParallelismMax);
+      out.push(...(await Promise.all(chunk.map((m) => this.readKv(m.at)))));
+    }
+    return out;
+  }
+
+  private async readKv(at: Revision): Promise<KeyValue> {
+    const record = decodeRecord(await this.readRow(at));
+    assert(!record.tombstone && record.kv.modRevision === at.main, () => `row ${at.main}.${at.sub} is not the expected put`);
+    return record.kv;
+  }
+
+  private async readRow(at: Revision): Promise<Uint8Array> {
+    if (at.main > this.committedRev) {
+      const row = this.uncommitted.get(at.main)?.[at.sub];
+      assert(row !== undefined, () => `uncommitted row ${at.main}.${at.sub} missing`);
+      return row;
+    }
+    const row = await this.backend.get(revisionKey(at.main, at.sub));
+    if (row !== undefined) return row;
+    // A compaction that started after this read resolved its revisions may have deleted the row.
+    if (at.main <= this.compactRev) throw mvccError('COMPACTED');
+    assert(false, () => `row ${at.main}.${at.sub} missing from the backend`);
+  }
+
+  // ---- writes
+
+  async put(req: PutRequest, batch: KvBatch): Promise<WriteResult<PutResponse>> {
+    checkPutRequest(req, this.config);
+    return this.write(batch, async (ctx) => {
+      this.checkPutAgainstStore(req);
+      return this.putInTxn(ctx, req);
+    });
+  }
+
+  async deleteRange(req: DeleteRangeRequest, batch: KvBatch): Promise<WriteResult<DeleteRangeResponse>> {
+    checkDeleteRangeRequest(req, this.config);
+    return this.write(batch, (ctx) => this.deleteInTxn(ctx, req));
+  }
+
+  /**
+   * etcd's Txn: every compare on the path (nested txns' too) is evaluated against the store before the txn, then
+   * the chosen operations are checked against that same state (keys for ignore_value/ignore_lease, range
+   * revisions), and only then executed in order, all at one main revision, so a txn either fails whole or runs.
+   */
+  async txn(req: TxnRequest, batch: KvBatch): Promise<WriteResult<TxnResponse>> {
+    checkTxnRequest(req, this.config);
+    checkTxnIntervals([{ requestTxn: req }]);
+    return this.write(batch, async (ctx) => {
+      const path = await this.compareToPath(req);
+      if (txnHasWrites(req)) this.walkPath(req, path, (op) => 'requestPut' in op && this.checkPutAgainstStore(op.requestPut));
+      this.walkPath(req, path, (op) => 'requestRange' in op && this.checkRangeRevision(op.requestRange));
+      const response = await this.executeTxn(ctx, req, path.slice());
+      return { ...response, header: { revision: ctx.events.length > 0 ? ctx.main : ctx.main - 1 } };
+    });
+  }
+
+  private async write<R>(batch: KvBatch, run: (ctx: WriteContext) => Promise<R>): Promise<WriteResult<R>> {
+    assert(!this.writing, 'write operations must be applied one at a time');
+    this.writing = true;
+    try {
+      const ctx: WriteContext = { batch, main: this.currentRev + 1, events: [] };
+      const response = await run(ctx);
+      if (ctx.events.length > 0) this.currentRev = ctx.main;
+      return { response, events: ctx.events, revision: this.currentRev };
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  /** The revision a write txn reads at: its own changes are visible once it has made any (etcd's rule). */
+  private readRevision(ctx: WriteContext): number {
+    return ctx.events.length > 0 ? ctx.main : ctx.main - 1;
+  }
+
+  private checkPutAgainstStore(req: PutRequest): void {
+    if (req.ignoreValue === true || req.ignoreLease === true) {
+      if (this.index.get(bytesToKeyString(req.key))?.current() === undefined) throw mvccError('KEY_NOT_FOUND');
+    }
+    const lease = req.lease ?? NO_LEASE;
+    if (lease !== NO_LEASE && this.leaseExists !== undefined && !this.leaseExists(lease)) throw mvccError('LEASE_NOT_FOUND');
+  }
+
+  private checkRangeRevision(req: RangeRequest): void {
+    const rev = req.revision ?? 0;
+    if (rev === 0) return;
+    if (rev > this.currentRev) throw mvccError('FUTURE_REVISION');
+    if (rev < this.compactRev) throw mvccError('COMPACTED');
+  }
+
+  private async putInTxn(ctx: WriteContext, req: PutRequest): Promise<PutResponse> {
+    const keyString = bytesToKeyString(req.key);
+    const prev = this.index.get(keyString)?.current();
+    const needPrev = prev !== undefined && (req.prevKv === true || req.ignoreValue === true || this.config.prevKvInEvents);
+    const prevKv = needPrev ? await this.readKv(prev) : undefined;
+    const ki = this.index.getOrCreate(keyString);
+    const value = req.ignoreValue === true ? prevKv!.value : copyBytes(req.value);
+    const lease = req.ignoreLease === true ? ki.lease : (req.lease ?? NO_LEASE);
+    const sub = ctx.events.length;
+    const kv: KeyValue = {
+      key: copyBytes(req.key),
+      createRevision: prev?.createRevision ?? ctx.main,
+      modRevision: ctx.main,
+      version: (prev?.version ?? 0) + 1,
+      value,
+      lease,
+    };
+    this.stageRow(ctx, sub, encodeRecord({ tombstone: false, kv }));
+    ki.put(ctx.main, sub);
+    this.attachLease(ki, lease);
+    ctx.events.push(this.config.prevKvInEvents && prevKv !== undefined ? { type: 'PUT', kv, prevKv } : { type: 'PUT', kv });
+    return req.prevKv === true && prevKv !== undefined ? { header: { revision: ctx.main }, prevKv } : { header: { revision: ctx.main } };
+  }
+
+  private async deleteInTxn(ctx: WriteContext, req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    const matches = this.matchingKeys(toBounds(req), this.readRevision(ctx));
+    const needPrev = req.prevKv === true || this.config.prevKvInEvents;
+    const prevKvs = needPrev ? await this.readKvs(matches) : [];
+    matches.forEach(({ ki }, i) => {
+      const sub = ctx.events.length;
+      const kv: KeyValue = { key: keyStringToBytes(ki.key), createRevision: 0, modRevision: ctx.main, version: 0, value: EMPTY, lease: NO_LEASE };
+      this.stageRow(ctx, sub, encodeRecord({ tombstone: true, kv }));
+      ki.tombstone(ctx.main, sub);
+      this.attachLease(ki, NO_LEASE);
+      const prevKv = prevKvs[i];
+      ctx.events.push(this.config.prevKvInEvents && prevKv !== undefined ? { type: 'DELETE', kv, prevKv } : { type: 'DELETE', kv });
+    });
+    const revision = ctx.events.length > 0 ? ctx.main : ctx.main - 1;
+    return { header: { revision }, deleted: matches.length, prevKvs: req.prevKv === true ? prevKvs : [] };
+  }
+
+  private stageRow(ctx: WriteContext, sub: number, row: Uint8Array): void {
+    ctx.batch.put(revisionKey(ctx.main, sub), row);
+    let rows = this.uncommitted.get(ctx.main);
+    if (rows === undefined) this.uncommitted.set(ctx.main, (rows = []));
+    assert(rows.length === sub, () => `sub revision ${sub} staged out of order`);
+    rows.push(row);
+  }
+
+  // ---- txn internals
+
+  /** The outcome of every compare list on the path, in the order executeTxn consumes them (etcd's compareToPath). */
+  private async compareToPath(req: TxnRequest): Promise<boolean[]> {
+    const succeeded = await this.applyCompares(req.compare ?? []);
+    const path = [succeeded];
+    for (const op of (succeeded ? req.success : req.failure) ?? []) {
+      if ('requestTxn' in op) path.push(...(await this.compareToPath(op.requestTxn)));
+    }
+    return path;
+  }
+
+  /** Visit the non-txn operations on the chosen path, in order. */
+  private walkPath(req: TxnRequest, path: readonly boolean[], visit: (op: RequestOp) => unknown): number {
+    let used = 1;
+    for (const op of (path[0] === true ? req.success : req.failure) ?? []) {
+      if ('requestTxn' in op) used += this.walkPath(op.requestTxn, path.slice(used), visit);
+      else visit(op);
+    }
+    return used;
+  }
+
+  private async applyCompares(compares: readonly Compare[]): Promise<boolean> {
+    for (const c of compares) if (!(await this.applyCompare(c))) return false;
+    return true;
+  }
+
+  /** etcd's applyCompare: every key in the range must satisfy it; no key compares as a zero key-value. */
+  private async applyCompare(c: Compare): Promise<boolean> {
+    const matches = this.matchingKeys(toBounds(c), this.currentRev);
+    if (matches.length === 0) {
+      // A missing key has no value to compare (gRPC cannot tell a missing value from an empty one).
+      if (c.target === 'VALUE') return false;
+      return compareResult(c, compareOperand(c, { createRevision: 0, modRevision: 0, version: 0, lease: NO_LEASE, value: EMPTY }));
+    }
+    const values = c.target === 'VALUE' ? await this.readKvs(matches) : undefined;
+    return matches.every(({ ki, at }, i) =>
+      compareResult(c, compareOperand(c, { createRevision: at.createRevision, modRevision: at.main, version: at.version, lease: ki.lease, value: values?.[i]?.value ?? EMPTY })),
+    );
+  }
+
+  /** Execute the chosen branch; `path` is consumed from the front as nested txns take their outcomes. */
+  private async executeTxn(ctx: WriteContext, req: TxnRequest, path: boolean[]): Promise<TxnResponse> {
+    const succeeded = path.shift();
+    assert(succeeded !== undefined, 'txn path exhausted');
+    const responses: ResponseOp[] = [];
+    for (const op of (succeeded ? req.success : req.failure) ?? []) responses.push(await this.executeOp(ctx, op, path));
+    return { header: { revision: this.readRevision(ctx) }, succeeded, responses };
+  }
+
+  private async executeOp(ctx: WriteContext, op: RequestOp, path: boolean[]): Promise<ResponseOp> {
+    if ('requestRange' in op) return { responseRange: await this.rangeAt(op.requestRange, this.readRevision(ctx)) };
+    if ('requestPut' in op) return { responsePut: await this.putInTxn(ctx, op.requestPut) };
+    if ('requestDeleteRange' in op) return { responseDeleteRange: await this.deleteInTxn(ctx, op.requestDeleteRange) };
+    return { responseTxn: await this.executeTxn(ctx, op.requestTxn, path) };
+  }
+
+  // ---- compaction
+
+  /**
+   * Compact the history at `revision`: reads below it fail from now on, the index forgets what it no longer
+   * needs, and the rows to delete are left to compactionStep, which removes them in bounded chunks. The store
+   * serves reads and writes throughout. Like a write, it must not run concurrently with other writes.
+   */
+  compact(revision: number, batch: KvBatch): { revision: number } {
+    assert(!this.writing, 'compact during a write transaction');
+    if (revision <= this.compactRev) throw mvccError('COMPACTED');
+    if (revision > this.currentRev) throw mvccError('FUTURE_REVISION');
+    this.compactRev = revision;
+    batch.put(META_COMPACT_SCHEDULED, encodeU64(revision));
+    this.compactIndex(revision);
+    // A new compaction restarts the scan: rows an earlier one kept may be deletable now.
+    this.physicalCompaction = { target: revision, cursor: REVISION_PREFIX };
+    return { revision: this.currentRev };
+  }
+
+  private compactIndex(revision: number): void {
+    const emptied: string[] = [];
+    for (const ki of this.index.all()) if (ki.compact(revision)) emptied.push(ki.key);
+    for (const key of emptied) this.index.remove(key);
+  }
+
+  /**
+   * Delete up to config.compactionChunkRevisions rows of the pending compaction, putting the deletions into the
+   * batch. Waits (does nothing) until every row at or below the compact revision is committed. The caller runs
+   * it between applies, e.g. once per applied Raft batch, until `done`.
+   */
+  async compactionStep(batch: KvBatch): Promise<CompactionStepResult> {
+    const job = this.physicalCompaction;
+    if (job === undefined) return { done: true, deletedRevisions: 0 };
+    if (this.committedRev < job.target) return { done: false, deletedRevisions: 0 };
+    const chunk = this.config.compactionChunkRevisions;
+    let examined = 0;
+    let deleted = 0;
+    let last: Uint8Array | undefined;
+    for await (const [key, row] of this.backend.iterate({ gte: job.cursor, lt: revisionKey(job.target + 1, 0) }, { limit: chunk })) {
+      examined++;
+      last = key;
+      if (this.isRowLive(decodeRevisionKey(key), row)) continue;
+      batch.del(key);
+      deleted++;
+    }
+    if (this.physicalCompaction !== job) return { done: false, deletedRevisions: deleted };
+    if (examined < chunk) {
+      batch.put(META_COMPACT_FINISHED, encodeU64(job.target));
+      this.physicalCompaction = undefined;
+      return { done: true, deletedRevisions: deleted };
+    }
+    job.cursor = successorKey(last!);
+    return { done: false, deletedRevisions: deleted };
+  }
+
+  /** Whether the index still holds this row's revision (rows the compaction dropped are not live). */
+  private isRowLive(rev: Revision, row: Uint8Array): boolean {
+    const ki = this.index.get(decodeRecordHead(row).keyString);
+    return ki !== undefined && ki.hasRevision(rev.main, rev.sub);
+  }
+
+  // ---- hash and history
+
+  /**
+   * A CRC-32C over the rows live at `revision` (0: current): every row in (compactRevision, revision] and the
+   * rows the compaction kept at or below it, each as revision key then encoded record. Members that applied the
+   * same operations agree on it whether or not their physical compaction has finished.
+   */
+  async hashKV(revision: number): Promise<HashKVResult> {
+    const cur = this.currentRev;
+    const compactRev = this.compactRev;
+    if (revision > 0 && revision < compactRev) throw mvccError('COMPACTED');
+    if (revision > cur) throw mvccError('FUTURE_REVISION');
+    const hashRevision = revision === 0 ? cur : revision;
+    let hash = crc32c(REVISION_PREFIX);
+    for await (const [key, row] of this.rows(REVISION_PREFIX, hashRevision)) {
+      const rev = decodeRevisionKey(key);
+      if (rev.main <= compactRev && !this.isRowLive(rev, row)) continue;
+      hash = crc32c(row, crc32c(key, hash));
+    }
+    return { hash, compactRevision: compactRev, hashRevision, revision: cur };
+  }
+
+  /**
+   * The events in [fromRevision, current revision when called] for keys in the range, oldest first, in batches
+   * of at most config.eventBatchMax (for watches that start in the past). Fails with COMPACTED when fromRevision
+   * is below the compact revision, or when a compaction overtakes the iteration.
+   */
+  async *events(fromRevision: number, range: KeyRangeRequest): AsyncGenerator<MvccEvent[]> {
+    if (fromRevision < this.compactRev) throw mvccError('COMPACTED');
+    const bounds = toBounds(range);
+    const toRevision = this.currentRev;
+    const compactAtStart = this.compactRev;
+    let batch: MvccEvent[] = [];
+    for await (const [key, row] of this.rows(revisionKey(Math.max(fromRevision, 0), 0), toRevision)) {
+      const rev = decodeRevisionKey(key);
+      // A compaction that started meanwhile and reaches this row may have deleted rows not read yet.
+      if (this.compactRev !== compactAtStart && this.compactRev >= rev.main) throw mvccError('COMPACTED');
+      if (rev.main <= this.compactRev && !this.isRowLive(rev, row)) continue;
+      const record = decodeRecord(row);
+      if (!inBounds(bytesToKeyString(record.kv.key), bounds)) continue;
+      batch.push({ type: record.tombstone ? 'DELETE' : 'PUT', kv: record.kv });
+      if (batch.length >= this.config.eventBatchMax) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  /**
+   * Rows from `fromKey` through main revision `toMain`, in revision order: committed ones from the backend, the
+   * rest from memory. Loops when committed() moves while the backend part is read.
+   */
+  private async *rows(fromKey: Uint8Array, toMain: number): AsyncGenerator<[Uint8Array, Uint8Array]> {
+    let cursor = fromKey;
+    for (;;) {
+      const end = Math.min(toMain, this.committedRev);
+      for await (const [key, row] of this.backend.iterate({ gte: cursor, lt: revisionKey(end + 1, 0) })) {
+        yield [key, row];
+        cursor = successorKey(key);
+      }
+      if (end < toMain && this.committedRev > end) continue;
+      yield* this.uncommittedRows(cursor, toMain);
+      return;
+    }
+  }
+
+  private uncommittedRows(fromKey: Uint8Array, toMain: number): Array<[Uint8Array, Uint8Array]> {
+    const out: Array<[Uint8Array, Uint8Array]> = [];
+    for (const [main, rows] of this.uncommitted) {
+      if (main > toMain) continue;
+      rows.forEach((row, sub) => {
+        const key = revisionKey(main, sub);
+        if (compareBytes(key, fromKey) >= 0) out.push([key, row]);
+      });
+    }
+    return out.sort((a, b) => compareBytes(a[0], b[0]));
+  }
+
+  // ---- reopen
+
+  private async restore(): Promise<void> {
+    const scheduled = await this.readMeta(META_COMPACT_SCHEDULED);
+    const finished = await this.readMeta(META_COMPACT_FINISHED);
+    let lastMain = INITIAL_REVISION;
+    for await (const [key, row] of this.backend.iterate({ gte: REVISION_PREFIX, lt: REVISION_RANGE_END })) {
+      const rev = decodeRevisionKey(key);
+      this.restoreRow(rev, row, scheduled);
+      lastMain = Math.max(lastMain, rev.main);
+    }
+    this.currentRev = Math.max(lastMain, scheduled);
+    this.committedRev = this.currentRev;
+    if (scheduled === NO_COMPACTION) return;
+    this.compactRev = scheduled;
+    this.compactIndex(scheduled);
+    if (finished < scheduled) this.physicalCompaction = { target: scheduled, cursor: REVISION_PREFIX };
+  }
+
+  private restoreRow(rev: Revision, row: Uint8Array, scheduledCompaction: number): void {
+    const head = decodeRecordHead(row);
+    if (head.tombstone) {
+      const ki = this.index.get(head.keyString);
+      // The puts before this tombstone were compacted away before the compaction finished: nothing to close.
+      if (ki === undefined || !ki.isLive()) {
+        assert(rev.main <= scheduledCompaction, () => `tombstone ${rev.main}.${rev.sub} of a key that is not live`);
+        return;
+      }
+      ki.tombstone(rev.main, rev.sub);
+      this.attachLease(ki, NO_LEASE);
+      return;
+    }
+    const ki = this.index.getOrCreate(head.keyString);
+    ki.restorePut(rev.main, rev.sub, head.createRevision, head.version);
+    this.attachLease(ki, head.lease);
+  }
+
+  private async readMeta(key: Uint8Array): Promise<number> {
+    const v = await this.backend.get(key);
+    return v === undefined ? NO_COMPACTION : decodeU64(v);
+  }
+}
+
+// ---- pure helpers
+
+function toBounds(req: KeyRangeRequest): KeyBounds {
+  const from = bytesToKeyString(req.key);
+  const end = req.rangeEnd;
+  if (end === undefined || end.length === 0) return { from, to: from, single: true };
+  if (end.length === 1 && end[0] === 0) return { from, to: undefined, single: false };
+  return { from, to: bytesToKeyString(end), single: false };
+}
+
+function inBounds(key: string, b: KeyBounds): boolean {
+  if (b.single) return key === b.from;
+  return key >= b.from && (b.to === undefined || key < b.to);
+}
+
+/** The smallest key after `key` in byte order. */
+function successorKey(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
+/** etcd's min/max mod/create revision filters (0: no bound). */
+function revisionFilter(req: RangeRequest): (m: KeyMatch) => boolean {
+  const minMod = req.minModRevision ?? 0;
+  const maxMod = req.maxModRevision ?? 0;
+  const minCreate = req.minCreateRevision ?? 0;
+  const maxCreate = req.maxCreateRevision ?? 0;
+  return ({ at }) =>
+    (maxMod === 0 || at.main <= maxMod) &&
+    (minMod === 0 || at.main >= minMod) &&
+    (maxCreate === 0 || at.createRevision <= maxCreate) &&
+    (minCreate === 0 || at.createRevision >= minCreate);
+}
+
+/**
+ * etcd's executeRange: a non-KEY target with order NONE sorts ascending; KEY ascending is the index order already.
+ * Ties keep key order (etcd's sort is not stable, so it promises nothing there; this is one valid answer).
+ */
+function effectiveSort(req: RangeRequest): { order: SortOrder; target: NonNullable<RangeRequest['sortTarget']> } {
+  const target = req.sortTarget ?? 'KEY';
+  let order = req.sortOrder ?? 'NONE';
+  if (target !== 'KEY' && order === 'NONE') order = 'ASCEND';
+  else if (target === 'KEY' && order === 'ASCEND') order = 'NONE';
+  return { order, target };
+}
+
+function orderBy<T>(order: SortOrder, cmp: (a: T, b: T) => number): (a: T, b: T) => number {
+  return order === 'DESCEND' ? (a, b) => cmp(b, a) : cmp;
+}
+
+function metaComparator(target: NonNullable<RangeRequest['sortTarget']>): (a: KeyMatch, b: KeyMatch) => number {
+  switch (target) {
+    case 'KEY':
+      return (a, b) => (a.ki.key < b.ki.key ? -1 : a.ki.key > b.ki.key ? 1 : 0);
+    case 'VERSION':
+      return (a, b) => a.at.version - b.at.version;
+    case 'CREATE':
+      return (a, b) => a.at.createRevision - b.at.createRevision;
+    case 'MOD':
+      return (a, b) => a.at.main - b.at.main;
+    case 'VALUE':
+      assert(false, 'VALUE sorts need the values');
+  }
+}
+
+type ComparedFields = Pick<KeyValue, 'createRevision' | 'modRevision' | 'version' | 'lease' | 'value'>;
+
+/** The sign of (the key's field - the compare's operand); absent operands are zero/empty, as in protobuf. */
+function compareOperand(c: Compare, kv: ComparedFields): number {
+  const sign = (a: number | bigint, b: number | bigint): number => (a < b ? -1 : a > b ? 1 : 0);
+  switch (c.target) {
+    case 'VALUE':
+      return Math.sign(compareBytes(kv.value, c.value ?? EMPTY));
+    case 'CREATE':
+      return sign(kv.createRevision, c.createRevision ?? 0);
+    case 'MOD':
+      return sign(kv.modRevision, c.modRevision ?? 0);
+    case 'VERSION':
+      return sign(kv.version, c.version ?? 0);
+    case 'LEASE':
+      return sign(kv.lease, c.lease ?? NO_LEASE);
+  }
+}
+
+function compareResult(c: Compare, sign: number): boolean {
+  switch (c.result) {
+    case 'EQUAL':
+      return sign === 0;
+    case 'NOT_EQUAL':
+      return sign !== 0;
+    case 'GREATER':
+      return sign > 0;
+    case 'LESS':
+      return sign < 0;
+  }
+}
