@@ -54,3 +54,6 @@ export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: (
   const dir = await mkdtemp(join(tmpdir(), `fulcrum-${prefix}-`));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
+
+/** Payload size of entry i in the crash test, so the parent can recompute the exact bytes the child wrote. */
+export const crashPayloadBytes = (index: number): number => 16 + (index % 200);
