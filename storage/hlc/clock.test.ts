@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MemoryBackend } from '../backend.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LevelBackend, MemoryBackend } from '../backend.js';
 import { HybridClock } from './clock.js';
 import { HlcError } from './errors.js';
 import { HLC_LOGICAL_MAX, hlcLogical, hlcOf, hlcWallMs, type Hlc } from './hlc.js';
@@ -135,6 +138,29 @@ describe('HybridClock', () => {
     const next = second.now();
     expect(next > issued).toBe(true);
     expect(next).toBe(hlcOf(1_001_001, 0));
+  });
+
+  it('the reservation survives a restart on LevelDB', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fulcrum-hlc-'));
+    try {
+      const physical = manualClock(2_000_000);
+      let backend = await LevelBackend.open(dir);
+      const clock = await HybridClock.open(backend, { physicalNowMs: physical.nowMs, reservationWindowMs: 500 });
+      const batch = backend.batch();
+      const bound = clock.reserve(batch)!;
+      await batch.write({ sync: true });
+      clock.reservationPersisted(bound);
+      const issued = clock.now();
+      await backend.close();
+      physical.set(0);
+      backend = await LevelBackend.open(dir);
+      const reopened = await HybridClock.open(backend, { physicalNowMs: physical.nowMs, reservationWindowMs: 500 });
+      expect(reopened.current()).toBe(hlcOf(2_000_500, HLC_LOGICAL_MAX));
+      expect(reopened.current() > issued).toBe(true);
+      await backend.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('property: values are strictly increasing under any physical clock, restarts included', async () => {

@@ -76,6 +76,20 @@ describe('RevisionTimeIndex', () => {
     expect((await RevisionTimeIndex.open(backend, { entriesMax: 2 })).pairs()).toEqual(index.pairs());
   });
 
+  it('after every record was dropped, a new record still never sorts before the dropped ones', async () => {
+    const backend = new MemoryBackend();
+    const index = await RevisionTimeIndex.open(backend);
+    await commit(backend, (b) => {
+      index.record(hlcOf(1000), 5, b);
+      index.compact(6, b);
+    });
+    expect(index.size).toBe(0);
+    const reopened = await RevisionTimeIndex.open(backend);
+    await commit(backend, (b) => reopened.record(hlcOf(900), 6, b));
+    expect(reopened.last()).toEqual({ hlc: hlcOf(1000), revision: 6 });
+    expect(() => reopened.revisionAt(950)).toThrow(expect.objectContaining({ code: 'COMPACTED' }));
+  });
+
   it('rejects a corrupt snapshot section before touching anything', async () => {
     const { backend, index } = await sample();
     const bytes = index.snapshot();

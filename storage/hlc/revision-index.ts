@@ -14,7 +14,8 @@
 // is recorded as the previous one (a deterministic clamp: every member applies the same rule to the same log).
 //
 // Durable form: one pair per record, key = prefix | u64(revision), value = u64(hlc). Revisions are unique and
-// ordered, so the key order is the record order. One meta pair holds the highest revision dropped so far.
+// ordered, so the key order is the record order. One meta pair holds the highest revision dropped so far and its
+// hlc (u64 revision | u64 hlc).
 // The index is bounded (REVISION_INDEX_ENTRIES_MAX): recording beyond it drops the oldest record, and MVCC
 // compaction drops records below the compacted revision. Times before the first retained record then answer
 // COMPACTED rather than a wrong revision.
@@ -42,6 +43,8 @@ export class RevisionTimeIndex {
   private head = 0;
   /** Highest revision whose record was dropped (by the bound or by compaction); 0 when nothing was dropped. */
   private droppedThroughRevision = 0;
+  /** The hlc of that record: later records never sort before it, even when every record was dropped. */
+  private droppedThroughHlc: Hlc = 0n;
 
   private constructor(private readonly config: RevisionTimeIndexConfig) {
     assert(Number.isSafeInteger(config.entriesMax) && config.entriesMax >= 1, 'entriesMax must be a positive integer');
@@ -80,7 +83,7 @@ export class RevisionTimeIndex {
       if (revision === last.revision) return;
     }
     assert(revision > this.droppedThroughRevision, () => `record: revision ${revision} was already dropped`);
-    const at = last === undefined ? hlc : hlcMax(hlc, last.hlc);
+    const at = hlcMax(hlc, last === undefined ? this.droppedThroughHlc : last.hlc);
     this.revisions.push(revision);
     this.hlcs.push(at);
     batch.put(entryKey(revision), encodeHlc(at));
@@ -105,7 +108,7 @@ export class RevisionTimeIndex {
   pairs(): Pair[] {
     const out: Pair[] = [];
     for (let i = this.head; i < this.revisions.length; i++) out.push([entryKey(this.revisions[i]!), encodeHlc(this.hlcs[i]!)]);
-    if (this.droppedThroughRevision > 0) out.push([DROPPED_KEY, u64(this.droppedThroughRevision)]);
+    if (this.droppedThroughRevision > 0) out.push([DROPPED_KEY, this.encodeDropped()]);
     return out;
   }
 
@@ -121,6 +124,7 @@ export class RevisionTimeIndex {
     this.hlcs = [];
     this.head = 0;
     this.droppedThroughRevision = 0;
+    this.droppedThroughHlc = 0n;
     this.load(incoming);
     for (const [k, v] of incoming) batch.put(k, v);
   }
@@ -136,7 +140,8 @@ export class RevisionTimeIndex {
         this.hlcs.push(hlc);
       } else {
         assert(equalBytes(k, DROPPED_KEY), () => `unknown revision index key ${Buffer.from(k).toString('hex')}`);
-        this.droppedThroughRevision = readSafeU64(v);
+        this.droppedThroughRevision = readSafeU64(v, 0);
+        this.droppedThroughHlc = decodeHlc(v, 8);
       }
     }
     assert(this.size <= this.config.entriesMax, 'revision index holds more records than its bound');
@@ -147,13 +152,19 @@ export class RevisionTimeIndex {
     const revision = this.revisions[this.head]!;
     batch.del(entryKey(revision));
     this.head++;
-    this.droppedThroughRevision = Math.max(this.droppedThroughRevision, revision);
-    batch.put(DROPPED_KEY, u64(this.droppedThroughRevision));
+    // Records leave in order, so the one leaving is the highest dropped so far.
+    this.droppedThroughRevision = revision;
+    this.droppedThroughHlc = this.hlcs[this.head - 1]!;
+    batch.put(DROPPED_KEY, this.encodeDropped());
     if (this.head > 1024 && this.head * 2 > this.revisions.length) {
       this.revisions = this.revisions.slice(this.head);
       this.hlcs = this.hlcs.slice(this.head);
       this.head = 0;
     }
+  }
+
+  private encodeDropped(): Uint8Array {
+    return concatBytes(u64(this.droppedThroughRevision), encodeHlc(this.droppedThroughHlc));
   }
 
   /** Binary search: the position of the last record with hlc <= target, or undefined. */
