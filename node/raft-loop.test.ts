@@ -1,0 +1,168 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { RawNode } from '../raft/rawnode.js';
+import { SeededRandom } from '../raft/rng.js';
+import type { Message, Snapshot } from '../raft/types.js';
+import { MemoryLogStore } from './memory-log-store.js';
+import { LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type Ticker } from './raft-loop.js';
+
+/** A ticker the test drives by hand: time is explicit, nothing depends on wall-clock speed. */
+class ManualTicker implements Ticker {
+  private fns: Array<() => void> = [];
+  every(_ms: number, fn: () => void): () => void {
+    this.fns.push(fn);
+    return () => (this.fns = this.fns.filter((f) => f !== fn));
+  }
+  fire(): void {
+    for (const f of [...this.fns]) f();
+  }
+}
+
+/** A key-value applier: payload "k=v" sets k; the result is the previous value. */
+class KvApplier implements Applier {
+  readonly data = new Map<string, string>();
+  readonly appliedIndexes: number[] = [];
+  async apply(commands: readonly Command[]): Promise<readonly unknown[]> {
+    return commands.map((c) => {
+      const [k, v] = new TextDecoder().decode(c.payload).split('=') as [string, string];
+      const prev = this.data.get(k);
+      this.data.set(k, v);
+      this.appliedIndexes.push(c.index);
+      return prev ?? null;
+    });
+  }
+  async restore(_s: Snapshot): Promise<void> {
+    throw new Error('not used in these tests');
+  }
+}
+
+interface Member {
+  loop: RaftLoop;
+  log: MemoryLogStore;
+  applier: KvApplier;
+}
+
+const loops: RaftLoop[] = [];
+afterEach(async () => {
+  for (const l of loops.splice(0)) await l.stop();
+});
+
+function cluster(size: number): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number> } {
+  const ticker = new ManualTicker();
+  const members = new Map<number, Member>();
+  const cut = new Set<number>();
+  const ids = Array.from({ length: size }, (_, i) => i + 1);
+  const rng = new SeededRandom(3);
+  for (const id of ids) {
+    const log = new MemoryLogStore();
+    const node = new RawNode({ id, random: rng.fork() }, log.storage);
+    node.bootstrap(ids);
+    const applier = new KvApplier();
+    const peers = {
+      send: (msgs: readonly Message[]) => {
+        for (const m of msgs) {
+          if (cut.has(m.from) || cut.has(m.to)) continue;
+          setImmediate(() => members.get(m.to)?.loop.step(m));
+        }
+      },
+    };
+    const loop = new RaftLoop(node, log, peers, applier, {
+      ...RAFT_LOOP_DEFAULTS,
+      memberId: id,
+      bootNonce: 1000 + id,
+      ticker,
+    });
+    members.set(id, { loop, log, applier });
+    loops.push(loop);
+    loop.start();
+  }
+  return { members, ticker, cut };
+}
+
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+async function electLeader(members: Map<number, Member>, ticker: ManualTicker): Promise<number> {
+  await settle();
+  members.get(1)!.loop.node.campaign();
+  members.get(1)!.loop.kick();
+  for (let i = 0; i < 50; i++) {
+    await settle();
+    for (const [id, m] of members) if (m.loop.node.status().softState.role === 'leader') return id;
+    ticker.fire();
+  }
+  throw new Error('no leader');
+}
+
+describe('RaftLoop', () => {
+  it('resolves a proposal with the applier result once applied, on every member', async () => {
+    const { members, ticker } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    expect(await members.get(lead)!.loop.propose(enc('a=1'))).toBeNull();
+    expect(await members.get(lead)!.loop.propose(enc('a=2'))).toBe('1');
+    await settle();
+    ticker.fire();
+    await settle();
+    for (const m of members.values()) expect(m.applier.data.get('a')).toBe('2');
+  });
+
+  it('forwards a follower proposal and resolves it on the follower when applied there', async () => {
+    const { members, ticker } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const follower = [...members.keys()].find((id) => id !== lead)!;
+    expect(await members.get(follower)!.loop.propose(enc('k=v'))).toBeNull();
+    expect(members.get(follower)!.applier.data.get('k')).toBe('v');
+  });
+
+  it('answers a read with an index covering every write acknowledged before it', async () => {
+    const { members, ticker } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    await members.get(lead)!.loop.propose(enc('x=1'));
+    const follower = [...members.keys()].find((id) => id !== lead)!;
+    const reads = await Promise.all([members.get(follower)!.loop.readIndex(), members.get(follower)!.loop.readIndex()]);
+    const xIndex = members.get(lead)!.applier.appliedIndexes.at(-1)!;
+    for (const idx of reads) expect(idx).toBeGreaterThanOrEqual(xIndex);
+    expect(members.get(follower)!.loop.applied).toBeGreaterThanOrEqual(xIndex);
+    expect(members.get(follower)!.applier.data.get('x')).toBe('1');
+  });
+
+  it('rejects a proposal with a typed error when there is no leader', async () => {
+    const { members } = cluster(3);
+    await settle();
+    await expect(members.get(1)!.loop.propose(enc('a=1'))).rejects.toMatchObject({ code: 'PROPOSAL_DROPPED' });
+  });
+
+  it('stops the member on a failed persist and fails what was waiting', async () => {
+    const { members, ticker } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const m = members.get(lead)!;
+    m.log.failNextSave = new Error('EIO: disk gone');
+    const p = m.loop.propose(enc('a=1'));
+    await expect(p).rejects.toBeInstanceOf(LoopError);
+    expect(() => m.loop.propose(enc('b=1'))).toThrow(/fatal error: Error: EIO/);
+  });
+
+  it('bounds waiting proposals with a named limit', async () => {
+    const ticker = new ManualTicker();
+    const log = new MemoryLogStore();
+    const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);
+    node.bootstrap([1]);
+    const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), {
+      ...RAFT_LOOP_DEFAULTS,
+      maxPendingProposals: 2,
+      memberId: 1,
+      bootNonce: 7,
+      ticker,
+    });
+    loops.push(loop);
+    loop.start();
+    await settle();
+    node.campaign();
+    loop.kick();
+    await settle();
+    const a = loop.propose(enc('a=1'));
+    const b = loop.propose(enc('b=1'));
+    await expect(loop.propose(enc('c=1'))).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
+    expect(await a).toBeNull();
+    expect(await b).toBeNull();
+  });
+});

@@ -1,0 +1,408 @@
+// The Ready loop: the one place that orders persist, send, apply and advance for a member.
+//
+//   ready ─┬─ send leader-only messages (appends, heartbeats, snapshots) ── safe before our own fsync:
+//          │   the leader counts its own copy only after advance() reports it persisted
+//          ├─ persist hard state + entries (+ snapshot) in ONE synced batch     [before-persist/after-persist]
+//          ├─ send everything else (votes, acknowledgements): never for state a crash could still lose
+//          ├─ apply committed entries and conf changes, in log order           [before-apply/after-apply]
+//          ├─ answer waiting proposals and reads
+//          └─ advance
+//
+// Any error while persisting or applying is fatal: the member stops rather than go on with state it cannot
+// trust. Named fault points let the chaos suite crash the process exactly between the steps.
+import { decodeConfChange } from '../raft/confchange.js';
+import { assert, ProposalDroppedError } from '../raft/errors.js';
+import type { RawNode } from '../raft/rawnode.js';
+import type { Storage } from '../raft/storage.js';
+import {
+  EntryType,
+  MessageType,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type ReadState,
+  type Ready,
+  type Snapshot,
+  type SoftState,
+} from '../raft/types.js';
+
+/** The write-ahead log as the loop needs it (storage/wal implements it; tests use an in-memory one). */
+export interface LogStore {
+  readonly storage: Storage;
+  /** Persist one Ready in one synced batch, then make it visible through `storage`. */
+  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot?: Snapshot): Promise<void>;
+}
+
+export interface PeerSender {
+  /** Hand messages to the transport. Never blocks; an unreachable peer's messages are dropped (Raft retries). */
+  send(messages: readonly Message[]): void;
+}
+
+/** A committed command for the state machine, with the proposal id the loop wrapped around it. */
+export interface Command {
+  readonly index: number;
+  readonly term: number;
+  readonly payload: Uint8Array;
+}
+
+export interface Applier {
+  /** Apply committed commands in log order; one result per command (returned to the proposer, if local). */
+  apply(commands: readonly Command[]): Promise<readonly unknown[]>;
+  /** Replace the state machine with a snapshot received from the leader (already persisted by the LogStore). */
+  restore(snapshot: Snapshot): Promise<void>;
+}
+
+export interface Ticker {
+  every(intervalMs: number, fn: () => void): () => void;
+}
+
+export type FaultPoint = 'before-persist' | 'after-persist' | 'before-apply' | 'after-apply' | 'before-restore' | 'after-restore';
+
+export interface RaftLoopOptions {
+  readonly memberId: number;
+  readonly tickMs: number;
+  /** Proposals waiting for their entry to be applied on this member. */
+  readonly maxPendingProposals: number;
+  /** Reads waiting for a ReadIndex answer and for the apply loop to catch up. */
+  readonly maxPendingReads: number;
+  /** Ticks a read request may stay unanswered before it is asked again (a leader change drops it). */
+  readonly readRetryTicks: number;
+  /** A random number chosen at start, so proposal ids of an earlier life never match this one's waiters. */
+  readonly bootNonce: number;
+  readonly ticker: Ticker;
+  readonly faults?: (point: FaultPoint) => void;
+  readonly onSoftState?: (s: SoftState) => void;
+  readonly onConfChange?: (cc: ConfChange, cs: ConfState) => void;
+  readonly onApplied?: (index: number) => void;
+  readonly onFatal?: (err: unknown) => void;
+}
+
+export const RAFT_LOOP_DEFAULTS = {
+  tickMs: 100,
+  maxPendingProposals: 10_000,
+  maxPendingReads: 10_000,
+  readRetryTicks: 10,
+} as const;
+
+/** A typed failure a caller can act on: the proposal or read did not happen here and may be retried. */
+export class LoopError extends Error {
+  constructor(
+    readonly code: 'TOO_MANY_REQUESTS' | 'STOPPED' | 'PROPOSAL_DROPPED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LoopError';
+  }
+}
+
+interface Waiter {
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+const ENVELOPE_VERSION = 1;
+/** [u8 version][u32 boot nonce][f64 member id][f64 sequence] */
+const ENVELOPE_HEADER_BYTES = 21;
+
+export function wrapProposal(memberId: number, bootNonce: number, seq: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(ENVELOPE_HEADER_BYTES + payload.byteLength);
+  const v = new DataView(out.buffer);
+  v.setUint8(0, ENVELOPE_VERSION);
+  v.setUint32(1, bootNonce >>> 0);
+  v.setFloat64(5, memberId);
+  v.setFloat64(13, seq);
+  out.set(payload, ENVELOPE_HEADER_BYTES);
+  return out;
+}
+
+export function unwrapProposal(data: Uint8Array): { key: string; payload: Uint8Array } {
+  assert(data.byteLength >= ENVELOPE_HEADER_BYTES && data[0] === ENVELOPE_VERSION, () => `malformed proposal envelope (${data.byteLength} bytes)`);
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const key = `${v.getFloat64(5)}:${v.getUint32(1)}:${v.getFloat64(13)}`;
+  return { key, payload: data.subarray(ENVELOPE_HEADER_BYTES) };
+}
+
+export class RaftLoop {
+  private pumping = false;
+  private again = false;
+  private stopped = false;
+  private fatal: unknown = undefined;
+  private stopTicker: (() => void) | undefined;
+  private seq = 0;
+  private readonly proposals = new Map<string, Waiter>();
+  /** Reads not yet covered by a ReadIndex request. */
+  private readsWaitingForIndex: Waiter[] = [];
+  /** The ReadIndex request in flight: its context and the reads it covers. */
+  private readInFlight: { ctx: string; waiters: Waiter[]; ticks: number } | undefined;
+  /** Reads with a known index, waiting for apply to reach it (ascending by index). */
+  private readsWaitingForApply: Array<{ index: number; waiter: Waiter }> = [];
+  private readCtxSeq = 0;
+  private appliedIndex: number;
+  private idle: Array<() => void> = [];
+
+  constructor(
+    readonly node: RawNode,
+    private readonly log: LogStore,
+    private readonly peers: PeerSender,
+    private readonly applier: Applier,
+    private readonly options: RaftLoopOptions,
+  ) {
+    this.appliedIndex = node.status().applied;
+  }
+
+  start(): void {
+    this.stopTicker = this.options.ticker.every(this.options.tickMs, () => this.tick());
+    this.kick();
+  }
+
+  /** Stop ticking, fail everything waiting, and resolve once the pump is idle. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopTicker?.();
+    await this.whenIdle();
+    this.failAll(new LoopError('STOPPED', 'fulcrum: member is stopping'));
+  }
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  tick(): void {
+    if (this.stopped) return;
+    this.node.tick();
+    this.retryStaleRead();
+    this.kick();
+  }
+
+  step(m: Message): void {
+    if (this.stopped) return;
+    this.node.step(m);
+    this.kick();
+  }
+
+  /** Propose a command; resolves with the applier's result once it is applied on this member. */
+  propose(payload: Uint8Array): Promise<unknown> {
+    this.checkUsable();
+    if (this.proposals.size >= this.options.maxPendingProposals) {
+      return Promise.reject(new LoopError('TOO_MANY_REQUESTS', 'etcdserver: too many requests'));
+    }
+    const seq = ++this.seq;
+    const data = wrapProposal(this.options.memberId, this.options.bootNonce, seq, payload);
+    const { key } = unwrapProposal(data);
+    try {
+      this.node.propose(data);
+    } catch (e) {
+      if (e instanceof ProposalDroppedError) return Promise.reject(new LoopError('PROPOSAL_DROPPED', e.message));
+      throw e;
+    }
+    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(key, { resolve, reject }));
+    this.kick();
+    return p;
+  }
+
+  /** Forget a proposal whose caller gave up (deadline); its entry may still be applied. */
+  abandon(key: string): void {
+    this.proposals.delete(key);
+  }
+
+  /** Resolves with an index such that state applied up to it reflects every write acknowledged before the call. */
+  readIndex(): Promise<number> {
+    this.checkUsable();
+    if (this.pendingReadCount() >= this.options.maxPendingReads) {
+      return Promise.reject(new LoopError('TOO_MANY_REQUESTS', 'etcdserver: too many requests'));
+    }
+    const p = new Promise<number>((resolve, reject) => this.readsWaitingForIndex.push({ resolve: resolve as (v: unknown) => void, reject }));
+    this.maybeRequestRead();
+    this.kick();
+    return p;
+  }
+
+  private pendingReadCount(): number {
+    return this.readsWaitingForIndex.length + (this.readInFlight?.waiters.length ?? 0) + this.readsWaitingForApply.length;
+  }
+
+  private checkUsable(): void {
+    if (this.fatal !== undefined) throw new LoopError('STOPPED', `fulcrum: member stopped after a fatal error: ${String(this.fatal)}`);
+    if (this.stopped) throw new LoopError('STOPPED', 'fulcrum: member is stopping');
+  }
+
+  /** One ReadIndex request covers every read waiting when it is sent: concurrent reads share one round. */
+  private maybeRequestRead(): void {
+    if (this.readInFlight !== undefined || this.readsWaitingForIndex.length === 0) return;
+    const ctx = `${this.options.bootNonce}:${++this.readCtxSeq}`;
+    const waiters = this.readsWaitingForIndex;
+    this.readsWaitingForIndex = [];
+    this.readInFlight = { ctx, waiters, ticks: 0 };
+    try {
+      this.node.readIndex(new TextEncoder().encode(ctx));
+    } catch (e) {
+      this.readInFlight = undefined;
+      const err = e instanceof ProposalDroppedError ? new LoopError('PROPOSAL_DROPPED', 'etcdserver: no leader') : e;
+      for (const w of waiters) w.reject(err);
+    }
+  }
+
+  private retryStaleRead(): void {
+    const r = this.readInFlight;
+    if (r === undefined || ++r.ticks < this.options.readRetryTicks) return;
+    // The request was lost (leader change, dropped message): ask again for the same waiters.
+    this.readInFlight = undefined;
+    this.readsWaitingForIndex = r.waiters.concat(this.readsWaitingForIndex);
+    this.maybeRequestRead();
+  }
+
+  kick(): void {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        while (!this.stopped && this.node.hasReady()) await this.handleReady(this.node.ready());
+      } while (this.again && !this.stopped);
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.pumping = false;
+      const idle = this.idle;
+      this.idle = [];
+      for (const f of idle) f();
+    }
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.pumping) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    const f = this.options.faults;
+    if (rd.softState !== undefined) this.options.onSoftState?.(rd.softState);
+    const [early, late] = splitMessages(rd.messages);
+    if (early.length > 0) this.peers.send(early);
+    f?.('before-persist');
+    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      await this.log.save(rd.hardState, rd.entries, rd.snapshot);
+    }
+    f?.('after-persist');
+    if (late.length > 0) this.peers.send(late);
+    if (rd.snapshot !== undefined) await this.restoreSnapshot(rd.snapshot);
+    if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
+    this.collectReadStates(rd.readStates);
+    this.node.advance(rd);
+    this.releaseReads();
+    this.maybeRequestRead();
+  }
+
+  private async restoreSnapshot(s: Snapshot): Promise<void> {
+    this.options.faults?.('before-restore');
+    await this.applier.restore(s);
+    this.options.faults?.('after-restore');
+    this.appliedIndex = s.metadata.index;
+    this.options.onApplied?.(this.appliedIndex);
+  }
+
+  /** Apply runs of normal entries through the applier and conf changes through the core, in log order. */
+  private async applyEntries(entries: readonly Entry[]): Promise<void> {
+    this.options.faults?.('before-apply');
+    let run: Entry[] = [];
+    for (const e of entries) {
+      if (e.type === EntryType.ConfChange) {
+        await this.applyNormal(run);
+        run = [];
+        this.applyConfChange(e);
+      } else {
+        run.push(e);
+      }
+    }
+    await this.applyNormal(run);
+    this.options.faults?.('after-apply');
+    this.appliedIndex = entries[entries.length - 1]!.index;
+    this.options.onApplied?.(this.appliedIndex);
+  }
+
+  private applyConfChange(e: Entry): void {
+    const cc = decodeConfChange(e.data);
+    const cs = this.node.applyConfChange(cc);
+    this.options.onConfChange?.(cc, cs);
+  }
+
+  private async applyNormal(entries: readonly Entry[]): Promise<void> {
+    const commands: Command[] = [];
+    const keys: string[] = [];
+    for (const e of entries) {
+      if (e.data.byteLength === 0) continue; // a leader's no-op
+      const { key, payload } = unwrapProposal(e.data);
+      commands.push({ index: e.index, term: e.term, payload });
+      keys.push(key);
+    }
+    if (commands.length === 0) return;
+    const results = await this.applier.apply(commands);
+    assert(results.length === commands.length, () => `applier returned ${results.length} results for ${commands.length} commands`);
+    for (let i = 0; i < keys.length; i++) {
+      const w = this.proposals.get(keys[i]!);
+      if (w === undefined) continue;
+      this.proposals.delete(keys[i]!);
+      w.resolve(results[i]);
+    }
+  }
+
+  private collectReadStates(states: readonly ReadState[]): void {
+    for (const rs of states) {
+      const ctx = new TextDecoder().decode(rs.context);
+      const r = this.readInFlight;
+      if (r === undefined || r.ctx !== ctx) continue; // an answer to a request we already retried
+      this.readInFlight = undefined;
+      for (const waiter of r.waiters) this.readsWaitingForApply.push({ index: rs.index, waiter });
+    }
+  }
+
+  private releaseReads(): void {
+    if (this.readsWaitingForApply.length === 0) return;
+    const ready = this.readsWaitingForApply.filter((r) => r.index <= this.appliedIndex);
+    if (ready.length === 0) return;
+    this.readsWaitingForApply = this.readsWaitingForApply.filter((r) => r.index > this.appliedIndex);
+    for (const r of ready) r.waiter.resolve(r.index);
+  }
+
+  private fail(e: unknown): void {
+    this.fatal = e;
+    this.stopped = true;
+    this.stopTicker?.();
+    this.failAll(new LoopError('STOPPED', `fulcrum: member stopped after a fatal error: ${String(e)}`));
+    this.options.onFatal?.(e);
+  }
+
+  private failAll(err: LoopError): void {
+    for (const w of this.proposals.values()) w.reject(err);
+    this.proposals.clear();
+    const reads = [...this.readsWaitingForIndex, ...(this.readInFlight?.waiters ?? []), ...this.readsWaitingForApply.map((r) => r.waiter)];
+    this.readsWaitingForIndex = [];
+    this.readInFlight = undefined;
+    this.readsWaitingForApply = [];
+    for (const w of reads) w.reject(err);
+  }
+}
+
+/**
+ * Messages a leader sends about its log may go out before its own fsync: it counts its own copy only once
+ * persisted, so a quorum of followers holding the entry is a real quorum. Everything else (votes, append and
+ * heartbeat responses) describes local durable state and waits for the fsync.
+ */
+function splitMessages(msgs: readonly Message[]): [Message[], Message[]] {
+  const early: Message[] = [];
+  const late: Message[] = [];
+  for (const m of msgs) {
+    if (m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap) early.push(m);
+    else late.push(m);
+  }
+  return [early, late];
+}
