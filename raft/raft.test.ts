@@ -144,4 +144,20 @@ describe('raft core in a synchronous cluster', () => {
     expect(c.member(1).node.status().softState.role).toBe('follower');
     expect(c.member(1).node.status().hardState.term).toBe(2); // stepped down without bumping the term
   });
+
+  it('recovers a follower whose whole in-flight window was lost (found by the simulator)', () => {
+    const c = new TestCluster({ size: 3, config: { maxInflightMsgs: 2, maxSizePerMsgBytes: 1 } });
+    c.elect(1);
+    c.cutLink(1, 2);
+    for (let i = 0; i < 5; i++) c.member(1).node.propose(bytes(`v${i}`));
+    c.stabilize(); // the appends to 2 are lost; its window stays full
+    c.heal();
+    // The heartbeat response unpauses 2; with a full window the leader may only send an empty append, whose
+    // rejection resets the window and replication resumes.
+    for (let i = 0; i < 5; i++) {
+      c.tick(1);
+      c.stabilize();
+    }
+    expect(c.member(2).applied.map(text)).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
+  });
 });

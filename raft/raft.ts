@@ -565,7 +565,10 @@ export class Raft {
     let ents: Entry[];
     try {
       prevTerm = this.log.term(prevIndex);
-      ents = this.log.entries(pr.next, this.config.maxSizePerMsgBytes);
+      // A follower with a full window gets an empty append only (a heartbeat response unpaused it): if every
+      // append in the window was lost, this one's answer resets the window instead of replication stalling.
+      const windowFull = pr.state === ProgressState.Replicate && pr.inflights.full();
+      ents = windowFull ? [] : this.log.entries(pr.next, this.config.maxSizePerMsgBytes);
     } catch (e) {
       if (e instanceof RaftError && (e.code === 'COMPACTED' || e.code === 'UNAVAILABLE')) return this.sendSnapshot(to, pr);
       throw e;
