@@ -48,6 +48,16 @@ describe('crc32c', () => {
     );
   });
 
+  it('checksums a range [start, end) exactly like the subarray', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 100 }), fc.nat(), fc.nat(), fc.nat(), (bytes, a, b, seed) => {
+        const start = bytes.length === 0 ? 0 : a % (bytes.length + 1);
+        const end = start + (bytes.length - start === 0 ? 0 : b % (bytes.length - start + 1));
+        expect(crc32c(bytes, seed >>> 0, start, end)).toBe(crc32c(bytes.subarray(start, end), seed >>> 0));
+      }),
+    );
+  });
+
   it('detects every single-bit flip in a record-sized buffer', () => {
     const buf = Uint8Array.from({ length: 64 }, (_, i) => (i * 37) & 0xff);
     const good = crc32c(buf);

@@ -96,9 +96,11 @@ async function step(wal: WriteAheadLog, m: Model, op: Op, reopen: () => Promise<
     case 'reopen': {
       const w = await reopen();
       // The disk keeps entries from the newest snapshot on; memory after a reopen starts there.
-      for (let i = m.offset + 1; i <= m.snapIndex; i++) m.entries.delete(i);
-      if (m.snapIndex > m.offset) m.offsetTerm = m.termAt(m.snapIndex) ?? m.offsetTerm;
-      m.offset = Math.max(m.offset, m.snapIndex);
+      if (m.snapIndex > m.offset) {
+        m.offsetTerm = m.termAt(m.snapIndex);
+        for (let i = m.offset + 1; i <= m.snapIndex; i++) m.entries.delete(i);
+        m.offset = m.snapIndex;
+      }
       return w;
     }
   }

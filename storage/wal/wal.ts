@@ -250,12 +250,15 @@ export class WriteAheadLog {
     }
   }
 
-  /** Delete the entry keys on disk outside [keepFirst, keepLast]. */
+  /** Delete the entry keys on disk outside [keepFirst, keepLast]; touches only the keys it deletes. */
   private stageDeleteOutside(batch: Batch, keepFirst: number, keepLast: number): void {
     const { first, last } = this.disk;
     if (first === undefined || last === undefined) return;
-    assert(last - first + 1 <= BATCH_OPS_MAX, () => `wal: ${last - first + 1} entry keys to rewrite exceed BATCH_OPS_MAX`);
-    for (let i = first; i <= last; i++) if (i < keepFirst || i > keepLast) batch.del(entryKey(i));
+    const below = Math.min(last, keepFirst - 1) - first + 1;
+    const above = last - Math.max(first, keepLast + 1) + 1;
+    assert(Math.max(0, below) + Math.max(0, above) <= BATCH_OPS_MAX, () => `wal: ${below + above} stale entry keys exceed BATCH_OPS_MAX`);
+    for (let i = first; i <= Math.min(last, keepFirst - 1); i++) batch.del(entryKey(i));
+    for (let i = Math.max(first, keepLast + 1); i <= last; i++) batch.del(entryKey(i));
   }
 
   private installSnapshot(snap: SnapshotMetadata, toWrite: readonly Entry[]): void {
