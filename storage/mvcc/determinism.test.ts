@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LevelBackend, MemoryBackend, type Backend } from '../backend.js';
+import { LevelBackend, type Backend } from '../backend.js';
 import { Harness, b, dumpBackend } from './testing/harness.js';
 
 type Step = { t: 'put'; k: string; v: string; lease: bigint } | { t: 'del'; k: string; end?: string } | { t: 'txn'; k: string; v: string } | { t: 'compact'; back: number };
