@@ -79,6 +79,34 @@ describe('revisions and put', () => {
   });
 });
 
+describe('uncommitted batches', () => {
+  it('a later write in the same batch reads what an earlier one wrote before the batch is committed', async () => {
+    const h = await Harness.open();
+    const batch = h.backend.batch();
+    await h.store.put({ key: b('a'), value: b('1') }, batch);
+    const r = await h.store.txn(
+      { compare: [{ key: b('a'), target: 'VALUE', result: 'EQUAL', value: b('1') }], success: [{ requestPut: { key: b('a'), value: b('2'), prevKv: true } }] },
+      batch,
+    );
+    expect(r.response.succeeded).toBe(true);
+    expect((await h.store.range({ key: b('a'), revision: 2 })).kvs.map((kv) => s(kv.value))).toEqual(['1']);
+    expect(await h.backend.get(new Uint8Array([0x6b, 0x2f]))).toBeUndefined();
+    await batch.write({ sync: false });
+    h.store.committed(r.revision);
+    await h.reopen();
+    expect((await h.store.range({ key: b('a') })).kvs.map(kvView)).toEqual([{ key: 'a', value: '2', create: 2, mod: 3, version: 2, lease: 0n }]);
+  });
+
+  it('asserts that writes are applied one at a time', async () => {
+    const h = await Harness.open();
+    await h.put('a', '1');
+    const batch = h.backend.batch();
+    const first = h.store.put({ key: b('a'), value: b('2') }, batch); // reads prev kv: awaits the backend
+    await expect(h.store.put({ key: b('b'), value: b('2') }, batch)).rejects.toThrow(/one at a time/);
+    await first;
+  });
+});
+
 describe('range', () => {
   async function abc(): Promise<Harness> {
     const h = await Harness.open();
