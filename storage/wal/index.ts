@@ -5,6 +5,7 @@ export {
   BATCH_OPS_MAX,
   COMPACT_BATCH_ENTRIES_MAX,
   TORN_TAIL_ENTRIES_MAX,
+  FENCE_INTERVAL_MS_DEFAULT,
   type WalOptions,
   type RecoveryReport,
 } from './wal.js';

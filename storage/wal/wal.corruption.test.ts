@@ -1,7 +1,7 @@
 // Damage the log on disk the way disks and operators do, then open it: a torn tail above the commit index is
 // cut off and logged; anything that would lose committed entries fails with a typed error that names the
 // index and says how to recover.
-import { open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { cp, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -190,6 +190,28 @@ describe('WAL with LevelDB files missing', () => {
     const err = await openError();
     expectFatal(err, 'WAL_MISSING_FILE');
     expect(err.message).toMatch(/went back in time: its hard state has term 1 commit 10, but at the last open\/close it had term 2 commit 20/);
+  });
+
+  it('a .log lost after a crash (no clean close) is caught by the fence refreshed while running', async () => {
+    await seedIntoTable();
+    const w = await WriteAheadLog.open(dir, { logger: captureLogger(), fenceIntervalMs: 0 });
+    await w.save({ term: 2, vote: 1, commit: 20 }, makeEntries(11, 10, 2));
+    // The save started a background fence refresh; wait (boundedly) until the file shows commit 20.
+    const fenceCommit = async (): Promise<number> => new DataView((await readFile(join(dir, 'wal.fence'))).buffer).getUint32(16);
+    for (let i = 0; i < 500 && (await fenceCommit()) !== 20; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await fenceCommit()).toBe(20);
+    // A crash image: the directory as the disk holds it while the member runs, then the .log goes missing.
+    const { dir: image, cleanup: removeImage } = await tempDir('wal-crash-image');
+    try {
+      await cp(dir, image, { recursive: true });
+      await w.close();
+      for (const f of (await readdir(join(image, 'log'))).filter((f) => f.endsWith('.log'))) await unlink(join(image, 'log', f));
+      const err = await WriteAheadLog.open(image, { logger: captureLogger() }).catch((e: unknown) => e as WalError);
+      expectFatal(err as WalError, 'WAL_MISSING_FILE');
+      expect((err as WalError).message).toMatch(/went back in time: its hard state has term 1 commit 10, but .* term 2 commit 20/);
+    } finally {
+      await removeImage();
+    }
   });
 
   it('a deleted .log file of a new log (metadata lost) fails with WAL_MISSING_FILE', async () => {

@@ -3,7 +3,8 @@
 // Layout of the directory it is given:
 //   <dir>/log/        LevelDB (classic-level, binary keys/values; the key space is described in codec.ts)
 //   <dir>/snap/       snapshot files (snapshot.ts)
-//   <dir>/wal.fence   term and commit at the last open/close, to notice a log that went back in time
+//   <dir>/wal.fence   term and commit, refreshed at open, close and about once a second, to notice a log
+//                     that went back in time
 //
 // Writes: one Ready = one LevelDB batch written with `{ sync: true }` (group commit): the snapshot marker,
 // the new entries, the deletes of a conflicting suffix and the hard state land together or not at all, so the
@@ -74,6 +75,8 @@ export const SAVE_BATCH_BYTES_MAX = 64 * 1024 * 1024;
 export const BATCH_OPS_MAX = 1_000_000;
 /** Compaction deletes this many entries per batch: it is cleanup, so it may be split and need not be atomic. */
 export const COMPACT_BATCH_ENTRIES_MAX = 10_000;
+/** How often (at most) the fence file is refreshed in the background while saves come in. */
+export const FENCE_INTERVAL_MS_DEFAULT = 1_000;
 /** Entries scanned past a torn-tail cut point whose keys are then deleted; a longer tail is not a torn write. */
 export const TORN_TAIL_ENTRIES_MAX = BATCH_OPS_MAX;
 
@@ -91,6 +94,8 @@ export interface WalOptions {
   readonly snapshotChunkBytes?: number;
   /** LevelDB's memtable size. Tests use a small one to force data into .ldb files. */
   readonly writeBufferBytes?: number;
+  /** Minimum time between background fence refreshes (0: after every save that carries a hard state). */
+  readonly fenceIntervalMs?: number;
 }
 
 /** What open() found and did. */
@@ -120,6 +125,11 @@ export class WriteAheadLog {
   private closed = false;
   /** A failed synced write leaves the disk in an unknown state (fsyncgate): refuse all further use. */
   private failed: unknown = undefined;
+  /** Background fence writes, one at a time (they share a temporary file name). */
+  private fenceChain: Promise<void> = Promise.resolve();
+  private fenceInFlight = false;
+  private fenceWrittenAtMs = Date.now();
+  private fenceIntervalMs = FENCE_INTERVAL_MS_DEFAULT;
 
   private constructor(
     readonly dir: string,
@@ -147,7 +157,9 @@ export class WriteAheadLog {
     });
     const db = await openLevel(join(dir, LOG_DIR), created, options.writeBufferBytes);
     try {
-      return await WriteAheadLog.recover(dir, db, snapshots, created, logger);
+      const wal = await WriteAheadLog.recover(dir, db, snapshots, created, logger);
+      wal.fenceIntervalMs = options.fenceIntervalMs ?? FENCE_INTERVAL_MS_DEFAULT;
+      return wal;
     } catch (e) {
       await db.close();
       throw e;
@@ -208,7 +220,31 @@ export class WriteAheadLog {
     if (hardState !== undefined) {
       this.storage.setHardState(hardState);
       this.hardState = hardState;
+      this.maybeRefreshFence();
     }
+  }
+
+  /**
+   * Keep the fence close behind the durable hard state, off the save path: a fence that is only written at
+   * open and close cannot notice a .log file lost after a crash, when writes since the last open vanish.
+   */
+  private maybeRefreshFence(): void {
+    if (this.fenceInFlight || Date.now() - this.fenceWrittenAtMs < this.fenceIntervalMs) return;
+    this.fenceInFlight = true;
+    void this.refreshFence()
+      .catch((e: unknown) => this.logger.warn({ err: String(e) }, 'wal: could not refresh the fence file'))
+      .finally(() => (this.fenceInFlight = false));
+  }
+
+  /** Record the current durable term and commit in the fence file now. */
+  refreshFence(): Promise<void> {
+    const hs = this.hardState;
+    const run = this.fenceChain.then(async () => {
+      await writeFence(this.dir, hs);
+      this.fenceWrittenAtMs = Date.now();
+    });
+    this.fenceChain = run.catch(() => undefined);
+    return run;
   }
 
   /** A received snapshot replaces the whole log: every entry key and marker goes in the same batch. */
@@ -335,7 +371,7 @@ export class WriteAheadLog {
     await this.queue;
     this.closed = true;
     try {
-      if (this.failed === undefined) await writeFence(this.dir, this.hardState);
+      if (this.failed === undefined) await this.refreshFence();
     } finally {
       await this.db.close();
     }
@@ -565,9 +601,10 @@ function assertContiguous(entries: readonly Entry[]): void {
 // ------------------------------------------------------------------ the fence
 
 /**
- * The hard state's term and commit never decrease. The fence records them at every open and close, outside
- * LevelDB; finding less on disk next time means LevelDB lost writes it had acknowledged (a deleted .log file
- * rolls the database back to an older, self-consistent state that no other check could tell apart).
+ * The hard state's term and commit never decrease. The fence records them outside LevelDB at open, at close and
+ * about once a second in between; finding less on disk next time means LevelDB lost writes it had acknowledged
+ * (a deleted .log file rolls the database back to an older, self-consistent state that no other check could
+ * tell apart). Writes in the last fence interval before a crash are not covered.
  * Layout: crc u32 | term u64 | commit u64.
  */
 async function writeFence(dir: string, hs: HardState): Promise<void> {
