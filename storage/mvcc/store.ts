@@ -283,6 +283,18 @@ export class MvccStore {
   }
 
   /**
+   * Delete these keys at one main revision, however many there are: what revoking a lease does to its keys
+   * (etcd deletes them in one transaction; the txn operation limit is for clients, not for this).
+   */
+  async deleteKeys(keys: readonly Uint8Array[], batch: KvBatch): Promise<WriteResult<{ deleted: number }>> {
+    return this.write(batch, async (ctx) => {
+      let deleted = 0;
+      for (const key of keys) deleted += (await this.deleteInTxn(ctx, { key })).deleted;
+      return { deleted };
+    });
+  }
+
+  /**
    * etcd's Txn: every compare on the path (nested txns' too) is evaluated against the store before the txn, then
    * the chosen operations are checked against that same state (keys for ignore_value/ignore_lease, range
    * revisions), and only then executed in order, all at one main revision, so a txn either fails whole or runs.

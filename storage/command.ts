@@ -1,0 +1,230 @@
+// What a Raft entry carries to the state machine: one command, encoded once by the proposer and decoded
+// identically by every member. The codec is a small tagged binary format for plain data (no JSON: bytes and
+// bigints survive as they are, and numbers keep their exact float64 bits).
+//
+//   tag u8 | payload
+//   0 undefined  1 null  2 false  3 true  4 f64  5 i64 (bigint)  6 utf-8 string  7 bytes  8 array  9 object
+//   strings, bytes: u32 length + data; arrays: u32 count + values; objects: u32 count + (string key, value)*
+import { assert } from '../raft/errors.js';
+import type { DeleteRangeRequest, PutRequest, TxnRequest } from './mvcc/types.js';
+
+export type Value = undefined | null | boolean | number | bigint | string | Uint8Array | Value[] | { [k: string]: Value };
+
+/** A command larger than this is refused at the proposer (etcd's 1.5 MiB request limit plus framing). */
+export const COMMAND_BYTES_MAX = 2 * 1024 * 1024;
+const NESTING_MAX = 64;
+
+export type Op =
+  | { readonly put: PutRequest }
+  | { readonly deleteRange: DeleteRangeRequest }
+  | { readonly txn: TxnRequest }
+  | { readonly compact: { readonly revision: number } }
+  | { readonly leaseGrant: { readonly id: bigint; readonly ttlSeconds: number } }
+  | { readonly leaseRevoke: { readonly id: bigint } }
+  | { readonly leaseCheckpoint: { readonly checkpoints: ReadonlyArray<{ readonly id: bigint; readonly remainingTtlMs: number }> } }
+  | { readonly alarm: { readonly action: 'activate' | 'deactivate'; readonly alarm: AlarmType } };
+
+export type AlarmType = 'NOSPACE' | 'CORRUPT';
+
+export interface Command {
+  /** The proposer's hybrid logical clock when it proposed this command. */
+  readonly hlc: bigint;
+  /** Exactly-once: a client id and its sequence number (both or neither). */
+  readonly clientId?: string;
+  readonly seq?: number;
+  readonly op: Op;
+}
+
+export function encodeCommand(c: Command): Uint8Array {
+  const w = new Writer();
+  w.value(c as unknown as Value, 0);
+  const out = w.finish();
+  assert(out.byteLength <= COMMAND_BYTES_MAX, () => `command of ${out.byteLength} bytes exceeds ${COMMAND_BYTES_MAX}`);
+  return out;
+}
+
+export function decodeCommand(data: Uint8Array): Command {
+  const r = new Reader(data);
+  const v = r.value(0);
+  assert(r.done(), () => `command has ${data.byteLength - r.offset} trailing bytes`);
+  assert(typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array), 'command is not an object');
+  const c = v as unknown as Command;
+  assert(typeof c.hlc === 'bigint' && typeof c.op === 'object', 'command lacks hlc or op');
+  return c;
+}
+
+export function encodeValue(v: Value): Uint8Array {
+  const w = new Writer();
+  w.value(v, 0);
+  return w.finish();
+}
+
+export function decodeValue(data: Uint8Array): Value {
+  const r = new Reader(data);
+  const v = r.value(0);
+  assert(r.done(), 'trailing bytes after value');
+  return v;
+}
+
+class Writer {
+  private buf = new Uint8Array(256);
+  private view = new DataView(this.buf.buffer);
+  private len = 0;
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.byteLength) return;
+    let size = this.buf.byteLength * 2;
+    while (size < this.len + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.len));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  private u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.len++] = v;
+  }
+
+  private u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.len, v);
+    this.len += 4;
+  }
+
+  private bytes(b: Uint8Array): void {
+    this.u32(b.byteLength);
+    this.ensure(b.byteLength);
+    this.buf.set(b, this.len);
+    this.len += b.byteLength;
+  }
+
+  value(v: Value, depth: number): void {
+    assert(depth <= NESTING_MAX, 'value nested too deeply');
+    if (v === undefined) return this.u8(0);
+    if (v === null) return this.u8(1);
+    if (typeof v === 'boolean') return this.u8(v ? 3 : 2);
+    if (typeof v === 'number') {
+      this.u8(4);
+      this.ensure(8);
+      this.view.setFloat64(this.len, v);
+      this.len += 8;
+      return;
+    }
+    if (typeof v === 'bigint') {
+      this.u8(5);
+      this.ensure(8);
+      this.view.setBigInt64(this.len, v);
+      this.len += 8;
+      return;
+    }
+    if (typeof v === 'string') {
+      this.u8(6);
+      return this.bytes(new TextEncoder().encode(v));
+    }
+    if (v instanceof Uint8Array) {
+      this.u8(7);
+      return this.bytes(v);
+    }
+    if (Array.isArray(v)) {
+      this.u8(8);
+      this.u32(v.length);
+      for (const x of v) this.value(x, depth + 1);
+      return;
+    }
+    // Absent optional fields are left out, so an object encodes the same whether a field is missing or undefined.
+    const keys = Object.keys(v).filter((k) => v[k] !== undefined);
+    this.u8(9);
+    this.u32(keys.length);
+    for (const k of keys) {
+      this.bytes(new TextEncoder().encode(k));
+      this.value(v[k], depth + 1);
+    }
+  }
+
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+class Reader {
+  offset = 0;
+  private readonly view: DataView;
+
+  constructor(private readonly buf: Uint8Array) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  done(): boolean {
+    return this.offset === this.buf.byteLength;
+  }
+
+  private need(n: number): void {
+    assert(this.offset + n <= this.buf.byteLength, () => `truncated value at byte ${this.offset}`);
+  }
+
+  private u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.offset);
+    this.offset += 4;
+    return v;
+  }
+
+  private bytes(): Uint8Array {
+    const n = this.u32();
+    this.need(n);
+    const b = this.buf.slice(this.offset, this.offset + n);
+    this.offset += n;
+    return b;
+  }
+
+  value(depth: number): Value {
+    assert(depth <= NESTING_MAX, 'value nested too deeply');
+    this.need(1);
+    const tag = this.buf[this.offset++]!;
+    switch (tag) {
+      case 0:
+        return undefined;
+      case 1:
+        return null;
+      case 2:
+        return false;
+      case 3:
+        return true;
+      case 4: {
+        this.need(8);
+        const v = this.view.getFloat64(this.offset);
+        this.offset += 8;
+        return v;
+      }
+      case 5: {
+        this.need(8);
+        const v = this.view.getBigInt64(this.offset);
+        this.offset += 8;
+        return v;
+      }
+      case 6:
+        return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes());
+      case 7:
+        return this.bytes();
+      case 8: {
+        const n = this.u32();
+        const out: Value[] = [];
+        for (let i = 0; i < n; i++) out.push(this.value(depth + 1));
+        return out;
+      }
+      case 9: {
+        const n = this.u32();
+        const out: { [k: string]: Value } = {};
+        for (let i = 0; i < n; i++) {
+          const k = new TextDecoder('utf-8', { fatal: true }).decode(this.bytes());
+          assert(k !== '__proto__', 'forbidden key in value');
+          out[k] = this.value(depth + 1);
+        }
+        return out;
+      }
+      default:
+        assert(false, () => `unknown value tag ${tag} at byte ${this.offset - 1}`);
+    }
+  }
+}

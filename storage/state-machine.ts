@@ -1,0 +1,295 @@
+// The state machine the Raft log drives: the MVCC key space, the lease table, the exactly-once table, the
+// revision-at-time index and the alarms, all in one Backend. Each applied batch of entries becomes ONE backend
+// batch that also records the applied index, so on disk the keys, leases and dedup table always describe the
+// same point in the log; after a crash the member replays the WAL from that point.
+//
+// Why the batch is written without fsync: the WAL holds every entry above the applied index until the state
+// machine is known durable past it (flush() syncs before the node compacts the WAL), so a lost unsynced apply
+// is simply applied again. LevelDB keeps batches atomic and in order, so what survives is a prefix.
+//
+// Determinism: the same commands on the same state give byte-identical backend content on every member.
+// Nothing here reads a clock; time comes from the HLC the proposer stamped on each command.
+import { assert } from '../raft/errors.js';
+import type { Backend, BackendBatch, KvBatch } from './backend.js';
+import { decodeCommand, decodeValue, encodeValue, type AlarmType, type Command, type Op, type Value } from './command.js';
+import { DedupError, DedupTable } from './dedup/index.js';
+import { hlcWallMs, RevisionTimeIndex, type Hlc } from './hlc/index.js';
+import { LeaseError, LeaseTable } from './lease/index.js';
+import { MvccError, MvccStore, type MvccConfig, type MvccEvent } from './mvcc/index.js';
+
+const META_APPLIED = new TextEncoder().encode('sm/applied');
+const META_ALARM_PREFIX = 'sm/alarm/';
+
+/** A command as the Ready loop hands it over. */
+export interface AppliedCommand {
+  readonly index: number;
+  readonly term: number;
+  readonly payload: Uint8Array;
+}
+
+export interface CommandError {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** What a command did: a response or a typed error (both deterministic), and the events for watchers. */
+export interface CommandResult {
+  readonly index: number;
+  readonly hlc: Hlc;
+  /** The store's revision after the command. */
+  readonly revision: number;
+  readonly response?: Value;
+  readonly error?: CommandError;
+  /** A retried request: this is the first attempt's answer, nothing was applied again. */
+  readonly duplicate?: boolean;
+  readonly events: readonly MvccEvent[];
+}
+
+export interface StateMachineOptions {
+  readonly mvcc?: Partial<MvccConfig>;
+}
+
+/** Errors that are answers, not failures: the command is refused the same way on every member. */
+function asCommandError(e: unknown): CommandError | undefined {
+  if (e instanceof MvccError || e instanceof LeaseError || e instanceof DedupError || e instanceof StateMachineError) {
+    return { code: e.code, message: e.message };
+  }
+  return undefined;
+}
+
+export class StateMachineError extends Error {
+  constructor(
+    readonly code: 'NO_SPACE' | 'CORRUPT' | 'INVALID_COMMAND',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StateMachineError';
+  }
+}
+
+/** Collects one command's writes so a refused command leaves nothing behind in the shared batch. */
+class PendingWrites implements KvBatch {
+  readonly ops: Array<[Uint8Array, Uint8Array | undefined]> = [];
+  put(key: Uint8Array, value: Uint8Array): void {
+    this.ops.push([key, value]);
+  }
+  del(key: Uint8Array): void {
+    this.ops.push([key, undefined]);
+  }
+  flushInto(b: KvBatch): void {
+    for (const [k, v] of this.ops) if (v === undefined) b.del(k);
+    else b.put(k, v);
+  }
+}
+
+export class StateMachine {
+  private applied: number;
+  private lastHlc: Hlc;
+  private readonly alarms: Set<AlarmType>;
+
+  private constructor(
+    private readonly backend: Backend,
+    readonly mvcc: MvccStore,
+    readonly leases: LeaseTable,
+    readonly dedup: DedupTable,
+    readonly revisionTime: RevisionTimeIndex,
+    meta: { applied: number; lastHlc: Hlc; alarms: Set<AlarmType> },
+  ) {
+    this.applied = meta.applied;
+    this.lastHlc = meta.lastHlc;
+    this.alarms = meta.alarms;
+  }
+
+  static async open(backend: Backend, options: StateMachineOptions = {}): Promise<StateMachine> {
+    const leases = await LeaseTable.open(backend);
+    const mvcc = await MvccStore.open(backend, { ...(options.mvcc ? { config: options.mvcc } : {}), leaseExists: (id) => leases.has(id) });
+    const dedup = await DedupTable.open(backend);
+    const revisionTime = await RevisionTimeIndex.open(backend);
+    const meta = await readMeta(backend);
+    return new StateMachine(backend, mvcc, leases, dedup, revisionTime, meta);
+  }
+
+  /** The last log index whose effects are in this state. */
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  get revision(): number {
+    return this.mvcc.revision;
+  }
+
+  activeAlarms(): AlarmType[] {
+    return [...this.alarms].sort();
+  }
+
+  /** Apply committed commands in log order as one backend batch. */
+  async apply(commands: readonly AppliedCommand[]): Promise<CommandResult[]> {
+    if (commands.length === 0) return [];
+    const batch = this.backend.batch();
+    const results: CommandResult[] = [];
+    for (const c of commands) {
+      assert(c.index > this.applied, () => `apply of index ${c.index} at or below applied ${this.applied}`);
+      results.push(await this.applyOne(c, batch));
+      this.applied = c.index;
+    }
+    this.dedup.expireIdle(Number(hlcWallMs(this.lastHlc)), batch);
+    // Physical compaction advances one bounded chunk per applied batch, so it never stalls the apply loop.
+    if (this.mvcc.compactionPending) await this.mvcc.compactionStep(batch);
+    this.writeMeta(batch);
+    await batch.write({ sync: false });
+    this.mvcc.committed(this.mvcc.revision);
+    return results;
+  }
+
+  /** One bounded chunk of physical compaction in its own batch (for idle time). Returns whether more is left. */
+  async compactionStep(): Promise<boolean> {
+    if (!this.mvcc.compactionPending) return false;
+    const batch = this.backend.batch();
+    const r = await this.mvcc.compactionStep(batch);
+    await batch.write({ sync: false });
+    return !r.done;
+  }
+
+  /** Make everything applied so far durable (before the WAL is compacted behind it). */
+  async flush(): Promise<void> {
+    const batch = this.backend.batch();
+    this.writeMeta(batch);
+    await batch.write({ sync: true });
+  }
+
+  private writeMeta(batch: KvBatch): void {
+    batch.put(META_APPLIED, encodeValue({ applied: this.applied, lastHlc: this.lastHlc }));
+  }
+
+  private async applyOne(c: AppliedCommand, batch: BackendBatch): Promise<CommandResult> {
+    let cmd: Command;
+    try {
+      cmd = decodeCommand(c.payload);
+    } catch (e) {
+      // A command that does not decode is refused the same way everywhere; the member goes on.
+      return this.result(c.index, { error: { code: 'INVALID_COMMAND', message: `fulcrum: malformed command: ${(e as Error).message}` } });
+    }
+    // The HLC only moves forward, whatever clock the proposer had: every member computes the same value.
+    this.lastHlc = cmd.hlc > this.lastHlc ? cmd.hlc : this.lastHlc + 1n;
+    const dup = this.checkDuplicate(cmd);
+    if (dup !== undefined) return { ...this.result(c.index, dup), duplicate: 'response' in dup };
+    const writes = new PendingWrites();
+    const before = this.mvcc.revision;
+    let outcome: { response?: Value; error?: CommandError; events?: readonly MvccEvent[] };
+    try {
+      outcome = await this.execute(cmd.op, writes);
+      writes.flushInto(batch);
+    } catch (e) {
+      const err = asCommandError(e);
+      if (err === undefined) throw e; // a broken invariant: the member must stop
+      outcome = { error: err };
+    }
+    if (this.mvcc.revision > before) this.revisionTime.record(this.lastHlc, this.mvcc.revision, batch);
+    if (cmd.clientId !== undefined && cmd.seq !== undefined) {
+      const stored = encodeValue({ response: outcome.response, error: outcome.error as unknown as Value, revision: this.mvcc.revision });
+      this.dedup.record(cmd.clientId, cmd.seq, stored, Number(hlcWallMs(this.lastHlc)), batch);
+    }
+    return { ...this.result(c.index, outcome), events: outcome.events ?? [] };
+  }
+
+  private checkDuplicate(cmd: Command): { response?: Value; error?: CommandError } | undefined {
+    if (cmd.clientId === undefined || cmd.seq === undefined) return undefined;
+    try {
+      const d = this.dedup.check(cmd.clientId, cmd.seq);
+      if (d.kind === 'apply') return undefined;
+      const stored = decodeValue(d.response) as { response?: Value; error?: CommandError };
+      return stored.error !== undefined ? { error: stored.error } : { response: stored.response };
+    } catch (e) {
+      const err = asCommandError(e);
+      if (err === undefined) throw e;
+      return { error: err };
+    }
+  }
+
+  private result(index: number, o: { response?: Value; error?: CommandError }): CommandResult {
+    return {
+      index,
+      hlc: this.lastHlc,
+      revision: this.mvcc.revision,
+      ...(o.response !== undefined ? { response: o.response } : {}),
+      ...(o.error !== undefined ? { error: o.error } : {}),
+      events: [],
+    };
+  }
+
+  private async execute(op: Op, w: PendingWrites): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
+    if ('put' in op) {
+      this.refuseWhenOutOfSpace();
+      const r = await this.mvcc.put(op.put, w);
+      return { response: r.response as unknown as Value, events: r.events };
+    }
+    if ('deleteRange' in op) {
+      const r = await this.mvcc.deleteRange(op.deleteRange, w);
+      return { response: r.response as unknown as Value, events: r.events };
+    }
+    if ('txn' in op) {
+      if (txnMayWrite(op.txn)) this.refuseWhenOutOfSpace();
+      const r = await this.mvcc.txn(op.txn, w);
+      return { response: r.response as unknown as Value, events: r.events };
+    }
+    if ('compact' in op) {
+      const r = this.mvcc.compact(op.compact.revision, w);
+      this.revisionTime.compact(r.revision, w);
+      return { response: { revision: r.revision } };
+    }
+    if ('leaseGrant' in op) {
+      this.refuseWhenOutOfSpace();
+      const info = this.leases.grant(op.leaseGrant.id, op.leaseGrant.ttlSeconds, w);
+      return { response: info as unknown as Value };
+    }
+    if ('leaseRevoke' in op) return this.revokeLease(op.leaseRevoke.id, w);
+    if ('leaseCheckpoint' in op) {
+      for (const cp of op.leaseCheckpoint.checkpoints) this.leases.checkpoint(cp.id, cp.remainingTtlMs, w);
+      return { response: null };
+    }
+    if ('alarm' in op) return { response: this.changeAlarm(op.alarm.action, op.alarm.alarm, w) };
+    throw new StateMachineError('INVALID_COMMAND', `fulcrum: unknown command ${Object.keys(op).join(',')}`);
+  }
+
+  /** Revoke a lease and delete every key attached to it in one revision. */
+  private async revokeLease(id: bigint, w: PendingWrites): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
+    const keys = this.mvcc.keysWithLease(id);
+    this.leases.revoke(id, w);
+    if (keys.length === 0) return { response: { revision: this.mvcc.revision } };
+    const r = await this.mvcc.deleteKeys(keys, w);
+    return { response: { revision: r.revision }, events: r.events };
+  }
+
+  private changeAlarm(action: 'activate' | 'deactivate', alarm: AlarmType, w: KvBatch): Value {
+    const key = new TextEncoder().encode(META_ALARM_PREFIX + alarm);
+    if (action === 'activate') {
+      this.alarms.add(alarm);
+      w.put(key, Uint8Array.of(1));
+    } else {
+      this.alarms.delete(alarm);
+      w.del(key);
+    }
+    return this.activeAlarms();
+  }
+
+  /** With the NOSPACE alarm raised the cluster takes reads, deletes and compactions only (as etcd). */
+  private refuseWhenOutOfSpace(): void {
+    if (this.alarms.has('NOSPACE')) throw new StateMachineError('NO_SPACE', 'etcdserver: mvcc: database space exceeded');
+  }
+}
+
+function txnMayWrite(t: { success?: readonly unknown[]; failure?: readonly unknown[] }): boolean {
+  const ops = [...(t.success ?? []), ...(t.failure ?? [])] as Array<Record<string, unknown>>;
+  return ops.some((o) => 'requestPut' in o || ('requestTxn' in o && txnMayWrite(o.requestTxn as { success?: unknown[]; failure?: unknown[] })));
+}
+
+async function readMeta(backend: Backend): Promise<{ applied: number; lastHlc: Hlc; alarms: Set<AlarmType> }> {
+  const raw = await backend.get(META_APPLIED);
+  const meta = raw === undefined ? { applied: 0, lastHlc: 0n } : (decodeValue(raw) as { applied: number; lastHlc: bigint });
+  const alarms = new Set<AlarmType>();
+  const enc = new TextEncoder();
+  for await (const [k] of backend.iterate({ gte: enc.encode(META_ALARM_PREFIX), lt: enc.encode(META_ALARM_PREFIX + '\xff') })) {
+    alarms.add(new TextDecoder().decode(k).slice(META_ALARM_PREFIX.length) as AlarmType);
+  }
+  return { applied: meta.applied, lastHlc: meta.lastHlc, alarms };
+}
