@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LevelBackend, MemoryBackend, type Backend } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
-import { StateMachine, type AppliedCommand } from './state-machine.js';
+import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand } from './state-machine.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 let index = 0;
@@ -137,5 +137,31 @@ describe('StateMachine', () => {
     expect(smA.mvcc.compactRevision).toBe(20);
     expect(await dump(b)).toEqual(await dump(a));
     expect(await smA.mvcc.hashKV(0)).toEqual(await smB.mvcc.hashKV(0));
+  });
+
+  it('moves its whole state through a chunked image into another member', async () => {
+    index = 0;
+    const a = new MemoryBackend();
+    const smA = await StateMachine.open(a);
+    await smA.apply([cmd({ leaseGrant: { id: 4n, ttlSeconds: 60 } })]);
+    await smA.apply(Array.from({ length: 3000 }, (_, i) => cmd(put(`key-${i}`, 'x'.repeat(200), i % 2 === 0 ? 4n : undefined))));
+    const b = new MemoryBackend();
+    const stale = await StateMachine.open(b);
+    await stale.apply([cmd(put('only-on-b', '1'))]);
+    let chunks = 0;
+    async function* counted(): AsyncGenerator<Uint8Array> {
+      for await (const c of stateMachineImage(a)) {
+        chunks++;
+        expect(c.byteLength).toBeLessThan(2 * 256 * 1024);
+        yield c;
+      }
+    }
+    await installStateMachineImage(b, counted());
+    expect(chunks).toBeGreaterThan(1);
+    expect(await dump(b)).toEqual(await dump(a));
+    const smB = await StateMachine.open(b);
+    expect(smB.appliedIndex).toBe(smA.appliedIndex);
+    expect(smB.mvcc.keysWithLease(4n)).toHaveLength(1500);
+    expect(await smB.mvcc.hashKV(0)).toEqual(await smA.mvcc.hashKV(0));
   });
 });
