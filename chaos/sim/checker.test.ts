@@ -153,6 +153,11 @@ describe('SafetyChecker', () => {
     c.onVoteDelivered(2, 4, 4);
     c.onVoteDelivered(2, 3, 4);
     expectViolation('vote-from-voter', () => c.onBecomeLeader(2, 4, [1, 2, 3, 5, 6], logOf([])));
+    // A late answer from an earlier campaign neither counts nor erases this term's votes.
+    const e = fresh();
+    e.onVoteDelivered(1, 2, 5);
+    e.onVoteDelivered(1, 3, 4);
+    e.onBecomeLeader(1, 5, [1, 2, 3], logOf([]));
     // Votes from an earlier term do not count.
     const d = fresh();
     d.onVoteDelivered(1, 2, 3);

@@ -91,7 +91,8 @@ export class SafetyChecker {
   /** A granted Vote response reached the candidate. */
   onVoteDelivered(candidate: NodeId, voter: NodeId, term: number): void {
     let tally = this.votesFor.get(candidate);
-    if (tally === undefined || tally.term !== term) {
+    if (tally !== undefined && tally.term > term) return; // a late answer to an earlier campaign
+    if (tally === undefined || tally.term < term) {
       tally = { term, voters: new Set() };
       this.votesFor.set(candidate, tally);
     }

@@ -44,6 +44,15 @@ export class SimDisk {
     return { landed, prevTerm };
   }
 
+  /**
+   * Flush the write cache. The node does this when it saves a snapshot of its state machine (as etcd syncs its
+   * WAL when it records a snapshot): a durable snapshot beyond the durable commit index would be a disk that
+   * no restart can make sense of.
+   */
+  sync(): void {
+    this.syncedHardState = this.storage.initialState().hardState;
+  }
+
   /** A crash: the write cache is lost, the platter keeps the last synced hard state. */
   crash(): void {
     this.storage.setHardState(this.syncedHardState);

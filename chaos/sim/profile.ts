@@ -5,6 +5,8 @@ import type { LinkFaults } from './network.js';
 
 /** Simulated milliseconds per tick: a member ticks about this often, and the fault schedule runs this often. */
 export const TICK_MS = 10;
+/** About 500 client writes of 8 bytes: a backlog a lagging follower can take in within the liveness bound. */
+const UNCOMMITTED_BYTES_MAX = 4 * 1024;
 
 export interface CoreOptions {
   readonly electionTicks: number;
@@ -13,6 +15,7 @@ export interface CoreOptions {
   readonly checkQuorum: boolean;
   readonly maxSizePerMsgBytes: number;
   readonly maxInflightMsgs: number;
+  readonly maxUncommittedEntriesBytes: number;
 }
 
 export interface Profile {
@@ -38,6 +41,7 @@ function between(rng: SeededRandom, lo: number, hi: number): number {
 }
 
 export function drawProfile(rng: SeededRandom): Profile {
+  const tinyMessages = rng.chance(0.4);
   const core: CoreOptions = {
     electionTicks: 10,
     heartbeatTicks: pick(rng, [1, 2, 3]),
@@ -45,8 +49,12 @@ export function drawProfile(rng: SeededRandom): Profile {
     checkQuorum: rng.chance(0.7),
     // One entry per append message makes followers acknowledge entries one at a time, which is what exposes
     // commit-counting bugs (an old-term entry reaching a quorum before the new leader's own entry does).
-    maxSizePerMsgBytes: pick(rng, [1, 64, 1024 * 1024]),
-    maxInflightMsgs: pick(rng, [1, 4, 256]),
+    maxSizePerMsgBytes: tinyMessages ? 1 : pick(rng, [100, 1024 * 1024]),
+    // Windows of 4..32: with one entry per message a window of 1 cannot catch a follower up within the
+    // liveness bound, and a huge one only multiplies the rejections that follow one lost message.
+    maxInflightMsgs: tinyMessages ? pick(rng, [4, 32]) : pick(rng, [1, 4, 32]),
+    // Bounds how far a leader without a quorum runs ahead; the backlog must replicate within the liveness bound.
+    maxUncommittedEntriesBytes: UNCOMMITTED_BYTES_MAX,
   };
   const links: LinkFaults = {
     dropRate: pick(rng, [0, 0.01, 0.05, 0.15]),
