@@ -140,6 +140,7 @@ export class RaftLoop {
   private readsWaitingForApply: Array<{ index: number; waiter: Waiter }> = [];
   private readCtxSeq = 0;
   private appliedIndex: number;
+  private reportedApplied: number;
   private idle: Array<() => void> = [];
 
   constructor(
@@ -150,6 +151,7 @@ export class RaftLoop {
     private readonly options: RaftLoopOptions,
   ) {
     this.appliedIndex = node.status().applied;
+    this.reportedApplied = this.appliedIndex;
   }
 
   start(): void {
@@ -297,7 +299,13 @@ export class RaftLoop {
     if (rd.snapshot !== undefined) await this.restoreSnapshot(rd.snapshot);
     if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
     this.collectReadStates(rd.readStates);
+    const appliedBefore = this.reportedApplied;
     this.node.advance(rd);
+    // Announced only after advance: whoever wakes up sees a core that knows these entries are applied.
+    if (this.appliedIndex !== appliedBefore) {
+      this.reportedApplied = this.appliedIndex;
+      this.options.onApplied?.(this.appliedIndex);
+    }
     this.releaseReads();
     this.maybeRequestRead();
   }
@@ -307,7 +315,6 @@ export class RaftLoop {
     await this.applier.restore(s);
     this.options.faults?.('after-restore');
     this.appliedIndex = s.metadata.index;
-    this.options.onApplied?.(this.appliedIndex);
   }
 
   /** Apply runs of normal entries through the applier and conf changes through the core, in log order. */
@@ -326,7 +333,6 @@ export class RaftLoop {
     await this.applyNormal(run);
     this.options.faults?.('after-apply');
     this.appliedIndex = entries[entries.length - 1]!.index;
-    this.options.onApplied?.(this.appliedIndex);
   }
 
   private applyConfChange(e: Entry): void {
