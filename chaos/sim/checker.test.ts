@@ -166,6 +166,12 @@ describe('SafetyChecker', () => {
     expectViolation('vote-from-voter', () => fresh().onBecomeLeader(4, 2, [1, 2, 3], logOf([])));
   });
 
+  it('a leader advances its commit index only to an entry of its own term', () => {
+    const c = fresh();
+    c.onLeaderCommit(1, 5, 10, 5);
+    expectViolation('commit-own-term', () => c.onLeaderCommit(1, 5, 12, 4));
+  });
+
   it('learners never campaign', () => {
     const c = fresh();
     c.onCampaign(1, 3, false, 'Vote');

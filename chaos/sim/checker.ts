@@ -196,6 +196,17 @@ export class SafetyChecker {
     if (commit > this.maxCommit) this.maxCommit = commit;
   }
 
+  /**
+   * A leader that stayed leader of `term` moved its commit index to `commit`, where its log holds an entry of
+   * `termAtCommit`. Raft's commit rule (section 5.4.2 of the paper): a leader commits by counting replicas only
+   * an entry of its own term; older entries become committed with it, never on their own (Figure 8).
+   */
+  onLeaderCommit(node: NodeId, term: number, commit: number, termAtCommit: number): void {
+    if (termAtCommit !== term) {
+      violation('commit-own-term', `leader ${node} of term ${term} advanced its commit index to ${commit}, an entry of term ${termAtCommit}`);
+    }
+  }
+
   /** A member applied entry `index` of `term`; `chain` is its state machine's hash chain after it. */
   onApply(node: NodeId, appliedBefore: number, index: number, term: number, chain: number, commit: number): void {
     if (index !== appliedBefore + 1) violation('apply-order', `member ${node} applied entry ${index} after ${appliedBefore}`);

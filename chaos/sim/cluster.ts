@@ -346,6 +346,10 @@ export class Simulation {
     if (rd.snapshot !== undefined) this.restoreSnapshot(m, rd.snapshot);
     const hs = rd.hardState;
     if (hs !== undefined) {
+      // Only a member that was leader of this term before this Ready and still is: then every commit advance
+      // in between was its own (a slow disk can fold "learned commit as follower, then won" into one Ready).
+      const stillLeader = m.role === Role.Leader && rd.softState === undefined && hs.term === m.term;
+      if (stillLeader && hs.commit > m.commit) this.checker.onLeaderCommit(m.id, hs.term, hs.commit, m.disk.storage.term(hs.commit));
       m.term = hs.term;
       m.commit = hs.commit;
       this.checker.onHardState(m.id, hs.term, hs.commit);

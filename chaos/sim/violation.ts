@@ -9,6 +9,7 @@ export type CheckName =
   | 'state-machine-safety'
   | 'apply-order'
   | 'commit-monotonic'
+  | 'commit-own-term'
   | 'learner-no-vote'
   | 'vote-from-voter'
   | 'read-linearizable'
