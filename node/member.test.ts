@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfChangeType } from '../raft/types.js';
 import { Member } from './member.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -64,5 +65,20 @@ describe('Member (single voter, on disk)', () => {
     const m = await start(dir, { maxRequestBytes: 1024 });
     await expect(m.propose({ put: { key: enc('big'), value: new Uint8Array(2048) } })).rejects.toThrow('etcdserver: request is too large');
     expect((await m.propose({ put: { key: enc('small'), value: enc('ok') } })).revision).toBe(2);
+  });
+
+  it('records membership changes with names and URLs in the replicated registry', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-member-'));
+    dirs.push(dir);
+    const m = await start(dir, { initialMembers: new Map([[1, { name: 'one', peerUrls: ['http://127.0.0.1:2380'] }]]) });
+    await m.publishAttributes('one', ['http://127.0.0.1:2379']);
+    expect(m.members()).toEqual([{ id: 1, name: 'one', peerUrls: ['http://127.0.0.1:2380'], clientUrls: ['http://127.0.0.1:2379'], isLearner: false }]);
+    const cs = await m.changeMembership(ConfChangeType.AddLearner, 77, { peerUrls: ['http://127.0.0.1:3380'] });
+    expect(cs).toEqual({ voters: [1], learners: [77] });
+    expect(m.members().find((x) => x.id === 77)).toMatchObject({ isLearner: true, peerUrls: ['http://127.0.0.1:3380'] });
+    await expect(m.changeMembership(ConfChangeType.AddLearner, 77)).rejects.toThrow('etcdserver: member ID already exist');
+    await m.changeMembership(ConfChangeType.RemoveNode, 77);
+    expect(m.members().map((x) => x.id)).toEqual([1]);
+    await expect(m.changeMembership(ConfChangeType.RemoveNode, 12345)).rejects.toThrow('etcdserver: member not found');
   });
 });

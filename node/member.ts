@@ -9,17 +9,37 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
-import { isEmptyHardState, type ConfChange, type ConfState, type Message, type NodeId, type Snapshot, type SoftState } from '../raft/types.js';
+import { ProposalDroppedError } from '../raft/errors.js';
+import { ConfChangeType, isEmptyHardState, NONE, Role, type ConfChange, type ConfState, type Message, type NodeId, type Snapshot, type SoftState } from '../raft/types.js';
 import { LevelBackend } from '../storage/backend.js';
 import { encodeCommand, type Op } from '../storage/command.js';
 import { HybridClock } from '../storage/hlc/index.js';
-import { installStateMachineImage, StateMachine, stateMachineImage, type CommandResult } from '../storage/state-machine.js';
-import { WriteAheadLog } from '../storage/wal/index.js';
+import {
+  decodeMemberContext,
+  encodeMemberContext,
+  installStateMachineImage,
+  StateMachine,
+  stateMachineImage,
+  type CommandResult,
+  type MemberContext,
+  type MemberRecord,
+} from '../storage/state-machine.js';
+import { SnapshotStore, WriteAheadLog } from '../storage/wal/index.js';
+import { clusterIdFor } from './ids.js';
 import { RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type FaultPoint, type PeerSender } from './raft-loop.js';
 
+/** What a transport may do to its member. */
+export interface TransportHooks {
+  /** A message from a peer (a received snapshot's file must already be committed in `snapshots`). */
+  deliver(m: Message): void;
+  reportUnreachable(id: NodeId): void;
+  reportSnapshot(id: NodeId, ok: boolean): void;
+  /** Where snapshot images live: stream out of it, write received ones into it. */
+  readonly snapshots: SnapshotStore;
+}
+
 export interface MemberTransport extends PeerSender {
-  /** Start delivering messages from peers. */
-  start(deliver: (m: Message) => void): void;
+  start(hooks: TransportHooks): void;
   /** The membership changed (a conf change was applied). */
   onConfChange?(cc: ConfChange, cs: ConfState): void;
   close(): Promise<void>;
@@ -30,6 +50,12 @@ export interface MemberOptions {
   readonly dataDir: string;
   /** The founding voters, used only when the data dir holds no log yet. */
   readonly initialVoters: readonly NodeId[];
+  /** Names and URLs of the founding voters, recorded in the bootstrap entries. */
+  readonly initialMembers?: ReadonlyMap<NodeId, MemberContext>;
+  /** etcd's --initial-cluster-token: part of the cluster id. */
+  readonly clusterToken: string;
+  /** Deadline for membership changes to be applied. */
+  readonly confChangeTimeoutMs: number;
   readonly heartbeatMs: number;
   /** Election timeout in heartbeats. */
   readonly electionTicks: number;
@@ -53,11 +79,13 @@ export const MEMBER_DEFAULTS = {
   snapshotCount: 10_000,
   snapshotCatchUpEntries: 5_000,
   maxRequestBytes: 1.5 * 1024 * 1024,
+  clusterToken: 'fulcrum-cluster',
+  confChangeTimeoutMs: 10_000,
 } as const;
 
 export class MemberError extends Error {
   constructor(
-    readonly code: 'REQUEST_TOO_LARGE' | 'STOPPED',
+    readonly code: 'REQUEST_TOO_LARGE' | 'STOPPED' | 'TIMEOUT' | 'NO_LEADER' | 'MEMBER_EXISTS' | 'MEMBER_NOT_FOUND' | 'NOT_LEARNER' | 'LEARNER_NOT_READY',
     message: string,
   ) {
     super(message);
@@ -74,6 +102,13 @@ const intervalTicker = {
 
 export class Member {
   private readonly appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
+  private readonly appliedListeners = new Set<(results: readonly CommandResult[]) => void>();
+  private readonly softStateListeners = new Set<(s: SoftState) => void>();
+  private readonly removedListeners = new Set<() => void>();
+  private readonly confWaiters = new Map<string, (cs: ConfState) => void>();
+  private confNonce = 0;
+  /** The cluster this member belongs to: fixed at bootstrap from the founding members and the token. */
+  readonly clusterId: number;
   private lastSnapshotIndex: number;
   private closed = false;
 
@@ -87,6 +122,7 @@ export class Member {
     readonly loop: RaftLoop,
   ) {
     this.lastSnapshotIndex = wal.storage.firstIndex() - 1;
+    this.clusterId = clusterIdFor(options.initialVoters, options.clusterToken);
   }
 
   static async start(input: Partial<MemberOptions> & Pick<MemberOptions, 'id' | 'dataDir' | 'initialVoters'>): Promise<Member> {
@@ -109,7 +145,10 @@ export class Member {
       { id: options.id, electionTicks: options.electionTicks, heartbeatTicks: 1, applied: snapIndex, random: new SeededRandom(randomInt(2 ** 31)) },
       wal.storage,
     );
-    if (isNew) node.bootstrap(options.initialVoters);
+    if (isNew) {
+      const contexts = new Map([...(options.initialMembers ?? new Map<NodeId, MemberContext>())].map(([id, c]) => [id, encodeMemberContext(c)]));
+      node.bootstrap(options.initialVoters, contexts);
+    }
 
     // The loop and the member refer to each other; the loop only calls back once the member exists.
     const self: { member?: Member } = {};
@@ -125,14 +164,25 @@ export class Member {
       bootNonce: randomInt(2 ** 32),
       ticker: intervalTicker,
       ...(options.faults ? { faults: options.faults } : {}),
-      onSoftState: (s) => options.onSoftState?.(s),
-      onConfChange: (cc, cs) => options.transport?.onConfChange?.(cc, cs),
+      onSoftState: (s) => self.member!.softStateChanged(s),
+      onConfChange: (cc, cs, index) => self.member!.confChangeApplied(cc, cs, index),
       onApplied: (i) => self.member!.releaseAppliedWaiters(i),
       onFatal: (e) => options.onFatal?.(e),
     });
     const member = new Member(options, wal, backend, sm, clock, node, loop);
     self.member = member;
-    options.transport?.start((m) => loop.step(m));
+    options.transport?.start({
+      deliver: (m) => loop.step(m),
+      reportUnreachable: (id) => {
+        node.reportUnreachable(id);
+        loop.kick();
+      },
+      reportSnapshot: (id, ok) => {
+        node.reportSnapshot(id, ok);
+        loop.kick();
+      },
+      snapshots: wal.snapshots,
+    });
     loop.start();
     // Replay (or, for a new member, the bootstrap entries) must be applied before the membership is known.
     await member.waitApplied(node.status().commit);
@@ -151,6 +201,100 @@ export class Member {
 
   get id(): NodeId {
     return this.options.id;
+  }
+
+  leaderId(): NodeId {
+    return this.node.status().softState.lead;
+  }
+
+  isLeader(): boolean {
+    return this.node.status().softState.role === Role.Leader;
+  }
+
+  term(): number {
+    return this.node.status().hardState.term;
+  }
+
+  members(): MemberRecord[] {
+    return this.sm.members();
+  }
+
+  /** Results of every applied command, in log order (the watch hub and lease tracker listen here). */
+  subscribeApplied(fn: (results: readonly CommandResult[]) => void): () => void {
+    this.appliedListeners.add(fn);
+    return () => this.appliedListeners.delete(fn);
+  }
+
+  /** Leadership and role changes of this member. */
+  subscribeSoftState(fn: (s: SoftState) => void): () => void {
+    this.softStateListeners.add(fn);
+    return () => this.softStateListeners.delete(fn);
+  }
+
+  /** This member was removed from the cluster (it should stop serving). */
+  subscribeRemoved(fn: () => void): () => void {
+    this.removedListeners.add(fn);
+    return () => this.removedListeners.delete(fn);
+  }
+
+  private softStateChanged(s: SoftState): void {
+    this.options.onSoftState?.(s);
+    for (const fn of this.softStateListeners) fn(s);
+  }
+
+  /**
+   * Propose a membership change and wait until it is applied on this member. Resolves with the new membership.
+   * The context carries the member's name and URLs into the registry on every member.
+   */
+  async changeMembership(type: ConfChangeType, nodeId: NodeId, ctx: MemberContext = {}): Promise<ConfState> {
+    if (this.closed) throw new MemberError('STOPPED', 'fulcrum: member is stopping');
+    this.checkConfChange(type, nodeId);
+    const nonce = `${this.options.id}:${process.pid}:${++this.confNonce}:${randomInt(2 ** 32)}`;
+    const done = new Promise<ConfState>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.confWaiters.delete(nonce);
+        reject(new MemberError('TIMEOUT', 'etcdserver: request timed out'));
+      }, this.options.confChangeTimeoutMs);
+      this.confWaiters.set(nonce, (cs) => {
+        clearTimeout(timer);
+        resolve(cs);
+      });
+    });
+    try {
+      this.node.proposeConfChange({ type, nodeId, context: encodeMemberContext({ ...ctx, nonce }) });
+    } catch (e) {
+      this.confWaiters.delete(nonce);
+      if (e instanceof ProposalDroppedError) {
+        throw new MemberError(this.leaderId() === NONE ? 'NO_LEADER' : 'TIMEOUT', e.reason === 'no leader' ? 'etcdserver: no leader' : `etcdserver: ${e.reason}`);
+      }
+      throw e;
+    }
+    this.loop.kick();
+    return done;
+  }
+
+  private checkConfChange(type: ConfChangeType, nodeId: NodeId): void {
+    const existing = this.sm.members().find((m) => m.id === nodeId);
+    if (type === ConfChangeType.RemoveNode && existing === undefined) throw new MemberError('MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    if (type === ConfChangeType.AddLearner && existing !== undefined) throw new MemberError('MEMBER_EXISTS', 'etcdserver: member ID already exist');
+    if (type === ConfChangeType.AddVoter && existing !== undefined && !existing.isLearner) {
+      throw new MemberError('MEMBER_EXISTS', 'etcdserver: member ID already exist');
+    }
+  }
+
+  private async confChangeApplied(cc: ConfChange, cs: ConfState, index: number): Promise<void> {
+    await this.sm.applyConfChange(index, cc);
+    this.options.transport?.onConfChange?.(cc, cs);
+    const nonce = decodeMemberContext(cc.context).nonce;
+    if (nonce !== undefined) this.confWaiters.get(nonce)?.(cs);
+    if (nonce !== undefined) this.confWaiters.delete(nonce);
+    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.options.id) for (const fn of this.removedListeners) fn();
+  }
+
+  /** Publish this member's name and client URLs to the registry (after it starts serving clients). */
+  async publishAttributes(name: string, clientUrls: readonly string[]): Promise<void> {
+    const r = await this.propose({ memberAttributes: { id: this.options.id, name, clientUrls } });
+    if (r.error !== undefined) throw new MemberError('MEMBER_NOT_FOUND', r.error.message);
   }
 
   /** Propose a command and wait for its result on this member. */
@@ -187,7 +331,10 @@ export class Member {
     // After a restart the log replays from the snapshot; skip what the state machine already holds.
     const fresh = commands.filter((c) => c.index > this.sm.appliedIndex);
     const results = await this.sm.apply(fresh);
-    if (results.length > 0) this.options.onApplied?.(results);
+    if (results.length > 0) {
+      this.options.onApplied?.(results);
+      for (const fn of this.appliedListeners) fn(results);
+    }
     const byIndex = new Map(results.map((r) => [r.index, r]));
     await this.maybeSnapshot();
     return commands.map((c) => byIndex.get(c.index) ?? null);

@@ -74,7 +74,8 @@ export interface RaftLoopOptions {
   readonly ticker: Ticker;
   readonly faults?: (point: FaultPoint) => void;
   readonly onSoftState?: (s: SoftState) => void;
-  readonly onConfChange?: (cc: ConfChange, cs: ConfState) => void;
+  /** Awaited before the next entry is applied: the member records membership in its own store here. */
+  readonly onConfChange?: (cc: ConfChange, cs: ConfState, index: number) => void | Promise<void>;
   readonly onApplied?: (index: number) => void;
   readonly onFatal?: (err: unknown) => void;
 }
@@ -325,7 +326,7 @@ export class RaftLoop {
       if (e.type === EntryType.ConfChange) {
         await this.applyNormal(run);
         run = [];
-        this.applyConfChange(e);
+        await this.applyConfChange(e);
       } else {
         run.push(e);
       }
@@ -335,10 +336,10 @@ export class RaftLoop {
     this.appliedIndex = entries[entries.length - 1]!.index;
   }
 
-  private applyConfChange(e: Entry): void {
+  private async applyConfChange(e: Entry): Promise<void> {
     const cc = decodeConfChange(e.data);
     const cs = this.node.applyConfChange(cc);
-    this.options.onConfChange?.(cc, cs);
+    await this.options.onConfChange?.(cc, cs, e.index);
   }
 
   private async applyNormal(entries: readonly Entry[]): Promise<void> {

@@ -65,9 +65,10 @@ export class RawNode {
 
   /**
    * Start a brand-new cluster: every founding member calls this with the same voter list on an empty storage,
-   * so all of them begin with identical logs (one committed AddVoter entry per voter at term 1).
+   * so all of them begin with identical logs (one committed AddVoter entry per voter at term 1). `contexts` are
+   * the entries' opaque contexts (the node layer puts each member's name and URLs there).
    */
-  bootstrap(voters: readonly NodeId[]): void {
+  bootstrap(voters: readonly NodeId[], contexts: ReadonlyMap<NodeId, Uint8Array> = new Map()): void {
     const r = this.raft;
     assert(voters.length > 0, 'bootstrap needs at least one voter');
     assert(r.log.lastIndex() === 0 && isEmptyHardState(r.hardState()), 'bootstrap on a non-empty log');
@@ -76,7 +77,7 @@ export class RawNode {
       term: 1,
       index: i + 1,
       type: EntryType.ConfChange,
-      data: encodeConfChange({ type: ConfChangeType.AddVoter, nodeId: id, context: new Uint8Array(0) }),
+      data: encodeConfChange({ type: ConfChangeType.AddVoter, nodeId: id, context: contexts.get(id) ?? new Uint8Array(0) }),
     }));
     r.log.append(ents);
     r.log.committed = ents.length;

@@ -22,7 +22,11 @@ export type Op =
   | { readonly leaseGrant: { readonly id: bigint; readonly ttlSeconds: number } }
   | { readonly leaseRevoke: { readonly id: bigint } }
   | { readonly leaseCheckpoint: { readonly checkpoints: ReadonlyArray<{ readonly id: bigint; readonly remainingTtlMs: number }> } }
-  | { readonly alarm: { readonly action: 'activate' | 'deactivate'; readonly alarm: AlarmType } };
+  | { readonly alarm: { readonly action: 'activate' | 'deactivate'; readonly alarm: AlarmType } }
+  /** A member publishes its name and client URLs once it serves (as etcd's publish). */
+  | { readonly memberAttributes: { readonly id: number; readonly name: string; readonly clientUrls: readonly string[] } }
+  /** MemberUpdate: new peer URLs for a member. */
+  | { readonly memberUpdate: { readonly id: number; readonly peerUrls: readonly string[] } };
 
 export type AlarmType = 'NOSPACE' | 'CORRUPT';
 

@@ -10,6 +10,7 @@
 // Determinism: the same commands on the same state give byte-identical backend content on every member.
 // Nothing here reads a clock; time comes from the HLC the proposer stamped on each command.
 import { assert } from '../raft/errors.js';
+import { ConfChangeType, type ConfChange } from '../raft/types.js';
 import type { Backend, BackendBatch, KvBatch } from './backend.js';
 import { decodeCommand, decodeValue, encodeValue, type AlarmType, type Command, type Op, type Value } from './command.js';
 import { DedupError, DedupTable } from './dedup/index.js';
@@ -25,6 +26,38 @@ export const IMAGE_CHUNK_BYTES = 256 * 1024;
 /** Pairs written per batch while installing an image. */
 const IMAGE_INSTALL_BATCH_PAIRS = 10_000;
 const META_ALARM_PREFIX = 'sm/alarm/';
+const MEMBER_PREFIX = 'members/';
+
+/** A cluster member as the cluster agrees on it: replicated through conf changes and member commands. */
+export interface MemberRecord {
+  readonly id: number;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+/** What a conf change entry's context carries: the member's name and URLs as the proposer knew them. */
+export interface MemberContext {
+  readonly name?: string;
+  readonly peerUrls?: readonly string[];
+  readonly clientUrls?: readonly string[];
+  /** Lets the proposer recognise its own change when it is applied. */
+  readonly nonce?: string;
+}
+
+export function encodeMemberContext(c: MemberContext): Uint8Array {
+  return encodeValue(c as unknown as Value);
+}
+
+export function decodeMemberContext(data: Uint8Array): MemberContext {
+  if (data.byteLength === 0) return {};
+  try {
+    return decodeValue(data) as unknown as MemberContext;
+  } catch {
+    return {}; // a context from another tool: membership still changes, without names or URLs
+  }
+}
 
 /** A command as the Ready loop hands it over. */
 export interface AppliedCommand {
@@ -65,7 +98,7 @@ function asCommandError(e: unknown): CommandError | undefined {
 
 export class StateMachineError extends Error {
   constructor(
-    readonly code: 'NO_SPACE' | 'CORRUPT' | 'INVALID_COMMAND',
+    readonly code: 'NO_SPACE' | 'CORRUPT' | 'INVALID_COMMAND' | 'MEMBER_NOT_FOUND',
     message: string,
   ) {
     super(message);
@@ -92,6 +125,7 @@ export class StateMachine {
   private applied: number;
   private lastHlc: Hlc;
   private readonly alarms: Set<AlarmType>;
+  private readonly memberRecords: Map<number, MemberRecord>;
 
   private constructor(
     private readonly backend: Backend,
@@ -99,11 +133,12 @@ export class StateMachine {
     readonly leases: LeaseTable,
     readonly dedup: DedupTable,
     readonly revisionTime: RevisionTimeIndex,
-    meta: { applied: number; lastHlc: Hlc; alarms: Set<AlarmType> },
+    meta: { applied: number; lastHlc: Hlc; alarms: Set<AlarmType>; members: Map<number, MemberRecord> },
   ) {
     this.applied = meta.applied;
     this.lastHlc = meta.lastHlc;
     this.alarms = meta.alarms;
+    this.memberRecords = meta.members;
   }
 
   static async open(backend: Backend, options: StateMachineOptions = {}): Promise<StateMachine> {
@@ -126,6 +161,42 @@ export class StateMachine {
 
   activeAlarms(): AlarmType[] {
     return [...this.alarms].sort();
+  }
+
+  /** The members, by id. */
+  members(): MemberRecord[] {
+    return [...this.memberRecords.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /**
+   * Record an applied conf change in the member registry, in its own batch with the applied index. On replay
+   * after a restart (index at or below applied) it is already recorded and nothing is written.
+   */
+  async applyConfChange(index: number, cc: ConfChange): Promise<void> {
+    if (index <= this.applied) return;
+    const batch = this.backend.batch();
+    const ctx = decodeMemberContext(cc.context);
+    const existing = this.memberRecords.get(cc.nodeId);
+    if (cc.type === ConfChangeType.RemoveNode) {
+      this.memberRecords.delete(cc.nodeId);
+      batch.del(memberKey(cc.nodeId));
+    } else {
+      this.putMember(batch, {
+        id: cc.nodeId,
+        name: ctx.name ?? existing?.name ?? '',
+        peerUrls: ctx.peerUrls ?? existing?.peerUrls ?? [],
+        clientUrls: existing?.clientUrls ?? ctx.clientUrls ?? [],
+        isLearner: cc.type === ConfChangeType.AddLearner,
+      });
+    }
+    this.applied = index;
+    this.writeMeta(batch);
+    await batch.write({ sync: false });
+  }
+
+  private putMember(batch: KvBatch, m: MemberRecord): void {
+    this.memberRecords.set(m.id, m);
+    batch.put(memberKey(m.id), encodeValue(m as unknown as Value));
   }
 
   /** Apply committed commands in log order as one backend batch. */
@@ -254,6 +325,8 @@ export class StateMachine {
       return { response: null };
     }
     if ('alarm' in op) return { response: this.changeAlarm(op.alarm.action, op.alarm.alarm, w) };
+    if ('memberAttributes' in op) return { response: this.updateMember(op.memberAttributes.id, op.memberAttributes, w) };
+    if ('memberUpdate' in op) return { response: this.updateMember(op.memberUpdate.id, op.memberUpdate, w) };
     throw new StateMachineError('INVALID_COMMAND', `fulcrum: unknown command ${Object.keys(op).join(',')}`);
   }
 
@@ -264,6 +337,18 @@ export class StateMachine {
     if (keys.length === 0) return { response: { revision: this.mvcc.revision } };
     const r = await this.mvcc.deleteKeys(keys, w);
     return { response: { revision: r.revision }, events: r.events };
+  }
+
+  private updateMember(id: number, change: { name?: string; clientUrls?: readonly string[]; peerUrls?: readonly string[] }, w: KvBatch): Value {
+    const m = this.memberRecords.get(id);
+    if (m === undefined) throw new StateMachineError('MEMBER_NOT_FOUND', 'etcdserver: member not found');
+    this.putMember(w, {
+      ...m,
+      ...(change.name !== undefined ? { name: change.name } : {}),
+      ...(change.clientUrls !== undefined ? { clientUrls: [...change.clientUrls] } : {}),
+      ...(change.peerUrls !== undefined ? { peerUrls: [...change.peerUrls] } : {}),
+    });
+    return null;
   }
 
   private changeAlarm(action: 'activate' | 'deactivate', alarm: AlarmType, w: KvBatch): Value {
@@ -359,7 +444,11 @@ function txnMayWrite(t: { success?: readonly unknown[]; failure?: readonly unkno
   return ops.some((o) => 'requestPut' in o || ('requestTxn' in o && txnMayWrite(o.requestTxn as { success?: unknown[]; failure?: unknown[] })));
 }
 
-async function readMeta(backend: Backend): Promise<{ applied: number; lastHlc: Hlc; alarms: Set<AlarmType> }> {
+function memberKey(id: number): Uint8Array {
+  return new TextEncoder().encode(MEMBER_PREFIX + id.toString(16).padStart(14, '0'));
+}
+
+async function readMeta(backend: Backend): Promise<{ applied: number; lastHlc: Hlc; alarms: Set<AlarmType>; members: Map<number, MemberRecord> }> {
   const raw = await backend.get(META_APPLIED);
   const meta = raw === undefined ? { applied: 0, lastHlc: 0n } : (decodeValue(raw) as { applied: number; lastHlc: bigint });
   const alarms = new Set<AlarmType>();
@@ -367,5 +456,10 @@ async function readMeta(backend: Backend): Promise<{ applied: number; lastHlc: H
   for await (const [k] of backend.iterate({ gte: enc.encode(META_ALARM_PREFIX), lt: enc.encode(META_ALARM_PREFIX + '\xff') })) {
     alarms.add(new TextDecoder().decode(k).slice(META_ALARM_PREFIX.length) as AlarmType);
   }
-  return { applied: meta.applied, lastHlc: meta.lastHlc, alarms };
+  const members = new Map<number, MemberRecord>();
+  for await (const [, v] of backend.iterate({ gte: enc.encode(MEMBER_PREFIX), lt: enc.encode(MEMBER_PREFIX + '\xff') })) {
+    const m = decodeValue(v) as unknown as MemberRecord;
+    members.set(m.id, m);
+  }
+  return { applied: meta.applied, lastHlc: meta.lastHlc, alarms, members };
 }
