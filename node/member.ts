@@ -52,6 +52,11 @@ export interface MemberOptions {
   readonly initialVoters: readonly NodeId[];
   /** Names and URLs of the founding voters, recorded in the bootstrap entries. */
   readonly initialMembers?: ReadonlyMap<NodeId, MemberContext>;
+  /**
+   * Found a new cluster when the data dir is empty (etcd's --initial-cluster-state new). False for a member that
+   * joins after MemberAdd (state existing): it starts with an empty log and learns everything from the leader.
+   */
+  readonly bootstrap: boolean;
   /** etcd's --initial-cluster-token: part of the cluster id. */
   readonly clusterToken: string;
   /** Deadline for membership changes to be applied. */
@@ -79,6 +84,7 @@ export const MEMBER_DEFAULTS = {
   snapshotCount: 10_000,
   snapshotCatchUpEntries: 5_000,
   maxRequestBytes: 1.5 * 1024 * 1024,
+  bootstrap: true,
   clusterToken: 'fulcrum-cluster',
   confChangeTimeoutMs: 10_000,
 } as const;
@@ -145,7 +151,7 @@ export class Member {
       { id: options.id, electionTicks: options.electionTicks, heartbeatTicks: 1, applied: snapIndex, random: new SeededRandom(randomInt(2 ** 31)) },
       wal.storage,
     );
-    if (isNew) {
+    if (isNew && options.bootstrap) {
       const contexts = new Map([...(options.initialMembers ?? new Map<NodeId, MemberContext>())].map(([id, c]) => [id, encodeMemberContext(c)]));
       node.bootstrap(options.initialVoters, contexts);
     }
