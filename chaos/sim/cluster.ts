@@ -384,6 +384,7 @@ export class Simulation {
     const unreachable: NodeId[] = [];
     for (const msg of msgs) {
       this.inspectOutgoing(m, msg);
+      if (msg.type === MessageType.Snap) this.refreshSnapshot(m, msg);
       const times = this.network.route(msg.from, msg.to, this.nowMs);
       for (let i = 0; i < times.length; i++) {
         // A duplicate is its own object: the core may reuse a message it received (forwarding a proposal).
@@ -399,6 +400,19 @@ export class Simulation {
       }
     }
     return unreachable;
+  }
+
+  /**
+   * Send the state machine as it is now rather than the stored snapshot, as etcd's server does (its "merged
+   * snapshot" carries the current applied index and membership). A stored snapshot may predate the change that
+   * added the follower, and a follower refuses a snapshot whose configuration does not name it.
+   */
+  private refreshSnapshot(m: SimNode, msg: Message): void {
+    const stored = msg.snapshot!;
+    const at = m.machine.index;
+    if (at <= stored.metadata.index) return;
+    const metadata = { index: at, term: m.disk.storage.term(at), confState: m.confState };
+    msg.snapshot = { metadata, data: m.machine.image() };
   }
 
   private inspectOutgoing(m: SimNode, msg: Message): void {
