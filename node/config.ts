@@ -1,0 +1,548 @@
+// The server's one config object: etcd's flag names and meanings, from the command line and the environment.
+//
+// Precedence, highest first:   --flag value   >   FULCRUM_FLAG_NAME   >   ETCD_FLAG_NAME   >   default
+//
+// ETCD_* names are accepted so an etcd deployment's environment carries over unchanged. Parsing is pure: the
+// caller hands in argv (the user's arguments, without `node` and the script) and the environment, and gets a
+// frozen ServerConfig or a ConfigError whose message names the flag. Nothing here reads process state, so
+// tests can run every case in one process and several members can be configured side by side.
+//
+// Worked example (the defaults for `fulcrum --name n1`):
+//   data dir                      ./n1.fulcrum
+//   listen / advertise client     http://127.0.0.1:2379
+//   listen / advertise peer       http://127.0.0.1:2380
+//   initial cluster               n1=http://127.0.0.1:2380    → one founding voter, id memberIdFor([url], token)
+import { isIP } from 'node:net';
+import { Command, CommanderError, Option } from 'commander';
+import type { MemberOptions } from './member.js';
+import type { ApiLimits } from './api/context.js';
+import { API_LIMITS_DEFAULTS } from './api/context.js';
+import { clusterIdFor, memberIdFor } from './ids.js';
+
+export const FULCRUM_VERSION = '0.1.0';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+export type InitialClusterState = 'new' | 'existing';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export const SERVER_CONFIG_DEFAULTS = {
+  name: 'default',
+  listenClientUrls: 'http://127.0.0.1:2379',
+  listenPeerUrls: 'http://127.0.0.1:2380',
+  initialClusterState: 'new' as InitialClusterState,
+  initialClusterToken: 'fulcrum-cluster',
+  heartbeatIntervalMs: 100,
+  electionTimeoutMs: 1000,
+  snapshotCount: 10_000,
+  /** etcd's default backend quota. */
+  quotaBackendBytes: 2 * GiB,
+  requestBytesMax: 1.5 * MiB,
+  txnOpsMax: 128,
+  logLevel: 'info' as LogLevel,
+} as const;
+
+/** Named bounds, checked where etcd checks them (or warns, where etcd warns). */
+export const SERVER_CONFIG_LIMITS = {
+  /** etcd refuses election timeouts above this: leader failure would go unnoticed for too long. */
+  electionTimeoutMsMax: 50_000,
+  /** An election timeout shorter than this many heartbeats makes spurious elections likely (etcd's rule). */
+  electionToHeartbeatRatioMin: 5,
+  /** etcd warns above 8 GiB: a larger store makes snapshots and restarts slow. */
+  quotaBackendBytesRecommendedMax: 8 * GiB,
+  /** etcd warns above 10 MiB: large requests stall the Raft pipeline for everyone. */
+  requestBytesRecommendedMax: 10 * MiB,
+  /** Ceiling on one setting's text, so a runaway environment variable fails clearly rather than slowly. */
+  settingChars: 64 * 1024,
+  /** Members in --initial-cluster: more than this is almost surely a typo (etcd clusters have 3, 5 or 7). */
+  initialClusterMembersMax: 64,
+} as const;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A URL this member binds to: host is an IP literal or "localhost", never bracketed; port 0 = any free port. */
+export interface ListenAddress {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface FoundingMember {
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+}
+
+export interface ServerConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly listenClientUrls: readonly string[];
+  readonly advertiseClientUrls: readonly string[];
+  readonly listenPeerUrls: readonly string[];
+  readonly initialAdvertisePeerUrls: readonly string[];
+  /** --initial-cluster as given (or defaulted), normalized: `name=url,...`. */
+  readonly initialCluster: string;
+  readonly initialClusterState: InitialClusterState;
+  readonly initialClusterToken: string;
+  readonly heartbeatIntervalMs: number;
+  readonly electionTimeoutMs: number;
+  readonly snapshotCount: number;
+  readonly quotaBackendBytes: number;
+  readonly requestBytesMax: number;
+  readonly txnOpsMax: number;
+  readonly listenMetricsUrls: readonly string[];
+  readonly logLevel: LogLevel;
+
+  // Derived.
+  /** memberIdFor(initialAdvertisePeerUrls, initialClusterToken). */
+  readonly memberId: number;
+  /** The founding members from --initial-cluster, by id (in the order they were listed). */
+  readonly initialMembers: ReadonlyMap<number, FoundingMember>;
+  readonly initialMemberIds: readonly number[];
+  /** clusterIdFor(initialMemberIds, initialClusterToken). With --initial-cluster-state existing it names the cluster as listed. */
+  readonly clusterId: number;
+  /** round(electionTimeoutMs / heartbeatIntervalMs): the Raft core counts time in heartbeats. */
+  readonly electionTicks: number;
+  readonly listen: {
+    readonly client: readonly ListenAddress[];
+    readonly peer: readonly ListenAddress[];
+    readonly metrics: readonly ListenAddress[];
+  };
+  /** Things that are allowed but probably wrong (shadowed env vars, unknown FULCRUM_/ETCD_ names, big limits). */
+  readonly warnings: readonly string[];
+}
+
+/** What the command line asked for: serve with a config, or print something (version, help) and exit 0. */
+export type CommandLine = { readonly kind: 'serve'; readonly config: ServerConfig } | { readonly kind: 'print'; readonly text: string };
+
+// ---------------------------------------------------------------------------------------------------------
+// The settings table: one row per flag. Env names derive from the flag: --data-dir → FULCRUM_DATA_DIR, ETCD_DATA_DIR.
+
+export interface SettingSpec {
+  readonly flag: string;
+  readonly valueName: string;
+  readonly description: string;
+  readonly defaultText: string;
+}
+
+export const SETTINGS: readonly SettingSpec[] = [
+  { flag: 'name', valueName: 'name', description: 'human-readable name for this member', defaultText: 'default' },
+  { flag: 'data-dir', valueName: 'path', description: 'path to the data directory', defaultText: './<name>.fulcrum' },
+  { flag: 'listen-client-urls', valueName: 'urls', description: 'URLs to listen on for client traffic', defaultText: SERVER_CONFIG_DEFAULTS.listenClientUrls },
+  {
+    flag: 'advertise-client-urls',
+    valueName: 'urls',
+    description: "this member's client URLs to advertise to the rest of the cluster",
+    defaultText: '--listen-client-urls',
+  },
+  { flag: 'listen-peer-urls', valueName: 'urls', description: 'URLs to listen on for peer traffic', defaultText: SERVER_CONFIG_DEFAULTS.listenPeerUrls },
+  {
+    flag: 'initial-advertise-peer-urls',
+    valueName: 'urls',
+    description: "this member's peer URLs to advertise to the rest of the cluster",
+    defaultText: '--listen-peer-urls',
+  },
+  { flag: 'initial-cluster', valueName: 'name=url,...', description: 'initial cluster configuration for bootstrapping', defaultText: '<name>=<initial-advertise-peer-urls>' },
+  { flag: 'initial-cluster-state', valueName: 'new|existing', description: 'new: founding member of a new cluster; existing: joins a running one', defaultText: 'new' },
+  { flag: 'initial-cluster-token', valueName: 'token', description: 'initial cluster token: part of every member and cluster id', defaultText: SERVER_CONFIG_DEFAULTS.initialClusterToken },
+  { flag: 'heartbeat-interval', valueName: 'ms', description: 'time (in milliseconds) of a heartbeat interval', defaultText: '100' },
+  { flag: 'election-timeout', valueName: 'ms', description: 'time (in milliseconds) for an election to timeout', defaultText: '1000' },
+  { flag: 'snapshot-count', valueName: 'n', description: 'number of applied entries between two snapshots', defaultText: String(SERVER_CONFIG_DEFAULTS.snapshotCount) },
+  { flag: 'quota-backend-bytes', valueName: 'bytes', description: 'raise the NOSPACE alarm when the store exceeds this size (0 = default)', defaultText: '2147483648 (2 GiB)' },
+  { flag: 'max-request-bytes', valueName: 'bytes', description: 'maximum client request size in bytes the server will accept', defaultText: '1572864 (1.5 MiB)' },
+  { flag: 'max-txn-ops', valueName: 'n', description: 'maximum number of operations permitted in a transaction', defaultText: '128' },
+  { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
+  { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
+];
+
+export function envNameFor(flag: string, prefix: 'FULCRUM_' | 'ETCD_'): string {
+  return prefix + flag.toUpperCase().replace(/-/g, '_');
+}
+
+const ENV_PREFIXES = ['FULCRUM_', 'ETCD_'] as const;
+
+// ---------------------------------------------------------------------------------------------------------
+// Entry points.
+
+/** Parse the command line: `--version` and `--help` ask to print; anything else gives a validated config. */
+export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv): CommandLine {
+  const program = buildProgram();
+  let printed = '';
+  program.configureOutput({ writeOut: (s) => (printed += s), writeErr: (s) => (printed += s), outputError: () => {} });
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError && (e.code === 'commander.version' || e.code === 'commander.helpDisplayed')) {
+      return { kind: 'print', text: printed };
+    }
+    if (e instanceof CommanderError) throw new ConfigError(e.message.replace(/^error: /, ''));
+    throw e;
+  }
+  const flags = program.opts<Record<string, string | undefined>>();
+  return { kind: 'serve', config: resolveConfig(flags, env) };
+}
+
+/** The validated, frozen server config. Throws ConfigError on bad input, and for --version / --help (use parseCommandLine). */
+export function parseServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig {
+  const cl = parseCommandLine(argv, env);
+  if (cl.kind === 'print') throw new ConfigError('--version and --help print and exit; they give no server config');
+  return cl.config;
+}
+
+/** What Member.start needs from the config. */
+export function memberOptionsFrom(
+  c: ServerConfig,
+): Pick<
+  MemberOptions,
+  'id' | 'dataDir' | 'initialVoters' | 'initialMembers' | 'clusterToken' | 'heartbeatMs' | 'electionTicks' | 'snapshotCount' | 'maxRequestBytes'
+> {
+  return {
+    id: c.memberId,
+    dataDir: c.dataDir,
+    initialVoters: c.initialMemberIds,
+    initialMembers: new Map([...c.initialMembers].map(([id, m]) => [id, { name: m.name, peerUrls: m.peerUrls }])),
+    clusterToken: c.initialClusterToken,
+    heartbeatMs: c.heartbeatIntervalMs,
+    electionTicks: c.electionTicks,
+    snapshotCount: c.snapshotCount,
+    maxRequestBytes: c.requestBytesMax,
+  };
+}
+
+/** The limits node/api enforces, from the config. */
+export function apiLimitsFrom(c: ServerConfig): ApiLimits {
+  return Object.freeze({ ...API_LIMITS_DEFAULTS, requestBytesMax: c.requestBytesMax, txnOpsMax: c.txnOpsMax });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Command line.
+
+function buildProgram(): Command {
+  const program = new Command('fulcrum')
+    .description('Fulcrum: a Raft-replicated consistent core that speaks the etcd v3 API')
+    .exitOverride()
+    .allowExcessArguments(false)
+    .version(FULCRUM_VERSION, '--version', 'print the version and exit');
+  // No commander defaults: a flag we see was given, so the environment and the defaults can fill the rest.
+  for (const s of SETTINGS) {
+    const envNote = `(env ${envNameFor(s.flag, 'FULCRUM_')} or ${envNameFor(s.flag, 'ETCD_')}; default ${s.defaultText})`;
+    program.addOption(new Option(`--${s.flag} <${s.valueName}>`, `${s.description} ${envNote}`));
+  }
+  return program;
+}
+
+/** commander's camel-case key for a flag: data-dir → dataDir. */
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+interface RawSetting {
+  readonly value: string;
+  /** Where it came from, for error messages: "--name", "FULCRUM_NAME", "ETCD_NAME". */
+  readonly source: string;
+}
+
+/** One raw value per flag that was set somewhere, plus warnings about shadowed and unknown names. */
+function collectRaw(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): { raw: Map<string, RawSetting>; warnings: string[] } {
+  const raw = new Map<string, RawSetting>();
+  const warnings: string[] = [];
+  for (const s of SETTINGS) {
+    const candidates: RawSetting[] = [];
+    const flagValue = flags[camel(s.flag)];
+    if (flagValue !== undefined) candidates.push({ value: flagValue, source: `--${s.flag}` });
+    for (const prefix of ENV_PREFIXES) {
+      const name = envNameFor(s.flag, prefix);
+      const v = env[name];
+      // An empty variable counts as unset: `FULCRUM_X=` in a unit file usually means "no value here".
+      if (v !== undefined && v !== '') candidates.push({ value: v, source: name });
+    }
+    const [winner, ...shadowed] = candidates;
+    if (winner === undefined) continue;
+    for (const l of shadowed) if (l.value !== winner.value) warnings.push(`${l.source}=${l.value} is shadowed by ${winner.source}`);
+    if (winner.value.length > SERVER_CONFIG_LIMITS.settingChars) {
+      throw new ConfigError(`${winner.source}: value is ${winner.value.length} characters; at most ${SERVER_CONFIG_LIMITS.settingChars} are allowed`);
+    }
+    raw.set(s.flag, winner);
+  }
+  warnings.push(...unknownEnvWarnings(env));
+  return { raw, warnings };
+}
+
+/** Typos in FULCRUM_* names, and etcd settings Fulcrum does not have, would otherwise be ignored silently. */
+function unknownEnvWarnings(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set(SETTINGS.flatMap((s) => ENV_PREFIXES.map((p) => envNameFor(s.flag, p))));
+  const out: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (known.has(name)) continue;
+    if (name.startsWith('FULCRUM_')) out.push(`${name} is not a Fulcrum server setting; ignored`);
+    else if (name.startsWith('ETCD_')) out.push(`${name} is an etcd setting Fulcrum does not support; ignored`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Resolution: raw strings → typed values with defaults → cross-checks → derived values → frozen.
+
+function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): ServerConfig {
+  const { raw, warnings } = collectRaw(flags, env);
+  const get = (flag: string): RawSetting | undefined => raw.get(flag);
+  const d = SERVER_CONFIG_DEFAULTS;
+
+  const name = parseName(get('name'));
+  const dataDir = parseNonEmpty(get('data-dir'), '--data-dir') ?? `./${name}.fulcrum`;
+  const listenClient = parseListenUrls(get('listen-client-urls') ?? { value: d.listenClientUrls, source: '--listen-client-urls' });
+  const listenPeer = parseListenUrls(get('listen-peer-urls') ?? { value: d.listenPeerUrls, source: '--listen-peer-urls' });
+  const advertiseClientUrls = advertisedOrDefault(get('advertise-client-urls'), listenClient, '--advertise-client-urls', '--listen-client-urls');
+  const initialAdvertisePeerUrls = advertisedOrDefault(get('initial-advertise-peer-urls'), listenPeer, '--initial-advertise-peer-urls', '--listen-peer-urls');
+  const token = parseNonEmpty(get('initial-cluster-token'), '--initial-cluster-token') ?? d.initialClusterToken;
+  const initialClusterRaw = get('initial-cluster') ?? { value: initialAdvertisePeerUrls.map((u) => `${name}=${u}`).join(','), source: '--initial-cluster' };
+  const founding = parseInitialCluster(initialClusterRaw, token);
+  checkSelfInCluster(name, initialAdvertisePeerUrls, founding, initialClusterRaw.source);
+
+  const heartbeatIntervalMs = parseInteger(get('heartbeat-interval'), 1) ?? d.heartbeatIntervalMs;
+  const electionTimeoutMs = parseInteger(get('election-timeout'), 1) ?? d.electionTimeoutMs;
+  checkElectionTimeout(heartbeatIntervalMs, electionTimeoutMs);
+  const quotaBackendBytes = parseInteger(get('quota-backend-bytes'), 0) || d.quotaBackendBytes; // 0 means default, as in etcd
+  const requestBytesMax = parseInteger(get('max-request-bytes'), 1) ?? d.requestBytesMax;
+  warnings.push(...limitWarnings(quotaBackendBytes, requestBytesMax));
+
+  const memberIds = [...founding.keys()];
+  const metrics = get('listen-metrics-urls') === undefined ? [] : parseListenUrls(get('listen-metrics-urls')!);
+  const config: ServerConfig = {
+    name,
+    dataDir,
+    listenClientUrls: listenClient.map((a) => a.url),
+    advertiseClientUrls,
+    listenPeerUrls: listenPeer.map((a) => a.url),
+    initialAdvertisePeerUrls,
+    initialCluster: [...founding.values()].flatMap((m) => m.peerUrls.map((u) => `${m.name}=${u}`)).join(','),
+    initialClusterState: parseChoice(get('initial-cluster-state'), ['new', 'existing'] as const) ?? d.initialClusterState,
+    initialClusterToken: token,
+    heartbeatIntervalMs,
+    electionTimeoutMs,
+    snapshotCount: parseInteger(get('snapshot-count'), 1) ?? d.snapshotCount,
+    quotaBackendBytes,
+    requestBytesMax,
+    txnOpsMax: parseInteger(get('max-txn-ops'), 1) ?? d.txnOpsMax,
+    listenMetricsUrls: metrics.map((a) => a.url),
+    logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
+    memberId: memberIdFor(initialAdvertisePeerUrls, token),
+    initialMembers: new FrozenMap(founding),
+    initialMemberIds: memberIds,
+    clusterId: clusterIdFor(memberIds, token),
+    electionTicks: Math.round(electionTimeoutMs / heartbeatIntervalMs),
+    listen: { client: listenClient, peer: listenPeer, metrics },
+    warnings,
+  };
+  return deepFreeze(config);
+}
+
+function parseName(s: RawSetting | undefined): string {
+  const name = parseNonEmpty(s, '--name') ?? SERVER_CONFIG_DEFAULTS.name;
+  // '=' and ',' are --initial-cluster's separators: such a name could never be found there.
+  if (/[=,]/.test(name)) throw new ConfigError(`${s!.source}: "${name}" must not contain "=" or ","`);
+  return name;
+}
+
+function parseNonEmpty(s: RawSetting | undefined, flag: string): string | undefined {
+  if (s === undefined) return undefined;
+  const v = s.value.trim();
+  if (v === '') throw new ConfigError(`${flag}: must not be empty`);
+  return v;
+}
+
+function parseChoice<T extends string>(s: RawSetting | undefined, choices: readonly T[]): T | undefined {
+  if (s === undefined) return undefined;
+  const v = s.value.trim();
+  if (!(choices as readonly string[]).includes(v)) throw new ConfigError(`${s.source}: "${s.value}" is not one of ${choices.join(', ')}`);
+  return v as T;
+}
+
+/** A whole decimal number ≥ min. No units, no exponents: etcd takes plain integers too. */
+function parseInteger(s: RawSetting | undefined, min: number): number | undefined {
+  if (s === undefined) return undefined;
+  const v = s.value.trim();
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new ConfigError(`${s.source}: "${s.value}" is not a whole number`);
+  if (n < min) throw new ConfigError(`${s.source}: must be at least ${min}, got ${n}`);
+  return n;
+}
+
+function checkElectionTimeout(heartbeatMs: number, electionMs: number): void {
+  const L = SERVER_CONFIG_LIMITS;
+  if (electionMs < L.electionToHeartbeatRatioMin * heartbeatMs) {
+    throw new ConfigError(
+      `--election-timeout (${electionMs}ms) must be at least ${L.electionToHeartbeatRatioMin} times --heartbeat-interval (${heartbeatMs}ms)`,
+    );
+  }
+  if (electionMs > L.electionTimeoutMsMax) {
+    throw new ConfigError(`--election-timeout (${electionMs}ms) is too long; it must be at most ${L.electionTimeoutMsMax}ms`);
+  }
+}
+
+function limitWarnings(quotaBackendBytes: number, requestBytesMax: number): string[] {
+  const L = SERVER_CONFIG_LIMITS;
+  const out: string[] = [];
+  if (quotaBackendBytes > L.quotaBackendBytesRecommendedMax) {
+    out.push(`--quota-backend-bytes ${quotaBackendBytes} exceeds the recommended maximum ${L.quotaBackendBytesRecommendedMax}`);
+  }
+  if (requestBytesMax > L.requestBytesRecommendedMax) {
+    out.push(`--max-request-bytes ${requestBytesMax} exceeds the recommended maximum ${L.requestBytesRecommendedMax}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// URLs.
+
+interface ParsedUrl {
+  /** Normalized: lower-case scheme, no trailing slash. Ids are computed from this form. */
+  readonly url: string;
+  readonly hostname: string;
+  readonly port: number;
+}
+
+/**
+ * One URL of a flag. Only http for now; the port must be explicit (etcd's rule: a member's address without a
+ * port is ambiguous), the path empty.
+ */
+function parseUrl(text: string, source: string): ParsedUrl {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/.exec(text);
+  if (m === null) throw new ConfigError(`${source}: "${text}" is not a URL (expected http://host:port)`);
+  const scheme = m[1]!.toLowerCase();
+  const authority = m[2]!;
+  const rest = m[3]!;
+  if (scheme === 'https') throw new ConfigError(`${source}: "${text}": TLS is not supported yet; use http://`);
+  if (scheme !== 'http') throw new ConfigError(`${source}: "${text}": scheme "${scheme}" is not supported; use http://`);
+  if (rest !== '' && rest !== '/') throw new ConfigError(`${source}: "${text}" must not have a path, query or fragment`);
+  if (authority.includes('@')) throw new ConfigError(`${source}: "${text}" must not carry a user name or password`);
+  const hp = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(authority);
+  if (hp === null) throw new ConfigError(`${source}: "${text}" must have the form http://host:port, with an explicit port`);
+  const port = Number(hp[2]);
+  if (port > 65_535) throw new ConfigError(`${source}: "${text}": port ${port} is out of range`);
+  const hostname = hp[1]!.replace(/^\[|\]$/g, '');
+  if (hp[1]!.startsWith('[') && isIP(hostname) !== 6) throw new ConfigError(`${source}: "${text}": "${hp[1]}" is not an IPv6 address`);
+  return { url: `http://${hp[1]!.toLowerCase()}:${port}`, hostname: hostname.toLowerCase(), port };
+}
+
+function splitList(s: RawSetting): string[] {
+  const items = s.value.split(',').map((x) => x.trim());
+  if (items.some((x) => x === '')) throw new ConfigError(`${s.source}: "${s.value}" has an empty entry`);
+  return items;
+}
+
+function isUnspecifiedHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/** Addresses to bind: IP literals (or localhost), since a name that resolves to several addresses is ambiguous. */
+function parseListenUrls(s: RawSetting): ListenAddress[] {
+  const out = splitList(s).map((text) => {
+    const u = parseUrl(text, s.source);
+    if (u.hostname !== 'localhost' && isIP(u.hostname) === 0) {
+      throw new ConfigError(`${s.source}: "${text}": listen URLs need an IP address (or localhost) to bind, not a host name`);
+    }
+    return Object.freeze({ url: u.url, host: u.hostname, port: u.port });
+  });
+  rejectDuplicates(out.map((a) => a.url), s.source);
+  return out;
+}
+
+function parseAdvertisedUrls(s: RawSetting): string[] {
+  const out = splitList(s).map((text) => {
+    const u = parseUrl(text, s.source);
+    if (isUnspecifiedHost(u.hostname)) throw new ConfigError(`${s.source}: "${text}": ${u.hostname} cannot be advertised; give an address others can reach`);
+    if (u.port === 0) throw new ConfigError(`${s.source}: "${text}": port 0 cannot be advertised`);
+    return u.url;
+  });
+  rejectDuplicates(out, s.source);
+  return out;
+}
+
+/** Advertised URLs default to the listen URLs, unless those cannot be reached as written (0.0.0.0, port 0). */
+function advertisedOrDefault(s: RawSetting | undefined, listen: readonly ListenAddress[], flag: string, listenFlag: string): string[] {
+  if (s !== undefined) return parseAdvertisedUrls(s);
+  const unreachable = listen.find((a) => isUnspecifiedHost(a.host) || a.port === 0);
+  if (unreachable !== undefined) throw new ConfigError(`${flag} is required when ${listenFlag} has ${unreachable.url}, which others cannot reach`);
+  return listen.map((a) => a.url);
+}
+
+function rejectDuplicates(urls: readonly string[], source: string): void {
+  const seen = new Set<string>();
+  for (const u of urls) {
+    if (seen.has(u)) throw new ConfigError(`${source}: ${u} appears more than once`);
+    seen.add(u);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// --initial-cluster: name=url pairs; a name may repeat to give one member several peer URLs (as in etcd).
+
+function parseInitialCluster(s: RawSetting, token: string): Map<number, FoundingMember> {
+  const byName = new Map<string, string[]>();
+  for (const item of splitList(s)) {
+    const eq = item.indexOf('=');
+    const name = item.slice(0, Math.max(eq, 0)).trim();
+    if (name === '') throw new ConfigError(`${s.source}: "${item}" is not name=url`);
+    const url = parseAdvertisedUrls({ value: item.slice(eq + 1).trim(), source: s.source })[0]!;
+    byName.set(name, [...(byName.get(name) ?? []), url]);
+  }
+  if (byName.size > SERVER_CONFIG_LIMITS.initialClusterMembersMax) {
+    throw new ConfigError(`${s.source}: ${byName.size} members; at most ${SERVER_CONFIG_LIMITS.initialClusterMembersMax} are allowed`);
+  }
+  rejectDuplicates([...byName.values()].flat(), s.source);
+  const members = new Map<number, FoundingMember>();
+  for (const [name, peerUrls] of byName) {
+    const id = memberIdFor(peerUrls, token);
+    if (members.has(id)) throw new ConfigError(`${s.source}: members ${members.get(id)!.name} and ${name} get the same id`);
+    members.set(id, { name, peerUrls });
+  }
+  return members;
+}
+
+/** etcd's rule: this member must be listed under its --name, with exactly its advertised peer URLs. */
+function checkSelfInCluster(name: string, advertised: readonly string[], founding: ReadonlyMap<number, FoundingMember>, source: string): void {
+  const self = [...founding.values()].find((m) => m.name === name);
+  if (self === undefined) throw new ConfigError(`${source}: no member named "${name}" (--name); list this member in the initial cluster`);
+  const listed = [...self.peerUrls].sort().join(',');
+  const mine = [...advertised].sort().join(',');
+  if (listed !== mine) {
+    throw new ConfigError(`${source} has ${name}=${listed} but --initial-advertise-peer-urls is ${mine}; they must match`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Freezing: the config is shared by every component; nobody may change it after validation.
+
+/** A Map that refuses changes once built (Object.freeze does not stop Map.set). */
+class FrozenMap<K, V> extends Map<K, V> {
+  #sealed = false;
+  constructor(entries: Iterable<readonly [K, V]>) {
+    super();
+    for (const [k, v] of entries) super.set(k, v);
+    this.#sealed = true;
+  }
+  override set(key: K, value: V): this {
+    if (this.#sealed) throw new TypeError('fulcrum: the server config is frozen');
+    return super.set(key, value);
+  }
+  override delete(): boolean {
+    throw new TypeError('fulcrum: the server config is frozen');
+  }
+  override clear(): void {
+    throw new TypeError('fulcrum: the server config is frozen');
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+  if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+  for (const v of Object.values(value)) deepFreeze(v);
+  return Object.freeze(value);
+}
