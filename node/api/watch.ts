@@ -1,0 +1,308 @@
+// etcd's Watch service: one bidirectional stream carries many watches. Requests create, cancel or ask for
+// progress; responses carry events of whole revisions, in revision order, each watch's first response being its
+// `created` answer and its last (when the server ends it) a `canceled` one with the reason.
+//
+// Back-pressure: events wait in the hub's bounded per-watcher queues, not here. This stream pulls from its
+// watchers only while grpc-js accepts writes (write() returned true, or 'drain' came), so a client that stops
+// reading makes its watchers fall back to reading the store (see node/watch/hub.ts), and memory stays bounded.
+import type * as grpc from '@grpc/grpc-js';
+import type {
+  Encodable,
+  Event as ProtoEvent,
+  Handlers,
+  KeyValue as ProtoKeyValue,
+  WatchCancelRequest,
+  WatchCreateRequest,
+  WatchMethods,
+  WatchRequest,
+  WatchResponse,
+} from '../../proto/index.js';
+import type { KeyValue, MvccEvent } from '../../storage/mvcc/index.js';
+import { WatchError, type EventGroup, type Watcher, type WatchHub, type WatchSpec } from '../watch/index.js';
+import type { ApiContext } from './context.js';
+import { toServiceError } from './errors.js';
+import { responseHeader } from './header.js';
+
+export interface WatchStreamLimits {
+  /** Watches one stream may hold at once (etcd has no limit; an unbounded map per stream is a memory hazard). */
+  readonly watchesPerStreamMax: number;
+  /** Events in one response. Whole revisions are never split to honour it (only `fragment` splits a revision). */
+  readonly responseEventsMax: number;
+}
+
+export const WATCH_STREAM_DEFAULTS: WatchStreamLimits = {
+  watchesPerStreamMax: 1_000,
+  responseEventsMax: 1_000,
+};
+
+/** etcd's watch id for "no watch": failed creates and stream-wide progress responses. */
+const INVALID_WATCH_ID = -1n;
+
+export const WATCH_ERRORS = {
+  duplicateId: 'mvcc: duplicate watch ID provided on the WatchStream',
+  tooManyWatches: 'fulcrum: too many watches on this stream',
+  negativeWatchId: 'fulcrum: watch id must not be negative',
+} as const;
+
+type Call = grpc.ServerDuplexStream<WatchRequest, Encodable<WatchResponse>>;
+type Response = Encodable<WatchResponse>;
+
+export function createWatchService(ctx: ApiContext, hub: WatchHub, limits: Partial<WatchStreamLimits> = {}): Handlers<WatchMethods> {
+  const merged = Object.freeze({ ...WATCH_STREAM_DEFAULTS, ...limits });
+  return {
+    Watch: (call) => new WatchStream(ctx, hub, call, merged).start(),
+  };
+}
+
+interface StreamWatch {
+  readonly watcher: Watcher;
+  readonly fragment: boolean;
+}
+
+class WatchStream {
+  private readonly watches = new Map<bigint, StreamWatch>();
+  /** Watches with something to send (events or their cancel), in the order they became ready. */
+  private readonly ready = new Set<bigint>();
+  private nextAutoId = 0n;
+  private blocked = false;
+  private pumpScheduled = false;
+  private progressWanted = false;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: ApiContext,
+    private readonly hub: WatchHub,
+    private readonly call: Call,
+    private readonly limits: WatchStreamLimits,
+  ) {}
+
+  start(): void {
+    this.call.on('data', (req: WatchRequest) => this.onRequest(req));
+    this.call.on('end', () => {
+      this.close();
+      this.call.end();
+    });
+    this.call.on('error', () => this.close());
+    this.call.on('cancelled', () => this.close());
+    this.call.on('close', () => this.close());
+    this.call.on('drain', () => {
+      this.blocked = false;
+      this.schedulePump();
+    });
+  }
+
+  private onRequest(req: WatchRequest): void {
+    if (this.closed) return;
+    try {
+      if (req.request_union === 'create_request') this.onCreate(req.create_request);
+      else if (req.request_union === 'cancel_request') this.onCancel(req.cancel_request);
+      else if (req.request_union === 'progress_request') this.onProgressRequest();
+      // An empty or unknown request is ignored, as etcd does.
+    } catch (e) {
+      this.ctx.logger.warn({ component: 'watch', err: e }, 'watch request failed');
+      this.close();
+      this.call.destroy(toServiceError(e));
+    }
+  }
+
+  // ---- create / cancel
+
+  private onCreate(c: WatchCreateRequest): void {
+    const requested = BigInt(c.watch_id);
+    const refusal = this.checkCreate(requested);
+    if (refusal !== undefined) return this.refuseCreate(refusal);
+    const id = requested === 0n ? this.autoId() : requested;
+    let watcher: Watcher;
+    try {
+      watcher = this.hub.watch(toSpec(c), { onReady: () => this.markReady(id), onProgress: (rev) => this.sendProgress(id, rev) });
+    } catch (e) {
+      if (e instanceof WatchError && e.code === 'INVALID_ARGUMENT') return this.refuseCreate(e.message);
+      throw e;
+    }
+    this.watches.set(id, { watcher, fragment: c.fragment });
+    const revision = c.start_revision === '0' ? watcher.lastQueuedRevision : this.ctx.member.stateMachine.revision;
+    this.send({ header: responseHeader(this.ctx.member, revision), watch_id: id, created: true });
+    this.schedulePump();
+  }
+
+  private checkCreate(requested: bigint): string | undefined {
+    if (requested < 0n) return WATCH_ERRORS.negativeWatchId;
+    if (requested !== 0n && this.watches.has(requested)) return WATCH_ERRORS.duplicateId;
+    if (this.watches.size >= this.limits.watchesPerStreamMax) return WATCH_ERRORS.tooManyWatches;
+    return undefined;
+  }
+
+  /** etcd answers a create it refuses with created + canceled, watch id -1 and the reason. */
+  private refuseCreate(reason: string): void {
+    this.send({ header: responseHeader(this.ctx.member), watch_id: INVALID_WATCH_ID, created: true, canceled: true, cancel_reason: reason });
+  }
+
+  /** etcd hands out the lowest unused id from a counter starting at 0. */
+  private autoId(): bigint {
+    while (this.watches.has(this.nextAutoId)) this.nextAutoId++;
+    return this.nextAutoId++;
+  }
+
+  /** A client cancel drops what is queued and answers at once; an unknown id gets no answer (as etcd). */
+  private onCancel(c: WatchCancelRequest): void {
+    const id = BigInt(c.watch_id);
+    const sw = this.watches.get(id);
+    if (sw === undefined) return;
+    this.hub.cancel(sw.watcher);
+    this.watches.delete(id);
+    this.ready.delete(id);
+    this.send({ header: responseHeader(this.ctx.member), watch_id: id, canceled: true });
+    this.maybeSendProgress();
+  }
+
+  // ---- progress
+
+  private onProgressRequest(): void {
+    this.progressWanted = true;
+    this.maybeSendProgress();
+  }
+
+  /**
+   * Answer a progress request once every watch on the stream is synced and has nothing queued: then every event
+   * at or below the revision sent has been written before this response (etcd's RequestProgressAll).
+   */
+  private maybeSendProgress(): void {
+    if (!this.progressWanted || this.closed || this.ready.size > 0) return;
+    let revision = Infinity;
+    for (const { watcher } of this.watches.values()) {
+      if (!watcher.synced || watcher.hasPending) return;
+      revision = Math.min(revision, Math.max(this.hub.publishedRevision, watcher.lastQueuedRevision));
+    }
+    if (revision === Infinity) revision = this.hub.publishedRevision;
+    this.progressWanted = false;
+    this.send({ header: responseHeader(this.ctx.member, revision), watch_id: INVALID_WATCH_ID });
+  }
+
+  /** A periodic notification for one watch (the hub calls it only when the watch is synced and idle). */
+  private sendProgress(id: bigint, revision: number): void {
+    if (this.closed || !this.watches.has(id)) return;
+    this.send({ header: responseHeader(this.ctx.member, revision), watch_id: id });
+  }
+
+  // ---- events
+
+  private markReady(id: bigint): void {
+    this.ready.add(id);
+    this.schedulePump();
+  }
+
+  /** The hub calls back from the apply path: do the work in a microtask, never inside the apply. */
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.closed) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => this.pump());
+  }
+
+  private pump(): void {
+    this.pumpScheduled = false;
+    while (!this.blocked && !this.closed && this.ready.size > 0) {
+      const id = this.ready.values().next().value as bigint;
+      this.ready.delete(id);
+      const sw = this.watches.get(id);
+      if (sw !== undefined) this.drainOne(id, sw);
+    }
+    if (!this.blocked) this.maybeSendProgress();
+  }
+
+  /** One response's worth of events from one watch (round robin), or its cancel once its queue is empty. */
+  private drainOne(id: bigint, sw: StreamWatch): void {
+    const groups = sw.watcher.take(this.limits.responseEventsMax, this.ctx.limits.requestBytesMax);
+    if (groups.length > 0) {
+      this.sendEvents(id, sw, groups);
+      if (sw.watcher.hasPending || sw.watcher.canceled !== undefined) this.ready.add(id);
+      return;
+    }
+    const info = sw.watcher.canceled;
+    if (info === undefined) return;
+    this.watches.delete(id);
+    this.send({
+      header: responseHeader(this.ctx.member),
+      watch_id: id,
+      canceled: true,
+      cancel_reason: info.reason,
+      compact_revision: info.compactRevision,
+    });
+  }
+
+  private sendEvents(id: bigint, sw: StreamWatch, groups: readonly EventGroup[]): void {
+    const header = responseHeader(this.ctx.member, groups[groups.length - 1]!.revision);
+    const bytes = groups.reduce((n, g) => n + g.bytes, 0);
+    const events = groups.flatMap((g) => g.events);
+    if (!sw.fragment || bytes <= this.ctx.limits.requestBytesMax) {
+      this.send({ header, watch_id: id, events: events.map(toProtoEvent) });
+      return;
+    }
+    const parts = fragments(groups, this.ctx.limits.requestBytesMax);
+    parts.forEach((part, i) => this.send({ header, watch_id: id, events: part.map(toProtoEvent), fragment: i < parts.length - 1 }));
+  }
+
+  private send(res: Response): void {
+    if (this.closed) return;
+    if (!this.call.write(res)) this.blocked = true;
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sw of this.watches.values()) this.hub.cancel(sw.watcher);
+    this.watches.clear();
+    this.ready.clear();
+  }
+}
+
+/** Split a too-large response into parts of at most `bytesMax` (estimated), each with at least one event. */
+function fragments(groups: readonly EventGroup[], bytesMax: number): MvccEvent[][] {
+  const parts: MvccEvent[][] = [];
+  let part: MvccEvent[] = [];
+  let bytes = 0;
+  for (const ev of groups.flatMap((g) => g.events)) {
+    const size = eventSize(ev);
+    if (part.length > 0 && bytes + size > bytesMax) {
+      parts.push(part);
+      part = [];
+      bytes = 0;
+    }
+    part.push(ev);
+    bytes += size;
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
+}
+
+function eventSize(ev: MvccEvent): number {
+  return ev.kv.key.byteLength + ev.kv.value.byteLength + (ev.prevKv ? ev.prevKv.key.byteLength + ev.prevKv.value.byteLength : 0) + 64;
+}
+
+/** etcd normalizes a create request: an empty key is "\0" (the smallest key). */
+function toSpec(c: WatchCreateRequest): WatchSpec {
+  const has = (name: 'NOPUT' | 'NODELETE', num: number): boolean => c.filters.some((f) => f === name || f === num);
+  return {
+    key: c.key.length === 0 ? Buffer.from([0]) : c.key,
+    rangeEnd: c.range_end,
+    startRevision: Number(c.start_revision),
+    prevKv: c.prev_kv,
+    noPut: has('NOPUT', 0),
+    noDelete: has('NODELETE', 1),
+    progressNotify: c.progress_notify,
+  };
+}
+
+function toProtoKv(kv: KeyValue): Encodable<ProtoKeyValue> {
+  return {
+    key: kv.key,
+    value: kv.value,
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
+    lease: kv.lease,
+  };
+}
+
+function toProtoEvent(ev: MvccEvent): Encodable<ProtoEvent> {
+  return { type: ev.type, kv: toProtoKv(ev.kv), prev_kv: ev.prevKv === undefined ? null : toProtoKv(ev.prevKv) };
+}
