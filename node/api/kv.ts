@@ -1,0 +1,200 @@
+// etcd's KV service (Range, Put, DeleteRange, Txn, Compact) over a Member, and the call plumbing every Fulcrum
+// service shares: the hasleader check, error mapping, and deadlines for work that waits on Raft.
+//
+// Reads are linearizable unless the client asks for serializable: a ReadIndex round (batched with concurrent
+// reads by the Ready loop) and then the local MVCC store. Writes are proposed through Raft on whichever member the
+// client reached (a follower's proposal is forwarded by the core) and answered once applied here. Bad input is
+// refused before anything is proposed, with etcd's codes and messages, so a bad request never costs a log entry.
+import * as grpc from '@grpc/grpc-js';
+import type { Encodable, Handlers, KVMethods, ResponseHeader } from '../../proto/index.js';
+import type { Op } from '../../storage/command.js';
+import type * as mvcc from '../../storage/mvcc/index.js';
+import { checkDeleteRangeRequest, checkPutRequest, checkRangeRequest, checkTxnIntervals, checkTxnRequest } from '../../storage/mvcc/validate.js';
+import type { CommandResult, StateMachine } from '../../storage/state-machine.js';
+import type { ApiContext } from './context.js';
+import {
+  fromMvccDeleteRange,
+  fromMvccPut,
+  fromMvccRange,
+  fromMvccTxn,
+  requestIdentity,
+  requestSizeBound,
+  requiresLeader,
+  toMvccDeleteRange,
+  toMvccPut,
+  toMvccRange,
+  toMvccTxn,
+  toNumber,
+  type HlcOf,
+} from './convert.js';
+import { apiError, toServiceError } from './errors.js';
+import { responseHeader } from './header.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Call plumbing (shared by the maintenance, cluster and fulcrum services)
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * An async unary handler as grpc-js wants it. Checks `hasleader` first (etcd clients send it with
+ * WithRequireLeader and expect to fail fast), and maps every failure through the one error mapping.
+ */
+export function unary<Q, R>(ctx: ApiContext, method: string, run: (call: grpc.ServerUnaryCall<Q, R>) => Promise<R>): grpc.handleUnaryCall<Q, R> {
+  return (call, callback) => {
+    void (async () => {
+      try {
+        checkLeaderRequirement(ctx, call.metadata);
+        callback(null, await run(call));
+      } catch (e) {
+        callback(failure(ctx, method, e));
+      }
+    })();
+  };
+}
+
+export function checkLeaderRequirement(ctx: ApiContext, md: grpc.Metadata): void {
+  if (requiresLeader(md) && ctx.member.leaderId() === 0) throw apiError('NO_LEADER');
+}
+
+/** The gRPC status for an error; an unexpected one is logged here, since the client only sees INTERNAL. */
+export function failure(ctx: ApiContext, method: string, e: unknown): grpc.ServiceError {
+  const err = toServiceError(e);
+  if (err.code === grpc.status.INTERNAL) ctx.logger.error({ component: 'api', method, err: e }, 'request failed unexpectedly');
+  return err;
+}
+
+/** What every kind of server call has in common (grpc-js does not export its ServerSurfaceCall type). */
+export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'metadata' | 'getDeadline' | 'once' | 'removeListener'>;
+
+export function remainingMs(deadline: grpc.Deadline): number {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return at - Date.now();
+}
+
+/**
+ * Wait for work that goes through Raft, but no longer than the request timeout or the client's deadline,
+ * whichever comes first (then etcd's "request timed out"); stop waiting as soon as the client cancels. The work
+ * itself may still complete later (a proposal cannot be taken back), which is why clients retry with a
+ * fulcrum-request-id when they need exactly-once.
+ */
+export function untilDeadline<T>(ctx: ApiContext, call: SurfaceCall, work: Promise<T>): Promise<T> {
+  work.catch(() => {}); // a failure after we stopped waiting must not become an unhandled rejection
+  const waitMs = Math.max(0, Math.min(ctx.limits.requestTimeoutMs, remainingMs(call.getDeadline())));
+  return new Promise<T>((resolve, reject) => {
+    const settle = (): void => {
+      clearTimeout(timer);
+      call.removeListener('cancelled', onCancelled);
+    };
+    const onCancelled = (): void => {
+      settle();
+      reject(apiError('TIMEOUT', 'fulcrum: call cancelled by the client'));
+    };
+    const timer = setTimeout(() => {
+      settle();
+      reject(apiError('TIMEOUT'));
+    }, waitMs);
+    call.once('cancelled', onCancelled);
+    work.then(
+      (v) => {
+        settle();
+        resolve(v);
+      },
+      (e: unknown) => {
+        settle();
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Propose a command within the deadline; a command the state machine refused becomes its typed error. */
+export async function proposeWithin(
+  ctx: ApiContext,
+  call: SurfaceCall,
+  op: Op,
+  identity: { clientId?: string; seq?: number } = {},
+): Promise<CommandResult> {
+  const r = await untilDeadline(ctx, call, ctx.member.propose(op, identity));
+  if (r.error !== undefined) throw r.error;
+  return r;
+}
+
+/** A linearizable point for a read: every write acknowledged before the call is visible after it. */
+export function readBarrier(ctx: ApiContext, call: SurfaceCall): Promise<void> {
+  return untilDeadline(ctx, call, ctx.member.linearizableBarrier());
+}
+
+/**
+ * The HLC of a revision, as far as the state machine can tell without a lookup it does not offer: the newest
+ * recorded revision's stamp is known exactly. (RevisionTimeIndex has no hlcAt(revision); with one, every kv
+ * would carry its create_hlc/mod_hlc.)
+ */
+export function hlcLookup(sm: StateMachine): HlcOf {
+  const last = sm.revisionTime.last();
+  return (revision) => (last !== undefined && last.revision === revision ? last.hlc : undefined);
+}
+
+/** The header of a read at the store's revision: its HLC when known. */
+export function readHeader(ctx: ApiContext, revision: number): Encodable<ResponseHeader> {
+  return responseHeader(ctx.member, revision, hlcLookup(ctx.member.stateMachine)(revision));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// KV
+// ---------------------------------------------------------------------------------------------------------
+
+function checkRequestSize(ctx: ApiContext, request: unknown): void {
+  if (requestSizeBound(request) > ctx.limits.requestBytesMax) throw apiError('REQUEST_TOO_LARGE');
+}
+
+export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
+  const config = (): mvcc.MvccConfig => ({ ...ctx.member.stateMachine.mvcc.config, txnOpsMax: ctx.limits.txnOpsMax });
+  return {
+    Range: unary(ctx, 'Range', async (call) => {
+      const req = toMvccRange(call.request);
+      checkRangeRequest(req, config());
+      if (!call.request.serializable) await readBarrier(ctx, call);
+      const sm = ctx.member.stateMachine;
+      const r = await sm.mvcc.range(req);
+      return fromMvccRange(r, readHeader(ctx, r.header.revision), hlcLookup(sm));
+    }),
+
+    Put: unary(ctx, 'Put', async (call) => {
+      checkRequestSize(ctx, call.request);
+      const req = toMvccPut(call.request);
+      checkPutRequest(req, config());
+      const r = await proposeWithin(ctx, call, { put: req }, requestIdentity(call.metadata));
+      // The response's own revision, not the store's: a deduplicated retry answers the first attempt's.
+      const res = r.response as unknown as mvcc.PutResponse;
+      return fromMvccPut(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+    }),
+
+    DeleteRange: unary(ctx, 'DeleteRange', async (call) => {
+      checkRequestSize(ctx, call.request);
+      const req = toMvccDeleteRange(call.request);
+      checkDeleteRangeRequest(req, config());
+      const r = await proposeWithin(ctx, call, { deleteRange: req }, requestIdentity(call.metadata));
+      const res = r.response as unknown as mvcc.DeleteRangeResponse;
+      return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+    }),
+
+    // Every txn goes through Raft, read-only ones too (etcd serves those locally after a ReadIndex): one path,
+    // and a txn's compares and reads are evaluated at one point of the log either way.
+    Txn: unary(ctx, 'Txn', async (call) => {
+      checkRequestSize(ctx, call.request);
+      const req = toMvccTxn(call.request);
+      checkTxnRequest(req, config());
+      checkTxnIntervals([{ requestTxn: req }]);
+      const r = await proposeWithin(ctx, call, { txn: req }, requestIdentity(call.metadata));
+      const res = r.response as unknown as mvcc.TxnResponse;
+      return fromMvccTxn(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+    }),
+
+    // `physical` is answered once the compaction entry is applied: the index is compacted then and reads below
+    // the revision fail; the rows are deleted in bounded chunks behind it (docs/mvcc.md).
+    Compact: unary(ctx, 'Compact', async (call) => {
+      const revision = toNumber(call.request.revision);
+      const r = await proposeWithin(ctx, call, { compact: { revision } }, requestIdentity(call.metadata));
+      return { header: responseHeader(ctx.member, r.revision, r.hlc) };
+    }),
+  };
+}
