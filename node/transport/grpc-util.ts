@@ -1,0 +1,49 @@
+// Small gRPC helpers shared by both ends of the transport.
+import * as grpc from '@grpc/grpc-js';
+import { loadEtcdApi, type RaftTransportMethods, type TypedClient } from '../../proto/index.js';
+
+export type RaftTransportClient = TypedClient<RaftTransportMethods>;
+
+/** The peer protocol version this build speaks (MemberInfo.protocol_version). */
+export const PEER_PROTOCOL_VERSION = 1;
+
+/** Status details a refusing member sends; the sender logs them as they are. */
+export const REFUSAL = Object.freeze({
+  clusterMismatch: 'fulcrum: cluster ID mismatch',
+  memberRemoved: 'fulcrum: member removed',
+  memberMismatch: 'fulcrum: member ID mismatch',
+  missingHello: 'fulcrum: first frame carries no hello',
+  protocolVersion: 'fulcrum: unsupported peer protocol version',
+});
+
+/** `http://host:port` (a peer URL as in --initial-advertise-peer-urls) as a grpc-js target. */
+export function grpcTarget(peerUrl: string): string {
+  const u = new URL(peerUrl);
+  // TLS between members is not implemented yet: refuse rather than silently talk plaintext to an https URL.
+  if (u.protocol !== 'http:') throw new Error(`fulcrum: peer URL ${peerUrl}: only http:// is supported`);
+  if (u.port === '') throw new Error(`fulcrum: peer URL ${peerUrl} has no port`);
+  return u.host;
+}
+
+export function newRaftTransportClient(peerUrl: string): RaftTransportClient {
+  return new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(grpcTarget(peerUrl), grpc.credentials.createInsecure(), {
+    // Members reconnect on their own schedule (Backoff); keep grpc-js's own retries out of the way.
+    'grpc.enable_retries': 0,
+    // Detect a dead peer behind a silent network within seconds, not at the next TCP timeout.
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+  });
+}
+
+/** An error that ends a call with this status, for a handler's callback or a stream's 'error' event. */
+export function statusError(code: grpc.status, details: string): grpc.ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+}
+
+export function isServiceError(e: unknown): e is grpc.ServiceError {
+  return e instanceof Error && typeof (e as Partial<grpc.ServiceError>).code === 'number';
+}
+
+export function deadlineIn(ms: number): Date {
+  return new Date(Date.now() + ms);
+}

@@ -1,0 +1,61 @@
+// Every bound of the peer transport, named in one place (defaults, then a validate that returns a frozen copy).
+
+export interface TransportLimits {
+  /** Messages waiting for one peer. etcd's stream buffer holds 4096; beyond it Raft's own retries are cheaper. */
+  readonly queueMessagesMax: number;
+  /** Bytes (estimated, see messageBytes) waiting for one peer: bounds memory when appends are large. */
+  readonly queueBytesMax: number;
+  /** Messages in one MessageBatch frame. */
+  readonly batchMessagesMax: number;
+  /**
+   * Bytes in one MessageBatch frame. Kept well under gRPC's default 4 MiB receive limit; a single message
+   * larger than this still goes out, alone (see PEER_SERVER_OPTIONS for the receiving side).
+   */
+  readonly batchBytesMax: number;
+  /** Batches written but not yet acknowledged by the receiver: flow control on the long-lived stream. */
+  readonly inflightBatchesMax: number;
+  /** First reconnect delay after a failure; doubles per failure up to reconnectMaxMs (with jitter). */
+  readonly reconnectMinMs: number;
+  readonly reconnectMaxMs: number;
+  /** Deadline of one Handshake call (the peer is then reported unreachable). */
+  readonly handshakeTimeoutMs: number;
+  /** Deadline of one whole snapshot transfer, sender side. */
+  readonly snapshotSendTimeoutMs: number;
+  /** Largest snapshot image a receiver accepts (checked on the first chunk, against total_bytes). */
+  readonly snapshotBytesMax: number;
+  /** Largest data field of one SnapshotChunk (larger file frames are split). */
+  readonly snapshotChunkBytesMax: number;
+}
+
+export const TRANSPORT_LIMITS_DEFAULTS: TransportLimits = Object.freeze({
+  queueMessagesMax: 4096,
+  queueBytesMax: 64 * 1024 * 1024,
+  batchMessagesMax: 512,
+  batchBytesMax: 2 * 1024 * 1024,
+  inflightBatchesMax: 32,
+  reconnectMinMs: 50,
+  reconnectMaxMs: 2_000,
+  handshakeTimeoutMs: 2_000,
+  snapshotSendTimeoutMs: 10 * 60_000,
+  snapshotBytesMax: 8 * 1024 * 1024 * 1024,
+  snapshotChunkBytesMax: 1024 * 1024,
+});
+
+/** Largest gRPC message the peer server must accept: one append of maxSizePerMsg plus one maximal request. */
+export const PEER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
+
+/** Channel options for the peer gRPC server (the server composition passes these to `new grpc.Server`). */
+export const PEER_SERVER_OPTIONS = Object.freeze({
+  'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
+});
+
+export function validateTransportLimits(input: Partial<TransportLimits> = {}): TransportLimits {
+  const l: TransportLimits = { ...TRANSPORT_LIMITS_DEFAULTS, ...input };
+  for (const [name, v] of Object.entries(l)) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`transport limit ${name} must be a positive integer, got ${String(v)}`);
+  }
+  if (l.reconnectMaxMs < l.reconnectMinMs) throw new RangeError('transport limit reconnectMaxMs must be >= reconnectMinMs');
+  if (l.batchBytesMax > PEER_MESSAGE_BYTES_MAX) throw new RangeError(`transport limit batchBytesMax must be <= ${PEER_MESSAGE_BYTES_MAX}`);
+  if (l.snapshotChunkBytesMax > PEER_MESSAGE_BYTES_MAX / 2) throw new RangeError('transport limit snapshotChunkBytesMax is too large for one gRPC message');
+  return Object.freeze(l);
+}

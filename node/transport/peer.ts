@@ -1,0 +1,227 @@
+// The outbound side of one peer: a bounded queue, one long-lived Send stream carrying batches in order, and a
+// reconnect loop with exponential back-off.
+//
+//   run:  ┌─> connect: Handshake (cluster and member ids checked by the peer) ─> open Send ─> pump until it ends
+//         └── back off (min..max, jittered) <── failure: report unreachable, drop what is queued
+//
+// send() only pushes onto the queue and wakes the pump; it never waits, so the Ready loop never blocks on a
+// slow or dead peer. One pump per peer writes batches in queue order, so messages to one peer keep their order.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Encodable, MemberInfo, MessageBatch, RaftMessage, SendAck } from '../../proto/index.js';
+import type { NodeId } from '../../raft/types.js';
+import { Backoff } from './backoff.js';
+import { deadlineIn, isServiceError, newRaftTransportClient, type RaftTransportClient } from './grpc-util.js';
+import type { TransportLimits } from './limits.js';
+import { BoundedQueue } from './queue.js';
+import type { PeerStats, TransportStats } from './stats.js';
+import { Wakeup } from './wakeup.js';
+
+/** A message converted for the wire at send() time, with its size estimate. */
+export interface Outbound {
+  readonly wire: Encodable<RaftMessage>;
+  readonly bytes: number;
+}
+
+export interface PeerDeps {
+  readonly limits: TransportLimits;
+  readonly logger: Logger;
+  readonly stats: TransportStats;
+  readonly hello: Encodable<MemberInfo>;
+  readonly reportUnreachable: (id: NodeId) => void;
+  readonly random: () => number;
+}
+
+type SendStream = grpc.ClientDuplexStream<Encodable<MessageBatch>, SendAck>;
+
+export class Peer {
+  private readonly queue: BoundedQueue<Outbound>;
+  private readonly wake = new Wakeup();
+  private readonly backoff: Backoff;
+  private readonly log: Logger;
+  private urls: readonly string[];
+  private urlIndex = 0;
+  private client: { url: string; client: RaftTransportClient } | undefined;
+  private call: grpc.ClientUnaryCall | SendStream | undefined;
+  private connected = false;
+  private closed = false;
+  /** Failures since the last good connection: only the first of a streak is logged at warn. */
+  private failureStreak = 0;
+  private readonly running: Promise<void>;
+
+  constructor(
+    readonly id: NodeId,
+    urls: readonly string[],
+    private readonly deps: PeerDeps,
+  ) {
+    this.urls = [...urls];
+    this.queue = new BoundedQueue(deps.limits.queueMessagesMax, deps.limits.queueBytesMax, (o) => o.bytes);
+    this.backoff = new Backoff(deps.limits.reconnectMinMs, deps.limits.reconnectMaxMs, deps.random);
+    this.log = deps.logger.child({ peer: id.toString(16) });
+    this.running = this.run();
+  }
+
+  /** Queue messages (in order); returns how many were dropped because the queue is full. */
+  enqueue(messages: readonly Outbound[]): number {
+    let dropped = 0;
+    for (const m of messages) if (this.closed || !this.queue.push(m)) dropped++;
+    if (dropped < messages.length) this.wake.notify();
+    return dropped;
+  }
+
+  /** The peer's URLs changed (a member update); reconnect if the one in use is gone. */
+  setUrls(urls: readonly string[]): void {
+    this.urls = [...urls];
+    if (this.client !== undefined && !urls.includes(this.client.url)) this.abortCall();
+  }
+
+  /** The client to reach this peer on, for snapshot transfers (same channel, separate HTTP/2 stream). */
+  snapshotClient(): RaftTransportClient {
+    return this.clientFor(this.currentUrl());
+  }
+
+  stats(): PeerStats {
+    return { id: this.id, connected: this.connected, queuedMessages: this.queue.length, queuedBytes: this.queue.byteLength, url: this.client?.url };
+  }
+
+  /** Stop at once: cancel the stream, drop the queue, wait for the loop to notice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.deps.stats.messagesDropped += this.queue.clear();
+    this.abortCall();
+    this.wake.notify();
+    await this.running;
+    this.client?.client.close();
+    this.client = undefined;
+  }
+
+  private abortCall(): void {
+    this.call?.cancel();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      try {
+        await this.session();
+      } catch (e) {
+        this.onFailure(e);
+      }
+      this.connected = false;
+      if (this.closed) break;
+      await this.sleep(this.backoff.next());
+    }
+  }
+
+  /** One connection: handshake, then pump batches until the stream ends. Throws why it ended. */
+  private async session(): Promise<void> {
+    const url = this.currentUrl();
+    const client = this.clientFor(url);
+    await this.handshake(client);
+    if (this.closed) return;
+    const stream = client.Send();
+    this.call = stream;
+    const state = { ended: false, error: undefined as Error | undefined, acked: 0 };
+    stream.on('data', (ack: SendAck) => {
+      state.acked = Number(ack.seq);
+      this.wake.notify();
+    });
+    stream.on('error', (e: Error) => this.streamEnded(state, e));
+    stream.on('end', () => this.streamEnded(state, new Error('stream ended by peer')));
+    this.connected = true;
+    this.backoff.reset();
+    if (this.failureStreak > 0) this.log.info({ url }, 'peer connected again');
+    this.failureStreak = 0;
+    await this.pump(stream, state);
+    stream.cancel();
+    if (state.error !== undefined && !this.closed) throw state.error;
+  }
+
+  private streamEnded(state: { ended: boolean; error: Error | undefined }, e: Error): void {
+    if (state.ended) return;
+    state.ended = true;
+    state.error = e;
+    this.wake.notify();
+  }
+
+  private handshake(client: RaftTransportClient): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.call = client.Handshake({ from: this.deps.hello, to_member_id: this.id }, { deadline: deadlineIn(this.deps.limits.handshakeTimeoutMs) }, (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+  }
+
+  /** Write batches in queue order while the stream is up, at most inflightBatchesMax unacknowledged. */
+  private async pump(stream: SendStream, state: { ended: boolean; acked: number }): Promise<void> {
+    const { batchMessagesMax, batchBytesMax, inflightBatchesMax } = this.deps.limits;
+    let seq = 0;
+    while (!this.closed && !state.ended) {
+      if (this.queue.length === 0 || seq - state.acked >= inflightBatchesMax) {
+        await this.wake.wait();
+        continue;
+      }
+      const batch = this.queue.take(batchMessagesMax, batchBytesMax);
+      seq++;
+      const frame: Encodable<MessageBatch> = { hello: seq === 1 ? this.deps.hello : null, seq, messages: batch.map((o) => o.wire) };
+      await this.write(stream, frame, state);
+      this.deps.stats.messagesSent += batch.length;
+    }
+  }
+
+  /** Wait for the write callback (grpc-js has handed the frame to HTTP/2): one frame buffered at a time. */
+  private async write(stream: SendStream, frame: Encodable<MessageBatch>, state: { ended: boolean }): Promise<void> {
+    let written = false;
+    stream.write(frame, () => {
+      written = true;
+      this.wake.notify();
+    });
+    while (!written && !state.ended && !this.closed) await this.wake.wait();
+  }
+
+  private onFailure(e: unknown): void {
+    if (this.closed) return;
+    const dropped = this.queue.clear();
+    this.deps.stats.messagesDropped += dropped;
+    this.deps.reportUnreachable(this.id);
+    // The next attempt tries the peer's next URL, if it has several.
+    this.urlIndex++;
+    if (isServiceError(e) && e.code === grpc.status.FAILED_PRECONDITION) {
+      this.deps.stats.peersRefused++;
+      // Loud on every attempt: this is a misconfiguration (wrong address, another cluster), not a flaky network.
+      this.log.error({ details: e.details, url: this.client?.url }, `peer refused this member: ${e.details}`);
+    } else if (this.failureStreak++ === 0) {
+      this.log.warn({ err: describe(e), url: this.client?.url, dropped }, 'peer unreachable; reconnecting with back-off');
+    } else {
+      this.log.debug({ err: describe(e), attempt: this.failureStreak, dropped }, 'peer still unreachable');
+    }
+  }
+
+  private currentUrl(): string {
+    if (this.urls.length === 0) throw new Error('peer has no URLs');
+    return this.urls[this.urlIndex % this.urls.length]!;
+  }
+
+  private clientFor(url: string): RaftTransportClient {
+    if (this.client?.url === url) return this.client.client;
+    this.client?.client.close();
+    this.client = { url, client: newRaftTransportClient(url) };
+    return this.client.client;
+  }
+
+  /** Sleep `ms`, cut short by close(). */
+  private async sleep(ms: number): Promise<void> {
+    let fired = false;
+    const t = setTimeout(() => {
+      fired = true;
+      this.wake.notify();
+    }, ms);
+    while (!fired && !this.closed) await this.wake.wait();
+    clearTimeout(t);
+  }
+}
+
+function describe(e: unknown): string {
+  if (isServiceError(e)) return `${grpc.status[e.code] ?? e.code}: ${e.details}`;
+  return e instanceof Error ? e.message : String(e);
+}

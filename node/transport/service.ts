@@ -1,0 +1,60 @@
+// The RaftTransport service a member registers on its peer gRPC server:
+//   server.addService(loadEtcdApi().fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport))
+import * as grpc from '@grpc/grpc-js';
+import type { Handlers, MessageBatch, RaftTransportMethods, SnapshotChunk } from '../../proto/index.js';
+import { int } from './convert.js';
+import { statusError } from './grpc-util.js';
+import { receiveSnapshot } from './snapshot.js';
+import type { GrpcPeerTransport } from './transport.js';
+
+export function createRaftTransportService(transport: GrpcPeerTransport): Handlers<RaftTransportMethods> {
+  return {
+    Handshake(call, callback) {
+      const r = transport.handshake(call.request);
+      if (r.error !== undefined) callback(r.error);
+      else callback(null, { member: r.member ?? null });
+    },
+
+    Send(call) {
+      // The first frame must carry a hello that admit() accepts; after that, every frame is stepped in order.
+      let from: number | undefined;
+      let refused = false;
+      const forget = transport.trackInbound(call);
+      call.on('data', (batch: MessageBatch) => {
+        if (refused) return;
+        if (from === undefined) {
+          const error = transport.admit(batch.hello);
+          if (error !== undefined) {
+            refused = true;
+            call.emit('error', error);
+            return;
+          }
+          from = int(batch.hello!.member_id, 'member_id');
+        }
+        transport.receive(from, batch.messages);
+        // Acks are flow control for the sender's in-flight window, not delivery guarantees.
+        call.write({ seq: batch.seq });
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => forget()); // cancelled by the sender: nothing to answer
+      call.on('close', () => forget());
+      call.on('finish', () => forget());
+    },
+
+    SendSnapshot(call, callback) {
+      const ctx = transport.snapshotReceiver();
+      if (ctx === undefined) {
+        callback(statusError(grpc.status.RESOURCE_EXHAUSTED, 'fulcrum: another snapshot transfer is in progress'));
+        return;
+      }
+      const forget = transport.trackInbound({ end: () => call.destroy() });
+      receiveSnapshot(call as AsyncIterable<SnapshotChunk>, ctx).then(
+        (ack) => callback(null, ack),
+        (e: grpc.ServiceError) => callback(e),
+      ).finally(() => {
+        forget();
+        transport.snapshotReceiverDone();
+      });
+    },
+  };
+}

@@ -1,0 +1,308 @@
+// GrpcPeerTransport: the member's Raft messages to and from its peers over gRPC (fulcrum.raftpb.RaftTransport).
+//
+// Outbound, per peer (peer.ts): a bounded queue and one long-lived Send stream; MsgSnap goes through
+// SendSnapshot instead (snapshot.ts). Inbound (service.ts): every stream and handshake first passes admit(),
+// which refuses a member of another cluster, a removed member and a peer speaking another protocol version.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Encodable, HandshakeRequest, MemberInfo, RaftMessage } from '../../proto/index.js';
+import { ConfChangeType, isLocalMessage, MessageType, type ConfChange, type ConfState, type Message, type NodeId } from '../../raft/types.js';
+import { decodeMemberContext } from '../../storage/state-machine.js';
+import type { MemberTransport, TransportHooks } from '../member.js';
+import { int, messageFromWire, messageToWire } from './convert.js';
+import { isServiceError, PEER_PROTOCOL_VERSION, REFUSAL, statusError } from './grpc-util.js';
+import { validateTransportLimits, type TransportLimits } from './limits.js';
+import { Peer, type Outbound } from './peer.js';
+import { messageBytes } from './queue.js';
+import { sendSnapshot, type SnapshotReceiveContext } from './snapshot.js';
+import { emptyStats, type PeerStats, type TransportStats } from './stats.js';
+
+/** Reported in MemberInfo.version when the caller does not say. */
+const DEFAULT_VERSION = '0.1.0';
+
+export interface GrpcPeerTransportOptions {
+  readonly selfId: NodeId;
+  /** This member's cluster (node/ids.ts clusterIdFor); peers of any other cluster are refused. */
+  readonly clusterId: number;
+  /** Peer ids and their peer URLs (`http://host:port`); an entry for selfId is ignored. */
+  readonly peers: ReadonlyMap<NodeId, readonly string[]>;
+  readonly logger: Logger;
+  /** This member's name and advertised peer URLs, sent in every hello (peers learn unknown senders' URLs from it). */
+  readonly name?: string;
+  readonly selfPeerUrls?: readonly string[];
+  readonly version?: string;
+  readonly limits?: Partial<TransportLimits>;
+  /** Jitter source for reconnect back-off (tests inject a seeded one). */
+  readonly random?: () => number;
+}
+
+type Closable = { end(): void };
+
+export class GrpcPeerTransport implements MemberTransport {
+  readonly limits: TransportLimits;
+  readonly selfId: NodeId;
+  readonly clusterId: number;
+  private readonly log: Logger;
+  private readonly hello: Encodable<MemberInfo>;
+  private readonly counters: TransportStats = emptyStats();
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly removed = new Set<NodeId>();
+  /** One snapshot transfer per peer at a time (Raft sends the next only after we report this one). */
+  private readonly snapshotCalls = new Map<NodeId, { cancel(): void } | undefined>();
+  private readonly inbound = new Set<Closable>();
+  /** Incoming transfers in progress: at most one, so two leaders' images never race for the same file. */
+  private receivingSnapshot = false;
+  private hooks: TransportHooks | undefined;
+  private closed = false;
+
+  constructor(private readonly options: GrpcPeerTransportOptions) {
+    this.limits = validateTransportLimits(options.limits);
+    this.selfId = options.selfId;
+    this.clusterId = options.clusterId;
+    this.log = options.logger.child({ component: 'transport', member: options.selfId.toString(16) });
+    this.hello = {
+      cluster_id: options.clusterId,
+      member_id: options.selfId,
+      name: options.name ?? '',
+      peer_urls: options.selfPeerUrls ?? options.peers.get(options.selfId) ?? [],
+      version: options.version ?? DEFAULT_VERSION,
+      protocol_version: PEER_PROTOCOL_VERSION,
+    };
+    for (const [id, urls] of options.peers) this.addPeer(id, urls);
+  }
+
+  start(hooks: TransportHooks): void {
+    this.hooks = hooks;
+  }
+
+  /** Never blocks: messages are queued per peer (dropped and counted when full); MsgSnap starts a transfer. */
+  send(messages: readonly Message[]): void {
+    const byPeer = new Map<NodeId, Outbound[]>();
+    for (const m of messages) {
+      if (m.type === MessageType.Snap) {
+        this.startSnapshot(m);
+        continue;
+      }
+      let list = byPeer.get(m.to);
+      if (list === undefined) byPeer.set(m.to, (list = []));
+      list.push({ wire: messageToWire(m), bytes: messageBytes(m) });
+    }
+    for (const [to, list] of byPeer) this.enqueue(to, list);
+  }
+
+  private enqueue(to: NodeId, list: readonly Outbound[]): void {
+    const peer = this.closed ? undefined : this.peers.get(to);
+    const dropped = peer === undefined ? list.length : peer.enqueue(list);
+    if (dropped === 0) return;
+    this.counters.messagesDropped += dropped;
+    // Raft should probe rather than stream appends into a peer we cannot keep up with (etcd does the same).
+    if (peer !== undefined) this.hooks?.reportUnreachable(to);
+    else if (!this.closed) this.log.debug({ to: to.toString(16), dropped }, 'dropped messages for an unknown peer');
+  }
+
+  /** The membership changed: added members get a peer (URLs from the change's context), removed ones lose it. */
+  onConfChange(cc: ConfChange, _cs: ConfState): void {
+    if (cc.nodeId === this.selfId) {
+      if (cc.type === ConfChangeType.RemoveNode) this.log.warn('this member was removed from the cluster');
+      return;
+    }
+    if (cc.type === ConfChangeType.RemoveNode) {
+      this.removePeer(cc.nodeId);
+      return;
+    }
+    this.removed.delete(cc.nodeId);
+    const urls = decodeMemberContext(cc.context).peerUrls ?? [];
+    if (urls.length > 0) this.addPeer(cc.nodeId, urls);
+    else if (!this.peers.has(cc.nodeId)) this.log.warn({ peer: cc.nodeId.toString(16) }, 'member added without peer URLs; cannot reach it until it calls us');
+  }
+
+  /** Add a peer, or update its URLs. The server composition may call this with the registry after a restart. */
+  addPeer(id: NodeId, urls: readonly string[]): void {
+    if (id === this.selfId || this.closed || urls.length === 0) return;
+    const existing = this.peers.get(id);
+    if (existing !== undefined) {
+      existing.setUrls(urls);
+      return;
+    }
+    this.peers.set(id, this.newPeer(id, urls));
+    this.log.info({ peer: id.toString(16), urls }, 'added peer');
+  }
+
+  private newPeer(id: NodeId, urls: readonly string[]): Peer {
+    return new Peer(id, urls, {
+      limits: this.limits,
+      logger: this.log,
+      stats: this.counters,
+      hello: this.hello,
+      reportUnreachable: (p) => this.hooks?.reportUnreachable(p),
+      random: this.options.random ?? Math.random,
+    });
+  }
+
+  /** Forget a peer (removed from the cluster): stop its stream, refuse its calls from now on. */
+  removePeer(id: NodeId): void {
+    this.removed.add(id);
+    const peer = this.peers.get(id);
+    if (peer === undefined) return;
+    this.peers.delete(id);
+    this.snapshotCalls.get(id)?.cancel();
+    void peer.close();
+    this.log.info({ peer: id.toString(16) }, 'removed peer');
+  }
+
+  stats(): TransportStats & { readonly peers: readonly PeerStats[] } {
+    return { ...this.counters, peers: [...this.peers.values()].map((p) => p.stats()) };
+  }
+
+  /** Stop every stream and transfer; incoming calls are ended. Resolves once the peers' loops have stopped. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.snapshotCalls.values()) c?.cancel();
+    for (const c of this.inbound) c.end();
+    this.inbound.clear();
+    const peers = [...this.peers.values()];
+    this.peers.clear();
+    await Promise.all(peers.map((p) => p.close()));
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Snapshots out
+  // -------------------------------------------------------------------------------------------------------
+
+  private startSnapshot(m: Message): void {
+    const peer = this.peers.get(m.to);
+    const hooks = this.hooks;
+    if (peer === undefined || hooks === undefined || this.closed) {
+      this.counters.messagesDropped++;
+      hooks?.reportSnapshot(m.to, false);
+      return;
+    }
+    // Raft keeps one snapshot in flight per follower and waits for our report, so a second one here is a
+    // duplicate of the running transfer: that transfer's report answers for both.
+    if (this.snapshotCalls.has(m.to)) return;
+    this.snapshotCalls.set(m.to, undefined);
+    void this.runSnapshot(peer, m, hooks);
+  }
+
+  private async runSnapshot(peer: Peer, m: Message, hooks: TransportHooks): Promise<void> {
+    const md = m.snapshot!.metadata;
+    const log = this.log.child({ peer: m.to.toString(16), index: md.index, term: md.term });
+    log.info('sending snapshot to peer');
+    let ok = false;
+    try {
+      ok = await sendSnapshot({
+        client: peer.snapshotClient(),
+        message: m,
+        hello: this.hello,
+        store: hooks.snapshots,
+        limits: this.limits,
+        stats: this.counters,
+        onCall: (call) => (this.closed ? call.cancel() : this.snapshotCalls.set(m.to, call)),
+      });
+    } catch (e) {
+      if (!this.closed) log.warn({ err: isServiceError(e) ? e.details : String(e) }, 'snapshot transfer to peer failed');
+    }
+    this.snapshotCalls.delete(m.to);
+    if (ok) this.counters.snapshotsSent++;
+    else this.counters.snapshotsSendFailed++;
+    if (ok) log.info('snapshot sent and applied by peer');
+    if (this.closed) return;
+    hooks.reportSnapshot(m.to, ok);
+    if (!ok) hooks.reportUnreachable(m.to);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Inbound (called by the service handlers)
+  // -------------------------------------------------------------------------------------------------------
+
+  /** Undefined when a peer with this hello may talk to us; otherwise the status to end its call with. */
+  admit(hello: MemberInfo | null): grpc.ServiceError | undefined {
+    if (this.closed) return statusError(grpc.status.UNAVAILABLE, 'fulcrum: member is stopping');
+    if (hello === null) return this.refuse(REFUSAL.missingHello, undefined);
+    const from = int(hello.member_id, 'member_id');
+    if (hello.protocol_version !== PEER_PROTOCOL_VERSION) return this.refuse(`${REFUSAL.protocolVersion} ${hello.protocol_version}`, hello);
+    if (hello.cluster_id !== String(this.clusterId)) return this.refuse(REFUSAL.clusterMismatch, hello);
+    if (this.removed.has(from)) return this.refuse(REFUSAL.memberRemoved, hello);
+    if (from === this.selfId) return this.refuse(REFUSAL.memberMismatch, hello);
+    // A member we have no URLs for (added in a snapshot we installed, or a learner racing its conf change)
+    // told us where it listens: remember, so that our answers reach it.
+    if (!this.peers.has(from) && hello.peer_urls.length > 0) this.addPeer(from, hello.peer_urls);
+    return undefined;
+  }
+
+  private refuse(details: string, hello: MemberInfo | undefined): grpc.ServiceError {
+    this.counters.peersRefused++;
+    // Loud: a member of another cluster (or a removed one) pointed at us is an operator's mistake to fix.
+    this.log.error(
+      { details, remoteCluster: hello?.cluster_id, remoteMember: hello?.member_id, remoteName: hello?.name, remoteUrls: hello?.peer_urls, localCluster: this.clusterId },
+      `refused a peer: ${details}`,
+    );
+    return statusError(grpc.status.FAILED_PRECONDITION, details);
+  }
+
+  handshake(req: HandshakeRequest): { error?: grpc.ServiceError; member?: Encodable<MemberInfo> } {
+    const error = this.admit(req.from);
+    if (error !== undefined) return { error };
+    const to = int(req.to_member_id, 'to_member_id');
+    if (to !== 0 && to !== this.selfId) return { error: this.refuse(REFUSAL.memberMismatch, req.from ?? undefined) };
+    return { member: this.hello };
+  }
+
+  /** Raft messages from an admitted peer: only those addressed to us, from that peer, and meant for the wire. */
+  receive(from: NodeId, wires: readonly RaftMessage[]): void {
+    for (const w of wires) {
+      const m = this.acceptable(from, w);
+      if (m === undefined || this.hooks === undefined || this.closed) {
+        this.counters.messagesRejected++;
+        continue;
+      }
+      try {
+        this.hooks.deliver(m);
+        this.counters.messagesReceived++;
+      } catch (e) {
+        this.counters.messagesRejected++;
+        this.log.debug({ err: String(e), type: MessageType[m.type] }, 'raft refused a message from a peer');
+      }
+    }
+  }
+
+  private acceptable(from: NodeId, w: RaftMessage): Message | undefined {
+    let m: Message;
+    try {
+      m = messageFromWire(w);
+    } catch (e) {
+      this.log.warn({ err: String(e), from: from.toString(16) }, 'dropped a malformed message from a peer');
+      return undefined;
+    }
+    // A MsgSnap inline would carry no image: images only come through SendSnapshot.
+    if (m.to !== this.selfId || m.from !== from || isLocalMessage(m.type) || m.type === MessageType.Snap) return undefined;
+    return m;
+  }
+
+  /** Track an incoming call so close() can end it. Returns the function that forgets it. */
+  trackInbound(call: Closable): () => void {
+    this.inbound.add(call);
+    return () => this.inbound.delete(call);
+  }
+
+  snapshotReceiver(): SnapshotReceiveContext | undefined {
+    if (this.receivingSnapshot) return undefined;
+    this.receivingSnapshot = true;
+    return {
+      selfId: this.selfId,
+      limits: this.limits,
+      stats: this.counters,
+      log: this.log,
+      admit: (hello) => this.admit(hello),
+      store: () => this.hooks?.snapshots,
+      deliver: (m) => {
+        if (!this.closed) this.hooks?.deliver(m);
+      },
+    };
+  }
+
+  snapshotReceiverDone(): void {
+    this.receivingSnapshot = false;
+  }
+}
