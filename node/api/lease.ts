@@ -1,0 +1,138 @@
+// etcdserverpb.Lease over the LeaseManager: grant and revoke go through the log; keep-alive and time-to-live are
+// answered by the leader's tracker (forwarded from followers); the list is read after a barrier.
+//
+// etcd's answers that clients rely on, kept here:
+//   LeaseGrant  ID 0: the server picks; TTL above 9,000,000,000 s: OUT_OF_RANGE "etcdserver: too large lease
+//               TTL"; a TTL below the minimum is raised to it; an existing ID: "etcdserver: lease already exists".
+//   LeaseKeepAlive  one response per request, in order; an unknown or expired lease answers TTL 0 (the stream
+//               stays open); other failures end the stream with their status.
+//   LeaseTimeToLive an unknown lease answers TTL -1 (etcdctl prints "already expired").
+import type * as grpc from '@grpc/grpc-js';
+import type { Handlers, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseMethods, Encodable } from '../../proto/index.js';
+import { LEASE_ID_MAX, LEASE_TTL_MAX_SECONDS, type LeaseInfo } from '../../storage/lease/index.js';
+import { isForwarded } from '../lease/forwarder.js';
+import { commandFailure } from '../lease/line.js';
+import type { LeaseManager } from '../lease/manager.js';
+import type { ApiContext } from './context.js';
+import { apiError, isCodedError, toServiceError } from './errors.js';
+import { responseHeader } from './header.js';
+
+/** Keep-alive requests read from one stream but not yet answered; more means the client ignores backpressure. */
+export const KEEPALIVE_PENDING_MAX = 1_000;
+
+export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handlers<LeaseMethods> {
+  const member = ctx.member;
+  const header = (revision?: number): ReturnType<typeof responseHeader> => responseHeader(member, revision);
+  return {
+    LeaseGrant: unary(async (req) => {
+      const ttl = parseInt64(req.TTL, 'TTL');
+      if (ttl > BigInt(LEASE_TTL_MAX_SECONDS)) throw apiError('LEASE_TTL_TOO_LARGE');
+      // The table refuses a negative id (INVALID_LEASE) and raises a short or negative TTL to its minimum.
+      const id = parseInt64(req.ID, 'ID');
+      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl) } });
+      throwIfFailed(r);
+      const info = r.response as unknown as LeaseInfo;
+      return { header: header(r.revision), ID: info.id, TTL: info.ttlSeconds, error: '' };
+    }),
+
+    LeaseRevoke: unary(async (req) => {
+      const r = await leases.revoke(parseLeaseId(req.ID, { zeroAllowed: false }));
+      throwIfFailed(r);
+      return { header: header(r.revision) };
+    }),
+
+    LeaseKeepAlive: (call) => keepAliveStream(call, leases, header),
+
+    LeaseTimeToLive: unary(async (req, call) => {
+      const id = parseLeaseId(req.ID, { zeroAllowed: true });
+      const ttl = id === 0n ? undefined : await leases.timeToLive(id, req.keys, { forwarded: isForwarded(call.metadata) });
+      if (ttl === undefined) return { header: header(), ID: id, TTL: -1, grantedTTL: 0, keys: [] };
+      return { header: header(), ID: id, TTL: ttl.ttlSeconds, grantedTTL: ttl.grantedTtlSeconds, keys: ttl.keys };
+    }),
+
+    LeaseLeases: unary(async () => {
+      const list = await leases.list();
+      return { header: header(), leases: list.map((l) => ({ ID: l.id })) };
+    }),
+  };
+}
+
+type Unary<Q, R> = grpc.handleUnaryCall<Q, R>;
+
+/** A unary handler from an async function; every error goes through the one mapping. */
+export function unary<Q, R>(fn: (req: Q, call: grpc.ServerUnaryCall<Q, R>) => Promise<R>): Unary<Q, R> {
+  return (call, callback) => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (e: unknown) => callback(toServiceError(e)),
+    );
+  };
+}
+
+function keepAliveStream(
+  call: grpc.ServerDuplexStream<LeaseKeepAliveRequest, Encodable<LeaseKeepAliveResponse>>,
+  leases: LeaseManager,
+  header: () => ReturnType<typeof responseHeader>,
+): void {
+  const forwarded = isForwarded(call.metadata);
+  // Requests are answered one at a time, in order: a client matches responses to its requests by order and ID.
+  let chain = Promise.resolve();
+  let pending = 0;
+  let failed = false;
+  const fail = (e: unknown): void => {
+    if (failed) return;
+    failed = true;
+    call.destroy(toServiceError(e));
+  };
+  call.on('data', (req: LeaseKeepAliveRequest) => {
+    if (failed) return;
+    if (++pending > KEEPALIVE_PENDING_MAX) return fail(apiError('TOO_MANY_REQUESTS'));
+    chain = chain.then(async () => {
+      try {
+        const id = parseLeaseId(req.ID, { zeroAllowed: true });
+        const ttl = await renewOrZero(leases, id, forwarded);
+        if (!failed && !call.cancelled) call.write({ header: header(), ID: id, TTL: ttl });
+      } catch (e) {
+        fail(e);
+      } finally {
+        pending--;
+      }
+    });
+  });
+  call.on('end', () => void chain.then(() => failed || call.end()));
+  call.on('error', () => {
+    failed = true; // the client went away; nothing to answer
+  });
+}
+
+/** etcd answers a keep-alive for a lease it does not have with TTL 0 rather than an error. */
+async function renewOrZero(leases: LeaseManager, id: bigint, forwarded: boolean): Promise<number> {
+  if (id === 0n) return 0;
+  try {
+    return await leases.renew(id, { forwarded });
+  } catch (e) {
+    if (isCodedError(e) && e.code === 'LEASE_NOT_FOUND') return 0;
+    throw e;
+  }
+}
+
+function throwIfFailed(r: Parameters<typeof commandFailure>[0]): void {
+  const failure = commandFailure(r);
+  if (failure !== undefined) throw failure;
+}
+
+function parseInt64(v: string, field: string): bigint {
+  try {
+    return BigInt(v);
+  } catch {
+    throw apiError('INVALID_ARGUMENT', `fulcrum: ${field} is not an integer`);
+  }
+}
+
+/** A lease id from the wire. 0 is "none"/"pick one"; negative ids are not etcd lease ids. */
+export function parseLeaseId(v: string, opts: { zeroAllowed: boolean }): bigint {
+  const id = parseInt64(v, 'ID');
+  if (id === 0n && !opts.zeroAllowed) throw apiError('LEASE_NOT_FOUND');
+  if (id < 0n || id > LEASE_ID_MAX) throw apiError('LEASE_NOT_FOUND');
+  return id;
+}

@@ -1,0 +1,368 @@
+// The lease manager: the node-side owner of the leader's LeaseExpiryTracker. The replicated LeaseTable says which
+// leases exist; the tracker (leader only, monotonic clock, memory only) says when each runs out. This class keeps
+// the tracker's obligations from docs/leases-hlc-dedup.md:
+//
+//   - becomeLeader(table.list()) only after a ReadIndex barrier in the new term: Raft answers it only once an
+//     entry of this term has committed, and the barrier waits until it is applied, so the table holds every
+//     checkpoint committed before the term began;
+//   - stepDown() as soon as the role changes;
+//   - grants applied while leading -> onGranted; revokes -> onRevoked;
+//   - a timer proposes revokes for expiredLeases() (bounded per tick) and one checkpoint entry for dueCheckpoints();
+//   - renew(id, renewedAtMs) with renewedAtMs = the moment this leader began confirming its leadership for the
+//     keep-alive, and any reset checkpoint committed BEFORE the keep-alive is acknowledged.
+//
+// Keep-alives that reach a follower are forwarded to the leader (gRPC, the leader's client URL) and the follower
+// answers with the leader's answer, as etcd's followers do over their peer HTTP endpoint.
+//
+// Applied results do not name their command. A grant is recognised by its response (the table's LeaseInfo).
+// Revokes proposed here are followed from their own results; a revoke proposed by another member is noticed
+// lazily: before the tracker is trusted about a lease, the table is asked whether it still exists.
+import { apiError } from '../api/errors.js';
+import { LeaseExpiryTracker, type LeaseCheckpoint, type LeaseId, type LeaseInfo } from '../../storage/lease/index.js';
+import type { Member } from '../member.js';
+import type { CommandResult } from '../../storage/state-machine.js';
+import { Role, type SoftState } from '../../raft/types.js';
+import type { Op } from '../../storage/command.js';
+import { LeaderForwarder, type ForwardedTimeToLive } from './forwarder.js';
+import { commandFailure } from './line.js';
+
+/** How often the leader looks for expired leases and due checkpoints (etcd's revoke loop runs every 500 ms). */
+export const LEASE_TICK_INTERVAL_MS = 500;
+/** Revokes proposed per tick at most (and leases per checkpoint entry): bounds the burst after a long pause. */
+export const LEASE_REVOKES_PER_TICK_MAX = 500;
+/** Deadline for one forwarded keep-alive or time-to-live call to the leader. */
+export const LEASE_FORWARD_TIMEOUT_MS = 5_000;
+/** Deadline for a proposal made by the manager (revoke, checkpoint) or on behalf of a keep-alive. */
+export const LEASE_PROPOSAL_TIMEOUT_MS = 7_000;
+/** Pause between attempts to confirm a new leadership before building the tracker. */
+const PROMOTION_RETRY_MS = 50;
+
+/** What the manager needs from a member: a small interface, so tests can drive it with a fake cluster. */
+export type LeaseMember = Pick<Member, 'propose' | 'subscribeApplied' | 'subscribeSoftState' | 'isLeader' | 'leaderId' | 'members' | 'linearizableBarrier'> & {
+  readonly id: number;
+  readonly stateMachine: {
+    readonly leases: { get(id: LeaseId): LeaseInfo | undefined; has(id: LeaseId): boolean; list(): LeaseInfo[] };
+    readonly mvcc: { keysWithLease(id: bigint): Uint8Array[] };
+  };
+};
+
+export interface Ticker {
+  every(intervalMs: number, fn: () => void): () => void;
+}
+
+export interface LeaseManagerOptions {
+  readonly tickIntervalMs: number;
+  readonly revokesPerTickMax: number;
+  readonly checkpointIntervalMs: number;
+  readonly revokeRetryIntervalMs: number;
+  readonly forwardTimeoutMs: number;
+  readonly proposalTimeoutMs: number;
+  /** A monotonic clock in milliseconds. Never wall time. */
+  readonly monotonicNowMs: () => number;
+  readonly ticker: Ticker;
+  /** How keep-alives reach the leader from a follower; a gRPC forwarder unless a test injects one. */
+  readonly forwarder: Forwarder;
+}
+
+/** The leader-facing calls a follower makes on a client's behalf. */
+export interface Forwarder {
+  keepAlive(leaderTarget: string, id: LeaseId, timeoutMs: number): Promise<number>;
+  timeToLive(leaderTarget: string, id: LeaseId, keys: boolean, timeoutMs: number): Promise<ForwardedTimeToLive>;
+  close(): void;
+}
+
+const intervalTicker: Ticker = {
+  every(ms, fn) {
+    const t = setInterval(fn, ms);
+    t.unref(); // the manager never keeps a process alive on its own
+    return () => clearInterval(t);
+  },
+};
+
+export function leaseManagerDefaults(): LeaseManagerOptions {
+  return {
+    tickIntervalMs: LEASE_TICK_INTERVAL_MS,
+    revokesPerTickMax: LEASE_REVOKES_PER_TICK_MAX,
+    checkpointIntervalMs: 5_000,
+    revokeRetryIntervalMs: 3_000,
+    forwardTimeoutMs: LEASE_FORWARD_TIMEOUT_MS,
+    proposalTimeoutMs: LEASE_PROPOSAL_TIMEOUT_MS,
+    monotonicNowMs: () => performance.now(),
+    ticker: intervalTicker,
+    forwarder: new LeaderForwarder(),
+  };
+}
+
+function validate(o: LeaseManagerOptions): Readonly<LeaseManagerOptions> {
+  for (const name of ['tickIntervalMs', 'revokesPerTickMax', 'checkpointIntervalMs', 'revokeRetryIntervalMs', 'forwardTimeoutMs', 'proposalTimeoutMs'] as const) {
+    if (!Number.isSafeInteger(o[name]) || o[name] <= 0) throw new RangeError(`${name} must be a positive integer, got ${o[name]}`);
+  }
+  return Object.freeze({ ...o });
+}
+
+/** What LeaseTimeToLive answers; undefined from the manager means "no such lease" (etcd answers TTL -1). */
+export interface LeaseTtl {
+  readonly id: LeaseId;
+  /** Whole seconds left, truncated as etcd does. */
+  readonly ttlSeconds: number;
+  readonly grantedTtlSeconds: number;
+  readonly keys: readonly Uint8Array[];
+}
+
+export class LeaseManager {
+  readonly options: Readonly<LeaseManagerOptions>;
+  private readonly tracker: LeaseExpiryTracker;
+  /** Whether the tracker should be leading, per the last soft state; the tracker itself follows after promotion. */
+  private leading = false;
+  /** Bumped on every role change, so a promotion that finishes after a step-down does nothing. */
+  private epoch = 0;
+  private promotion: Promise<void> = Promise.resolve();
+  private readonly revokesInFlight = new Set<LeaseId>();
+  private checkpointInFlight = false;
+  private readonly cleanups: Array<() => void> = [];
+  private started = false;
+
+  constructor(
+    readonly member: LeaseMember,
+    options: Partial<LeaseManagerOptions> = {},
+  ) {
+    this.options = validate({ ...leaseManagerDefaults(), ...options });
+    this.tracker = new LeaseExpiryTracker({
+      monotonicNowMs: this.options.monotonicNowMs,
+      checkpointIntervalMs: this.options.checkpointIntervalMs,
+      revokeRetryIntervalMs: this.options.revokeRetryIntervalMs,
+      batchMax: this.options.revokesPerTickMax,
+    });
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.cleanups.push(this.member.subscribeSoftState((s) => this.onSoftState(s)));
+    this.cleanups.push(this.member.subscribeApplied((results) => this.onApplied(results)));
+    this.cleanups.push(this.options.ticker.every(this.options.tickIntervalMs, () => void this.tick()));
+    // The member may already lead (a single voter campaigns during start, before anyone could subscribe).
+    if (this.member.isLeader()) this.onSoftState({ role: Role.Leader, lead: this.member.id });
+  }
+
+  stop(): void {
+    for (const c of this.cleanups.splice(0)) c();
+    this.epoch++;
+    this.leading = false;
+    this.tracker.stepDown();
+    this.options.forwarder.close();
+    this.started = false;
+  }
+
+  /** Whether this member's tracker keeps deadlines now (leader, promotion done). */
+  get tracking(): boolean {
+    return this.tracker.isLeader;
+  }
+
+  /** Resolves once a promotion in progress has finished (or at once). For tests and for keep-alives. */
+  whenSettled(): Promise<void> {
+    return this.promotion;
+  }
+
+  // ---- leadership
+
+  private onSoftState(s: SoftState): void {
+    const leading = s.role === Role.Leader;
+    if (leading === this.leading) return;
+    this.leading = leading;
+    const epoch = ++this.epoch;
+    if (leading) {
+      this.promotion = this.promote(epoch);
+    } else {
+      this.tracker.stepDown();
+      this.revokesInFlight.clear();
+      this.promotion = Promise.resolve();
+    }
+  }
+
+  /** Confirm the new term with a barrier (every earlier entry applied), then start keeping deadlines. */
+  private async promote(epoch: number): Promise<void> {
+    while (epoch === this.epoch) {
+      try {
+        await this.member.linearizableBarrier();
+      } catch {
+        await sleep(PROMOTION_RETRY_MS); // no quorum yet, or a transient refusal: try again while still leader
+        continue;
+      }
+      if (epoch !== this.epoch) return;
+      this.tracker.becomeLeader(this.member.stateMachine.leases.list());
+      return;
+    }
+  }
+
+  // ---- applied results
+
+  private onApplied(results: readonly CommandResult[]): void {
+    for (const r of results) {
+      const granted = grantedLease(r);
+      // Ignored by a tracker that is not leading: the lease is in the table it will be built from.
+      if (granted !== undefined) this.tracker.onGranted(granted.id, granted.ttlSeconds);
+    }
+  }
+
+  /** The table is the truth about existence: drop a lease the tracker still holds but the log revoked. */
+  private existsOrForget(id: LeaseId): boolean {
+    if (this.member.stateMachine.leases.has(id)) return true;
+    this.tracker.onRevoked(id);
+    return false;
+  }
+
+  // ---- the timer
+
+  /** One round: propose revokes for expired leases and a checkpoint entry. Resolves when those proposals settle. */
+  async tick(): Promise<void> {
+    if (!this.tracker.isLeader) return;
+    const work: Array<Promise<void>> = [];
+    for (const id of this.tracker.expiredLeases()) {
+      if (!this.existsOrForget(id) || this.revokesInFlight.has(id)) continue;
+      work.push(this.proposeExpiry(id));
+    }
+    const checkpoints = this.tracker.dueCheckpoints().filter((c) => this.member.stateMachine.leases.has(c.id));
+    if (checkpoints.length > 0 && !this.checkpointInFlight) work.push(this.proposeCheckpoints(checkpoints));
+    await Promise.all(work);
+  }
+
+  private async proposeExpiry(id: LeaseId): Promise<void> {
+    this.revokesInFlight.add(id);
+    try {
+      const r = await this.proposeWithDeadline({ leaseRevoke: { id } });
+      // LEASE_NOT_FOUND: someone revoked it first. Either way it is gone.
+      if (r.error === undefined || r.error.code === 'LEASE_NOT_FOUND') this.tracker.onRevoked(id);
+    } catch {
+      // Lost leadership or a timeout: the tracker reports it again after revokeRetryIntervalMs.
+    } finally {
+      this.revokesInFlight.delete(id);
+    }
+  }
+
+  private async proposeCheckpoints(checkpoints: readonly LeaseCheckpoint[]): Promise<void> {
+    this.checkpointInFlight = true;
+    try {
+      await this.proposeWithDeadline({ leaseCheckpoint: { checkpoints: checkpoints.map((c) => ({ id: c.id, remainingTtlMs: c.remainingTtlMs })) } });
+    } catch {
+      // A lost checkpoint only widens the upper bound for this interval; the next round records a fresh one.
+    } finally {
+      this.checkpointInFlight = false;
+    }
+  }
+
+  // ---- client calls
+
+  /** A client revoked a lease through this member: stop tracking it once the revoke is applied. */
+  async revoke(id: LeaseId): Promise<CommandResult> {
+    const r = await this.proposeWithDeadline({ leaseRevoke: { id } });
+    if (r.error === undefined) this.tracker.onRevoked(id);
+    return r;
+  }
+
+  /**
+   * A keep-alive. On the leader: the renewal counts from before the leadership check (ReadIndex), and a reset
+   * checkpoint is committed before answering. On a follower: forwarded to the leader. Resolves with the TTL in
+   * seconds; LEASE_NOT_FOUND for an unknown or expired lease. `forwarded` requests are never forwarded again.
+   */
+  async renew(id: LeaseId, opts: { forwarded?: boolean } = {}): Promise<number> {
+    if (!this.member.isLeader()) {
+      if (opts.forwarded === true) throw apiError('NOT_LEADER');
+      return this.options.forwarder.keepAlive(this.leaderTarget(), id, this.options.forwardTimeoutMs);
+    }
+    const renewedAtMs = this.options.monotonicNowMs();
+    await this.member.linearizableBarrier();
+    await this.promotion;
+    if (!this.tracker.isLeader) throw apiError('LEADER_CHANGED');
+    if (!this.existsOrForget(id)) throw apiError('LEASE_NOT_FOUND');
+    this.adoptUntracked(id);
+    const renewal = this.tracker.renew(id, Math.min(renewedAtMs, this.options.monotonicNowMs()));
+    if (renewal.resetCheckpoint !== undefined) {
+      const cp = renewal.resetCheckpoint;
+      const r = await this.proposeWithDeadline({ leaseCheckpoint: { checkpoints: [{ id: cp.id, remainingTtlMs: cp.remainingTtlMs }] } });
+      const failure = commandFailure(r);
+      if (failure !== undefined) throw failure;
+    }
+    return renewal.ttlSeconds;
+  }
+
+  /** The remaining TTL, granted TTL and keys of a lease; undefined when it does not exist. */
+  async timeToLive(id: LeaseId, keys: boolean, opts: { forwarded?: boolean } = {}): Promise<LeaseTtl | undefined> {
+    if (!this.member.isLeader()) {
+      if (opts.forwarded === true) throw apiError('NOT_LEADER');
+      const r = await this.options.forwarder.timeToLive(this.leaderTarget(), id, keys, this.options.forwardTimeoutMs);
+      return r.ttlSeconds < 0 ? undefined : { id, ttlSeconds: r.ttlSeconds, grantedTtlSeconds: r.grantedTtlSeconds, keys: r.keys };
+    }
+    await this.member.linearizableBarrier();
+    await this.promotion;
+    const info = this.member.stateMachine.leases.get(id);
+    if (info === undefined) {
+      this.tracker.onRevoked(id);
+      return undefined;
+    }
+    this.adoptUntracked(id);
+    const remainingMs = this.tracker.remainingMs(id) ?? info.ttlSeconds * 1000;
+    return {
+      id,
+      ttlSeconds: Math.trunc(remainingMs / 1000),
+      grantedTtlSeconds: info.ttlSeconds,
+      keys: keys ? this.member.stateMachine.mvcc.keysWithLease(id) : [],
+    };
+  }
+
+  /** Every lease, after a barrier (a linearizable list). */
+  async list(): Promise<LeaseInfo[]> {
+    await this.member.linearizableBarrier();
+    return this.member.stateMachine.leases.list();
+  }
+
+  /**
+   * Safety net: a lease in the table that a leading tracker does not know (a grant whose result was not seen)
+   * starts a full TTL now, which can only lengthen it.
+   */
+  private adoptUntracked(id: LeaseId): void {
+    if (!this.tracker.isLeader || this.tracker.remainingMs(id) !== undefined) return;
+    const info = this.member.stateMachine.leases.get(id);
+    if (info !== undefined) this.tracker.onGranted(id, info.ttlSeconds);
+  }
+
+  /** The leader's client endpoint as a gRPC target ("host:port"). */
+  private leaderTarget(): string {
+    const lead = this.member.leaderId();
+    if (lead === 0) throw apiError('NO_LEADER');
+    const record = this.member.members().find((m) => m.id === lead);
+    const url = record?.clientUrls[0];
+    if (url === undefined) throw apiError('NO_LEADER', 'etcdserver: no leader'); // not published yet: as good as none
+    return grpcTarget(url);
+  }
+
+  async proposeWithDeadline(op: Op): Promise<CommandResult> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(apiError('TIMEOUT')), this.options.proposalTimeoutMs);
+    });
+    try {
+      return await Promise.race([this.member.propose(op), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** "http://10.0.0.1:2379" -> "10.0.0.1:2379" (grpc-js targets carry no scheme for plain TCP). */
+export function grpcTarget(url: string): string {
+  const m = /^[a-z]+:\/\/([^/]+)/i.exec(url);
+  return m?.[1] ?? url;
+}
+
+/** A grant's applied result carries the table's LeaseInfo; nothing else answers with that shape. */
+function grantedLease(r: CommandResult): { id: LeaseId; ttlSeconds: number } | undefined {
+  const resp = r.response as Record<string, unknown> | null | undefined;
+  if (r.error !== undefined || typeof resp !== 'object' || resp === null) return undefined;
+  if (typeof resp.id !== 'bigint' || typeof resp.ttlSeconds !== 'number' || typeof resp.attachedKeys !== 'number') return undefined;
+  return { id: resp.id, ttlSeconds: resp.ttlSeconds };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
