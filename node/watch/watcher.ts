@@ -42,7 +42,8 @@ export interface CancelInfo {
 export interface WatcherListener {
   /**
    * Something to look at: events were queued, the watcher became synced, or it was canceled. Called
-   * synchronously from the apply path, so it must be cheap (schedule work, do not do it here).
+   * synchronously from the apply path, so it must be cheap (schedule work, do not do it here). It may also be
+   * called before WatchHub.watch() returns (a watcher that is synced, or canceled, at once).
    */
   onReady(): void;
   /** A periodic progress notification (only for watchers created with progressNotify, only when synced and idle). */
@@ -113,6 +114,11 @@ export class Watcher {
 
   get hasPending(): boolean {
     return this.pending.length > 0;
+  }
+
+  /** Events and estimated bytes queued for the consumer (bounded by the hub's watcher limits plus one group). */
+  get queued(): { readonly events: number; readonly bytes: number } {
+    return { events: this.pendingEvents, bytes: this.pendingBytes };
   }
 
   /** Every event of this watcher at or below this revision is queued or taken. */
