@@ -1,0 +1,157 @@
+// Test harness for the client-facing services: a real single-voter Member on a temporary data dir, a grpc-js
+// server on 127.0.0.1:0 with the KV, Maintenance, Cluster and Fulcrum services, and typed clients. Used by the
+// node/api tests only.
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { loadEtcdApi, type ClusterMethods, type FulcrumMethods, type KVMethods, type MaintenanceMethods, type TypedClient } from '../../proto/index.js';
+import { Member, type MemberOptions } from '../member.js';
+import { createClusterService } from './cluster.js';
+import { API_LIMITS_DEFAULTS, type ApiContext, type ApiLimits } from './context.js';
+import { createFulcrumService } from './fulcrum.js';
+import { createKvService } from './kv.js';
+import { createMaintenanceService } from './maintenance.js';
+
+export const PEER_URL = 'http://127.0.0.1:12380';
+
+export interface Harness {
+  readonly member: Member;
+  readonly ctx: ApiContext;
+  readonly port: number;
+  readonly endpoint: string;
+  readonly kv: TypedClient<KVMethods>;
+  readonly maintenance: TypedClient<MaintenanceMethods>;
+  readonly cluster: TypedClient<ClusterMethods>;
+  readonly fulcrum: TypedClient<FulcrumMethods>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  options: { limits?: Partial<ApiLimits>; member?: Partial<MemberOptions>; publish?: boolean } = {},
+): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-api-'));
+  const member = await Member.start({
+    id: 1,
+    dataDir: dir,
+    initialVoters: [1],
+    heartbeatMs: 20,
+    initialMembers: new Map([[1, { name: 'one', peerUrls: [PEER_URL] }]]),
+    ...options.member,
+  });
+  const server = new grpc.Server();
+  const api = loadEtcdApi();
+  const ctx: ApiContext = {
+    member,
+    logger: pino({ level: 'silent' }),
+    limits: { ...API_LIMITS_DEFAULTS, ...options.limits },
+    self: { name: 'one', clientUrls: [], peerUrls: [PEER_URL] },
+    registry: new Map(),
+  };
+  server.addService(api.etcdserverpb.KV.service, createKvService(ctx));
+  server.addService(api.etcdserverpb.Maintenance.service, createMaintenanceService(ctx));
+  server.addService(api.etcdserverpb.Cluster.service, createClusterService(ctx));
+  server.addService(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const endpoint = `127.0.0.1:${port}`;
+  if (options.publish !== false) await member.publishAttributes('one', [`http://${endpoint}`]);
+  const creds = grpc.credentials.createInsecure();
+  const clients = {
+    kv: new api.etcdserverpb.KV(endpoint, creds),
+    maintenance: new api.etcdserverpb.Maintenance(endpoint, creds),
+    cluster: new api.etcdserverpb.Cluster(endpoint, creds),
+    fulcrum: new api.fulcrum.v1.Fulcrum(endpoint, creds),
+  };
+  return {
+    member,
+    ctx,
+    port,
+    endpoint,
+    ...clients,
+    async close() {
+      for (const c of Object.values(clients)) c.close();
+      server.forceShutdown();
+      await member.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+type Callback<R> = (err: grpc.ServiceError | null, res?: R) => void;
+
+/** Call a unary method and await its answer: `await call((cb) => h.kv.Put({...}, cb))`. */
+export function call<R>(start: (cb: Callback<R>) => unknown): Promise<R> {
+  return new Promise((resolve, reject) => {
+    start((err, res) => (err !== null ? reject(err) : res === undefined ? reject(new Error('no response')) : resolve(res)));
+  });
+}
+
+/** The status a call fails with, as [code, details]. */
+export async function failsWith<R>(start: (cb: Callback<R>) => unknown): Promise<[number, string]> {
+  try {
+    await call(start);
+  } catch (e) {
+    const err = e as grpc.ServiceError;
+    return [err.code, err.details];
+  }
+  throw new Error('expected the call to fail');
+}
+
+export const b = (s: string): Buffer => Buffer.from(s);
+
+export function metadata(pairs: Record<string, string>): grpc.Metadata {
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(pairs)) md.set(k, v);
+  return md;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// etcdctl
+// ---------------------------------------------------------------------------------------------------------
+
+export const ETCDCTL = process.env.ETCDCTL_BIN ?? 'etcdctl';
+
+/** Synchronous probe at collection time, so that skipIf can use the answer. */
+export function etcdctlAvailable(): boolean {
+  try {
+    execFileSync(ETCDCTL, ['version'], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const execFileAsync = promisify(execFile);
+
+export interface EtcdctlResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run etcdctl against an endpoint; never throws on a non-zero exit (tests assert on it). */
+export async function etcdctl(endpoint: string, args: readonly string[], input?: string): Promise<EtcdctlResult> {
+  const argv = ['--endpoints', endpoint, '--dial-timeout', '5s', '--command-timeout', '10s', ...args];
+  const env = { ...process.env, ETCDCTL_API: '3' };
+  if (input === undefined) {
+    try {
+      const { stdout, stderr } = await execFileAsync(ETCDCTL, argv, { env, timeout: 30_000 });
+      return { code: 0, stdout, stderr };
+    } catch (e) {
+      const err = e as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    }
+  }
+  return new Promise((resolve) => {
+    const child = execFile(ETCDCTL, argv, { env, timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin?.end(input);
+  });
+}
