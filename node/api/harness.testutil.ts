@@ -8,7 +8,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { loadEtcdApi, type ClusterMethods, type FulcrumMethods, type KVMethods, type MaintenanceMethods, type TypedClient } from '../../proto/index.js';
+import {
+  loadEtcdApi,
+  type ClusterMethods,
+  type Encodable,
+  type FulcrumMethods,
+  type KVMethods,
+  type MaintenanceMethods,
+  type MethodMap,
+  type TypedClient,
+  type Unary,
+} from '../../proto/index.js';
 import { Member, type MemberOptions } from '../member.js';
 import { createClusterService } from './cluster.js';
 import { API_LIMITS_DEFAULTS, type ApiContext, type ApiLimits } from './context.js';
@@ -82,19 +92,27 @@ export async function startHarness(
   };
 }
 
-type Callback<R> = (err: grpc.ServiceError | null, res?: R) => void;
+type ReqOf<M> = M extends Unary<infer Q, unknown> ? Encodable<Q> : never;
+type ResOf<M> = M extends Unary<unknown, infer R> ? R : never;
 
-/** Call a unary method and await its answer: `await call((cb) => h.kv.Put({...}, cb))`. */
-export function call<R>(start: (cb: Callback<R>) => unknown): Promise<R> {
+/** Call a unary method and await its answer: `await rpc(h.kv, 'Put', { key, value })`. */
+export function rpc<Ms extends MethodMap, K extends keyof Ms & string>(
+  client: TypedClient<Ms>,
+  method: K,
+  request: ReqOf<Ms[K]>,
+  md: grpc.Metadata = new grpc.Metadata(),
+  options: Partial<grpc.CallOptions> = {},
+): Promise<ResOf<Ms[K]>> {
+  const fn = client[method] as unknown as (q: unknown, md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: grpc.requestCallback<ResOf<Ms[K]>>) => unknown;
   return new Promise((resolve, reject) => {
-    start((err, res) => (err !== null ? reject(err) : res === undefined ? reject(new Error('no response')) : resolve(res)));
+    fn.call(client, request, md, options, (err, res) => (err !== null ? reject(err) : res === undefined ? reject(new Error('no response')) : resolve(res)));
   });
 }
 
 /** The status a call fails with, as [code, details]. */
-export async function failsWith<R>(start: (cb: Callback<R>) => unknown): Promise<[number, string]> {
+export async function failsWith(pending: Promise<unknown>): Promise<[number, string]> {
   try {
-    await call(start);
+    await pending;
   } catch (e) {
     const err = e as grpc.ServiceError;
     return [err.code, err.details];

@@ -3,16 +3,16 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfChangeType } from '../../raft/types.js';
-import type { Encodable, RangeRequest, RangeResponse, TxnRequest } from '../../proto/index.js';
-import { b, call, failsWith, metadata, startHarness, type Harness } from './harness.testutil.js';
+import type { CompareResult, CompareTarget, Encodable, RangeRequest, RangeResponse, TxnRequest } from '../../proto/index.js';
+import { b, failsWith, rpc, metadata, startHarness, type Harness } from './harness.testutil.js';
 
 const keysOf = (r: RangeResponse): string[] => r.kvs.map((kv) => kv.key.toString());
 
 describe('KV service', () => {
   let h: Harness;
-  const range = (req: Encodable<RangeRequest>): Promise<RangeResponse> => call((cb) => h.kv.Range(req, cb));
-  const put = (key: string, value: string, extra: Record<string, unknown> = {}) => call((cb) => h.kv.Put({ key: b(key), value: b(value), ...extra }, cb));
-  const txn = (req: Encodable<TxnRequest>) => call((cb) => h.kv.Txn(req, cb));
+  const range = (req: Encodable<RangeRequest>): Promise<RangeResponse> => rpc(h.kv, 'Range', req);
+  const put = (key: string, value: string, extra: Record<string, unknown> = {}) => rpc(h.kv, 'Put', { key: b(key), value: b(value), ...extra });
+  const txn = (req: Encodable<TxnRequest>) => rpc(h.kv, 'Txn', req);
 
   beforeAll(async () => {
     h = await startHarness({ limits: { requestBytesMax: 64 * 1024, txnOpsMax: 6 } });
@@ -67,12 +67,12 @@ describe('KV service', () => {
     expect(keysOf(await range({ ...all, max_mod_revision: r1 + 1 }))).toEqual(['r/x']);
     expect(keysOf(await range({ ...all, min_create_revision: r1 + 1 }))).toEqual(['r/y']);
     expect(keysOf(await range({ ...all, max_create_revision: r1 }))).toEqual(['r/x']);
-    expect(await failsWith((cb) => h.kv.Range({ key: b('r/x'), revision: 1_000_000 }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('r/x'), revision: 1_000_000 }))).toEqual([
       status.OUT_OF_RANGE,
       'etcdserver: mvcc: required revision is a future revision',
     ]);
     // Beyond 2^53: saturates, still a future revision rather than a wrapped number.
-    expect((await failsWith((cb) => h.kv.Range({ key: b('r/x'), revision: '9223372036854775807' }, cb)))[0]).toBe(status.OUT_OF_RANGE);
+    expect((await failsWith(rpc(h.kv, 'Range', { key: b('r/x'), revision: '9223372036854775807' })))[0]).toBe(status.OUT_OF_RANGE);
   });
 
   it('Put: prev_kv, ignore_value, ignore_lease and their errors', async () => {
@@ -80,14 +80,14 @@ describe('KV service', () => {
     const p = await put('u', 'second', { prev_kv: true });
     expect(p.prev_kv!.value.toString()).toBe('first');
     expect((await put('u', 'x')).prev_kv).toBeNull();
-    await call((cb) => h.kv.Put({ key: b('u'), ignore_value: true }, cb));
+    await rpc(h.kv, 'Put', { key: b('u'), ignore_value: true });
     expect((await range({ key: b('u') })).kvs[0]!.value.toString()).toBe('x');
-    await call((cb) => h.kv.Put({ key: b('u'), value: b('y'), ignore_lease: true }, cb));
-    const e = (req: Record<string, unknown>) => failsWith((cb) => h.kv.Put({ key: b('u'), ...req }, cb));
+    await rpc(h.kv, 'Put', { key: b('u'), value: b('y'), ignore_lease: true });
+    const e = (req: Record<string, unknown>) => failsWith(rpc(h.kv, 'Put', { key: b('u'), ...req }));
     expect(await e({ value: b('v'), ignore_value: true })).toEqual([status.INVALID_ARGUMENT, 'etcdserver: value is provided']);
     expect(await e({ lease: 7, ignore_lease: true })).toEqual([status.INVALID_ARGUMENT, 'etcdserver: lease is provided']);
     expect(await e({ lease: 7 })).toEqual([status.NOT_FOUND, 'etcdserver: requested lease not found']);
-    expect(await failsWith((cb) => h.kv.Put({ key: b('missing'), ignore_value: true }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Put', { key: b('missing'), ignore_value: true }))).toEqual([
       status.INVALID_ARGUMENT,
       'etcdserver: key not found',
     ]);
@@ -95,20 +95,20 @@ describe('KV service', () => {
 
   it('DeleteRange: single key, range, prev_kv, nothing to delete', async () => {
     for (const k of ['d/1', 'd/2', 'd/3']) await put(k, k);
-    const one = await call((cb) => h.kv.DeleteRange({ key: b('d/1') }, cb));
+    const one = await rpc(h.kv, 'DeleteRange', { key: b('d/1') });
     expect([one.deleted, one.prev_kvs]).toEqual(['1', []]);
-    const rest = await call((cb) => h.kv.DeleteRange({ key: b('d/'), range_end: b('d0'), prev_kv: true }, cb));
+    const rest = await rpc(h.kv, 'DeleteRange', { key: b('d/'), range_end: b('d0'), prev_kv: true });
     expect(rest.deleted).toBe('2');
     expect(rest.prev_kvs.map((kv) => kv.value.toString())).toEqual(['d/2', 'd/3']);
     const before = Number((await range({ key: b('d/1') })).header!.revision);
-    const none = await call((cb) => h.kv.DeleteRange({ key: b('d/'), range_end: b('d0') }, cb));
+    const none = await rpc(h.kv, 'DeleteRange', { key: b('d/'), range_end: b('d0') });
     expect([none.deleted, Number(none.header!.revision)]).toEqual(['0', before]); // nothing changed: same revision
   });
 
   it('Txn: every compare target and result, both branches, nested txns, and the responses', async () => {
     const p = await put('t/k', 'v');
     const rev = p.header!.revision;
-    const cmp = (target: string, result: string, operand: Record<string, unknown>) => ({ key: b('t/k'), target, result, ...operand });
+    const cmp = (target: CompareTarget, result: CompareResult, operand: Record<string, unknown>) => ({ key: b('t/k'), target, result, ...operand });
     const ok = await txn({
       compare: [
         cmp('VALUE', 'EQUAL', { value: b('v') }),
@@ -140,20 +140,20 @@ describe('KV service', () => {
 
   it('Txn: etcd errors for too many ops, duplicate keys, empty keys and empty ops', async () => {
     const putOp = (k: string) => ({ request_put: { key: b(k), value: b('v') } });
-    expect(await failsWith((cb) => h.kv.Txn({ success: ['1', '2', '3', '4', '5', '6', '7'].map(putOp) }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Txn', { success: ['1', '2', '3', '4', '5', '6', '7'].map(putOp) }))).toEqual([
       status.INVALID_ARGUMENT,
       'etcdserver: too many operations in txn request',
     ]);
-    expect(await failsWith((cb) => h.kv.Txn({ success: [putOp('x'), putOp('x')] }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Txn', { success: [putOp('x'), putOp('x')] }))).toEqual([
       status.INVALID_ARGUMENT,
       'etcdserver: duplicate key given in txn request',
     ]);
-    expect(await failsWith((cb) => h.kv.Txn({ compare: [{ key: b(''), target: 'VERSION', result: 'EQUAL', version: 0 }] }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Txn', { compare: [{ key: b(''), target: 'VERSION', result: 'EQUAL', version: 0 }] }))).toEqual([
       status.INVALID_ARGUMENT,
       'etcdserver: key is not provided',
     ]);
-    expect(await failsWith((cb) => h.kv.Txn({ success: [{}] }, cb))).toEqual([status.INVALID_ARGUMENT, 'etcdserver: key not found']);
-    expect(await failsWith((cb) => h.kv.Txn({ success: [{ request_range: { key: b('k'), sort_order: 9 } }] }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Txn', { success: [{}] }))).toEqual([status.INVALID_ARGUMENT, 'etcdserver: key not found']);
+    expect(await failsWith(rpc(h.kv, 'Txn', { success: [{ request_range: { key: b('k'), sort_order: 9 } }] }))).toEqual([
       status.INVALID_ARGUMENT,
       'etcdserver: invalid sort option',
     ]);
@@ -162,15 +162,15 @@ describe('KV service', () => {
   it('refuses bad requests before proposing: empty key, invalid sort option, request too large', async () => {
     const before = h.member.status().commit;
     const empty: [number, string] = [status.INVALID_ARGUMENT, 'etcdserver: key is not provided'];
-    expect(await failsWith((cb) => h.kv.Range({ key: b('') }, cb))).toEqual(empty);
-    expect(await failsWith((cb) => h.kv.Put({ key: b(''), value: b('v') }, cb))).toEqual(empty);
-    expect(await failsWith((cb) => h.kv.DeleteRange({ key: b('') }, cb))).toEqual(empty);
-    expect(await failsWith((cb) => h.kv.Range({ key: b('k'), sort_order: 7 }, cb))).toEqual([status.INVALID_ARGUMENT, 'etcdserver: invalid sort option']);
-    expect(await failsWith((cb) => h.kv.Range({ key: b('k'), sort_target: 42 }, cb))).toEqual([status.INVALID_ARGUMENT, 'etcdserver: invalid sort option']);
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('') }))).toEqual(empty);
+    expect(await failsWith(rpc(h.kv, 'Put', { key: b(''), value: b('v') }))).toEqual(empty);
+    expect(await failsWith(rpc(h.kv, 'DeleteRange', { key: b('') }))).toEqual(empty);
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('k'), sort_order: 7 }))).toEqual([status.INVALID_ARGUMENT, 'etcdserver: invalid sort option']);
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('k'), sort_target: 42 }))).toEqual([status.INVALID_ARGUMENT, 'etcdserver: invalid sort option']);
     const big = Buffer.alloc(64 * 1024, 1);
     const tooLarge: [number, string] = [status.INVALID_ARGUMENT, 'etcdserver: request is too large'];
-    expect(await failsWith((cb) => h.kv.Put({ key: b('big'), value: big }, cb))).toEqual(tooLarge);
-    expect(await failsWith((cb) => h.kv.Txn({ success: [{ request_put: { key: b('big'), value: big } }] }, cb))).toEqual(tooLarge);
+    expect(await failsWith(rpc(h.kv, 'Put', { key: b('big'), value: big }))).toEqual(tooLarge);
+    expect(await failsWith(rpc(h.kv, 'Txn', { success: [{ request_put: { key: b('big'), value: big } }] }))).toEqual(tooLarge);
     expect(h.member.status().commit).toBe(before); // nothing reached the log
   });
 
@@ -178,15 +178,15 @@ describe('KV service', () => {
     const p1 = await put('c/k', '1');
     const p2 = await put('c/k', '2');
     const rev = Number(p2.header!.revision);
-    const res = await call((cb) => h.kv.Compact({ revision: rev, physical: true }, cb));
+    const res = await rpc(h.kv, 'Compact', { revision: rev, physical: true });
     expect(Number(res.header!.revision)).toBe(rev);
-    expect(await failsWith((cb) => h.kv.Range({ key: b('c/k'), revision: p1.header!.revision }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('c/k'), revision: p1.header!.revision }))).toEqual([
       status.OUT_OF_RANGE,
       'etcdserver: mvcc: required revision has been compacted',
     ]);
     expect((await range({ key: b('c/k'), revision: rev })).kvs[0]!.value.toString()).toBe('2'); // at the compact revision: fine
-    expect(await failsWith((cb) => h.kv.Compact({ revision: rev }, cb))).toEqual([status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted']);
-    expect(await failsWith((cb) => h.kv.Compact({ revision: rev + 100 }, cb))).toEqual([
+    expect(await failsWith(rpc(h.kv, 'Compact', { revision: rev }))).toEqual([status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted']);
+    expect(await failsWith(rpc(h.kv, 'Compact', { revision: rev + 100 }))).toEqual([
       status.OUT_OF_RANGE,
       'etcdserver: mvcc: required revision is a future revision',
     ]);
@@ -194,25 +194,25 @@ describe('KV service', () => {
 
   it('exactly-once: the same Put twice with one fulcrum-request-id is applied once, both answers alike', async () => {
     const md = () => metadata({ 'fulcrum-request-id': 'client-7:1' });
-    const first = await call((cb) => h.kv.Put({ key: b('once'), value: b('v') }, md(), cb));
-    const second = await call((cb) => h.kv.Put({ key: b('once'), value: b('v') }, md(), cb));
+    const first = await rpc(h.kv, 'Put', { key: b('once'), value: b('v') }, md());
+    const second = await rpc(h.kv, 'Put', { key: b('once'), value: b('v') }, md());
     expect(second.header!.revision).toBe(first.header!.revision);
     const r = await range({ key: b('once') });
     expect([r.kvs[0]!.version, r.kvs[0]!.mod_revision, r.header!.revision]).toEqual(['1', first.header!.revision, first.header!.revision]);
     // The next sequence number is a new request.
-    const third = await call((cb) => h.kv.Put({ key: b('once'), value: b('w') }, metadata({ 'fulcrum-request-id': 'client-7:2' }), cb));
+    const third = await rpc(h.kv, 'Put', { key: b('once'), value: b('w') }, metadata({ 'fulcrum-request-id': 'client-7:2' }));
     expect(Number(third.header!.revision)).toBe(Number(first.header!.revision) + 1);
   });
 
   it('exactly-once: a malformed fulcrum-request-id is INVALID_ARGUMENT', async () => {
     for (const bad of ['nocolon', 'c:', ':5', 'c:-1', 'c:x']) {
-      const [code, details] = await failsWith((cb) => h.kv.Put({ key: b('k'), value: b('v') }, metadata({ 'fulcrum-request-id': bad }), cb));
+      const [code, details] = await failsWith(rpc(h.kv, 'Put', { key: b('k'), value: b('v') }, metadata({ 'fulcrum-request-id': bad })));
       expect([code, details.startsWith('fulcrum: malformed fulcrum-request-id')]).toEqual([status.INVALID_ARGUMENT, true]);
     }
   });
 
   it('hasleader: true is accepted while the member has a leader', async () => {
-    const r = await call((cb) => h.kv.Range({ key: b('a/1') }, metadata({ hasleader: 'true' }), cb));
+    const r = await rpc(h.kv, 'Range', { key: b('a/1') }, metadata({ hasleader: 'true' }));
     expect(r.count).toBe('1');
   });
 });
@@ -228,17 +228,17 @@ describe('KV service without a quorum', () => {
 
   it('a write that cannot commit fails with etcd\'s "request timed out" after the request timeout', async () => {
     const started = Date.now();
-    expect(await failsWith((cb) => h.kv.Put({ key: b('k'), value: b('v') }, cb))).toEqual([status.UNAVAILABLE, 'etcdserver: request timed out']);
+    expect(await failsWith(rpc(h.kv, 'Put', { key: b('k'), value: b('v') }))).toEqual([status.UNAVAILABLE, 'etcdserver: request timed out']);
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
   });
 
   it('a linearizable read times out too; a serializable one answers locally', async () => {
-    expect(await failsWith((cb) => h.kv.Range({ key: b('k') }, cb))).toEqual([status.UNAVAILABLE, 'etcdserver: request timed out']);
-    expect((await call((cb) => h.kv.Range({ key: b('k'), serializable: true }, cb))).count).toBe('0');
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('k') }))).toEqual([status.UNAVAILABLE, 'etcdserver: request timed out']);
+    expect((await rpc(h.kv, 'Range', { key: b('k'), serializable: true })).count).toBe('0');
   });
 
   it("the client's deadline ends the wait before the request timeout", async () => {
-    const [code] = await failsWith((cb) => h.kv.Put({ key: b('k'), value: b('v') }, { deadline: Date.now() + 100 }, cb));
+    const [code] = await failsWith(rpc(h.kv, 'Put', { key: b('k'), value: b('v') }, undefined, { deadline: Date.now() + 100 }));
     expect(code).toBe(status.DEADLINE_EXCEEDED);
   });
 
@@ -247,9 +247,9 @@ describe('KV service without a quorum', () => {
     while (h.member.leaderId() !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(h.member.leaderId()).toBe(0);
     const md = metadata({ hasleader: 'true' });
-    expect(await failsWith((cb) => h.kv.Range({ key: b('k'), serializable: true }, md, cb))).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
-    expect(await failsWith((cb) => h.kv.Put({ key: b('k'), value: b('v') }, md, cb))).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
+    expect(await failsWith(rpc(h.kv, 'Range', { key: b('k'), serializable: true }, md))).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
+    expect(await failsWith(rpc(h.kv, 'Put', { key: b('k'), value: b('v') }, md))).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
     // Without the header a proposal is dropped by the core for want of a leader: the same answer.
-    expect(await failsWith((cb) => h.kv.Put({ key: b('k'), value: b('v') }, cb))).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
+    expect(await failsWith(rpc(h.kv, 'Put', { key: b('k'), value: b('v') }))).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
   });
 });
