@@ -77,7 +77,7 @@ describe('MemberMetrics', () => {
     const f = fakeMember(1);
     m.collectFrom(f.member); // no leader yet: nothing seen
     for (const lead of [2, 2, 0, 2, 3, 0, 0, 1]) f.emit(lead);
-    // 2 (first), 2→0→2 is not a change of leader... but etcd counts a leader after none as a change too: 2, 2, 3, 1
+    // Counted: 2 (first), 2 again after an interval without a leader (etcd counts that too), 3, 1.
     expect(await samples(r, 'fulcrum_server_leader_changes_seen_total')).toEqual({ '{member="1"}': 4 });
   });
 
