@@ -194,6 +194,8 @@ describe('WatchHub', () => {
       fc.record({ kind: fc.constant('del' as const), key, end: fc.option(key, { nil: undefined }) }),
       fc.record({ kind: fc.constant('txn' as const), keys: fc.uniqueArray(key, { minLength: 1, maxLength: 3 }), del: fc.boolean() }),
       fc.record({ kind: fc.constant('concurrent' as const), keys: fc.array(key, { minLength: 2, maxLength: 6 }) }),
+      // A watcher that starts while a burst of writes is being applied: its history pass begins mid-apply.
+      fc.record({ kind: fc.constant('watchDuringWrites' as const), keys: fc.array(key, { minLength: 4, maxLength: 12 }), ticks: fc.nat({ max: 6 }), back: fc.nat({ max: 10 }) }),
       fc.record({
         kind: fc.constant('watch' as const),
         shape: fc.constantFrom('key', 'prefix', 'range', 'all'),
@@ -218,6 +220,13 @@ describe('WatchHub', () => {
             else if (o.kind === 'del') await del(t.member, p + o.key, o.end === undefined ? undefined : p + o.end);
             else if (o.kind === 'txn') await txn(t.member, { success: o.keys.map((k, j) => txnOp(p + k, o.del && j === 0, `t${i}`)) });
             else if (o.kind === 'concurrent') await Promise.all(o.keys.map((k, j) => put(t.member, p + k, `c${i}.${j}`)));
+            else if (o.kind === 'watchDuringWrites') {
+              const writes = o.keys.map((k, j) => put(t.member, p + k, `w${i}.${j}`));
+              for (let n = 0; n < o.ticks; n++) await new Promise((r) => setImmediate(r));
+              const w = { shape: 'all', key: 'a', end: 'a', back: o.back, prevKv: true, filter: 'none', slow: false };
+              watchers.push(startWatcher(hub, p, w));
+              await Promise.all(writes);
+            }
             else watchers.push(startWatcher(hub, p, o));
           }
           const head = t.member.stateMachine.revision;
@@ -228,7 +237,7 @@ describe('WatchHub', () => {
           }
         });
       }),
-      { numRuns: 25 },
+      { numRuns: 40 },
     );
   });
 });
