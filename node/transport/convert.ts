@@ -122,6 +122,12 @@ export function int(v: Int64 | number | string, field: string): number {
   return n;
 }
 
+/** int() for input that must not throw (ids in a hello): undefined when not an exact non-negative integer. */
+export function tryInt(v: Int64 | number | string): number | undefined {
+  const n = typeof v === 'number' ? v : Number(v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
 function bytes(b: Uint8Array | null | undefined): Uint8Array {
   // Keep the decoded Buffer (a Uint8Array): copying every entry payload would cost more than it protects.
   return b ?? EMPTY;

@@ -2,7 +2,6 @@
 //   server.addService(loadEtcdApi().fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport))
 import * as grpc from '@grpc/grpc-js';
 import type { Handlers, MessageBatch, RaftTransportMethods, SnapshotChunk } from '../../proto/index.js';
-import { int } from './convert.js';
 import { statusError } from './grpc-util.js';
 import { receiveSnapshot } from './snapshot.js';
 import type { GrpcPeerTransport } from './transport.js';
@@ -29,7 +28,7 @@ export function createRaftTransportService(transport: GrpcPeerTransport): Handle
             call.emit('error', error);
             return;
           }
-          from = int(batch.hello!.member_id, 'member_id');
+          from = Number(batch.hello!.member_id); // admit() checked it is an exact id
         }
         transport.receive(from, batch.messages);
         // Acks are flow control for the sender's in-flight window, not delivery guarantees.

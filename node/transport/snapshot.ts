@@ -15,7 +15,7 @@ import type { Encodable, MemberInfo, SnapshotAck, SnapshotChunk } from '../../pr
 import { MessageType, type Message, type SnapshotMetadata } from '../../raft/types.js';
 import { crc32c } from '../../storage/crc32c.js';
 import type { SnapshotStore, SnapshotWriter } from '../../storage/wal/snapshot.js';
-import { int, messageFromWire, messageToWire } from './convert.js';
+import { int, messageFromWire, messageToWire, WireFormatError } from './convert.js';
 import { deadlineIn, isServiceError, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
 import type { TransportStats } from './stats.js';
@@ -115,6 +115,7 @@ export async function receiveSnapshot(chunks: AsyncIterable<SnapshotChunk>, ctx:
     await incoming?.writer.abort();
     ctx.stats.snapshotsReceiveFailed++;
     ctx.log.warn({ err: e instanceof Error ? e.message : String(e), index: incoming?.message.snapshot?.metadata.index }, 'snapshot transfer from peer failed; discarded');
+    if (e instanceof WireFormatError) throw statusError(grpc.status.INVALID_ARGUMENT, e.message);
     throw isServiceError(e) ? e : statusError(grpc.status.INTERNAL, `fulcrum: snapshot receive failed: ${e instanceof Error ? e.message : String(e)}`);
   }
   ctx.stats.snapshotsReceived++;

@@ -158,11 +158,13 @@ describe('streams between two members', () => {
     expect(b.t.stats().peers).toEqual([]);
     const client = new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
-    const handshake = (from: number, to: number) =>
+    const handshake = (from: number | string, to: number) =>
       new Promise<grpc.ServiceError | null>((resolve) => client.Handshake({ from: { cluster_id: CLUSTER, member_id: from, protocol_version: 1 }, to_member_id: to }, (e) => resolve(e)));
     expect((await handshake(9, 2))?.details).toBe(REFUSAL.memberRemoved);
     expect((await handshake(8, 3))?.details).toBe(REFUSAL.memberMismatch);
     expect(await handshake(8, 2)).toBeNull();
+    // An id beyond 2^53 cannot be a Fulcrum member id: refused as an argument error, never rounded.
+    expect((await handshake('18446744073709551615', 2))?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 });
 

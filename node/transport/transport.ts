@@ -9,7 +9,7 @@ import type { Encodable, HandshakeRequest, MemberInfo, RaftMessage } from '../..
 import { ConfChangeType, isLocalMessage, MessageType, type ConfChange, type ConfState, type Message, type NodeId } from '../../raft/types.js';
 import { decodeMemberContext } from '../../storage/state-machine.js';
 import type { MemberTransport, TransportHooks } from '../member.js';
-import { int, messageFromWire, messageToWire } from './convert.js';
+import { messageFromWire, messageToWire, tryInt } from './convert.js';
 import { isServiceError, PEER_PROTOCOL_VERSION, REFUSAL, statusError } from './grpc-util.js';
 import { validateTransportLimits, type TransportLimits } from './limits.js';
 import { Peer, type Outbound } from './peer.js';
@@ -220,7 +220,8 @@ export class GrpcPeerTransport implements MemberTransport {
   admit(hello: MemberInfo | null): grpc.ServiceError | undefined {
     if (this.closed) return statusError(grpc.status.UNAVAILABLE, 'fulcrum: member is stopping');
     if (hello === null) return this.refuse(REFUSAL.missingHello, undefined);
-    const from = int(hello.member_id, 'member_id');
+    const from = tryInt(hello.member_id);
+    if (from === undefined || from === 0) return statusError(grpc.status.INVALID_ARGUMENT, `fulcrum: bad member id ${hello.member_id}`);
     if (hello.protocol_version !== PEER_PROTOCOL_VERSION) return this.refuse(`${REFUSAL.protocolVersion} ${hello.protocol_version}`, hello);
     if (hello.cluster_id !== String(this.clusterId)) return this.refuse(REFUSAL.clusterMismatch, hello);
     if (this.removed.has(from)) return this.refuse(REFUSAL.memberRemoved, hello);
@@ -244,7 +245,7 @@ export class GrpcPeerTransport implements MemberTransport {
   handshake(req: HandshakeRequest): { error?: grpc.ServiceError; member?: Encodable<MemberInfo> } {
     const error = this.admit(req.from);
     if (error !== undefined) return { error };
-    const to = int(req.to_member_id, 'to_member_id');
+    const to = tryInt(req.to_member_id);
     if (to !== 0 && to !== this.selfId) return { error: this.refuse(REFUSAL.memberMismatch, req.from ?? undefined) };
     return { member: this.hello };
   }
