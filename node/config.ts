@@ -18,8 +18,10 @@ import type { MemberOptions } from './member.js';
 import type { ApiLimits } from './api/context.js';
 import { API_LIMITS_DEFAULTS } from './api/context.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
+import packageJson from '../package.json' with { type: 'json' };
 
-export const FULCRUM_VERSION = '0.1.0';
+/** From package.json, so --version never drifts from the release. */
+export const FULCRUM_VERSION: string = packageJson.version;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
