@@ -116,6 +116,7 @@ class WatchStream {
     try {
       watcher = this.hub.watch(toSpec(c), { onReady: () => this.markReady(id), onProgress: (rev) => this.sendProgress(id, rev) });
     } catch (e) {
+      if (requested === 0n) this.nextAutoId = id; // a refused create uses no id
       if (e instanceof WatchError && e.code === 'INVALID_ARGUMENT') return this.refuseCreate(e.message);
       throw e;
     }

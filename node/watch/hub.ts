@@ -101,6 +101,19 @@ export class WatchHub {
     return this.watchers.size;
   }
 
+  /** Events and estimated bytes queued across all watchers, and how many are synced (for metrics and tests). */
+  stats(): { watchers: number; synced: number; queuedEvents: number; queuedBytes: number } {
+    let synced = 0;
+    let queuedEvents = 0;
+    let queuedBytes = 0;
+    for (const w of this.watchers) {
+      if (w.synced) synced++;
+      queuedEvents += w.queued.events;
+      queuedBytes += w.queued.bytes;
+    }
+    return { watchers: this.watchers.size, synced, queuedEvents, queuedBytes };
+  }
+
   /**
    * Register a watcher. It starts synced when its start revision is not in the past, else it replays history
    * first. A start revision below the compact revision gives a watcher that is already canceled (its consumer
