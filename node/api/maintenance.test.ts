@@ -10,7 +10,7 @@ import type { SnapshotResponse } from '../../proto/index.js';
 import { LevelBackend } from '../../storage/backend.js';
 import { installStateMachineImage, StateMachine } from '../../storage/state-machine.js';
 import { b, failsWith, rpc, startHarness, type Harness } from './harness.testutil.js';
-import { STATUS_VERSION } from './maintenance.js';
+import { snapshotImage, STATUS_VERSION } from './maintenance.js';
 
 describe('Maintenance service', () => {
   let h: Harness;
@@ -78,9 +78,11 @@ describe('Maintenance service', () => {
       left -= m.blob.byteLength;
       expect(m.remaining_bytes).toBe(String(left));
     }
-    const image = Buffer.concat(blobs.slice(0, -1));
-    const trailer = blobs.at(-1)!;
-    expect(trailer).toEqual(createHash('sha256').update(image).digest());
+    const file = Buffer.concat(blobs);
+    expect(file.byteLength % 512).toBe(32); // what etcdctl snapshot save checks
+    expect(blobs.at(-1)).toEqual(createHash('sha256').update(file.subarray(0, file.byteLength - 32)).digest());
+    const image = snapshotImage(file);
+    expect(() => snapshotImage(Buffer.concat([file.subarray(0, 40), Buffer.from('x'), file.subarray(41)]))).toThrow('checksum mismatch');
     expect(messages[0]!.header!.member_id).toBe('1');
     // The image loads into an empty backend and holds the same keys.
     const dir = mkdtempSync(join(tmpdir(), 'fulcrum-snap-load-'));

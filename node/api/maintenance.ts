@@ -1,10 +1,10 @@
 // etcd's Maintenance service: Status, Hash, HashKV, Alarm, Snapshot, Defragment, MoveLeader (Downgrade is not
 // offered: a Fulcrum cluster runs one version).
 //
-// Snapshot stream format (docs/api.md): the state machine image of storage/state-machine.ts
-// (stateMachineImage: every replicated backend pair in key order as [u32 key length][key][u32 value length]
-// [value], big-endian), then a 32-byte SHA-256 of those bytes in the last message (remaining_bytes 0), the
-// way etcd appends a SHA-256 to its bolt file. installStateMachineImage loads the image part.
+// Snapshot stream format (see SNAPSHOT_MAGIC below and docs/api.md): a small header, the state machine image of
+// storage/state-machine.ts (stateMachineImage: every replicated backend pair in key order), zero padding, and a
+// SHA-256 in the last message (remaining_bytes 0), the way etcd appends a SHA-256 to its bolt file.
+// snapshotImage() takes the image back out; installStateMachineImage loads it.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
@@ -158,8 +158,44 @@ function memberBackend(m: Member): Backend {
 }
 
 /**
+ * The file a Snapshot stream carries, in order:
+ *
+ *   "FLCRSNP1" (8 bytes) | u64 BE image length | image | zero padding | SHA-256 of everything before (32 bytes)
+ *
+ * The padding makes the length before the checksum a multiple of 512: etcdctl's `snapshot save` accepts a file
+ * only when size % 512 == 32 (it expects a bolt file of whole pages plus etcd's appended SHA-256).
+ */
+export const SNAPSHOT_MAGIC = Buffer.from('FLCRSNP1');
+const SNAPSHOT_HEADER_BYTES = SNAPSHOT_MAGIC.byteLength + 8;
+const SNAPSHOT_ALIGN_BYTES = 512;
+
+function snapshotHeader(imageBytes: number): Buffer {
+  const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
+  SNAPSHOT_MAGIC.copy(header);
+  header.writeBigUInt64BE(BigInt(imageBytes), SNAPSHOT_MAGIC.byteLength);
+  return header;
+}
+
+function paddingFor(imageBytes: number): number {
+  return (SNAPSHOT_ALIGN_BYTES - ((SNAPSHOT_HEADER_BYTES + imageBytes) % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
+}
+
+/** The state machine image inside a snapshot file (checks the magic, the length and the checksum). */
+export function snapshotImage(file: Uint8Array): Uint8Array {
+  const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
+  const body = buf.subarray(0, buf.byteLength - SNAPSHOT_CHECKSUM_BYTES);
+  if (buf.byteLength < SNAPSHOT_HEADER_BYTES + SNAPSHOT_CHECKSUM_BYTES || !buf.subarray(0, SNAPSHOT_MAGIC.byteLength).equals(SNAPSHOT_MAGIC)) {
+    throw new Error('fulcrum: not a Fulcrum snapshot file');
+  }
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(body.byteLength))) throw new Error('fulcrum: snapshot checksum mismatch');
+  const imageBytes = Number(buf.readBigUInt64BE(SNAPSHOT_MAGIC.byteLength));
+  if (SNAPSHOT_HEADER_BYTES + imageBytes + paddingFor(imageBytes) !== body.byteLength) throw new Error('fulcrum: snapshot length mismatch');
+  return body.subarray(SNAPSHOT_HEADER_BYTES, SNAPSHOT_HEADER_BYTES + imageBytes);
+}
+
+/**
  * Write the image to a temporary file first: LevelDB's iterator gives one consistent point, memory stays at one
- * chunk, and the file's size gives every message an exact remaining_bytes (which a generator cannot know).
+ * chunk, and the image's size is known before the first message (for the header and exact remaining_bytes).
  */
 async function streamSnapshot(ctx: ApiContext, call: grpc.ServerWritableStream<EmptyRequest, Encodable<SnapshotResponse>>): Promise<void> {
   checkLeaderRequirement(ctx, call.metadata);
@@ -167,35 +203,43 @@ async function streamSnapshot(ctx: ApiContext, call: grpc.ServerWritableStream<E
   const header = readHeader(ctx, ctx.member.stateMachine.revision);
   const path = join(tmpdir(), `fulcrum-snapshot-${randomBytes(8).toString('hex')}`);
   try {
-    const { bytes, sha256 } = await writeImage(backend, path);
-    let sent = 0;
+    const imageBytes = await writeImage(backend, path);
+    const pad = paddingFor(imageBytes);
+    let remaining = SNAPSHOT_HEADER_BYTES + imageBytes + pad + SNAPSHOT_CHECKSUM_BYTES;
+    const hash = createHash('sha256');
+    let first = true;
+    const send = async (blob: Buffer): Promise<void> => {
+      hash.update(blob);
+      remaining -= blob.byteLength;
+      await write(call, { header: first ? header : null, remaining_bytes: int64(remaining), blob });
+      first = false;
+    };
+    await send(snapshotHeader(imageBytes));
     for await (const blob of createReadStream(path, { highWaterMark: SNAPSHOT_CHUNK_BYTES }) as AsyncIterable<Buffer>) {
       if (call.cancelled) return;
-      sent += blob.byteLength;
-      await write(call, { header: sent === blob.byteLength ? header : null, remaining_bytes: int64(bytes + SNAPSHOT_CHECKSUM_BYTES - sent), blob });
+      await send(blob);
     }
+    if (pad > 0) await send(Buffer.alloc(pad));
     if (call.cancelled) return;
-    await write(call, { header: sent === 0 ? header : null, remaining_bytes: 0, blob: sha256, version: ETCD_API_VERSION });
+    await write(call, { header: null, remaining_bytes: 0, blob: hash.digest(), version: ETCD_API_VERSION });
     call.end();
   } finally {
     await rm(path, { force: true });
   }
 }
 
-async function writeImage(backend: Backend, path: string): Promise<{ bytes: number; sha256: Buffer }> {
-  const hash = createHash('sha256');
+async function writeImage(backend: Backend, path: string): Promise<number> {
   const out = createWriteStream(path);
   let bytes = 0;
   try {
     for await (const chunk of stateMachineImage(backend)) {
-      hash.update(chunk);
       bytes += chunk.byteLength;
       if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));
     }
   } finally {
     await closeStream(out);
   }
-  return { bytes, sha256: hash.digest() };
+  return bytes;
 }
 
 function closeStream(out: WriteStream): Promise<void> {
