@@ -8,10 +8,10 @@
 // slow or dead peer. One pump per peer writes batches in queue order, so messages to one peer keep their order.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { Encodable, MemberInfo, MessageBatch, RaftMessage, SendAck } from '../../proto/index.js';
+import type { Encodable, HandshakeResponse, MemberInfo, MessageBatch, RaftMessage, SendAck } from '../../proto/index.js';
 import type { NodeId } from '../../raft/types.js';
 import { Backoff } from './backoff.js';
-import { deadlineIn, isServiceError, newRaftTransportClient, type RaftTransportClient } from './grpc-util.js';
+import { deadlineIn, isServiceError, newRaftTransportClient, REFUSAL, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
 import { BoundedQueue } from './queue.js';
 import type { PeerStats, TransportStats } from './stats.js';
@@ -144,12 +144,16 @@ export class Peer {
     this.wake.notify();
   }
 
-  private handshake(client: RaftTransportClient): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.call = client.Handshake({ from: this.deps.hello, to_member_id: this.id }, { deadline: deadlineIn(this.deps.limits.handshakeTimeoutMs) }, (err) =>
-        err ? reject(err) : resolve(),
+  /** Both ends check each other: the peer refuses us (admit), and we refuse a peer that is not who we dialled. */
+  private async handshake(client: RaftTransportClient): Promise<void> {
+    const res = await new Promise<HandshakeResponse>((resolve, reject) => {
+      this.call = client.Handshake({ from: this.deps.hello, to_member_id: this.id }, { deadline: deadlineIn(this.deps.limits.handshakeTimeoutMs) }, (err, r) =>
+        err ? reject(err) : resolve(r!),
       );
     });
+    const peer = res.member;
+    if (peer?.cluster_id !== String(this.deps.hello.cluster_id)) throw statusError(grpc.status.FAILED_PRECONDITION, REFUSAL.clusterMismatch);
+    if (peer.member_id !== String(this.id)) throw statusError(grpc.status.FAILED_PRECONDITION, REFUSAL.memberMismatch);
   }
 
   /** Write batches in queue order while the stream is up, at most inflightBatchesMax unacknowledged. */

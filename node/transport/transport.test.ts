@@ -168,6 +168,20 @@ describe('streams between two members', () => {
   });
 });
 
+describe('stale address book', () => {
+  it('a member dialling the wrong member at an address is refused and says so loudly', async () => {
+    const b = await node(2, new Map());
+    const logs: string[] = [];
+    const a = transport({ selfId: 1, peers: new Map([[3, [b.url]]]) }, logs);
+    const hooks = await recorder();
+    a.start(hooks);
+    await waitFor('A is refused', () => a.stats().peersRefused > 0);
+    expect(logs.some((l) => l.includes('"level":50') && l.includes(REFUSAL.memberMismatch))).toBe(true);
+    a.send([app(1, 3, 1)]);
+    expect(b.hooks.delivered).toEqual([]);
+  });
+});
+
 describe('snapshots over SendSnapshot', () => {
   const metadata = { index: 500, term: 3, confState: { voters: [1, 2], learners: [] } };
 
