@@ -1,0 +1,44 @@
+// The `fulcrum` command: etcd's flags, FULCRUM_* (and ETCD_*) environment variables, one member per process.
+// SIGTERM/SIGINT: stop taking requests, finish what is in flight, sync, exit 0. A second signal exits at once.
+import { ConfigError, parseCommandLine } from './config.js';
+import { startServer } from './server.js';
+
+async function main(): Promise<number> {
+  let cl;
+  try {
+    cl = parseCommandLine(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`fulcrum: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (cl.kind === 'print') {
+    process.stdout.write(cl.text.endsWith('\n') ? cl.text : `${cl.text}\n`);
+    return 0;
+  }
+  const server = await startServer(cl.config);
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      server.logger.warn({ signal: sig }, 'fulcrum: second signal, exiting at once');
+      process.exit(1);
+    }
+    server.logger.info({ signal: sig }, 'fulcrum: stopping');
+    void server.close();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  await server.stopped;
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`fulcrum: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,229 @@
+// The Fulcrum server: the composition root. One member with its peer listener (Raft over gRPC), its client
+// listener (the etcd v3 API), its subsystems (watch hub, lease manager) and its metrics/health listener.
+//
+// Start order matters: the peer listener is up before the member starts (peers can reach us as soon as we can
+// reach them); the client listener opens only once the member has replayed its log, so no client ever reads a
+// state older than what this member acknowledged before a restart.
+// Stop order is the reverse: stop taking client requests, let in-flight ones finish (bounded), stop the member
+// (which syncs), then close the peer listener.
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { loadEtcdApi } from '../proto/index.js';
+import { createClusterService } from './api/cluster.js';
+import type { ApiContext } from './api/context.js';
+import { createElectionService } from './api/election.js';
+import { createFulcrumService } from './api/fulcrum.js';
+import { createKvService } from './api/kv.js';
+import { createLeaseService } from './api/lease.js';
+import { createLockService } from './api/lock.js';
+import { createMaintenanceService } from './api/maintenance.js';
+import { createWatchService } from './api/watch.js';
+import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig } from './config.js';
+import { startMetricsServers, type HttpEndpoint } from './http.js';
+import { componentLogger, createLogger, type Logger } from './log.js';
+import { LeaseManager } from './lease/index.js';
+import { Member } from './member.js';
+import { createMetricsRegistry, MemberMetrics } from './metrics.js';
+import { createRaftTransportService, GrpcPeerTransport, PEER_SERVER_OPTIONS } from './transport/index.js';
+import { WatchHub } from './watch/index.js';
+
+/** How long stopping waits for in-flight client calls before cutting them off. */
+export const SHUTDOWN_GRACE_MS = 5_000;
+/** How often the member compares its database size with --quota-backend-bytes. */
+export const QUOTA_CHECK_INTERVAL_MS = 1_000;
+/** Retry interval for publishing this member's name and client URLs until a leader takes it. */
+const PUBLISH_RETRY_MS = 500;
+/** gRPC framing and field overhead allowed on top of --max-request-bytes. */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export interface FulcrumServer {
+  readonly config: ServerConfig;
+  readonly member: Member;
+  /** Bound client URLs (real ports when 0 was asked for). */
+  readonly clientUrls: readonly string[];
+  readonly peerUrls: readonly string[];
+  readonly metricsUrls: readonly string[];
+  readonly logger: Logger;
+  /** Resolves when the server has stopped (after close(), a fatal error, or removal from the cluster). */
+  readonly stopped: Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ServerDeps {
+  readonly logger?: Logger;
+  /** Metrics registry; several members in one process share one (each labels its series). */
+  readonly registry?: Registry;
+}
+
+export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
+  const logger = deps.logger ?? createLogger({ level: config.logLevel, memberId: config.memberId });
+  for (const w of config.warnings) logger.warn(w);
+  const transport = new GrpcPeerTransport({
+    selfId: config.memberId,
+    clusterId: config.clusterId,
+    peers: new Map([...config.initialMembers].map(([id, m]) => [id, m.peerUrls])),
+    logger: componentLogger(logger, 'transport'),
+    name: config.name,
+    selfPeerUrls: config.initialAdvertisePeerUrls,
+  });
+  const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
+  const api = loadEtcdApi();
+  peerServer.addService(api.fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
+  const peerUrls = await bindAll(peerServer, config.listen.peer);
+
+  // The member reports a fatal error through a hook that needs the rest of the server; it is set below.
+  const onFatal: { fn?: (e: unknown) => void } = {};
+  const member = await Member.start({
+    ...memberOptionsFrom(config),
+    bootstrap: config.initialClusterState === 'new',
+    transport,
+    onFatal: (e) => onFatal.fn?.(e),
+  });
+
+  const ctx: ApiContext = {
+    member,
+    logger: componentLogger(logger, 'api'),
+    limits: apiLimitsFrom(config),
+    self: { name: config.name, clientUrls: config.advertiseClientUrls, peerUrls: config.initialAdvertisePeerUrls },
+    registry: new Map(),
+  };
+  const hub = new WatchHub(member);
+  hub.start();
+  const leases = new LeaseManager(member);
+  leases.start();
+  ctx.registry.set('watchHub', hub);
+  ctx.registry.set('leases', leases);
+
+  const clientServer = new grpc.Server({
+    'grpc.max_receive_message_length': config.requestBytesMax + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': Math.max(config.requestBytesMax + GRPC_OVERHEAD_BYTES, 16 * 1024 * 1024),
+  });
+  const add = (svc: grpc.ServiceDefinition, impl: unknown): void => clientServer.addService(svc, impl as grpc.UntypedServiceImplementation);
+  add(api.etcdserverpb.KV.service, createKvService(ctx));
+  add(api.etcdserverpb.Watch.service, createWatchService(ctx, hub));
+  add(api.etcdserverpb.Lease.service, createLeaseService(ctx, leases));
+  add(api.etcdserverpb.Cluster.service, createClusterService(ctx));
+  add(api.etcdserverpb.Maintenance.service, createMaintenanceService(ctx));
+  add(api.v3electionpb.Election.service, createElectionService(ctx, leases));
+  add(api.v3lockpb.Lock.service, createLockService(ctx, leases));
+  add(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
+  const clientUrls = await bindAll(clientServer, config.listen.client);
+
+  const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
+  const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
+  metrics.collectFrom(member, { watchers: () => hub.watcherCount });
+  let notLive: string | undefined;
+  const http: HttpEndpoint[] = await startMetricsServers(config.listen.metrics, { registry, member, logger: componentLogger(logger, 'http'), notLiveReason: () => notLive });
+
+  let closing: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  const timers: NodeJS.Timeout[] = [];
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      for (const t of timers) clearInterval(t);
+      await shutdownGrpc(clientServer, SHUTDOWN_GRACE_MS);
+      hub.stop();
+      leases.stop();
+      metrics.close();
+      await member.close();
+      await shutdownGrpc(peerServer, SHUTDOWN_GRACE_MS);
+      await Promise.all(http.map((h) => h.close()));
+      logger.info('fulcrum: stopped');
+      resolveStopped();
+    })();
+    return closing;
+  };
+  onFatal.fn = (e) => {
+    notLive = `fatal error: ${String(e)}`;
+    logger.fatal({ err: e }, 'fulcrum: member stopped after a fatal error; its state on disk is intact up to the last synced batch');
+    void close();
+  };
+  member.subscribeRemoved(() => {
+    notLive = 'removed from the cluster';
+    logger.warn('fulcrum: this member was removed from the cluster; stopping');
+    void close();
+  });
+
+  timers.push(publishAttributesUntilDone(member, config, logger));
+  timers.push(watchQuota(member, config, logger));
+  logger.info({ clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), dataDir: config.dataDir, cluster: config.initialCluster }, 'fulcrum: serving');
+  return { config, member, clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), logger, stopped, close };
+}
+
+async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[]): Promise<string[]> {
+  const urls: string[] = [];
+  for (const a of addresses) {
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${a.host}:${a.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    urls.push(`http://${a.host}:${port}`);
+  }
+  return urls;
+}
+
+/** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
+function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** etcd's publish: once a leader exists, record this member's name and client URLs in the registry. */
+function publishAttributesUntilDone(member: Member, config: ServerConfig, logger: Logger): NodeJS.Timeout {
+  let inFlight = false;
+  const t = setInterval(() => {
+    if (inFlight || member.leaderId() === 0) return;
+    const mine = member.members().find((m) => m.id === member.id);
+    if (mine !== undefined && mine.name === config.name && sameUrls(mine.clientUrls, config.advertiseClientUrls)) {
+      clearInterval(t);
+      return;
+    }
+    inFlight = true;
+    member
+      .publishAttributes(config.name, config.advertiseClientUrls)
+      .catch((e: unknown) => logger.debug({ err: e }, 'fulcrum: publishing member attributes failed; retrying'))
+      .finally(() => (inFlight = false));
+  }, PUBLISH_RETRY_MS);
+  t.unref();
+  return t;
+}
+
+function sameUrls(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((u, i) => u === b[i]);
+}
+
+/** Raise the NOSPACE alarm (through the log, so every member agrees) once the database outgrows the quota. */
+function watchQuota(member: Member, config: ServerConfig, logger: Logger): NodeJS.Timeout {
+  let inFlight = false;
+  const t = setInterval(() => {
+    if (inFlight || config.quotaBackendBytes <= 0 || member.stateMachine.activeAlarms().includes('NOSPACE')) return;
+    inFlight = true;
+    dirBytes(join(config.dataDir, 'kv'))
+      .then(async (size) => {
+        if (size <= config.quotaBackendBytes) return;
+        logger.warn({ size, quota: config.quotaBackendBytes }, 'fulcrum: database size exceeds --quota-backend-bytes; raising the NOSPACE alarm');
+        await member.propose({ alarm: { action: 'activate', alarm: 'NOSPACE' } });
+      })
+      .catch((e: unknown) => logger.debug({ err: e }, 'fulcrum: quota check failed'))
+      .finally(() => (inFlight = false));
+  }, QUOTA_CHECK_INTERVAL_MS);
+  t.unref();
+  return t;
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size;
+  return total;
+}
+
