@@ -171,6 +171,23 @@ describe('WatchHub', () => {
     });
   });
 
+  it('a slow watcher whose unread history is compacted meanwhile is canceled with the compact revision', async () => {
+    await withHub({ watcherEventsMax: 5 }, async (hub) => {
+      const from = t.member.stateMachine.revision + 1;
+      const c = new Collector(hub, spec('slowcmp/', 'slowcmp0', 0));
+      c.paused = true;
+      let last = 0;
+      for (let i = 0; i < 20; i++) last = (await put(t.member, `slowcmp/${i % 4}`, `${i}`)).revision;
+      await compact(t.member, last);
+      c.resume();
+      await until(() => c.canceled !== undefined, 'cancel');
+      expect(c.canceled).toEqual({ reason: CANCEL_REASONS.compacted, compactRevision: last });
+      // Everything it did receive is the true history, in order, with no gap before the cancel.
+      expect(c.events.map(show)).toEqual(expected(c.spec, from).slice(0, c.events.length));
+      expect(c.events.length).toBeGreaterThanOrEqual(5);
+    });
+  });
+
   it("with overflowPolicy 'cancel' an overflowing watcher is canceled with a reason, never skipped", async () => {
     await withHub({ watcherEventsMax: 5, overflowPolicy: 'cancel' }, async (hub) => {
       const from = t.member.stateMachine.revision + 1;

@@ -216,13 +216,19 @@ export class WatchHub {
       const mvcc = this.member.stateMachine.mvcc;
       w.beginPass();
       const head = mvcc.revision;
-      if (head > w.lastQueuedRevision && !(await this.replay(w, mvcc, head))) return;
-      w.finishPass(head);
+      const outcome = head > w.lastQueuedRevision ? await this.replay(w, mvcc, head) : 'done';
+      if (outcome === 'ended') return;
+      if (outcome === 'done') w.finishPass(head);
     }
   }
 
-  /** Queue the watcher's history in (lastQueuedRevision, head]. False when the watcher ended (compacted, closed). */
-  private async replay(w: Watcher, mvcc: MvccStore, head: number): Promise<boolean> {
+  /**
+   * Queue the watcher's history in (lastQueuedRevision, head]. 'partial' when its queue filled up first: the pass
+   * stops at a revision boundary instead of waiting, so a stalled consumer never pins a store iterator (and the
+   * LevelDB snapshot under it); the next pass resumes after the last queued revision. 'ended' when the watcher
+   * ended (compacted, closed).
+   */
+  private async replay(w: Watcher, mvcc: MvccStore, head: number): Promise<'done' | 'partial' | 'ended'> {
     const from = w.lastQueuedRevision + 1;
     if (from < mvcc.compactRevision) return this.compacted(w, mvcc);
     let open: EventGroup | undefined;
@@ -233,7 +239,9 @@ export class WatchHub {
           // Revisions after head arrive through the live buffer (see the worked example above).
           if (revision > head) continue;
           if (open !== undefined && open.revision !== revision) {
-            if (!(await this.queueHistory(w, open))) return false;
+            if (w.closed) return 'ended';
+            if (!w.hasRoom) return 'partial';
+            w.queueHistory(open);
             open = undefined;
           }
           if (!w.accepts(ev)) continue;
@@ -247,19 +255,17 @@ export class WatchHub {
       if (e instanceof MvccError && e.code === 'COMPACTED') return this.compacted(w, mvcc);
       throw e;
     }
-    return open === undefined || this.queueHistory(w, open);
-  }
-
-  private async queueHistory(w: Watcher, g: EventGroup): Promise<boolean> {
+    if (open === undefined) return w.closed ? 'ended' : 'done';
+    // The last group is complete (the history ends at head); it may exceed the limits by itself.
     await w.waitForRoom();
-    if (w.closed) return false;
-    w.queueHistory(g);
-    return true;
+    if (w.closed) return 'ended';
+    w.queueHistory(open);
+    return 'done';
   }
 
-  private compacted(w: Watcher, mvcc: MvccStore): false {
+  private compacted(w: Watcher, mvcc: MvccStore): 'ended' {
     this.closeWatcher(w, { reason: CANCEL_REASONS.compacted, compactRevision: mvcc.compactRevision });
-    return false;
+    return 'ended';
   }
 
   /**

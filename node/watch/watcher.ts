@@ -144,7 +144,7 @@ export class Watcher {
     }
     this.pendingEvents -= events;
     this.pendingBytes -= bytes;
-    if (this.hasRoom()) this.wakeRoomWaiters();
+    if (this.hasRoom) this.wakeRoomWaiters();
     return out;
   }
 
@@ -225,7 +225,7 @@ export class Watcher {
 
   /** Resolves when the queue is below its limits (or the watcher is closed). */
   waitForRoom(): Promise<void> {
-    if (this.hasRoom() || this.state === 'closed') return Promise.resolve();
+    if (this.hasRoom || this.state === 'closed') return Promise.resolve();
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
@@ -258,7 +258,8 @@ export class Watcher {
     return this.pendingEvents + events <= this.limits.watcherEventsMax && this.pendingBytes + bytes <= this.limits.watcherBytesMax;
   }
 
-  private hasRoom(): boolean {
+  /** The queue is below its limits: one more group may be queued. */
+  get hasRoom(): boolean {
     return this.pendingEvents < this.limits.watcherEventsMax && this.pendingBytes < this.limits.watcherBytesMax;
   }
 
