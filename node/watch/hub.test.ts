@@ -276,7 +276,8 @@ interface WatchOp {
 function startWatcher(hub: WatchHub, p: string, o: WatchOp): { c: Collector; from: number } {
   const cur = t.member.stateMachine.revision;
   // back < 0 starts in the future; 0..25 revisions back (0 means "from now": startRevision 0).
-  const start = o.back === 0 ? 0 : Math.max(1, cur - o.back + 1);
+  // (Never below what earlier tests compacted: that case is tested on its own.)
+  const start = o.back === 0 ? 0 : Math.max(1, t.member.stateMachine.mvcc.compactRevision + 1, cur - o.back + 1);
   const [lo, hi] = o.key <= o.end ? [o.key, o.end] : [o.end, o.key];
   const range: [string, string | undefined] =
     o.shape === 'key' ? [p + o.key, undefined] : o.shape === 'prefix' ? [p + o.key, p + o.key + '\u0000'] : o.shape === 'all' ? [p, p.slice(0, -1) + '0'] : [p + lo, p + hi + '\u0000'];
