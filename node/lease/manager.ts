@@ -270,13 +270,14 @@ export class LeaseManager {
       if (opts.forwarded === true) throw apiError('NOT_LEADER');
       return this.options.forwarder.keepAlive(this.leaderTarget(), id, this.options.forwardTimeoutMs);
     }
-    const renewedAtMs = this.options.monotonicNowMs();
+    // Whole milliseconds, as the tracker counts: a fraction would put renewedAtMs after the tracker's "now".
+    const renewedAtMs = Math.floor(this.options.monotonicNowMs());
     await this.member.linearizableBarrier();
     await this.promotion;
     if (!this.tracker.isLeader) throw apiError('LEADER_CHANGED');
     if (!this.existsOrForget(id)) throw apiError('LEASE_NOT_FOUND');
     this.adoptUntracked(id);
-    const renewal = this.tracker.renew(id, Math.min(renewedAtMs, this.options.monotonicNowMs()));
+    const renewal = this.tracker.renew(id, renewedAtMs);
     if (renewal.resetCheckpoint !== undefined) {
       const cp = renewal.resetCheckpoint;
       const r = await this.proposeWithDeadline({ leaseCheckpoint: { checkpoints: [{ id: cp.id, remainingTtlMs: cp.remainingTtlMs }] } });
