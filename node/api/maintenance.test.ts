@@ -4,12 +4,12 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SnapshotResponse } from '../../proto/index.js';
 import { LevelBackend } from '../../storage/backend.js';
 import { installStateMachineImage, StateMachine } from '../../storage/state-machine.js';
-import { b, failsWith, rpc, startHarness, type Harness } from './harness.testutil.js';
+import { b, failsWith, metadata, rpc, startHarness, type Harness } from './harness.testutil.js';
 import { snapshotImage, STATUS_VERSION } from './maintenance.js';
 
 describe('Maintenance service', () => {
@@ -127,5 +127,15 @@ describe('Maintenance service on a member that is not the leader', () => {
     expect(await failsWith(rpc(h.maintenance, 'MoveLeader', { targetID: 2 }))).toEqual([status.FAILED_PRECONDITION, 'etcdserver: not leader']);
     const s = await rpc(h.maintenance, 'Status', {});
     expect([s.leader, s.errors]).toEqual(['0', ['etcdserver: no leader']]);
+  });
+
+  it('a Snapshot stream with hasleader fails with "etcdserver: no leader"', async () => {
+    const err = await new Promise<ServiceError>((resolve, reject) => {
+      const stream = h.maintenance.Snapshot({}, metadata({ hasleader: 'true' }));
+      stream.on('data', () => reject(new Error('unexpected data')));
+      stream.on('error', resolve);
+      stream.on('end', () => reject(new Error('unexpected end')));
+    });
+    expect([err.code, err.details]).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
   });
 });

@@ -69,7 +69,8 @@ export function createMaintenanceService(ctx: ApiContext): Handlers<MaintenanceM
 
     Snapshot: (call) => {
       void streamSnapshot(ctx, call).catch((e: unknown) => {
-        if (!call.cancelled) call.destroy(failure(ctx, 'Snapshot', e));
+        // grpc-js turns an 'error' event on a server stream into the call's status.
+        if (!call.cancelled) call.emit('error', failure(ctx, 'Snapshot', e));
       });
     },
 
