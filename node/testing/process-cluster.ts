@@ -1,0 +1,151 @@
+// Real Fulcrum members as child processes on loopback: what `npm run cluster`, the multi-process tests, the
+// chaos suite and the benchmark start. Each member is `node --import tsx node/cli.ts` with etcd's flags.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
+/** Lines of each member's output kept for diagnostics. */
+const OUTPUT_LINES_MAX = 2_000;
+
+export interface ProcessMemberSpec {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  readonly extraArgs?: readonly string[];
+}
+
+export interface ProcessClusterOptions {
+  readonly members: readonly ProcessMemberSpec[];
+  readonly token?: string;
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  readonly snapshotCount?: number;
+  /** Where member output goes besides the in-memory tail (e.g. process.stderr for npm run cluster). */
+  readonly echo?: (name: string, line: string) => void;
+}
+
+export class ProcessMember {
+  child: ChildProcess | undefined;
+  readonly output: string[] = [];
+  private exited: Promise<number | null> | undefined;
+
+  constructor(
+    readonly spec: ProcessMemberSpec,
+    private readonly args: readonly string[],
+    private readonly echo: ((name: string, line: string) => void) | undefined,
+  ) {}
+
+  get clientEndpoint(): string {
+    return `127.0.0.1:${this.spec.clientPort}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(extra: readonly string[] = []): void {
+    if (this.running) throw new Error(`${this.spec.name} is already running`);
+    mkdirSync(this.spec.dataDir, { recursive: true });
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const collect = (d: Buffer): void => {
+      for (const line of d.toString().split('\n')) {
+        if (line === '') continue;
+        this.output.push(line);
+        if (this.output.length > OUTPUT_LINES_MAX) this.output.shift();
+        this.echo?.(this.spec.name, line);
+      }
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+
+  /** kill -9: no chance to sync or say goodbye. */
+  async kill(): Promise<void> {
+    if (!this.running) return;
+    this.child!.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** SIGTERM and wait for a clean exit; returns the exit code. */
+  async stop(): Promise<number | null> {
+    if (!this.running) return this.child?.exitCode ?? null;
+    this.child!.kill('SIGTERM');
+    return this.exited!;
+  }
+
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  waitExit(): Promise<number | null> {
+    return this.exited ?? Promise.resolve(null);
+  }
+}
+
+export class ProcessCluster {
+  readonly members: ProcessMember[];
+
+  constructor(readonly options: ProcessClusterOptions) {
+    const initialCluster = options.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    this.members = options.members.map((m) => new ProcessMember(m, memberArgs(m, initialCluster, options), options.echo));
+  }
+
+  start(): void {
+    for (const m of this.members) m.start();
+  }
+
+  member(name: string): ProcessMember {
+    const m = this.members.find((x) => x.spec.name === name);
+    if (m === undefined) throw new Error(`no member ${name}`);
+    return m;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.clientEndpoint);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.stop()));
+  }
+
+  async kill(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.kill()));
+  }
+}
+
+export function memberArgs(m: ProcessMemberSpec, initialCluster: string, o: Omit<ProcessClusterOptions, 'members'>, state: 'new' | 'existing' = 'new'): string[] {
+  return [
+    '--name', m.name,
+    '--data-dir', m.dataDir,
+    '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
+    '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
+    '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+    '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+    '--initial-cluster', initialCluster,
+    '--initial-cluster-state', state,
+    '--initial-cluster-token', o.token ?? 'fulcrum-cluster',
+    '--heartbeat-interval', String(o.heartbeatMs ?? 100),
+    '--election-timeout', String(o.electionMs ?? 1000),
+    ...(o.snapshotCount !== undefined ? ['--snapshot-count', String(o.snapshotCount)] : []),
+    ...(m.extraArgs ?? []),
+  ];
+}
+
+/** The ports `npm run cluster` uses: member i on 2379+10000*(i-1) and 2380+10000*(i-1). */
+export function localClusterSpecs(dir: string, size = 3): ProcessMemberSpec[] {
+  return Array.from({ length: size }, (_, i) => ({
+    name: `m${i + 1}`,
+    clientPort: 2379 + 10_000 * i,
+    peerPort: 2380 + 10_000 * i,
+    dataDir: join(dir, `m${i + 1}`),
+  }));
+}
