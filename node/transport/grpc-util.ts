@@ -25,10 +25,14 @@ export function grpcTarget(peerUrl: string): string {
   return u.host;
 }
 
-export function newRaftTransportClient(peerUrl: string): RaftTransportClient {
+export function newRaftTransportClient(peerUrl: string, backoff: { reconnectMinMs: number; reconnectMaxMs: number }): RaftTransportClient {
   return new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(grpcTarget(peerUrl), grpc.credentials.createInsecure(), {
     // Members reconnect on their own schedule (Backoff); keep grpc-js's own retries out of the way.
     'grpc.enable_retries': 0,
+    // The channel has its own reconnect back-off (1 s growing to 120 s by default): after a long outage it would
+    // keep failing our attempts fast for up to two minutes after the peer is back. Bound it by ours.
+    'grpc.initial_reconnect_backoff_ms': backoff.reconnectMinMs,
+    'grpc.max_reconnect_backoff_ms': backoff.reconnectMaxMs,
     // Detect a dead peer behind a silent network within seconds, not at the next TCP timeout.
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,

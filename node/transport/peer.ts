@@ -209,7 +209,7 @@ export class Peer {
   private clientFor(url: string): RaftTransportClient {
     if (this.client?.url === url) return this.client.client;
     this.client?.client.close();
-    this.client = { url, client: newRaftTransportClient(url) };
+    this.client = { url, client: newRaftTransportClient(url, this.deps.limits) };
     return this.client.client;
   }
 
