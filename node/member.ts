@@ -121,7 +121,8 @@ export class Member {
   private constructor(
     readonly options: MemberOptions,
     readonly wal: WriteAheadLog,
-    private readonly backend: LevelBackend,
+    /** The state machine's LevelDB (the Maintenance service streams its image and measures it). */
+    readonly backend: LevelBackend,
     private sm: StateMachine,
     private readonly clock: HybridClock,
     readonly node: RawNode,

@@ -51,6 +51,8 @@ const BY_CODE: Readonly<Record<string, Mapping>> = {
   NO_LEADER: { status: Status.UNAVAILABLE, message: 'etcdserver: no leader' },
   LEADER_CHANGED: { status: Status.UNAVAILABLE, message: 'etcdserver: leader changed' },
   TIMEOUT: { status: Status.UNAVAILABLE, message: 'etcdserver: request timed out' },
+  LEADER_TRANSFER_TIMEOUT: { status: Status.UNAVAILABLE, message: 'etcdserver: request timed out, leader transfer took too long' },
+  BEFORE_HISTORY: { status: Status.FAILED_PRECONDITION },
   STOPPED: { status: Status.UNAVAILABLE, message: 'etcdserver: server stopped' },
   UNHEALTHY: { status: Status.UNAVAILABLE, message: 'etcdserver: unhealthy cluster' },
   // auth (issue 9)
