@@ -32,6 +32,9 @@ describe('GrpcPeerTransport: three members over gRPC', () => {
     await c.waitRevision(201);
     const expected = Object.fromEntries(Array.from({ length: 200 }, (_, k) => [`k/${String(k).padStart(3, '0')}`, `v${k}`]));
     for (const n of c.nodes) expect(await dump(n.member!, 'k/')).toEqual(expected);
+    // A linearizable read on the follower: MsgReadIndex to the leader and its answer cross the wire too.
+    await follower.member!.linearizableBarrier();
+    expect(follower.member!.stateMachine.revision).toBe(201);
     const ls = leader.transport!.stats();
     expect(ls.messagesSent).toBeGreaterThan(0);
     expect(ls.messagesReceived).toBeGreaterThan(0);
