@@ -10,7 +10,7 @@ afterEach(async () => {
   for (const h of harnesses.splice(0)) await h.close();
 });
 
-async function start(manager: Parameters<typeof startHarness>[0]['manager'] = {}): Promise<Harness> {
+async function start(manager: NonNullable<Parameters<typeof startHarness>[0]>['manager'] = {}): Promise<Harness> {
   const h = await startHarness({ manager });
   harnesses.push(h);
   return h;

@@ -1,0 +1,241 @@
+// The lease lifetime promise across leader changes, on a fake cluster with a fake clock: two (or three) lease
+// managers share one replicated LeaseTable (what every member holds after applying the same log), each reads a
+// monotonic clock with its own origin, and the test decides who leads and when ticks happen.
+import { describe, expect, it } from 'vitest';
+import { Role, type SoftState } from '../../raft/types.js';
+import type { KvBatch } from '../../storage/backend.js';
+import type { Op } from '../../storage/command.js';
+import { LeaseTable } from '../../storage/lease/index.js';
+import { SeededRandom } from '../../raft/rng.js';
+import type { CommandResult } from '../../storage/state-machine.js';
+import { LeaseManager, type LeaseMember } from './manager.js';
+
+const NULL_BATCH: KvBatch = { put: () => undefined, del: () => undefined };
+const TICK_MS = 100;
+const CHECKPOINT_INTERVAL_MS = 1_000;
+
+class FakeCluster {
+  realNowMs = 0;
+  readonly table = LeaseTable.empty({ minTtlSeconds: 1 });
+  readonly hosts: FakeHost[] = [];
+  private index = 0;
+  /** When each lease's revoke was applied, in real time. */
+  readonly revokedAt = new Map<bigint, number>();
+
+  leader(): FakeHost | undefined {
+    return this.hosts.find((h) => h.leading);
+  }
+
+  async propose(op: Op): Promise<CommandResult> {
+    if (this.leader() === undefined) throw Object.assign(new Error('etcdserver: no leader'), { code: 'NO_LEADER' });
+    await Promise.resolve(); // a proposal is never answered synchronously
+    const result = this.apply(op);
+    for (const h of this.hosts) for (const fn of h.applied) fn([result]);
+    return result;
+  }
+
+  private apply(op: Op): CommandResult {
+    const base = { index: ++this.index, hlc: 0n, revision: 1, events: [] };
+    try {
+      if ('leaseGrant' in op) return { ...base, response: this.table.grant(op.leaseGrant.id, op.leaseGrant.ttlSeconds, NULL_BATCH) as never };
+      if ('leaseRevoke' in op) {
+        this.table.revoke(op.leaseRevoke.id, NULL_BATCH);
+        this.revokedAt.set(op.leaseRevoke.id, this.realNowMs);
+        return { ...base, response: { revision: 1 } };
+      }
+      if ('leaseCheckpoint' in op) {
+        for (const c of op.leaseCheckpoint.checkpoints) this.table.checkpoint(c.id, c.remainingTtlMs, NULL_BATCH);
+        return { ...base, response: null };
+      }
+    } catch (e) {
+      const err = e as { code: string; message: string };
+      return { ...base, error: { code: err.code, message: err.message } };
+    }
+    throw new Error('the fake cluster applies lease commands only');
+  }
+}
+
+class FakeHost implements LeaseMember {
+  leading = false;
+  readonly applied = new Set<(r: readonly CommandResult[]) => void>();
+  private readonly soft = new Set<(s: SoftState) => void>();
+  readonly manager: LeaseManager;
+
+  constructor(
+    readonly cluster: FakeCluster,
+    readonly id: number,
+    /** This member's monotonic clock origin: clocks on different machines agree on rate, not on zero. */
+    clockOriginMs: number,
+  ) {
+    cluster.hosts.push(this);
+    this.manager = new LeaseManager(this, {
+      monotonicNowMs: () => clockOriginMs + cluster.realNowMs,
+      ticker: { every: () => () => undefined },
+      tickIntervalMs: TICK_MS,
+      checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
+      revokeRetryIntervalMs: 500,
+    });
+    this.manager.start();
+  }
+
+  get stateMachine(): LeaseMember['stateMachine'] {
+    return { leases: this.cluster.table, mvcc: { keysWithLease: () => [] } };
+  }
+  propose = (op: Op): Promise<CommandResult> => this.cluster.propose(op);
+  subscribeApplied(fn: (r: readonly CommandResult[]) => void): () => void {
+    this.applied.add(fn);
+    return () => this.applied.delete(fn);
+  }
+  subscribeSoftState(fn: (s: SoftState) => void): () => void {
+    this.soft.add(fn);
+    return () => this.soft.delete(fn);
+  }
+  isLeader(): boolean {
+    return this.leading;
+  }
+  leaderId(): number {
+    return this.cluster.leader()?.id ?? 0;
+  }
+  members(): ReturnType<LeaseMember['members']> {
+    return [];
+  }
+  async linearizableBarrier(): Promise<void> {
+    if (this.cluster.leader() === undefined) throw new Error('no leader');
+  }
+
+  renew(id: bigint): Promise<number> {
+    return this.manager.renew(id);
+  }
+
+  async setLeading(leading: boolean): Promise<void> {
+    this.leading = leading;
+    for (const fn of this.soft) fn({ lead: leading ? this.id : 0, role: leading ? Role.Leader : Role.Follower });
+    await this.manager.whenSettled();
+  }
+}
+
+/** A uniform integer in [lo, hi]. */
+function between(rng: SeededRandom, lo: number, hi: number): number {
+  return lo + rng.int(hi - lo + 1);
+}
+
+/** Advance real time to `untilMs` in ticks, ticking only the current leader's manager (a dead one is silent). */
+async function runUntil(cluster: FakeCluster, untilMs: number, leader: FakeHost | undefined): Promise<void> {
+  while (cluster.realNowMs + TICK_MS <= untilMs) {
+    cluster.realNowMs += TICK_MS;
+    if (leader !== undefined) await leader.manager.tick();
+  }
+  cluster.realNowMs = untilMs;
+}
+
+/** When the table last heard a checkpoint: the tests read it through the checkpoint entries' effect. */
+function checkpointWatcher(cluster: FakeCluster, id: bigint): { lastAtMs: () => number } {
+  let last = 0;
+  let seen: number | undefined;
+  const h = cluster.hosts[0]!;
+  h.subscribeApplied(() => {
+    const now = cluster.table.get(id)?.remainingTtlMs;
+    if (now !== seen) {
+      seen = now;
+      last = cluster.realNowMs;
+    }
+  });
+  return { lastAtMs: () => last };
+}
+
+describe('LeaseManager across leader changes (fake clock)', () => {
+  it('never expires a lease sooner than TTL after the last keep-alive, nor later than TTL + interval + failover', async () => {
+    const cluster = new FakeCluster();
+    const a = new FakeHost(cluster, 1, 1_000_000);
+    const b = new FakeHost(cluster, 2, 42);
+    await a.setLeading(true);
+    const TTL_MS = 10_000;
+    const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: TTL_MS / 1000 } });
+    const id = (granted.response as unknown as { id: bigint }).id;
+    const checkpoints = checkpointWatcher(cluster, id);
+
+    await runUntil(cluster, 3_000, a);
+    const keepAliveAt = cluster.realNowMs;
+    expect(await a.manager.renew(id)).toBe(10);
+    await runUntil(cluster, 5_350, a); // checkpoints at 1 s intervals record the remaining TTL
+    expect(cluster.table.get(id)!.remainingTtlMs).toBeLessThan(TTL_MS);
+
+    // A dies (silent), B is elected 1.5 s later.
+    a.leading = false;
+    const lastCheckpointAt = checkpoints.lastAtMs();
+    await runUntil(cluster, 6_850, undefined);
+    await b.setLeading(true);
+    const promotedAt = cluster.realNowMs;
+    await a.setLeading(false); // A hears of the new term eventually and steps down
+    await runUntil(cluster, 30_000, b);
+
+    const expiredAt = cluster.revokedAt.get(id);
+    expect(expiredAt).toBeDefined();
+    expect(expiredAt!).toBeGreaterThanOrEqual(keepAliveAt + TTL_MS);
+    // The bound the tracker gives: the deadline moves by (promotion - last checkpoint), plus one tick to notice.
+    expect(expiredAt!).toBeLessThanOrEqual(keepAliveAt + TTL_MS + (promotedAt - lastCheckpointAt) + TICK_MS);
+    expect(promotedAt - lastCheckpointAt).toBeLessThanOrEqual(CHECKPOINT_INTERVAL_MS + 1_500);
+  });
+
+  it('keeps both bounds over random keep-alives and leader changes (200 seeded runs, three members)', async () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      const rng = new SeededRandom(seed);
+      const cluster = new FakeCluster();
+      const hosts = [0, 1, 2].map((i) => new FakeHost(cluster, i + 1, between(rng, 0, 1_000_000_000)));
+      let leader: FakeHost | undefined = hosts[0]!;
+      await leader.setLeading(true);
+      const ttlMs = 1_000 * between(rng, 1, 12);
+      const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: ttlMs / 1000 } });
+      const id = (granted.response as unknown as { id: bigint }).id;
+      let lastAckAt = 0;
+      let slack = 0; // sum over leader changes of (promotion - previous checkpoint or grant/ack on the log)
+      let lastLogWordAt = 0; // when the log last learned this lease's remaining TTL (grant, checkpoint, reset)
+      const checkpoints = checkpointWatcher(cluster, id);
+      for (let step = 0; step < 12 && cluster.revokedAt.get(id) === undefined; step++) {
+        const action = between(rng, 0, 9);
+        if (action < 6 && leader !== undefined) {
+          await runUntil(cluster, cluster.realNowMs + between(rng, 0, ttlMs - 1), leader);
+          if (cluster.revokedAt.has(id)) break;
+          try {
+            await leader.renew(id);
+            lastAckAt = cluster.realNowMs;
+          } catch {
+            // expired already
+          }
+        } else {
+          // The leader dies; another is elected after an election timeout of 0.5-2 s.
+          const old: FakeHost | undefined = leader;
+          if (old !== undefined) old.leading = false;
+          lastLogWordAt = Math.max(checkpoints.lastAtMs(), lastLogWordAt);
+          await runUntil(cluster, cluster.realNowMs + between(rng, 500, 2_000), undefined);
+          leader = hosts[between(rng, 0, 2)]!;
+          if (old === leader) await old.setLeading(false);
+          await leader.setLeading(true);
+          if (old !== undefined && old !== leader) await old.setLeading(false);
+          slack += cluster.realNowMs - Math.max(lastLogWordAt, checkpoints.lastAtMs(), lastAckAt);
+        }
+      }
+      await runUntil(cluster, cluster.realNowMs + ttlMs + 20_000, leader);
+      const expiredAt = cluster.revokedAt.get(id);
+      expect(expiredAt, `seed ${seed}`).toBeDefined();
+      if (process.env.LEASE_STATS) console.log(seed, { ttlMs, lastAckAt, expiredAt, slack, early: expiredAt! - lastAckAt - ttlMs });
+      expect(expiredAt!, `seed ${seed}: too soon`).toBeGreaterThanOrEqual(lastAckAt + ttlMs);
+      expect(expiredAt!, `seed ${seed}: too late`).toBeLessThanOrEqual(lastAckAt + ttlMs + slack + CHECKPOINT_INTERVAL_MS + TICK_MS);
+    }
+  });
+
+  it('refuses keep-alives for leases the log revoked behind the tracker, and forwarded calls on a follower', async () => {
+    const cluster = new FakeCluster();
+    const a = new FakeHost(cluster, 1, 0);
+    const b = new FakeHost(cluster, 2, 0);
+    await a.setLeading(true);
+    const granted = await cluster.propose({ leaseGrant: { id: 5n, ttlSeconds: 30 } });
+    expect(granted.error).toBeUndefined();
+    expect(await a.manager.renew(5n)).toBe(30);
+    // Revoked through another member's proposal: the leader's tracker learns it lazily from the table.
+    await b.propose({ leaseRevoke: { id: 5n } });
+    await expect(a.manager.renew(5n)).rejects.toMatchObject({ code: 'LEASE_NOT_FOUND' });
+    expect(await a.manager.timeToLive(5n, false)).toBeUndefined();
+    await expect(b.manager.renew(5n, { forwarded: true })).rejects.toMatchObject({ code: 'NOT_LEADER' });
+  });
+});
