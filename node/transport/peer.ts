@@ -123,13 +123,15 @@ export class Peer {
     this.call = stream;
     const state = { ended: false, error: undefined as Error | undefined, acked: 0 };
     stream.on('data', (ack: SendAck) => {
+      // The peer stepped what we sent: only now is the connection known to work, so only now start over
+      // from the shortest back-off (a peer that accepts and then drops every stream must not be hammered).
+      if (state.acked === 0) this.backoff.reset();
       state.acked = Number(ack.seq);
       this.wake.notify();
     });
     stream.on('error', (e: Error) => this.streamEnded(state, e));
     stream.on('end', () => this.streamEnded(state, new Error('stream ended by peer')));
     this.connected = true;
-    this.backoff.reset();
     if (this.failureStreak > 0) this.log.info({ url }, 'peer connected again');
     this.failureStreak = 0;
     await this.pump(stream, state);
@@ -138,7 +140,8 @@ export class Peer {
   }
 
   private streamEnded(state: { ended: boolean; error: Error | undefined }, e: Error): void {
-    if (state.ended) return;
+    // 'end' may come before the 'error' that carries the peer's status; keep the status, it says why.
+    if (state.ended && (isServiceError(state.error) || !isServiceError(e))) return;
     state.ended = true;
     state.error = e;
     this.wake.notify();
