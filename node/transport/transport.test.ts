@@ -224,6 +224,19 @@ describe('snapshots over SendSnapshot', () => {
     expect(b.t.stats()).toMatchObject({ snapshotsReceived: 1, snapshotBytesReceived: 100_000 });
   });
 
+  it('reports failure when the receiver refuses the image mid-way (over its size limit), keeping nothing', async () => {
+    const b = await node(2, new Map(), { limits: { snapshotBytesMax: 10_000 } });
+    const a = await node(1, new Map([[2, [b.url]]]), { limits: { snapshotChunkBytesMax: 1000 } });
+    await writeImage(a.hooks.snapshots, 100_000);
+    a.t.send([message({ type: MessageType.Snap, from: 1, to: 2, term: 3, snapshot: { metadata, data: new Uint8Array(0) } })]);
+    await waitFor('A reports the snapshot', () => a.hooks.snapshotReports.length > 0);
+    expect(a.hooks.snapshotReports).toEqual([[2, false]]);
+    expect(a.hooks.unreachable).toContain(2);
+    expect(a.t.stats().snapshotsSendFailed).toBe(1);
+    expect(await b.hooks.snapshots.list()).toEqual([]);
+    expect(b.hooks.delivered).toEqual([]);
+  });
+
   it('reports failure when the image is not in the sender\'s store', async () => {
     const b = await node(2, new Map());
     const a = await node(1, new Map([[2, [b.url]]]));
