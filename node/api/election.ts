@@ -183,7 +183,6 @@ class Observer {
       while (!this.closed && (this.needResync || this.queue.length > 0)) {
         if (this.needResync) await this.resync();
         else this.handle(this.queue.shift()!);
-        if (this.needResync) continue;
       }
     } catch (e) {
       this.fail(e);
