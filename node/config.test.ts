@@ -44,6 +44,7 @@ describe('defaults', () => {
       electionTimeoutMs: 1000,
       electionTicks: 10,
       snapshotCount: 10_000,
+      snapshotCatchupEntries: 5_000,
       quotaBackendBytes: 2 * 1024 ** 3,
       requestBytesMax: 1.5 * 1024 ** 2,
       txnOpsMax: 128,
@@ -93,6 +94,7 @@ describe('every flag', () => {
     '--heartbeat-interval', '50',
     '--election-timeout', '500',
     '--snapshot-count', '5000',
+    '--experimental-snapshot-catchup-entries', '300',
     '--quota-backend-bytes', '1073741824',
     '--max-request-bytes', '2097152',
     '--max-txn-ops', '64',
@@ -116,6 +118,7 @@ describe('every flag', () => {
       electionTimeoutMs: 500,
       electionTicks: 10,
       snapshotCount: 5000,
+      snapshotCatchupEntries: 300,
       quotaBackendBytes: 1024 ** 3,
       requestBytesMax: 2 * 1024 ** 2,
       txnOpsMax: 64,
@@ -361,6 +364,7 @@ describe('the result', () => {
       heartbeatMs: 20,
       electionTicks: 10,
       snapshotCount: 10_000,
+      snapshotCatchUpEntries: 5_000,
       maxRequestBytes: 1000,
     });
     expect(apiLimitsFrom(c)).toMatchObject({ requestBytesMax: 1000, txnOpsMax: 9 });

@@ -39,6 +39,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   heartbeatIntervalMs: 100,
   electionTimeoutMs: 1000,
   snapshotCount: 10_000,
+  /** Entries kept behind a snapshot for slow followers (etcd's --experimental-snapshot-catchup-entries). */
+  snapshotCatchupEntries: 5_000,
   /** etcd's default backend quota. */
   quotaBackendBytes: 2 * GiB,
   requestBytesMax: 1.5 * MiB,
@@ -95,6 +97,7 @@ export interface ServerConfig {
   readonly heartbeatIntervalMs: number;
   readonly electionTimeoutMs: number;
   readonly snapshotCount: number;
+  readonly snapshotCatchupEntries: number;
   readonly quotaBackendBytes: number;
   readonly requestBytesMax: number;
   readonly txnOpsMax: number;
@@ -156,6 +159,12 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'heartbeat-interval', valueName: 'ms', description: 'time (in milliseconds) of a heartbeat interval', defaultText: '100' },
   { flag: 'election-timeout', valueName: 'ms', description: 'time (in milliseconds) for an election to timeout', defaultText: '1000' },
   { flag: 'snapshot-count', valueName: 'n', description: 'number of applied entries between two snapshots', defaultText: String(SERVER_CONFIG_DEFAULTS.snapshotCount) },
+  {
+    flag: 'experimental-snapshot-catchup-entries',
+    valueName: 'n',
+    description: 'entries kept in the log behind a snapshot so a slow follower can catch up without one',
+    defaultText: String(SERVER_CONFIG_DEFAULTS.snapshotCatchupEntries),
+  },
   { flag: 'quota-backend-bytes', valueName: 'bytes', description: 'raise the NOSPACE alarm when the store exceeds this size (0 = default)', defaultText: '2147483648 (2 GiB)' },
   { flag: 'max-request-bytes', valueName: 'bytes', description: 'maximum client request size in bytes the server will accept', defaultText: '1572864 (1.5 MiB)' },
   { flag: 'max-txn-ops', valueName: 'n', description: 'maximum number of operations permitted in a transaction', defaultText: '128' },
@@ -202,7 +211,7 @@ export function memberOptionsFrom(
   c: ServerConfig,
 ): Pick<
   MemberOptions,
-  'id' | 'dataDir' | 'initialVoters' | 'initialMembers' | 'clusterToken' | 'heartbeatMs' | 'electionTicks' | 'snapshotCount' | 'maxRequestBytes'
+  'id' | 'dataDir' | 'initialVoters' | 'initialMembers' | 'clusterToken' | 'heartbeatMs' | 'electionTicks' | 'snapshotCount' | 'snapshotCatchUpEntries' | 'maxRequestBytes'
 > {
   return {
     id: c.memberId,
@@ -213,6 +222,7 @@ export function memberOptionsFrom(
     heartbeatMs: c.heartbeatIntervalMs,
     electionTicks: c.electionTicks,
     snapshotCount: c.snapshotCount,
+    snapshotCatchUpEntries: c.snapshotCatchupEntries,
     maxRequestBytes: c.requestBytesMax,
   };
 }
@@ -329,6 +339,7 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     heartbeatIntervalMs,
     electionTimeoutMs,
     snapshotCount: parseInteger(get('snapshot-count'), 1) ?? d.snapshotCount,
+    snapshotCatchupEntries: parseInteger(get('experimental-snapshot-catchup-entries'), 1) ?? d.snapshotCatchupEntries,
     quotaBackendBytes,
     requestBytesMax,
     txnOpsMax: parseInteger(get('max-txn-ops'), 1) ?? d.txnOpsMax,
