@@ -50,9 +50,9 @@ export function drawProfile(rng: SeededRandom): Profile {
     // One entry per append message makes followers acknowledge entries one at a time, which is what exposes
     // commit-counting bugs (an old-term entry reaching a quorum before the new leader's own entry does).
     maxSizePerMsgBytes: tinyMessages ? 1 : pick(rng, [100, 1024 * 1024]),
-    // Windows of 1..32, but 2..8 with one entry per message: a window of 1 then cannot catch a follower up within the
+    // Windows of 1..32, but 4..8 with one entry per message: a smaller one then cannot catch a follower up within the
     // liveness bound, and a huge one only multiplies the rejections that follow one lost message.
-    maxInflightMsgs: tinyMessages ? pick(rng, [2, 8]) : pick(rng, [1, 4, 32]),
+    maxInflightMsgs: tinyMessages ? pick(rng, [4, 8]) : pick(rng, [1, 4, 32]),
     // Bounds how far a leader without a quorum runs ahead; the backlog must replicate within the liveness bound.
     maxUncommittedEntriesBytes: UNCOMMITTED_BYTES_MAX,
   };

@@ -47,7 +47,8 @@ export function sweep(o: SweepOptions): SweepSummary {
 }
 
 /** One line for a failing seed: enough to replay it and to see what broke. */
-export function describeFailure(r: SimResult): string {
+export function describeFailure(r: SimResult, extraArgs = ''): string {
   const v = r.violation!;
-  return `FAIL seed=${r.seed} nodes=${r.nodes} ticks=${r.ticks} check=${v.check}: ${v.detail} (digest ${r.digest}; replay: npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --ticks ${r.ticks} --verbose)`;
+  const replay = `npm run sim -- --seed ${r.seed} --nodes ${r.nodes} --ticks ${r.ticks}${extraArgs} --verbose`;
+  return `FAIL seed=${r.seed} nodes=${r.nodes} ticks=${r.ticks} check=${v.check}: ${v.detail} (digest ${r.digest}; replay: ${replay})`;
 }
