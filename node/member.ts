@@ -5,7 +5,7 @@
 // changes replay into the core's membership; commands the state machine already holds (its applied index is
 // durable in its own store) are skipped. That is why the two stores need not be synced together.
 import { randomInt } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
@@ -57,6 +57,8 @@ export interface MemberOptions {
    * joins after MemberAdd (state existing): it starts with an empty log and learns everything from the leader.
    */
   readonly bootstrap: boolean;
+  /** The cluster id when it is known from elsewhere (a joining member learns it from its peers). */
+  readonly clusterId?: number;
   /** etcd's --initial-cluster-token: part of the cluster id. */
   readonly clusterToken: string;
   /** Deadline for membership changes to be applied. */
@@ -111,6 +113,7 @@ export class Member {
   private readonly appliedListeners = new Set<(results: readonly CommandResult[]) => void>();
   private readonly softStateListeners = new Set<(s: SoftState) => void>();
   private readonly removedListeners = new Set<() => void>();
+  private readonly restoredListeners = new Set<(sm: StateMachine) => void>();
   private readonly confWaiters = new Map<string, (cs: ConfState) => void>();
   private confNonce = 0;
   /** The cluster this member belongs to: fixed at bootstrap from the founding members and the token. */
@@ -129,12 +132,14 @@ export class Member {
     readonly loop: RaftLoop,
   ) {
     this.lastSnapshotIndex = wal.storage.firstIndex() - 1;
-    this.clusterId = clusterIdFor(options.initialVoters, options.clusterToken);
+    this.clusterId = options.clusterId ?? clusterIdFor(options.initialVoters, options.clusterToken);
   }
 
   static async start(input: Partial<MemberOptions> & Pick<MemberOptions, 'id' | 'dataDir' | 'initialVoters'>): Promise<Member> {
-    const options: MemberOptions = { ...MEMBER_DEFAULTS, ...input };
-    await mkdir(options.dataDir, { recursive: true });
+    await mkdir(input.dataDir, { recursive: true });
+    // The cluster id is fixed the first time a member starts and kept beside its data: later starts ignore flags.
+    const clusterId = await persistedClusterId(input.dataDir, input.clusterId ?? clusterIdFor(input.initialVoters, input.clusterToken ?? MEMBER_DEFAULTS.clusterToken));
+    const options: MemberOptions = { ...MEMBER_DEFAULTS, ...input, clusterId };
     const wal = await WriteAheadLog.open(join(options.dataDir, 'wal'));
     const backend = await LevelBackend.open(join(options.dataDir, 'kv'));
     let sm = await StateMachine.open(backend);
@@ -236,6 +241,12 @@ export class Member {
   subscribeSoftState(fn: (s: SoftState) => void): () => void {
     this.softStateListeners.add(fn);
     return () => this.softStateListeners.delete(fn);
+  }
+
+  /** A snapshot from the leader replaced the state machine (watchers resync; the transport learns members). */
+  subscribeRestored(fn: (sm: StateMachine) => void): () => void {
+    this.restoredListeners.add(fn);
+    return () => this.restoredListeners.delete(fn);
   }
 
   /** This member was removed from the cluster (it should stop serving). */
@@ -366,6 +377,7 @@ export class Member {
     await installFromSnapshot(this.wal, this.backend, s);
     this.sm = await StateMachine.open(this.backend);
     this.lastSnapshotIndex = s.metadata.index;
+    for (const fn of this.restoredListeners) fn(this.sm);
   }
 
   status(): ReturnType<RawNode['status']> & { revision: number; appliedState: number } {
@@ -382,6 +394,26 @@ export class Member {
     await this.wal.close();
     await this.backend.close();
   }
+}
+
+const CLUSTER_ID_FILE = 'cluster-id';
+
+async function persistedClusterId(dataDir: string, proposed: number): Promise<number> {
+  const path = join(dataDir, CLUSTER_ID_FILE);
+  try {
+    const id = Number((await readFile(path, 'utf8')).trim());
+    if (Number.isSafeInteger(id) && id > 0) return id;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(`${proposed}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return proposed;
 }
 
 async function reserveClock(clock: HybridClock, backend: LevelBackend): Promise<void> {

@@ -24,6 +24,7 @@ import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig
 import { startMetricsServers, type HttpEndpoint } from './http.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaseManager } from './lease/index.js';
+import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { createRaftTransportService, GrpcPeerTransport, PEER_SERVER_OPTIONS } from './transport/index.js';
@@ -60,9 +61,10 @@ export interface ServerDeps {
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
   const logger = deps.logger ?? createLogger({ level: config.logLevel, memberId: config.memberId });
   for (const w of config.warnings) logger.warn(w);
+  const clusterId = await clusterIdToUse(config, logger);
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
-    clusterId: config.clusterId,
+    clusterId,
     peers: new Map([...config.initialMembers].map(([id, m]) => [id, m.peerUrls])),
     logger: componentLogger(logger, 'transport'),
     name: config.name,
@@ -78,9 +80,18 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const member = await Member.start({
     ...memberOptionsFrom(config),
     bootstrap: config.initialClusterState === 'new',
+    clusterId,
     transport,
     onFatal: (e) => onFatal.fn?.(e),
   });
+
+  // The registry may know members the flags do not (added later, URLs updated): the transport learns them all,
+  // now and whenever a snapshot replaces the registry.
+  const learnPeers = (): void => {
+    for (const m of member.members()) if (m.id !== member.id && m.peerUrls.length > 0) transport.addPeer(m.id, m.peerUrls);
+  };
+  learnPeers();
+  member.subscribeRestored(learnPeers);
 
   const ctx: ApiContext = {
     member,
@@ -151,6 +162,27 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   timers.push(watchQuota(member, config, logger));
   logger.info({ clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), dataDir: config.dataDir, cluster: config.initialCluster }, 'fulcrum: serving');
   return { config, member, clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), logger, stopped, close };
+}
+
+/**
+ * A founding member computes the cluster id from --initial-cluster. A joining member asks the members listed there
+ * (a restarted member already has it in its data dir, and Member.start prefers that).
+ */
+async function clusterIdToUse(config: ServerConfig, logger: Logger): Promise<number> {
+  if (config.initialClusterState === 'new' || (await hasClusterId(config.dataDir))) return config.clusterId;
+  const peers = [...config.initialMembers].filter(([id]) => id !== config.memberId).flatMap(([, m]) => m.peerUrls);
+  const id = await discoverClusterId(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls });
+  logger.info({ clusterId: id.toString(16) }, 'fulcrum: joining an existing cluster');
+  return id;
+}
+
+async function hasClusterId(dataDir: string): Promise<boolean> {
+  try {
+    await stat(join(dataDir, 'cluster-id'));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[]): Promise<string[]> {

@@ -5,7 +5,9 @@
 // etcd's --strict-reconfig-check (on by default) is kept: a change that would leave fewer started voters than a
 // quorum is refused with "re-configuration failed due to not enough started members". A member counts as started
 // once it has published its name; the answering member is started by definition (it is serving this call).
+import * as grpc from '@grpc/grpc-js';
 import { ConfChangeType, Role } from '../../raft/types.js';
+import { loadEtcdApi } from '../../proto/index.js';
 import type { ClusterMethods, Encodable, Handlers, Member as WireMember } from '../../proto/index.js';
 import type { MemberRecord } from '../../storage/state-machine.js';
 import { memberIdFor } from '../ids.js';
@@ -59,6 +61,10 @@ export function createClusterService(ctx: ApiContext): Handlers<ClusterMethods> 
     MemberPromote: unary(ctx, 'MemberPromote', async (call) => {
       const target = existingMember(ctx, call.request.ID);
       if (!target.isLearner) throw apiError('NOT_LEARNER');
+      // Only the leader knows how far the learner has caught up: elsewhere, ask the leader (as etcd does).
+      if (!ctx.member.isLeader() && !call.metadata.get(PROMOTE_FORWARDED).length) {
+        return forwardPromote(ctx, call.request.ID, remainingDeadline(call.getDeadline()));
+      }
       checkLearnerReady(ctx, target.id);
       if (!readyToPromote(ctx, target.id)) throw apiError('NOT_ENOUGH_STARTED');
       await ctx.member.changeMembership(ConfChangeType.AddVoter, target.id);
@@ -66,6 +72,35 @@ export function createClusterService(ctx: ApiContext): Handlers<ClusterMethods> 
     }),
   };
 }
+
+/** Marks a promote forwarded from a follower, so a leader change mid-flight cannot make it bounce around. */
+const PROMOTE_FORWARDED = 'fulcrum-promote-forwarded';
+const PROMOTE_FORWARD_TIMEOUT_MS = 10_000;
+
+function remainingDeadline(d: grpc.Deadline): number {
+  const at = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(at) && at > 0 ? Math.max(1, at - Date.now()) : PROMOTE_FORWARD_TIMEOUT_MS;
+}
+
+async function forwardPromote(ctx: ApiContext, wireId: string, timeoutMs: number): Promise<PromoteAnswer> {
+  const leader = ctx.member.members().find((m) => m.id === ctx.member.leaderId());
+  const url = leader?.clientUrls.find((u) => u.startsWith('http://'));
+  if (url === undefined) throw apiError('NO_LEADER');
+  const client = new (loadEtcdApi().etcdserverpb.Cluster)(url.slice('http://'.length), grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set(PROMOTE_FORWARDED, '1');
+  try {
+    return await new Promise((resolve, reject) =>
+      client.MemberPromote({ ID: wireId as never }, md, { deadline: Date.now() + Math.min(timeoutMs, PROMOTE_FORWARD_TIMEOUT_MS) }, ((err: grpc.ServiceError | null, res?: unknown) =>
+        err ? reject(err) : resolve(res as PromoteAnswer)) as never),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** What a forwarded promote answers: the leader's MemberPromoteResponse, passed through as it came. */
+type PromoteAnswer = { members: Encodable<WireMember>[] };
 
 function toWireMember(m: MemberRecord): Encodable<WireMember> {
   return { ID: int64(m.id), name: m.name, peerURLs: [...m.peerUrls], clientURLs: [...m.clientUrls], isLearner: m.isLearner };

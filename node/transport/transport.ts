@@ -243,6 +243,9 @@ export class GrpcPeerTransport implements MemberTransport {
   }
 
   handshake(req: HandshakeRequest): { error?: grpc.ServiceError; member?: Encodable<MemberInfo> } {
+    // Discovery: a member joining an existing cluster (after MemberAdd) asks who we are, with cluster id 0, to
+    // learn the cluster id it must present. It is told, and admitted to nothing: Send still checks the id.
+    if (req.from !== null && req.from.cluster_id === '0' && !this.closed) return { member: this.hello };
     const error = this.admit(req.from);
     if (error !== undefined) return { error };
     const to = tryInt(req.to_member_id);

@@ -1,0 +1,76 @@
+// Membership changes across real processes: remove a member (it stops itself), add a learner that joins with
+// --initial-cluster-state existing and catches up, promote it, and hand it the leadership.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EtcdTestClient } from './testing/etcd-client.js';
+import { memberArgs, ProcessCluster, ProcessMember } from './testing/process-cluster.js';
+
+const BASE_PORT = 45_000 + (process.pid % 500) * 20;
+const dir = mkdtempSync(join(tmpdir(), 'fulcrum-membership-'));
+const timing = { heartbeatMs: 50, electionMs: 500 };
+const specs = [0, 1, 2, 3].map((i) => ({ name: `q${i + 1}`, clientPort: BASE_PORT + 2 * i, peerPort: BASE_PORT + 2 * i + 1, dataDir: join(dir, `q${i + 1}`) }));
+const cluster = new ProcessCluster({ members: specs.slice(0, 3), ...timing });
+const peerUrl = (i: number): string => `http://127.0.0.1:${specs[i]!.peerPort}`;
+const q4 = new ProcessMember(specs[3]!, memberArgs(specs[3]!, [0, 1, 3].map((i) => `${specs[i]!.name}=${peerUrl(i)}`).join(','), timing, 'existing'), undefined);
+const client = (i: number): EtcdTestClient => new EtcdTestClient(`127.0.0.1:${specs[i]!.clientPort}`, 3_000);
+
+afterAll(async () => {
+  await cluster.kill();
+  await q4.kill();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`timed out waiting for ${what}: ${String(last)}`);
+}
+
+describe('membership changes with real processes', () => {
+  it('removes a member, adds and promotes a learner, and moves the leadership to it', async () => {
+    cluster.start();
+    const c1 = client(0);
+    await eventually('a leader', async () => ((await c1.status()).leader !== '0' ? true : undefined));
+    for (let i = 0; i < 20; i++) await eventually('a write', () => c1.put(`before-${i}`, 'x'));
+
+    // Remove q3: the cluster goes on with two voters; q3 notices its removal and exits.
+    const members = await c1.memberList();
+    const q3 = members.find((m) => m.name === 'q3')!;
+    await c1.memberRemove(q3.ID);
+    expect(await cluster.member('q3').waitExit()).toBe(0);
+    expect((await c1.memberList()).map((m) => m.name).sort()).toEqual(['q1', 'q2']);
+    await c1.put('after-remove', 'ok');
+
+    // Add q4 as a learner; it joins the running cluster and catches up without voting.
+    const q4Id = await c1.memberAdd([peerUrl(3)], true);
+    q4.start();
+    const c4 = client(3);
+    await eventually('the learner to catch up', async () => ((await c4.count('before-', true)) === 20 && (await c4.get('after-remove', true)) === 'ok' ? true : undefined));
+    expect((await c4.status()).isLearner).toBe(true);
+
+    // Promote it, then hand it the leadership.
+    await eventually('the promotion', async () => {
+      await c1.memberPromote(q4Id);
+      return true;
+    });
+    expect((await c1.memberList()).find((m) => m.ID === q4Id)!.isLearner).toBe(false);
+    const leaderClient = (await c1.status()).leader === (await c1.status()).memberId ? c1 : client(1);
+    await leaderClient.moveLeader(q4Id);
+    await eventually('q4 to lead', async () => ((await c4.status()).leader === q4Id ? true : undefined));
+    await c4.put('after-transfer', 'ok');
+    expect(await c1.get('after-transfer')).toBe('ok');
+    c1.close();
+    c4.close();
+  }, 120_000);
+});
