@@ -1,0 +1,39 @@
+// Seeds that found a bug in the core. Each stays here for good; a known bug that is not fixed yet is skipped,
+// with the seed, the failing check and what goes wrong, so whoever fixes it can turn the test on.
+import { describe, expect, it } from 'vitest';
+import { runSeed } from './cluster.js';
+import { describeFailure } from './runner.js';
+
+interface Regression {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly ticks: number;
+  /** Why the seed is here; for a skipped one, what must change in the core first. */
+  readonly why: string;
+  readonly fixed: boolean;
+}
+
+const REGRESSIONS: readonly Regression[] = [
+  {
+    seed: 864,
+    nodes: 3,
+    ticks: 10_000,
+    fixed: false,
+    why:
+      'liveness, pre-vote off: member 1 (config [1,2], log ahead) campaigns at term 444 and sends Vote to 2 only; ' +
+      'member 2 (config [2,3,4], log behind, term 465) drops a Vote of a lower term without answering, and ' +
+      'campaigns itself among 3 and 4, which reject its shorter log. Both terms rise one per timeout, so 1 never ' +
+      'learns term 465 and no leader is ever elected. Fix: answer a lower-term Vote with a rejection carrying the ' +
+      "current term (as the Raft paper's RequestVote does, and as raft.ts already does for PreVote).",
+  },
+];
+
+describe('regression seeds', () => {
+  for (const r of REGRESSIONS) {
+    const test = r.fixed ? it : it.skip;
+    test(`seed ${r.seed} (${r.nodes} members): ${r.why.slice(0, 60)}...`, () => {
+      const result = runSeed({ seed: r.seed, ticks: r.ticks, nodes: r.nodes });
+      expect(result.ok ? 'ok' : describeFailure(result)).toBe('ok');
+    }, 60_000);
+  }
+});
