@@ -34,6 +34,8 @@ export interface TransportHooks {
   deliver(m: Message): void;
   reportUnreachable(id: NodeId): void;
   reportSnapshot(id: NodeId, ok: boolean): void;
+  /** A peer refused us as a removed member: the removal may never reach our own log (the leader stopped sending). */
+  reportRemoved?(): void;
   /** Where snapshot images live: stream out of it, write received ones into it. */
   readonly snapshots: SnapshotStore;
 }
@@ -193,6 +195,7 @@ export class Member {
         node.reportSnapshot(id, ok);
         loop.kick();
       },
+      reportRemoved: () => self.member!.removedFromCluster(),
       snapshots: wal.snapshots,
     });
     loop.start();
@@ -306,7 +309,15 @@ export class Member {
     const nonce = decodeMemberContext(cc.context).nonce;
     if (nonce !== undefined) this.confWaiters.get(nonce)?.(cs);
     if (nonce !== undefined) this.confWaiters.delete(nonce);
-    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.options.id) for (const fn of this.removedListeners) fn();
+    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.options.id) this.removedFromCluster();
+  }
+
+  private removedNotified = false;
+
+  private removedFromCluster(): void {
+    if (this.removedNotified) return;
+    this.removedNotified = true;
+    for (const fn of this.removedListeners) fn();
   }
 
   /** Publish this member's name and client URLs to the registry (after it starts serving clients). */

@@ -29,6 +29,8 @@ export interface PeerDeps {
   readonly stats: TransportStats;
   readonly hello: Encodable<MemberInfo>;
   readonly reportUnreachable: (id: NodeId) => void;
+  /** A peer says this member was removed from the cluster: it may never learn so from its own log. */
+  readonly reportRemoved: () => void;
   readonly random: () => number;
 }
 
@@ -197,6 +199,7 @@ export class Peer {
       this.deps.stats.peersRefused++;
       // Loud on every attempt: this is a misconfiguration (wrong address, another cluster), not a flaky network.
       this.log.error({ details: e.details, url: this.client?.url }, `peer refused this member: ${e.details}`);
+      if (e.details === REFUSAL.memberRemoved) this.deps.reportRemoved();
     } else if (this.failureStreak++ === 0) {
       this.log.warn({ err: describe(e), url: this.client?.url, dropped }, 'peer unreachable; reconnecting with back-off');
     } else {

@@ -135,6 +135,7 @@ export class GrpcPeerTransport implements MemberTransport {
       stats: this.counters,
       hello: this.hello,
       reportUnreachable: (p) => this.hooks?.reportUnreachable(p),
+      reportRemoved: () => this.hooks?.reportRemoved?.(),
       random: this.options.random ?? Math.random,
     });
   }
