@@ -42,6 +42,8 @@ const GRPC_OVERHEAD_BYTES = 512 * 1024;
 export interface FulcrumServer {
   readonly config: ServerConfig;
   readonly member: Member;
+  readonly watchHub: WatchHub;
+  readonly leases: LeaseManager;
   /** Bound client URLs (real ports when 0 was asked for). */
   readonly clientUrls: readonly string[];
   readonly peerUrls: readonly string[];
@@ -161,7 +163,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   timers.push(publishAttributesUntilDone(member, config, logger));
   timers.push(watchQuota(member, config, logger));
   logger.info({ clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), dataDir: config.dataDir, cluster: config.initialCluster }, 'fulcrum: serving');
-  return { config, member, clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), logger, stopped, close };
+  return { config, member, watchHub: hub, leases, clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), logger, stopped, close };
 }
 
 /**
