@@ -164,6 +164,8 @@ export class Simulation {
   private markerId = 0;
   private markerApplied = false;
   private leaderSeenAfterHeal = false;
+  /** Members stopped for good at the heal because the newest configuration no longer names them. */
+  private readonly decommissioned = new Set<NodeId>();
 
   constructor(private readonly options: SimOptions) {
     this.rng = new SeededRandom(options.seed);
@@ -493,7 +495,7 @@ export class Simulation {
 
   private restart(id: NodeId): void {
     const m = this.members[id]!;
-    if (m.alive) return;
+    if (m.alive || this.decommissioned.has(id)) return;
     this.startMember(m);
     this.note(`${id} restarted: term ${m.term}, commit ${m.commit}, applied ${m.machine.index}, last index ${m.disk.storage.lastIndex()}`);
     this.pump(m);
@@ -623,7 +625,26 @@ export class Simulation {
       m.disk.syncLatencyMs = 0;
       if (!m.alive) this.restart(id);
     }
+    this.decommissionRemovedMembers();
     this.note('faults stopped: healed, restarted, calm links and disks');
+  }
+
+  /**
+   * Stop the members that the newest applied configuration (the one of the member that applied furthest) no
+   * longer names, as etcd's server stops a member once it learns it was removed. A removed member that never
+   * applied its own removal still believes it is a voter; without pre-vote or check-quorum its campaigns
+   * depose every leader (Raft dissertation, 4.2.3), which is a property of the protocol, not a core bug.
+   */
+  private decommissionRemovedMembers(): void {
+    let newest = this.members[this.ids[0]!]!;
+    for (const id of this.ids) if (this.members[id]!.machine.index > newest.machine.index) newest = this.members[id]!;
+    const { voters, learners } = newest.confState;
+    for (const id of this.ids) {
+      if (voters.includes(id) || learners.includes(id)) continue;
+      this.members[id]!.crash();
+      this.decommissioned.add(id);
+      this.note(`${id} stopped: not in the newest configuration (voters ${voters.join(',')} learners ${learners.join(',')})`);
+    }
   }
 
   /** A leader that every live voter of its configuration follows. */

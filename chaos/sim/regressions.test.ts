@@ -20,11 +20,12 @@ const REGRESSIONS: readonly Regression[] = [
     ticks: 10_000,
     fixed: false,
     why:
-      'liveness, pre-vote off: member 1 (config [1,2], log ahead) campaigns at term 444 and sends Vote to 2 only; ' +
-      'member 2 (config [2,3,4], log behind, term 465) drops a Vote of a lower term without answering, and ' +
-      'campaigns itself among 3 and 4, which reject its shorter log. Both terms rise one per timeout, so 1 never ' +
-      'learns term 465 and no leader is ever elected. Fix: answer a lower-term Vote with a rejection carrying the ' +
-      "current term (as the Raft paper's RequestVote does, and as raft.ts already does for PreVote).",
+      'liveness, pre-vote off: after the heal the configuration is [1,2]. Member 1 (log ahead, term 444) ' +
+      'campaigns and sends Vote to 2 only; member 2 (log behind, still applying config [2,3,4], term 465) drops ' +
+      'a Vote of a lower term without answering, and campaigns itself among 3 and 4, which cannot elect it. ' +
+      'Both terms rise one per timeout, so 1 never learns term 465 and no leader is ever elected. Fix: answer a ' +
+      "lower-term Vote with a rejection carrying the current term (as the Raft paper's RequestVote does, and as " +
+      'raft.ts already does for PreVote).',
   },
 ];
 
