@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EtcdTestClient } from './testing/etcd-client.js';
+import { eventually } from './testing/eventually.js';
 import { ProcessCluster, type ProcessMember } from './testing/process-cluster.js';
 
 const HEARTBEAT_MS = 50;
@@ -26,20 +27,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}: ${String(last)}`);
-}
 
 /** The member every live member agrees is leader. */
 async function leader(): Promise<ProcessMember> {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EtcdTestClient } from './testing/etcd-client.js';
+import { eventually } from './testing/eventually.js';
 import { memberArgs, ProcessCluster, ProcessMember } from './testing/process-cluster.js';
 
 const BASE_PORT = 45_000 + (process.pid % 500) * 20;
@@ -22,20 +23,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`timed out waiting for ${what}: ${String(last)}`);
-}
 
 describe('membership changes with real processes', () => {
   it('removes a member, adds and promotes a learner, and moves the leadership to it', async () => {
