@@ -1,0 +1,109 @@
+// The phase runner: a closed loop of `inFlight` workers, each issuing one request at a time, for a warm-up and
+// then a fixed measured window. Completions inside the window count towards the rate and the latency
+// histogram; completions during the warm-up or after the window (the drain) do not. Every error is counted,
+// in whichever part of the phase it happened, and reported by kind: nothing is retried or hidden.
+//
+//   t0 ──warm-up──▶ windowStart ──────── measured ────────▶ windowEnd ──drain (no new requests)──▶ done
+import { errorKey } from './clients.js';
+import { LatencyHistogram, type LatencySummary } from './histogram.js';
+
+/** After a failed request a worker pauses this long, so a dead endpoint gives a count, not a busy loop. */
+export const ERROR_BACKOFF_MS = 10;
+
+export interface PhaseSpec {
+  readonly name: string;
+  readonly description: string;
+  /** Requests in flight: the number of closed-loop workers. */
+  readonly inFlight: number;
+  /** Connections the workers share (informational; the op decides which one it uses). */
+  readonly connections: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  /** One request; `worker` in [0, inFlight), `seq` counts that worker's requests from 0. */
+  readonly op: (worker: number, seq: number) => Promise<void>;
+}
+
+export interface ErrorCounts {
+  readonly warmup: number;
+  readonly measured: number;
+  readonly drain: number;
+  /** Every error of the phase by kind (gRPC status and message). */
+  readonly byKind: Readonly<Record<string, number>>;
+}
+
+export interface PhaseResult {
+  readonly name: string;
+  readonly description: string;
+  readonly inFlight: number;
+  readonly connections: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  /** The measured window as it really was (ms). */
+  readonly windowMs: number;
+  /** Successful requests completed in the measured window. */
+  readonly ops: number;
+  readonly opsPerSec: number;
+  readonly warmupOps: number;
+  readonly latency: LatencySummary;
+  readonly errors: ErrorCounts;
+  /** All errors of the phase (warm-up, window and drain). */
+  readonly errorsTotal: number;
+}
+
+export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
+  if (!Number.isSafeInteger(spec.inFlight) || spec.inFlight < 1) throw new Error(`${spec.name}: bad inFlight ${spec.inFlight}`);
+  const histogram = new LatencyHistogram();
+  const byKind: Record<string, number> = {};
+  let ops = 0;
+  let warmupOps = 0;
+  const errs = { warmup: 0, measured: 0, drain: 0 };
+  const t0 = performance.now();
+  const windowStart = t0 + spec.warmupMs;
+  const windowEnd = windowStart + spec.durationMs;
+
+  const worker = async (w: number): Promise<void> => {
+    for (let seq = 0; performance.now() < windowEnd; seq++) {
+      const start = performance.now();
+      let failure: unknown;
+      let failed = false;
+      try {
+        await spec.op(w, seq);
+      } catch (err) {
+        failed = true;
+        failure = err;
+      }
+      const end = performance.now();
+      const part = end < windowStart ? 'warmup' : end <= windowEnd ? 'measured' : 'drain';
+      if (failed) {
+        errs[part]++;
+        const kind = errorKey(failure);
+        byKind[kind] = (byKind[kind] ?? 0) + 1;
+        await new Promise((r) => setTimeout(r, ERROR_BACKOFF_MS));
+      } else if (part === 'measured') {
+        ops++;
+        histogram.recordMs(end - start);
+      } else if (part === 'warmup') {
+        warmupOps++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: spec.inFlight }, (_, w) => worker(w)));
+  const windowMs = Math.min(performance.now(), windowEnd) - windowStart;
+  const latency = histogram.summary();
+  histogram.destroy();
+  return {
+    name: spec.name,
+    description: spec.description,
+    inFlight: spec.inFlight,
+    connections: spec.connections,
+    warmupMs: spec.warmupMs,
+    durationMs: spec.durationMs,
+    windowMs: Math.round(windowMs),
+    ops,
+    opsPerSec: windowMs > 0 ? Math.round((ops / windowMs) * 1000 * 10) / 10 : 0,
+    warmupOps,
+    latency,
+    errors: { ...errs, byKind },
+    errorsTotal: errs.warmup + errs.measured + errs.drain,
+  };
+}

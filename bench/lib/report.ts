@@ -1,0 +1,53 @@
+// Printing phase results: a fixed-width table for people, and the machine description that goes with figures.
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import type { PhaseResult } from './phase.js';
+
+export interface MachineInfo {
+  readonly nproc: number;
+  readonly cpuModel: string;
+  readonly memoryTotalMiB: number;
+  readonly memoryFreeMiB: number;
+  readonly loadAverage: readonly number[];
+  readonly node: string;
+  readonly platform: string;
+}
+
+export function machineInfo(): MachineInfo {
+  return {
+    nproc: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryTotalMiB: Math.round(totalmem() / 1024 / 1024),
+    memoryFreeMiB: Math.round(freemem() / 1024 / 1024),
+    loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+  };
+}
+
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+const fmtMs = (n: number): string => n.toFixed(n < 10 ? 2 : 1);
+
+/** The results as an aligned text table, errors listed by kind below it. */
+export function formatTable(results: readonly PhaseResult[]): string {
+  const header = ['phase', 'conns', 'in flight', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', 'ops', 'errors'];
+  const rows = results.map((r) => [
+    r.name,
+    String(r.connections),
+    String(r.inFlight),
+    fmtInt(r.opsPerSec),
+    fmtMs(r.latency.p50Ms),
+    fmtMs(r.latency.p99Ms),
+    fmtMs(r.latency.maxMs),
+    fmtInt(r.ops),
+    String(r.errorsTotal),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+  for (const r of results) {
+    if (r.errorsTotal === 0) continue;
+    out.push(`errors in ${r.name}: ${r.errors.warmup} in warm-up, ${r.errors.measured} measured, ${r.errors.drain} in drain`);
+    for (const [kind, n] of Object.entries(r.errors.byKind).sort((a, b) => b[1] - a[1])) out.push(`  ${n} × ${kind}`);
+  }
+  return out.join('\n');
+}
