@@ -1,0 +1,149 @@
+// A 3-member Fulcrum cluster inside the test process, for the interoperability tests (node/interop*.test.ts):
+// startServer three times with the same --initial-cluster, each member with its own ports and data dir, as an
+// operator would start three `fulcrum` processes. Ports come from a pid-derived base (advertised URLs may not use
+// port 0), so parallel test files do not collide.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseServerConfig } from '../config.js';
+import { idToHex } from '../ids.js';
+import { createLogger } from '../log.js';
+import { createMetricsRegistry } from '../metrics.js';
+import { startServer, type FulcrumServer } from '../server.js';
+
+export interface InteropMember {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  /** `127.0.0.1:port`: what etcdctl's --endpoints and etcd3's hosts take. */
+  readonly endpoint: string;
+  /** The running server, or undefined once stopped. */
+  server: FulcrumServer | undefined;
+  /** Member id (decimal, as etcd's JSON prints it) and in hex (as etcdctl's tables print it). */
+  readonly id: number;
+  readonly idHex: string;
+}
+
+export interface InteropClusterOptions {
+  /** Offset added to the pid-derived base, so two clusters in one process do not share ports. */
+  readonly portOffset?: number;
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  readonly token?: string;
+  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** The first port of this process's block: 20 ports per pid slot, 300 slots from 50000. */
+export const INTEROP_BASE_PORT = 50_000 + (process.pid % 300) * 20;
+
+export class InteropCluster {
+  readonly members: InteropMember[];
+  readonly dir: string;
+  private readonly registry = createMetricsRegistry({ processMetrics: false });
+
+  private constructor(
+    readonly options: InteropClusterOptions,
+    members: InteropMember[],
+    dir: string,
+  ) {
+    this.members = members;
+    this.dir = dir;
+  }
+
+  /** Start three members and wait until they agree on a leader and every member has published its name. */
+  static async start(options: InteropClusterOptions = {}): Promise<InteropCluster> {
+    const base = INTEROP_BASE_PORT + (options.portOffset ?? 0);
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-interop-'));
+    const specs = [0, 1, 2].map((i) => ({ name: `i${i + 1}`, clientPort: base + 2 * i, peerPort: base + 2 * i + 1, dataDir: join(dir, `i${i + 1}`) }));
+    const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+    const configs = specs.map((s) =>
+      parseServerConfig(
+        [
+          '--name', s.name,
+          '--data-dir', s.dataDir,
+          '--listen-client-urls', `http://127.0.0.1:${s.clientPort}`,
+          '--listen-peer-urls', `http://127.0.0.1:${s.peerPort}`,
+          '--initial-cluster', initialCluster,
+          '--initial-cluster-token', options.token ?? 'fulcrum-interop',
+          '--heartbeat-interval', String(options.heartbeatMs ?? 50),
+          '--election-timeout', String(options.electionMs ?? 500),
+          '--log-level', options.logLevel ?? 'error',
+        ],
+        {},
+      ),
+    );
+    const members: InteropMember[] = specs.map((s, i) => ({
+      ...s,
+      endpoint: `127.0.0.1:${s.clientPort}`,
+      server: undefined,
+      id: configs[i]!.memberId,
+      idHex: idToHex(configs[i]!.memberId),
+    }));
+    const cluster = new InteropCluster(options, members, dir);
+    try {
+      await Promise.all(
+        members.map(async (m, i) => {
+          m.server = await startServer(configs[i]!, { registry: cluster.registry, logger: createLogger({ level: options.logLevel ?? 'error', memberId: m.id }) });
+        }),
+      );
+      await cluster.leader();
+      await eventually('every member published', async () => (members.every((m) => m.server!.member.members().filter((x) => x.name !== '' && x.clientUrls.length > 0).length === members.length) ? true : undefined));
+    } catch (e) {
+      await cluster.close();
+      throw e;
+    }
+    return cluster;
+  }
+
+  get running(): InteropMember[] {
+    return this.members.filter((m) => m.server !== undefined);
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.endpoint);
+  }
+
+  /** The member every running member agrees leads (polls until they agree). */
+  leader(timeoutMs = 20_000): Promise<InteropMember> {
+    return eventually(
+      'a leader all running members agree on',
+      async () => {
+        const running = this.running;
+        const ids = new Set(running.map((m) => m.server!.member.leaderId()));
+        if (ids.size !== 1 || ids.has(0)) return undefined;
+        const [id] = ids;
+        return running.find((m) => m.id === id);
+      },
+      timeoutMs,
+    );
+  }
+
+  /** Stop one member (the server's own close(): clients see its port go away). */
+  async stop(m: InteropMember): Promise<void> {
+    const s = m.server;
+    m.server = undefined;
+    await s?.close();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.members.map((m) => this.stop(m).catch(() => undefined)));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Poll fn every intervalMs until it returns something other than undefined; errors count as "not yet". */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
