@@ -48,6 +48,11 @@ export interface PhaseResult {
   readonly errors: ErrorCounts;
   /** All errors of the phase (warm-up, window and drain). */
   readonly errorsTotal: number;
+  /**
+   * CPU used by this load process (user + system) over the measured window, as a share of one core: near 1.0
+   * means the client, not the server, may be what limits the rate (Node runs the client on one thread).
+   */
+  readonly clientCpuCores: number;
 }
 
 export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
@@ -61,6 +66,10 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   const windowStart = t0 + spec.warmupMs;
   const windowEnd = windowStart + spec.durationMs;
 
+  let cpuAtWindowStart: NodeJS.CpuUsage | undefined;
+  const cpuTimer = setTimeout(() => (cpuAtWindowStart = process.cpuUsage()), spec.warmupMs);
+  let cpuWindow: NodeJS.CpuUsage | undefined;
+  const cpuEndTimer = setTimeout(() => (cpuWindow = cpuAtWindowStart && process.cpuUsage(cpuAtWindowStart)), spec.warmupMs + spec.durationMs);
   const worker = async (w: number): Promise<void> => {
     for (let seq = 0; performance.now() < windowEnd; seq++) {
       const start = performance.now();
@@ -88,7 +97,11 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     }
   };
   await Promise.all(Array.from({ length: spec.inFlight }, (_, w) => worker(w)));
+  clearTimeout(cpuTimer);
+  clearTimeout(cpuEndTimer);
   const windowMs = Math.min(performance.now(), windowEnd) - windowStart;
+  cpuWindow ??= cpuAtWindowStart && process.cpuUsage(cpuAtWindowStart);
+  const clientCpuCores = cpuWindow === undefined || windowMs <= 0 ? 0 : Math.round(((cpuWindow.user + cpuWindow.system) / 1000 / windowMs) * 100) / 100;
   const latency = histogram.summary();
   histogram.destroy();
   return {
@@ -105,5 +118,6 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     latency,
     errors: { ...errs, byKind },
     errorsTotal: errs.warmup + errs.measured + errs.drain,
+    clientCpuCores,
   };
 }

@@ -29,7 +29,7 @@ const fmtMs = (n: number): string => n.toFixed(n < 10 ? 2 : 1);
 
 /** The results as an aligned text table, errors listed by kind below it. */
 export function formatTable(results: readonly PhaseResult[]): string {
-  const header = ['phase', 'conns', 'in flight', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', 'ops', 'errors'];
+  const header = ['phase', 'conns', 'in flight', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', 'ops', 'errors', 'client cpu'];
   const rows = results.map((r) => [
     r.name,
     String(r.connections),
@@ -40,6 +40,7 @@ export function formatTable(results: readonly PhaseResult[]): string {
     fmtMs(r.latency.maxMs),
     fmtInt(r.ops),
     String(r.errorsTotal),
+    r.clientCpuCores.toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
