@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { LOAD_DEFAULTS, PHASE_NAMES, runEtcdLoad, type PhaseName } from './lib/etcd-load.js';
-import { formatTable } from './lib/report.js';
+import { formatErrorKinds, formatTable } from './lib/report.js';
 
 const number = (v: string): number => {
   const n = Number(v);
@@ -69,13 +69,19 @@ try {
   );
   const m = report.machine;
   process.stdout.write(
-    `${report.label === '' ? '' : `${report.label}: `}${report.options.endpoints.join(',')} (leader ${report.leader.endpoint}); ` +
+    `${report.label === '' ? '' : `${report.label}: `}${report.options.endpoints.join(',')}; ` +
       `${m.nproc} CPUs, ${m.memoryTotalMiB} MiB, node ${m.node}, load ${m.loadAverage.join(' ')}; ` +
       `${opts.duration} s per phase after ${opts.warmup} s warm-up\n`,
   );
   process.stdout.write(`${formatTable(report.phases)}\n`);
   if (report.prefill !== null && report.prefill.errors > 0) {
-    process.stdout.write(`prefill errors: ${report.prefill.errors}: ${JSON.stringify(report.prefill.byKind)}\n`);
+    process.stdout.write(`errors in prefill: ${report.prefill.errors}\n${formatErrorKinds(report.prefill.byKind).join('\n')}\n`);
+  }
+  if (report.leaderChanged) {
+    const term = (l: typeof report.leader): string => l.statuses.map((s) => s.raftTerm).reduce((a, b) => (BigInt(b) > BigInt(a) ? b : a), '0');
+    process.stdout.write(
+      `warning: the leader changed during the run (${report.leader.endpoint}, term ${term(report.leader)} -> ${report.leaderAfter.endpoint}, term ${term(report.leaderAfter)})\n`,
+    );
   }
   if (opts.json !== undefined) writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
   const errors = report.phases.reduce((n, p) => n + p.errorsTotal, report.prefill?.errors ?? 0);

@@ -89,7 +89,10 @@ export function unary<Q, R>(
 export function errorKey(err: unknown): string {
   if (typeof err === 'object' && err !== null && 'code' in err && typeof (err as grpc.ServiceError).code === 'number') {
     const e = err as grpc.ServiceError;
-    return `${grpc.status[e.code] ?? e.code}: ${e.details}`;
+    // grpc-js appends timings and the peer address to DEADLINE_EXCEEDED ("after 5.002s,LB pick: 0.001s,...");
+    // they differ per call and would make every deadline its own kind.
+    const details = e.details.replace(/ after \d+(\.\d+)?s,.*$/, '');
+    return `${grpc.status[e.code] ?? e.code}: ${details}`;
   }
   return err instanceof Error ? err.message : String(err);
 }

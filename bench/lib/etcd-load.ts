@@ -11,7 +11,7 @@
 import type { PutResponse, RangeResponse } from '../../proto/index.js';
 import { ClientPool, errorKey, unary, type Connection } from './clients.js';
 import { findLeader, type LeaderInfo } from './leader.js';
-import { runPhase, type PhaseResult, type PhaseSpec } from './phase.js';
+import { runPhase, type PhaseResult } from './phase.js';
 import { machineInfo, type MachineInfo } from './report.js';
 
 export const PHASE_NAMES = ['seq-put', 'put', 'get-linearizable', 'get-serializable'] as const;
@@ -58,7 +58,12 @@ export interface LoadReport {
   readonly startedAt: string;
   readonly options: LoadOptions;
   readonly machine: MachineInfo;
+  /** Found before the first phase; write phases look for the leader again just before they start. */
   readonly leader: LeaderInfo;
+  /** Status after the last phase: compare raft terms with `leader` to see whether an election happened. */
+  readonly leaderAfter: LeaderInfo;
+  /** True when the leader or the highest raft term changed between the first and the last status. */
+  readonly leaderChanged: boolean;
   readonly prefill: PrefillResult | null;
   readonly phases: readonly PhaseResult[];
 }
@@ -119,73 +124,88 @@ export function validateLoadOptions(o: LoadOptions): LoadOptions {
   return Object.freeze({ ...o, endpoints: Object.freeze([...o.endpoints]), phases: Object.freeze([...o.phases]) });
 }
 
-/** Runs the chosen phases in order; `log` hears progress lines (phase starts, prefill). */
+const highestTerm = (l: LeaderInfo): bigint => l.statuses.reduce((t, x) => (BigInt(x.raftTerm) > t ? BigInt(x.raftTerm) : t), 0n);
+
+/** Runs the chosen phases in order; `log` hears progress lines (leader, prefill, phase starts). */
 export async function runEtcdLoad(options: LoadOptions, log: (line: string) => void = () => {}): Promise<LoadReport> {
   const o = validateLoadOptions(options);
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
   const leader = await findLeader(o.endpoints, LEADER_WAIT_MS);
-  log(`leader: ${leader.endpoint} (member ${leader.memberId}); ${leader.statuses.map((s) => `${s.endpoint} ${s.version}`).join(', ')}`);
+  log(`leader: ${leader.endpoint} (member ${leader.memberId}); ${leader.statuses.map((s) => `${s.endpoint} ${s.version} term ${s.raftTerm}`).join(', ')}`);
   for (const u of leader.unreachable) log(`unreachable: ${u.endpoint}: ${u.error}`);
   const value = new Uint8Array(o.valueBytes).fill(0x61);
-  const pools: ClientPool[] = [];
-  const pool = async (endpoints: readonly string[], count: number): Promise<ClientPool> => {
+  const openPool = async (endpoints: readonly string[], count: number): Promise<ClientPool> => {
     const p = new ClientPool(endpoints, count);
-    pools.push(p);
-    await p.ready(CONNECT_WAIT_MS);
+    try {
+      await p.ready(CONNECT_WAIT_MS);
+    } catch (err) {
+      p.close();
+      throw err;
+    }
     return p;
+  };
+  /** Writes go to the leader as it is now (it may have changed since the last phase). */
+  const openLeaderPool = async (count: number): Promise<ClientPool> => {
+    const now = await findLeader(o.endpoints, LEADER_WAIT_MS);
+    if (now.endpoint !== leader.endpoint) log(`leader is now ${now.endpoint} (member ${now.memberId})`);
+    return openPool([now.endpoint], count);
   };
   const phases: PhaseResult[] = [];
   let prefilled: PrefillResult | null = null;
-  try {
-    const seqPool = await pool([leader.endpoint], 1);
-    const writePool = await pool([leader.endpoint], o.connections);
-    const readPool = await pool(o.endpoints, o.connections);
-    const base = { warmupMs: o.warmupMs, durationMs: o.durationMs };
-    const specs: Record<PhaseName, PhaseSpec> = {
-      'seq-put': {
+  const base = { warmupMs: o.warmupMs, durationMs: o.durationMs };
+  const runWrites = async (name: 'seq-put' | 'put', connections: number, inFlight: number): Promise<PhaseResult> => {
+    const pool = await openLeaderPool(connections);
+    try {
+      return await runPhase({
         ...base,
-        name: 'seq-put',
-        description: `sequential puts to the leader, 1 connection, 1 in flight, ${o.valueBytes}-byte values`,
-        inFlight: 1,
-        connections: 1,
-        op: async (w, seq) => void (await put(seqPool.for(w), keyOf(o.prefix, keyIndex(o, 1, w, seq)), value, o.requestTimeoutMs)),
-      },
-      put: {
-        ...base,
-        name: 'put',
-        description: `puts to the leader, ${o.connections} connections, ${o.inFlight} in flight, ${o.valueBytes}-byte values`,
-        inFlight: o.inFlight,
-        connections: o.connections,
-        op: async (w, seq) => void (await put(writePool.for(w), keyOf(o.prefix, keyIndex(o, o.inFlight, w, seq)), value, o.requestTimeoutMs)),
-      },
-      'get-linearizable': {
-        ...base,
-        name: 'get-linearizable',
-        description: `linearizable single-key gets over all endpoints, ${o.connections} connections, ${o.inFlight} in flight`,
-        inFlight: o.inFlight,
-        connections: o.connections,
-        op: async (w, seq) => void (await get(readPool.for(w), keyOf(o.prefix, keyIndex(o, o.inFlight, w, seq)), false, o.requestTimeoutMs)),
-      },
-      'get-serializable': {
-        ...base,
-        name: 'get-serializable',
-        description: `serializable single-key gets over all endpoints, ${o.connections} connections, ${o.inFlight} in flight`,
-        inFlight: o.inFlight,
-        connections: o.connections,
-        op: async (w, seq) => void (await get(readPool.for(w), keyOf(o.prefix, keyIndex(o, o.inFlight, w, seq)), true, o.requestTimeoutMs)),
-      },
-    };
-    for (const name of o.phases) {
-      if (name.startsWith('get-') && prefilled === null) {
-        prefilled = await prefill(writePool, o, value);
-        log(`prefill: ${prefilled.keys} keys in ${prefilled.ms} ms, ${prefilled.errors} errors`);
-      }
-      log(`phase ${name}: ${specs[name].description}; ${o.warmupMs / 1000} s warm-up + ${o.durationMs / 1000} s`);
-      phases.push(await runPhase(specs[name]));
+        name,
+        description: `puts, ${connections} connection${connections === 1 ? '' : 's'}, ${inFlight} in flight, ${o.valueBytes}-byte values`,
+        target: `leader ${pool.connections[0]!.endpoint}`,
+        inFlight,
+        connections,
+        op: async (w, seq) => void (await put(pool.for(w), keyOf(o.prefix, keyIndex(o, inFlight, w, seq)), value, o.requestTimeoutMs)),
+      });
+    } finally {
+      pool.close();
     }
-  } finally {
-    for (const p of pools) p.close();
+  };
+  const runReads = async (name: 'get-linearizable' | 'get-serializable'): Promise<PhaseResult> => {
+    if (prefilled === null) {
+      const pool = await openLeaderPool(o.connections);
+      try {
+        prefilled = await prefill(pool, o, value);
+      } finally {
+        pool.close();
+      }
+      log(`prefill: ${prefilled.keys} keys in ${prefilled.ms} ms, ${prefilled.errors} errors`);
+    }
+    const pool = await openPool(o.endpoints, o.connections);
+    const serializable = name === 'get-serializable';
+    try {
+      return await runPhase({
+        ...base,
+        name,
+        description: `${serializable ? 'serializable' : 'linearizable'} single-key gets, ${o.connections} connections, ${o.inFlight} in flight`,
+        target: `all endpoints (${o.endpoints.length})`,
+        inFlight: o.inFlight,
+        connections: o.connections,
+        op: async (w, seq) => void (await get(pool.for(w), keyOf(o.prefix, keyIndex(o, o.inFlight, w, seq)), serializable, o.requestTimeoutMs)),
+      });
+    } finally {
+      pool.close();
+    }
+  };
+  for (const name of o.phases) {
+    log(`phase ${name}: ${o.warmupMs / 1000} s warm-up + ${o.durationMs / 1000} s`);
+    const result =
+      name === 'seq-put' ? await runWrites(name, 1, 1) : name === 'put' ? await runWrites(name, o.connections, o.inFlight) : await runReads(name);
+    phases.push(result);
   }
-  return { tool: 'bench/load.ts', label: o.label, startedAt, options: o, machine, leader, prefill: prefilled, phases };
+  const leaderAfter = await findLeader(o.endpoints, LEADER_WAIT_MS);
+  const leaderChanged = leaderAfter.memberId !== leader.memberId || highestTerm(leaderAfter) !== highestTerm(leader);
+  if (leaderChanged) {
+    log(`leader changed during the run: ${leader.endpoint} term ${highestTerm(leader)} -> ${leaderAfter.endpoint} term ${highestTerm(leaderAfter)}`);
+  }
+  return { tool: 'bench/load.ts', label: o.label, startedAt, options: o, machine, leader, leaderAfter, leaderChanged, prefill: prefilled, phases };
 }

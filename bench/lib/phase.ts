@@ -13,6 +13,8 @@ export const ERROR_BACKOFF_MS = 10;
 export interface PhaseSpec {
   readonly name: string;
   readonly description: string;
+  /** Where the requests go, for the report: 'leader 127.0.0.1:2379', 'all endpoints'. */
+  readonly target: string;
   /** Requests in flight: the number of closed-loop workers. */
   readonly inFlight: number;
   /** Connections the workers share (informational; the op decides which one it uses). */
@@ -34,6 +36,7 @@ export interface ErrorCounts {
 export interface PhaseResult {
   readonly name: string;
   readonly description: string;
+  readonly target: string;
   readonly inFlight: number;
   readonly connections: number;
   readonly warmupMs: number;
@@ -107,6 +110,7 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   return {
     name: spec.name,
     description: spec.description,
+    target: spec.target,
     inFlight: spec.inFlight,
     connections: spec.connections,
     warmupMs: spec.warmupMs,

@@ -27,11 +27,19 @@ export function machineInfo(): MachineInfo {
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const fmtMs = (n: number): string => n.toFixed(n < 10 ? 2 : 1);
 
+/** Errors by kind, most frequent first, one indented line each. */
+export function formatErrorKinds(byKind: Readonly<Record<string, number>>): string[] {
+  return Object.entries(byKind)
+    .sort((a, b) => b[1] - a[1])
+    .map(([kind, n]) => `  ${n} × ${kind}`);
+}
+
 /** The results as an aligned text table, errors listed by kind below it. */
 export function formatTable(results: readonly PhaseResult[]): string {
-  const header = ['phase', 'conns', 'in flight', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', 'ops', 'errors', 'client cpu'];
+  const header = ['phase', 'to', 'conns', 'in flight', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', 'ops', 'errors', 'client cpu'];
   const rows = results.map((r) => [
     r.name,
+    r.target,
     String(r.connections),
     String(r.inFlight),
     fmtInt(r.opsPerSec),
@@ -43,12 +51,12 @@ export function formatTable(results: readonly PhaseResult[]): string {
     r.clientCpuCores.toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i <= 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   for (const r of results) {
     if (r.errorsTotal === 0) continue;
     out.push(`errors in ${r.name}: ${r.errors.warmup} in warm-up, ${r.errors.measured} measured, ${r.errors.drain} in drain`);
-    for (const [kind, n] of Object.entries(r.errors.byKind).sort((a, b) => b[1] - a[1])) out.push(`  ${n} × ${kind}`);
+    out.push(...formatErrorKinds(r.errors.byKind));
   }
   return out.join('\n');
 }
