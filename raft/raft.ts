@@ -357,6 +357,11 @@ export class Raft {
         this.send(message({ type: MessageType.AppResp, to: m.from }));
       } else if (m.type === MessageType.PreVote) {
         this.send(message({ type: MessageType.PreVoteResp, to: m.from, term: this.term, reject: true }));
+      } else if (m.type === MessageType.Vote) {
+        // Tell a candidate of an older term about ours, as the paper's RequestVote does. Dropping it silently can
+        // livelock without pre-vote: two members time out in turn, each raising its own term by one, and the one
+        // with the better log never learns the other's term (simulator seed 864).
+        this.send(message({ type: MessageType.VoteResp, to: m.from, term: this.term, reject: true }));
       }
       return false;
     }
