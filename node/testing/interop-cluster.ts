@@ -3,6 +3,7 @@
 // operator would start three `fulcrum` processes. Ports come from a pid-derived base (advertised URLs may not use
 // port 0), so parallel test files do not collide.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseServerConfig } from '../config.js';
@@ -34,8 +35,13 @@ export interface InteropClusterOptions {
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
 
-/** The first port of this process's block: 20 ports per pid slot, 300 slots from 50000. */
-export const INTEROP_BASE_PORT = 50_000 + (process.pid % 300) * 20;
+/** Port blocks tried before giving up on EADDRINUSE. */
+const START_ATTEMPTS = 5;
+
+/** The first port of this process's block: 20 ports per pid slot, 300 slots from 50000; each retry another slot. */
+export function interopBasePort(attempt = 0): number {
+  return 50_000 + ((process.pid + attempt * 101) % 300) * 20;
+}
 
 export class InteropCluster {
   readonly members: InteropMember[];
@@ -51,9 +57,25 @@ export class InteropCluster {
     this.dir = dir;
   }
 
-  /** Start three members and wait until they agree on a leader and every member has published its name. */
+  /**
+   * Start three members and wait until they agree on a leader and every member has published its name. The ports
+   * lie in Linux's ephemeral range (outgoing connections take local ports there too), so a port found taken
+   * (EADDRINUSE) moves the whole cluster to another pid slot and starts again, up to START_ATTEMPTS times.
+   */
   static async start(options: InteropClusterOptions = {}): Promise<InteropCluster> {
-    const base = INTEROP_BASE_PORT + (options.portOffset ?? 0);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await InteropCluster.startAt(interopBasePort(attempt) + (options.portOffset ?? 0), options);
+      } catch (e) {
+        if (attempt + 1 >= START_ATTEMPTS || !String(e).includes('EADDRINUSE')) throw e;
+      }
+    }
+  }
+
+  private static async startAt(base: number, options: InteropClusterOptions): Promise<InteropCluster> {
+    // startServer does not release what it started when a later bind fails, so look before leaping.
+    const ports = Array.from({ length: 6 }, (_, i) => base + i);
+    for (const port of ports) if (!(await portFree(port))) throw new Error(`EADDRINUSE: 127.0.0.1:${port} is taken`);
     const dir = mkdtempSync(join(tmpdir(), 'fulcrum-interop-'));
     const specs = [0, 1, 2].map((i) => ({ name: `i${i + 1}`, clientPort: base + 2 * i, peerPort: base + 2 * i + 1, dataDir: join(dir, `i${i + 1}`) }));
     const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
@@ -81,12 +103,14 @@ export class InteropCluster {
       idHex: idToHex(configs[i]!.memberId),
     }));
     const cluster = new InteropCluster(options, members, dir);
+    const started = await Promise.allSettled(
+      members.map(async (m, i) => {
+        m.server = await startServer(configs[i]!, { registry: cluster.registry, logger: createLogger({ level: options.logLevel ?? 'error', memberId: m.id }) });
+      }),
+    );
     try {
-      await Promise.all(
-        members.map(async (m, i) => {
-          m.server = await startServer(configs[i]!, { registry: cluster.registry, logger: createLogger({ level: options.logLevel ?? 'error', memberId: m.id }) });
-        }),
-      );
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
       await cluster.leader();
       await eventually('every member published', async () => (members.every((m) => m.server!.member.members().filter((x) => x.name !== '' && x.clientUrls.length > 0).length === members.length) ? true : undefined));
     } catch (e) {
@@ -130,6 +154,14 @@ export class InteropCluster {
     await Promise.all(this.members.map((m) => this.stop(m).catch(() => undefined)));
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
 }
 
 /** Poll fn every intervalMs until it returns something other than undefined; errors count as "not yet". */
