@@ -1,7 +1,8 @@
 // Interoperability: etcd's own etcdctl (Debian's etcd-client 3.4, ETCDCTL_API=3) against a 3-member Fulcrum
 // cluster started in this process. Only what node/api/etcdctl.test.ts and node/api/watch.test.ts do not cover
 // (they drive one member): leases, elect, lock, and the commands whose point is a cluster of three (endpoint
-// health on all members, check perf, snapshot save from each member, move-leader, member list).
+// health on all members, check perf, snapshot save from each member, move-leader, member list). check perf runs
+// against three member processes instead (node/testing/process-cluster.ts).
 // Each test is skipped, with a message, when `command -v etcdctl` fails (ETCDCTL_BIN overrides the binary).
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotImage } from './api/maintenance.js';
 import { eventually, InteropCluster, type InteropMember } from './testing/interop-cluster.js';
-import { BackgroundEtcdctl, ETCDCTL_BIN, findEtcdctl, runEtcdctl, type EtcdctlRun } from './testing/interop-etcdctl.js';
+import { BackgroundEtcdctl, ETCDCTL_BIN, findEtcdctl, runEtcdctl, startProcessCluster, type EtcdctlRun } from './testing/interop-etcdctl.js';
 
 const etcdctlPath = findEtcdctl();
 if (etcdctlPath === undefined) {
@@ -25,6 +26,8 @@ let cluster: InteropCluster;
 let all: string[];
 let dir: string;
 const background: BackgroundEtcdctl[] = [];
+/** Process clusters still to stop if a test ends early (a timeout does not run its finally in time). */
+const closers: (() => Promise<void>)[] = [];
 
 function bg(endpoints: readonly string[], args: readonly string[]): BackgroundEtcdctl {
   const p = new BackgroundEtcdctl(endpoints, args);
@@ -53,6 +56,7 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
 
   afterAll(async () => {
     for (const p of background) p.kill();
+    for (const close of closers) await close();
     await cluster?.close();
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
@@ -233,11 +237,23 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
   });
 
   itEtcdctl(
-    'check perf --load=s against the three members prints PASS (about 60 s)',
+    'check perf --load=s against three member processes prints PASS (about 60 s)',
     async () => {
-      const started = Date.now();
-      const r = await runEtcdctl(all, ['check', 'perf', '--load=s'], { timeoutMs: 200_000 });
-      const seconds = (Date.now() - started) / 1000;
+      // Real processes: check perf fails on any request slower than 0.5 s, so the members must not share this
+      // worker's event loop (and its garbage collector) with each other and with the test.
+      const procs = await startProcessCluster({ portOffset: 10 });
+      closers.push(procs.close);
+      let r: EtcdctlRun;
+      let seconds: number;
+      try {
+        const started = Date.now();
+        r = await runEtcdctl(procs.endpoints, ['check', 'perf', '--load=s'], { timeoutMs: 200_000 });
+        seconds = (Date.now() - started) / 1000;
+        // check perf deletes what it wrote.
+        expect((await runEtcdctl(procs.endpoints, ['get', '--prefix', '/etcdctl-check-perf/', '--keys-only'])).stdout).toBe('');
+      } finally {
+        await procs.close();
+      }
       const lines = `${r.stdout}\n${r.stderr}`
         .split(/[\r\n]+/)
         .map((l) => l.trim())
@@ -246,8 +262,6 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
       expect(r.code, `stdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`).toBe(0);
       expect(lines.filter((l) => l.startsWith('FAIL'))).toEqual([]);
       expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^PASS: Throughput is \d+ writes\/s$/), 'PASS']));
-      // check perf deletes what it wrote.
-      expect(await keysUnder('/etcdctl-check-perf/')).toEqual([]);
     },
     240_000,
   );

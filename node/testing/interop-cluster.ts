@@ -156,7 +156,8 @@ export class InteropCluster {
   }
 }
 
-function portFree(port: number): Promise<boolean> {
+/** Whether 127.0.0.1:port can be bound right now. */
+export function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.once('error', () => resolve(false));

@@ -2,7 +2,11 @@
 // foreground (run to completion) or the background (elect, lock, watch-like commands that wait), for
 // node/interop-etcdctl.test.ts. ETCDCTL_BIN overrides the binary.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { eventually } from './interop-cluster.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually, interopBasePort, portFree } from './interop-cluster.js';
+import { ProcessCluster } from './process-cluster.js';
 
 export const ETCDCTL_BIN = process.env.ETCDCTL_BIN ?? 'etcdctl';
 
@@ -86,5 +90,46 @@ export class BackgroundEtcdctl {
   /** Last resort in afterAll: kill -9 if still running. */
   kill(): void {
     if (this.running) this.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * Three real member processes (node/testing/process-cluster.ts) for load that should not share the test worker's
+ * event loop (etcdctl check perf). Ports: another pid slot than InteropCluster's; a taken port moves on.
+ */
+export async function startProcessCluster(options: { portOffset: number; attempts?: number }): Promise<{ cluster: ProcessCluster; endpoints: string[]; dir: string; close(): Promise<void> }> {
+  const attempts = options.attempts ?? 5;
+  for (let attempt = 0; ; attempt++) {
+    const base = interopBasePort(attempt + 150) + options.portOffset;
+    const ports = Array.from({ length: 6 }, (_, i) => base + i);
+    if (!(await Promise.all(ports.map(portFree))).every((f) => f)) {
+      if (attempt + 1 >= attempts) throw new Error(`EADDRINUSE: no free port block for a process cluster after ${attempts} attempts`);
+      continue;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-interop-procs-'));
+    const cluster = new ProcessCluster({
+      members: [0, 1, 2].map((i) => ({ name: `p${i + 1}`, clientPort: base + 2 * i, peerPort: base + 2 * i + 1, dataDir: join(dir, `p${i + 1}`), extraArgs: ['--log-level', 'warn'] })),
+      heartbeatMs: 50,
+      electionMs: 500,
+    });
+    const close = async (): Promise<void> => {
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
+    };
+    cluster.start();
+    try {
+      // Healthy once every member answers `endpoint health` (a linearizable read through the leader).
+      await eventually(
+        'the process cluster to be healthy',
+        async () => ((await runEtcdctl(cluster.endpoints, ['endpoint', 'health'])).code === 0 ? true : undefined),
+        60_000,
+        250,
+      );
+    } catch (e) {
+      const tails = cluster.members.map((m) => `${m.spec.name}: ${m.output.slice(-5).join('\n')}`).join('\n');
+      await close();
+      throw new Error(`${String(e)}\n${tails}`);
+    }
+    return { cluster, endpoints: cluster.endpoints, dir, close };
   }
 }
