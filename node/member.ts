@@ -7,10 +7,11 @@
 import { randomInt } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
 import { ProposalDroppedError } from '../raft/errors.js';
-import { ConfChangeType, isEmptyHardState, NONE, Role, type ConfChange, type ConfState, type Message, type NodeId, type Snapshot, type SoftState } from '../raft/types.js';
+import { ConfChangeType, isEmptyHardState, NONE, Role, type ConfChange, type ConfState, type Message, type NodeId, type Snapshot, type SnapshotMetadata, type SoftState } from '../raft/types.js';
 import { LevelBackend } from '../storage/backend.js';
 import { encodeCommand, type Op } from '../storage/command.js';
 import { HybridClock } from '../storage/hlc/index.js';
@@ -80,7 +81,12 @@ export interface MemberOptions {
   /** Called with every applied command's result (the watch hub listens here). */
   readonly onApplied?: (results: readonly CommandResult[]) => void;
   readonly onFatal?: (err: unknown) => void;
+  /** Where the member reports what an operator should see (Raft state changes, snapshot failures). */
+  readonly logger?: Pick<Logger, 'info' | 'debug' | 'warn' | 'error'>;
 }
+
+/** Raft lines worth an operator's attention at info level; the rest (every vote, every rejection) are debug. */
+const RAFT_INFO_LINE = /became |stepped down|stepping down|applied conf change|transfer leadership|restored snapshot/;
 
 export const MEMBER_DEFAULTS = {
   heartbeatMs: 100,
@@ -121,6 +127,7 @@ export class Member {
   /** The cluster this member belongs to: fixed at bootstrap from the founding members and the token. */
   readonly clusterId: number;
   private lastSnapshotIndex: number;
+  private snapshotInFlight: Promise<void> | undefined;
   private closed = false;
 
   private constructor(
@@ -156,7 +163,14 @@ export class Member {
 
     const isNew = wal.storage.lastIndex() === 0 && isEmptyHardState(wal.storage.initialState().hardState);
     const node = new RawNode(
-      { id: options.id, electionTicks: options.electionTicks, heartbeatTicks: 1, applied: snapIndex, random: new SeededRandom(randomInt(2 ** 31)) },
+      {
+        id: options.id,
+        electionTicks: options.electionTicks,
+        heartbeatTicks: 1,
+        applied: snapIndex,
+        random: new SeededRandom(randomInt(2 ** 31)),
+        logger: options.logger === undefined ? undefined : (line) => (RAFT_INFO_LINE.test(line) ? options.logger!.info(line) : options.logger!.debug(line)),
+      },
       wal.storage,
     );
     if (isNew && options.bootstrap) {
@@ -369,22 +383,43 @@ export class Member {
     return commands.map((c) => byIndex.get(c.index) ?? null);
   }
 
-  /** Every snapshotCount entries: make the state durable, write its image beside the WAL, compact the WAL. */
+  /**
+   * Every snapshotCount entries: make the state durable, open its image at exactly this index, and write it beside
+   * the WAL in the background, then compact the WAL. Streaming a large store takes a while; doing it inside the apply
+   * step would stop the Ready loop (no heartbeats) and cost the cluster its leader.
+   */
   private async maybeSnapshot(): Promise<void> {
     const applied = this.sm.appliedIndex;
-    if (applied - this.lastSnapshotIndex < this.options.snapshotCount) return;
+    if (this.snapshotInFlight !== undefined || applied - this.lastSnapshotIndex < this.options.snapshotCount) return;
     await this.sm.flush();
     const metadata = { index: applied, term: this.wal.storage.term(applied), confState: this.node.status().confState };
+    const image = stateMachineImage(this.backend);
+    // The first step opens the LevelDB iterator synchronously, now: the image is the state at `applied`, whatever
+    // is applied while it streams.
+    const first = image.next();
+    this.lastSnapshotIndex = applied;
+    this.snapshotInFlight = this.writeSnapshot(metadata, first, image)
+      .catch((e: unknown) => this.options.logger?.error({ err: String(e), index: applied }, 'fulcrum: writing a snapshot failed; the WAL keeps every entry, the next snapshot retries'))
+      .finally(() => (this.snapshotInFlight = undefined));
+  }
+
+  private async writeSnapshot(metadata: SnapshotMetadata, first: Promise<IteratorResult<Uint8Array>>, rest: AsyncGenerator<Uint8Array>): Promise<void> {
     const writer = await this.wal.snapshots.create(metadata);
-    for await (const chunk of stateMachineImage(this.backend)) await writer.write(chunk);
+    try {
+      for (let r = await first; r.done !== true; r = await rest.next()) await writer.write(r.value);
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
     await writer.commit();
     await this.wal.markSnapshot(metadata);
-    const compactTo = applied - this.options.snapshotCatchUpEntries;
+    const compactTo = metadata.index - this.options.snapshotCatchUpEntries;
     if (compactTo > this.wal.storage.firstIndex() - 1) await this.wal.compact(compactTo);
-    this.lastSnapshotIndex = applied;
+    this.options.logger?.info({ index: metadata.index, term: metadata.term }, 'fulcrum: snapshot written, WAL compacted behind it');
   }
 
   private async restoreSnapshot(s: Snapshot): Promise<void> {
+    await this.snapshotInFlight; // our own image must finish streaming before the backend is replaced
     await installFromSnapshot(this.wal, this.backend, s);
     this.sm = await StateMachine.open(this.backend);
     this.lastSnapshotIndex = s.metadata.index;
@@ -401,6 +436,7 @@ export class Member {
     this.closed = true;
     await this.options.transport?.close();
     await this.loop.stop();
+    await this.snapshotInFlight;
     await this.sm.flush();
     await this.wal.close();
     await this.backend.close();

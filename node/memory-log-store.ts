@@ -9,7 +9,7 @@ export class MemoryLogStore implements LogStore {
   failNextSave: Error | undefined = undefined;
   saves = 0;
 
-  async save(hardState: HardState | undefined, entries: readonly Entry[], snapshot?: Snapshot): Promise<void> {
+  async save(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined, _options: { sync: boolean }): Promise<void> {
     await Promise.resolve(); // a real store answers asynchronously; keep the same interleavings
     if (this.failNextSave !== undefined) {
       const e = this.failNextSave;

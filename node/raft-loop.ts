@@ -31,8 +31,8 @@ import {
 /** The write-ahead log as the loop needs it (storage/wal implements it; tests use an in-memory one). */
 export interface LogStore {
   readonly storage: Storage;
-  /** Persist one Ready in one synced batch, then make it visible through `storage`. */
-  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot?: Snapshot): Promise<void>;
+  /** Persist one Ready in one batch (synced when `sync`), then make it visible through `storage`. */
+  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined, options: { sync: boolean }): Promise<void>;
 }
 
 export interface PeerSender {
@@ -293,7 +293,7 @@ export class RaftLoop {
     if (early.length > 0) this.peers.send(early);
     f?.('before-persist');
     if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      await this.log.save(rd.hardState, rd.entries, rd.snapshot);
+      await this.log.save(rd.hardState, rd.entries, rd.snapshot, { sync: rd.mustSync || rd.snapshot !== undefined });
     }
     f?.('after-persist');
     if (late.length > 0) this.peers.send(late);

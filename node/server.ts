@@ -84,6 +84,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     bootstrap: config.initialClusterState === 'new',
     clusterId,
     transport,
+    logger: componentLogger(logger, 'raft'),
     onFatal: (e) => onFatal.fn?.(e),
   });
 

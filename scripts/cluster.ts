@@ -6,6 +6,7 @@ import { localClusterSpecs, ProcessCluster } from '../node/testing/process-clust
 const cluster = new ProcessCluster({
   members: localClusterSpecs('./cluster.fulcrum'),
   echo: (name, line) => process.stderr.write(`[${name}] ${line}\n`),
+  ownProcessGroups: true,
 });
 cluster.start();
 process.stdout.write(`fulcrum cluster: 3 members\n  endpoints: ${cluster.endpoints.join(',')}\n  try: ETCDCTL_API=3 etcdctl --endpoints ${cluster.endpoints.join(',')} endpoint status -w table\n`);

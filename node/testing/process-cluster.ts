@@ -2,10 +2,13 @@
 // chaos suite and the benchmark start. Each member is `node --import tsx node/cli.ts` with etcd's flags.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
+/** tsx's loader found from here, not from the working directory: members start wherever the caller runs. */
+const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
 /** Lines of each member's output kept for diagnostics. */
 const OUTPUT_LINES_MAX = 2_000;
 
@@ -25,6 +28,11 @@ export interface ProcessClusterOptions {
   readonly snapshotCount?: number;
   /** Where member output goes besides the in-memory tail (e.g. process.stderr for npm run cluster). */
   readonly echo?: (name: string, line: string) => void;
+  /**
+   * Start members in their own process group, so a terminal's Ctrl-C reaches only the caller, which then stops
+   * each member once (npm run cluster). Otherwise a member would get the terminal's signal and the caller's.
+   */
+  readonly ownProcessGroups?: boolean;
 }
 
 export class ProcessMember {
@@ -36,6 +44,7 @@ export class ProcessMember {
     readonly spec: ProcessMemberSpec,
     private readonly args: readonly string[],
     private readonly echo: ((name: string, line: string) => void) | undefined,
+    private readonly detached = false,
   ) {}
 
   get clientEndpoint(): string {
@@ -49,7 +58,7 @@ export class ProcessMember {
   start(extra: readonly string[] = []): void {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
     mkdirSync(this.spec.dataDir, { recursive: true });
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', TSX, CLI, ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached });
     this.child = child;
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) {
@@ -96,7 +105,7 @@ export class ProcessCluster {
 
   constructor(readonly options: ProcessClusterOptions) {
     const initialCluster = options.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-    this.members = options.members.map((m) => new ProcessMember(m, memberArgs(m, initialCluster, options), options.echo));
+    this.members = options.members.map((m) => new ProcessMember(m, memberArgs(m, initialCluster, options), options.echo, options.ownProcessGroups ?? false));
   }
 
   start(): void {

@@ -139,6 +139,8 @@ export class WriteAheadLog {
     readonly snapshots: SnapshotStore,
     readonly recovery: RecoveryReport,
     private hardState: HardState,
+    /** The newest hard state a synced write has made durable (the fence never records more). */
+    private durableHardState: HardState,
     private readonly disk: DiskRange,
     /** Indexes of the snapshot markers on disk, ascending. */
     private markers: number[],
@@ -190,7 +192,7 @@ export class WriteAheadLog {
     await writeFence(dir, hardState);
     logger.info({ ...recovery, hardState: { ...hardState } }, 'wal opened');
     const markerIndexes = [...markers.keys()].sort((a, b) => a - b);
-    return new WriteAheadLog(dir, db, storage, snapshots, recovery, hardState, disk, markerIndexes, logger);
+    return new WriteAheadLog(dir, db, storage, snapshots, recovery, hardState, hardState, disk, markerIndexes, logger);
   }
 
   // ------------------------------------------------------------------ writes
@@ -200,11 +202,15 @@ export class WriteAheadLog {
    * `snapshots`), then `entries`, then `hardState`, in one synced batch; then show them to the Raft core.
    * Entries starting at index i replace whatever the log held from i on.
    */
-  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot?: Snapshot): Promise<void> {
-    return this.exclusive(() => this.saveNow(hardState, entries, isEmptySnapshot(snapshot) ? undefined : snapshot!.metadata));
+  save(hardState: HardState | undefined, entries: readonly Entry[], snapshot?: Snapshot, options: { sync: boolean } = { sync: true }): Promise<void> {
+    return this.exclusive(() => this.saveNow(hardState, entries, isEmptySnapshot(snapshot) ? undefined : snapshot!.metadata, options.sync));
   }
 
-  private async saveNow(hardState: HardState | undefined, entries: readonly Entry[], snap: SnapshotMetadata | undefined): Promise<void> {
+  /**
+   * `syncHint` false is the Raft core saying only the commit index moved (Ready.mustSync): such a batch skips the
+   * fsync, because a lost commit index is learned again from the leader. Entries and snapshots are always synced.
+   */
+  private async saveNow(hardState: HardState | undefined, entries: readonly Entry[], snap: SnapshotMetadata | undefined, syncHint: boolean): Promise<void> {
     if (snap !== undefined) await this.assertSnapshotFile(snap);
     const batch = this.db.batch();
     const base = snap?.index ?? this.storage.firstIndex() - 1;
@@ -213,13 +219,15 @@ export class WriteAheadLog {
     if (hardState !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(hardState));
     if (batch.length === 0) return void (await batch.close());
     assert(batch.length <= BATCH_OPS_MAX, () => `wal batch of ${batch.length} operations exceeds BATCH_OPS_MAX ${BATCH_OPS_MAX}`);
-    await this.write(batch, true);
+    const sync = syncHint || entries.length > 0 || snap !== undefined;
+    await this.write(batch, sync);
     // Durable: now the Raft core may see it.
     if (snap !== undefined) this.installSnapshot(snap, toWrite);
     else if (toWrite.length > 0) this.appendDurable(toWrite);
     if (hardState !== undefined) {
       this.storage.setHardState(hardState);
       this.hardState = hardState;
+      if (sync) this.durableHardState = hardState;
       this.maybeRefreshFence();
     }
   }
@@ -238,7 +246,8 @@ export class WriteAheadLog {
 
   /** Record the current durable term and commit in the fence file now. */
   refreshFence(): Promise<void> {
-    const hs = this.hardState;
+    // Only what a sync made durable: a fence ahead of the disk would turn an ordinary crash into "lost .log".
+    const hs = this.durableHardState;
     const run = this.fenceChain.then(async () => {
       await writeFence(this.dir, hs);
       this.fenceWrittenAtMs = Date.now();
@@ -371,6 +380,11 @@ export class WriteAheadLog {
     await this.queue;
     this.closed = true;
     try {
+      if (this.failed === undefined && this.durableHardState !== this.hardState) {
+        const batch = this.db.batch();
+        batch.put(HARD_STATE_KEY, encodeHardState(this.hardState));
+        await this.write(batch, true);
+      }
       if (this.failed === undefined) await this.refreshFence();
     } finally {
       await this.db.close();
@@ -393,6 +407,8 @@ export class WriteAheadLog {
   private async write(batch: Batch, sync: boolean): Promise<void> {
     try {
       await batch.write({ sync });
+      // A synced write makes every earlier write durable too (LevelDB's log is one ordered file).
+      if (sync) this.durableHardState = this.hardState;
     } catch (e) {
       this.failed = e;
       this.logger.error({ err: String(e) }, 'wal write failed; refusing further writes');
