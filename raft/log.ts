@@ -119,6 +119,8 @@ export class RaftLog {
 
   /** Term of entry i, or 0 when it is compacted or not there. */
   termOrZero(i: number): number {
+    // Out of range is common here (probes, rejections): answer without throwing.
+    if (i < this.firstIndex() - 1 || i > this.lastIndex()) return 0;
     try {
       return this.term(i);
     } catch (e) {

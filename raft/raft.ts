@@ -83,8 +83,9 @@ export class Raft {
 
   // ---- small helpers -------------------------------------------------------------------------------------
 
-  protected logLine(line: string): void {
-    this.config.logger?.(`${this.id} ${line}`);
+  /** Lines are built only when someone listens: formatting them dominated the core's profile otherwise. */
+  protected logLine(line: () => string): void {
+    if (this.config.logger !== undefined) this.config.logger(`${this.id} ${line()}`);
   }
 
   hardState(): HardState {
@@ -156,7 +157,7 @@ export class Raft {
     this.reset(term);
     this.lead = lead;
     this.role = Role.Follower;
-    this.logLine(`became follower at term ${this.term}`);
+    this.logLine(() => `became follower at term ${this.term}`);
   }
 
   becomePreCandidate(): void {
@@ -165,7 +166,7 @@ export class Raft {
     this.tracker.resetVotes();
     this.lead = NONE;
     this.role = Role.PreCandidate;
-    this.logLine(`became pre-candidate at term ${this.term}`);
+    this.logLine(() => `became pre-candidate at term ${this.term}`);
   }
 
   becomeCandidate(): void {
@@ -173,7 +174,7 @@ export class Raft {
     this.reset(this.term + 1);
     this.vote = this.id;
     this.role = Role.Candidate;
-    this.logLine(`became candidate at term ${this.term}`);
+    this.logLine(() => `became candidate at term ${this.term}`);
   }
 
   becomeLeader(): void {
@@ -188,7 +189,7 @@ export class Raft {
     this.pendingConfIndex = this.log.lastIndex();
     // The no-op of this term: committing it commits everything before it, and lets reads be served.
     this.appendEntries([{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }]);
-    this.logLine(`became leader at term ${this.term}`);
+    this.logLine(() => `became leader at term ${this.term}`);
   }
 
   // ---- ticks ---------------------------------------------------------------------------------------------
@@ -227,11 +228,11 @@ export class Raft {
   private hup(type: CampaignType): void {
     if (this.role === Role.Leader) return;
     if (!this.promotable()) {
-      this.logLine(`is unpromotable and can not campaign`);
+      this.logLine(() => `is unpromotable and can not campaign`);
       return;
     }
     if (this.hasUnappliedConfChanges()) {
-      this.logLine(`cannot campaign at term ${this.term} since there are still pending configuration changes to apply`);
+      this.logLine(() => `cannot campaign at term ${this.term} since there are still pending configuration changes to apply`);
       return;
     }
     this.campaign(type);
@@ -268,13 +269,13 @@ export class Raft {
     const lastTerm = this.log.lastTerm();
     for (const id of this.tracker.voters()) {
       if (id === this.id) continue;
-      this.logLine(`[logterm: ${lastTerm}, index: ${lastIndex}] sent ${MessageType[voteMsg]} request to ${id} at term ${this.term}`);
+      this.logLine(() => `[logterm: ${lastTerm}, index: ${lastIndex}] sent ${MessageType[voteMsg]} request to ${id} at term ${this.term}`);
       this.send(message({ type: voteMsg, to: id, term, index: lastIndex, logTerm: lastTerm, transfer: type === 'transfer' }));
     }
   }
 
   private poll(id: NodeId, t: MessageType, granted: boolean): 'won' | 'lost' | 'pending' {
-    this.logLine(`received ${MessageType[t]} ${granted ? 'grant' : 'rejection'} from ${id} at term ${this.term}`);
+    this.logLine(() => `received ${MessageType[t]} ${granted ? 'grant' : 'rejection'} from ${id} at term ${this.term}`);
     this.tracker.recordVote(id, granted);
     return this.tracker.tallyVotes().result;
   }
@@ -294,7 +295,7 @@ export class Raft {
   private handleVoteRequest(m: Message): void {
     const respType = m.type === MessageType.Vote ? MessageType.VoteResp : MessageType.PreVoteResp;
     if (this.canGrantVote(m) && this.log.isUpToDate(m.index, m.logTerm)) {
-      this.logLine(`[logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] cast ${MessageType[m.type]} for ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`);
+      this.logLine(() => `[logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] cast ${MessageType[m.type]} for ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`);
       // The answer carries the term of the request: a pre-vote grant is for the future term the candidate asked about.
       this.send(message({ type: respType, to: m.from, term: m.term }));
       if (m.type === MessageType.Vote) {
@@ -302,7 +303,7 @@ export class Raft {
         this.vote = m.from;
       }
     } else {
-      this.logLine(`[logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] rejected ${MessageType[m.type]} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`);
+      this.logLine(() => `[logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] rejected ${MessageType[m.type]} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`);
       this.send(message({ type: respType, to: m.from, term: this.term, reject: true }));
     }
   }
@@ -335,7 +336,7 @@ export class Raft {
         // ignores disruptive candidates, unless the leader itself asked for the election (transfer).
         const inLease = this.config.checkQuorum && this.lead !== NONE && this.electionElapsed < this.config.electionTicks;
         if (!m.transfer && inLease) {
-          this.logLine(`[logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] ignored ${MessageType[m.type]} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}: lease is not expired`);
+          this.logLine(() => `[logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] ignored ${MessageType[m.type]} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}: lease is not expired`);
           return false;
         }
       }
@@ -344,7 +345,7 @@ export class Raft {
       } else if (m.type === MessageType.PreVoteResp && !m.reject) {
         // A granted pre-vote carries the future term; we move to it only when a quorum grants.
       } else {
-        this.logLine(`received a ${MessageType[m.type]} message with higher term from ${m.from} [term: ${m.term}]`);
+        this.logLine(() => `received a ${MessageType[m.type]} message with higher term from ${m.from} [term: ${m.term}]`);
         const fromLeader = m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
         this.becomeFollower(m.term, fromLeader ? m.from : NONE);
       }
@@ -403,7 +404,7 @@ export class Raft {
         pr.becomeProbe();
         // Wait for the next heartbeat response before probing: the snapshot may still be in transit.
         pr.msgAppFlowPaused = true;
-        this.logLine(`snapshot to ${m.from} ${m.reject ? 'failed' : 'succeeded'}, resumed sending replication messages to ${m.from}`);
+        this.logLine(() => `snapshot to ${m.from} ${m.reject ? 'failed' : 'succeeded'}, resumed sending replication messages to ${m.from}`);
         return;
       case MessageType.Unreachable:
         if (pr.state === ProgressState.Replicate) pr.becomeProbe();
@@ -413,7 +414,7 @@ export class Raft {
 
   private checkQuorum(): void {
     if (!this.tracker.quorumActive(this.id)) {
-      this.logLine(`stepped down to follower since quorum is not active`);
+      this.logLine(() => `stepped down to follower since quorum is not active`);
       this.becomeFollower(this.term, NONE);
     }
     for (const pr of this.tracker.progress.values()) if (pr.id !== this.id) pr.recentActive = false;
@@ -484,7 +485,7 @@ export class Raft {
   private handleAppendResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     if (m.reject) {
-      this.logLine(`received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${m.from} for index ${m.index}`);
+      this.logLine(() => `received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${m.from} for index ${m.index}`);
       let nextProbe = m.rejectHint;
       if (m.logTerm > 0) nextProbe = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index;
       if (pr.maybeDecrTo(m.index, nextProbe)) {
@@ -509,7 +510,7 @@ export class Raft {
       /* keep sending */
     }
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.logLine(`sent MsgTimeoutNow to ${m.from} after received MsgAppResp`);
+      this.logLine(() => `sent MsgTimeoutNow to ${m.from} after received MsgAppResp`);
       this.sendTimeoutNow(m.from);
     }
   }
@@ -527,7 +528,7 @@ export class Raft {
     const transferee = m.from;
     const pr = this.tracker.progress.get(transferee);
     if (pr === undefined || pr.isLearner) {
-      this.logLine(`ignored transferring leadership to ${transferee}: not a voter`);
+      this.logLine(() => `ignored transferring leadership to ${transferee}: not a voter`);
       return;
     }
     if (this.leadTransferee !== NONE) {
@@ -535,12 +536,12 @@ export class Raft {
       this.abortLeaderTransfer();
     }
     if (transferee === this.id) return; // already leader
-    this.logLine(`starts to transfer leadership to ${transferee}`);
+    this.logLine(() => `starts to transfer leadership to ${transferee}`);
     // The transfer must finish within an election timeout, or it is abandoned.
     this.electionElapsed = 0;
     this.leadTransferee = transferee;
     if (pr.match === this.log.lastIndex()) {
-      this.logLine(`sends MsgTimeoutNow to ${transferee} immediately as ${transferee} already has up-to-date log`);
+      this.logLine(() => `sends MsgTimeoutNow to ${transferee} immediately as ${transferee} already has up-to-date log`);
       this.sendTimeoutNow(transferee);
     } else {
       this.sendAppend(transferee);
@@ -595,7 +596,7 @@ export class Raft {
       throw e;
     }
     assert(!isEmptySnapshot(snapshot), 'need non-empty snapshot');
-    this.logLine(`sent snapshot [index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to}`);
+    this.logLine(() => `sent snapshot [index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to}`);
     pr.becomeSnapshot(snapshot.metadata.index);
     this.send(message({ type: MessageType.Snap, to, snapshot }));
     return true;
@@ -732,14 +733,14 @@ export class Raft {
         return;
       case MessageType.TransferLeader:
         if (this.lead === NONE) {
-          this.logLine(`no leader at term ${this.term}; dropping leader transfer msg`);
+          this.logLine(() => `no leader at term ${this.term}; dropping leader transfer msg`);
           return;
         }
         // Forwarded as-is: `from` names the transferee, not us.
         this.msgs.push({ ...m, to: this.lead, term: 0 });
         return;
       case MessageType.TimeoutNow:
-        this.logLine(`received MsgTimeoutNow from ${m.from} and starts an election to get leadership`);
+        this.logLine(() => `received MsgTimeoutNow from ${m.from} and starts an election to get leadership`);
         // Leadership transfers never use pre-vote: the leader asked for this election.
         this.hup('transfer');
         return;
@@ -768,7 +769,7 @@ export class Raft {
     // leader's term there: the leader skips every index in between in one round trip.
     const hintIndex = Math.min(m.index, this.log.lastIndex());
     const hint = this.log.findConflictByTerm(hintIndex, m.logTerm);
-    this.logLine(`[logterm: ${this.log.termOrZero(m.index)}, index: ${m.index}] rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`);
+    this.logLine(() => `[logterm: ${this.log.termOrZero(m.index)}, index: ${m.index}] rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`);
     this.send(message({ type: MessageType.AppResp, to: m.from, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term }));
   }
 
@@ -780,10 +781,10 @@ export class Raft {
   private handleSnapshot(m: Message): void {
     const s = m.snapshot!;
     if (this.restore(s)) {
-      this.logLine(`[commit: ${this.log.committed}] restored snapshot [index: ${s.metadata.index}, term: ${s.metadata.term}]`);
+      this.logLine(() => `[commit: ${this.log.committed}] restored snapshot [index: ${s.metadata.index}, term: ${s.metadata.term}]`);
       this.send(message({ type: MessageType.AppResp, to: m.from, index: this.log.lastIndex() }));
     } else {
-      this.logLine(`[commit: ${this.log.committed}] ignored snapshot [index: ${s.metadata.index}, term: ${s.metadata.term}]`);
+      this.logLine(() => `[commit: ${this.log.committed}] ignored snapshot [index: ${s.metadata.index}, term: ${s.metadata.term}]`);
       this.send(message({ type: MessageType.AppResp, to: m.from, index: this.log.committed }));
     }
   }
@@ -798,7 +799,7 @@ export class Raft {
     }
     const cs = s.metadata.confState;
     if (!cs.voters.includes(this.id) && !cs.learners.includes(this.id)) {
-      this.logLine(`attempted to restore snapshot but it is not in the ConfState ${JSON.stringify(cs)}; should never happen`);
+      this.logLine(() => `attempted to restore snapshot but it is not in the ConfState ${JSON.stringify(cs)}; should never happen`);
       return false;
     }
     if (this.log.matchTerm(s.metadata.index, s.metadata.term)) {
@@ -849,7 +850,7 @@ export class Raft {
         break;
     }
     this.tracker.membershipChanged();
-    this.logLine(`applied conf change (${describeConfChange(cc)}): voters=${this.tracker.voters().join(',')} learners=${this.tracker.learners().join(',')}`);
+    this.logLine(() => `applied conf change (${describeConfChange(cc)}): voters=${this.tracker.voters().join(',')} learners=${this.tracker.learners().join(',')}`);
     this.afterConfChange();
     return this.confState();
   }
@@ -858,7 +859,7 @@ export class Raft {
     if (this.role !== Role.Leader) return;
     if (!this.tracker.isVoter(this.id)) {
       if (this.config.stepDownOnRemoval) {
-        this.logLine(`stepping down: removed from the voters`);
+        this.logLine(() => `stepping down: removed from the voters`);
         this.becomeFollower(this.term, NONE);
       }
       return;

@@ -18,7 +18,7 @@ const REGRESSIONS: readonly Regression[] = [
     seed: 864,
     nodes: 3,
     ticks: 10_000,
-    fixed: false,
+    fixed: true,
     why:
       'liveness, pre-vote off: after the heal the configuration is [1,2]. Member 1 (log ahead, term 444) ' +
       'campaigns and sends Vote to 2 only; member 2 (log behind, still applying config [2,3,4], term 465) drops ' +
