@@ -99,13 +99,13 @@ describe('StateMachine', () => {
     expect(ok!.error).toBeUndefined();
   });
 
-  it('answers a malformed command with an error and keeps going', async () => {
+  it('stops on a malformed entry instead of guessing, and leaves the applied state as it was', async () => {
     index = 0;
     const sm = await StateMachine.open(new MemoryBackend());
-    const [bad] = await sm.apply([{ index: ++index, term: 1, payload: Uint8Array.of(9, 9, 9) }]);
-    expect(bad!.error?.code).toBe('INVALID_COMMAND');
-    const [good] = await sm.apply([cmd(put('a', '1'))]);
-    expect(good!.revision).toBe(2);
+    await sm.apply([cmd(put('a', '1'))]);
+    await expect(sm.apply([{ index: ++index, term: 1, payload: Uint8Array.of(9, 9, 9) }])).rejects.toThrow(/truncated value/);
+    expect(sm.appliedIndex).toBe(1);
+    expect(sm.revision).toBe(2);
   });
 
   it('never lets the HLC go backwards, whatever the proposer stamped', async () => {

@@ -239,13 +239,9 @@ export class StateMachine {
   }
 
   private async applyOne(c: AppliedCommand, batch: BackendBatch): Promise<CommandResult> {
-    let cmd: Command;
-    try {
-      cmd = decodeCommand(c.payload);
-    } catch (e) {
-      // A command that does not decode is refused the same way everywhere; the member goes on.
-      return this.result(c.index, { error: { code: 'INVALID_COMMAND', message: `fulcrum: malformed command: ${(e as Error).message}` } });
-    }
+    // Only Fulcrum's own servers encode commands, so one that does not decode is corruption or a bug: the
+    // member stops rather than go on with state it cannot trust (the log and the data stay as they are).
+    const cmd: Command = decodeCommand(c.payload);
     // The HLC only moves forward, whatever clock the proposer had: every member computes the same value.
     this.lastHlc = cmd.hlc > this.lastHlc ? cmd.hlc : this.lastHlc + 1n;
     const dup = this.checkDuplicate(cmd);
