@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotImage } from './api/maintenance.js';
+import { EtcdTestClient } from './testing/etcd-client.js';
 import { eventually, InteropCluster, type InteropMember } from './testing/interop-cluster.js';
 import { BackgroundEtcdctl, ETCDCTL_BIN, findEtcdctl, runEtcdctl, startProcessCluster, type EtcdctlRun } from './testing/interop-etcdctl.js';
 
@@ -40,6 +41,12 @@ async function ok(args: readonly string[], endpoints: readonly string[] = all, t
   const r = await runEtcdctl(endpoints, args, timeoutMs === undefined ? {} : { timeoutMs });
   if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r.stdout;
+}
+
+/** The raft term the members report (for the report: a leader change during check perf stalls requests). */
+async function leaderTerm(endpoints: readonly string[]): Promise<string> {
+  const st = JSON.parse((await runEtcdctl(endpoints, ['endpoint', 'status', '-w', 'json'])).stdout || '[]') as { Status: { raftTerm: number } }[];
+  return [...new Set(st.map((s) => s.Status.raftTerm))].join('/');
 }
 
 async function keysUnder(prefix: string): Promise<string[]> {
@@ -245,10 +252,20 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
       closers.push(procs.close);
       let r: EtcdctlRun;
       let seconds: number;
+      let terms = '';
       try {
+        // Warm up (the members' code is compiled lazily by tsx and the JIT): a few hundred writes on each member.
+        const warm = procs.endpoints.map((ep) => new EtcdTestClient(ep, 10_000));
+        try {
+          await Promise.all(warm.flatMap((c, i) => Array.from({ length: 100 }, (_, n) => c.put(`warmup/${i}/${n}`, 'x'.repeat(1024)))));
+        } finally {
+          for (const c of warm) c.close();
+        }
+        const termBefore = await leaderTerm(procs.endpoints);
         const started = Date.now();
         r = await runEtcdctl(procs.endpoints, ['check', 'perf', '--load=s'], { timeoutMs: 200_000 });
         seconds = (Date.now() - started) / 1000;
+        terms = `raft term ${termBefore} -> ${await leaderTerm(procs.endpoints)}`;
         // check perf deletes what it wrote.
         expect((await runEtcdctl(procs.endpoints, ['get', '--prefix', '/etcdctl-check-perf/', '--keys-only'])).stdout).toBe('');
       } finally {
@@ -258,7 +275,7 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
         .split(/[\r\n]+/)
         .map((l) => l.trim())
         .filter((l) => /^(PASS|FAIL)/.test(l));
-      console.info(`interop etcdctl check perf --load=s: ${seconds.toFixed(1)} s; ${lines.join(' | ')}`);
+      console.info(`interop etcdctl check perf --load=s: ${seconds.toFixed(1)} s, ${terms}; ${lines.join(' | ')}`);
       expect(r.code, `stdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`).toBe(0);
       expect(lines.filter((l) => l.startsWith('FAIL'))).toEqual([]);
       expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^PASS: Throughput is \d+ writes\/s$/), 'PASS']));

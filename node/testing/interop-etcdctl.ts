@@ -109,8 +109,9 @@ export async function startProcessCluster(options: { portOffset: number; attempt
     const dir = mkdtempSync(join(tmpdir(), 'fulcrum-interop-procs-'));
     const cluster = new ProcessCluster({
       members: [0, 1, 2].map((i) => ({ name: `p${i + 1}`, clientPort: base + 2 * i, peerPort: base + 2 * i + 1, dataDir: join(dir, `p${i + 1}`), extraArgs: ['--log-level', 'warn'] })),
-      heartbeatMs: 50,
-      electionMs: 500,
+      // etcd's defaults: under a minute of load on a busy machine, no spurious elections.
+      heartbeatMs: 100,
+      electionMs: 1000,
     });
     const close = async (): Promise<void> => {
       await cluster.stop();
