@@ -8,6 +8,7 @@
 // Big-endian revisions make the backend's key order the revision order, so history is one forward scan.
 import { assert } from '../../raft/errors.js';
 import { NO_LEASE, type KeyValue } from './types.js';
+import { crc32c } from '../crc32c.js';
 
 export const REVISION_PREFIX = Uint8Array.from([0x6b, 0x2f]); // "k/"
 export const META_PREFIX = Uint8Array.from([0x6d, 0x2f]); // "m/"
@@ -28,42 +29,8 @@ function metaKey(name: string): Uint8Array {
   return Uint8Array.from([...META_PREFIX, ...Buffer.from(name, 'latin1')]);
 }
 
-// ---- CRC-32C (Castagnoli), the checksum etcd uses for its hashes. Table-driven ("slicing by 4": four bytes per
-// step through four tables), no dependency on Node's zlib, so every member computes the same number on any Node.
-
-const CRC32C_POLY = 0x82f63b78;
-const CRC32C_TABLES = (() => {
-  const t = new Int32Array(4 * 256); // signed: table entries stay small integers in V8
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? CRC32C_POLY ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  for (let n = 0; n < 256; n++) {
-    for (let k = 1; k < 4; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
-  }
-  return t;
-})();
-
-/** The one-byte-at-a-time definition; crc32c must always agree with it (tested). */
-export function crc32cBytewise(bytes: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC32C_TABLES[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
-
-/** Continue a CRC-32C over more bytes: crc32c(b, crc32c(a)) === crc32c(a ++ b). */
-export function crc32c(bytes: Uint8Array, crc = 0): number {
-  const t = CRC32C_TABLES;
-  let c = ~crc >>> 0;
-  let i = 0;
-  for (const end4 = bytes.length - 3; i < end4; i += 4) {
-    c ^= bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    c = t[768 + (c & 0xff)]! ^ t[512 + ((c >>> 8) & 0xff)]! ^ t[256 + ((c >>> 16) & 0xff)]! ^ t[c >>> 24]!;
-  }
-  for (; i < bytes.length; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
+// CRC-32C comes from storage/crc32c.ts, shared with the WAL and the snapshot files.
+export { crc32c };
 
 // ---- revisions
 
