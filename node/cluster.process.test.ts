@@ -10,7 +10,8 @@ import { ProcessCluster, type ProcessMember } from './testing/process-cluster.js
 
 const HEARTBEAT_MS = 50;
 const ELECTION_MS = 500;
-const BASE_PORT = 40_000 + (process.pid % 500) * 20;
+// Test ports stay below Linux's ephemeral range (32768+), where outgoing connections could take them.
+const BASE_PORT = 14_000 + (process.pid % 190) * 10;
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-procs-'));
 const cluster = new ProcessCluster({
   members: [0, 1, 2].map((i) => ({ name: `p${i + 1}`, clientPort: BASE_PORT + 2 * i, peerPort: BASE_PORT + 2 * i + 1, dataDir: join(dir, `p${i + 1}`) })),

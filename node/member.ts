@@ -82,7 +82,7 @@ export interface MemberOptions {
   readonly onApplied?: (results: readonly CommandResult[]) => void;
   readonly onFatal?: (err: unknown) => void;
   /** Where the member reports what an operator should see (Raft state changes, snapshot failures). */
-  readonly logger?: Pick<Logger, 'info' | 'debug' | 'warn' | 'error'>;
+  readonly logger?: Logger;
 }
 
 /** Raft lines worth an operator's attention at info level; the rest (every vote, every rejection) are debug. */
@@ -149,7 +149,7 @@ export class Member {
     // The cluster id is fixed the first time a member starts and kept beside its data: later starts ignore flags.
     const clusterId = await persistedClusterId(input.dataDir, input.clusterId ?? clusterIdFor(input.initialVoters, input.clusterToken ?? MEMBER_DEFAULTS.clusterToken));
     const options: MemberOptions = { ...MEMBER_DEFAULTS, ...input, clusterId };
-    const wal = await WriteAheadLog.open(join(options.dataDir, 'wal'));
+    const wal = await WriteAheadLog.open(join(options.dataDir, 'wal'), options.logger === undefined ? {} : { logger: options.logger.child({ component: 'wal' }) });
     const backend = await LevelBackend.open(join(options.dataDir, 'kv'));
     let sm = await StateMachine.open(backend);
     const snapIndex = wal.storage.firstIndex() - 1;

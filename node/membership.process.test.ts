@@ -8,7 +8,8 @@ import { EtcdTestClient } from './testing/etcd-client.js';
 import { eventually } from './testing/eventually.js';
 import { memberArgs, ProcessCluster, ProcessMember } from './testing/process-cluster.js';
 
-const BASE_PORT = 45_000 + (process.pid % 500) * 20;
+// Test ports stay below Linux's ephemeral range (32768+), where outgoing connections could take them.
+const BASE_PORT = 16_000 + (process.pid % 190) * 10;
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-membership-'));
 const timing = { heartbeatMs: 50, electionMs: 500 };
 const specs = [0, 1, 2, 3].map((i) => ({ name: `q${i + 1}`, clientPort: BASE_PORT + 2 * i, peerPort: BASE_PORT + 2 * i + 1, dataDir: join(dir, `q${i + 1}`) }));

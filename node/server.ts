@@ -96,6 +96,28 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   learnPeers();
   member.subscribeRestored(learnPeers);
 
+  // From here on, anything that fails (a client port already taken, say) must not leave the member running.
+  const started: Array<() => unknown> = [() => member.close(), () => shutdownGrpc(peerServer, 0)];
+  try {
+    return await serve(config, deps, logger, member, transport, peerServer, peerUrls, api, started, onFatal);
+  } catch (e) {
+    for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function serve(
+  config: ServerConfig,
+  deps: ServerDeps,
+  logger: Logger,
+  member: Member,
+  transport: GrpcPeerTransport,
+  peerServer: grpc.Server,
+  peerUrls: string[],
+  api: ReturnType<typeof loadEtcdApi>,
+  started: Array<() => unknown>,
+  onFatal: { fn?: (e: unknown) => void },
+): Promise<FulcrumServer> {
   const ctx: ApiContext = {
     member,
     logger: componentLogger(logger, 'api'),
@@ -105,8 +127,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   };
   const hub = new WatchHub(member);
   hub.start();
+  started.push(() => hub.stop());
   const leases = new LeaseManager(member);
   leases.start();
+  started.push(() => leases.stop());
   ctx.registry.set('watchHub', hub);
   ctx.registry.set('leases', leases);
 
@@ -123,6 +147,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   add(api.v3electionpb.Election.service, createElectionService(ctx, leases));
   add(api.v3lockpb.Lock.service, createLockService(ctx, leases));
   add(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
+  started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client);
 
   const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });

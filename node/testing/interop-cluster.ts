@@ -38,9 +38,9 @@ export interface InteropClusterOptions {
 /** Port blocks tried before giving up on EADDRINUSE. */
 const START_ATTEMPTS = 5;
 
-/** The first port of this process's block: 20 ports per pid slot, 300 slots from 50000; each retry another slot. */
+/** The first port of this process's block: 20 ports per pid slot, 300 slots from 26000; each retry another slot. */
 export function interopBasePort(attempt = 0): number {
-  return 50_000 + ((process.pid + attempt * 101) % 300) * 20;
+  return 26_000 + ((process.pid + attempt * 101) % 300) * 20; // 26000-31999: below the ephemeral range (32768+)
 }
 
 export class InteropCluster {

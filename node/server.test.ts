@@ -1,0 +1,31 @@
+import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseServerConfig } from './config.js';
+import { startServer } from './server.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'fulcrum-server-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const base = 24_000 + (process.pid % 190) * 4; // below the ephemeral range (32768+)
+
+describe('startServer', () => {
+  it('leaves nothing running when the client port is taken, and the data dir can be opened again', async () => {
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(base, '127.0.0.1', () => r()));
+    const flags = (clientPort: number): string[] => [
+      '--name', 's1', '--data-dir', join(dir, 's1'),
+      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+      '--initial-cluster', `s1=http://127.0.0.1:${base + 1}`,
+      '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+    ];
+    await expect(startServer(parseServerConfig(flags(base), {}))).rejects.toThrow(/EADDRINUSE|address already in use|No address added/i);
+    squatter.close();
+    // The WAL and the state machine were closed (LevelDB would refuse a second open), and the peer port is free.
+    const server = await startServer(parseServerConfig(flags(base + 2), {}));
+    expect(server.member.status().softState.role).toBe('leader');
+    await server.close();
+  });
+});
