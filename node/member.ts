@@ -81,6 +81,8 @@ export interface MemberOptions {
   /** Called with every applied command's result (the watch hub listens here). */
   readonly onApplied?: (results: readonly CommandResult[]) => void;
   readonly onFatal?: (err: unknown) => void;
+  /** Each persisted Ready: how long it took and whether it was synced. */
+  readonly onPersist?: (ms: number, synced: boolean) => void;
   /** Where the member reports what an operator should see (Raft state changes, snapshot failures). */
   readonly logger?: Logger;
 }
@@ -196,6 +198,7 @@ export class Member {
       onConfChange: (cc, cs, index) => self.member!.confChangeApplied(cc, cs, index),
       onApplied: (i) => self.member!.releaseAppliedWaiters(i),
       onFatal: (e) => options.onFatal?.(e),
+      ...(options.onPersist ? { onPersist: options.onPersist } : {}),
     });
     const member = new Member(options, wal, backend, sm, clock, node, loop);
     self.member = member;

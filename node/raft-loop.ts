@@ -10,6 +10,7 @@
 //
 // Any error while persisting or applying is fatal: the member stops rather than go on with state it cannot
 // trust. Named fault points let the chaos suite crash the process exactly between the steps.
+import { performance } from 'node:perf_hooks';
 import { decodeConfChange } from '../raft/confchange.js';
 import { assert, ProposalDroppedError } from '../raft/errors.js';
 import type { RawNode } from '../raft/rawnode.js';
@@ -78,6 +79,8 @@ export interface RaftLoopOptions {
   readonly onConfChange?: (cc: ConfChange, cs: ConfState, index: number) => void | Promise<void>;
   readonly onApplied?: (index: number) => void;
   readonly onFatal?: (err: unknown) => void;
+  /** How long persisting one Ready took, and whether it was synced (the WAL fsync histogram). */
+  readonly onPersist?: (ms: number, synced: boolean) => void;
 }
 
 export const RAFT_LOOP_DEFAULTS = {
@@ -293,7 +296,10 @@ export class RaftLoop {
     if (early.length > 0) this.peers.send(early);
     f?.('before-persist');
     if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      await this.log.save(rd.hardState, rd.entries, rd.snapshot, { sync: rd.mustSync || rd.snapshot !== undefined });
+      const sync = rd.mustSync || rd.snapshot !== undefined;
+      const started = performance.now();
+      await this.log.save(rd.hardState, rd.entries, rd.snapshot, { sync });
+      this.options.onPersist?.(performance.now() - started, sync);
     }
     f?.('after-persist');
     if (late.length > 0) this.peers.send(late);

@@ -28,4 +28,25 @@ describe('startServer', () => {
     expect(server.member.status().softState.role).toBe('leader');
     await server.close();
   });
+
+  it('reports WAL fsync and apply durations in /metrics after writes', async () => {
+    const flags = [
+      '--name', 's2', '--data-dir', join(dir, 's2'),
+      '--listen-client-urls', `http://127.0.0.1:${base + 3}`,
+      '--listen-peer-urls', `http://127.0.0.1:${base + 4}`,
+      '--initial-cluster', `s2=http://127.0.0.1:${base + 4}`,
+      '--listen-metrics-urls', 'http://127.0.0.1:0',
+      '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+    ];
+    const server = await startServer(parseServerConfig(flags, {}));
+    try {
+      for (let i = 0; i < 5; i++) await server.member.propose({ put: { key: new TextEncoder().encode(`k${i}`), value: new Uint8Array(8) } });
+      const text = await (await fetch(`${server.metricsUrls[0]}/metrics`)).text();
+      const count = (name: string): number => Number(new RegExp(`^${name}_count\\{[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+      expect(count('fulcrum_disk_wal_fsync_duration_seconds')).toBeGreaterThanOrEqual(5);
+      expect(count('fulcrum_server_apply_duration_seconds')).toBeGreaterThanOrEqual(5);
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -77,6 +77,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   peerServer.addService(api.fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
   const peerUrls = await bindAll(peerServer, config.listen.peer);
 
+  // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.
+  const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
+  const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
   // The member reports a fatal error through a hook that needs the rest of the server; it is set below.
   const onFatal: { fn?: (e: unknown) => void } = {};
   const member = await Member.start({
@@ -85,6 +88,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     clusterId,
     transport,
     logger: componentLogger(logger, 'raft'),
+    faults: metrics.faultHook(),
+    onPersist: (ms, synced) => synced && metrics.observeWalFsync(ms),
     onFatal: (e) => onFatal.fn?.(e),
   });
 
@@ -97,9 +102,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   member.subscribeRestored(learnPeers);
 
   // From here on, anything that fails (a client port already taken, say) must not leave the member running.
-  const started: Array<() => unknown> = [() => member.close(), () => shutdownGrpc(peerServer, 0)];
+  const started: Array<() => unknown> = [() => metrics.close(), () => member.close(), () => shutdownGrpc(peerServer, 0)];
   try {
-    return await serve(config, deps, logger, member, transport, peerServer, peerUrls, api, started, onFatal);
+    return await serve(config, registry, metrics, logger, member, transport, peerServer, peerUrls, api, started, onFatal);
   } catch (e) {
     for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => undefined);
     throw e;
@@ -108,7 +113,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
 async function serve(
   config: ServerConfig,
-  deps: ServerDeps,
+  registry: Registry,
+  metrics: MemberMetrics,
   logger: Logger,
   member: Member,
   transport: GrpcPeerTransport,
@@ -150,8 +156,6 @@ async function serve(
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client);
 
-  const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
-  const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
   metrics.collectFrom(member, { watchers: () => hub.watcherCount });
   let notLive: string | undefined;
   const http: HttpEndpoint[] = await startMetricsServers(config.listen.metrics, { registry, member, logger: componentLogger(logger, 'http'), notLiveReason: () => notLive });
