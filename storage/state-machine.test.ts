@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LevelBackend, MemoryBackend, type Backend } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
-import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand } from './state-machine.js';
+import type { KeyValue } from './mvcc/index.js';
+import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from './state-machine.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 let index = 0;
@@ -137,6 +138,74 @@ describe('StateMachine', () => {
     expect(smA.mvcc.compactRevision).toBe(20);
     expect(await dump(b)).toEqual(await dump(a));
     expect(await smA.mvcc.hashKV(0)).toEqual(await smB.mvcc.hashKV(0));
+  });
+
+  it('keeps the create and mod HLC of every key version: across updates, new after delete, through compaction, reopen and an image', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-sm-'));
+    dirs.push(dir);
+    index = 0;
+    let backend = await LevelBackend.open(dir);
+    let sm = await StateMachine.open(backend);
+    const one = async (op: Op, extra: Partial<Command> = {}): Promise<CommandResult> => (await sm.apply([cmd(op, extra)]))[0]!;
+    const at = async (key: string, revision = 0): Promise<KeyValue> => (await sm.mvcc.range({ key: enc(key), revision })).kvs[0]!;
+
+    const created = await one(put('a', '1'));
+    const updated = await one(put('a', '2'));
+    expect(updated.events[0]!.kv).toMatchObject({ createHlc: created.hlc, modHlc: updated.hlc });
+    expect(updated.events[0]!.prevKv).toMatchObject({ createHlc: created.hlc, modHlc: created.hlc });
+    // A stamp below the last one is moved up by the state machine; the row records the HLC the log gives.
+    const lagging = (await sm.apply([{ index: ++index, term: 1, payload: encodeCommand({ hlc: 1n, op: put('a', '3') }) }]))[0]!;
+    expect(lagging.hlc).toBe(updated.hlc + 1n);
+    expect(await at('a')).toMatchObject({ version: 3, createHlc: created.hlc, modHlc: lagging.hlc });
+    // Past versions answer their own HLCs.
+    expect(await at('a', created.revision)).toMatchObject({ version: 1, createHlc: created.hlc, modHlc: created.hlc });
+    expect(await at('a', updated.revision)).toMatchObject({ version: 2, createHlc: created.hlc, modHlc: updated.hlc });
+
+    // A delete's tombstone carries the delete's HLC; a re-creation starts a new createHlc.
+    const deleted = await one({ deleteRange: { key: enc('a'), prevKv: true } });
+    expect(deleted.events[0]!.type).toBe('DELETE');
+    expect(deleted.events[0]!.kv).toMatchObject({ createHlc: 0n, modHlc: deleted.hlc });
+    expect(deleted.events[0]!.prevKv).toMatchObject({ createHlc: created.hlc, modHlc: lagging.hlc });
+    const recreated = await one({ txn: { success: [{ requestPut: { key: enc('a'), value: enc('4') } }, { requestPut: { key: enc('b'), value: enc('x') } }] } });
+    expect(recreated.events.map((e) => [e.kv.createHlc, e.kv.modHlc])).toEqual([
+      [recreated.hlc, recreated.hlc],
+      [recreated.hlc, recreated.hlc],
+    ]);
+    const again = await one(put('a', '5'));
+    expect(await at('a')).toMatchObject({ version: 2, createHlc: recreated.hlc, modHlc: again.hlc });
+    const history = [];
+    for await (const evs of sm.mvcc.events(0, { key: enc('a') })) history.push(...evs.map((e) => [e.type, e.kv.createHlc, e.kv.modHlc]));
+    expect(history).toEqual([
+      ['PUT', created.hlc, created.hlc],
+      ['PUT', created.hlc, updated.hlc],
+      ['PUT', created.hlc, lagging.hlc],
+      ['DELETE', 0n, deleted.hlc],
+      ['PUT', recreated.hlc, recreated.hlc],
+      ['PUT', recreated.hlc, again.hlc],
+    ]);
+
+    // Compact away the row that created 'a' now, reopen (the index is rebuilt from the newest row), update again.
+    await one({ compact: { revision: again.revision } });
+    while (await sm.compactionStep());
+    await sm.flush();
+    await backend.close();
+    backend = await LevelBackend.open(dir);
+    sm = await StateMachine.open(backend);
+    const afterReopen = await one(put('a', '6'));
+    expect(afterReopen.events[0]!.kv).toMatchObject({ version: 3, createHlc: recreated.hlc, modHlc: afterReopen.hlc });
+
+    // A member installed from an image applies the next command to the same bytes, createHlc included.
+    const image = new MemoryBackend();
+    await installStateMachineImage(image, stateMachineImage(backend));
+    const smB = await StateMachine.open(image);
+    const next = cmd(put('b', 'y'));
+    const [ra] = await sm.apply([next]);
+    const [rb] = await smB.apply([next]);
+    expect(rb!.events[0]!.kv).toMatchObject({ version: 2, createHlc: recreated.hlc, modHlc: ra!.hlc });
+    expect(rb!.events).toEqual(ra!.events);
+    expect(await dump(image)).toEqual((await dump(backend)).filter((pair) => !pair.startsWith(Buffer.from('hlc/c/').toString('hex'))));
+    expect(await smB.mvcc.hashKV(0)).toEqual(await sm.mvcc.hashKV(0));
+    await backend.close();
   });
 
   it('moves its whole state through a chunked image into another member', async () => {

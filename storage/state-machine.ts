@@ -250,7 +250,7 @@ export class StateMachine {
     const before = this.mvcc.revision;
     let outcome: { response?: Value; error?: CommandError; events?: readonly MvccEvent[] };
     try {
-      outcome = await this.execute(cmd.op, writes);
+      outcome = await this.execute(cmd.op, writes, this.lastHlc);
       writes.flushInto(batch);
     } catch (e) {
       const err = asCommandError(e);
@@ -290,19 +290,23 @@ export class StateMachine {
     };
   }
 
-  private async execute(op: Op, w: PendingWrites): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
+  /**
+   * Run one command. `hlc` is the command's HLC as applyOne computed it from the log; MVCC writes record it, so
+   * every row's createHlc/modHlc is the same on every member.
+   */
+  private async execute(op: Op, w: PendingWrites, hlc: Hlc): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
     if ('put' in op) {
       this.refuseWhenOutOfSpace();
-      const r = await this.mvcc.put(op.put, w);
+      const r = await this.mvcc.put(op.put, w, hlc);
       return { response: r.response as unknown as Value, events: r.events };
     }
     if ('deleteRange' in op) {
-      const r = await this.mvcc.deleteRange(op.deleteRange, w);
+      const r = await this.mvcc.deleteRange(op.deleteRange, w, hlc);
       return { response: r.response as unknown as Value, events: r.events };
     }
     if ('txn' in op) {
       if (txnMayWrite(op.txn)) this.refuseWhenOutOfSpace();
-      const r = await this.mvcc.txn(op.txn, w);
+      const r = await this.mvcc.txn(op.txn, w, hlc);
       return { response: r.response as unknown as Value, events: r.events };
     }
     if ('compact' in op) {
@@ -315,7 +319,7 @@ export class StateMachine {
       const info = this.leases.grant(op.leaseGrant.id, op.leaseGrant.ttlSeconds, w);
       return { response: info as unknown as Value };
     }
-    if ('leaseRevoke' in op) return this.revokeLease(op.leaseRevoke.id, w);
+    if ('leaseRevoke' in op) return this.revokeLease(op.leaseRevoke.id, w, hlc);
     if ('leaseCheckpoint' in op) {
       for (const cp of op.leaseCheckpoint.checkpoints) this.leases.checkpoint(cp.id, cp.remainingTtlMs, w);
       return { response: null };
@@ -327,11 +331,11 @@ export class StateMachine {
   }
 
   /** Revoke a lease and delete every key attached to it in one revision. */
-  private async revokeLease(id: bigint, w: PendingWrites): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
+  private async revokeLease(id: bigint, w: PendingWrites, hlc: Hlc): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
     const keys = this.mvcc.keysWithLease(id);
     this.leases.revoke(id, w);
     if (keys.length === 0) return { response: { revision: this.mvcc.revision } };
-    const r = await this.mvcc.deleteKeys(keys, w);
+    const r = await this.mvcc.deleteKeys(keys, w, hlc);
     return { response: { revision: r.revision }, events: r.events };
   }
 

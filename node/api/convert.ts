@@ -12,13 +12,12 @@ import type { Metadata } from '@grpc/grpc-js';
 import type * as pb from '../../proto/index.js';
 import type { Encodable } from '../../proto/index.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
+import { NO_HLC } from '../../storage/mvcc/types.js';
 import { apiError } from './errors.js';
 import { int64 } from './header.js';
 
 /** The HLC stamp of the write that produced a revision, when the store can tell (else undefined). */
 export type HlcOf = (revision: number) => bigint | undefined;
-
-const NO_HLC: HlcOf = () => undefined;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 
@@ -143,10 +142,12 @@ export function toMvccTxn(t: pb.TxnRequest): mvcc.TxnRequest {
 type WireHeader = Encodable<pb.ResponseHeader>;
 
 /**
- * A KeyValue on the wire. The Fulcrum extension fields carry the HLC of the creating and the last write when the
- * store can tell; otherwise they stay '0' (what a client reads from a server that does not set them).
+ * A KeyValue on the wire. The Fulcrum extension fields carry the HLCs the store keeps with every version: of the
+ * write that created the key's generation and of the write that made this version. They are '0' where the store
+ * does not know them (rows written before records carried HLCs, a retry answered from an exactly-once entry
+ * stored before then): what a client also reads from a server that does not set them.
  */
-export function fromMvccKv(kv: mvcc.KeyValue, hlcOf: HlcOf = NO_HLC): Encodable<pb.KeyValue> {
+export function fromMvccKv(kv: mvcc.KeyValue): Encodable<pb.KeyValue> {
   return {
     key: kv.key,
     create_revision: int64(kv.createRevision),
@@ -154,8 +155,8 @@ export function fromMvccKv(kv: mvcc.KeyValue, hlcOf: HlcOf = NO_HLC): Encodable<
     version: int64(kv.version),
     value: kv.value,
     lease: int64(kv.lease),
-    create_hlc: int64(hlcOf(kv.createRevision) ?? 0n),
-    mod_hlc: int64(hlcOf(kv.modRevision) ?? 0n),
+    create_hlc: int64(kv.createHlc ?? NO_HLC),
+    mod_hlc: int64(kv.modHlc ?? NO_HLC),
   };
 }
 
@@ -164,31 +165,29 @@ function nestedHeader(revision: number): WireHeader {
   return { revision: int64(revision) };
 }
 
-export function fromMvccRange(r: mvcc.RangeResponse, header: WireHeader, hlcOf: HlcOf = NO_HLC): Encodable<pb.RangeResponse> {
-  return { header, kvs: r.kvs.map((kv) => fromMvccKv(kv, hlcOf)), more: r.more, count: int64(r.count) };
+export function fromMvccRange(r: mvcc.RangeResponse, header: WireHeader): Encodable<pb.RangeResponse> {
+  return { header, kvs: r.kvs.map(fromMvccKv), more: r.more, count: int64(r.count) };
 }
 
-export function fromMvccPut(r: mvcc.PutResponse, header: WireHeader, hlcOf: HlcOf = NO_HLC): Encodable<pb.PutResponse> {
-  return { header, prev_kv: r.prevKv === undefined ? null : fromMvccKv(r.prevKv, hlcOf) };
+export function fromMvccPut(r: mvcc.PutResponse, header: WireHeader): Encodable<pb.PutResponse> {
+  return { header, prev_kv: r.prevKv === undefined ? null : fromMvccKv(r.prevKv) };
 }
 
-export function fromMvccDeleteRange(r: mvcc.DeleteRangeResponse, header: WireHeader, hlcOf: HlcOf = NO_HLC): Encodable<pb.DeleteRangeResponse> {
-  return { header, deleted: int64(r.deleted), prev_kvs: r.prevKvs.map((kv) => fromMvccKv(kv, hlcOf)) };
+export function fromMvccDeleteRange(r: mvcc.DeleteRangeResponse, header: WireHeader): Encodable<pb.DeleteRangeResponse> {
+  return { header, deleted: int64(r.deleted), prev_kvs: r.prevKvs.map(fromMvccKv) };
 }
 
-export function fromMvccTxn(r: mvcc.TxnResponse, header: WireHeader, hlcOf: HlcOf = NO_HLC): Encodable<pb.TxnResponse> {
-  return { header, succeeded: r.succeeded, responses: r.responses.map((op) => fromMvccResponseOp(op, hlcOf)) };
+export function fromMvccTxn(r: mvcc.TxnResponse, header: WireHeader): Encodable<pb.TxnResponse> {
+  return { header, succeeded: r.succeeded, responses: r.responses.map(fromMvccResponseOp) };
 }
 
-function fromMvccResponseOp(op: mvcc.ResponseOp, hlcOf: HlcOf): Encodable<pb.ResponseOp> {
-  if ('responseRange' in op) {
-    return { response_range: fromMvccRange(op.responseRange, nestedHeader(op.responseRange.header.revision), hlcOf) };
-  }
-  if ('responsePut' in op) return { response_put: fromMvccPut(op.responsePut, nestedHeader(op.responsePut.header.revision), hlcOf) };
+function fromMvccResponseOp(op: mvcc.ResponseOp): Encodable<pb.ResponseOp> {
+  if ('responseRange' in op) return { response_range: fromMvccRange(op.responseRange, nestedHeader(op.responseRange.header.revision)) };
+  if ('responsePut' in op) return { response_put: fromMvccPut(op.responsePut, nestedHeader(op.responsePut.header.revision)) };
   if ('responseDeleteRange' in op) {
-    return { response_delete_range: fromMvccDeleteRange(op.responseDeleteRange, nestedHeader(op.responseDeleteRange.header.revision), hlcOf) };
+    return { response_delete_range: fromMvccDeleteRange(op.responseDeleteRange, nestedHeader(op.responseDeleteRange.header.revision)) };
   }
-  return { response_txn: fromMvccTxn(op.responseTxn, nestedHeader(op.responseTxn.header.revision), hlcOf) };
+  return { response_txn: fromMvccTxn(op.responseTxn, nestedHeader(op.responseTxn.header.revision)) };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ function revisionAt(index: RevisionTimeIndex, wallMs: number): number {
 /**
  * The HLC recorded with a revision. The index offers only last() and its durable pairs (no lookup by revision),
  * so anything but the newest revision is found by binary search over pairs(): O(records) to build, which is fine
- * for a tooling call but is why Range does not fill create_hlc/mod_hlc this way.
+ * for a tooling call. (Range's create_hlc/mod_hlc do not use it: the store keeps them with every version.)
  */
 export function hlcOfRevision(index: RevisionTimeIndex, revision: number): Hlc | undefined {
   const last = index.last();

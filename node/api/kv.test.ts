@@ -30,8 +30,9 @@ describe('KV service', () => {
     expect(r.header!.revision).toBe(String(rev));
     expect(r.kvs[0]).toMatchObject({ create_revision: String(rev), mod_revision: String(rev), version: '1', lease: '0' });
     expect(r.kvs[0]!.value.toString()).toBe('one');
-    // The newest revision's HLC is known exactly: the kv and the header carry the write's stamp.
+    // The kv carries the write's stamp (create and mod: the put created the key), and so does the read's header.
     expect(r.kvs[0]!.mod_hlc).toBe(p.header!.hlc);
+    expect(r.kvs[0]!.create_hlc).toBe(p.header!.hlc);
     expect(r.header!.hlc).toBe(p.header!.hlc);
   });
 
@@ -73,6 +74,31 @@ describe('KV service', () => {
     ]);
     // Beyond 2^53: saturates, still a future revision rather than a wrapped number.
     expect((await failsWith(rpc(h.kv, 'Range', { key: b('r/x'), revision: '9223372036854775807' })))[0]).toBe(status.OUT_OF_RANGE);
+  });
+
+  it('every version carries its own create_hlc and mod_hlc: a Range in the past, prev_kv, a txn read', async () => {
+    const created = await put('h/x', 'v1');
+    const updated = await put('h/x', 'v2', { prev_kv: true });
+    await put('h/other', 'later'); // the key's versions are no longer the newest revision
+    const [c, u] = [created.header!.hlc, updated.header!.hlc];
+    expect(BigInt(c)).toBeGreaterThan(0n);
+    expect(BigInt(u)).toBeGreaterThan(BigInt(c));
+    const past = await range({ key: b('h/x'), revision: created.header!.revision });
+    expect(past.kvs[0]).toMatchObject({ version: '1', create_hlc: c, mod_hlc: c });
+    expect(past.kvs[0]!.value.toString()).toBe('v1');
+    expect((await range({ key: b('h/x') })).kvs[0]).toMatchObject({ version: '2', create_hlc: c, mod_hlc: u });
+    expect(updated.prev_kv).toMatchObject({ version: '1', create_hlc: c, mod_hlc: c });
+    // Reads inside a txn convert the same way; the txn's header carries the txn's own HLC.
+    const t = await txn({ success: [{ request_range: { key: b('h/x'), revision: created.header!.revision } }] });
+    const read = t.responses[0];
+    if (read?.response !== 'response_range') throw new Error('shape');
+    expect(read.response_range.kvs[0]).toMatchObject({ create_hlc: c, mod_hlc: c });
+    expect(BigInt(t.header!.hlc)).toBeGreaterThan(BigInt(u));
+    // Deleted and created again: a new generation, a new create_hlc.
+    const del = await rpc(h.kv, 'DeleteRange', { key: b('h/x'), prev_kv: true });
+    expect(del.prev_kvs[0]).toMatchObject({ create_hlc: c, mod_hlc: u });
+    const again = await put('h/x', 'v3');
+    expect((await range({ key: b('h/x') })).kvs[0]).toMatchObject({ version: '1', create_hlc: again.header!.hlc, mod_hlc: again.header!.hlc });
   });
 
   it('Put: prev_kv, ignore_value, ignore_lease and their errors', async () => {

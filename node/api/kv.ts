@@ -124,9 +124,9 @@ export function readBarrier(ctx: ApiContext, call: SurfaceCall): Promise<void> {
 }
 
 /**
- * The HLC of a revision, as far as the state machine can tell without a lookup it does not offer: the newest
- * recorded revision's stamp is known exactly. (RevisionTimeIndex has no hlcAt(revision); with one, every kv
- * would carry its create_hlc/mod_hlc.)
+ * The HLC of a revision for a read's response header, as far as the state machine can tell without a lookup it
+ * does not offer: the newest recorded revision's stamp is known exactly. (Key-values do not need this: each
+ * version carries its own create/mod HLC from the store.)
  */
 export function hlcLookup(sm: StateMachine): HlcOf {
   const last = sm.revisionTime.last();
@@ -155,7 +155,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       if (!call.request.serializable) await readBarrier(ctx, call);
       const sm = ctx.member.stateMachine;
       const r = await sm.mvcc.range(req);
-      return fromMvccRange(r, readHeader(ctx, r.header.revision), hlcLookup(sm));
+      return fromMvccRange(r, readHeader(ctx, r.header.revision));
     }),
 
     Put: unary(ctx, 'Put', async (call) => {
@@ -163,7 +163,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       const req = toMvccPut(call.request);
       checkPutRequest(req, config());
       const r = await proposeWithin(ctx, call, { put: req }, requestIdentity(call.metadata));
-      // The response's own revision, not the store's: a deduplicated retry answers the first attempt's.
+      // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The header's
+      // HLC is the command's (the one its rows record as mod_hlc).
       const res = r.response as unknown as mvcc.PutResponse;
       return fromMvccPut(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),

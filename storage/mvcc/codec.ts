@@ -7,7 +7,7 @@
 //
 // Big-endian revisions make the backend's key order the revision order, so history is one forward scan.
 import { assert } from '../../raft/errors.js';
-import { NO_LEASE, type KeyValue } from './types.js';
+import { NO_HLC, NO_LEASE, type KeyValue } from './types.js';
 import { crc32c } from '../crc32c.js';
 
 export const REVISION_PREFIX = Uint8Array.from([0x6b, 0x2f]); // "k/"
@@ -16,12 +16,30 @@ export const META_COMPACT_SCHEDULED = metaKey('compact_scheduled');
 export const META_COMPACT_FINISHED = metaKey('compact_finished');
 
 const REVISION_KEY_BYTES = REVISION_PREFIX.length + 16;
-const RECORD_FORMAT = 1;
+/**
+ * Record formats. Format 2 (written now) adds the HLC of the key's creation and of this change after the lease.
+ * Format 1 (no HLCs) is still read, with both HLCs as 0 ("unknown"), so data written before the change stays
+ * readable: rows are never rewritten in place, so a store holds both formats until compaction drops the old rows.
+ * A row's bytes depend only on its format and fields, so members that applied the same log agree either way.
+ */
+const RECORD_FORMAT_V1 = 1;
+const RECORD_FORMAT_V2 = 2;
+const RECORD_FORMAT = RECORD_FORMAT_V2;
 const FLAG_TOMBSTONE = 1;
 /** format, flags, key length */
 const RECORD_HEAD_BYTES = 1 + 1 + 4;
+/** Offsets within the fields that follow the key (the same in both formats up to the lease). */
+const F_CREATE = 0;
+const F_MOD = 8;
+const F_VERSION = 16;
+const F_LEASE = 24;
+/** Format 2 only: the create and mod HLCs (u64 BE each). */
+const F_CREATE_HLC = 32;
+const F_MOD_HLC = 40;
 /** create, mod, version, lease, value length */
-const RECORD_FIELDS_BYTES = 8 + 8 + 8 + 8 + 4;
+const RECORD_FIELDS_BYTES_V1 = 8 + 8 + 8 + 8 + 4;
+/** create, mod, version, lease, create HLC, mod HLC, value length */
+const RECORD_FIELDS_BYTES_V2 = 8 + 8 + 8 + 8 + 8 + 8 + 4;
 const RECORD_CRC_BYTES = 4;
 const U32 = 0x1_0000_0000;
 
@@ -83,17 +101,18 @@ export function decodeRevisionKey(key: Uint8Array): Revision {
 // ---- records: one key-value version (or tombstone), checksummed
 
 /**
- * A row's value. A tombstone keeps the key and the deleting revision as modRevision; its other fields are zero,
- * as etcd stores a tombstone as a KeyValue holding only the key.
+ * A row's value. A tombstone keeps the key, the deleting revision as modRevision and the deleting write's HLC as
+ * modHlc; its other fields are zero, as etcd stores a tombstone as a KeyValue holding only the key.
  */
 export interface RevisionRecord {
   readonly tombstone: boolean;
-  readonly kv: KeyValue;
+  /** Both HLCs are present in a record (NO_HLC when unknown), so everything read from the store carries them. */
+  readonly kv: Required<KeyValue>;
 }
 
 export function encodeRecord(record: RevisionRecord): Uint8Array {
   const { kv } = record;
-  const size = RECORD_HEAD_BYTES + kv.key.length + RECORD_FIELDS_BYTES + kv.value.length + RECORD_CRC_BYTES;
+  const size = RECORD_HEAD_BYTES + kv.key.length + RECORD_FIELDS_BYTES_V2 + kv.value.length + RECORD_CRC_BYTES;
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   let o = 0;
@@ -103,12 +122,14 @@ export function encodeRecord(record: RevisionRecord): Uint8Array {
   o += 4;
   out.set(kv.key, o);
   o += kv.key.length;
-  writeU64(view, o, kv.createRevision);
-  writeU64(view, o + 8, kv.modRevision);
-  writeU64(view, o + 16, kv.version);
-  view.setBigInt64(o + 24, kv.lease);
-  view.setUint32(o + 32, kv.value.length);
-  o += RECORD_FIELDS_BYTES;
+  writeU64(view, o + F_CREATE, kv.createRevision);
+  writeU64(view, o + F_MOD, kv.modRevision);
+  writeU64(view, o + F_VERSION, kv.version);
+  view.setBigInt64(o + F_LEASE, kv.lease);
+  writeHlc(view, o + F_CREATE_HLC, kv.createHlc);
+  writeHlc(view, o + F_MOD_HLC, kv.modHlc);
+  view.setUint32(o + RECORD_FIELDS_BYTES_V2 - 4, kv.value.length);
+  o += RECORD_FIELDS_BYTES_V2;
   out.set(kv.value, o);
   o += kv.value.length;
   view.setUint32(o, crc32c(out.subarray(0, o)));
@@ -116,13 +137,37 @@ export function encodeRecord(record: RevisionRecord): Uint8Array {
   return out;
 }
 
-function checkRecord(bytes: Uint8Array): DataView {
+/** The largest HLC a record holds: HLCs are unsigned 64-bit values (wall ms in bits 63..16, logical below). */
+const HLC_MAX = (1n << 64n) - 1n;
+
+function writeHlc(view: DataView, offset: number, hlc: bigint): void {
+  assert(hlc >= 0n && hlc <= HLC_MAX, () => `hlc out of range: ${hlc}`);
+  view.setBigUint64(offset, hlc);
+}
+
+/** A checked record's view and the size of its fixed fields (which depends on its format). */
+interface CheckedRecord {
+  readonly view: DataView;
+  readonly format: number;
+  readonly fieldsBytes: number;
+}
+
+function checkRecord(bytes: Uint8Array): CheckedRecord {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  assert(bytes.length >= RECORD_HEAD_BYTES + RECORD_FIELDS_BYTES + RECORD_CRC_BYTES, 'mvcc record truncated');
-  assert(view.getUint8(0) === RECORD_FORMAT, () => `mvcc record format ${view.getUint8(0)}`);
+  assert(bytes.length >= RECORD_HEAD_BYTES + RECORD_FIELDS_BYTES_V1 + RECORD_CRC_BYTES, 'mvcc record truncated');
+  const format = view.getUint8(0);
+  assert(format === RECORD_FORMAT_V1 || format === RECORD_FORMAT_V2, () => `mvcc record format ${format}`);
+  const fieldsBytes = format === RECORD_FORMAT_V1 ? RECORD_FIELDS_BYTES_V1 : RECORD_FIELDS_BYTES_V2;
+  assert(bytes.length >= RECORD_HEAD_BYTES + fieldsBytes + RECORD_CRC_BYTES, 'mvcc record truncated');
   const body = bytes.length - RECORD_CRC_BYTES;
   assert(view.getUint32(body) === crc32c(bytes.subarray(0, body)), 'mvcc record checksum mismatch');
-  return view;
+  return { view, format, fieldsBytes };
+}
+
+/** The record's HLCs; a format-1 record has none (0: unknown). */
+function readHlcs(r: CheckedRecord, o: number): { createHlc: bigint; modHlc: bigint } {
+  if (r.format === RECORD_FORMAT_V1) return { createHlc: NO_HLC, modHlc: NO_HLC };
+  return { createHlc: r.view.getBigUint64(o + F_CREATE_HLC), modHlc: r.view.getBigUint64(o + F_MOD_HLC) };
 }
 
 /** The parts of a record the index needs on reopen, without copying the value. */
@@ -133,42 +178,50 @@ export interface RecordHead {
   readonly createRevision: number;
   readonly version: number;
   readonly lease: bigint;
+  /** The HLC of the write that created this generation of the key (0 in format-1 records and tombstones). */
+  readonly createHlc: bigint;
 }
 
 export function decodeRecordHead(bytes: Uint8Array): RecordHead {
-  const view = checkRecord(bytes);
+  const r = checkRecord(bytes);
+  const { view } = r;
   const keyLength = view.getUint32(2);
   const o = RECORD_HEAD_BYTES + keyLength;
-  const lease = view.getBigInt64(o + 24);
+  const lease = view.getBigInt64(o + F_LEASE);
   return {
     tombstone: (view.getUint8(1) & FLAG_TOMBSTONE) !== 0,
     keyString: bytesToKeyString(bytes.subarray(RECORD_HEAD_BYTES, o)),
-    createRevision: readU64(view, o),
-    version: readU64(view, o + 16),
+    createRevision: readU64(view, o + F_CREATE),
+    version: readU64(view, o + F_VERSION),
     lease: lease === NO_LEASE ? NO_LEASE : lease,
+    createHlc: readHlcs(r, o).createHlc,
   };
 }
 
 /** Decode a record; key and value are copies, safe to hand to callers. */
 export function decodeRecord(bytes: Uint8Array): RevisionRecord {
-  const view = checkRecord(bytes);
+  const r = checkRecord(bytes);
+  const { view } = r;
   const keyLength = view.getUint32(2);
   let o = RECORD_HEAD_BYTES;
   const key = copyBytes(bytes, o, o + keyLength);
   o += keyLength;
-  const valueLength = view.getUint32(o + 32);
-  const valueStart = o + RECORD_FIELDS_BYTES;
+  const valueLength = view.getUint32(o + r.fieldsBytes - 4);
+  const valueStart = o + r.fieldsBytes;
   assert(valueStart + valueLength + RECORD_CRC_BYTES === bytes.length, 'mvcc record length mismatch');
-  const lease = view.getBigInt64(o + 24);
+  const lease = view.getBigInt64(o + F_LEASE);
+  const { createHlc, modHlc } = readHlcs(r, o);
   return {
     tombstone: (view.getUint8(1) & FLAG_TOMBSTONE) !== 0,
     kv: {
       key,
-      createRevision: readU64(view, o),
-      modRevision: readU64(view, o + 8),
-      version: readU64(view, o + 16),
+      createRevision: readU64(view, o + F_CREATE),
+      modRevision: readU64(view, o + F_MOD),
+      version: readU64(view, o + F_VERSION),
       lease: lease === NO_LEASE ? NO_LEASE : lease,
       value: copyBytes(bytes, valueStart, valueStart + valueLength),
+      createHlc,
+      modHlc,
     },
   };
 }

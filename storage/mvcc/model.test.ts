@@ -181,12 +181,19 @@ async function checkAllRevisions(subject: Subject, model: MvccModel): Promise<vo
   }
 }
 
-async function runOp(op: Op, subject: Subject, model: MvccModel): Promise<void> {
+/** The HLC of the n-th write: increasing, as the state machine's are, with wall and logical parts both in play. */
+function hlcOfWrite(n: number): bigint {
+  return ((HLC_WALL_START_MS + BigInt(n >> 2)) << 16n) | BigInt(n & 3);
+}
+const HLC_WALL_START_MS = 1_700_000_000_000n;
+
+async function runOp(op: Op, subject: Subject, model: MvccModel, n: number): Promise<void> {
+  const hlc = hlcOfWrite(n);
   switch (op.t) {
     case 'put':
       return both(
-        () => subject.write((batch) => subject.store.put(op.req, batch)),
-        () => model.put(op.req),
+        () => subject.write((batch) => subject.store.put(op.req, batch, hlc)),
+        () => model.put(op.req, hlc),
         (a, m) => {
           expect(a.response.prevKv).toEqual(m.prevKv);
           expect(a.events).toEqual(m.events);
@@ -194,8 +201,8 @@ async function runOp(op: Op, subject: Subject, model: MvccModel): Promise<void> 
       );
     case 'del':
       return both(
-        () => subject.write((batch) => subject.store.deleteRange(op.req, batch)),
-        () => model.deleteRange(op.req),
+        () => subject.write((batch) => subject.store.deleteRange(op.req, batch, hlc)),
+        () => model.deleteRange(op.req, hlc),
         (a, m) => {
           expect([a.response.deleted, a.response.prevKvs]).toEqual([m.deleted, m.prevKvs]);
           expect(a.events).toEqual(m.events);
@@ -203,8 +210,8 @@ async function runOp(op: Op, subject: Subject, model: MvccModel): Promise<void> 
       );
     case 'txn':
       return both(
-        () => subject.write((batch) => subject.store.txn(op.req, batch)),
-        () => model.txn(op.req),
+        () => subject.write((batch) => subject.store.txn(op.req, batch, hlc)),
+        () => model.txn(op.req, hlc),
         (a, m) => {
           expect(a.response.succeeded).toBe(m.succeeded);
           expect(a.response.responses).toEqual(m.responses);
@@ -254,7 +261,7 @@ describe('MvccStore against the model', () => {
       fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 80, size: 'max' }), async (ops) => {
         const subject = await Subject.open();
         const model = new MvccModel(TXN_OPS_MAX);
-        for (const op of ops) await runOp(op, subject, model);
+        for (const [n, op] of ops.entries()) await runOp(op, subject, model, n + 1);
         await checkAllRevisions(subject, model);
         await subject.reopen();
         await checkAllRevisions(subject, model);

@@ -34,6 +34,7 @@ import { mvccError } from './errors.js';
 import type { KeyAtRevision, KeyIndex } from './key-index.js';
 import { TreeIndex } from './tree-index.js';
 import {
+  NO_HLC,
   NO_LEASE,
   type Compare,
   type DeleteRangeRequest,
@@ -85,10 +86,12 @@ interface KeyMatch {
   readonly at: KeyAtRevision;
 }
 
-/** One write transaction in progress: its revision, the batch it writes into, and its changes so far. */
+/** One write transaction in progress: its revision, its HLC, the batch it writes into, and its changes so far. */
 interface WriteContext {
   readonly batch: KvBatch;
   readonly main: number;
+  /** The HLC every row of this write records as its modHlc (and as createHlc for keys it creates). */
+  readonly hlc: bigint;
   readonly events: MvccEvent[];
 }
 
@@ -268,26 +271,31 @@ export class MvccStore {
   }
 
   // ---- writes
+  //
+  // Every write takes the HLC it happens at: the state machine passes the HLC it computed from the log for the
+  // command, so each row's createHlc/modHlc is the same on every member. It is an explicit argument rather than
+  // store state set beforehand, so a write cannot pick up a stale one. It defaults to NO_HLC only for callers that
+  // do not model time (benchmarks, tests); every replicated write passes it.
 
-  async put(req: PutRequest, batch: KvBatch): Promise<WriteResult<PutResponse>> {
+  async put(req: PutRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<PutResponse>> {
     checkPutRequest(req, this.config);
-    return this.write(batch, async (ctx) => {
+    return this.write(batch, hlc, async (ctx) => {
       this.checkPutAgainstStore(req);
       return this.putInTxn(ctx, req);
     });
   }
 
-  async deleteRange(req: DeleteRangeRequest, batch: KvBatch): Promise<WriteResult<DeleteRangeResponse>> {
+  async deleteRange(req: DeleteRangeRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<DeleteRangeResponse>> {
     checkDeleteRangeRequest(req, this.config);
-    return this.write(batch, (ctx) => this.deleteInTxn(ctx, req));
+    return this.write(batch, hlc, (ctx) => this.deleteInTxn(ctx, req));
   }
 
   /**
    * Delete these keys at one main revision, however many there are: what revoking a lease does to its keys
    * (etcd deletes them in one transaction; the txn operation limit is for clients, not for this).
    */
-  async deleteKeys(keys: readonly Uint8Array[], batch: KvBatch): Promise<WriteResult<{ deleted: number }>> {
-    return this.write(batch, async (ctx) => {
+  async deleteKeys(keys: readonly Uint8Array[], batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<{ deleted: number }>> {
+    return this.write(batch, hlc, async (ctx) => {
       let deleted = 0;
       for (const key of keys) deleted += (await this.deleteInTxn(ctx, { key })).deleted;
       return { deleted };
@@ -299,10 +307,10 @@ export class MvccStore {
    * the chosen operations are checked against that same state (keys for ignore_value/ignore_lease, range
    * revisions), and only then executed in order, all at one main revision, so a txn either fails whole or runs.
    */
-  async txn(req: TxnRequest, batch: KvBatch): Promise<WriteResult<TxnResponse>> {
+  async txn(req: TxnRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<TxnResponse>> {
     checkTxnRequest(req, this.config);
     checkTxnIntervals([{ requestTxn: req }]);
-    return this.write(batch, async (ctx) => {
+    return this.write(batch, hlc, async (ctx) => {
       const path = await this.compareToPath(req);
       if (txnHasWrites(req)) this.walkPath(req, path, (op) => 'requestPut' in op && this.checkPutAgainstStore(op.requestPut));
       this.walkPath(req, path, (op) => 'requestRange' in op && this.checkRangeRevision(op.requestRange));
@@ -311,11 +319,11 @@ export class MvccStore {
     });
   }
 
-  private async write<R>(batch: KvBatch, run: (ctx: WriteContext) => Promise<R>): Promise<WriteResult<R>> {
+  private async write<R>(batch: KvBatch, hlc: bigint, run: (ctx: WriteContext) => Promise<R>): Promise<WriteResult<R>> {
     assert(!this.writing, 'write operations must be applied one at a time');
     this.writing = true;
     try {
-      const ctx: WriteContext = { batch, main: this.currentRev + 1, events: [] };
+      const ctx: WriteContext = { batch, main: this.currentRev + 1, hlc, events: [] };
       const response = await run(ctx);
       if (ctx.events.length > 0) this.currentRev = ctx.main;
       return { response, events: ctx.events, revision: this.currentRev };
@@ -353,16 +361,19 @@ export class MvccStore {
     const value = req.ignoreValue === true ? prevKv!.value : copyBytes(req.value);
     const lease = req.ignoreLease === true ? ki.lease : (req.lease ?? NO_LEASE);
     const sub = ctx.events.length;
-    const kv: KeyValue = {
+    const kv: Required<KeyValue> = {
       key: copyBytes(req.key),
       createRevision: prev?.createRevision ?? ctx.main,
       modRevision: ctx.main,
       version: (prev?.version ?? 0) + 1,
       value,
       lease,
+      // The generation's createHlc from the index: an update needs no read of the previous row for it.
+      createHlc: prev !== undefined ? ki.createHlc : ctx.hlc,
+      modHlc: ctx.hlc,
     };
     this.stageRow(ctx, sub, encodeRecord({ tombstone: false, kv }));
-    ki.put(ctx.main, sub);
+    ki.put(ctx.main, sub, ctx.hlc);
     this.attachLease(ki, lease);
     ctx.events.push(this.config.prevKvInEvents && prevKv !== undefined ? { type: 'PUT', kv, prevKv } : { type: 'PUT', kv });
     return req.prevKv === true && prevKv !== undefined ? { header: { revision: ctx.main }, prevKv } : { header: { revision: ctx.main } };
@@ -374,7 +385,16 @@ export class MvccStore {
     const prevKvs = needPrev ? await this.readKvs(matches) : [];
     matches.forEach(({ ki }, i) => {
       const sub = ctx.events.length;
-      const kv: KeyValue = { key: keyStringToBytes(ki.key), createRevision: 0, modRevision: ctx.main, version: 0, value: EMPTY, lease: NO_LEASE };
+      const kv: Required<KeyValue> = {
+        key: keyStringToBytes(ki.key),
+        createRevision: 0,
+        modRevision: ctx.main,
+        version: 0,
+        value: EMPTY,
+        lease: NO_LEASE,
+        createHlc: NO_HLC,
+        modHlc: ctx.hlc,
+      };
       this.stageRow(ctx, sub, encodeRecord({ tombstone: true, kv }));
       ki.tombstone(ctx.main, sub);
       this.attachLease(ki, NO_LEASE);
@@ -623,7 +643,7 @@ export class MvccStore {
       return;
     }
     const ki = this.index.getOrCreate(head.keyString);
-    ki.restorePut(rev.main, rev.sub, head.createRevision, head.version);
+    ki.restorePut(rev.main, rev.sub, head.createRevision, head.version, head.createHlc);
     this.attachLease(ki, head.lease);
   }
 

@@ -2,7 +2,15 @@
 // numbers (safe integers) and lease ids as bigint (etcd's int64). Field names are the proto names in camelCase,
 // so node/api maps messages field for field. Enum values are the proto enum names.
 
-/** mvccpb.KeyValue */
+/**
+ * mvccpb.KeyValue, plus Fulcrum's two HLCs (proto fields create_hlc/mod_hlc). The HLCs come from the Raft log
+ * (the state machine's per-command HLC), so every member stores the same ones. 0 (NO_HLC) means unknown: a row
+ * written before records carried HLCs (record format 1), or a write made without one (tests, benchmarks).
+ *
+ * The store always sets both. They are optional in the type because key-values also arrive from elsewhere
+ * without them: responses the exactly-once table stored before records carried HLCs (a retry answers with those
+ * bytes), and hand-built values in tests outside storage. Readers treat absent as NO_HLC.
+ */
 export interface KeyValue {
   readonly key: Uint8Array;
   readonly createRevision: number;
@@ -10,6 +18,10 @@ export interface KeyValue {
   readonly version: number;
   readonly value: Uint8Array;
   readonly lease: bigint;
+  /** The HLC of the write that created this generation of the key (kept across updates, new after a delete). */
+  readonly createHlc?: bigint;
+  /** The HLC of the write that made this version (for a DELETE event's kv: of the delete). */
+  readonly modHlc?: bigint;
 }
 
 export interface ResponseHeader {
@@ -139,3 +151,5 @@ export interface HashKVResult {
 }
 
 export const NO_LEASE = 0n;
+/** An unknown HLC (see KeyValue). */
+export const NO_HLC = 0n;

@@ -1,6 +1,8 @@
 // A deliberately simple model of etcd's MVCC semantics for property tests: the whole key space as a full
 // snapshot per revision, a compact revision, and nothing else. No index, no generations, no backend, no sub
-// revisions. Written from etcd's documented behaviour, not from the store's code.
+// revisions. Written from etcd's documented behaviour, not from the store's code. Each write is told its HLC
+// (as the state machine tells the store) and every version keeps it as modHlc, with createHlc that of the write
+// that created the key (kept across updates, new after a delete).
 import { MvccError, MVCC_ERROR_MESSAGES } from '../errors.js';
 import type { Compare, DeleteRangeRequest, KeyValue, MvccEvent, PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseOp, TxnRequest } from '../types.js';
 
@@ -23,6 +25,7 @@ interface Working {
   snap: Snapshot;
   changed: boolean;
   rev: number;
+  hlc: bigint;
   events: MvccEvent[];
 }
 
@@ -73,28 +76,28 @@ export class MvccModel {
     return { header, kvs, more, count: all.length };
   }
 
-  put(req: PutRequest): { prevKv?: KeyValue; events: MvccEvent[] } {
+  put(req: PutRequest, hlc: bigint): { prevKv?: KeyValue; events: MvccEvent[] } {
     if (req.ignoreValue === true && req.value.length > 0) fail('VALUE_PROVIDED');
     if (req.ignoreLease === true && (req.lease ?? 0n) !== 0n) fail('LEASE_PROVIDED');
     this.checkPut(req);
-    const w = this.begin();
+    const w = this.begin(hlc);
     const prevKv = this.applyPut(w, req);
     this.end(w);
     return { ...(req.prevKv === true && prevKv ? { prevKv } : {}), events: w.events };
   }
 
-  deleteRange(req: DeleteRangeRequest): { deleted: number; prevKvs: KeyValue[]; events: MvccEvent[] } {
-    const w = this.begin();
+  deleteRange(req: DeleteRangeRequest, hlc: bigint): { deleted: number; prevKvs: KeyValue[]; events: MvccEvent[] } {
+    const w = this.begin(hlc);
     const prev = this.applyDelete(w, req);
     this.end(w);
     return { deleted: prev.length, prevKvs: req.prevKv === true ? prev : [], events: w.events };
   }
 
-  txn(req: TxnRequest): { succeeded: boolean; responses: ResponseOp[]; revision: number; events: MvccEvent[] } {
+  txn(req: TxnRequest, hlc: bigint): { succeeded: boolean; responses: ResponseOp[]; revision: number; events: MvccEvent[] } {
     this.checkLimits(req, this.txnOpsMax);
     this.checkDuplicates(req);
     const pre = this.snaps[this.revision]!;
-    const w = this.begin();
+    const w = this.begin(hlc);
     // All compares on the path, nested ones too, see the state before the txn; so do the put and range checks.
     const plan = this.planTxn(req, pre);
     const out = this.runTxn(w, req, plan);
@@ -116,8 +119,8 @@ export class MvccModel {
 
   // ---- internals
 
-  private begin(): Working {
-    return { snap: new Map(this.snaps[this.revision]!), changed: false, rev: this.revision + 1, events: [] };
+  private begin(hlc: bigint): Working {
+    return { snap: new Map(this.snaps[this.revision]!), changed: false, rev: this.revision + 1, hlc, events: [] };
   }
 
   private end(w: Working): void {
@@ -140,6 +143,8 @@ export class MvccModel {
       createRevision: prev?.createRevision ?? w.rev,
       modRevision: w.rev,
       version: (prev?.version ?? 0) + 1,
+      createHlc: prev?.createHlc ?? w.hlc,
+      modHlc: w.hlc,
     };
     w.snap.set(k, kv);
     w.changed = true;
@@ -152,7 +157,7 @@ export class MvccModel {
     for (const p of prev) {
       w.snap.delete(str(p.key));
       w.changed = true;
-      w.events.push({ type: 'DELETE', kv: { key: p.key, value: EMPTY, lease: 0n, createRevision: 0, modRevision: w.rev, version: 0 }, prevKv: p });
+      w.events.push({ type: 'DELETE', kv: { key: p.key, value: EMPTY, lease: 0n, createRevision: 0, modRevision: w.rev, version: 0, createHlc: 0n, modHlc: w.hlc }, prevKv: p });
     }
     return prev;
   }
