@@ -20,6 +20,7 @@ import { bytesEqual, commandFailure, concat, Line, lineKey, prefixEnd } from '..
 import type { LeaseManager } from '../lease/manager.js';
 import type { Member } from '../member.js';
 import type { ApiContext } from './context.js';
+import { fromMvccKv } from './convert.js';
 import { apiError, toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
 import { parseLeaseId, unary } from './lease.js';
@@ -125,8 +126,9 @@ async function currentLeader(member: Member, prefix: Uint8Array): Promise<{ revi
   return { revision: r.header.revision, ...(r.kvs[0] !== undefined ? { kv: r.kvs[0] } : {}) };
 }
 
+/** The one conversion of a key-value to the wire (with Fulcrum's HLC fields). */
 export function toWireKv(kv: KeyValue): Encodable<WireKeyValue> {
-  return { key: kv.key, create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: kv.value, lease: kv.lease };
+  return fromMvccKv(kv);
 }
 
 function hasPrefix(key: Uint8Array, prefix: Uint8Array): boolean {

@@ -20,6 +20,7 @@ import type {
 import type { KeyValue, MvccEvent } from '../../storage/mvcc/index.js';
 import { WatchError, type EventGroup, type Watcher, type WatchHub, type WatchSpec } from '../watch/index.js';
 import type { ApiContext } from './context.js';
+import { fromMvccKv } from './convert.js';
 import { toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
 
@@ -293,16 +294,8 @@ function toSpec(c: WatchCreateRequest): WatchSpec {
   };
 }
 
-function toProtoKv(kv: KeyValue): Encodable<ProtoKeyValue> {
-  return {
-    key: kv.key,
-    value: kv.value,
-    create_revision: kv.createRevision,
-    mod_revision: kv.modRevision,
-    version: kv.version,
-    lease: kv.lease,
-  };
-}
+/** The one conversion of a key-value to the wire (with Fulcrum's HLC fields). */
+const toProtoKv = (kv: KeyValue): Encodable<ProtoKeyValue> => fromMvccKv(kv);
 
 function toProtoEvent(ev: MvccEvent): Encodable<ProtoEvent> {
   return { type: ev.type, kv: toProtoKv(ev.kv), prev_kv: ev.prevKv === undefined ? null : toProtoKv(ev.prevKv) };
