@@ -11,6 +11,7 @@ import { idToHex } from '../ids.js';
 import { createLogger } from '../log.js';
 import { createMetricsRegistry } from '../metrics.js';
 import { startServer, type FulcrumServer } from '../server.js';
+import { eventually } from './eventually.js';
 
 export interface InteropMember {
   readonly name: string;
@@ -165,18 +166,4 @@ export function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Poll fn every intervalMs until it returns something other than undefined; errors count as "not yet". */
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export { eventually };
