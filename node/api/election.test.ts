@@ -63,13 +63,13 @@ describe('Election service', () => {
 
     // The old leader key no longer proclaims; resigning it again is harmless, as in etcd.
     const stale = unaryCall((cb) => h.election.Proclaim({ leader: a.leader, value: enc('zombie') }, cb));
-    await expect(stale).rejects.toMatchObject({ details: 'election: not leader' });
+    await expect(stale).rejects.toMatchObject({ code: grpc.status.UNKNOWN, details: 'election: not leader' });
     await resign(h, a.leader!);
     expect(String((await leaderOf(h, 'svc')).kv!.value)).toBe('beta-2');
 
     // A third campaign after B resigns gets a larger token still.
     await resign(h, b.leader!);
-    await expect(leaderOf(h, 'svc')).rejects.toMatchObject({ details: 'election: no leader' });
+    await expect(leaderOf(h, 'svc')).rejects.toMatchObject({ code: grpc.status.UNKNOWN, details: 'election: no leader' });
     const c = await campaign(h, 'svc', la, 'alpha-again');
     expect(BigInt(c.leader!.rev)).toBeGreaterThan(BigInt(b.leader!.rev));
     observe.cancel();
@@ -91,7 +91,7 @@ describe('Election service', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(1_500);
     expect(String((await leaderOf(h, 'job')).kv!.value)).toBe('a'); // the holder is untouched
     await resign(h, a.leader!);
-    await expect(leaderOf(h, 'job')).rejects.toMatchObject({ details: 'election: no leader' });
+    await expect(leaderOf(h, 'job')).rejects.toMatchObject({ code: grpc.status.UNKNOWN, details: 'election: no leader' });
   });
 
   it('resigns a cancelled campaign, and refuses a campaign with an unknown lease', async () => {

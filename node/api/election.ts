@@ -32,14 +32,11 @@ export const OBSERVE_QUEUE_MAX = 1_000;
 
 const SLASH = Uint8Array.of(0x2f);
 
-/**
- * etcd's recipe errors. etcd returns them as plain Go errors (gRPC UNKNOWN with this message); node/api/errors.ts
- * has no UNKNOWN mapping yet, so they travel as INVALID_ARGUMENT with etcd's exact message.
- */
+/** etcd's recipe errors: plain Go errors there, so clients see gRPC UNKNOWN with these messages (node/api/errors.ts). */
 export const recipeError = {
-  notLeader: (): Error => apiError('INVALID_ARGUMENT', 'election: not leader'),
-  noLeader: (): Error => apiError('INVALID_ARGUMENT', 'election: no leader'),
-  missingLeaderKey: (): Error => apiError('INVALID_ARGUMENT', '"leader" field must be provided'),
+  notLeader: (): Error => apiError('ELECTION_NOT_LEADER'),
+  noLeader: (): Error => apiError('ELECTION_NO_LEADER'),
+  missingLeaderKey: (): Error => apiError('ELECTION_MISSING_LEADER_KEY'),
 };
 
 export function createElectionService(ctx: ApiContext, leases: LeaseManager): Handlers<ElectionMethods> {

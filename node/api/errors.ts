@@ -61,6 +61,10 @@ const BY_CODE: Readonly<Record<string, Mapping>> = {
   AUTH_FAILED: { status: Status.INVALID_ARGUMENT, message: 'etcdserver: authentication failed, invalid user ID or password' },
   AUTH_NOT_ENABLED: { status: Status.FAILED_PRECONDITION, message: 'etcdserver: authentication is not enabled' },
   NOT_IMPLEMENTED: { status: Status.UNIMPLEMENTED },
+  // v3election: etcd returns these as plain Go errors, which reach clients as UNKNOWN with the message
+  ELECTION_NOT_LEADER: { status: Status.UNKNOWN, message: 'election: not leader' },
+  ELECTION_NO_LEADER: { status: Status.UNKNOWN, message: 'election: no leader' },
+  ELECTION_MISSING_LEADER_KEY: { status: Status.UNKNOWN, message: '"leader" field must be provided' },
 };
 
 /** An error with a stable code, as every Fulcrum layer throws (MvccError, LeaseError, MemberError, LoopError...). */
