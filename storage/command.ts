@@ -30,6 +30,14 @@ export type Op =
 
 export type AlarmType = 'NOSPACE' | 'CORRUPT';
 
+type KeysOf<T> = T extends unknown ? keyof T : never;
+/** Which command an entry carried: 'put', 'leaseGrant', ... */
+export type OpKind = KeysOf<Op>;
+
+export function opKind(op: Op): OpKind {
+  return Object.keys(op)[0] as OpKind;
+}
+
 export interface Command {
   /** The proposer's hybrid logical clock when it proposed this command. */
   readonly hlc: bigint;

@@ -12,7 +12,7 @@
 import { assert } from '../raft/errors.js';
 import { ConfChangeType, type ConfChange } from '../raft/types.js';
 import type { Backend, BackendBatch, KvBatch } from './backend.js';
-import { decodeCommand, decodeValue, encodeValue, type AlarmType, type Command, type Op, type Value } from './command.js';
+import { decodeCommand, decodeValue, encodeValue, opKind, type AlarmType, type Command, type Op, type OpKind, type Value } from './command.js';
 import { DedupError, DedupTable } from './dedup/index.js';
 import { hlcWallMs, RevisionTimeIndex, type Hlc } from './hlc/index.js';
 import { LeaseError, LeaseTable } from './lease/index.js';
@@ -81,6 +81,8 @@ export interface CommandResult {
   readonly error?: CommandError;
   /** A retried request: this is the first attempt's answer, nothing was applied again. */
   readonly duplicate?: boolean;
+  /** The command this answers, so listeners need not guess it from the response's shape. */
+  readonly op?: OpKind;
   readonly events: readonly MvccEvent[];
 }
 
@@ -245,7 +247,7 @@ export class StateMachine {
     // The HLC only moves forward, whatever clock the proposer had: every member computes the same value.
     this.lastHlc = cmd.hlc > this.lastHlc ? cmd.hlc : this.lastHlc + 1n;
     const dup = this.checkDuplicate(cmd);
-    if (dup !== undefined) return { ...this.result(c.index, dup), duplicate: 'response' in dup };
+    if (dup !== undefined) return { ...this.result(c.index, dup), duplicate: 'response' in dup, op: opKind(cmd.op) };
     const writes = new PendingWrites();
     const before = this.mvcc.revision;
     let outcome: { response?: Value; error?: CommandError; events?: readonly MvccEvent[] };
@@ -262,7 +264,7 @@ export class StateMachine {
       const stored = encodeValue({ response: outcome.response, error: outcome.error as unknown as Value, revision: this.mvcc.revision });
       this.dedup.record(cmd.clientId, cmd.seq, stored, Number(hlcWallMs(this.lastHlc)), batch);
     }
-    return { ...this.result(c.index, outcome), events: outcome.events ?? [] };
+    return { ...this.result(c.index, outcome), events: outcome.events ?? [], op: opKind(cmd.op) };
   }
 
   private checkDuplicate(cmd: Command): { response?: Value; error?: CommandError } | undefined {

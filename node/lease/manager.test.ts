@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Role, type SoftState } from '../../raft/types.js';
 import type { KvBatch } from '../../storage/backend.js';
-import type { Op } from '../../storage/command.js';
+import { opKind, type Op } from '../../storage/command.js';
 import { LeaseTable } from '../../storage/lease/index.js';
 import { SeededRandom } from '../../raft/rng.js';
 import type { CommandResult } from '../../storage/state-machine.js';
@@ -35,7 +35,7 @@ class FakeCluster {
   }
 
   private apply(op: Op): CommandResult {
-    const base = { index: ++this.index, hlc: 0n, revision: 1, events: [] };
+    const base = { index: ++this.index, hlc: 0n, revision: 1, events: [], op: opKind(op) };
     try {
       if ('leaseGrant' in op) return { ...base, response: this.table.grant(op.leaseGrant.id, op.leaseGrant.ttlSeconds, NULL_BATCH) as never };
       if ('leaseRevoke' in op) {

@@ -356,11 +356,11 @@ export function grpcTarget(url: string): string {
   return m?.[1] ?? url;
 }
 
-/** A grant's applied result carries the table's LeaseInfo; nothing else answers with that shape. */
+/** A grant's applied result carries the table's LeaseInfo. */
 function grantedLease(r: CommandResult): { id: LeaseId; ttlSeconds: number } | undefined {
   const resp = r.response as Record<string, unknown> | null | undefined;
-  if (r.error !== undefined || typeof resp !== 'object' || resp === null) return undefined;
-  if (typeof resp.id !== 'bigint' || typeof resp.ttlSeconds !== 'number' || typeof resp.attachedKeys !== 'number') return undefined;
+  if (r.op !== 'leaseGrant' || r.error !== undefined || typeof resp !== 'object' || resp === null) return undefined;
+  if (typeof resp.id !== 'bigint' || typeof resp.ttlSeconds !== 'number') return undefined;
   return { id: resp.id, ttlSeconds: resp.ttlSeconds };
 }
 

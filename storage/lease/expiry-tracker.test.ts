@@ -179,7 +179,7 @@ describe('LeaseExpiryTracker', () => {
   it('promotionExtensionMs is added to every inherited deadline', () => {
     const time = new FakeTime();
     const tracker = new LeaseExpiryTracker({ monotonicNowMs: time.clockFor(0), promotionExtensionMs: ELECTION_TIMEOUT });
-    tracker.becomeLeader([{ id: 1n, ttlSeconds: 10, remainingTtlMs: 4_000, attachedKeys: 0 }]);
+    tracker.becomeLeader([{ id: 1n, ttlSeconds: 10, remainingTtlMs: 4_000 }]);
     expect(tracker.remainingMs(1n)).toBe(5_000);
   });
 

@@ -11,7 +11,6 @@ export {
   type LeaseId,
   type LeaseInfo,
   type LeaseTableConfig,
-  type LeaseTimeToLive,
 } from './lease-table.js';
 export {
   LEASE_BATCH_MAX,

@@ -4,9 +4,6 @@ import { MemoryBackend, type BackendBatch } from '../backend.js';
 import { encodeSection, readPrefix } from '../hlc/section.js';
 import { LEASE_PREFIX, LeaseTable, type LeaseId, type LeaseTableConfig } from './lease-table.js';
 
-const key = (s: string): Uint8Array => new TextEncoder().encode(s);
-const text = (b: Uint8Array): string => new TextDecoder().decode(b);
-
 async function commit<T>(backend: MemoryBackend, fn: (b: BackendBatch) => T): Promise<T> {
   const batch = backend.batch();
   const out = fn(batch);
@@ -24,7 +21,7 @@ describe('LeaseTable', () => {
     const backend = new MemoryBackend();
     const table = await LeaseTable.open(backend);
     await commit(backend, (b) => table.grant(42n, 10, b));
-    expect(table.get(42n)).toEqual({ id: 42n, ttlSeconds: 10, remainingTtlMs: undefined, attachedKeys: 0 });
+    expect(table.get(42n)).toEqual({ id: 42n, ttlSeconds: 10, remainingTtlMs: undefined });
     expect(() => table.grant(42n, 10, backend.batch())).toThrow(
       expect.objectContaining({ code: 'LEASE_EXISTS', message: 'etcdserver: lease already exists' }),
     );
@@ -70,28 +67,14 @@ describe('LeaseTable', () => {
     expect(table.grant(0n, 10, b).id).toBe(3n);
   });
 
-  it('revoke returns the attached keys in byte order and removes every trace', async () => {
+  it('revoke removes every trace; revoking again is LEASE_NOT_FOUND', async () => {
     const backend = new MemoryBackend();
     const table = await LeaseTable.open(backend);
-    await commit(backend, (b) => {
-      table.grant(7n, 10, b);
-      table.attach(7n, key('b'), b);
-      table.attach(7n, key('a'), b);
-      table.attach(7n, key('c'), b);
-      table.attach(7n, key('a'), b); // idempotent
-    });
-    expect(table.get(7n)?.attachedKeys).toBe(3);
-    await commit(backend, (b) => expect(table.detach(7n, key('c'), b)).toBe(true));
-    const keys = await commit(backend, (b) => table.revoke(7n, b));
-    expect(keys.map(text)).toEqual(['a', 'b']);
+    await commit(backend, (b) => table.grant(7n, 10, b));
+    await commit(backend, (b) => table.revoke(7n, b));
+    expect(table.has(7n)).toBe(false);
     expect(await dump(backend)).toBe('');
     expect(() => table.revoke(7n, backend.batch())).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND', message: 'etcdserver: requested lease not found' }));
-    expect(table.detach(7n, key('a'), backend.batch())).toBe(false);
-  });
-
-  it('attach to a missing lease is LEASE_NOT_FOUND', () => {
-    const table = LeaseTable.empty();
-    expect(() => table.attach(9n, key('k'), new MemoryBackend().batch())).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND' }));
   });
 
   it('records checkpoints, clamps them to the TTL, and ignores checkpoints of revoked leases', async () => {
@@ -107,36 +90,27 @@ describe('LeaseTable', () => {
     expect(table.checkpoint(2n, 1000, backend.batch())).toBe(false);
   });
 
-  it('timeToLive and list report the replicated state', async () => {
+  it('get and list report the replicated state', async () => {
     const table = LeaseTable.empty();
     const b = new MemoryBackend().batch();
     table.grant(5n, 20, b);
     table.grant(3n, 10, b);
-    table.attach(5n, key('x'), b);
     expect(table.list().map((l) => l.id)).toEqual([3n, 5n]);
-    const ttl = table.timeToLive(5n, { keys: true });
-    expect(ttl.ttlSeconds).toBe(20);
-    expect(ttl.keys.map(text)).toEqual(['x']);
-    expect(table.timeToLive(5n, { keys: false }).keys).toEqual([]);
-    expect(() => table.timeToLive(6n, { keys: false })).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND' }));
+    expect(table.get(5n)?.ttlSeconds).toBe(20);
+    expect(table.get(6n)).toBeUndefined();
   });
 
   it('property: matches a model; reload and snapshot/restore give byte-identical state', async () => {
     type Op =
       | { kind: 'grant'; id: number; ttl: number }
       | { kind: 'revoke'; id: number }
-      | { kind: 'attach'; id: number; key: string }
-      | { kind: 'detach'; id: number; key: string }
       | { kind: 'checkpoint'; id: number; remaining: number }
       | { kind: 'reload' }
       | { kind: 'restore' };
     const id = fc.integer({ min: 0, max: 6 });
-    const k = fc.constantFrom('a', 'b', 'c', 'a/b', '');
     const op: fc.Arbitrary<Op> = fc.oneof(
       { weight: 3, arbitrary: fc.record({ kind: fc.constant('grant' as const), id, ttl: fc.integer({ min: -2, max: 120 }) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('revoke' as const), id }) },
-      { weight: 3, arbitrary: fc.record({ kind: fc.constant('attach' as const), id, key: k }) },
-      { weight: 2, arbitrary: fc.record({ kind: fc.constant('detach' as const), id, key: k }) },
       { weight: 2, arbitrary: fc.record({ kind: fc.constant('checkpoint' as const), id, remaining: fc.integer({ min: 0, max: 200_000 }) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('reload' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const) }) },
@@ -146,7 +120,7 @@ describe('LeaseTable', () => {
       fc.asyncProperty(fc.array(op, { maxLength: 60 }), async (ops) => {
         let backend = new MemoryBackend();
         let table = await LeaseTable.open(backend, config);
-        const model = new Map<LeaseId, { ttl: number; remaining: number | undefined; keys: Set<string> }>();
+        const model = new Map<LeaseId, { ttl: number; remaining: number | undefined }>();
         let next = 1n;
         const outcome = (fn: () => unknown): string => {
           try {
@@ -169,26 +143,12 @@ describe('LeaseTable', () => {
                 while (model.has(chosen)) chosen++;
                 next = chosen + 1n;
               }
-              model.set(chosen, { ttl: Math.max(5, o.ttl), remaining: undefined, keys: new Set() });
+              model.set(chosen, { ttl: Math.max(5, o.ttl), remaining: undefined });
             }
           } else if (o.kind === 'revoke') {
-            const got = await commit(backend, (b) => {
-              try {
-                return table.revoke(lid, b).map(text).join(',');
-              } catch (e) {
-                return (e as { code: string }).code;
-              }
-            });
-            const m = model.get(lid);
-            expect(got).toBe(m === undefined ? 'LEASE_NOT_FOUND' : [...m.keys].sort().join(','));
-            model.delete(lid);
-          } else if (o.kind === 'attach') {
-            const got = await commit(backend, (b) => outcome(() => table.attach(lid, key(o.key), b)));
+            const got = await commit(backend, (b) => outcome(() => table.revoke(lid, b)));
             expect(got).toBe(model.has(lid) ? 'ok' : 'LEASE_NOT_FOUND');
-            model.get(lid)?.keys.add(o.key);
-          } else if (o.kind === 'detach') {
-            const got = await commit(backend, (b) => table.detach(lid, key(o.key), b));
-            expect(got).toBe(model.get(lid)?.keys.delete(o.key) ?? false);
+            model.delete(lid);
           } else if (o.kind === 'checkpoint') {
             const got = await commit(backend, (b) => table.checkpoint(lid, o.remaining, b));
             const m = model.get(lid);
@@ -205,8 +165,8 @@ describe('LeaseTable', () => {
             table = restored;
           }
           // Memory matches the model, and disk matches memory byte for byte.
-          expect(table.list().map((l) => [l.id, l.ttlSeconds, l.remainingTtlMs, l.attachedKeys])).toEqual(
-            [...model.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([i, m]) => [i, m.ttl, m.remaining, m.keys.size]),
+          expect(table.list().map((l) => [l.id, l.ttlSeconds, l.remainingTtlMs])).toEqual(
+            [...model.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([i, m]) => [i, m.ttl, m.remaining]),
           );
           expect(encodeSection(await readPrefix(backend, LEASE_PREFIX))).toEqual(table.snapshot());
         }

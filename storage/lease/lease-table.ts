@@ -1,14 +1,14 @@
-// The replicated lease table: which leases exist, their granted TTL, the last checkpointed remaining TTL, and
-// which keys are attached to each. Every change comes from an applied log entry, so every member holds the same
+// The replicated lease table: which leases exist, their granted TTL and the last checkpointed remaining TTL.
+// Which keys a lease holds is the MVCC store's to say (MvccStore.keysWithLease): one source of truth, derived
+// from the key data itself. Every change comes from an applied log entry, so every member holds the same
 // table; nothing here reads a clock. Whether a lease has *expired* is decided on the leader by the
 // LeaseExpiryTracker, which then proposes a revoke through the log like any client would.
 //
 // Durable form (all under LEASE_PREFIX, written into the composer's batch):
 //   lease/l/<u64 id>           -> u64 ttlSeconds | u8 hasCheckpoint | u64 remainingTtlMs
-//   lease/k/<u64 id><key bytes> -> (empty)            one pair per attached key
 //   lease/m/next               -> u64 next id         only once an id was picked by the table
 import { assert } from '../../raft/errors.js';
-import { compareBytes, type Backend, type KvBatch } from '../backend.js';
+import type { Backend, KvBatch } from '../backend.js';
 import { concatBytes, decodeSection, encodeSection, readPrefix, readSafeU64, readU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
 import { errInvalidLease, errLeaseExists, errLeaseNotFound, errLeaseTtlTooLarge, errTooManyLeases } from './errors.js';
 
@@ -19,7 +19,6 @@ export const LEASE_ID_MAX: LeaseId = (1n << 63n) - 1n;
 
 export const LEASE_PREFIX = utf8('lease/');
 const LEASE_RECORD_PREFIX = utf8('lease/l/');
-const ATTACHED_KEY_PREFIX = utf8('lease/k/');
 const NEXT_ID_KEY = utf8('lease/m/next');
 const LEASE_RECORD_BYTES = 17;
 
@@ -55,20 +54,12 @@ export interface LeaseInfo {
   readonly ttlSeconds: number;
   /** Remaining TTL at the last checkpoint through the log; undefined: never checkpointed (count the full TTL). */
   readonly remainingTtlMs: number | undefined;
-  readonly attachedKeys: number;
-}
-
-export interface LeaseTimeToLive extends LeaseInfo {
-  /** Attached keys in byte order, when asked for. */
-  readonly keys: readonly Uint8Array[];
 }
 
 interface LeaseRecord {
   readonly id: LeaseId;
   readonly ttlSeconds: number;
   remainingTtlMs: number | undefined;
-  /** Attached keys by hex, so that membership is a map lookup and order is byte order once sorted. */
-  readonly keys: Map<string, Uint8Array>;
 }
 
 export class LeaseTable {
@@ -107,43 +98,20 @@ export class LeaseTable {
     if (id !== NO_LEASE && this.leases.has(id)) throw errLeaseExists();
     if (this.leases.size >= this.config.leasesMax) throw errTooManyLeases(this.config.leasesMax);
     const leaseId = id === NO_LEASE ? this.pickId(batch) : id;
-    const lease: LeaseRecord = { id: leaseId, ttlSeconds: Math.max(ttlSeconds, this.config.minTtlSeconds), remainingTtlMs: undefined, keys: new Map() };
+    const lease: LeaseRecord = { id: leaseId, ttlSeconds: Math.max(ttlSeconds, this.config.minTtlSeconds), remainingTtlMs: undefined };
     this.leases.set(leaseId, lease);
     batch.put(leaseKey(leaseId), encodeLease(lease));
     return info(lease);
   }
 
   /**
-   * Remove a lease and its attachments. Returns the attached keys in byte order: the composer deletes them from
-   * the MVCC store in the same applied entry (etcd deletes a revoked lease's keys in one transaction).
+   * Remove a lease. The composer deletes its keys (MvccStore.keysWithLease) from the MVCC store in the same applied
+   * entry: etcd deletes a revoked lease's keys in one transaction.
    */
-  revoke(id: LeaseId, batch: KvBatch): Uint8Array[] {
-    const lease = this.mustGet(id);
-    const keys = sortedKeys(lease);
-    for (const key of keys) batch.del(attachedKey(id, key));
+  revoke(id: LeaseId, batch: KvBatch): void {
+    this.mustGet(id);
     batch.del(leaseKey(id));
     this.leases.delete(id);
-    return keys;
-  }
-
-  /** A key was put with this lease. The composer checks `has(id)` before mutating the store; this asserts it. */
-  attach(id: LeaseId, key: Uint8Array, batch: KvBatch): void {
-    const lease = this.mustGet(id);
-    const hex = toHex(key);
-    if (lease.keys.has(hex)) return;
-    lease.keys.set(hex, Uint8Array.from(key));
-    batch.put(attachedKey(id, key), new Uint8Array(0));
-  }
-
-  /**
-   * A key of this lease was deleted or re-put under another lease. Returns false when there was nothing to detach
-   * (the lease is gone or the key was not attached), which is normal after a revoke.
-   */
-  detach(id: LeaseId, key: Uint8Array, batch: KvBatch): boolean {
-    const lease = this.leases.get(id);
-    if (lease === undefined || !lease.keys.delete(toHex(key))) return false;
-    batch.del(attachedKey(id, key));
-    return true;
   }
 
   /**
@@ -165,12 +133,6 @@ export class LeaseTable {
     return lease === undefined ? undefined : info(lease);
   }
 
-  /** The replicated part of etcd's LeaseTimeToLive. The live remaining TTL comes from the leader's tracker. */
-  timeToLive(id: LeaseId, options: { keys: boolean }): LeaseTimeToLive {
-    const lease = this.mustGet(id);
-    return { ...info(lease), keys: options.keys ? sortedKeys(lease) : [] };
-  }
-
   /** Every lease, by id. */
   list(): LeaseInfo[] {
     return [...this.leases.values()].sort((a, b) => compareIds(a.id, b.id)).map(info);
@@ -180,7 +142,6 @@ export class LeaseTable {
   pairs(): Pair[] {
     const out: Pair[] = [];
     const ids = [...this.leases.keys()].sort(compareIds);
-    for (const id of ids) for (const key of sortedKeys(this.leases.get(id)!)) out.push([attachedKey(id, key), new Uint8Array(0)]);
     for (const id of ids) out.push([leaseKey(id), encodeLease(this.leases.get(id)!)]);
     if (this.nextId !== 1n) out.push([NEXT_ID_KEY, u64(this.nextId)]);
     return out;
@@ -215,13 +176,10 @@ export class LeaseTable {
     return id;
   }
 
-  /** Rebuild memory from pairs in key order: attachments (lease/k/) sort before their lease records (lease/l/). */
+  /** Rebuild memory from the pairs under LEASE_PREFIX. */
   private load(pairs: readonly Pair[]): void {
-    const attachments: Array<[LeaseId, Uint8Array]> = [];
     for (const [k, v] of pairs) {
-      if (startsWith(k, ATTACHED_KEY_PREFIX)) {
-        attachments.push([readU64(k, ATTACHED_KEY_PREFIX.byteLength), k.slice(ATTACHED_KEY_PREFIX.byteLength + 8)]);
-      } else if (startsWith(k, LEASE_RECORD_PREFIX)) {
+      if (startsWith(k, LEASE_RECORD_PREFIX)) {
         const lease = decodeLease(readU64(k, LEASE_RECORD_PREFIX.byteLength), v);
         this.leases.set(lease.id, lease);
       } else {
@@ -229,25 +187,16 @@ export class LeaseTable {
         this.nextId = readU64(v);
       }
     }
-    for (const [id, key] of attachments) {
-      const lease = this.leases.get(id);
-      assert(lease !== undefined, () => `key attached to missing lease ${id}`);
-      lease.keys.set(toHex(key), key);
-    }
     assert(this.leases.size <= this.config.leasesMax, 'lease table holds more leases than its bound');
   }
 }
 
 function info(lease: LeaseRecord): LeaseInfo {
-  return { id: lease.id, ttlSeconds: lease.ttlSeconds, remainingTtlMs: lease.remainingTtlMs, attachedKeys: lease.keys.size };
+  return { id: lease.id, ttlSeconds: lease.ttlSeconds, remainingTtlMs: lease.remainingTtlMs };
 }
 
 function leaseKey(id: LeaseId): Uint8Array {
   return concatBytes(LEASE_RECORD_PREFIX, u64(id));
-}
-
-function attachedKey(id: LeaseId, key: Uint8Array): Uint8Array {
-  return concatBytes(ATTACHED_KEY_PREFIX, u64(id), key);
 }
 
 function encodeLease(lease: LeaseRecord): Uint8Array {
@@ -258,11 +207,7 @@ function encodeLease(lease: LeaseRecord): Uint8Array {
 function decodeLease(id: LeaseId, bytes: Uint8Array): LeaseRecord {
   assert(bytes.byteLength === LEASE_RECORD_BYTES && (bytes[8] === 0 || bytes[8] === 1), () => `corrupt lease record ${id}`);
   const remaining = bytes[8] === 1 ? readSafeU64(bytes, 9) : undefined;
-  return { id, ttlSeconds: readSafeU64(bytes, 0), remainingTtlMs: remaining, keys: new Map() };
-}
-
-function sortedKeys(lease: LeaseRecord): Uint8Array[] {
-  return [...lease.keys.values()].sort(compareBytes);
+  return { id, ttlSeconds: readSafeU64(bytes, 0), remainingTtlMs: remaining };
 }
 
 function compareIds(a: LeaseId, b: LeaseId): number {
