@@ -24,6 +24,7 @@ import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig
 import { startMetricsServers, type HttpEndpoint } from './http.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaseManager } from './lease/index.js';
+import { Failpoints } from './failpoints.js';
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
@@ -82,13 +83,16 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
   // The member reports a fatal error through a hook that needs the rest of the server; it is set below.
   const onFatal: { fn?: (e: unknown) => void } = {};
+  // Test-only (FULCRUM_FAILPOINTS): crash at named steps of the write path, or make the WAL lie about fsync.
+  const failpoints = Failpoints.fromEnv(process.env);
+  const metricsFaults = metrics.faultHook();
   const member = await Member.start({
     ...memberOptionsFrom(config),
     bootstrap: config.initialClusterState === 'new',
     clusterId,
     transport,
     logger: componentLogger(logger, 'raft'),
-    faults: metrics.faultHook(),
+    faults: failpoints === undefined ? metricsFaults : (p) => (metricsFaults(p), failpoints.hit(p)),
     onPersist: (ms, synced) => synced && metrics.observeWalFsync(ms),
     onFatal: (e) => onFatal.fn?.(e),
   });

@@ -20,6 +20,7 @@ import { confStateBytes, getU64, isBad, putU64, readConfState, writeConfState } 
 import { errSnapshotCorrupt, WalError } from './errors.js';
 import { fsyncDir } from './fsutil.js';
 import { defaultWalLogger, type WalLogger } from './logger.js';
+import { walTestHooks } from './test-hooks.js';
 
 /** Largest frame payload, and so the largest chunk a reader yields and the writer buffers. */
 export const SNAPSHOT_CHUNK_BYTES_MAX = 1 << 20;
@@ -199,10 +200,13 @@ export class SnapshotWriter {
       const header = encodeHeader(this.metadata, this.chunkBytes, this.total);
       assert(header.length === this.headerBytes, 'snapshot header changed size');
       await this.fh.write(header, 0, header.length, 0);
+      walTestHooks.fault?.('before-snapshot-commit');
       await this.fh.sync();
       await this.fh.close();
       this.done = true;
-      return await this.store.publish(this.tmpPath, this.metadata);
+      const info = await this.store.publish(this.tmpPath, this.metadata);
+      walTestHooks.fault?.('after-snapshot-commit');
+      return info;
     } finally {
       this.busy = false;
     }

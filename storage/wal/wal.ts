@@ -64,6 +64,7 @@ import {
 import { writeFileDurably } from './fsutil.js';
 import { defaultWalLogger, type WalLogger } from './logger.js';
 import { snapshotFileName, SnapshotStore, type SnapshotInfo } from './snapshot.js';
+import { walTestHooks } from './test-hooks.js';
 
 /** Entry bytes one save() may carry. Raft's per-message and uncommitted-size limits keep a Ready far below. */
 export const SAVE_BATCH_BYTES_MAX = 64 * 1024 * 1024;
@@ -387,6 +388,7 @@ export class WriteAheadLog {
       }
       if (this.failed === undefined) await this.refreshFence();
     } finally {
+      await this.lyingWrites;
       await this.db.close();
     }
   }
@@ -405,6 +407,7 @@ export class WriteAheadLog {
   }
 
   private async write(batch: Batch, sync: boolean): Promise<void> {
+    if (walTestHooks.unsyncedWriteDelayMs > 0) return this.writeLying(batch);
     try {
       await batch.write({ sync });
       // A synced write makes every earlier write durable too (LevelDB's log is one ordered file).
@@ -414,6 +417,17 @@ export class WriteAheadLog {
       this.logger.error({ err: String(e) }, 'wal write failed; refusing further writes');
       throw e;
     }
+  }
+
+  /** Test-only (walTestHooks): acknowledge now, write unsynced later, in order; durableHardState never moves. */
+  private lyingWrites: Promise<void> = Promise.resolve();
+  private writeLying(batch: Batch): Promise<void> {
+    const due = Date.now() + walTestHooks.unsyncedWriteDelayMs;
+    this.lyingWrites = this.lyingWrites
+      .then(() => new Promise<void>((r) => setTimeout(r, Math.max(0, due - Date.now()))))
+      .then(() => batch.write({ sync: false }))
+      .catch((e: unknown) => this.logger.error({ err: String(e) }, 'wal: deferred unsynced write failed (test hook)'));
+    return Promise.resolve();
   }
 
   /** The log must never point at a snapshot that a crash could have lost: the file is committed first. */
