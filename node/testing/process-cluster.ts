@@ -18,6 +18,8 @@ export interface ProcessMemberSpec {
   readonly peerPort: number;
   readonly dataDir: string;
   readonly extraArgs?: readonly string[];
+  /** The member's whole environment, instead of this process's (deploy/ tests give exactly a container's). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface ProcessClusterOptions {
@@ -58,7 +60,7 @@ export class ProcessMember {
   start(extra: readonly string[] = []): void {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
     mkdirSync(this.spec.dataDir, { recursive: true });
-    const child = spawn(process.execPath, ['--import', TSX, CLI, ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached });
+    const child = spawn(process.execPath, ['--import', TSX, CLI, ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
     this.child = child;
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) {
