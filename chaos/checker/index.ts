@@ -14,3 +14,4 @@ export {
   parseJsonl,
 } from './parse.js';
 export type { HistoryFormat, ParsedHistory } from './parse.js';
+export { renderReport, writeReport, VIOLATION_MARKER } from './report.js';
