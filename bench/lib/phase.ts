@@ -9,6 +9,8 @@ import { LatencyHistogram, type LatencySummary } from './histogram.js';
 
 /** After a failed request a worker pauses this long, so a dead endpoint gives a count, not a busy loop. */
 export const ERROR_BACKOFF_MS = 10;
+/** The longest the warm-up may run past `warmupMs` while it waits for every worker's first answer. */
+export const WARMUP_EXTENSION_MAX_MS = 30_000;
 
 export interface PhaseSpec {
   readonly name: string;
@@ -43,6 +45,8 @@ export interface PhaseResult {
   readonly durationMs: number;
   /** The measured window as it really was (ms). */
   readonly windowMs: number;
+  /** The warm-up as it really was (ms): longer than `warmupMs` when the first answers took longer. */
+  readonly warmupActualMs: number;
   /** Successful requests completed in the measured window. */
   readonly ops: number;
   readonly opsPerSec: number;
@@ -66,13 +70,29 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   let warmupOps = 0;
   const errs = { warmup: 0, measured: 0, drain: 0 };
   const t0 = performance.now();
-  const windowStart = t0 + spec.warmupMs;
-  const windowEnd = windowStart + spec.durationMs;
-
+  // The window opens when the warm-up time is over AND every worker has had one answer: with 1,000 requests in
+  // flight on a slow server, the first answers can take longer than a short warm-up, and a window opened during
+  // that first burst would measure the burst (or nothing at all), not the steady state.
+  let windowStart = Infinity;
+  let windowEnd = Infinity;
+  let warmupOver = false;
+  let answered = 0;
   let cpuAtWindowStart: NodeJS.CpuUsage | undefined;
-  const cpuTimer = setTimeout(() => (cpuAtWindowStart = process.cpuUsage()), spec.warmupMs);
   let cpuWindow: NodeJS.CpuUsage | undefined;
-  const cpuEndTimer = setTimeout(() => (cpuWindow = cpuAtWindowStart && process.cpuUsage(cpuAtWindowStart)), spec.warmupMs + spec.durationMs);
+  let cpuEndTimer: NodeJS.Timeout | undefined;
+  const openWindow = (): void => {
+    if (windowStart !== Infinity) return;
+    windowStart = performance.now();
+    windowEnd = windowStart + spec.durationMs;
+    cpuAtWindowStart = process.cpuUsage();
+    cpuEndTimer = setTimeout(() => (cpuWindow = process.cpuUsage(cpuAtWindowStart)), spec.durationMs);
+  };
+  const warmupTimer = setTimeout(() => {
+    warmupOver = true;
+    if (answered === spec.inFlight) openWindow();
+  }, spec.warmupMs);
+  // A bound on the wait for the first answers, for an op without a deadline: open the window anyway.
+  const warmupCapTimer = setTimeout(openWindow, spec.warmupMs + WARMUP_EXTENSION_MAX_MS);
   const worker = async (w: number): Promise<void> => {
     for (let seq = 0; performance.now() < windowEnd; seq++) {
       const start = performance.now();
@@ -85,7 +105,10 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
         failure = err;
       }
       const end = performance.now();
+      if (seq === 0 && ++answered === spec.inFlight && warmupOver) openWindow();
       const part = end < windowStart ? 'warmup' : end <= windowEnd ? 'measured' : 'drain';
+      // A request sent before the window opened but answered inside it counts: it is a request the server
+      // answered during the window, and leaving it out would bias the window towards short requests.
       if (failed) {
         errs[part]++;
         const kind = errorKey(failure);
@@ -100,7 +123,8 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     }
   };
   await Promise.all(Array.from({ length: spec.inFlight }, (_, w) => worker(w)));
-  clearTimeout(cpuTimer);
+  clearTimeout(warmupTimer);
+  clearTimeout(warmupCapTimer);
   clearTimeout(cpuEndTimer);
   const windowMs = Math.min(performance.now(), windowEnd) - windowStart;
   cpuWindow ??= cpuAtWindowStart && process.cpuUsage(cpuAtWindowStart);
@@ -116,6 +140,7 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     warmupMs: spec.warmupMs,
     durationMs: spec.durationMs,
     windowMs: Math.round(windowMs),
+    warmupActualMs: Math.round(windowStart - t0),
     ops,
     opsPerSec: windowMs > 0 ? Math.round((ops / windowMs) * 1000 * 10) / 10 : 0,
     warmupOps,

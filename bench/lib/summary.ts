@@ -1,0 +1,88 @@
+// From every run's rows to the figures people read: the median per system of each metric of each row, and the
+// ratio Fulcrum/etcd. Medians over alternating rounds: a noisy neighbour that slowed one round slows one value
+// of each system, and the median drops it.
+import { METRICS, type Row } from './workloads.js';
+import type { SystemName } from './systems.js';
+
+export interface SummaryLine {
+  readonly row: string;
+  readonly metric: string;
+  readonly label: string;
+  readonly unit: string;
+  readonly better: 'higher' | 'lower' | 'zero';
+  readonly fulcrum: number | null;
+  readonly etcd: number | null;
+  /** fulcrum / etcd, null when either is missing or etcd's is 0. */
+  readonly ratio: number | null;
+  /** How many rounds each median is over. */
+  readonly runs: Readonly<Record<SystemName, number>>;
+}
+
+export function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const round = (n: number): number => (Math.abs(n) >= 100 ? Math.round(n) : Math.round(n * 1000) / 1000);
+
+export function summarize(rows: readonly Row[]): SummaryLine[] {
+  const order: string[] = [];
+  for (const r of rows) if (!order.includes(r.row)) order.push(r.row);
+  const lines: SummaryLine[] = [];
+  for (const name of order) {
+    const mine = rows.filter((r) => r.row === name);
+    const metricNames: string[] = [];
+    for (const r of mine) for (const m of Object.keys(r.metrics)) if (!metricNames.includes(m)) metricNames.push(m);
+    for (const metric of metricNames) {
+      const of = (system: SystemName): number[] => mine.filter((r) => r.system === system && metric in r.metrics).map((r) => r.metrics[metric]!);
+      const f = median(of('fulcrum'));
+      const e = median(of('etcd'));
+      const info = METRICS[metric] ?? { label: metric, unit: '', better: 'lower' as const };
+      lines.push({
+        row: name,
+        metric,
+        label: info.label,
+        unit: info.unit,
+        better: info.better,
+        fulcrum: f === null ? null : round(f),
+        etcd: e === null ? null : round(e),
+        ratio: f !== null && e !== null && e !== 0 ? Math.round((f / e) * 100) / 100 : null,
+        runs: { fulcrum: of('fulcrum').length, etcd: of('etcd').length },
+      });
+    }
+  }
+  return lines;
+}
+
+const fmt = (n: number | null): string => {
+  if (n === null) return '–';
+  if (Math.abs(n) >= 1000) return Math.round(n).toLocaleString('en-US');
+  if (Math.abs(n) >= 100) return String(Math.round(n));
+  if (Math.abs(n) >= 10) return n.toFixed(1);
+  return Number.isInteger(n) ? String(n) : n.toFixed(2);
+};
+
+const betterText = (b: SummaryLine['better']): string => (b === 'higher' ? 'higher is better' : b === 'lower' ? 'lower is better' : 'must be 0');
+
+/** The summary as cells: workload, figure, Fulcrum, etcd, Fulcrum/etcd, which way is better. */
+export function summaryCells(lines: readonly SummaryLine[]): string[][] {
+  return lines.map((l) => [l.row, `${l.label}${l.unit === '' || l.unit === 'ops/s' || l.label.includes(l.unit) ? '' : ` (${l.unit})`}`, fmt(l.fulcrum), fmt(l.etcd), l.ratio === null ? '–' : l.ratio.toFixed(2), betterText(l.better)]);
+}
+
+export const SUMMARY_HEADER = ['workload', 'figure', 'Fulcrum', 'etcd', 'Fulcrum/etcd', 'better'];
+
+/** A fixed-width table for the terminal. */
+export function formatSummaryText(lines: readonly SummaryLine[]): string {
+  const rows = summaryCells(lines);
+  const widths = SUMMARY_HEADER.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i <= 1 || i === 5 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(SUMMARY_HEADER), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** The same table in Markdown. */
+export function formatSummaryMarkdown(lines: readonly SummaryLine[]): string {
+  const rows = summaryCells(lines);
+  return [`| ${SUMMARY_HEADER.join(' | ')} |`, '|---|---|---:|---:|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
