@@ -323,8 +323,10 @@ export class StateMachine {
     }
     if ('leaseRevoke' in op) return this.revokeLease(op.leaseRevoke.id, w, hlc);
     if ('leaseCheckpoint' in op) {
-      for (const cp of op.leaseCheckpoint.checkpoints) this.leases.checkpoint(cp.id, cp.remainingTtlMs, w);
-      return { response: null };
+      // The answer names the leases the entry reached (a revoked one is skipped): every member's lease manager
+      // notes when it heard of them, which is what a new leader's deadlines start from.
+      const reached = op.leaseCheckpoint.checkpoints.filter((cp) => this.leases.checkpoint(cp.id, cp.remainingTtlMs, w)).map((cp) => cp.id);
+      return { response: { leases: reached } };
     }
     if ('alarm' in op) return { response: this.changeAlarm(op.alarm.action, op.alarm.alarm, w) };
     if ('memberAttributes' in op) return { response: this.updateMember(op.memberAttributes.id, op.memberAttributes, w) };

@@ -127,17 +127,38 @@ describe('Lease service (single voter over gRPC)', () => {
     expect(after).toBeLessThan(3_000);
   });
 
-  it('records checkpoints of long leases, and a keep-alive commits a full-TTL checkpoint before answering', async () => {
-    const h = await start({ checkpointIntervalMs: 300 });
+  it('a keep-alive is on the log before it is answered, and concurrent keep-alives share one entry', async () => {
+    const h = await start();
+    const leases = await Promise.all([grant(h, 5), grant(h, 6), grant(h, 7)]);
+    const ids = leases.map((l) => BigInt(l.ID));
+    for (const id of ids) expect(h.member.stateMachine.leases.get(id)!.remainingTtlMs).toBeUndefined(); // a grant
+    const checkpointEntries: bigint[][] = [];
+    const unsubscribe = h.member.subscribeApplied((results) => {
+      for (const r of results) if (r.op === 'leaseCheckpoint') checkpointEntries.push([...((r.response as { leases: bigint[] }).leases)]);
+    });
+    try {
+      await keepAliveOnce(h, leases[0]!.ID);
+      // The renewal is in the log by the time the keep-alive is answered (a new leader could not undo it).
+      expect(h.member.stateMachine.leases.get(ids[0]!)!.remainingTtlMs).toBe(5_000);
+      checkpointEntries.length = 0;
+      await Promise.all(ids.map((id) => h.leases.renew(id)));
+      const renewed = checkpointEntries.flat().sort();
+      expect(renewed).toEqual([...ids].sort());
+      // The first renewal goes out alone; the two that arrived while it committed travel together.
+      expect(checkpointEntries.length).toBeLessThanOrEqual(2);
+      for (const [i, id] of ids.entries()) expect(h.member.stateMachine.leases.get(id)!.remainingTtlMs).toBe((5 + i) * 1000);
+    } finally {
+      unsubscribe();
+    }
+  });
+
+  it('refuses to acknowledge a keep-alive for a lease revoked while its renewal was committing', async () => {
+    const h = await start();
     const { ID } = await grant(h, 5);
     const id = BigInt(ID);
-    await eventually(() => h.member.stateMachine.leases.get(id)?.remainingTtlMs !== undefined);
-    const recorded = h.member.stateMachine.leases.get(id)!.remainingTtlMs!;
-    expect(recorded).toBeLessThan(5_000);
-    expect(recorded).toBeGreaterThan(3_000);
-    await keepAliveOnce(h, ID);
-    // The reset is in the log by the time the keep-alive is answered (a new leader could not undo it).
-    expect(h.member.stateMachine.leases.get(id)!.remainingTtlMs).toBe(5_000);
+    const revoked = h.leases.revoke(id); // proposed first: applied before the renewal entry
+    await expect(h.leases.renew(id)).rejects.toMatchObject({ code: 'LEASE_NOT_FOUND' });
+    expect((await revoked).error).toBeUndefined();
   });
 
   it('a follower forwards keep-alives and time-to-live to the leader over gRPC and returns its answers', async () => {
@@ -150,6 +171,7 @@ describe('Lease service (single voter over gRPC)', () => {
       propose: (op) => m.propose(op),
       subscribeApplied: (fn) => m.subscribeApplied(fn),
       subscribeSoftState: () => () => undefined,
+      subscribeRestored: () => () => undefined,
       isLeader: () => false,
       leaderId: () => 1,
       members: () => m.members(),

@@ -2,43 +2,47 @@
 // leases exist; the tracker (leader only, monotonic clock, memory only) says when each runs out. This class keeps
 // the tracker's obligations from docs/leases-hlc-dedup.md:
 //
-//   - becomeLeader(table.list()) only after a ReadIndex barrier in the new term: Raft answers it only once an
-//     entry of this term has committed, and the barrier waits until it is applied, so the table holds every
-//     checkpoint committed before the term began;
+//   - on every member, note when each lease was last heard of in the log (its grant or a renewal checkpoint
+//     applied here), on this member's monotonic clock: a new leader's deadlines start from those moments;
+//   - becomeLeader(table.list(), lastWord) only after a ReadIndex barrier in the new term: Raft answers it only
+//     once an entry of this term has committed, and the barrier waits until it is applied, so the table holds
+//     every renewal committed before the term began;
 //   - stepDown() as soon as the role changes;
 //   - grants applied while leading -> onGranted; revokes -> onRevoked;
-//   - a timer proposes revokes for expiredLeases() (bounded per tick) and one checkpoint entry for dueCheckpoints();
-//   - renew(id, renewedAtMs) with renewedAtMs = the moment this leader began confirming its leadership for the
-//     keep-alive, and any reset checkpoint committed BEFORE the keep-alive is acknowledged.
+//   - a timer proposes revokes for expiredLeases() (bounded per tick);
+//   - a keep-alive is acknowledged only after a checkpoint entry carrying its renewal is applied (RenewalLog
+//     batches them), and renews the tracker from the moment it arrived.
 //
 // Keep-alives that reach a follower are forwarded to the leader (gRPC, the leader's client URL) and the follower
 // answers with the leader's answer, as etcd's followers do over their peer HTTP endpoint.
 //
-// Applied results do not name their command. A grant is recognised by its response (the table's LeaseInfo).
 // Revokes proposed here are followed from their own results; a revoke proposed by another member is noticed
 // lazily: before the tracker is trusted about a lease, the table is asked whether it still exists.
 import { apiError } from '../api/errors.js';
-import { LeaseExpiryTracker, type LeaseCheckpoint, type LeaseId, type LeaseInfo } from '../../storage/lease/index.js';
+import { LeaseExpiryTracker, type LeaseId, type LeaseInfo } from '../../storage/lease/index.js';
 import type { Member } from '../member.js';
 import type { CommandResult } from '../../storage/state-machine.js';
 import { Role, type SoftState } from '../../raft/types.js';
 import type { Op } from '../../storage/command.js';
 import { LeaderForwarder, type ForwardedTimeToLive } from './forwarder.js';
 import { commandFailure } from './line.js';
+import { RenewalLog, TooManyRenewalsError, checkpointedLeases } from './renewals.js';
 
-/** How often the leader looks for expired leases and due checkpoints (etcd's revoke loop runs every 500 ms). */
+/** How often the leader looks for expired leases (etcd's revoke loop runs every 500 ms). */
 export const LEASE_TICK_INTERVAL_MS = 500;
-/** Revokes proposed per tick at most (and leases per checkpoint entry): bounds the burst after a long pause. */
+/** Revokes proposed per tick at most: bounds the burst after a long pause. */
 export const LEASE_REVOKES_PER_TICK_MAX = 500;
 /** Deadline for one forwarded keep-alive or time-to-live call to the leader. */
 export const LEASE_FORWARD_TIMEOUT_MS = 5_000;
-/** Deadline for a proposal made by the manager (revoke, checkpoint) or on behalf of a keep-alive. */
+/** Deadline for a proposal made by the manager (revoke) or on behalf of a keep-alive (its renewal entry). */
 export const LEASE_PROPOSAL_TIMEOUT_MS = 7_000;
 /** Pause between attempts to confirm a new leadership before building the tracker. */
 const PROMOTION_RETRY_MS = 50;
+/** Last words kept for leases no longer in the table before they are pruned (revokes do not name their lease). */
+const LAST_WORDS_SLACK = 1_000;
 
 /** What the manager needs from a member: a small interface, so tests can drive it with a fake cluster. */
-export type LeaseMember = Pick<Member, 'propose' | 'subscribeApplied' | 'subscribeSoftState' | 'isLeader' | 'leaderId' | 'members' | 'linearizableBarrier'> & {
+export type LeaseMember = Pick<Member, 'propose' | 'subscribeApplied' | 'subscribeSoftState' | 'subscribeRestored' | 'isLeader' | 'leaderId' | 'members' | 'linearizableBarrier'> & {
   readonly id: number;
   readonly stateMachine: {
     readonly leases: { get(id: LeaseId): LeaseInfo | undefined; has(id: LeaseId): boolean; list(): LeaseInfo[] };
@@ -53,7 +57,6 @@ export interface Ticker {
 export interface LeaseManagerOptions {
   readonly tickIntervalMs: number;
   readonly revokesPerTickMax: number;
-  readonly checkpointIntervalMs: number;
   readonly revokeRetryIntervalMs: number;
   readonly forwardTimeoutMs: number;
   readonly proposalTimeoutMs: number;
@@ -83,7 +86,6 @@ export function leaseManagerDefaults(): LeaseManagerOptions {
   return {
     tickIntervalMs: LEASE_TICK_INTERVAL_MS,
     revokesPerTickMax: LEASE_REVOKES_PER_TICK_MAX,
-    checkpointIntervalMs: 5_000,
     revokeRetryIntervalMs: 3_000,
     forwardTimeoutMs: LEASE_FORWARD_TIMEOUT_MS,
     proposalTimeoutMs: LEASE_PROPOSAL_TIMEOUT_MS,
@@ -94,7 +96,7 @@ export function leaseManagerDefaults(): LeaseManagerOptions {
 }
 
 function validate(o: LeaseManagerOptions): Readonly<LeaseManagerOptions> {
-  for (const name of ['tickIntervalMs', 'revokesPerTickMax', 'checkpointIntervalMs', 'revokeRetryIntervalMs', 'forwardTimeoutMs', 'proposalTimeoutMs'] as const) {
+  for (const name of ['tickIntervalMs', 'revokesPerTickMax', 'revokeRetryIntervalMs', 'forwardTimeoutMs', 'proposalTimeoutMs'] as const) {
     if (!Number.isSafeInteger(o[name]) || o[name] <= 0) throw new RangeError(`${name} must be a positive integer, got ${o[name]}`);
   }
   return Object.freeze({ ...o });
@@ -118,7 +120,11 @@ export class LeaseManager {
   private epoch = 0;
   private promotion: Promise<void> = Promise.resolve();
   private readonly revokesInFlight = new Set<LeaseId>();
-  private checkpointInFlight = false;
+  /** Lease -> when this member last heard of it in the log (grant or renewal applied here), monotonic ms. */
+  private readonly lastWordAtMs = new Map<LeaseId, number>();
+  /** The last word for every lease not in lastWordAtMs: when this manager started, or a snapshot was installed. */
+  private baselineMs = 0;
+  private readonly renewals: RenewalLog;
   private readonly cleanups: Array<() => void> = [];
   private started = false;
 
@@ -129,17 +135,20 @@ export class LeaseManager {
     this.options = validate({ ...leaseManagerDefaults(), ...options });
     this.tracker = new LeaseExpiryTracker({
       monotonicNowMs: this.options.monotonicNowMs,
-      checkpointIntervalMs: this.options.checkpointIntervalMs,
       revokeRetryIntervalMs: this.options.revokeRetryIntervalMs,
       batchMax: this.options.revokesPerTickMax,
     });
+    this.renewals = new RenewalLog((op) => this.proposeWithDeadline(op));
   }
 
   start(): void {
     if (this.started) return;
     this.started = true;
+    // Entries applied before now (replayed at start) were committed before now: now is a safe last word for them.
+    this.hearAllNow();
     this.cleanups.push(this.member.subscribeSoftState((s) => this.onSoftState(s)));
     this.cleanups.push(this.member.subscribeApplied((results) => this.onApplied(results)));
+    this.cleanups.push(this.member.subscribeRestored(() => this.hearAllNow()));
     this.cleanups.push(this.options.ticker.every(this.options.tickIntervalMs, () => void this.tick()));
     // The member may already lead (a single voter campaigns during start, before anyone could subscribe).
     if (this.member.isLeader()) this.onSoftState({ role: Role.Leader, lead: this.member.id });
@@ -190,7 +199,7 @@ export class LeaseManager {
         continue;
       }
       if (epoch !== this.epoch) return;
-      this.tracker.becomeLeader(this.member.stateMachine.leases.list());
+      this.tracker.becomeLeader(this.member.stateMachine.leases.list(), (id) => this.lastWordAtMs.get(id) ?? this.baselineMs);
       return;
     }
   }
@@ -200,9 +209,29 @@ export class LeaseManager {
   private onApplied(results: readonly CommandResult[]): void {
     for (const r of results) {
       const granted = grantedLease(r);
-      // Ignored by a tracker that is not leading: the lease is in the table it will be built from.
-      if (granted !== undefined) this.tracker.onGranted(granted.id, granted.ttlSeconds);
+      if (granted !== undefined) {
+        this.lastWordAtMs.set(granted.id, this.nowMs());
+        // Ignored by a tracker that is not leading: the lease is in the table it will be built from.
+        this.tracker.onGranted(granted.id, granted.ttlSeconds);
+      }
+      for (const id of checkpointedLeases(r)) this.lastWordAtMs.set(id, this.nowMs());
     }
+  }
+
+  /** Every lease was last heard of now: at start, and after a snapshot replaced the table wholesale. */
+  private hearAllNow(): void {
+    this.lastWordAtMs.clear();
+    this.baselineMs = this.nowMs();
+  }
+
+  /** Forget revoked leases' last words (revoke results do not name the lease, so prune against the table). */
+  private pruneLastWords(): void {
+    const table = this.member.stateMachine.leases;
+    for (const id of this.lastWordAtMs.keys()) if (!table.has(id)) this.lastWordAtMs.delete(id);
+  }
+
+  private nowMs(): number {
+    return Math.floor(this.options.monotonicNowMs());
   }
 
   /** The table is the truth about existence: drop a lease the tracker still holds but the log revoked. */
@@ -214,16 +243,15 @@ export class LeaseManager {
 
   // ---- the timer
 
-  /** One round: propose revokes for expired leases and a checkpoint entry. Resolves when those proposals settle. */
+  /** One round: propose revokes for expired leases. Resolves when those proposals settle. */
   async tick(): Promise<void> {
+    if (this.lastWordAtMs.size > LAST_WORDS_SLACK + this.member.stateMachine.leases.list().length) this.pruneLastWords();
     if (!this.tracker.isLeader) return;
     const work: Array<Promise<void>> = [];
     for (const id of this.tracker.expiredLeases()) {
       if (!this.existsOrForget(id) || this.revokesInFlight.has(id)) continue;
       work.push(this.proposeExpiry(id));
     }
-    const checkpoints = this.tracker.dueCheckpoints().filter((c) => this.member.stateMachine.leases.has(c.id));
-    if (checkpoints.length > 0 && !this.checkpointInFlight) work.push(this.proposeCheckpoints(checkpoints));
     await Promise.all(work);
   }
 
@@ -240,17 +268,6 @@ export class LeaseManager {
     }
   }
 
-  private async proposeCheckpoints(checkpoints: readonly LeaseCheckpoint[]): Promise<void> {
-    this.checkpointInFlight = true;
-    try {
-      await this.proposeWithDeadline({ leaseCheckpoint: { checkpoints: checkpoints.map((c) => ({ id: c.id, remainingTtlMs: c.remainingTtlMs })) } });
-    } catch {
-      // A lost checkpoint only widens the upper bound for this interval; the next round records a fresh one.
-    } finally {
-      this.checkpointInFlight = false;
-    }
-  }
-
   // ---- client calls
 
   /** A client revoked a lease through this member: stop tracking it once the revoke is applied. */
@@ -261,9 +278,9 @@ export class LeaseManager {
   }
 
   /**
-   * A keep-alive. On the leader: the renewal counts from before the leadership check (ReadIndex), and a reset
-   * checkpoint is committed before answering. On a follower: forwarded to the leader. Resolves with the TTL in
-   * seconds; LEASE_NOT_FOUND for an unknown or expired lease. `forwarded` requests are never forwarded again.
+   * A keep-alive. On the leader: the renewal counts from the moment it arrived, and is committed to the log
+   * (batched with others) before it is acknowledged. On a follower: forwarded to the leader. Resolves with the TTL
+   * in seconds; LEASE_NOT_FOUND for an unknown or expired lease. `forwarded` requests are never forwarded again.
    */
   async renew(id: LeaseId, opts: { forwarded?: boolean } = {}): Promise<number> {
     if (!this.member.isLeader()) {
@@ -271,20 +288,33 @@ export class LeaseManager {
       return this.options.forwarder.keepAlive(this.leaderTarget(), id, this.options.forwardTimeoutMs);
     }
     // Whole milliseconds, as the tracker counts: a fraction would put renewedAtMs after the tracker's "now".
-    const renewedAtMs = Math.floor(this.options.monotonicNowMs());
-    await this.member.linearizableBarrier();
+    const renewedAtMs = this.nowMs();
     await this.promotion;
     if (!this.tracker.isLeader) throw apiError('LEADER_CHANGED');
     if (!this.existsOrForget(id)) throw apiError('LEASE_NOT_FOUND');
     this.adoptUntracked(id);
-    const renewal = this.tracker.renew(id, renewedAtMs);
-    if (renewal.resetCheckpoint !== undefined) {
-      const cp = renewal.resetCheckpoint;
-      const r = await this.proposeWithDeadline({ leaseCheckpoint: { checkpoints: [{ id: cp.id, remainingTtlMs: cp.remainingTtlMs }] } });
-      const failure = commandFailure(r);
-      if (failure !== undefined) throw failure;
+    this.tracker.checkRenewable(id);
+    const ttlMs = this.tracker.ttlMsOf(id) ?? 0;
+    const result = await this.logRenewal(id, ttlMs);
+    // Revoked in the log before the renewal reached it: the lease is gone, whatever the tracker thinks.
+    if (!checkpointedLeases(result).includes(id)) throw apiError('LEASE_NOT_FOUND');
+    // Committed: every later leader counts from when it applied this entry. If this member lost the lead while
+    // the entry was committing, the acknowledgement is still true; there is just no local deadline to move.
+    if (!this.tracker.isLeader) return ttlMs / 1000;
+    return this.tracker.renew(id, renewedAtMs);
+  }
+
+  private async logRenewal(id: LeaseId, ttlMs: number): Promise<CommandResult> {
+    let result: CommandResult;
+    try {
+      result = await this.renewals.log(id, ttlMs);
+    } catch (e) {
+      if (e instanceof TooManyRenewalsError) throw apiError('TOO_MANY_REQUESTS');
+      throw e;
     }
-    return renewal.ttlSeconds;
+    const failure = commandFailure(result);
+    if (failure !== undefined) throw failure;
+    return result;
   }
 
   /** The remaining TTL, granted TTL and keys of a lease; undefined when it does not exist. */

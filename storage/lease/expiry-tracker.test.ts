@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryBackend } from '../backend.js';
-import { LeaseExpiryTracker, type LeaseCheckpoint } from './expiry-tracker.js';
+import { LeaseExpiryTracker } from './expiry-tracker.js';
 import { LeaseTable, type LeaseId } from './lease-table.js';
 
 /**
@@ -15,17 +15,19 @@ class FakeTime {
   }
 }
 
-const INTERVAL = 5_000;
 const ELECTION_TIMEOUT = 1_000;
 
 function trackerOn(time: FakeTime, originMs = 0): LeaseExpiryTracker {
-  return new LeaseExpiryTracker({ monotonicNowMs: time.clockFor(originMs), checkpointIntervalMs: INTERVAL, revokeRetryIntervalMs: 3_000 });
+  return new LeaseExpiryTracker({ monotonicNowMs: time.clockFor(originMs), revokeRetryIntervalMs: 3_000 });
 }
 
-/** Commit checkpoints into the replicated table, as the log would. */
-function commitCheckpoints(table: LeaseTable, checkpoints: readonly LeaseCheckpoint[]): void {
-  const batch = new MemoryBackend().batch();
-  for (const c of checkpoints) table.checkpoint(c.id, c.remainingTtlMs, batch);
+/** A tracker that never heard of anything before now (a fresh leader over an empty or fresh table). */
+const heardNow = (time: FakeTime, originMs = 0) => (): number => time.realMs + originMs;
+
+/** Commit a renewal checkpoint (the full TTL) into the replicated table, as the log would. */
+function commitRenewal(table: LeaseTable, id: LeaseId): void {
+  const lease = table.get(id);
+  if (lease !== undefined) table.checkpoint(id, lease.ttlSeconds * 1000, new MemoryBackend().batch());
 }
 
 function grant(table: LeaseTable, tracker: LeaseExpiryTracker, id: LeaseId, ttlSeconds: number): void {
@@ -38,7 +40,7 @@ describe('LeaseExpiryTracker', () => {
     const time = new FakeTime();
     const table = LeaseTable.empty();
     const tracker = trackerOn(time, 123_456);
-    tracker.becomeLeader(table.list());
+    tracker.becomeLeader(table.list(), heardNow(time, 123_456));
     grant(table, tracker, 1n, 10);
     time.realMs = 9_999;
     expect(tracker.expiredLeases()).toEqual([]);
@@ -48,7 +50,7 @@ describe('LeaseExpiryTracker', () => {
 
     grant(table, tracker, 2n, 10);
     time.realMs = 14_000;
-    expect(tracker.renew(2n)).toEqual({ ttlSeconds: 10, resetCheckpoint: undefined });
+    expect(tracker.renew(2n)).toBe(10);
     expect(tracker.remainingMs(2n)).toBe(10_000);
     time.realMs = 23_999;
     expect(tracker.expiredLeases()).toEqual([]);
@@ -60,7 +62,7 @@ describe('LeaseExpiryTracker', () => {
     const time = new FakeTime();
     const table = LeaseTable.empty();
     const tracker = trackerOn(time);
-    tracker.becomeLeader([]);
+    tracker.becomeLeader([], heardNow(time));
     grant(table, tracker, 1n, 2);
     time.realMs = 2_000;
     expect(tracker.expiredLeases()).toEqual([1n]);
@@ -79,7 +81,7 @@ describe('LeaseExpiryTracker', () => {
   it('orders expired leases by deadline then id, at most batchMax at a time', () => {
     const time = new FakeTime();
     const tracker = new LeaseExpiryTracker({ monotonicNowMs: time.clockFor(0), batchMax: 2 });
-    tracker.becomeLeader([]);
+    tracker.becomeLeader([], heardNow(time));
     tracker.onGranted(9n, 3);
     tracker.onGranted(5n, 3);
     tracker.onGranted(7n, 2);
@@ -88,32 +90,18 @@ describe('LeaseExpiryTracker', () => {
     expect(tracker.expiredLeases()).toEqual([9n]);
   });
 
-  it('schedules checkpoints for leases longer than the interval, every interval', () => {
+  it('refuses to renew a lease reported expired while its renewal was being committed', () => {
     const time = new FakeTime();
     const tracker = trackerOn(time);
-    tracker.becomeLeader([]);
-    tracker.onGranted(1n, 60);
-    tracker.onGranted(2n, 5); // not longer than the interval: restarting it costs at most one interval
-    time.realMs = 4_999;
-    expect(tracker.dueCheckpoints()).toEqual([]);
-    time.realMs = 5_000;
-    expect(tracker.dueCheckpoints()).toEqual([{ id: 1n, remainingTtlMs: 55_000 }]);
-    expect(tracker.dueCheckpoints()).toEqual([]);
-    time.realMs = 10_000;
-    expect(tracker.dueCheckpoints()).toEqual([{ id: 1n, remainingTtlMs: 50_000 }]);
-  });
-
-  it('a renewal after a checkpoint returns a reset checkpoint, once', () => {
-    const time = new FakeTime();
-    const tracker = trackerOn(time);
-    tracker.becomeLeader([]);
-    tracker.onGranted(1n, 60);
-    expect(tracker.renew(1n).resetCheckpoint).toBeUndefined(); // the log says "full TTL" already
-    time.realMs = 5_000;
-    expect(tracker.dueCheckpoints()).toHaveLength(1);
-    time.realMs = 6_000;
-    expect(tracker.renew(1n).resetCheckpoint).toEqual({ id: 1n, remainingTtlMs: 60_000 });
-    expect(tracker.renew(1n).resetCheckpoint).toBeUndefined();
+    tracker.becomeLeader([], heardNow(time));
+    tracker.onGranted(1n, 2);
+    time.realMs = 1_999;
+    expect(() => tracker.checkRenewable(1n)).not.toThrow();
+    const arrivedAt = time.realMs;
+    time.realMs = 2_000; // the renewal entry is still committing when the round reports the lease
+    expect(tracker.expiredLeases()).toEqual([1n]);
+    expect(() => tracker.renew(1n, arrivedAt)).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND' }));
+    expect(() => tracker.checkRenewable(1n)).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND' }));
   });
 
   it('followers keep no deadlines', () => {
@@ -122,120 +110,133 @@ describe('LeaseExpiryTracker', () => {
     tracker.onGranted(1n, 1);
     time.realMs = 10_000;
     expect(tracker.expiredLeases()).toEqual([]);
-    expect(tracker.dueCheckpoints()).toEqual([]);
     expect(() => tracker.renew(1n)).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND' }));
+    expect(() => tracker.checkRenewable(1n)).toThrow(expect.objectContaining({ code: 'LEASE_NOT_FOUND' }));
     expect(tracker.isLeader).toBe(false);
   });
 
-  it('a new leader continues the countdown from the last checkpoint (the header’s worked example)', () => {
+  it('a new leader continues the countdown from when it applied the last renewal (the header’s worked example)', () => {
     const time = new FakeTime();
     const table = LeaseTable.empty();
     const oldLeader = trackerOn(time, 1_000_000);
-    oldLeader.becomeLeader(table.list());
+    oldLeader.becomeLeader(table.list(), heardNow(time, 1_000_000));
     grant(table, oldLeader, 1n, 60);
-    for (const t of [5_000, 10_000, 15_000]) {
-      time.realMs = t;
-      commitCheckpoints(table, oldLeader.dueCheckpoints());
-    }
-    expect(table.get(1n)?.remainingTtlMs).toBe(45_000);
-    const oldDeadline = 60_000;
+    time.realMs = 15_000; // a keep-alive arrives
+    const arrivedAt = time.realMs;
+    oldLeader.checkRenewable(1n);
+    time.realMs = 15_002; // its renewal commits...
+    commitRenewal(table, 1n);
+    const newLeaderOrigin = -42_000; // a member with a very different clock origin
+    const appliedAtOnNewLeader = 15_003 + newLeaderOrigin; // ...and the future leader applies it 1 ms later
+    expect(oldLeader.renew(1n, arrivedAt)).toBe(60);
     time.realMs = 17_000; // the old leader dies
     oldLeader.stepDown();
-    time.realMs = 17_000 + ELECTION_TIMEOUT; // a member with a very different clock origin takes over
-    const newLeader = trackerOn(time, -42_000);
-    newLeader.becomeLeader(table.list());
+    time.realMs = 18_000; // the new leader is promoted
+    const newLeader = trackerOn(time, newLeaderOrigin);
+    newLeader.becomeLeader(table.list(), (id) => (id === 1n ? appliedAtOnNewLeader : Number.NaN));
     const newDeadline = time.realMs + newLeader.remainingMs(1n)!;
-    expect(newDeadline).toBe(63_000);
-    // The promise: never sooner than TTL after the last renewal, never later than TTL + interval + failover.
-    expect(newDeadline).toBeGreaterThanOrEqual(oldDeadline);
-    expect(newDeadline).toBeLessThanOrEqual(oldDeadline + INTERVAL + ELECTION_TIMEOUT);
-    time.realMs = 62_999;
+    expect(newDeadline).toBe(75_003);
+    // Never sooner than TTL after the keep-alive arrived, and later only by the commit and apply lag.
+    expect(newDeadline).toBeGreaterThanOrEqual(arrivedAt + 60_000);
+    expect(newDeadline - (arrivedAt + 60_000)).toBe(3);
+    time.realMs = 75_002;
     expect(newLeader.expiredLeases()).toEqual([]);
-    time.realMs = 63_000;
+    time.realMs = 75_003;
     expect(newLeader.expiredLeases()).toEqual([1n]);
   });
 
-  it('without the reset checkpoint a renewal would be undone by a leader change; with it, it is kept', () => {
+  it('a lease whose last word is older than its TTL expires at the new leader’s first round', () => {
     const time = new FakeTime();
-    const table = LeaseTable.empty();
-    const oldLeader = trackerOn(time);
-    oldLeader.becomeLeader([]);
-    grant(table, oldLeader, 1n, 60);
-    time.realMs = 5_000;
-    commitCheckpoints(table, oldLeader.dueCheckpoints()); // the log says 55s remain
-    time.realMs = 9_000;
-    const renewal = oldLeader.renew(1n); // acknowledged at 9s: the lease must live until at least 69s
-    commitCheckpoints(table, renewal.resetCheckpoint === undefined ? [] : [renewal.resetCheckpoint]);
-    time.realMs = 9_500;
-    oldLeader.stepDown();
-    time.realMs = 9_500 + ELECTION_TIMEOUT;
-    const newLeader = trackerOn(time, 7);
-    newLeader.becomeLeader(table.list());
-    const newDeadline = time.realMs + newLeader.remainingMs(1n)!;
-    expect(newDeadline).toBeGreaterThanOrEqual(69_000);
-    expect(newDeadline).toBeLessThanOrEqual(69_000 + INTERVAL + ELECTION_TIMEOUT);
+    time.realMs = 100_000;
+    const tracker = trackerOn(time, 5);
+    tracker.becomeLeader([{ id: 1n, ttlSeconds: 10, remainingTtlMs: undefined }], () => 5 + 20_000);
+    expect(tracker.remainingMs(1n)).toBe(0);
+    expect(tracker.expiredLeases()).toEqual([1n]);
   });
 
-  it('promotionExtensionMs is added to every inherited deadline', () => {
+  it('refuses a last word in the future (it would stretch the lease past what the log says)', () => {
     const time = new FakeTime();
-    const tracker = new LeaseExpiryTracker({ monotonicNowMs: time.clockFor(0), promotionExtensionMs: ELECTION_TIMEOUT });
-    tracker.becomeLeader([{ id: 1n, ttlSeconds: 10, remainingTtlMs: 4_000 }]);
-    expect(tracker.remainingMs(1n)).toBe(5_000);
+    const tracker = trackerOn(time);
+    expect(() => tracker.becomeLeader([{ id: 1n, ttlSeconds: 10, remainingTtlMs: undefined }], () => 1)).toThrow(/future/);
   });
 
-  it('property: across renewals and leader changes, expiry falls within [TTL, TTL + k·(interval + failover)] of the last acknowledged keep-alive', () => {
+  it('property: across renewals and leader changes, expiry falls within [TTL after arrival, max(TTL after ack + apply lag, promotion)]', () => {
     const TICK = 100;
-    type Event = { kind: 'wait'; ticks: number } | { kind: 'keepAlive' } | { kind: 'crash' };
+    const MEMBERS = 3;
+    type Event = { kind: 'wait'; ticks: number } | { kind: 'keepAlive'; commitMs: number; applyLagsMs: number[] } | { kind: 'crash'; next: number; failoverMs: number };
     const event: fc.Arbitrary<Event> = fc.oneof(
       { weight: 4, arbitrary: fc.record({ kind: fc.constant('wait' as const), ticks: fc.integer({ min: 1, max: 120 }) }) },
-      { weight: 2, arbitrary: fc.record({ kind: fc.constant('keepAlive' as const) }) },
-      { weight: 1, arbitrary: fc.record({ kind: fc.constant('crash' as const) }) },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant('keepAlive' as const),
+          commitMs: fc.integer({ min: 0, max: 50 }),
+          applyLagsMs: fc.array(fc.integer({ min: 0, max: 80 }), { minLength: MEMBERS, maxLength: MEMBERS }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('crash' as const), next: fc.integer({ min: 0, max: MEMBERS - 1 }), failoverMs: fc.integer({ min: ELECTION_TIMEOUT, max: 3 * ELECTION_TIMEOUT }) }) },
     );
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 40 }), fc.array(event, { maxLength: 40 }), fc.array(fc.integer({ min: -1e9, max: 1e9 }), { minLength: 50, maxLength: 50 }), (ttlSeconds, events, origins) => {
-        const time = new FakeTime();
-        const table = LeaseTable.empty({ minTtlSeconds: 1 });
-        let members = 0;
-        const elect = (): LeaseExpiryTracker => {
-          const t = trackerOn(time, origins[members++ % origins.length]!);
-          t.becomeLeader(table.list());
-          return t;
-        };
-        let leader = elect();
-        grant(table, leader, 1n, ttlSeconds);
-        let lastAckMs = 0;
-        let failoversSinceAck = 0;
-        let expiredAtMs: number | undefined;
-        const tick = (): void => {
-          time.realMs += TICK;
-          commitCheckpoints(table, leader.dueCheckpoints());
-          if (leader.expiredLeases().includes(1n)) expiredAtMs = time.realMs;
-        };
-        for (const e of events) {
-          if (expiredAtMs !== undefined) break;
-          if (e.kind === 'wait') {
-            for (let i = 0; i < e.ticks && expiredAtMs === undefined; i++) tick();
-          } else if (e.kind === 'keepAlive') {
-            try {
-              const r = leader.renew(1n);
-              if (r.resetCheckpoint !== undefined) commitCheckpoints(table, [r.resetCheckpoint]);
-              lastAckMs = time.realMs;
-              failoversSinceAck = 0;
-            } catch {
-              expiredAtMs = time.realMs; // due at this very instant: the next tick would report it
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(event, { maxLength: 40 }),
+        fc.array(fc.integer({ min: -1e9, max: 1e9 }), { minLength: MEMBERS, maxLength: MEMBERS }),
+        (ttlSeconds, events, origins) => {
+          const time = new FakeTime();
+          const table = LeaseTable.empty({ minTtlSeconds: 1 });
+          // Each member's last word about lease 1, in real time; converted to its own clock when it leads.
+          const lastWordReal = new Array<number>(MEMBERS).fill(0);
+          let leaderIndex = 0;
+          const elect = (i: number): LeaseExpiryTracker => {
+            const t = trackerOn(time, origins[i]!);
+            t.becomeLeader(table.list(), () => Math.min(lastWordReal[i]!, time.realMs) + origins[i]!);
+            return t;
+          };
+          let leader: LeaseExpiryTracker | undefined = elect(0);
+          grant(table, leader, 1n, ttlSeconds);
+          let lastArrivalMs = 0;
+          let upperMs = ttlSeconds * 1000;
+          let expiredAtMs: number | undefined;
+          const tick = (): void => {
+            time.realMs += TICK;
+            if (leader?.expiredLeases().includes(1n) === true) expiredAtMs = time.realMs;
+          };
+          for (const e of events) {
+            if (expiredAtMs !== undefined || leader === undefined) break;
+            if (e.kind === 'wait') {
+              for (let i = 0; i < e.ticks && expiredAtMs === undefined; i++) tick();
+            } else if (e.kind === 'keepAlive') {
+              const arrivedAt = time.realMs;
+              try {
+                leader.checkRenewable(1n);
+              } catch {
+                expiredAtMs = time.realMs; // due at this very instant: the round now would report it
+                break;
+              }
+              const committedAt = arrivedAt + e.commitMs; // nothing else happens while it commits
+              commitRenewal(table, 1n);
+              for (let i = 0; i < MEMBERS; i++) lastWordReal[i] = committedAt + e.applyLagsMs[i]!;
+              time.realMs = committedAt;
+              if (leader.remainingMs(1n) === 0) {
+                expiredAtMs = committedAt; // expired while committing: the leader refuses to acknowledge
+                break;
+              }
+              leader.renew(1n, arrivedAt + origins[leaderIndex]!);
+              lastArrivalMs = arrivedAt;
+              upperMs = Math.max(upperMs, committedAt + Math.max(...e.applyLagsMs) + ttlSeconds * 1000);
+            } else {
+              leader.stepDown();
+              time.realMs += e.failoverMs;
+              leaderIndex = e.next;
+              leader = elect(leaderIndex);
+              upperMs = Math.max(upperMs, time.realMs);
             }
-          } else {
-            leader.stepDown();
-            time.realMs += ELECTION_TIMEOUT;
-            leader = elect();
-            failoversSinceAck++;
           }
-        }
-        while (expiredAtMs === undefined) tick();
-        const ttlMs = ttlSeconds * 1000;
-        expect(expiredAtMs).toBeGreaterThanOrEqual(lastAckMs + ttlMs);
-        expect(expiredAtMs).toBeLessThanOrEqual(lastAckMs + ttlMs + failoversSinceAck * (INTERVAL + TICK + ELECTION_TIMEOUT));
-      }),
+          while (expiredAtMs === undefined) tick();
+          expect(expiredAtMs).toBeGreaterThanOrEqual(lastArrivalMs + ttlSeconds * 1000);
+          expect(expiredAtMs).toBeLessThanOrEqual(upperMs + TICK);
+        },
+      ),
       { numRuns: 500 },
     );
   });

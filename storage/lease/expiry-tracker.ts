@@ -2,94 +2,77 @@
 // a lease runs out it proposes a revoke through the log. Followers never expire anything, so a member with a
 // skewed or paused clock cannot delete keys on its own, and applying the log never depends on local time.
 //
-// The promise to clients, for a lease with TTL T:
-//   (lower) it never expires sooner than T after the last acknowledged keep-alive;
-//   (upper) it expires no later than T + checkpointIntervalMs + failover after it, where failover is the time
-//           from the old leader's last checkpoint round to the new leader's becomeLeader() (about one election
-//           timeout). With checkpoints every interval this is etcd's "T plus about one election timeout".
+// The promise to clients, for a lease with TTL T and last acknowledged keep-alive (or grant) at k:
+//   (lower) it never expires sooner than k + T;
+//   (upper) it expires by max(k + T + replication lag, p) + one tick, where p is when a new leader finished its
+//           promotion. Without a leader change p drops out; with one, the new leader continues the old countdown
+//           instead of restarting it, so the bound is "T plus at most the failover" (about one election timeout),
+//           never T plus a checkpoint interval and never 2T.
 //
-// Why this holds across a leader change. The old leader checkpoints each long lease every checkpointIntervalMs:
-// at its local time c it proposes remaining R = deadline - c. The new leader is elected after that entry committed,
-// so it becomes leader at p > c, and it sets deadline' = p + R. Measured in real time (monotonic clocks on
-// different machines tick at the same rate; only their origins differ), deadline' - deadline = p - c >= 0: the new
-// leader extends every deadline by exactly the time that passed since the old leader's last word, which is at
-// least as much as the old leader could have been ahead. Using the full TTL instead would be safe but could keep
-// a dead client's lease up to a whole TTL too long; using anything measured on the old leader's clock would
-// compare two unrelated clock origins.
+// How. The caller commits a checkpoint entry (remaining = full TTL) for every keep-alive BEFORE acknowledging it
+// (batched: one entry carries every renewal that arrived while the previous one was in flight). So the log holds
+// the latest acknowledged renewal of every lease. Each member remembers, on its own monotonic clock, when it
+// applied the latest grant or checkpoint of each lease ("last word"). A member applies an entry only after it
+// committed, and the keep-alive was acknowledged after the commit but measured from k < commit, so in real time
+//     lastWord >= commit >= k.
+// On promotion the new leader sets deadline = lastWord + remaining (remaining = T for grants and renewals; a
+// smaller value only in logs written before every renewal was logged, where the old "remaining at time c" rule
+// gives the same inequality with c in place of k). Real-time deadline >= k + T: never early. And lastWord is at
+// most the replication and apply lag after the commit: never much late. Comparing only durations measured on one
+// machine (lastWord and now on the new leader; T is a constant) is what makes this safe: the members' monotonic
+// clocks agree on rate, not on origin, and wall clocks are not trusted at all.
 //
-//   old leader  |--grant--ck(R=50)--ck(R=45)--X dies                   (TTL 60, interval 5)
-//   real time   0        10        15        17            18=p
-//   new leader                                             |becomeLeader: deadline = 18 + 45 = 63 >= 60
+//   old leader  |--grant--ka(k=15)--commit ck(T)--ack--X dies             (TTL 60)
+//   real time   0        15        15.002                 17       18=p
+//   new leader          applies ck at 15.003 = lastWord      |promote: deadline = 15.003 + 60 >= 15 + 60
 //
-// A keep-alive after a checkpoint must not be undone by that checkpoint: if the log holds a remaining TTL shorter
-// than the full TTL, renew() returns a reset checkpoint (remaining = full TTL) that the caller must commit before
-// acknowledging the keep-alive (etcd does the same). And the renewal is counted from `renewedAtMs`, which the
-// caller sets to the moment it began confirming its leadership (ReadIndex): any newer leader was elected after
-// that moment, so its p + T is later than renewedAtMs + T.
+// A member that restarted, or installed a snapshot, did not see each entry applied: it uses the moment it started
+// or installed as the last word of every lease it holds, which is later than any commit it contains. Safe, and
+// only such a member gives a looser upper bound if it becomes leader.
 //
 // The caller's other duty: call becomeLeader() only after applying every entry committed before its term (so it
-// sees the latest checkpoints), and tell the tracker about grants and revokes applied while it leads.
+// has seen the latest checkpoints), and tell the tracker about grants and revokes applied while it leads.
 import { assert } from '../../raft/errors.js';
 import { errLeaseNotFound } from './errors.js';
 import type { LeaseId, LeaseInfo } from './lease-table.js';
 
-/** How often the leader records each long lease's remaining TTL in the log. Also the slack in the upper bound. */
-export const LEASE_CHECKPOINT_INTERVAL_MS = 5_000;
 /** An expired lease whose revoke has not applied yet is reported again after this long (the proposal may be lost). */
 export const LEASE_REVOKE_RETRY_INTERVAL_MS = 3_000;
-/** At most this many leases per expiredLeases() or dueCheckpoints() call: one proposal's worth. */
+/** At most this many leases per expiredLeases() call: one round's worth of revoke proposals. */
 export const LEASE_BATCH_MAX = 1_000;
 
 export interface LeaseExpiryTrackerConfig {
   /** A monotonic clock in milliseconds (performance.now, or the simulator's). Never wall time. */
   readonly monotonicNowMs: () => number;
-  readonly checkpointIntervalMs: number;
   readonly revokeRetryIntervalMs: number;
   readonly batchMax: number;
-  /** Added to every deadline on becomeLeader. 0 when renewals are acknowledged only after confirming leadership. */
-  readonly promotionExtensionMs: number;
 }
 
 export const LEASE_EXPIRY_TRACKER_DEFAULTS = {
-  checkpointIntervalMs: LEASE_CHECKPOINT_INTERVAL_MS,
   revokeRetryIntervalMs: LEASE_REVOKE_RETRY_INTERVAL_MS,
   batchMax: LEASE_BATCH_MAX,
-  promotionExtensionMs: 0,
 } as const;
 
 export function validateLeaseExpiryTrackerConfig(
   config: Partial<LeaseExpiryTrackerConfig> & Pick<LeaseExpiryTrackerConfig, 'monotonicNowMs'>,
 ): Readonly<LeaseExpiryTrackerConfig> {
   const c = { ...LEASE_EXPIRY_TRACKER_DEFAULTS, ...config };
-  for (const name of ['checkpointIntervalMs', 'revokeRetryIntervalMs', 'batchMax'] as const) {
+  for (const name of ['revokeRetryIntervalMs', 'batchMax'] as const) {
     if (!Number.isSafeInteger(c[name]) || c[name] <= 0) throw new RangeError(`${name} must be a positive integer, got ${c[name]}`);
-  }
-  if (!Number.isSafeInteger(c.promotionExtensionMs) || c.promotionExtensionMs < 0) {
-    throw new RangeError(`promotionExtensionMs must be a non-negative integer, got ${c.promotionExtensionMs}`);
   }
   return Object.freeze(c);
 }
 
-/** A checkpoint to propose: the lease's remaining TTL as this leader sees it now. */
+/** A checkpoint entry's item: the remaining TTL the log should hold for a lease (the full TTL for a renewal). */
 export interface LeaseCheckpoint {
   readonly id: LeaseId;
   readonly remainingTtlMs: number;
-}
-
-export interface LeaseRenewal {
-  readonly ttlSeconds: number;
-  /** When set, commit this checkpoint before acknowledging the keep-alive. */
-  readonly resetCheckpoint: LeaseCheckpoint | undefined;
 }
 
 interface TrackedLease {
   readonly id: LeaseId;
   readonly ttlMs: number;
   deadlineMs: number;
-  /** When the log last learned this lease's remaining TTL (checkpoint, reset, grant or promotion). */
-  checkpointedAtMs: number;
-  /** The remaining TTL the log holds; undefined: the log says "full TTL". */
-  loggedRemainingMs: number | undefined;
   /** When expiredLeases() last reported it; undefined: never. */
   reportedExpiredAtMs: number | undefined;
 }
@@ -111,22 +94,20 @@ export class LeaseExpiryTracker {
     return this.leases.size;
   }
 
-  /** Start keeping deadlines: each lease continues from its last checkpoint (see the header for why). */
-  becomeLeader(leases: Iterable<LeaseInfo>): void {
+  /**
+   * Start keeping deadlines. Each lease continues from the last word this member heard of it: `lastWordAtMs(id)`
+   * on this tracker's clock, never later than now (see the header for why this is safe).
+   */
+  becomeLeader(leases: Iterable<LeaseInfo>, lastWordAtMs: (id: LeaseId) => number): void {
     this.leases.clear();
     this.leading = true;
     const now = this.nowMs();
     for (const lease of leases) {
       const ttlMs = lease.ttlSeconds * 1000;
       const remainingMs = Math.min(lease.remainingTtlMs ?? ttlMs, ttlMs);
-      this.leases.set(lease.id, {
-        id: lease.id,
-        ttlMs,
-        deadlineMs: now + remainingMs + this.config.promotionExtensionMs,
-        checkpointedAtMs: now,
-        loggedRemainingMs: lease.remainingTtlMs,
-        reportedExpiredAtMs: undefined,
-      });
+      const heardAtMs = lastWordAtMs(lease.id);
+      assert(heardAtMs <= now, `last word about lease ${lease.id} is in the future`);
+      this.leases.set(lease.id, { id: lease.id, ttlMs, deadlineMs: heardAtMs + remainingMs, reportedExpiredAtMs: undefined });
     }
   }
 
@@ -139,9 +120,8 @@ export class LeaseExpiryTracker {
   /** A grant was applied. Ignored on followers, so the composer can call it unconditionally. */
   onGranted(id: LeaseId, ttlSeconds: number): void {
     if (!this.leading) return;
-    const now = this.nowMs();
     const ttlMs = ttlSeconds * 1000;
-    this.leases.set(id, { id, ttlMs, deadlineMs: now + ttlMs, checkpointedAtMs: now, loggedRemainingMs: undefined, reportedExpiredAtMs: undefined });
+    this.leases.set(id, { id, ttlMs, deadlineMs: this.nowMs() + ttlMs, reportedExpiredAtMs: undefined });
   }
 
   /** A revoke was applied. Ignored on followers. */
@@ -150,21 +130,31 @@ export class LeaseExpiryTracker {
   }
 
   /**
-   * A keep-alive. The deadline becomes renewedAtMs + TTL; see the header for what renewedAtMs must be. A lease
-   * already reported expired cannot be renewed (its revoke may be in flight): LEASE_NOT_FOUND, as etcd answers.
+   * Whether a keep-alive may renew this lease: tracked, not yet reported expired (its revoke may be in flight),
+   * and not past its deadline. Checked before the renewal is logged; LEASE_NOT_FOUND otherwise, as etcd answers.
    */
-  renew(id: LeaseId, renewedAtMs: number = this.nowMs()): LeaseRenewal {
+  checkRenewable(id: LeaseId): void {
     const lease = this.leases.get(id);
     if (lease === undefined || lease.reportedExpiredAtMs !== undefined || lease.deadlineMs <= this.nowMs()) throw errLeaseNotFound();
+  }
+
+  /**
+   * A keep-alive whose renewal is on the log. The deadline becomes at least renewedAtMs + TTL, where renewedAtMs
+   * was read before the renewal was proposed (and checkRenewable passed then). Refused if the lease was reported
+   * expired while the renewal was being committed: its revoke may already be in the log behind the renewal, so
+   * acknowledging would promise a lifetime the lease will not get. Returns the TTL in seconds.
+   */
+  renew(id: LeaseId, renewedAtMs: number = this.nowMs()): number {
+    const lease = this.leases.get(id);
+    if (lease === undefined || lease.reportedExpiredAtMs !== undefined) throw errLeaseNotFound();
     assert(renewedAtMs <= this.nowMs(), 'renewedAtMs is in the future');
     lease.deadlineMs = Math.max(lease.deadlineMs, renewedAtMs + lease.ttlMs);
-    let resetCheckpoint: LeaseCheckpoint | undefined;
-    if (lease.loggedRemainingMs !== undefined && lease.loggedRemainingMs < lease.ttlMs) {
-      resetCheckpoint = { id, remainingTtlMs: lease.ttlMs };
-      lease.loggedRemainingMs = lease.ttlMs;
-      lease.checkpointedAtMs = renewedAtMs;
-    }
-    return { ttlSeconds: lease.ttlMs / 1000, resetCheckpoint };
+    return lease.ttlMs / 1000;
+  }
+
+  /** The TTL a renewal should log for a tracked lease, or undefined when it is not tracked. */
+  ttlMsOf(id: LeaseId): number | undefined {
+    return this.leases.get(id)?.ttlMs;
   }
 
   /** Milliseconds left before the lease expires on this leader, or undefined when it is not tracked. */
@@ -187,23 +177,6 @@ export class LeaseExpiryTracker {
     const batch = due.slice(0, this.config.batchMax);
     for (const l of batch) l.reportedExpiredAtMs = now;
     return batch.map((l) => l.id);
-  }
-
-  /**
-   * Checkpoints to propose now: every live lease longer than the interval whose log entry is an interval old,
-   * oldest first (ties by id). Short leases need none: restarting them in full costs at most one interval.
-   */
-  dueCheckpoints(): LeaseCheckpoint[] {
-    if (!this.leading) return [];
-    const now = this.nowMs();
-    const interval = this.config.checkpointIntervalMs;
-    const due = [...this.leases.values()].filter((l) => l.ttlMs > interval && l.deadlineMs > now && now - l.checkpointedAtMs >= interval);
-    due.sort((a, b) => a.checkpointedAtMs - b.checkpointedAtMs || compareIds(a.id, b.id));
-    return due.slice(0, this.config.batchMax).map((l) => {
-      l.checkpointedAtMs = now;
-      l.loggedRemainingMs = l.deadlineMs - now;
-      return { id: l.id, remainingTtlMs: l.deadlineMs - now };
-    });
   }
 
   private nowMs(): number {

@@ -14,13 +14,11 @@ export {
 } from './lease-table.js';
 export {
   LEASE_BATCH_MAX,
-  LEASE_CHECKPOINT_INTERVAL_MS,
   LEASE_EXPIRY_TRACKER_DEFAULTS,
   LEASE_REVOKE_RETRY_INTERVAL_MS,
   LeaseExpiryTracker,
   validateLeaseExpiryTrackerConfig,
   type LeaseCheckpoint,
   type LeaseExpiryTrackerConfig,
-  type LeaseRenewal,
 } from './expiry-tracker.js';
 export { LeaseError, type LeaseErrorCode } from './errors.js';
