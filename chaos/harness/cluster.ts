@@ -44,6 +44,12 @@ export interface ChaosClusterOptions {
 export class ChaosMember {
   child: ChildProcess | undefined;
   paused = false;
+  /** Removed from the cluster by the membership nemesis (not restarted until it is added back). */
+  removed = false;
+  /** Exits the harness did not cause (not a kill, stop, or armed failpoint): each one is worth reading about. */
+  readonly unexpectedExits: string[] = [];
+  private expectingExit = false;
+  private failpointsArmed = false;
   /** Hex member id, learned from Status once the member answers. */
   id: string | undefined;
   /** Seconds the wall clock is offset by (libfaketime), 0 when not skewed. */
@@ -120,14 +126,19 @@ export class ChaosMember {
     this.paused = false;
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
-    this.exited = new Promise((resolve) => child.on('exit', (code, sig) => {
-      this.note(`exited code ${code} signal ${sig}`);
-      resolve(code);
-    }));
+    this.expectingExit = false;
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code, sig) => {
+        this.note(`exited code ${code} signal ${sig}`);
+        if (!this.expectingExit && !(this.failpointsArmed && sig === 'SIGKILL')) this.unexpectedExits.push(`${new Date().toISOString()} code ${code} signal ${sig}`);
+        resolve(code);
+      }),
+    );
   }
 
   async kill(): Promise<void> {
     if (!this.running) return;
+    this.expectingExit = true;
     this.child!.kill('SIGKILL');
     await this.exited;
     this.paused = false;
@@ -137,6 +148,7 @@ export class ChaosMember {
   async stop(): Promise<void> {
     if (!this.running) return;
     if (this.paused) this.resume();
+    this.expectingExit = true;
     this.child!.kill('SIGTERM');
     const timer = setTimeout(() => this.child?.kill('SIGKILL'), 10_000);
     await this.exited;
@@ -167,6 +179,7 @@ export class ChaosMember {
 
   /** Arm failpoints at run time (Fulcrum only): the member re-reads this file while it runs. */
   setFailpoints(spec: string): void {
+    this.failpointsArmed = spec !== '';
     writeFileSync(this.failpointFile, spec);
   }
 

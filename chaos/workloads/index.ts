@@ -1,0 +1,6 @@
+// The workloads by name, as `--workload` spells them.
+import { register } from './register.js';
+import { set } from './set.js';
+import type { Workload } from './types.js';
+
+export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set };
