@@ -20,6 +20,8 @@ export interface KeyResult {
   readonly reason?: 'time-limit' | 'memory-limit' | 'not-started';
   /** For a violation (or as far as an undecided search got): where linearization became impossible. */
   readonly frontier?: Frontier;
+  /** For a linearizable key: one valid order of the operations it placed (ids; unplaced indeterminate ones left out). */
+  readonly linearization?: readonly number[];
   readonly configurations: number;
   readonly elapsedMs: number;
 }
@@ -112,6 +114,7 @@ function checkKey(key: string | null, ops: readonly PreparedOp[], limits: { dead
     ...result,
     ...(search.reason === undefined ? {} : { reason: search.reason }),
     ...(search.frontier === undefined ? {} : { frontier: search.frontier }),
+    ...(search.linearization === undefined ? {} : { linearization: search.linearization }),
   };
 }
 

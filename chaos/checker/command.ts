@@ -141,8 +141,8 @@ export function verdictLine(result: CheckResult, format: HistoryFormat): string 
 
 /** The result without the full operation list, for --json. */
 function summarize(result: CheckResult, format: HistoryFormat): unknown {
-  const { history: _history, ...rest } = result;
-  return { ...rest, format };
+  const { history: _history, perKey, ...rest } = result;
+  return { ...rest, perKey: perKey.map(({ linearization: _order, ...key }) => key), format };
 }
 
 function isFileError(err: unknown): boolean {
