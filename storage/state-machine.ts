@@ -437,6 +437,27 @@ export async function installStateMachineImage(backend: Backend, chunks: AsyncIt
   return pairs;
 }
 
+/**
+ * Turn an installed image into the seed of a NEW cluster (snapshot restore): forget the applied index, the member
+ * registry and the alarms, which belong to the cluster the image came from. The keys, their history, leases,
+ * revisions and the exactly-once table stay. The new cluster's bootstrap entries are then applied from index 1.
+ */
+export async function resetImageForNewCluster(backend: Backend): Promise<void> {
+  const batch = backend.batch();
+  batch.del(META_APPLIED);
+  for (const prefix of [MEMBER_PREFIX, META_ALARM_PREFIX]) {
+    const p = new TextEncoder().encode(prefix);
+    for await (const [k] of backend.iterate({ gte: p, lt: prefixEnd(p) })) batch.del(k);
+  }
+  await batch.write({ sync: true });
+}
+
+function prefixEnd(p: Uint8Array): Uint8Array {
+  const end = Uint8Array.from(p);
+  end[end.length - 1]!++;
+  return end;
+}
+
 function hasPrefix(k: Uint8Array, p: Uint8Array): boolean {
   if (k.byteLength < p.byteLength) return false;
   for (let i = 0; i < p.byteLength; i++) if (k[i] !== p[i]) return false;
