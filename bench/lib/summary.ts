@@ -9,7 +9,7 @@ export interface SummaryLine {
   readonly metric: string;
   readonly label: string;
   readonly unit: string;
-  readonly better: 'higher' | 'lower' | 'zero';
+  readonly better: 'higher' | 'lower' | 'zero' | 'info';
   readonly fulcrum: number | null;
   readonly etcd: number | null;
   /** fulcrum / etcd, null when either is missing or etcd's is 0. */
@@ -64,7 +64,8 @@ const fmt = (n: number | null): string => {
   return Number.isInteger(n) ? String(n) : n.toFixed(2);
 };
 
-const betterText = (b: SummaryLine['better']): string => (b === 'higher' ? 'higher is better' : b === 'lower' ? 'lower is better' : 'must be 0');
+const BETTER_TEXT: Readonly<Record<SummaryLine['better'], string>> = { higher: 'higher is better', lower: 'lower is better', zero: 'must be 0', info: 'for information' };
+const betterText = (b: SummaryLine['better']): string => BETTER_TEXT[b];
 
 /** The summary as cells: workload, figure, Fulcrum, etcd, Fulcrum/etcd, which way is better. */
 export function summaryCells(lines: readonly SummaryLine[]): string[][] {

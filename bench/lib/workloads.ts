@@ -54,7 +54,7 @@ export interface MetricInfo {
   readonly label: string;
   readonly unit: string;
   /** Which way is better: decides how the ratio reads. */
-  readonly better: 'higher' | 'lower' | 'zero';
+  readonly better: 'higher' | 'lower' | 'zero' | 'info';
 }
 
 export const METRICS: Readonly<Record<string, MetricInfo>> = {
@@ -71,7 +71,7 @@ export const METRICS: Readonly<Record<string, MetricInfo>> = {
   cpuMsPer1kKeepAlives: { label: 'server CPU per 1,000 keep-alives', unit: 'ms', better: 'lower' },
   unavailableMs: { label: 'writes unavailable after kill -9', unit: 'ms', better: 'lower' },
   lostWrites: { label: 'acknowledged writes lost', unit: 'writes', better: 'zero' },
-  ackedWrites: { label: 'acknowledged writes', unit: 'writes', better: 'higher' },
+  ackedWrites: { label: 'acknowledged writes (checked)', unit: 'writes', better: 'info' },
   loadKeysPerSec: { label: 'load rate (txns of 100 puts)', unit: 'keys/s', better: 'higher' },
   restartServeMs: { label: 'restarted member serving after', unit: 'ms', better: 'lower' },
   rssMiBMax: { label: 'RSS, largest member', unit: 'MiB', better: 'lower' },
