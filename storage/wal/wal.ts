@@ -228,7 +228,8 @@ export class WriteAheadLog {
     if (hardState !== undefined) {
       this.storage.setHardState(hardState);
       this.hardState = hardState;
-      if (sync) this.durableHardState = hardState;
+      // A disk that lies about fsync (test hook) loses the fence's writes too: nothing becomes durable.
+      if (sync && walTestHooks.unsyncedWriteDelayMs === 0) this.durableHardState = hardState;
       this.maybeRefreshFence();
     }
   }
