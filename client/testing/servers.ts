@@ -1,0 +1,168 @@
+// Test servers for the client's tests: an in-process member serving gRPC, a 3-member cluster of real processes,
+// and a real etcd. Ports come from the client tests' own range, 19000-21999 (below Linux's ephemeral range),
+// in blocks of 20 chosen by pid; a taken port moves to another block. Test code only: the library imports
+// nothing from node/.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startMember, type EmbeddedMember } from '../../node/embedded.js';
+import { eventually } from '../../node/testing/eventually.js';
+import { ProcessCluster } from '../../node/testing/process-cluster.js';
+import { Client, type ClientOptions } from '../index.js';
+
+const PORT_RANGE_FIRST = 19_000;
+const BLOCK_PORTS = 20;
+const BLOCKS = 150; // 19000-21999
+const ATTEMPTS = 8;
+
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** `count` free consecutive ports from this process's block (`slot` separates several users in one file). */
+export async function freePorts(count: number, slot: number): Promise<number[]> {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const base = PORT_RANGE_FIRST + ((process.pid + slot * 37 + attempt * 53) % BLOCKS) * BLOCK_PORTS;
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
+  }
+  throw new Error(`EADDRINUSE: no ${count} free ports in 19000-21999 after ${ATTEMPTS} attempts`);
+}
+
+export interface TestMember {
+  readonly member: EmbeddedMember;
+  readonly endpoint: string;
+  client(options?: Partial<ClientOptions>): Client;
+  close(): Promise<void>;
+}
+
+/** One in-process Fulcrum member serving the etcd API on loopback. */
+export async function startTestMember(slot = 0): Promise<TestMember> {
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-'));
+  for (let attempt = 0; ; attempt++) {
+    const [clientPort, peerPort] = await freePorts(2, slot + attempt * 7);
+    try {
+      const member = await startMember({ dataDir: dir, listen: { clientPort, peerPort }, heartbeatMs: 20, electionMs: 200, logLevel: 'error' });
+      const endpoint = member.endpoints[0]!;
+      const clients: Client[] = [];
+      return {
+        member,
+        endpoint,
+        client: (o = {}) => {
+          const c = new Client({ endpoints: [endpoint], ...o });
+          clients.push(c);
+          return c;
+        },
+        close: async () => {
+          await Promise.all(clients.map((c) => c.close()));
+          await member.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (e) {
+      if (attempt + 1 >= ATTEMPTS || !/EADDRINUSE|address already in use|No address added/i.test(String(e))) throw e;
+    }
+  }
+}
+
+export interface TestCluster {
+  readonly cluster: ProcessCluster;
+  readonly endpoints: string[];
+  /** The member every running member agrees leads, by its index in cluster.members. */
+  leaderIndex(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Three real member processes (kill -9, SIGSTOP and restart them through `cluster.members[i]`). */
+export async function startTestCluster(slot: number, timing: { heartbeatMs?: number; electionMs?: number } = {}): Promise<TestCluster> {
+  const ports = await freePorts(6, slot);
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-cluster-'));
+  const cluster = new ProcessCluster({
+    members: [0, 1, 2].map((i) => ({ name: `c${i + 1}`, clientPort: ports[2 * i]!, peerPort: ports[2 * i + 1]!, dataDir: join(dir, `c${i + 1}`), extraArgs: ['--log-level', 'warn'] })),
+    heartbeatMs: timing.heartbeatMs ?? 100,
+    electionMs: timing.electionMs ?? 1000,
+  });
+  cluster.start();
+  const probe = cluster.members.map((m) => new Client({ endpoints: [m.clientEndpoint], attemptTimeoutMs: 1_000, requestTimeoutMs: 2_000 }));
+  const leaderIndex = async (): Promise<number> =>
+    eventually('one leader that every running member agrees on', async () => {
+      const views = await Promise.all(
+        cluster.members.map(async (m, i) => {
+          if (!m.running) return undefined;
+          const [s] = await probe[i]!.memberStatuses({ timeoutMs: 1_000 });
+          return s;
+        }),
+      );
+      const running = views.filter((v) => v !== undefined);
+      const leaders = new Set(running.map((v) => v.leaderId));
+      if (running.length === 0 || leaders.size !== 1 || leaders.has('0')) return undefined;
+      const idx = views.findIndex((v) => v !== undefined && v.memberId === v.leaderId);
+      return idx >= 0 ? idx : undefined;
+    }, 60_000, 200);
+  try {
+    await leaderIndex();
+  } catch (e) {
+    await cluster.kill();
+    throw new Error(`${String(e)}\n${cluster.members.map((m) => `${m.spec.name}: ${m.output.slice(-5).join('\n')}`).join('\n')}`);
+  }
+  return {
+    cluster,
+    endpoints: cluster.endpoints,
+    leaderIndex,
+    close: async () => {
+      await Promise.all(probe.map((c) => c.close()));
+      await cluster.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+export const haveEtcd = existsSync(ETCD_BIN);
+
+export interface TestEtcd {
+  readonly endpoint: string;
+  close(): Promise<void>;
+}
+
+/** A single real etcd (3.4 here) on loopback, for the plain-etcd interoperability tests. */
+export async function startTestEtcd(slot: number): Promise<TestEtcd> {
+  const [clientPort, peerPort] = await freePorts(2, slot);
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-etcd-'));
+  const child: ChildProcess = spawn(
+    ETCD_BIN,
+    [
+      '--name', 'e1',
+      '--data-dir', join(dir, 'data'),
+      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-cluster', `e1=http://127.0.0.1:${peerPort}`,
+      '--log-level', 'error',
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const endpoint = `127.0.0.1:${clientPort}`;
+  const probe = new Client({ endpoints: [endpoint], attemptTimeoutMs: 1_000, requestTimeoutMs: 2_000 });
+  try {
+    await eventually('etcd to serve', async () => ((await probe.memberStatuses({ timeoutMs: 1_000 })).length === 1 ? true : undefined), 30_000, 200);
+  } finally {
+    await probe.close();
+  }
+  return {
+    endpoint,
+    close: async () => {
+      child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
