@@ -25,14 +25,14 @@ export class FaultProxy {
 
   static async start(target: string, port: number): Promise<FaultProxy> {
     const [host, targetPort] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-    let proxy: FaultProxy | undefined;
-    const server = createServer((client) => proxy!.accept(client, host, targetPort));
+    const holder: { proxy?: FaultProxy } = {};
+    const server = createServer((client) => holder.proxy!.accept(client, host, targetPort));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, '127.0.0.1', () => resolve());
     });
-    proxy = new FaultProxy(server, `127.0.0.1:${port}`);
-    return proxy;
+    holder.proxy = new FaultProxy(server, `127.0.0.1:${port}`);
+    return holder.proxy;
   }
 
   /** The next `n` answers are swallowed and their connections cut (the requests were delivered and applied). */
