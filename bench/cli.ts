@@ -17,7 +17,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { latencyThroughputSvg, putPoints } from './lib/chart.js';
 import { updateDocs } from './lib/docs.js';
 import { runSuite, type BenchReport, type SuiteOptions } from './lib/suite.js';
-import { formatSummaryText } from './lib/summary.js';
+import { formatSummaryText, formatTargetsText, targetChecks } from './lib/summary.js';
 import type { SystemName } from './lib/systems.js';
 import { WORKLOAD_NAMES, type WorkloadName } from './lib/workloads.js';
 
@@ -141,6 +141,7 @@ async function runSideBySide(): Promise<number> {
   for (const s of report.options.targets) series[s] = putPoints(report.rows, s);
   writeFileSync(svgFile, latencyThroughputSvg(series, `put latency against throughput, 256-byte values (${base})`));
   process.stdout.write(`\n${formatSummaryText(report.summary)}\n\n`);
+  if (report.options.targets.length === 2) process.stdout.write(`issue 7's targets:\n${formatTargetsText(targetChecks(report.summary))}\n\n`);
   if (report.etcdSkipped !== null) process.stdout.write(`${report.etcdSkipped}\n`);
   for (const f of report.failures) process.stdout.write(`FAILED: ${f.system} ${f.workload} round ${f.round}: ${f.error}\n`);
   process.stdout.write(`results: ${relative(process.cwd(), jsonFile)}\nchart:   ${relative(process.cwd(), svgFile)}\n`);

@@ -87,3 +87,40 @@ export function formatSummaryMarkdown(lines: readonly SummaryLine[]): string {
   const rows = summaryCells(lines);
   return [`| ${SUMMARY_HEADER.join(' | ')} |`, '|---|---|---:|---:|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
+
+/** One of issue 7's targets for Fulcrum against etcd, checked against a run's medians. */
+export interface TargetCheck {
+  readonly target: string;
+  /** The ratio Fulcrum/etcd (or Fulcrum's own figure, for "nothing lost"). */
+  readonly value: number | null;
+  readonly met: boolean | null;
+}
+
+/** The targets Fulcrum is to reach on the same machine (issue 7); null `met` when the run lacks the figure. */
+export function targetChecks(lines: readonly SummaryLine[]): TargetCheck[] {
+  const find = (row: string, metric: string): SummaryLine | undefined => lines.find((l) => l.row === row && l.metric === metric);
+  const ratioCheck = (target: string, row: string, metric: string, ok: (r: number) => boolean): TargetCheck => {
+    const r = find(row, metric)?.ratio ?? null;
+    return { target, value: r, met: r === null ? null : ok(r) };
+  };
+  const lost = find('failover', 'lostWrites')?.fulcrum ?? null;
+  return [
+    ratioCheck('put throughput, 100 in flight: ratio >= 1.0', 'put-10x100', 'opsPerSec', (r) => r >= 1),
+    ratioCheck('put p99, 100 in flight: ratio <= 1.0', 'put-10x100', 'p99Ms', (r) => r <= 1),
+    ratioCheck('linearizable get throughput, 100 in flight: ratio >= 1.0', 'get-linearizable', 'opsPerSec', (r) => r >= 1),
+    ratioCheck('linearizable get p99, 100 in flight: ratio <= 1.0', 'get-linearizable', 'p99Ms', (r) => r <= 1),
+    ratioCheck('single-request put latency (p50, 1 in flight): ratio <= 1.2', 'put-1x1', 'p50Ms', (r) => r <= 1.2),
+    ratioCheck('failover, time until writes succeed: ratio <= 1.0', 'failover', 'unavailableMs', (r) => r <= 1),
+    { target: 'failover, acknowledged writes lost by Fulcrum: 0', value: lost, met: lost === null ? null : lost === 0 },
+    ratioCheck('memory per member (largest RSS after the size load): ratio <= 1.0', 'size', 'rssMiBMax', (r) => r <= 1),
+  ];
+}
+
+export function formatTargetsMarkdown(checks: readonly TargetCheck[]): string {
+  const met = (m: boolean | null): string => (m === null ? 'not measured' : m ? 'met' : '**not met**');
+  return ['| target (Fulcrum against etcd) | this run | |', '|---|---:|---|', ...checks.map((c) => `| ${c.target} | ${c.value === null ? '–' : c.value} | ${met(c.met)} |`)].join('\n');
+}
+
+export function formatTargetsText(checks: readonly TargetCheck[]): string {
+  return checks.map((c) => `${c.met === null ? 'n/a    ' : c.met ? 'met    ' : 'NOT MET'}  ${c.target}: ${c.value ?? '–'}`).join('\n');
+}
