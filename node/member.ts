@@ -131,6 +131,10 @@ export class Member {
   private lastSnapshotIndex: number;
   private snapshotInFlight: Promise<void> | undefined;
   private closed = false;
+  /** Applies, snapshot installs and idle compaction steps change the state machine one at a time, in this chain. */
+  private stateChain: Promise<unknown> = Promise.resolve();
+  private idleCompactionTimer: NodeJS.Timeout | undefined;
+  private idleCompactionRunning = false;
 
   private constructor(
     readonly options: MemberOptions,
@@ -216,6 +220,7 @@ export class Member {
       snapshots: wal.snapshots,
     });
     loop.start();
+    member.startIdleCompaction();
     // Replay (or, for a new member, the bootstrap entries) must be applied before the membership is known.
     await member.waitApplied(node.status().commit);
     const cs = node.status().confState;
@@ -373,7 +378,42 @@ export class Member {
     }
   }
 
-  private async applyCommands(commands: readonly Command[]): Promise<readonly unknown[]> {
+  /** Run `fn` after every state machine change queued before it (see stateChain). */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.stateChain.then(fn, fn);
+    this.stateChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Physical compaction advances one bounded chunk per applied batch; when no writes arrive, this timer moves it
+   * on, so the space of a compaction is given back even on an idle cluster (and Compact with `physical` returns).
+   */
+  private startIdleCompaction(): void {
+    this.idleCompactionTimer = setInterval(() => {
+      if (this.idleCompactionRunning || !this.sm.mvcc.compactionPending) return;
+      this.idleCompactionRunning = true;
+      this.serialize(() => this.sm.compactionStep())
+        .catch((e: unknown) => this.options.logger?.error({ err: String(e) }, 'fulcrum: an idle compaction step failed; the next applied batch retries'))
+        .finally(() => (this.idleCompactionRunning = false));
+    }, IDLE_COMPACTION_INTERVAL_MS);
+    this.idleCompactionTimer.unref();
+  }
+
+  /** Resolves once no physical compaction is left to do (etcd's Compact with `physical: true` waits for this). */
+  async whenCompactedPhysically(signal?: AbortSignal): Promise<void> {
+    while (this.sm.mvcc.compactionPending) {
+      if (this.closed) throw new Error('fulcrum: member closed');
+      signal?.throwIfAborted();
+      await new Promise((resolve) => setTimeout(resolve, IDLE_COMPACTION_INTERVAL_MS));
+    }
+  }
+
+  private applyCommands(commands: readonly Command[]): Promise<readonly unknown[]> {
+    return this.serialize(() => this.applyCommandsNow(commands));
+  }
+
+  private async applyCommandsNow(commands: readonly Command[]): Promise<readonly unknown[]> {
     // After a restart the log replays from the snapshot; skip what the state machine already holds.
     const fresh = commands.filter((c) => c.index > this.sm.appliedIndex);
     const results = await this.sm.apply(fresh);
@@ -421,7 +461,11 @@ export class Member {
     this.options.logger?.info({ index: metadata.index, term: metadata.term }, 'fulcrum: snapshot written, WAL compacted behind it');
   }
 
-  private async restoreSnapshot(s: Snapshot): Promise<void> {
+  private restoreSnapshot(s: Snapshot): Promise<void> {
+    return this.serialize(() => this.restoreSnapshotNow(s));
+  }
+
+  private async restoreSnapshotNow(s: Snapshot): Promise<void> {
     await this.snapshotInFlight; // our own image must finish streaming before the backend is replaced
     await installFromSnapshot(this.wal, this.backend, s);
     this.sm = await StateMachine.open(this.backend);
@@ -437,8 +481,10 @@ export class Member {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.idleCompactionTimer);
     await this.options.transport?.close();
     await this.loop.stop();
+    await this.stateChain;
     await this.snapshotInFlight;
     await this.sm.flush();
     await this.wal.close();
@@ -447,6 +493,8 @@ export class Member {
 }
 
 const CLUSTER_ID_FILE = 'cluster-id';
+/** How often an idle member moves a pending physical compaction on by one bounded chunk. */
+const IDLE_COMPACTION_INTERVAL_MS = 50;
 
 async function persistedClusterId(dataDir: string, proposed: number): Promise<number> {
   const path = join(dataDir, CLUSTER_ID_FILE);

@@ -40,8 +40,8 @@ async function saveSnapshot(stream: grpc.ClientReadableStream<SnapshotResponse>)
 
 function hashKv(c: EtcdTestClient, revision: number): Promise<{ hash: number; revision: string }> {
   return new Promise((resolve, reject) =>
-    c.maintenance.HashKV({ revision }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (e: grpc.ServiceError | null, r?: { hash: number; header: { revision: string } }) =>
-      e !== null || r === undefined ? reject(e ?? new Error('no answer')) : resolve({ hash: r.hash, revision: r.header.revision }),
+    c.maintenance.HashKV({ revision }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (e, r) =>
+      e !== null || r === undefined ? reject(e ?? new Error('no answer')) : resolve({ hash: r.hash, revision: r.header?.revision ?? '0' }),
     ),
   );
 }

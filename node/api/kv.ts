@@ -195,6 +195,15 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     Compact: unary(ctx, 'Compact', async (call) => {
       const revision = toNumber(call.request.revision);
       const r = await proposeWithin(ctx, call, { compact: { revision } }, requestIdentity(call.metadata));
+      // `physical`: answer once this member has deleted the compacted rows, as etcd does (within the deadline).
+      if (call.request.physical === true) {
+        const done = new AbortController(); // stops the wait if the deadline or the client gives up first
+        try {
+          await untilDeadline(ctx, call, ctx.member.whenCompactedPhysically(done.signal));
+        } finally {
+          done.abort();
+        }
+      }
       return { header: responseHeader(ctx.member, r.revision, r.hlc) };
     }),
   };

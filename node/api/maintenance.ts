@@ -65,7 +65,13 @@ export function createMaintenanceService(ctx: ApiContext): Handlers<MaintenanceM
     }),
 
     // LevelDB compacts on its own; there is nothing to rewrite as bolt's defragmentation does.
-    Defragment: unary(ctx, 'Defragment', async () => ({ header: readHeader(ctx, ctx.member.stateMachine.revision) })),
+    // LevelDB's manual compaction stands in for bolt's rewrite: dead pairs (compacted revisions, overwritten
+    // metadata) leave the files and the space goes back to the file system. Unlike etcd's defrag it does not stop
+    // the member: reads and writes go on while it runs.
+    Defragment: unary(ctx, 'Defragment', async () => {
+      await ctx.member.backend.compact();
+      return { header: readHeader(ctx, ctx.member.stateMachine.revision) };
+    }),
 
     Snapshot: (call) => {
       void streamSnapshot(ctx, call).catch((e: unknown) => {
@@ -148,15 +154,6 @@ function listAlarms(ctx: ApiContext, filter: WireAlarmType | number): Encodable<
 // Snapshot
 // ---------------------------------------------------------------------------------------------------------
 
-/**
- * The Backend behind the state machine. Member keeps it private and offers no image of its own, so it is read
- * through the field by name; NOT_IMPLEMENTED if that ever stops working (see docs/api.md, "Needs").
- */
-function memberBackend(m: Member): Backend {
-  const backend = (m as unknown as { backend?: Backend }).backend;
-  if (backend === undefined || typeof backend.iterate !== 'function') throw apiError('NOT_IMPLEMENTED', 'fulcrum: snapshot is not available on this member');
-  return backend;
-}
 
 /**
  * The file a Snapshot stream carries, in order:
@@ -200,7 +197,7 @@ export function snapshotImage(file: Uint8Array): Uint8Array {
  */
 async function streamSnapshot(ctx: ApiContext, call: grpc.ServerWritableStream<EmptyRequest, Encodable<SnapshotResponse>>): Promise<void> {
   checkLeaderRequirement(ctx, call.metadata);
-  const backend = memberBackend(ctx.member);
+  const backend = ctx.member.backend;
   const header = readHeader(ctx, ctx.member.stateMachine.revision);
   const path = join(tmpdir(), `fulcrum-snapshot-${randomBytes(8).toString('hex')}`);
   try {
