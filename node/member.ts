@@ -195,6 +195,7 @@ export class Member {
       ...RAFT_LOOP_DEFAULTS,
       memberId: options.id,
       tickMs: options.heartbeatMs,
+      proposalTimeoutTicks: Math.ceil(PROPOSAL_WAIT_MAX_MS / options.heartbeatMs),
       bootNonce: randomInt(2 ** 32),
       ticker: intervalTicker,
       ...(options.faults ? { faults: options.faults } : {}),
@@ -493,6 +494,11 @@ export class Member {
 }
 
 const CLUSTER_ID_FILE = 'cluster-id';
+/**
+ * How long a proposal's waiter is kept before the loop fails it (longer than the API's 7 s request deadline, so
+ * callers give up first; this only frees the slots of proposals that were lost on their way to the leader).
+ */
+const PROPOSAL_WAIT_MAX_MS = 10_000;
 /** How often an idle member moves a pending physical compaction on by one bounded chunk. */
 const IDLE_COMPACTION_INTERVAL_MS = 50;
 

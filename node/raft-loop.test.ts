@@ -141,6 +141,22 @@ describe('RaftLoop', () => {
     expect(() => m.loop.propose(enc('b=1'))).toThrow(/fatal error: Error: EIO/);
   });
 
+  it('fails a proposal whose forward was lost after proposalTimeoutTicks, and frees its slot', async () => {
+    const { members, ticker, cut } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const follower = [...members.keys()].find((id) => id !== lead)!;
+    const loop = members.get(follower)!.loop;
+    cut.add(lead); // the follower still believes in the leader, but its forwarded proposal never arrives
+    const lost = loop.propose(enc('lost=1'));
+    const outcome = lost.then(() => 'applied', (e: unknown) => e);
+    for (let i = 0; i < RAFT_LOOP_DEFAULTS.proposalTimeoutTicks - 1; i++) ticker.fire();
+    await settle();
+    expect(await Promise.race([outcome, settle().then(() => 'still waiting')])).toBe('still waiting');
+    ticker.fire();
+    expect(await outcome).toMatchObject({ code: 'TIMEOUT', message: 'etcdserver: request timed out' });
+    expect((loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
+  });
+
   it('bounds waiting proposals with a named limit', async () => {
     const ticker = new ManualTicker();
     const log = new MemoryLogStore();

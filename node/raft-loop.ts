@@ -70,6 +70,12 @@ export interface RaftLoopOptions {
   readonly maxPendingReads: number;
   /** Ticks a read request may stay unanswered before it is asked again (a leader change drops it). */
   readonly readRetryTicks: number;
+  /**
+   * Ticks a proposal may wait for its entry before its waiter is failed with "request timed out". A proposal
+   * forwarded to a leader that lost it (leader change, dropped message) is never applied; without this its waiter
+   * would hold a slot of maxPendingProposals forever. The entry may still be applied later: the outcome is unknown.
+   */
+  readonly proposalTimeoutTicks: number;
   /** A random number chosen at start, so proposal ids of an earlier life never match this one's waiters. */
   readonly bootNonce: number;
   readonly ticker: Ticker;
@@ -88,12 +94,13 @@ export const RAFT_LOOP_DEFAULTS = {
   maxPendingProposals: 10_000,
   maxPendingReads: 10_000,
   readRetryTicks: 10,
+  proposalTimeoutTicks: 100,
 } as const;
 
 /** A typed failure a caller can act on: the proposal or read did not happen here and may be retried. */
 export class LoopError extends Error {
   constructor(
-    readonly code: 'TOO_MANY_REQUESTS' | 'STOPPED' | 'PROPOSAL_DROPPED',
+    readonly code: 'TOO_MANY_REQUESTS' | 'STOPPED' | 'PROPOSAL_DROPPED' | 'TIMEOUT',
     message: string,
   ) {
     super(message);
@@ -104,6 +111,11 @@ export class LoopError extends Error {
 interface Waiter {
   resolve(v: unknown): void;
   reject(e: unknown): void;
+}
+
+interface ProposalWaiter extends Waiter {
+  /** The loop's tick count when it was proposed. */
+  readonly bornTick: number;
 }
 
 const ENVELOPE_VERSION = 1;
@@ -135,7 +147,9 @@ export class RaftLoop {
   private fatal: unknown = undefined;
   private stopTicker: (() => void) | undefined;
   private seq = 0;
-  private readonly proposals = new Map<string, Waiter>();
+  /** In proposal order (Map keeps insertion order), so the oldest are first when expiring. */
+  private readonly proposals = new Map<string, ProposalWaiter>();
+  private ticks = 0;
   /** Reads not yet covered by a ReadIndex request. */
   private readsWaitingForIndex: Waiter[] = [];
   /** The ReadIndex request in flight: its context and the reads it covers. */
@@ -177,8 +191,10 @@ export class RaftLoop {
 
   tick(): void {
     if (this.stopped) return;
+    this.ticks++;
     this.node.tick();
     this.retryStaleRead();
+    this.expireProposals();
     this.kick();
   }
 
@@ -203,14 +219,18 @@ export class RaftLoop {
       if (e instanceof ProposalDroppedError) return Promise.reject(new LoopError('PROPOSAL_DROPPED', e.message));
       throw e;
     }
-    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(key, { resolve, reject }));
+    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(key, { resolve, reject, bornTick: this.ticks }));
     this.kick();
     return p;
   }
 
-  /** Forget a proposal whose caller gave up (deadline); its entry may still be applied. */
-  abandon(key: string): void {
-    this.proposals.delete(key);
+  /** Fail proposals older than proposalTimeoutTicks, oldest first; their entries may still be applied. */
+  private expireProposals(): void {
+    for (const [key, w] of this.proposals) {
+      if (this.ticks - w.bornTick < this.options.proposalTimeoutTicks) return;
+      this.proposals.delete(key);
+      w.reject(new LoopError('TIMEOUT', 'etcdserver: request timed out'));
+    }
   }
 
   /** Resolves with an index such that state applied up to it reflects every write acknowledged before the call. */
