@@ -4,25 +4,25 @@ import { Failpoints, parseFailpoints } from './failpoints.js';
 
 describe('failpoints', () => {
   it('parses crash, crash@N, crash%P and no-fsync', () => {
-    const s = parseFailpoints('after-persist=crash@3, before-apply=crash%0.5,no-fsync=250,before-restore=crash');
+    const s = parseFailpoints('after-persist=crash@3, before-apply=crash%0.5,no-fsync,before-restore=crash');
     expect(s.crash.get('after-persist')).toEqual({ onHit: 3, probability: 1 });
     expect(s.crash.get('before-apply')).toEqual({ onHit: 0, probability: 0.5 });
     expect(s.crash.get('before-restore')).toEqual({ onHit: 1, probability: 1 });
-    expect(s.noFsyncDelayMs).toBe(250);
-    expect(parseFailpoints('no-fsync').noFsyncDelayMs).toBe(1000);
+    expect(s.noFsync).toBe(true);
+    expect(parseFailpoints('after-apply=crash').noFsync).toBe(false);
   });
 
   it('refuses unknown points and bad actions with a clear error', () => {
     expect(() => parseFailpoints('before-persit=crash')).toThrow(/unknown failpoint "before-persit"/);
     expect(() => parseFailpoints('after-apply=explode')).toThrow(/want crash, crash@N or crash%P/);
-    expect(() => parseFailpoints('no-fsync=-1')).toThrow(/positive/);
+    expect(() => parseFailpoints('no-fsync=crash')).toThrow(/takes no action/);
     expect(() => parseFailpoints('after-apply=crash%2')).toThrow(/0 < P <= 1/);
   });
 
   it('crashes on the N-th hit only, and sets and clears the WAL hooks', () => {
     const crashed: string[] = [];
-    const f = new Failpoints('after-apply=crash@2,no-fsync=10', undefined, (p) => crashed.push(p));
-    expect(walTestHooks.unsyncedWriteDelayMs).toBe(10);
+    const f = new Failpoints('after-apply=crash@2,no-fsync', undefined, (p) => crashed.push(p));
+    expect(walTestHooks.skipFsync).toBe(true);
     f.hit('after-apply');
     f.hit('before-apply');
     expect(crashed).toEqual([]);
@@ -31,7 +31,7 @@ describe('failpoints', () => {
     walTestHooks.fault?.('before-snapshot-commit');
     expect(crashed).toEqual(['after-apply']);
     f.close();
-    expect(walTestHooks.unsyncedWriteDelayMs).toBe(0);
+    expect(walTestHooks.skipFsync).toBe(false);
     expect(walTestHooks.fault).toBeUndefined();
   });
 });

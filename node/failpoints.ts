@@ -1,11 +1,12 @@
 // Test-only failpoints, driven by the environment, so the chaos suite can crash a real member exactly between
 // two steps of its write path, or make its disk lie about fsync (a negative control). Unset, nothing happens.
 //
-//   FULCRUM_FAILPOINTS="after-persist=crash@20,before-apply=crash%0.01,no-fsync=1000"
+//   FULCRUM_FAILPOINTS="after-persist=crash@20,before-apply=crash%0.01,no-fsync"
 //     <point>=crash        kill -9 this process the first time the point is reached
 //     <point>=crash@N      ... the N-th time
 //     <point>=crash%P      ... each time with probability P (0 < P <= 1)
-//     no-fsync[=MS]        WAL writes are acknowledged at once and written, unsynced, MS ms later (default 1000)
+//     no-fsync             WAL writes skip fsync and never count as durable: only a power loss can tell (the
+//                          chaos suite emulates one by restoring an earlier crash image of the data directory)
 //   FULCRUM_FAILPOINTS_FILE=<path>   the same syntax, re-read while the member runs (points armed at run time)
 //
 // Points: the Ready loop's (before-persist, after-persist, before-apply, after-apply, before-restore,
@@ -34,24 +35,22 @@ export interface CrashAction {
 
 export interface FailpointSpec {
   readonly crash: ReadonlyMap<FailpointName, CrashAction>;
-  /** 0: fsync honoured. */
-  readonly noFsyncDelayMs: number;
+  readonly noFsync: boolean;
 }
 
-const NO_FSYNC_DEFAULT_MS = 1_000;
 /** How often the failpoint file is polled for changes. */
 const FILE_POLL_MS = 100;
 
 export function parseFailpoints(text: string): FailpointSpec {
   const crash = new Map<FailpointName, CrashAction>();
-  let noFsyncDelayMs = 0;
+  let noFsync = false;
   for (const raw of text.split(/[,\n]/)) {
     const item = raw.trim();
     if (item === '') continue;
     const [name, action = ''] = item.split('=', 2) as [string, string?];
     if (name === 'no-fsync') {
-      noFsyncDelayMs = action === '' ? NO_FSYNC_DEFAULT_MS : Number(action);
-      if (!Number.isInteger(noFsyncDelayMs) || noFsyncDelayMs <= 0) throw new Error(`failpoint no-fsync=${action}: want a positive number of ms`);
+      if (action !== '') throw new Error(`failpoint no-fsync takes no action (got "${action}")`);
+      noFsync = true;
       continue;
     }
     if (!(FAILPOINT_NAMES as readonly string[]).includes(name)) throw new Error(`unknown failpoint "${name}" (known: ${FAILPOINT_NAMES.join(', ')}, no-fsync)`);
@@ -62,7 +61,7 @@ export function parseFailpoints(text: string): FailpointSpec {
     if (onHit < 0 || !(probability > 0 && probability <= 1)) throw new Error(`failpoint ${name}=${action}: N must be >= 1 and 0 < P <= 1`);
     crash.set(name as FailpointName, { onHit, probability });
   }
-  return { crash, noFsyncDelayMs };
+  return { crash, noFsync };
 }
 
 export class Failpoints {
@@ -75,7 +74,7 @@ export class Failpoints {
     private readonly crashNow: (point: string) => void = crashProcess,
   ) {
     this.spec = parseFailpoints(staticSpec);
-    walTestHooks.unsyncedWriteDelayMs = this.spec.noFsyncDelayMs;
+    walTestHooks.skipFsync = this.spec.noFsync;
     if (file !== undefined) {
       this.reload(staticSpec);
       watchFile(file, { interval: FILE_POLL_MS, persistent: false }, () => this.reload(staticSpec));
@@ -117,7 +116,7 @@ export class Failpoints {
   close(): void {
     if (this.file !== undefined) unwatchFile(this.file);
     walTestHooks.fault = undefined;
-    walTestHooks.unsyncedWriteDelayMs = 0;
+    walTestHooks.skipFsync = false;
   }
 }
 

@@ -2,10 +2,11 @@
 // never otherwise. They exist so the chaos suite can show that its checkers catch what they claim to catch.
 export const walTestHooks: {
   /**
-   * Above 0: writes are acknowledged at once and reach LevelDB only this many ms later, unsynced. A kill -9 in
-   * that window loses acknowledged entries, as a disk that ignores fsync does on power loss (negative control).
+   * Writes go to LevelDB without fsync and nothing is ever counted durable (the fence does not advance): the
+   * member acknowledges entries a power loss can take away. The chaos suite emulates that power loss by putting
+   * back an earlier crash image of the member's data directory (negative control).
    */
-  unsyncedWriteDelayMs: number;
+  skipFsync: boolean;
   /** Called at named points of snapshot saving ("before-snapshot-commit", "after-snapshot-commit"). */
   fault: ((point: string) => void) | undefined;
-} = { unsyncedWriteDelayMs: 0, fault: undefined };
+} = { skipFsync: false, fault: undefined };

@@ -229,7 +229,7 @@ export class WriteAheadLog {
       this.storage.setHardState(hardState);
       this.hardState = hardState;
       // A disk that lies about fsync (test hook) loses the fence's writes too: nothing becomes durable.
-      if (sync && walTestHooks.unsyncedWriteDelayMs === 0) this.durableHardState = hardState;
+      if (sync && !walTestHooks.skipFsync) this.durableHardState = hardState;
       this.maybeRefreshFence();
     }
   }
@@ -389,7 +389,6 @@ export class WriteAheadLog {
       }
       if (this.failed === undefined) await this.refreshFence();
     } finally {
-      await this.lyingWrites;
       await this.db.close();
     }
   }
@@ -408,27 +407,15 @@ export class WriteAheadLog {
   }
 
   private async write(batch: Batch, sync: boolean): Promise<void> {
-    if (walTestHooks.unsyncedWriteDelayMs > 0) return this.writeLying(batch);
     try {
-      await batch.write({ sync });
+      await batch.write({ sync: sync && !walTestHooks.skipFsync });
       // A synced write makes every earlier write durable too (LevelDB's log is one ordered file).
-      if (sync) this.durableHardState = this.hardState;
+      if (sync && !walTestHooks.skipFsync) this.durableHardState = this.hardState;
     } catch (e) {
       this.failed = e;
       this.logger.error({ err: String(e) }, 'wal write failed; refusing further writes');
       throw e;
     }
-  }
-
-  /** Test-only (walTestHooks): acknowledge now, write unsynced later, in order; durableHardState never moves. */
-  private lyingWrites: Promise<void> = Promise.resolve();
-  private writeLying(batch: Batch): Promise<void> {
-    const due = Date.now() + walTestHooks.unsyncedWriteDelayMs;
-    this.lyingWrites = this.lyingWrites
-      .then(() => new Promise<void>((r) => setTimeout(r, Math.max(0, due - Date.now()))))
-      .then(() => batch.write({ sync: false }))
-      .catch((e: unknown) => this.logger.error({ err: String(e) }, 'wal: deferred unsynced write failed (test hook)'));
-    return Promise.resolve();
   }
 
   /** The log must never point at a snapshot that a crash could have lost: the file is committed first. */
