@@ -9,7 +9,7 @@
 // bench/results/<date>-<commit>.svg, and (unless --no-docs) the generated table in docs/performance.md.
 // `--suite micro` runs the single-component benchmarks instead (Raft core, WAL and MVCC against raw LevelDB).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -133,7 +133,10 @@ async function runSideBySide(): Promise<number> {
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim().replace(/ --$/, '');
   const report: BenchReport = await runSuite(o, REPO, command, log);
   mkdirSync(opts.outDir, { recursive: true });
-  const base = `${report.startedAt.slice(0, 10)}-${report.commit}`;
+  // <date>-<commit>; a second run of the same commit on the same day gets the start time too, so no run's
+  // results overwrite another's.
+  let base = `${report.startedAt.slice(0, 10)}-${report.commit}`;
+  if (existsSync(join(opts.outDir, `${base}.json`))) base += `-${report.startedAt.slice(11, 19).replace(/:/g, '')}`;
   const jsonFile = join(opts.outDir, `${base}.json`);
   const svgFile = join(opts.outDir, `${base}.svg`);
   writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
