@@ -124,3 +124,37 @@ export function formatTargetsMarkdown(checks: readonly TargetCheck[]): string {
 export function formatTargetsText(checks: readonly TargetCheck[]): string {
   return checks.map((c) => `${c.met === null ? 'n/a    ' : c.met ? 'met    ' : 'NOT MET'}  ${c.target}: ${c.value ?? '–'}`).join('\n');
 }
+
+/** The figure that answers "how does it compare" for each workload row, for the one-line standing. */
+const HEADLINE_METRICS: readonly (readonly [string, string])[] = [
+  ['put-1x1', 'p50Ms'],
+  ['put-10x10', 'opsPerSec'],
+  ['put-10x100', 'opsPerSec'],
+  ['put-30x1000', 'opsPerSec'],
+  ['get-linearizable', 'opsPerSec'],
+  ['get-serializable', 'opsPerSec'],
+  ['cas', 'casSucceededPerSec'],
+  ['watch', 'deliveryP99Ms'],
+  ['leases', 'cpuMsPer1kKeepAlives'],
+  ['failover', 'unavailableMs'],
+  ['size', 'rssMiBMax'],
+];
+/** Ratios within this share of 1.0 count as level: this machine's run-to-run noise is larger than that. */
+const LEVEL_BAND = 0.1;
+
+/**
+ * Where Fulcrum stands in each workload's headline figure: ahead of etcd, level (within ±10 %) or behind,
+ * worked out from the ratios so that the sentence stays true of the table it sits under.
+ */
+export function standing(lines: readonly SummaryLine[]): { ahead: string[]; level: string[]; behind: string[] } {
+  const out = { ahead: [] as string[], level: [] as string[], behind: [] as string[] };
+  for (const [row, metric] of HEADLINE_METRICS) {
+    const l = lines.find((x) => x.row === row && x.metric === metric);
+    if (l === undefined || l.ratio === null || (l.better !== 'higher' && l.better !== 'lower')) continue;
+    const text = `${row} ${l.label} ${l.ratio.toFixed(2)}`;
+    const good = l.better === 'higher' ? l.ratio : 1 / l.ratio;
+    if (Math.abs(good - 1) <= LEVEL_BAND) out.level.push(text);
+    else (good > 1 ? out.ahead : out.behind).push(text);
+  }
+  return out;
+}
