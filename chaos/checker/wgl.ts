@@ -1,25 +1,38 @@
 // The Wing–Gong linearizability search with Lowe's memoization, for the operations of one key.
 //
-// Every operation becomes two entries, its call and its return, in one doubly linked list sorted by time. The
-// search walks the list from the head. At a call it tries to linearize that operation now: if the model allows
-// it, the operation's two entries are lifted out of the list, the old state is pushed, and the walk restarts
-// from the head. Reaching a return means the operation it belongs to was not linearized before it completed:
-// every choice made so far is wrong, so the last linearized operation is put back (its entries unlifted, exactly
-// where they were: dancing links) and the walk continues after it.
+// Every operation becomes two entries, its call and its return, in one doubly linked list sorted by time. An
+// operation may be linearized next if its call comes before the first return still in the list (it was
+// invoked before the earliest pending completion). Linearizing it lifts its two entries out of the list and
+// descends; when no candidate works, the search backtracks: the last operation's entries go back exactly
+// where they were (dancing links) and its next sibling is tried. Reaching the end of a frame's candidates at
+// the root means no order exists.
 //
 //   time ──▶    A: [call ───────── return]          the list:  A.call B.call A.ret C.call B.ret C.ret
-//                  B: [call ────────── return]       linearize A (lift), then B, then C: done;
-//                        C: [call ────── return]     or at A.ret with A unplaced: backtrack.
+//                  B: [call ────────── return]       candidates at the root: A, B (before A.ret);
+//                        C: [call ────── return]     after A: B, C (before B.ret); after A, B: C.
 //
 // Lowe's memoization: a configuration is (the set of linearized operations, the model state). Two paths that
-// reach the same configuration have the same future, so a configuration seen before is not explored twice.
-// The set is a bitset; its hash is kept incrementally (XOR of one random word per operation), so a cache probe
-// costs the state's hash plus a comparison of the candidates with the same hash.
+// reach the same configuration have the same future, so one seen before is not explored again. The set is a
+// bitset; its hash is kept incrementally (XOR of one random word per operation).
 //
 // Indeterminate operations return at +infinity: their return entries sit after every definite one. They are
 // optional: the search succeeds as soon as every required (`ok`) operation is linearized, whether or not the
-// indeterminate ones were, which is "took effect at some point after its invocation, or never".
-import { step, type PreparedOp } from './models.js';
+// indeterminate ones were ("took effect at some point after its invocation, or never"). Three reductions keep
+// them from multiplying the search space, each sound because an indeterminate operation may always be left out:
+//
+//   dominance    (required set R, indeterminate set I, state s) is no better than (R, I', s) for I' ⊆ I: what
+//                can be done after placing more optional operations can be done without them. So the memo
+//                keeps, per (R, s), the sets I explored, and prunes any I that contains one of them; and the
+//                required candidates are tried before the optional ones, so smaller sets are explored first.
+//   no-ops       an indeterminate operation that would not change the state (a write of the current value)
+//                is never placed: leaving it out is at least as good.
+//   liveness     an indeterminate operation is placed only if the operation right after it depends on the
+//                state it leaves (a read, a swap, an append: anything but a blind write). Followed by a blind
+//                write it would be dead, and the same order without it is just as valid.
+//   symmetry     indeterminate operations with the same effect (two timed-out `write 3`) are interchangeable
+//                once both are invoked, so each such class is placed only in order of invocation: any valid
+//                order can be rewritten that way (the earliest-invoked member takes the earliest slot).
+import { Effect, step, type PreparedOp } from './models.js';
 
 /** Where the search stopped when it had to give up, or why the history is not linearizable. */
 export interface Frontier {
@@ -106,10 +119,28 @@ function buildEntries(ops: readonly PreparedOp[]): Entries {
   return entries;
 }
 
-/** One memoized configuration. */
+/** One memoized configuration: the required set, the state, and the optional set explored with them. */
 interface Configuration {
-  readonly bits: Uint32Array;
+  readonly required: Uint32Array;
+  readonly optional: Uint32Array;
   readonly state: string;
+}
+
+/** Operations numbered apart by kind, so each bitset is as short as its kind is numerous. */
+interface Slots {
+  readonly slotOf: Int32Array;
+  readonly requiredCount: number;
+  readonly optionalCount: number;
+}
+
+function assignSlots(ops: readonly PreparedOp[]): Slots {
+  const slotOf = new Int32Array(ops.length);
+  let requiredCount = 0;
+  let optionalCount = 0;
+  ops.forEach((p, i) => {
+    slotOf[i] = p.required ? requiredCount++ : optionalCount++;
+  });
+  return { slotOf, requiredCount, optionalCount };
 }
 
 class Search {
@@ -117,15 +148,31 @@ class Search {
   private readonly head: number;
   private readonly next: Int32Array;
   private readonly prev: Int32Array;
-  private readonly bits: Uint32Array;
+  private readonly callEntryOf: Int32Array;
+  private readonly slots: Slots;
+  private readonly requiredBits: Uint32Array;
+  private readonly optionalBits: Uint32Array;
+  /** One random word per required slot: the required set's hash is the XOR of its members' words. */
   private readonly zobrist: Uint32Array;
-  private bitsHash = 0;
+  private requiredHash = 0;
   private readonly memo = new Map<number, Configuration[]>();
   private memoBytes = 0;
   private configurations = 0;
   private steps = 0;
-  private readonly stackEntry: Int32Array;
-  private readonly stackState: string[] = [];
+  /** Symmetry classes of indeterminate operations: class of each operation (-1: required), rank within it. */
+  private readonly classOf: Int32Array;
+  private readonly rankInClass: Int32Array;
+  /** Per class, the rank of the next member that may be linearized (all earlier ones are). */
+  private readonly classNext: Int32Array;
+  // One frame per depth: the operations that may come next, how far they were tried, the return entry that
+  // bounds them; and the operation linearized to reach the next depth, with the state before it.
+  private readonly frameCandidates: number[][] = [];
+  private readonly frameCursor: number[] = [];
+  private readonly frameBound: number[] = [];
+  /** The frame was opened by placing an optional operation: its next operation must read the state (liveness). */
+  private readonly frameMustObserve: boolean[] = [];
+  private readonly linearizedAt: number[] = [];
+  private readonly stateBefore: string[] = [];
   private depth = 0;
   private state: string;
   private requiredLeft: number;
@@ -141,84 +188,122 @@ class Search {
     this.head = n;
     this.next = new Int32Array(n + 1);
     this.prev = new Int32Array(n + 1);
-    for (let i = 0; i <= n; i++) {
+    for (let i = 0; i < n; i++) {
       this.next[i] = i + 1 < n ? i + 1 : NIL;
       this.prev[i] = i === 0 ? this.head : i - 1;
     }
     this.next[this.head] = n > 0 ? 0 : NIL;
     this.prev[this.head] = NIL;
-    this.bits = new Uint32Array(Math.ceil(ops.length / 32));
-    this.zobrist = zobristWords(ops.length);
-    this.stackEntry = new Int32Array(ops.length);
+    this.callEntryOf = new Int32Array(ops.length);
+    for (let e = 0; e < n; e++) if (this.entries.isCall[e] === 1) this.callEntryOf[this.entries.opOf[e]!] = e;
+    this.slots = assignSlots(ops);
+    this.requiredBits = new Uint32Array(Math.ceil(this.slots.requiredCount / 32));
+    this.optionalBits = new Uint32Array(Math.ceil(this.slots.optionalCount / 32));
+    this.zobrist = zobristWords(this.slots.requiredCount);
+    const classes = symmetryClasses(ops);
+    this.classOf = classes.classOf;
+    this.rankInClass = classes.rankInClass;
+    this.classNext = new Int32Array(classes.count);
     this.state = initialState;
-    this.requiredLeft = ops.filter((p) => p.required).length;
+    this.requiredLeft = this.slots.requiredCount;
   }
 
   run(): SearchResult {
-    let entry = this.next[this.head]!;
+    this.openFrame();
     while (this.requiredLeft > 0) {
       if (++this.steps % STEPS_PER_CLOCK_CHECK === 0 && performance.now() > this.limits.deadlineMs) {
         return this.giveUp('time-limit');
       }
-      if (this.entries.isCall[entry] === 1) {
-        const placed = this.tryLinearize(entry);
+      const candidates = this.frameCandidates[this.depth]!;
+      const cursor = this.frameCursor[this.depth]!;
+      if (cursor < candidates.length) {
+        this.frameCursor[this.depth] = cursor + 1;
+        const placed = this.tryLinearize(candidates[cursor]!);
         if (placed === 'memory-limit') return this.giveUp('memory-limit');
-        entry = placed ? this.next[this.head]! : this.next[entry]!;
+        if (placed) this.openFrame();
         continue;
       }
-      // A return entry: its operation should have been linearized by now and was not.
-      this.noteFrontier(entry);
+      // Every candidate failed: the bounding operation cannot be linearized after this prefix.
+      this.noteFrontier();
       if (this.depth === 0) return this.result('not-linearizable');
-      entry = this.backtrack();
+      this.backtrack();
     }
     return { ...this.result('linearizable'), linearization: this.linearized() };
   }
 
-  /** Linearizes the operation of `callEntry` now if the model allows it and the configuration is new. */
-  private tryLinearize(callEntry: number): boolean | 'memory-limit' {
-    const op = this.entries.opOf[callEntry]!;
+  /**
+   * Starts a frame at the current depth: the calls before the first return still in the list, required
+   * operations first (see "dominance" above).
+   */
+  private openFrame(): void {
+    const required: number[] = [];
+    const optional: number[] = [];
+    let e = this.next[this.head]!;
+    for (; e !== NIL && this.entries.isCall[e] === 1; e = this.next[e]!) {
+      const op = this.entries.opOf[e]!;
+      (this.ops[op]!.required ? required : optional).push(op);
+    }
+    for (const op of optional) required.push(op);
+    this.frameCandidates[this.depth] = required;
+    this.frameCursor[this.depth] = 0;
+    this.frameBound[this.depth] = e;
+    this.frameMustObserve[this.depth] = this.depth > 0 && !this.ops[this.linearizedAt[this.depth - 1]!]!.required;
+  }
+
+  /** Linearizes `op` now if the model allows it, the reductions do not rule it out, and the configuration is new. */
+  private tryLinearize(op: number): boolean | 'memory-limit' {
     const prepared = this.ops[op]!;
+    const cls = this.classOf[op]!;
+    if (cls >= 0 && this.rankInClass[op] !== this.classNext[cls]) return false; // an earlier twin goes first
+    if (prepared.effect === Effect.Write && this.frameMustObserve[this.depth]) return false; // would kill the optional op before
     const after = step(this.state, prepared);
     if (after === undefined) return false;
+    if (!prepared.required && after === this.state) return false; // an optional no-op: leaving it out is as good
     this.flip(op);
     const remembered = this.remember(after);
     if (remembered !== true) {
       this.flip(op);
       return remembered;
     }
-    this.stackEntry[this.depth] = callEntry;
-    this.stackState[this.depth] = this.state;
+    this.linearizedAt[this.depth] = op;
+    this.stateBefore[this.depth] = this.state;
     this.depth++;
     this.state = after;
-    this.lift(callEntry);
+    this.lift(this.callEntryOf[op]!);
     if (prepared.required) this.requiredLeft--;
+    if (cls >= 0) this.classNext[cls]!++;
     return true;
   }
 
-  /** Undoes the last linearization; returns the entry to continue the walk from. */
-  private backtrack(): number {
+  /** Undoes the linearization that opened the current frame. */
+  private backtrack(): void {
     this.depth--;
-    const callEntry = this.stackEntry[this.depth]!;
-    const op = this.entries.opOf[callEntry]!;
-    this.state = this.stackState[this.depth]!;
+    const op = this.linearizedAt[this.depth]!;
+    this.state = this.stateBefore[this.depth]!;
     this.flip(op);
-    this.unlift(callEntry);
+    this.unlift(this.callEntryOf[op]!);
     if (this.ops[op]!.required) this.requiredLeft++;
-    return this.next[callEntry]!;
+    const cls = this.classOf[op]!;
+    if (cls >= 0) this.classNext[cls]!--;
   }
 
-  /** Adds the current linearized set with `state` to the memo: true if new, false if seen before. */
+  /**
+   * Adds the current configuration (with `state`) to the memo: true if it is new, false if it was seen
+   * before or is dominated by a configuration seen before (same required set and state, fewer optional ones).
+   */
   private remember(state: string): boolean | 'memory-limit' {
-    const key = (this.bitsHash ^ Math.imul(hashText(state), 0x9e3779b1)) >>> 0;
+    const key = (this.requiredHash ^ Math.imul(hashText(state), 0x9e3779b1)) >>> 0;
     const bucket = this.memo.get(key);
     if (bucket !== undefined) {
       for (const seen of bucket) {
-        if (seen.state === state && sameBits(seen.bits, this.bits)) return false;
+        if (seen.state === state && sameBits(seen.required, this.requiredBits) && isSubset(seen.optional, this.optionalBits)) {
+          return false;
+        }
       }
     }
-    this.memoBytes += this.bits.byteLength + state.length * 2 + MEMO_ENTRY_OVERHEAD_BYTES;
+    this.memoBytes += this.requiredBits.byteLength + this.optionalBits.byteLength + state.length * 2 + MEMO_ENTRY_OVERHEAD_BYTES;
     if (this.memoBytes > this.limits.memoBytesMax) return 'memory-limit';
-    const configuration = { bits: this.bits.slice(), state };
+    const configuration = { required: this.requiredBits.slice(), optional: this.optionalBits.slice(), state };
     if (bucket === undefined) this.memo.set(key, [configuration]);
     else bucket.push(configuration);
     this.configurations++;
@@ -226,8 +311,13 @@ class Search {
   }
 
   private flip(op: number): void {
-    this.bits[op >>> 5]! ^= 1 << (op & 31);
-    this.bitsHash ^= this.zobrist[op]!;
+    const slot = this.slots.slotOf[op]!;
+    if (this.ops[op]!.required) {
+      this.requiredBits[slot >>> 5]! ^= 1 << (slot & 31);
+      this.requiredHash ^= this.zobrist[slot]!;
+    } else {
+      this.optionalBits[slot >>> 5]! ^= 1 << (slot & 31);
+    }
   }
 
   /** Takes a call entry and its return entry out of the list (they stay linked to their old neighbours). */
@@ -257,25 +347,22 @@ class Search {
   }
 
   /** Keeps the deepest point reached: the longest prefix, and what could not follow it. */
-  private noteFrontier(returnEntry: number): void {
+  private noteFrontier(): void {
     if (this.frontier !== undefined && this.frontier.prefix.length >= this.depth) return;
-    const pending: number[] = [];
-    for (let e = this.next[this.head]!; e !== returnEntry && e !== NIL; e = this.next[e]!) {
-      if (this.entries.isCall[e] === 1) pending.push(this.ops[this.entries.opOf[e]!]!.op.id);
-    }
-    const blocking = this.ops[this.entries.opOf[returnEntry]!]!.op.id;
+    const bound = this.frameBound[this.depth]!;
+    if (bound === NIL) return; // only optional operations were left: not a place where anything got stuck
     this.frontier = {
       prefix: this.linearized(),
       state: this.state,
-      blocking,
-      pending,
-      time: this.entries.time[returnEntry]!,
+      blocking: this.ops[this.entries.opOf[bound]!]!.op.id,
+      pending: this.frameCandidates[this.depth]!.map((op) => this.ops[op]!.op.id),
+      time: this.entries.time[bound]!,
     };
   }
 
   private linearized(): number[] {
     const ids: number[] = [];
-    for (let i = 0; i < this.depth; i++) ids.push(this.ops[this.entries.opOf[this.stackEntry[i]!]!]!.op.id);
+    for (let i = 0; i < this.depth; i++) ids.push(this.ops[this.linearizedAt[i]!]!.op.id);
     return ids;
   }
 
@@ -287,6 +374,35 @@ class Search {
     const base = { verdict, configurations: this.configurations, steps: this.steps };
     return this.frontier === undefined || verdict === 'linearizable' ? base : { ...base, frontier: this.frontier };
   }
+}
+
+/** Groups indeterminate operations by identical effect; ranks each group's members in order of invocation. */
+function symmetryClasses(ops: readonly PreparedOp[]): { classOf: Int32Array; rankInClass: Int32Array; count: number } {
+  const classOf = new Int32Array(ops.length).fill(-1);
+  const rankInClass = new Int32Array(ops.length);
+  const byInvocation = ops.map((_, i) => i).sort((x, y) => ops[x]!.op.callTime - ops[y]!.op.callTime || ops[x]!.op.callIndex - ops[y]!.op.callIndex);
+  const classIds = new Map<string, number>();
+  const sizes: number[] = [];
+  for (const i of byInvocation) {
+    const p = ops[i]!;
+    if (p.required) continue;
+    const signature = `${p.effect}\u0000${p.a}\u0000${p.b}`;
+    let id = classIds.get(signature);
+    if (id === undefined) {
+      id = sizes.length;
+      classIds.set(signature, id);
+      sizes.push(0);
+    }
+    classOf[i] = id;
+    rankInClass[i] = sizes[id]!++;
+  }
+  return { classOf, rankInClass, count: sizes.length };
+}
+
+/** Every member of `x` is in `y`. */
+function isSubset(x: Uint32Array, y: Uint32Array): boolean {
+  for (let i = 0; i < x.length; i++) if ((x[i]! & ~y[i]!) !== 0) return false;
+  return true;
 }
 
 function sameBits(x: Uint32Array, y: Uint32Array): boolean {
