@@ -379,6 +379,14 @@ export class Member {
     }
   }
 
+  /**
+   * Read the state machine between two applied batches: `fn` runs when no apply, snapshot install or compaction
+   * step is under way, so several reads inside it see one point of the log (read-only txns).
+   */
+  readState<T>(fn: (sm: StateMachine) => Promise<T>): Promise<T> {
+    return this.serialize(() => fn(this.sm));
+  }
+
   /** Run `fn` after every state machine change queued before it (see stateChain). */
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.stateChain.then(fn, fn);

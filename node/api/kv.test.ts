@@ -164,6 +164,27 @@ describe('KV service', () => {
     expect(no.responses[0]).toMatchObject({ response: 'response_range' });
   });
 
+  it('Txn: a read-only txn is served after a ReadIndex without a log entry, and sees every acknowledged write', async () => {
+    await put('ro/a', '1');
+    await put('ro/b', '2');
+    const before = h.member.stateMachine.appliedIndex;
+    const r = await txn({
+      compare: [{ key: b('ro/a'), target: 'VALUE', result: 'EQUAL', value: b('1') }],
+      success: [{ request_range: { key: b('ro/'), range_end: b('ro0') } }, { request_txn: { compare: [], success: [{ request_range: { key: b('ro/b') } }], failure: [] } }],
+      failure: [{ request_range: { key: b('ro/b') } }],
+    });
+    expect(r.succeeded).toBe(true);
+    const [range, nested] = r.responses;
+    if (range?.response !== 'response_range' || nested?.response !== 'response_txn') throw new Error('shape');
+    expect(keysOf(range.response_range)).toEqual(['ro/a', 'ro/b']);
+    expect(r.header!.revision).toBe(String(h.member.stateMachine.revision));
+    expect(h.member.stateMachine.appliedIndex).toBe(before); // nothing went through the log
+    // A write in either branch, even one that would not be taken, sends the txn through Raft.
+    const w = await txn({ compare: [{ key: b('ro/a'), target: 'VALUE', result: 'EQUAL', value: b('1') }], success: [], failure: [{ request_put: { key: b('ro/c'), value: b('3') } }] });
+    expect(w.succeeded).toBe(true);
+    expect(h.member.stateMachine.appliedIndex).toBe(before + 1);
+  });
+
   it('Txn: etcd errors for too many ops, duplicate keys, empty keys and empty ops', async () => {
     const putOp = (k: string) => ({ request_put: { key: b(k), value: b('v') } });
     expect(await failsWith(rpc(h.kv, 'Txn', { success: ['1', '2', '3', '4', '5', '6', '7'].map(putOp) }))).toEqual([

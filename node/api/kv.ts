@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Encodable, Handlers, KVMethods, ResponseHeader } from '../../proto/index.js';
 import type { Op } from '../../storage/command.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
-import { checkDeleteRangeRequest, checkPutRequest, checkRangeRequest, checkTxnIntervals, checkTxnRequest } from '../../storage/mvcc/validate.js';
+import { checkDeleteRangeRequest, checkPutRequest, checkRangeRequest, checkTxnIntervals, checkTxnRequest, txnHasWrites } from '../../storage/mvcc/validate.js';
 import type { CommandResult, StateMachine } from '../../storage/state-machine.js';
 import type { ApiContext } from './context.js';
 import {
@@ -146,6 +146,16 @@ function checkRequestSize(ctx: ApiContext, request: unknown): void {
   if (requestSizeBound(request) > ctx.limits.requestBytesMax) throw apiError('REQUEST_TOO_LARGE');
 }
 
+/** The batch a read-only txn runs with: it has no writes to stage, and staging one would be a bug. */
+const READ_ONLY_BATCH = {
+  put(): void {
+    throw new Error('fulcrum: a read-only txn tried to write');
+  },
+  del(): void {
+    throw new Error('fulcrum: a read-only txn tried to delete');
+  },
+};
+
 export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
   const config = (): mvcc.MvccConfig => ({ ...ctx.member.stateMachine.mvcc.config, txnOpsMax: ctx.limits.txnOpsMax });
   return {
@@ -178,13 +188,19 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
 
-    // Every txn goes through Raft, read-only ones too (etcd serves those locally after a ReadIndex): one path,
-    // and a txn's compares and reads are evaluated at one point of the log either way.
+    // A txn that cannot write in either branch is served like a linearizable Range: a ReadIndex barrier, then
+    // compares and reads evaluated locally between two applied batches (one point of the log), as etcd serves
+    // read-only txns. Any other txn goes through Raft.
     Txn: unary(ctx, 'Txn', async (call) => {
       checkRequestSize(ctx, call.request);
       const req = toMvccTxn(call.request);
       checkTxnRequest(req, config());
       checkTxnIntervals([{ requestTxn: req }]);
+      if (!txnHasWrites(req)) {
+        await readBarrier(ctx, call);
+        const res = await untilDeadline(ctx, call, ctx.member.readState((sm) => sm.mvcc.txn(req, READ_ONLY_BATCH)));
+        return fromMvccTxn(res.response, readHeader(ctx, res.response.header.revision));
+      }
       const r = await proposeWithin(ctx, call, { txn: req }, requestIdentity(call.metadata));
       const res = r.response as unknown as mvcc.TxnResponse;
       return fromMvccTxn(res, responseHeader(ctx.member, res.header.revision, r.hlc));
