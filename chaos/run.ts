@@ -9,6 +9,9 @@ import { healAll, parseNemeses, runSchedule, type NemesisContext } from './nemes
 import { WORKLOADS } from './workloads/index.js';
 import type { CheckOutcome, WorkloadContext, WorkloadOptions } from './workloads/types.js';
 
+/** With no-fsync and --power-loss: how long before the power loss the disks stop keeping anything. */
+export const POWER_LOSS_WINDOW_MS = 3_000;
+
 export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 export interface RunOptions {
@@ -91,14 +94,26 @@ export async function runChaos(o: RunOptions): Promise<RunSummary> {
     const until = Date.now() + o.timeS * 1000;
     const wopts: WorkloadOptions = { clients: o.clients, serializableReads: o.serializableReads ?? false, noFencing: o.noFencing ?? false, opTimeoutMs: 2_000 };
     const wctx: WorkloadContext = { cluster, recorder, random, log, options: wopts, until };
+    // Without fsync, a power loss may roll each disk back to any earlier crash image: take one part-way.
+    const lying = o.powerLoss === true && /(^|,)\s*no-fsync\s*(,|$)/.test(o.failpoints ?? '');
+    const imageTimer = lying ? setTimeout(() => takeImages(), Math.max(0, until - Date.now() - POWER_LOSS_WINDOW_MS)) : undefined;
+    let imaged = false;
+    const takeImages = (): void => {
+      cluster.takeCrashImages();
+      imaged = true;
+      recorder.fault('start', 'crash-image', 'every data dir copied while stopped; no fsync from here on');
+      log('crash images taken');
+    };
     const [faults] = await Promise.all([
       runSchedule(nctx, { nemeses, quietMs: o.quietMs ?? [1_000, 3_000], faultMs: o.faultMs ?? [2_000, 5_000] }, until),
       ...workloads.map((w) => w.run(wctx)),
     ]);
+    clearTimeout(imageTimer);
     if (o.powerLoss === true) {
-      recorder.fault('start', 'power-loss', 'kill -9 every member at once');
+      recorder.fault('start', 'power-loss', lying ? 'kill -9 every member, disks back to their crash images' : 'kill -9 every member at once');
       log('power loss: kill -9 every member');
       await Promise.all(cluster.members.map((m) => m.kill()));
+      if (imaged) for (const m of cluster.members) m.restoreCrashImage();
       faults.set('power-loss', 1);
     }
     log('healing');

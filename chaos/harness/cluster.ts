@@ -3,7 +3,7 @@
 // is started with a redirect (harness/redirect.ts) that sends its connection to member j into the proxy of its
 // own link i→j. The cluster kills (-9), pauses, restarts, skews clocks and arms failpoints of single members.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync, existsSync, type WriteStream } from 'node:fs';
+import { cpSync, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -183,6 +183,29 @@ export class ChaosMember {
     writeFileSync(this.failpointFile, spec);
   }
 
+  /**
+   * A crash image: the data directory exactly as a kill -9 at this instant would leave it (taken while the
+   * member is stopped, through the page cache). Restoring it later emulates a power loss on a disk that never
+   * made anything since durable: fair only for a member running with the no-fsync failpoint.
+   */
+  takeCrashImage(): void {
+    const wasPaused = this.paused;
+    this.pause();
+    try {
+      rmSync(`${this.dataDir}.image`, { recursive: true, force: true });
+      cpSync(this.dataDir, `${this.dataDir}.image`, { recursive: true });
+    } finally {
+      if (!wasPaused) this.resume();
+    }
+  }
+
+  /** Put the crash image back (the member must be down). */
+  restoreCrashImage(): void {
+    if (this.running) throw new Error(`${this.name}: restore a crash image only while the member is down`);
+    rmSync(this.dataDir, { recursive: true, force: true });
+    renameSync(`${this.dataDir}.image`, this.dataDir);
+  }
+
   closeLog(): Promise<void> {
     return new Promise((r) => this.log.end(() => r()));
   }
@@ -283,6 +306,17 @@ export class ChaosCluster {
 
   start(): void {
     for (const m of this.members) m.start('new');
+  }
+
+  /** Crash images of every member at (nearly) the same instant: all are stopped while the copies are made. */
+  takeCrashImages(): void {
+    const running = this.members.filter((m) => m.running && !m.paused);
+    for (const m of running) m.pause();
+    try {
+      for (const m of this.members) if (existsSync(m.dataDir)) m.takeCrashImage();
+    } finally {
+      for (const m of running) m.resume();
+    }
   }
 
   /** Ask every running, unpaused member who leads; the answer most of them agree on, if any. */

@@ -1,6 +1,7 @@
 // The workloads by name, as `--workload` spells them.
+import { lock } from './lock.js';
 import { register } from './register.js';
 import { set } from './set.js';
 import type { Workload } from './types.js';
 
-export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set };
+export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock };
