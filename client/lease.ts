@@ -178,7 +178,8 @@ export class Lease extends EventEmitter<{ lost: [LeaseLostError]; renewed: [vali
   private runStream(endpoint: Endpoint): Promise<boolean> {
     const intervalMs = Math.max(KEEPALIVE_INTERVAL_MIN_MS, (this.ttlSeconds * 1000) / 3);
     // An answer later than this means the member is stuck or cut off: move on while the lease is still valid.
-    const answerTimeoutMs = Math.max(KEEPALIVE_INTERVAL_MIN_MS, Math.min(this.rpc.options.attemptTimeoutMs, intervalMs));
+    // Half an interval: a stuck member costs at most half of the two intervals of slack a TTL leaves.
+    const answerTimeoutMs = Math.max(KEEPALIVE_INTERVAL_MIN_MS, Math.min(this.rpc.options.attemptTimeoutMs, intervalMs / 2));
     return new Promise((resolve) => {
       let answered = false;
       const stream = endpoint.services.lease.LeaseKeepAlive(Rpc.streamMetadata()) as unknown as KeepAliveStream;

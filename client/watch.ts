@@ -95,6 +95,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
   private readonly progressWaiters: Array<(revision: number) => void> = [];
   private readonly wire: { key: Buffer; rangeEnd: Buffer };
   private endStream: ((end: StreamEnd) => void) | undefined;
+  private streamEndpoint: string | undefined;
 
   constructor(
     target: Bytes | KeyRange,
@@ -123,6 +124,11 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
   /** Every event at or below this revision has been delivered (-1 before a "from now" watch is created). */
   get revision(): number {
     return this.cursor.deliveredThrough;
+  }
+
+  /** The member the watch's stream is on now (host:port), undefined between streams. */
+  get endpoint(): string | undefined {
+    return this.streamEndpoint;
   }
 
   /** Whether the watch has ended (cancelled, failed or the client closed). */
@@ -208,6 +214,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
     return new Promise((resolve) => {
       const stream = endpoint.services.watch.Watch(Rpc.streamMetadata()) as unknown as WatchStreamCall;
       this.stream = stream;
+      this.streamEndpoint = endpoint.address;
       let delivered = false;
       let watchId: string | undefined;
       let fragments: WireEvent[] = [];
@@ -223,7 +230,10 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
         stream.removeAllListeners();
         stream.on('error', () => undefined);
         stream.cancel();
-        if (this.stream === stream) this.stream = undefined;
+        if (this.stream === stream) {
+          this.stream = undefined;
+          this.streamEndpoint = undefined;
+        }
         this.paused = false;
         resolve(how);
       };

@@ -1,0 +1,189 @@
+// What every fulcrumctl command gets: where to write, the global flags resolved into client options, a lazily
+// built Client, and the two error kinds that decide the exit code (usage 2, everything else 1).
+import { readFileSync } from 'node:fs';
+import type * as grpc from '@grpc/grpc-js';
+import { Client, type ClientOptions, type Services, type TlsOptions } from '../index.js';
+import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
+
+/** Where a run of fulcrumctl reads and writes: the real process in bin/, captured buffers in tests. */
+export interface CtlIo {
+  /** stdout; Buffers pass raw bytes through (values in `simple` output are not re-encoded). */
+  out(chunk: string | Buffer): void;
+  err(text: string): void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** stdin, for `txn`; `isTTY` decides whether prompts are shown. */
+  readonly stdin: AsyncIterable<Buffer | string> & { readonly isTTY?: boolean };
+  /** Aborts on SIGINT (or when a test says so): long-running commands (watch, lock, elect...) stop cleanly. */
+  readonly interrupt: AbortSignal;
+}
+
+/** A mistake in how the command was called: exit code 2, like commander's own usage errors. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** A failure fulcrumctl itself detects (not the client library), with a stable code for the error line. */
+export class CtlError extends Error {
+  override readonly name = 'CtlError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** etcdctl's defaults: 2 s to connect, 5 s per command. */
+export const DIAL_TIMEOUT_DEFAULT = '2s';
+export const COMMAND_TIMEOUT_DEFAULT = '5s';
+export const ENDPOINTS_DEFAULT = '127.0.0.1:2379';
+
+export interface GlobalFlags {
+  readonly endpoints?: string;
+  readonly dialTimeout: string;
+  readonly commandTimeout: string;
+  readonly writeOut: string;
+  readonly cacert?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+export interface Globals {
+  readonly endpoints: string[];
+  readonly dialTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly format: OutputFormat;
+  readonly tls: TlsOptions | undefined;
+}
+
+/** Flags first, then FULCRUMCTL_ENDPOINTS, then ETCDCTL_ENDPOINTS (so an etcd shell setup carries over). */
+export function resolveGlobals(flags: GlobalFlags, env: CtlIo['env']): Globals {
+  const list = flags.endpoints ?? env.FULCRUMCTL_ENDPOINTS ?? env.ETCDCTL_ENDPOINTS ?? ENDPOINTS_DEFAULT;
+  const endpoints = list.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  if (endpoints.length === 0) throw new UsageError('--endpoints needs at least one host:port');
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(flags.writeOut)) throw new UsageError(`--write-out must be one of ${OUTPUT_FORMATS.join(', ')}, got ${JSON.stringify(flags.writeOut)}`);
+  return {
+    endpoints,
+    dialTimeoutMs: parseDuration('--dial-timeout', flags.dialTimeout),
+    commandTimeoutMs: parseDuration('--command-timeout', flags.commandTimeout),
+    format: flags.writeOut as OutputFormat,
+    tls: tlsOptions(flags),
+  };
+}
+
+function tlsOptions(flags: GlobalFlags): TlsOptions | undefined {
+  if (flags.cacert === undefined && flags.cert === undefined && flags.key === undefined) return undefined;
+  if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError('--cert and --key go together');
+  const read = (flag: string, path: string | undefined): Buffer | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new UsageError(`${flag}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  };
+  const ca = read('--cacert', flags.cacert);
+  const cert = read('--cert', flags.cert);
+  const key = read('--key', flags.key);
+  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+}
+
+/** "5s", "500ms", "2m", "1h", or a bare number of seconds (etcdctl takes Go durations; these are the usual ones). */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (m === null) throw new UsageError(`${flag} must be a duration like 5s, 500ms or 2m, got ${JSON.stringify(text)}`);
+  const scale = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(m[1]) * scale;
+  if (ms <= 0) throw new UsageError(`${flag} must be positive, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+/** A command's run: its output sink, its flags, and the client it shares with nothing else. */
+export class Ctx {
+  private client: Client | undefined;
+  private readonly extra: Client[] = [];
+
+  constructor(
+    readonly io: CtlIo,
+    readonly globals: Globals,
+  ) {}
+
+  get format(): OutputFormat {
+    return this.globals.format;
+  }
+
+  /** The client over every endpoint (built on first use: `--help` and usage errors never connect). */
+  get kv(): Client {
+    this.client ??= new Client(this.clientOptions(this.globals.endpoints));
+    return this.client;
+  }
+
+  /** A client for one endpoint only (endpoint status/health, snapshot save ask each member itself). */
+  clientFor(endpoint: string): Client {
+    const c = new Client(this.clientOptions([endpoint]));
+    this.extra.push(c);
+    return c;
+  }
+
+  /** Call options for one request: the command timeout, and SIGINT cancels it. */
+  get call(): { timeoutMs: number; signal: AbortSignal } {
+    return { timeoutMs: this.globals.commandTimeoutMs, signal: this.io.interrupt };
+  }
+
+  json(value: unknown): void {
+    this.io.out(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.client, ...this.extra].map((c) => c?.close()));
+  }
+
+  private clientOptions(endpoints: string[]): ClientOptions {
+    return {
+      endpoints,
+      ...(this.globals.tls ? { tls: this.globals.tls } : {}),
+      connectTimeoutMs: this.globals.dialTimeoutMs,
+      requestTimeoutMs: this.globals.commandTimeoutMs,
+      // One attempt may take the whole command timeout: a slow answer on a single-member cluster is still an answer.
+      attemptTimeoutMs: this.globals.commandTimeoutMs,
+      clientName: 'fulcrumctl',
+    };
+  }
+}
+
+type StreamLike = grpc.ClientReadableStream<unknown> | grpc.ClientDuplexStream<unknown, unknown>;
+
+/**
+ * A server stream (or a bidi stream used as one) run through the client's failover: `open` starts it on the
+ * member the client picks, `onData` sees each message; it resolves when the server ends the stream. The stream
+ * gets no deadline (watching and waiting last as long as they need); SIGINT cancels it. A failure before any
+ * message moves to another member like any read; `kind` says whether starting over is safe.
+ */
+export function runStream<T>(
+  client: Client,
+  what: string,
+  open: (services: Services, metadata: grpc.Metadata) => StreamLike,
+  onData: (message: T) => void,
+  options: { signal?: AbortSignal; timeoutMs?: number },
+): Promise<void> {
+  return client.unary<void>(
+    'read',
+    what,
+    (services, md, _callOptions, cb) => {
+      const stream = open(services, md);
+      let done = false;
+      const finish = (err: grpc.ServiceError | null): void => {
+        if (done) return;
+        done = true;
+        cb(err, undefined);
+      };
+      stream.on('data', (m: T) => {
+        if (!done) onData(m);
+      });
+      stream.on('error', (e: grpc.ServiceError) => finish(e));
+      stream.on('end', () => finish(null));
+      return stream as unknown as grpc.ClientUnaryCall;
+    },
+    options,
+  );
+}
