@@ -57,7 +57,7 @@ export function generatedSection(r: BenchReport, jsonPath: string, svgPath: stri
     if (row.errors > 0) notes.push(`${row.system} ${row.row} round ${row.round}: ${row.errors} errors (${Object.entries(row.errorsByKind).map(([k, n]) => `${n} × ${k}`).join('; ')})`);
   }
   for (const f of r.failures) notes.push(`${f.system} ${f.workload} round ${f.round} FAILED: ${f.error.split('\n')[0]}`);
-  for (const row of r.rows) for (const n of row.notes) if (/limits the rate|no write succeeded/.test(n)) notes.push(`${row.system} ${row.row} round ${row.round}: ${n}`);
+  for (const row of r.rows) for (const n of row.notes) if (/limits the rate|no write succeeded|leader changed/.test(n)) notes.push(`${row.system} ${row.row} round ${row.round}: ${n}`);
   if (notes.length > 0) out.push('Errors, failures and warnings of this run:', '', ...notes.map((n) => `- ${n}`), '');
   out.push(END_MARKER);
   return out.join('\n');

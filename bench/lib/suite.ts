@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findLeader } from './leader.js';
+import { findLeader, type LeaderInfo } from './leader.js';
 import { machineInfo, type MachineInfo } from './report.js';
 import { summarize, type SummaryLine } from './summary.js';
 import { etcdCluster, etcdVersion, fulcrumCluster, PORTS_PER_CLUSTER, type BenchCluster, type ClusterSettings, type SystemName } from './systems.js';
@@ -71,10 +71,12 @@ function fulcrumVersion(repo: string): string {
 }
 
 /** Restarts any member that is down (a failed workload may have left one killed) and waits for a leader. */
-async function ensureHealthy(c: BenchCluster): Promise<void> {
+async function ensureHealthy(c: BenchCluster): Promise<LeaderInfo> {
   for (const m of c.members) if (!m.running) m.restart();
-  await findLeader(c.endpoints, LEADER_WAIT_MS);
+  return findLeader(c.endpoints, LEADER_WAIT_MS);
 }
+
+const highestTerm = (l: LeaderInfo): bigint => l.statuses.reduce((t, x) => (BigInt(x.raftTerm) > t ? BigInt(x.raftTerm) : t), 0n);
 
 export async function runSuite(o: SuiteOptions, repo: string, command: string, log: (line: string) => void): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
@@ -120,8 +122,16 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
         for (const c of clusters) {
           log(`${workload}, round ${round}/${rounds}, ${c.system}`);
           try {
-            await ensureHealthy(c);
-            const got = await WORKLOADS[workload]({ cluster: c, round, o, log });
+            const before = await ensureHealthy(c);
+            let got = await WORKLOADS[workload]({ cluster: c, round, o, log });
+            // An election outside the failover workload is news (a member starved of CPU, a stalled event loop):
+            // say so on every row it may have touched.
+            const after = await findLeader(c.endpoints, LEADER_WAIT_MS);
+            if (workload !== 'failover' && (highestTerm(after) !== highestTerm(before) || after.memberId !== before.memberId)) {
+              const note = `the leader changed during this workload (${before.endpoint} term ${highestTerm(before)} -> ${after.endpoint} term ${highestTerm(after)})`;
+              log(`  ${note}`);
+              got = got.map((r) => ({ ...r, notes: [...r.notes, note] }));
+            }
             for (const r of got) {
               rows.push(r);
               const figures = Object.entries(r.metrics).map(([k, v]) => `${k} ${v}`).join(', ');
