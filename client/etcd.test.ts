@@ -1,0 +1,75 @@
+// The client against a real etcd (3.4 here): plain KV, transactions, leases and watches work as against
+// Fulcrum; Fulcrum-only features say so (NOT_SUPPORTED); and a write whose answer is lost is never retried
+// (etcd has no exactly-once table), it fails with OutcomeUnknownError.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, Compare, NotSupportedError, Op, OutcomeUnknownError, type WatchEvent } from './index.js';
+import { FaultProxy } from './testing/proxy.js';
+import { ETCD_BIN, freePorts, haveEtcd, startTestEtcd, type TestEtcd } from './testing/servers.js';
+
+if (!haveEtcd) console.warn(`client/etcd.test.ts: etcd not found at ${ETCD_BIN}; skipping the etcd interoperability tests. Install etcd (Debian's etcd-server) or set ETCD_BIN to run them.`);
+
+describe.skipIf(!haveEtcd)('against etcd', () => {
+  let etcd: TestEtcd;
+  let client: Client;
+  beforeAll(async () => {
+    etcd = await startTestEtcd(4);
+    client = new Client({ endpoints: [etcd.endpoint], attemptTimeoutMs: 2_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await client?.close();
+    await etcd?.close();
+  });
+
+  it('KV, ranges, paging and transactions', async () => {
+    const a = await client.put('e/a', '1');
+    await client.put('e/b', '2', { prevKv: true });
+    expect((await client.get('e/a'))?.valueText).toBe('1');
+    expect((await client.get('e/a'))?.modHlc).toBe(0n); // etcd has no HLC
+    expect(a.hlc).toBe(0n);
+    expect((await client.getPrefix('e/')).map((kv) => kv.keyText)).toEqual(['e/a', 'e/b']);
+    const keys: string[] = [];
+    for await (const kv of client.iterate({ prefix: 'e/' }, { pageSize: 1 })) keys.push(kv.keyText);
+    expect(keys).toEqual(['e/a', 'e/b']);
+    const t = await client.txn().if(Compare.value('e/a', '=', '1')).then(Op.put('e/a', '3')).else(Op.get('e/a')).commit();
+    expect(t.succeeded).toBe(true);
+    expect((await client.delete({ prefix: 'e/' })).deleted).toBe(2);
+    await expect(client.revisionAt(new Date())).rejects.toBeInstanceOf(NotSupportedError);
+  });
+
+  it('watches and leases', async () => {
+    const watch = client.watch({ prefix: 'ew/' }, { prevKv: true });
+    await watch.ready;
+    const lease = await client.grantLease(5);
+    await client.put('ew/x', '1', { lease });
+    await client.put('ew/x', '2');
+    await client.delete('ew/x');
+    const got: WatchEvent[] = [];
+    for await (const e of watch) {
+      got.push(e);
+      if (got.length === 3) break;
+    }
+    expect(got.map((e) => `${e.type} ${e.kv.valueText} prev=${e.prevKv?.valueText ?? '-'}`)).toEqual(['put 1 prev=-', 'put 2 prev=1', 'delete  prev=2']);
+    expect(lease.lost).toBeUndefined();
+    expect((await lease.timeToLive()).ttlSeconds).toBeGreaterThan(0);
+    await lease.close();
+    expect((await lease.timeToLive()).ttlSeconds).toBe(-1);
+  });
+
+  it('a write whose answer is lost is not retried: OutcomeUnknownError (and it did apply)', async () => {
+    const [port] = await freePorts(1, 5);
+    const proxy = await FaultProxy.start(etcd.endpoint, port!);
+    const c = new Client({ endpoints: [proxy.endpoint], attemptTimeoutMs: 2_000 });
+    try {
+      await c.put('eu/warm', 'x');
+      proxy.dropAnswers(1);
+      await expect(c.put('eu/k', 'v')).rejects.toBeInstanceOf(OutcomeUnknownError);
+      expect((await c.get('eu/k'))?.version).toBe(1);
+      // Reads are retried after a lost answer.
+      proxy.dropAnswers(1);
+      expect((await c.get('eu/k'))?.valueText).toBe('v');
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  });
+});
