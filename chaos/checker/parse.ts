@@ -44,6 +44,8 @@ export function detectFormat(text: string): HistoryFormat {
     }
   }
   if (trimmed.startsWith('#')) return 'edn';
+  // A whole Jepsen log starts with other loggers' lines; the operations come later.
+  if (JEPSEN_LINE.test(text)) return 'jepsen-log';
   throw new HistoryError(
     `line 1: not a history this checker reads (expected JSON lines, EDN maps or jepsen.util log lines): ` +
       `${JSON.stringify(trimmed.slice(0, 60))}`,
@@ -126,7 +128,7 @@ export function parseEdnHistory(text: string): ParsedHistory {
 }
 
 /** `INFO  jepsen.util - 3	:ok	:read	nil`, with tabs or spaces; the process may be `:nemesis`. */
-const JEPSEN_LINE = /\bjepsen\.util\s+-\s+(:?[\w-]+)\s+:(\w+)\s+:([\w-]+)(?:\s+(.*))?$/;
+const JEPSEN_LINE = /\bjepsen\.util\s+-\s+(:?[\w-]+)\s+:(\w+)\s+:([\w-]+)(?:\s+(.*))?$/m;
 
 export function parseJepsenLogHistory(text: string): ParsedHistory {
   const events: HistoryEvent[] = [];
