@@ -184,13 +184,18 @@ export class Lease extends EventEmitter<{ lost: [LeaseLostError]; renewed: [vali
       let answered = false;
       const stream = endpoint.services.lease.LeaseKeepAlive(Rpc.streamMetadata()) as unknown as KeepAliveStream;
       this.stream = stream;
+      let lastSentAt = -Infinity;
+      // Ticks at the answer timeout's pace to notice a silent member; sends once per interval.
       const send = (): void => {
         const now = performance.now();
         const oldest = this.clock.oldestUnansweredMs;
-        if ((oldest !== undefined && now - oldest > answerTimeoutMs) || !this.clock.sent(now)) return finish();
+        if (oldest !== undefined && now - oldest > answerTimeoutMs) return finish();
+        if (now - lastSentAt < intervalMs) return;
+        if (!this.clock.sent(now)) return finish();
+        lastSentAt = now;
         stream.write({ ID: String(this.id) });
       };
-      const ticker = setInterval(send, Math.min(intervalMs, answerTimeoutMs));
+      const ticker = setInterval(send, answerTimeoutMs);
       const onAvoided = (e: Endpoint): void => {
         if (e === endpoint) finish();
       };

@@ -302,6 +302,8 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
           fragment: true,
         },
       });
+      // A progress request made between streams was never sent: ask on this one.
+      if (this.progressWaiters.length > 0) stream.write({ progress_request: {} });
     });
   }
 
