@@ -208,3 +208,77 @@ export function isIgnored(rules: readonly IgnoreRule[], relPath: string): boolea
   for (const r of rules) if (r.re.test(relPath)) ignored = !r.negate;
   return ignored;
 }
+
+/** What a stage's instructions set for the image it makes (no files): what `docker run` starts from. */
+export interface ImageConfig {
+  readonly workdir: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly user: string | undefined;
+  readonly volumes: readonly string[];
+  readonly exposed: readonly string[];
+  readonly entrypoint: readonly string[];
+  readonly cmd: readonly string[];
+  readonly healthcheck: Healthcheck | undefined;
+}
+
+/** The node images' PATH, which every stage starts with. */
+export const BASE_IMAGE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export function stageConfig(stage: Stage, omit?: (ins: Instruction) => boolean): ImageConfig {
+  const env: Record<string, string> = { PATH: BASE_IMAGE_PATH };
+  const volumes: string[] = [];
+  const exposed: string[] = [];
+  let workdir = '/';
+  let user: string | undefined;
+  let entrypoint: string[] = [];
+  let cmd: string[] = [];
+  let healthcheck: Healthcheck | undefined;
+  for (const ins of stage.instructions) {
+    if (omit?.(ins) === true) continue;
+    switch (ins.keyword) {
+      case 'WORKDIR':
+        workdir = posixResolve(workdir, ins.args.trim());
+        break;
+      case 'ENV':
+        for (const [k, v] of parseEnv(ins.args)) env[k] = v.replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (_, n: string) => env[n] ?? '');
+        break;
+      case 'USER':
+        user = ins.args.trim();
+        break;
+      case 'VOLUME':
+        volumes.push(...words(ins.args));
+        break;
+      case 'EXPOSE':
+        exposed.push(...words(ins.args));
+        break;
+      case 'HEALTHCHECK':
+        healthcheck = parseHealthcheck(ins.args);
+        break;
+      case 'ENTRYPOINT':
+        entrypoint = commandForm(ins.args);
+        cmd = []; // Docker resets CMD when ENTRYPOINT is set in the same stage.
+        break;
+      case 'CMD':
+        cmd = commandForm(ins.args);
+        break;
+    }
+  }
+  return { workdir, env, user, volumes, exposed, entrypoint, cmd, healthcheck };
+}
+
+function posixResolve(from: string, to: string): string {
+  const parts = (to.startsWith('/') ? to : `${from}/${to}`).split('/');
+  const out: string[] = [];
+  for (const p of parts) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') out.pop();
+    else out.push(p);
+  }
+  return `/${out.join('/')}`;
+}
+
+/** The image the Dockerfile makes: its last stage's configuration. */
+export function finalImageConfig(dockerfileText: string): ImageConfig {
+  const stages = parseDockerfile(dockerfileText).stages;
+  return stageConfig(stages.at(-1)!);
+}

@@ -14,16 +14,15 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkS
 import { basename, dirname, join, posix, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  BASE_IMAGE_PATH,
   commandForm,
   isIgnored,
   parseCopy,
   parseDockerfile,
   parseDockerignore,
-  parseEnv,
-  parseHealthcheck,
-  words,
-  type Healthcheck,
+  stageConfig,
   type IgnoreRule,
+  type ImageConfig,
   type Instruction,
   type ParsedDockerfile,
   type Stage,
@@ -31,28 +30,16 @@ import {
 
 const run = promisify(execFile);
 
-/** The node images' PATH; each entry is looked up under the stage's root. */
-export const BASE_IMAGE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** RUN commands the reproduction carries out (the first word of each `&&` part). */
 const RUN_COMMANDS = new Set(['npm', 'ln', 'mkdir', 'chmod', 'chown']);
 /** Ceiling on one RUN step: an npm install from the cache or a tsc build takes well under this. */
 const RUN_TIMEOUT_MS = 240_000;
 
 /** What a stage leaves behind: its files and its image configuration. */
-export interface BuiltStage {
+export interface BuiltStage extends ImageConfig {
   readonly stage: Stage;
   /** The folder standing for the stage's `/`. */
   readonly root: string;
-  /** WORKDIR, as an absolute path inside the image. */
-  readonly workdir: string;
-  /** ENV, in order, on top of the base image's PATH. */
-  readonly env: Readonly<Record<string, string>>;
-  readonly user: string | undefined;
-  readonly volumes: readonly string[];
-  readonly exposed: readonly string[];
-  readonly entrypoint: readonly string[];
-  readonly cmd: readonly string[];
-  readonly healthcheck: Healthcheck | undefined;
   /** Things the reproduction skipped, for the test log. */
   readonly notes: readonly string[];
 }
@@ -95,59 +82,21 @@ async function buildStage(stage: Stage, o: BuildOptions, ignore: readonly Ignore
   const root = join(o.workDir, `stage-${stage.index}-${stage.name ?? 'unnamed'}`);
   rmSync(root, { recursive: true, force: true });
   makeBaseImage(root);
-  const env: Record<string, string> = { PATH: BASE_IMAGE_PATH };
   const notes: string[] = [];
-  const volumes: string[] = [];
-  const exposed: string[] = [];
-  let workdir = '/';
-  let user: string | undefined;
-  let entrypoint: string[] = [];
-  let cmd: string[] = [];
-  let healthcheck: Healthcheck | undefined;
-  for (const ins of stage.instructions) {
-    if (o.omit?.(stage, ins) === true) {
+  const omitted = (ins: Instruction): boolean => o.omit?.(stage, ins) === true;
+  // Files: WORKDIR, COPY and RUN in order, each RUN with the ENV and WORKDIR in force at its line.
+  for (const [i, ins] of stage.instructions.entries()) {
+    if (omitted(ins)) {
       notes.push(`omitted line ${ins.line}: ${ins.keyword} ${ins.args}`);
       continue;
     }
     o.log?.(`[${stage.name ?? stage.index}] ${ins.keyword} ${ins.args}`);
-    switch (ins.keyword) {
-      case 'WORKDIR':
-        workdir = posix.resolve(workdir, ins.args.trim());
-        mkdirSync(inRoot(root, workdir), { recursive: true });
-        break;
-      case 'COPY':
-        copyStep(ins, root, workdir, o.context, ignore, built);
-        break;
-      case 'RUN':
-        await runStep(ins, root, workdir, env, notes);
-        break;
-      case 'ENV':
-        for (const [k, v] of parseEnv(ins.args)) env[k] = v.replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (_, n: string) => env[n] ?? '');
-        break;
-      case 'USER':
-        user = ins.args.trim();
-        break;
-      case 'VOLUME':
-        volumes.push(...words(ins.args));
-        break;
-      case 'EXPOSE':
-        exposed.push(...words(ins.args));
-        break;
-      case 'HEALTHCHECK':
-        healthcheck = parseHealthcheck(ins.args);
-        break;
-      case 'ENTRYPOINT':
-        entrypoint = commandForm(ins.args);
-        cmd = []; // Docker resets CMD when ENTRYPOINT is set in the same stage.
-        break;
-      case 'CMD':
-        cmd = commandForm(ins.args);
-        break;
-      default:
-        throw new Error(`Dockerfile line ${ins.line}: ${ins.keyword} is not reproduced inside a stage`);
-    }
+    const sofar = stageConfig({ ...stage, instructions: stage.instructions.slice(0, i) }, omitted);
+    if (ins.keyword === 'WORKDIR') mkdirSync(inRoot(root, stageConfig({ ...stage, instructions: stage.instructions.slice(0, i + 1) }, omitted).workdir), { recursive: true });
+    else if (ins.keyword === 'COPY') copyStep(ins, root, sofar.workdir, o.context, ignore, built);
+    else if (ins.keyword === 'RUN') await runStep(ins, root, sofar.workdir, sofar.env, notes);
   }
-  return { stage, root, workdir, env, user, volumes, exposed, entrypoint, cmd, healthcheck, notes };
+  return { stage, root, ...stageConfig(stage, omitted), notes };
 }
 
 /** The parts of the base image the build and the member use. */
