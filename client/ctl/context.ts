@@ -100,6 +100,8 @@ export function parseDuration(flag: string, text: string): number {
 
 /** A command's run: its output sink, its flags, and the client it shares with nothing else. */
 export class Ctx {
+  /** What the process exits with when the command succeeds (`lock -- cmd` passes the command's own). */
+  exitCode = 0;
   private client: Client | undefined;
   private readonly extra: Client[] = [];
 
