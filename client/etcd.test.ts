@@ -73,3 +73,32 @@ describe.skipIf(!haveEtcd)('against etcd', () => {
     }
   });
 });
+
+describe.skipIf(!haveEtcd)('against etcd with TLS and client certificates', () => {
+  let etcd: TestEtcd;
+  beforeAll(async () => {
+    etcd = await startTestEtcd(7, { tls: true });
+  }, 60_000);
+  afterAll(async () => {
+    await etcd?.close();
+  });
+
+  it('connects with the CA, certificate and key given as tls options', async () => {
+    const c = new Client({ endpoints: [etcd.endpoint], tls: etcd.tls, attemptTimeoutMs: 2_000 });
+    try {
+      await c.put('tls/k', 'secret');
+      expect((await c.get('tls/k'))?.valueText).toBe('secret');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('negative control: without the client certificate the server refuses the connection', async () => {
+    const c = new Client({ endpoints: [etcd.endpoint], tls: { ca: etcd.tls!.ca }, attemptTimeoutMs: 1_000, requestTimeoutMs: 3_000 });
+    try {
+      await expect(c.get('tls/k')).rejects.toMatchObject({ retryable: true });
+    } finally {
+      await c.close();
+    }
+  });
+});

@@ -2,8 +2,8 @@
 // and a real etcd. Ports come from the client tests' own range, 19000-21999 (below Linux's ephemeral range),
 // in blocks of 20 chosen by pid; a taken port moves to another block. Test code only: the library imports
 // nothing from node/.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,37 +128,66 @@ export const haveEtcd = existsSync(ETCD_BIN);
 
 export interface TestEtcd {
   readonly endpoint: string;
+  /** With `tls`: the PEM files a client needs (the CA, and a client certificate the server requires). */
+  readonly tls?: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
   close(): Promise<void>;
 }
 
-/** A single real etcd (3.4 here) on loopback, for the plain-etcd interoperability tests. */
-export async function startTestEtcd(slot: number): Promise<TestEtcd> {
+/**
+ * A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl (EC P-256,
+ * valid one day), in `dir`.
+ */
+function makeCertificates(dir: string): { ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } {
+  const f = (name: string): string => join(dir, name);
+  const ssl = (...args: string[]): void => {
+    execFileSync('openssl', args, { stdio: 'ignore' });
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  ssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=fulcrum-test-ca');
+  for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']] as const) {
+    writeFileSync(f(`${name}.ext`), ext);
+    ssl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name === 'server' ? '127.0.0.1' : 'fulcrum-test-client'}`);
+    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
+  }
+  return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
+}
+
+/** A single real etcd (3.4 here) on loopback, for the plain-etcd interoperability tests; `tls` serves https with client certificates required. */
+export async function startTestEtcd(slot: number, options: { tls?: boolean } = {}): Promise<TestEtcd> {
   const [clientPort, peerPort] = await freePorts(2, slot);
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-etcd-'));
+  const certs = options.tls ? makeCertificates(dir) : undefined;
+  const scheme = certs ? 'https' : 'http';
   const child: ChildProcess = spawn(
     ETCD_BIN,
     [
       '--name', 'e1',
       '--data-dir', join(dir, 'data'),
-      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-client-urls', `${scheme}://127.0.0.1:${clientPort}`,
+      '--advertise-client-urls', `${scheme}://127.0.0.1:${clientPort}`,
       '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-cluster', `e1=http://127.0.0.1:${peerPort}`,
       '--log-level', 'error',
+      ...(certs ? ['--cert-file', certs.serverCert, '--key-file', certs.serverKey, '--trusted-ca-file', certs.ca, '--client-cert-auth'] : []),
     ],
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const endpoint = `127.0.0.1:${clientPort}`;
-  const probe = new Client({ endpoints: [endpoint], attemptTimeoutMs: 1_000, requestTimeoutMs: 2_000 });
+  const endpoint = certs ? `https://127.0.0.1:${clientPort}` : `127.0.0.1:${clientPort}`;
+  const tls = certs ? { ca: readFileSync(certs.ca), cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) } : undefined;
+  const probe = new Client({ endpoints: [endpoint], attemptTimeoutMs: 1_000, requestTimeoutMs: 2_000, ...(tls ? { tls } : {}) });
   try {
     await eventually('etcd to serve', async () => ((await probe.memberStatuses({ timeoutMs: 1_000 })).length === 1 ? true : undefined), 30_000, 200);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
   } finally {
     await probe.close();
   }
   return {
     endpoint,
+    ...(tls ? { tls } : {}),
     close: async () => {
       child.kill('SIGKILL');
       await exited;
