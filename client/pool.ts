@@ -24,6 +24,9 @@ import { parseEndpoint, type ResolvedClientOptions, type TlsOptions } from './op
 /** etcd's WithRequireLeader: a member without a leader answers "etcdserver: no leader" at once. */
 export const REQUIRE_LEADER_KEY = 'hasleader';
 
+/** Reconnection backoff to a member that went away (grpc-js doubles from the first to the max). */
+const RECONNECT_BACKOFF_FIRST_MS = 100;
+const RECONNECT_BACKOFF_MAX_MS = 2_000;
 /** Bytes of a message the client accepts (etcd's default client limit is MaxInt32; a bound is safer). */
 const RECEIVE_MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
 
@@ -101,6 +104,10 @@ export class EndpointPool extends EventEmitter<{ avoided: [Endpoint]; restored: 
       const { address, secure } = parseEndpoint(e);
       const channelOptions: grpc.ChannelOptions = {
         'grpc.max_receive_message_length': RECEIVE_MESSAGE_BYTES_MAX,
+        // grpc-js waits up to 2 minutes between reconnects by default; a member back from a restart should be
+        // found within a couple of seconds.
+        'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_FIRST_MS,
+        'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MAX_MS,
         ...(options.tls?.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': options.tls.serverName }),
       };
       return new Endpoint(address, channelCredentials(options.tls, secure || options.tls !== undefined), channelOptions);

@@ -131,6 +131,8 @@ export class Rpc {
       const known = await this.learnExactlyOnce(endpoint, attemptDeadline);
       if (!known) return notSent(new UnavailableError(`fulcrum client: ${endpoint.address} did not say whether it applies writes exactly once`, { endpoint: endpoint.address }));
     }
+    // Aborted while connecting: nothing was sent.
+    if (signal?.aborted) return { ok: false, error: new AbortedError(), sent: false, avoid: false, retry: false, aborted: true };
     const md = new grpc.Metadata();
     md.set(REQUIRE_LEADER_KEY, 'true');
     if (requestId !== undefined) md.set(REQUEST_ID_KEY, requestId);

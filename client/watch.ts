@@ -92,7 +92,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
   private ended = false;
   private stream: WatchStreamCall | undefined;
   private paused = false;
-  private readonly progressWaiters: Array<(revision: number) => void> = [];
+  private readonly progressWaiters: Array<{ resolve: (revision: number) => void; reject: (e: unknown) => void }> = [];
   private readonly wire: { key: Buffer; rangeEnd: Buffer };
   private endStream: ((end: StreamEnd) => void) | undefined;
   private streamEndpoint: string | undefined;
@@ -142,9 +142,9 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
    */
   requestProgress(): Promise<number> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.ended) return Promise.reject(new WatchCanceledError('fulcrum client: the watch has ended'));
     return new Promise((resolve, reject) => {
-      this.progressWaiters.push(resolve);
-      this.once('end', () => reject(this.failure ?? new WatchCanceledError('fulcrum client: the watch ended')));
+      this.progressWaiters.push({ resolve, reject });
       this.stream?.write({ progress_request: {} });
     });
   }
@@ -333,7 +333,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
   }
 
   private onProgress(revision: number): void {
-    for (const w of this.progressWaiters.splice(0)) w(revision);
+    for (const w of this.progressWaiters.splice(0)) w.resolve(revision);
     this.emit('progress', revision);
   }
 
@@ -354,6 +354,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
     this.failure = error;
     this.endStream?.({ kind: 'closed' });
     this.readyReject(error ?? new WatchCanceledError('fulcrum client: the watch was cancelled before the server accepted it'));
+    for (const w of this.progressWaiters.splice(0)) w.reject(error ?? new WatchCanceledError('fulcrum client: the watch ended'));
     // Cancelled: nothing more is wanted. Failed: what arrived before the failure is still delivered, then the error.
     if (error === undefined) this.queue.length = 0;
     this.wakeIterator();
