@@ -35,9 +35,9 @@ export function putPoints(rows: readonly Row[], system: SystemName): ChartPoint[
   return points;
 }
 
-/** Decades that cover [lo, hi] on a log axis. */
+/** Decades that cover [lo, hi] on a log axis, with some room so that no point sits on the frame. */
 function decades(lo: number, hi: number): [number, number] {
-  return [Math.floor(Math.log10(lo)), Math.ceil(Math.log10(hi) + 1e-9)];
+  return [Math.floor(Math.log10(lo) - 0.15), Math.ceil(Math.log10(hi) + 0.15)];
 }
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
