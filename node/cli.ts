@@ -1,13 +1,18 @@
 // The `fulcrum` command: etcd's flags, FULCRUM_* (and ETCD_*) environment variables, one member per process.
-// `fulcrum snapshot status|restore` is the offline backup tool (node/snapshot-cli.ts).
+// `fulcrum snapshot status|restore` is the offline backup tool (node/snapshot-cli.ts); `fulcrum registrar` is the
+// registry's sidecar (client/registry/registrar.ts).
 // SIGTERM/SIGINT: stop taking requests, finish what is in flight, sync, exit 0. A second signal exits at once.
 import { ConfigError, parseCommandLine } from './config.js';
 import { startServer } from './server.js';
 import { runSnapshotCommand } from './snapshot-cli.js';
+import { runRegistrarCommand } from '../client/registry/index.js';
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'snapshot') {
     return runSnapshotCommand(process.argv.slice(3), (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+  }
+  if (process.argv[2] === 'registrar') {
+    return runRegistrarCommand(process.argv.slice(3), (s) => process.stdout.write(s), (s) => process.stderr.write(s));
   }
   let cl;
   try {
