@@ -1,0 +1,130 @@
+// Test support for fulcrumctl (test code only): a real member serving gRPC on loopback, and runs of `main` with
+// captured stdout/stderr, a given stdin and environment, and an interrupt the test fires (Ctrl-C).
+//
+// Ports: fulcrumctl's tests own 127.0.0.1:18600-18799, in blocks of 10 picked by pid and slot; a taken port moves
+// on to another block.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { startMember, type EmbeddedMember } from '../../node/embedded.js';
+import { main, type CtlIo } from './cli.js';
+
+const PORT_FIRST = 18_600;
+const BLOCK_PORTS = 10;
+const BLOCKS = 20; // 18600-18799
+const ATTEMPTS = 8;
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** `count` free consecutive ports from this process's block (`slot` separates users in one process). */
+export async function freePorts(count: number, slot: number): Promise<number[]> {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const base = PORT_FIRST + ((process.pid + slot * 7 + attempt * 3) % BLOCKS) * BLOCK_PORTS;
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
+  }
+  throw new Error(`EADDRINUSE: no ${count} free ports in 18600-18799 after ${ATTEMPTS} attempts`);
+}
+
+export interface CtlMember {
+  readonly member: EmbeddedMember;
+  readonly endpoint: string;
+  close(): Promise<void>;
+}
+
+/** One in-process member serving the etcd API on loopback. */
+export async function startCtlMember(slot: number): Promise<CtlMember> {
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrumctl-'));
+  for (let attempt = 0; ; attempt++) {
+    const [clientPort, peerPort] = await freePorts(2, slot + attempt);
+    try {
+      const member = await startMember({ dataDir: dir, listen: { clientPort, peerPort }, heartbeatMs: 20, electionMs: 200, logLevel: 'error' });
+      return {
+        member,
+        endpoint: member.endpoints[0]!,
+        close: async () => {
+          await member.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (e) {
+      if (attempt + 1 >= ATTEMPTS || !/EADDRINUSE|address already in use|No address added/i.test(String(e))) throw e;
+    }
+  }
+}
+
+export interface CtlResult {
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+  /** stdout and stderr as a terminal shows them, in the order they were written. */
+  readonly all: string;
+}
+
+export interface RunOptions {
+  readonly env?: Record<string, string | undefined>;
+  readonly stdin?: string;
+  readonly isTTY?: boolean;
+}
+
+/** A run of fulcrumctl in this process, still going; `interrupt()` is Ctrl-C. */
+export interface CtlRun {
+  readonly done: Promise<CtlResult>;
+  output(): string;
+  /** Resolves once the output matches (the command is ready: watching, holding, elected...). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  interrupt(): Promise<CtlResult>;
+}
+
+export function startCtl(argv: readonly string[], o: RunOptions = {}): CtlRun {
+  const out: string[] = [];
+  const err: string[] = [];
+  const all: string[] = [];
+  const controller = new AbortController();
+  const stdin = Object.assign(Readable.from(o.stdin === undefined ? [] : [Buffer.from(o.stdin)]), { isTTY: o.isTTY ?? false });
+  const io: CtlIo = {
+    out: (c) => {
+      out.push(c.toString());
+      all.push(c.toString());
+    },
+    err: (t) => {
+      err.push(t);
+      all.push(t);
+    },
+    env: o.env ?? {},
+    stdin,
+    interrupt: controller.signal,
+  };
+  const done = main(argv, io).then((code) => ({ code, out: out.join(''), err: err.join(''), all: all.join('') }));
+  return {
+    done,
+    output: () => all.join(''),
+    waitFor: async (pattern, timeoutMs = 30_000) => {
+      const until = Date.now() + timeoutMs;
+      let finished = false;
+      void done.then(() => (finished = true));
+      while (!pattern.test(all.join(''))) {
+        if (finished) throw new Error(`fulcrumctl ${argv.join(' ')} ended before printing ${pattern}: ${all.join('')}`);
+        if (Date.now() > until) throw new Error(`fulcrumctl ${argv.join(' ')} did not print ${pattern} within ${timeoutMs} ms: ${all.join('')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    interrupt: () => {
+      controller.abort();
+      return done;
+    },
+  };
+}
+
+/** Run one command to its end. */
+export function ctl(argv: readonly string[], o: RunOptions = {}): Promise<CtlResult> {
+  return startCtl(argv, o).done;
+}
