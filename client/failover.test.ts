@@ -1,9 +1,9 @@
 // Failover and safe retries against a real in-process member, with a TCP proxy making the faults: an answer
 // lost after the write was applied, and a member that goes silent with its connections open.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, Compare, Op, OutcomeUnknownError, type WatchEvent } from './index.js';
+import { Client, Compare, Op, OutcomeUnknownError, UnavailableError, type WatchEvent } from './index.js';
 import { FaultProxy } from './testing/proxy.js';
-import { freePorts, startTestMember, type TestMember } from './testing/servers.js';
+import { freePorts, startLeaderlessMember, startTestMember, type TestMember } from './testing/servers.js';
 
 let server: TestMember;
 const proxies: FaultProxy[] = [];
@@ -122,5 +122,31 @@ describe('a member that goes silent', () => {
     expect(got.map((e) => e.kv.keyText)).toEqual(Array.from({ length: 60 }, (_, i) => `sw/${i}`));
     expect(resumed).toContain(server.endpoint);
     p.setSilent(false);
+  });
+});
+
+describe('a member without a leader (cut off from its majority)', () => {
+  it('refuses at once with "no leader": calls and watches move to a member that has one', async () => {
+    const lonely = await startLeaderlessMember(17);
+    try {
+      // Alone, a write fails as unavailable — never "outcome unknown": nothing was proposed.
+      const alone = client([lonely.endpoint], { requestTimeoutMs: 1_500 });
+      const e = await alone.put('nl/k', 'v').catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(UnavailableError);
+      expect((e as UnavailableError).code).toBe('NO_LEADER');
+
+      const c = client([lonely.endpoint, server.endpoint], { watchIdleProbeMs: 300, watchProbeTimeoutMs: 500 });
+      const watch = c.watch('nl/w'); // the first pick: the leaderless member
+      for (let i = 0; i < 10; i++) await c.put(`nl/${i}`, 'v');
+      expect(c.avoidedEndpoints).toEqual([lonely.endpoint]);
+      await watch.ready;
+      await c.put('nl/w', 'seen');
+      for await (const ev of watch) {
+        expect(ev.kv.valueText).toBe('seen');
+        break;
+      }
+    } finally {
+      await lonely.close();
+    }
   });
 });

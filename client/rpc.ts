@@ -33,6 +33,8 @@ const EXACTLY_ONCE_FEATURE = 'exactly-once';
 /** Pause between rounds when every member failed: doubles from the first to the last. */
 const RETRY_BACKOFF_FIRST_MS = 25;
 const RETRY_BACKOFF_MAX_MS = 1_000;
+/** A new attempt starts only with at least this much of the call's deadline left (or a tenth of an attempt's). */
+const ATTEMPT_TIME_MIN_MS = 100;
 
 export type CallKind = 'read' | 'idempotent' | 'write';
 
@@ -83,7 +85,10 @@ export class Rpc {
     const tried = new Set<Endpoint>();
     for (let round = 0; ; ) {
       if (this.closed) throw new ClientClosedError();
-      if (performance.now() >= deadline) break;
+      // An attempt with almost no time left would mostly turn "not sent" into "outcome unknown": stop instead.
+      // (The first attempt always goes: a caller may give a short deadline on purpose.)
+      const left = deadline - performance.now();
+      if (left <= 0 || (lastError !== undefined && left < Math.min(ATTEMPT_TIME_MIN_MS, this.options.attemptTimeoutMs / 10))) break;
       const endpoint = this.pool.pick(tried);
       tried.add(endpoint);
       const r = await this.attempt(kind, invoke, endpoint, signal, deadline, requestId);

@@ -7,7 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseServerConfig } from '../../node/config.js';
 import { startMember, type EmbeddedMember } from '../../node/embedded.js';
+import { startServer } from '../../node/server.js';
 import { eventually } from '../../node/testing/eventually.js';
 import { ProcessCluster } from '../../node/testing/process-cluster.js';
 import { Client, type ClientOptions } from '../index.js';
@@ -69,6 +71,36 @@ export async function startTestMember(slot = 0): Promise<TestMember> {
       if (attempt + 1 >= ATTEMPTS || !/EADDRINUSE|address already in use|No address added/i.test(String(e))) throw e;
     }
   }
+}
+
+/**
+ * A member that never has a leader: its cluster has a second voter that never starts, so it cannot win an
+ * election, and answers hasleader calls with "etcdserver: no leader" (as a member cut off from its majority).
+ */
+export async function startLeaderlessMember(slot: number): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const [clientPort, peerPort, ghostPort] = await freePorts(3, slot);
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-leaderless-'));
+  const config = parseServerConfig(
+    [
+      '--name', 'lonely',
+      '--data-dir', join(dir, 'lonely'),
+      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-cluster', `lonely=http://127.0.0.1:${peerPort},ghost=http://127.0.0.1:${ghostPort}`,
+      '--heartbeat-interval', '20',
+      '--election-timeout', '200',
+      '--log-level', 'error',
+    ],
+    {},
+  );
+  const server = await startServer(config);
+  return {
+    endpoint: `127.0.0.1:${clientPort}`,
+    close: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export interface TestCluster {
