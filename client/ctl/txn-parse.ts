@@ -55,14 +55,14 @@ function closingQuote(line: string, open: number): number {
     if (line[j] === '\\') j++;
     else if (line[j] === '"') return j;
   }
-  throw new UsageError(`unterminated quote in ${quoted(line)}`);
+  throw new UsageError(`unterminated quote in ${quoteLine(line)}`);
 }
 
 function unquote(quoted: string, line: string): string {
   try {
     return JSON.parse(quoted) as string;
   } catch {
-    throw new UsageError(`bad escape in ${quoted} (in ${quoted(line)})`);
+    throw new UsageError(`bad escape in ${quoted} (in ${quoteLine(line)})`);
   }
 }
 
@@ -71,12 +71,12 @@ export function parseCompare(line: string): CompareSpec {
   const m = /^\s*([a-z]+)\(\s*("(?:[^"\\]|\\.)*")\s*\)\s*(=|!=|<|>)\s*(.+?)\s*$/.exec(line);
   const target = m === null ? undefined : COMPARE_TARGETS[m[1]!];
   if (m === null || target === undefined) {
-    throw new UsageError(`bad compare ${quoted(line)}: want <value|version|create|mod|lease>("key") <=|!=|<|>> "operand"`);
+    throw new UsageError(`bad compare ${quoteLine(line)}: want <value|version|create|mod|lease>("key") <=|!=|<|>> "operand"`);
   }
   const key = unquote(m[2]!, line);
   const op = m[3] as CompareOp;
   const words = splitWords(m[4]!);
-  if (words.length !== 1) throw new UsageError(`bad compare ${quoted(line)}: the operand must be one word or one quoted string`);
+  if (words.length !== 1) throw new UsageError(`bad compare ${quoteLine(line)}: the operand must be one word or one quoted string`);
   const operand = words[0]!;
   if (target === 'value') return Compare.value(key, op, operand);
   if (target === 'lease') return Compare.lease(key, op, parseHexId('lease', operand));
@@ -96,12 +96,12 @@ export function parseOp(line: string): OpSpec {
     else args.push(w);
   }
   const allow = (names: string[]): void => {
-    for (const f of flags.keys()) if (!names.includes(f)) throw new UsageError(`${verb}: unknown flag --${f} in ${quoted(line)}`);
+    for (const f of flags.keys()) if (!names.includes(f)) throw new UsageError(`${verb}: unknown flag --${f} in ${quoteLine(line)}`);
   };
   switch (verb) {
     case 'put':
       allow(['lease', 'prev-kv']);
-      if (args.length !== 2) throw new UsageError(`put takes a key and a value, got ${quoted(line)}`);
+      if (args.length !== 2) throw new UsageError(`put takes a key and a value, got ${quoteLine(line)}`);
       return Op.put(args[0]!, args[1]!, { ...(flags.has('lease') ? { lease: parseHexId('lease', flags.get('lease')!) } : {}), prevKv: flags.has('prev-kv') });
     case 'get': {
       allow(['prefix', 'limit', 'keys-only', 'count-only', 'rev']);
@@ -118,13 +118,13 @@ export function parseOp(line: string): OpSpec {
       allow(['prefix', 'prev-kv']);
       return Op.delete(keyRange('del', args, flags.has('prefix'), line), { prevKv: flags.has('prev-kv') });
     default:
-      throw new UsageError(`bad operation ${quoted(line)}: want put, get or del`);
+      throw new UsageError(`bad operation ${quoteLine(line)}: want put, get or del`);
   }
 }
 
 /** A key, a [key, end) range, or a prefix, from a command's positional words (shared with get and del). */
 export function keyRange(verb: string, args: readonly string[], prefix: boolean, line?: string): string | KeyRange {
-  const where = line === undefined ? '' : ` in ${quoted(line)}`;
+  const where = line === undefined ? '' : ` in ${quoteLine(line)}`;
   if (args.length < 1 || args.length > 2) throw new UsageError(`${verb} takes a key and an optional range end${where}`);
   if (prefix && args.length === 2) throw new UsageError(`${verb}: --prefix and a range end do not go together${where}`);
   if (prefix) return { prefix: args[0]! };
@@ -158,6 +158,6 @@ export function parseNonNegative(what: string, text: string): number {
 }
 
 /** A line of the text form inside a message: single quotes, since the line itself is full of double quotes. */
-function quoted(line: string): string {
+function quoteLine(line: string): string {
   return `'${line}'`;
 }
