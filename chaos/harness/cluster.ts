@@ -8,7 +8,9 @@ import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createHash } from 'node:crypto';
 import { LinkProxy } from '../proxy/proxy.js';
+import { FromRouter } from '../proxy/router.js';
 import { Network } from './network.js';
 import { ChaosClient } from './client.js';
 
@@ -118,7 +120,7 @@ export class ChaosMember {
       env.FULCRUM_FAILPOINTS_FILE = this.failpointFile;
     } else {
       cmd = 'etcd';
-      args = [...common.map((a) => a.replace(/^--heartbeat-interval$/, '--heartbeat-interval')), '--logger', 'zap', '--log-outputs', 'stderr'];
+      args = [...common, '--logger', 'zap', '--log-outputs', 'stderr'];
     }
     this.note(`start ${state}${this.clockOffsetS !== 0 ? ` clock ${this.clockOffsetS}s` : ''}`);
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -240,7 +242,10 @@ export class ChaosCluster {
       }
     }
     for (let i = 0; i < options.size; i++) {
-      c.members.push(new ChaosMember(i, `m${i + 1}`, c.realClientPort(i), c.realPeerPort(i), join(options.dir, 'data', `m${i + 1}`), c));
+      const m = new ChaosMember(i, `m${i + 1}`, c.realClientPort(i), c.realPeerPort(i), join(options.dir, 'data', `m${i + 1}`), c);
+      // etcd's peer connections are routed by member id from the first request: the ids must be known up front.
+      if (options.target === 'etcd') m.id = etcdMemberId([c.peerUrl(i)], options.token ?? 'chaos');
+      c.members.push(m);
     }
     return c;
   }
@@ -275,12 +280,24 @@ export class ChaosCluster {
         this.network.add(`${i}->${j}`, p);
         await p.listen();
       }
+      if (this.options.target === 'etcd') {
+        // The unused (j, j) slot is member j's front door: it sorts incoming peer connections into links.
+        const router = new FromRouter(this.peerProxyPort(j, j), this.realPeerPort(j), (from) => {
+          const i = this.members.findIndex((m) => m.id === from);
+          return i < 0 || i === j ? undefined : this.peerProxyPort(i, j);
+        });
+        this.network.addRouter(router);
+        await router.listen();
+      }
     }
   }
 
-  /** The URL every member advertises for member i (its real peer port: ids derive from it). */
+  /**
+   * The URL every member advertises for member i (ids derive from it). Fulcrum: its real peer port (each member's
+   * redirect sends it into the right link). etcd: its front door, which routes by the sender's id.
+   */
   peerUrl(i: number): string {
-    return `http://127.0.0.1:${this.realPeerPort(i)}`;
+    return `http://127.0.0.1:${this.options.target === 'etcd' ? this.peerProxyPort(i, i) : this.realPeerPort(i)}`;
   }
 
   initialCluster(members: readonly number[] = this.members.map((m) => m.index)): string {
@@ -372,6 +389,12 @@ export class ChaosCluster {
     await this.network.close();
     await Promise.all(this.members.map((m) => m.closeLog()));
   }
+}
+
+/** etcd's id of an initial member: the first 8 bytes of sha1(sorted peer URLs joined, then the cluster token). */
+export function etcdMemberId(peerUrls: readonly string[], token: string): string {
+  const h = createHash('sha1').update([...peerUrls].sort().join('') + token).digest();
+  return h.readBigUInt64BE(0).toString(16);
 }
 
 function probeFree(port: number): Promise<void> {

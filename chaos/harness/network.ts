@@ -1,6 +1,7 @@
 // Every link of a chaos cluster, as fault proxies: one per directed peer link (i→j) and one per member for the
 // clients. Partitions are expressed on members; the proxies do the cutting.
 import { HEALTHY, LinkProxy, PASS, type DirectionShape, type LinkShape } from '../proxy/proxy.js';
+import type { FromRouter } from '../proxy/router.js';
 
 export type LinkKey = `${number}->${number}` | `client->${number}`;
 
@@ -8,11 +9,16 @@ const CUT: DirectionShape = { ...PASS, cut: true };
 
 export class Network {
   readonly links = new Map<LinkKey, LinkProxy>();
+  private readonly routers: FromRouter[] = [];
 
   constructor(readonly size: number) {}
 
   add(key: LinkKey, proxy: LinkProxy): void {
     this.links.set(key, proxy);
+  }
+
+  addRouter(r: FromRouter): void {
+    this.routers.push(r);
   }
 
   peer(from: number, to: number): LinkProxy {
@@ -82,5 +88,6 @@ export class Network {
 
   async close(): Promise<void> {
     await Promise.all([...this.links.values()].map((l) => l.close()));
+    await Promise.all(this.routers.splice(0).map((r) => r.close()));
   }
 }
