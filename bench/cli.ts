@@ -142,14 +142,16 @@ async function runSideBySide(): Promise<number> {
   writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
   const series: Partial<Record<SystemName, ReturnType<typeof putPoints>>> = {};
   for (const s of report.options.targets) series[s] = putPoints(report.rows, s);
-  writeFileSync(svgFile, latencyThroughputSvg(series, `put latency against throughput, 256-byte values (${base})`));
+  // A run without the put workload has nothing to draw: no empty chart.
+  const hasChart = Object.values(series).some((points) => points.length > 0);
+  if (hasChart) writeFileSync(svgFile, latencyThroughputSvg(series, `put latency against throughput, 256-byte values (${base})`));
   process.stdout.write(`\n${formatSummaryText(report.summary)}\n\n`);
   if (report.options.targets.length === 2) process.stdout.write(`issue 7's targets:\n${formatTargetsText(targetChecks(report.summary))}\n\n`);
   if (report.etcdSkipped !== null) process.stdout.write(`${report.etcdSkipped}\n`);
   for (const f of report.failures) process.stdout.write(`FAILED: ${f.system} ${f.workload} round ${f.round}: ${f.error}\n`);
-  process.stdout.write(`results: ${relative(process.cwd(), jsonFile)}\nchart:   ${relative(process.cwd(), svgFile)}\n`);
+  process.stdout.write(`results: ${relative(process.cwd(), jsonFile)}\nchart:   ${hasChart ? relative(process.cwd(), svgFile) : 'none (no put workload in this run)'}\n`);
   if (opts.docs !== false) {
-    updateDocs(opts.docs, report, relative(REPO, jsonFile), relative(REPO, svgFile), DOCS_ANCHOR);
+    updateDocs(opts.docs, report, relative(REPO, jsonFile), hasChart ? relative(REPO, svgFile) : null, DOCS_ANCHOR);
     process.stdout.write(`docs:    ${relative(process.cwd(), opts.docs)} (generated section updated)\n`);
   }
   const lost = report.rows.reduce((n, r) => n + (r.metrics.lostWrites ?? 0), 0);

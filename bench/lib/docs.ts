@@ -10,7 +10,7 @@ export const END_MARKER = '<!-- END npm run bench -->';
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-export function generatedSection(r: BenchReport, jsonPath: string, svgPath: string): string {
+export function generatedSection(r: BenchReport, jsonPath: string, svgPath: string | null): string {
   const m = r.machine;
   const o = r.options;
   const out: string[] = [];
@@ -32,7 +32,7 @@ export function generatedSection(r: BenchReport, jsonPath: string, svgPath: stri
       `Watch: ${o.watchers.toLocaleString('en-US')} watchers, writer at ${o.watchRate} puts/s. Leases: ${o.leases.toLocaleString('en-US')}. ` +
       `Size: ${o.sizeKeys.toLocaleString('en-US')} keys.`,
   );
-  out.push(`- **Raw figures:** [\`${jsonPath}\`](../${jsonPath}); chart: [\`${svgPath}\`](../${svgPath}).`, '');
+  out.push(`- **Raw figures:** [\`${jsonPath}\`](../${jsonPath})${svgPath === null ? '' : `; chart: [\`${svgPath}\`](../${svgPath})`}.`, '');
   if (r.etcdSkipped !== null) out.push(`**etcd was not measured:** ${r.etcdSkipped}.`, '');
   if (r.options.targets.length === 2) {
     const st = standing(r.summary);
@@ -47,7 +47,7 @@ export function generatedSection(r: BenchReport, jsonPath: string, svgPath: stri
     );
   }
   out.push(formatSummaryMarkdown(r.summary), '');
-  out.push(`![put latency against throughput](../${svgPath})`, '');
+  if (svgPath !== null) out.push(`![put latency against throughput](../${svgPath})`, '');
   if (r.options.targets.length === 2) {
     const sizeNote = o.sizeKeys < 1_000_000 ? ` (the memory target is for 1,000,000 keys; this run loaded ${o.sizeKeys.toLocaleString('en-US')})` : '';
     out.push(`Issue 7's targets, from the medians above${sizeNote}:`, '', formatTargetsMarkdown(targetChecks(r.summary)), '');
@@ -77,7 +77,7 @@ export function spliceSection(page: string, section: string, anchorHeading: stri
   return `${page.slice(0, lineEnd + 1)}\n${section}\n${page.slice(lineEnd + 1)}`;
 }
 
-export function updateDocs(docPath: string, r: BenchReport, jsonPath: string, svgPath: string, anchorHeading: string): void {
+export function updateDocs(docPath: string, r: BenchReport, jsonPath: string, svgPath: string | null, anchorHeading: string): void {
   const page = readFileSync(docPath, 'utf8');
   writeFileSync(docPath, spliceSection(page, generatedSection(r, jsonPath, svgPath), anchorHeading));
 }
