@@ -1,7 +1,7 @@
 // Failover and safe retries against a real in-process member, with a TCP proxy making the faults: an answer
 // lost after the write was applied, and a member that goes silent with its connections open.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, Compare, Op, OutcomeUnknownError, UnavailableError, type WatchEvent } from './index.js';
+import { Client, Compare, Op, OutcomeUnknownError, UnavailableError, type LeaseLostError, type WatchEvent } from './index.js';
 import { FaultProxy } from './testing/proxy.js';
 import { freePorts, startLeaderlessMember, startTestMember, type TestMember } from './testing/servers.js';
 
@@ -148,5 +148,33 @@ describe('a member without a leader (cut off from its majority)', () => {
     } finally {
       await lonely.close();
     }
+  });
+});
+
+describe('a lease holder cut off from every member', () => {
+  it('hears `lost` while the server still holds the lease, and the server expires it only later', async () => {
+    const p = await proxy(18);
+    const holder = client([p.endpoint]);
+    const observer = client([server.endpoint]);
+    // A wide margin, so that the observer's reads below land well before the server's earliest expiry.
+    const lease = await holder.grantLease(4, { marginMs: 2_000 });
+    await holder.put('cut/lock', 'mine', { lease });
+    await new Promise((r) => setTimeout(r, 1_200)); // a keep-alive or two go through
+    p.setSilent(true); // the holder can no longer renew (nor revoke)
+    const lost = await new Promise<LeaseLostError>((r) => lease.once('lost', r));
+    expect(lost.reason).toBe('deadline');
+    expect(lease.signal.aborted).toBe(true);
+    // At that moment the server still holds the lease and its key: the holder stopped first.
+    const [ttl, kv] = await Promise.all([
+      observer.unary<{ TTL: string }>('read', 'ttl', (s, md, o, cb) => s.lease.LeaseTimeToLive({ ID: String(lease.id) }, md, o, cb)),
+      observer.get('cut/lock'),
+    ]);
+    expect(Number(ttl.TTL)).toBeGreaterThanOrEqual(0); // whole seconds left, rounded down; -1 would mean gone
+    expect(kv?.lease).toBe(lease.id);
+    // Then the server expires it on its own.
+    const until = performance.now() + 20_000;
+    while ((await observer.get('cut/lock')) !== undefined && performance.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(await observer.get('cut/lock')).toBeUndefined();
+    p.setSilent(false);
   });
 });
