@@ -51,7 +51,6 @@ export class ChaosMember {
   /** Exits the harness did not cause (not a kill, stop, or armed failpoint): each one is worth reading about. */
   readonly unexpectedExits: string[] = [];
   private expectingExit = false;
-  private failpointsArmed = false;
   /** Hex member id, learned from Status once the member answers. */
   id: string | undefined;
   /** Seconds the wall clock is offset by (libfaketime), 0 when not skewed. */
@@ -128,11 +127,17 @@ export class ChaosMember {
     this.paused = false;
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
+    // A member that crashes itself at an armed failpoint says so first (node/failpoints.ts): an expected exit,
+    // even when the crash lands just after the harness disarmed it (the member polls its failpoint file).
+    let failpointCrash = false;
+    child.stderr!.on('data', (d: Buffer) => {
+      if (/failpoint [a-z-]+: crashing/.test(d.toString())) failpointCrash = true;
+    });
     this.expectingExit = false;
     this.exited = new Promise((resolve) =>
       child.on('exit', (code, sig) => {
         this.note(`exited code ${code} signal ${sig}`);
-        if (!this.expectingExit && !(this.failpointsArmed && sig === 'SIGKILL')) this.unexpectedExits.push(`${new Date().toISOString()} code ${code} signal ${sig}`);
+        if (!this.expectingExit && !failpointCrash) this.unexpectedExits.push(`${new Date().toISOString()} code ${code} signal ${sig}`);
         resolve(code);
       }),
     );
@@ -181,7 +186,6 @@ export class ChaosMember {
 
   /** Arm failpoints at run time (Fulcrum only): the member re-reads this file while it runs. */
   setFailpoints(spec: string): void {
-    this.failpointsArmed = spec !== '';
     writeFileSync(this.failpointFile, spec);
   }
 
