@@ -1,7 +1,9 @@
 // The client against three real member processes: kill -9 the member a watch is on, then the leader, while
 // writes go on (the watch sees every event once, in order); kill the leader while a lease is kept alive (it
 // survives); SIGSTOP a member (the client moves away from it).
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEtcdApi, type WatchResponse } from '../proto/index.js';
 import { eventually } from '../node/testing/eventually.js';
 import { Client, OutcomeUnknownError, type WatchEvent } from './index.js';
 import { startTestCluster, type TestCluster } from './testing/servers.js';
@@ -36,6 +38,25 @@ async function ensureAllRunning(): Promise<void> {
 async function restart(i: number): Promise<void> {
   tc.cluster.members[i]!.start();
   await tc.leaderIndex();
+}
+
+/**
+ * The negative control: a plain etcd watch stream on one member, with no resume. It records what it saw until
+ * its stream breaks; the test's check must find it incomplete, or the check (or the fault) proves nothing.
+ */
+function naiveWatch(endpoint: string, prefix: string): { seen: string[]; close: () => void } {
+  const api = loadEtcdApi();
+  const client = new api.etcdserverpb.Watch(endpoint, grpc.credentials.createInsecure());
+  const stream = client.Watch();
+  const seen: string[] = [];
+  const end = Buffer.from(prefix);
+  end[end.length - 1]! += 1;
+  stream.on('data', (r: WatchResponse) => {
+    for (const e of r.events) seen.push(`${e.kv!.mod_revision} ${e.kv!.key.toString()}`);
+  });
+  stream.on('error', () => undefined);
+  stream.write({ create_request: { key: Buffer.from(prefix), range_end: end } });
+  return { seen, close: () => { stream.cancel(); client.close(); } };
 }
 
 /** Writes unique keys one after another until stopped; records what was acknowledged and what is unknown. */
@@ -87,6 +108,8 @@ describe('a 3-member cluster of real processes', () => {
 
     const watched = tc.endpoints.indexOf(watch.endpoint!);
     expect(watched).toBeGreaterThanOrEqual(0);
+    const naive = naiveWatch(tc.endpoints[watched]!, 'wk/');
+    await progress(20, 'writes seen by the plain watch too');
     await tc.cluster.members[watched]!.kill();
     await progress(100, 'writes after killing the watch\'s member');
     await eventually('the watch to move', async () => (watch.endpoint !== undefined && watch.endpoint !== tc.endpoints[watched] ? true : undefined), 60_000);
@@ -109,6 +132,11 @@ describe('a 3-member cluster of real processes', () => {
     expect(new Set(seen).size).toBe(seen.length); // none twice
     expect(events.every((e, i) => i === 0 || e.revision > events[i - 1]!.revision)).toBe(true); // in order
     expect(seen.sort()).toEqual(stored); // none missing
+    // Negative control: the same check on a plain watch of the killed member finds events missing.
+    naive.close();
+    expect(naive.seen.length).toBeGreaterThan(0);
+    expect(naive.seen.sort()).not.toEqual(stored);
+    expect(stored.length - naive.seen.length).toBeGreaterThan(100);
     for (const [k, rev] of writer.acked) expect(seen).toContain(`${rev} ${k}`);
     console.log(`watch through 2 kills: ${events.length} events, ${writer.acked.size} acknowledged writes, ${writer.unknown.length} outcome unknown, resumed ${resumes.length}x (${resumes.join(', ')})`);
     expect(resumes.length).toBeGreaterThanOrEqual(1);
