@@ -16,7 +16,7 @@
 // Durable form: dedup/c/<client id, utf-8> -> u64 seq | u64 lastSeenMs | response bytes.
 import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
-import { concatBytes, decodeSection, encodeSection, fromUtf8, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
+import { concatBytes, fromUtf8, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
 import { errInvalidDedupRequest, errStaleSequence } from './errors.js';
 
 export const DEDUP_PREFIX = utf8('dedup/');
@@ -158,20 +158,6 @@ export class DedupTable {
     return [...this.clients.entries()]
       .map(([id, c]): Pair => [clientKey(id), encodeClient(c)])
       .sort(([a], [b]) => Buffer.compare(a, b));
-  }
-
-  snapshot(): Uint8Array {
-    return encodeSection(this.pairs());
-  }
-
-  /** Replace the table with a snapshot section. The section is checked before anything is written. */
-  restore(section: Uint8Array, batch: KvBatch): void {
-    const incoming = decodeSection(section);
-    for (const [k] of this.pairs()) batch.del(k);
-    this.clients.clear();
-    this.ages = [];
-    this.load(incoming);
-    for (const [k, v] of incoming) batch.put(k, v);
   }
 
   private validateRequest(clientId: string, seq: number): void {

@@ -19,4 +19,4 @@ export {
 export { HLC_RESERVATION_KEY, HYBRID_CLOCK_DEFAULTS, HybridClock, validateHybridClockConfig, type HybridClockConfig } from './clock.js';
 export { REVISION_INDEX_ENTRIES_MAX, REVISION_INDEX_PREFIX, RevisionTimeIndex, type RevisionTimeIndexConfig } from './revision-index.js';
 export { HlcError, type HlcErrorCode } from './errors.js';
-export { SectionError, decodeSection, encodeSection, type Pair } from './section.js';
+export type { Pair } from './section.js';

@@ -23,7 +23,7 @@ import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
 import { errBeforeHistory, errTimeCompacted } from './errors.js';
 import { decodeHlc, encodeHlc, hlcCeiling, hlcMax, isHlc, type Hlc } from './hlc.js';
-import { concatBytes, decodeSection, encodeSection, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from './section.js';
+import { concatBytes, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from './section.js';
 
 export const REVISION_INDEX_PREFIX = utf8('hlc/r/');
 const ENTRY_PREFIX = utf8('hlc/r/e/');
@@ -110,23 +110,6 @@ export class RevisionTimeIndex {
     for (let i = this.head; i < this.revisions.length; i++) out.push([entryKey(this.revisions[i]!), encodeHlc(this.hlcs[i]!)]);
     if (this.droppedThroughRevision > 0) out.push([DROPPED_KEY, this.encodeDropped()]);
     return out;
-  }
-
-  snapshot(): Uint8Array {
-    return encodeSection(this.pairs());
-  }
-
-  /** Replace the whole index with a snapshot section: deletes our pairs and writes the section's into the batch. */
-  restore(section: Uint8Array, batch: KvBatch): void {
-    const incoming = decodeSection(section);
-    for (const [k] of this.pairs()) batch.del(k);
-    this.revisions = [];
-    this.hlcs = [];
-    this.head = 0;
-    this.droppedThroughRevision = 0;
-    this.droppedThroughHlc = 0n;
-    this.load(incoming);
-    for (const [k, v] of incoming) batch.put(k, v);
   }
 
   private load(pairs: readonly Pair[]): void {

@@ -9,7 +9,7 @@
 //   lease/m/next               -> u64 next id         only once an id was picked by the table
 import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
-import { concatBytes, decodeSection, encodeSection, readPrefix, readSafeU64, readU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
+import { concatBytes, readPrefix, readSafeU64, readU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
 import { errInvalidLease, errLeaseExists, errLeaseNotFound, errLeaseTtlTooLarge, errTooManyLeases } from './errors.js';
 
 /** etcd lease ids are positive int64 values; 0 means "no lease" (and, in a grant, "pick one for me"). */
@@ -145,20 +145,6 @@ export class LeaseTable {
     for (const id of ids) out.push([leaseKey(id), encodeLease(this.leases.get(id)!)]);
     if (this.nextId !== 1n) out.push([NEXT_ID_KEY, u64(this.nextId)]);
     return out;
-  }
-
-  snapshot(): Uint8Array {
-    return encodeSection(this.pairs());
-  }
-
-  /** Replace the table with a snapshot section. The section is checked before anything is written. */
-  restore(section: Uint8Array, batch: KvBatch): void {
-    const incoming = decodeSection(section);
-    for (const [k] of this.pairs()) batch.del(k);
-    this.leases.clear();
-    this.nextId = 1n;
-    this.load(incoming);
-    for (const [k, v] of incoming) batch.put(k, v);
   }
 
   private mustGet(id: LeaseId): LeaseRecord {
