@@ -1,7 +1,8 @@
 // The workloads by name, as `--workload` spells them.
+import { lease } from './lease.js';
 import { lock } from './lock.js';
 import { register } from './register.js';
 import { set } from './set.js';
 import type { Workload } from './types.js';
 
-export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock };
+export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock, lease };
