@@ -32,6 +32,13 @@ export function generatedSection(r: BenchReport, jsonPath: string, svgPath: stri
       `Watch: ${o.watchers.toLocaleString('en-US')} watchers, writer at ${o.watchRate} puts/s. Leases: ${o.leases.toLocaleString('en-US')}. ` +
       `Size: ${o.sizeKeys.toLocaleString('en-US')} keys.`,
   );
+  const busiest = Math.max(m.loadAverage[0] ?? 0, m.loadAverageEnd[0] ?? 0);
+  if (busiest > m.nproc) {
+    out.push(
+      `- **Noisy:** the 1-minute load average reached ${busiest} on ${m.nproc} cores during this run: other work shared the machine, so ` +
+        'absolute figures are low and drift between rounds; compare ratios, and re-run on a quiet machine before quoting figures.',
+    );
+  }
   out.push(`- **Raw figures:** [\`${jsonPath}\`](../${jsonPath})${svgPath === null ? '' : `; chart: [\`${svgPath}\`](../${svgPath})`}.`, '');
   if (r.etcdSkipped !== null) out.push(`**etcd was not measured:** ${r.etcdSkipped}.`, '');
   if (r.options.targets.length === 2) {
