@@ -1,29 +1,23 @@
 // elect and lock: the coordination recipes from the command line.
 //
-// Both run on the server's v3election / v3lock services (etcd's recipes, run by the member: node/api/election.ts
-// and lock.ts), under a lease this command grants and keeps alive. The key layout is etcd's (<name>/<lease hex>),
-// shared with the client library's recipes and with etcd's own clients, so all of them wait in the same line.
-// The fencing token is the holder's key's create revision: every later holder's is strictly greater.
+// Both use the client's recipes (client/recipes: Lock and Election on KV, transactions and watches, with etcd's
+// key layout <name>/<lease hex>), so fulcrumctl, programs using the client, etcdctl and etcd's own clients all
+// wait in the same line. Each holder runs under a lease the recipe grants and keeps alive; the fencing token is
+// the holder key's create revision: every later holder's is strictly greater.
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import type { CampaignResponse, LeaderResponse, LockResponse } from '../../proto/index.js';
-import { FulcrumClientError, type Lease } from '../index.js';
-import { type Ctx, CtlError, runStream, UsageError } from './context.js';
+import { FulcrumClientError } from '../index.js';
+import { Election, Lock, type Ownership } from '../recipes/index.js';
+import { type Ctx, CtlError, UsageError } from './context.js';
 import { bytesField, cellText } from './format.js';
 import type { Register } from './kv-commands.js';
 import { parseNonNegative } from './txn-parse.js';
 
-/** etcdctl lock and elect use a 60 s session; a shorter one releases a crashed holder's lock sooner. */
+/** etcdctl's lock and elect use a 60 s session; a shorter one frees a crashed holder's lock sooner. */
 const RECIPE_TTL_SECONDS_DEFAULT = '10';
 /** The environment variables a command run under `lock` gets. */
 export const LOCK_TOKEN_ENV = 'FULCRUM_LOCK_TOKEN';
 export const LOCK_KEY_ENV = 'FULCRUM_LOCK_KEY';
-/**
- * Lock, Campaign and Observe wait as long as it takes, so they get no deadline; Ctrl-C cancels them (the server
- * then takes a waiter out of the line). Retrying on another member is safe: the same lease rejoins with the same
- * key and place in line; that is why they are 'idempotent' calls.
- */
-const NO_DEADLINE = { timeoutMs: Number.MAX_SAFE_INTEGER };
 
 export function registerRecipeCommands(program: Command, register: Register): void {
   register(
@@ -40,7 +34,7 @@ export function registerRecipeCommands(program: Command, register: Register): vo
       .command('elect')
       .description('campaign with a proposal and lead until interrupted, or --listen to print each leader')
       .argument('<name>')
-      .argument('[proposal]', 'this candidate\'s value (what observers see while it leads)')
+      .argument('[proposal]', "this candidate's value (what observers see while it leads)")
       .option('-l, --listen', 'observe the election instead of campaigning')
       .option('--ttl <seconds>', 'TTL of the lease that keeps the leadership', RECIPE_TTL_SECONDS_DEFAULT),
     (ctx, name, proposal, flags) => elect(ctx, name as string, proposal as string | undefined, flags as { listen?: boolean; ttl: string }),
@@ -49,24 +43,36 @@ export function registerRecipeCommands(program: Command, register: Register): vo
 
 // ---- shared
 
-/** A lease kept alive by this process; losing it ends the command with LEASE_LOST. */
-async function holdLease(ctx: Ctx, ttlText: string): Promise<Lease> {
-  const ttl = parseNonNegative('--ttl', ttlText);
+function ttlSeconds(text: string): number {
+  const ttl = parseNonNegative('--ttl', text);
   if (ttl === 0) throw new UsageError('--ttl must be at least 1 second');
-  return ctx.kv.grantLease(ttl, ctx.call);
+  return ttl;
 }
 
-/** Resolves when interrupted, or rejects with LEASE_LOST when the lease goes first. */
-function untilInterruptedOrLost(ctx: Ctx, lease: Lease): Promise<void> {
+/**
+ * Waiting in line lasts as long as it takes: only Ctrl-C ends it (the recipe then leaves the line). The command
+ * timeout still bounds each request on the way (the lease grant, the reads).
+ */
+function waitOptions(ctx: Ctx): { signal: AbortSignal; timeoutMs: number } {
+  return { signal: ctx.io.interrupt, timeoutMs: ctx.globals.commandTimeoutMs };
+}
+
+/** Resolves when interrupted; rejects with LEASE_LOST when the holder loses first (its lease or key gone). */
+function untilInterruptedOrLost(ctx: Ctx, held: Ownership): Promise<void> {
   return new Promise((resolve, reject) => {
     if (ctx.io.interrupt.aborted) return resolve();
-    const lost = (): void => reject(new CtlError('LEASE_LOST', `lease ${lease.id.toString(16)} was lost (${lease.lost?.reason ?? 'unknown'}); no longer holding`));
-    if (lease.lost !== undefined) return lost();
-    lease.signal.addEventListener('abort', lost, { once: true });
+    if (held.lost !== undefined) return reject(lostError(held));
+    held.once('lost', () => reject(lostError(held)));
     ctx.io.interrupt.addEventListener('abort', () => resolve(), { once: true });
   });
 }
 
+function lostError(held: Ownership): CtlError {
+  const why = held.lost === undefined ? 'lost' : `${held.lost.reason}: ${held.lost.message.replace(/^fulcrum recipes: /, '')}`;
+  return new CtlError('LEASE_LOST', `no longer holding ${cellText(held.key)} (${why})`);
+}
+
+/** Ctrl-C while still waiting in line: not a failure, the command just ends. */
 function interrupted(ctx: Ctx, e: unknown): boolean {
   return ctx.io.interrupt.aborted && e instanceof FulcrumClientError && e.code === 'ABORTED';
 }
@@ -75,46 +81,39 @@ function interrupted(ctx: Ctx, e: unknown): boolean {
 
 async function lock(ctx: Ctx, name: string, command: string[], flags: { ttl: string }): Promise<void> {
   if (name === '') throw new UsageError('a lock name must not be empty');
-  const lease = await holdLease(ctx, flags.ttl);
-  let key: Buffer;
+  let held;
   try {
-    const r = await ctx.kv.unary<LockResponse>('idempotent', 'lock', (s, md, _co, cb) => s.lock.Lock({ name: Buffer.from(name), lease: String(lease.id) }, md, {}, cb), { signal: ctx.io.interrupt, ...NO_DEADLINE });
-    key = r.key;
+    held = await new Lock(ctx.kv, name, { ttlSeconds: ttlSeconds(flags.ttl) }).lock(waitOptions(ctx));
   } catch (e) {
     if (interrupted(ctx, e)) return;
     throw e;
   }
   try {
-    const token = await fencingToken(ctx, key);
-    announceLock(ctx, name, key, token, lease, command.length > 0);
-    if (command.length === 0) await untilInterruptedOrLost(ctx, lease);
-    else await runHolding(ctx, command, { [LOCK_TOKEN_ENV]: String(token), [LOCK_KEY_ENV]: key.toString('utf8') }, lease);
+    announceLock(ctx, name, held, command.length > 0);
+    if (command.length === 0) await untilInterruptedOrLost(ctx, held);
+    else await runHolding(ctx, command, { [LOCK_TOKEN_ENV]: String(held.token), [LOCK_KEY_ENV]: held.key.toString('utf8') }, held);
   } finally {
-    // Delete the key (and revoke the lease, on close): the next in line takes over at once.
-    await ctx.kv.unary('write', 'unlock', (s, md, co, cb) => s.lock.Unlock({ key }, md, co, cb), { timeoutMs: ctx.globals.commandTimeoutMs }).catch(() => undefined);
+    // Delete the key and revoke the lease: the next in line takes over at once.
+    await held.release();
   }
 }
 
-/** The holder key's create revision, read after the grant (the Lock answer carries only the key). */
-async function fencingToken(ctx: Ctx, key: Buffer): Promise<number> {
-  const kv = await ctx.kv.get(key, ctx.call);
-  if (kv === undefined) throw new CtlError('LEASE_LOST', `the lock key ${cellText(key)} vanished right after the grant (its lease expired?)`);
-  return kv.createRevision;
-}
-
-function announceLock(ctx: Ctx, name: string, key: Buffer, token: number, lease: Lease, command: boolean): void {
-  // The announcement goes to stderr when a command runs, so the command's own stdout stays clean for pipes.
-  const say = (s: string): void => (ctx.format === 'json' ? ctx.io.out(s) : ctx.io.err(s));
-  if (ctx.format === 'json') say(JSON.stringify({ name, ...bytesField('key', key), token, lease: lease.id.toString(16) }) + '\n');
-  else if (ctx.format === 'simple') ctx.io.out(`${cellText(key)}\n`);
-  else say(`locked ${name} (key ${cellText(key)}, fencing token ${token})${command ? '' : '; Ctrl-C releases it'}\n`);
+function announceLock(ctx: Ctx, name: string, held: Ownership, command: boolean): void {
+  if (ctx.format === 'json') {
+    ctx.json({ name, ...bytesField('key', held.key), token: held.token, lease: held.lease.id.toString(16) });
+  } else if (ctx.format === 'simple') {
+    ctx.io.out(`${cellText(held.key)}\n`);
+  } else {
+    // On stderr: with a command, its own stdout stays clean for pipes; without one, it is a status line.
+    ctx.io.err(`locked ${name} (key ${cellText(held.key)}, fencing token ${held.token})${command ? '' : '; Ctrl-C releases it'}\n`);
+  }
 }
 
 /**
- * Run `command` with the lock's fencing token in its environment; resolves with its exit code (set as the
- * command's own). A lost lease stops the command (SIGTERM): it no longer holds the lock it was run under.
+ * Run `command` with the lock's fencing token in its environment; its exit code becomes fulcrumctl's. Losing the
+ * lock stops the command (SIGTERM): it no longer holds what it was run under, and fulcrumctl exits 1.
  */
-async function runHolding(ctx: Ctx, command: string[], env: Record<string, string>, lease: Lease): Promise<void> {
+async function runHolding(ctx: Ctx, command: string[], env: Record<string, string>, held: Ownership): Promise<void> {
   const [file, ...args] = command as [string, ...string[]];
   const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: ['inherit', 'pipe', 'pipe'] });
   child.stdout.on('data', (d: Buffer) => ctx.io.out(d));
@@ -122,14 +121,14 @@ async function runHolding(ctx: Ctx, command: string[], env: Record<string, strin
   const stop = (): void => {
     if (child.exitCode === null) child.kill('SIGTERM');
   };
-  lease.signal.addEventListener('abort', stop, { once: true });
+  held.once('lost', stop);
   ctx.io.interrupt.addEventListener('abort', stop, { once: true });
   const code = await new Promise<number>((resolve, reject) => {
     child.once('error', (e) => reject(new CtlError('COMMAND_FAILED', `cannot run ${file}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
     child.once('close', (c, signal) => resolve(c ?? (signal === null ? 1 : 128 + signalNumber(signal))));
   });
-  lease.signal.removeEventListener('abort', stop);
-  if (lease.lost !== undefined && !ctx.io.interrupt.aborted) throw new CtlError('LEASE_LOST', `lease ${lease.id.toString(16)} was lost while ${file} ran; it was stopped`);
+  held.off('lost', stop);
+  if (held.lost !== undefined) throw new CtlError('LEASE_LOST', `${lostError(held).message}; ${file} was stopped`);
   ctx.exitCode = code;
 }
 
@@ -146,50 +145,29 @@ async function elect(ctx: Ctx, name: string, proposal: string | undefined, flags
     return observe(ctx, name);
   }
   if (proposal === undefined) throw new UsageError('elect needs a proposal (or --listen)');
-  const lease = await holdLease(ctx, flags.ttl);
-  let leader: NonNullable<CampaignResponse['leader']>;
+  let leadership;
   try {
-    const req = { name: Buffer.from(name), lease: String(lease.id), value: Buffer.from(proposal) };
-    const r = await ctx.kv.unary<CampaignResponse>('idempotent', 'campaign', (s, md, _co, cb) => s.election.Campaign(req, md, {}, cb), { signal: ctx.io.interrupt, ...NO_DEADLINE });
-    leader = r.leader!;
+    leadership = await new Election(ctx.kv, name, { ttlSeconds: ttlSeconds(flags.ttl) }).campaign(proposal, waitOptions(ctx));
   } catch (e) {
     if (interrupted(ctx, e)) return;
     throw e;
   }
   try {
-    const token = Number(leader.rev);
-    if (ctx.format === 'json') ctx.json({ name, ...bytesField('key', leader.key), value: proposal, token, lease: lease.id.toString(16) });
-    else if (ctx.format === 'simple') ctx.io.out(`${cellText(leader.key)}\n${proposal}\n`);
-    else ctx.io.out(`elected leader of ${name} with ${JSON.stringify(proposal)} (key ${cellText(leader.key)}, fencing token ${token}); Ctrl-C resigns\n`);
-    await untilInterruptedOrLost(ctx, lease);
+    const { key, token } = leadership;
+    if (ctx.format === 'json') ctx.json({ name, ...bytesField('key', key), value: proposal, token, lease: leadership.lease.id.toString(16) });
+    else if (ctx.format === 'simple') ctx.io.out(`${cellText(key)}\n${proposal}\n`);
+    else ctx.io.out(`elected leader of ${name} with ${JSON.stringify(proposal)} (key ${cellText(key)}, fencing token ${token}); Ctrl-C resigns\n`);
+    await untilInterruptedOrLost(ctx, leadership);
   } finally {
-    await ctx.kv.unary('write', 'resign', (s, md, co, cb) => s.election.Resign({ leader }, md, co, cb), { timeoutMs: ctx.globals.commandTimeoutMs }).catch(() => undefined);
+    await leadership.resign();
   }
 }
 
-/** Print the leader's value each time it changes (a new leader, or a proclaim) until Ctrl-C. */
+/** Print the leader each time it changes (a new leader, or a proclamation) until Ctrl-C. */
 async function observe(ctx: Ctx, name: string): Promise<void> {
-  let last = '';
-  try {
-    await runStream<LeaderResponse>(
-      ctx.kv,
-      'observe',
-      (s, md) => s.election.Observe({ name: Buffer.from(name) }, md),
-      (m) => {
-        if (m.kv === null) return;
-        // A resumed stream repeats the current leader first: print only what is new.
-        const id = `${m.kv.key.toString('hex')}@${m.kv.mod_revision}`;
-        if (id === last) return;
-        last = id;
-        const token = Number(m.kv.create_revision);
-        if (ctx.format === 'json') ctx.json({ name, ...bytesField('key', m.kv.key), ...bytesField('value', m.kv.value), token });
-        else if (ctx.format === 'simple') ctx.io.out(Buffer.concat([m.kv.key, Buffer.from('\n'), m.kv.value, Buffer.from('\n')]));
-        else ctx.io.out(`leader ${cellText(m.kv.value)}  (key ${cellText(m.kv.key)}, fencing token ${token})\n`);
-      },
-      { signal: ctx.io.interrupt, ...NO_DEADLINE },
-    );
-  } catch (e) {
-    if (interrupted(ctx, e)) return;
-    throw e;
+  for await (const leader of new Election(ctx.kv, name).observe({ signal: ctx.io.interrupt })) {
+    if (ctx.format === 'json') ctx.json({ name, ...bytesField('key', leader.key), ...bytesField('value', leader.value), token: leader.token });
+    else if (ctx.format === 'simple') ctx.io.out(Buffer.concat([leader.key, Buffer.from('\n'), leader.value, Buffer.from('\n')]));
+    else ctx.io.out(`leader ${cellText(leader.value)}  (key ${cellText(leader.key)}, fencing token ${leader.token})\n`);
   }
 }
