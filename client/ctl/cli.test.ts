@@ -229,6 +229,16 @@ describe('lock and elect', () => {
     expect(missing.err).toMatch(/^locked l\/cmd .*\nError: cannot run \/no\/such\/program: ENOENT \(COMMAND_FAILED\)\n$/);
   });
 
+  it('stops the command and exits 1 with LEASE_LOST when the lock is lost while it runs', async () => {
+    const holder = startCtl(['lock', 'l/lost', '--', process.execPath, '-e', 'console.log("started"); setTimeout(() => {}, 60000)'], { env });
+    await holder.waitFor(/started/);
+    const key = /key (l\/lost\/[0-9a-f]+)/.exec(holder.output())![1]!;
+    await run('del', key); // someone else removed the holder's key: the lock is no longer held
+    const r = await holder.done;
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split('\n').at(-1)).toMatch(/^Error: no longer holding l\/lost\/[0-9a-f]+ \(key-deleted: .*\); .* was stopped \(LEASE_LOST\)$/);
+  });
+
   it('campaigns, observes the leader, and hands over when the leader resigns', async () => {
     const alpha = startCtl(['elect', 'e/svc', 'alpha'], { env });
     await alpha.waitFor(/elected leader of e\/svc with "alpha"/);
