@@ -84,7 +84,10 @@ export class Rpc {
     let lastError: FulcrumClientError | undefined;
     const tried = new Set<Endpoint>();
     for (let round = 0; ; ) {
-      if (this.closed) throw new ClientClosedError();
+      if (this.closed) {
+        if (kind === 'write' && maybeSent) throw this.outcomeUnknown(what, undefined, 'the client was closed before an answer came', new ClientClosedError());
+        throw new ClientClosedError();
+      }
       // An attempt with almost no time left would mostly turn "not sent" into "outcome unknown": stop instead.
       // (The first attempt always goes: a caller may give a short deadline on purpose.)
       const left = deadline - performance.now();
