@@ -25,8 +25,9 @@ COPY proto ./proto
 COPY raft ./raft
 COPY storage ./storage
 COPY node ./node
+COPY client ./client
 COPY deploy/docker ./deploy/docker
-# tsc compiles what node/cli.ts imports into dist/; the .proto files the server loads at run time go beside it.
+# tsc compiles what `fulcrum` and `fulcrumctl` import into dist/; the .proto files loaded at run time go beside it.
 RUN npm run build
 RUN npm prune --omit=dev --no-audit --no-fund
 
@@ -37,17 +38,18 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/deploy/docker ./deploy/docker
-# `fulcrum` on the PATH (for the entrypoint, for `docker exec`, and for the Kubernetes start script); the data
-# volume's mount point belongs to the unprivileged `node` user the Node images provide, so a fresh named volume
-# or PVC is writable by it.
-RUN ln -s /app/deploy/docker/fulcrum.mjs /usr/local/bin/fulcrum && mkdir -p /var/lib/fulcrum && chown node:node /var/lib/fulcrum
+# `fulcrum` and `fulcrumctl` on the PATH (the entrypoint, the Kubernetes start script, `docker exec`, backups);
+# the data volume's mount point belongs to the unprivileged `node` user the Node images provide, so a fresh
+# named volume is writable by it (Kubernetes: fsGroup).
+RUN ln -s /app/deploy/docker/fulcrum.mjs /usr/local/bin/fulcrum && ln -s /app/deploy/docker/fulcrumctl.mjs /usr/local/bin/fulcrumctl && mkdir -p /var/lib/fulcrum && chown node:node /var/lib/fulcrum
 USER node
 VOLUME /var/lib/fulcrum
 
-# Defaults for a container: listen on every interface, data in the volume, metrics and health on 2381. The
-# advertised URLs suit one member reached through published ports; a cluster sets its own (compose.yaml, the
-# StatefulSet), because other members must dial them.
-ENV FULCRUM_DATA_DIR=/var/lib/fulcrum \
+# Defaults for a container: listen on every interface, metrics and health on 2381, data in a folder of the
+# volume (not its root: a new ext4 volume holds lost+found, and `fulcrum snapshot restore` wants an empty or
+# absent data dir). The advertised URLs suit one member reached through published ports; a cluster sets its own
+# (compose.yaml, the StatefulSet), because other members must dial them.
+ENV FULCRUM_DATA_DIR=/var/lib/fulcrum/data \
     FULCRUM_LISTEN_CLIENT_URLS=http://0.0.0.0:2379 \
     FULCRUM_ADVERTISE_CLIENT_URLS=http://127.0.0.1:2379 \
     FULCRUM_LISTEN_PEER_URLS=http://0.0.0.0:2380 \

@@ -9,7 +9,7 @@
 //
 // What cannot be reproduced is reported, not faked: `chown` (the tests run as one user; the Dockerfile's USER is
 // checked on its own), and any RUN command outside a small known set fails the build with a message saying so.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, posix, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
@@ -130,11 +130,13 @@ function copyStep(ins: Instruction, root: string, workdir: string, context: stri
     // A directory's contents go into the destination; a file goes into it (dest/ or several sources) or becomes it.
     const to = isDir ? inRoot(root, destImage) : destIsDir ? join(inRoot(root, destImage), basename(from)) : inRoot(root, destImage);
     mkdirSync(isDir ? to : dirname(to), { recursive: true });
-    cpSync(from, to, {
-      recursive: true,
-      verbatimSymlinks: true,
-      filter: (p) => fromStage !== undefined || !isIgnored(ignore, relative(context, p).split(sep).join('/')),
-    });
+    if (fromStage !== undefined) {
+      // Between stages: hard links, not copies (the same bytes, and node_modules is large). Nothing later writes
+      // into a copied file; a control that changes a stage's files copies the stage first (copyStage).
+      execFileSync('cp', ['-al', isDir ? `${from}/.` : from, to]);
+    } else {
+      cpSync(from, to, { recursive: true, verbatimSymlinks: true, filter: (p) => !isIgnored(ignore, relative(context, p).split(sep).join('/')) });
+    }
   }
 }
 
