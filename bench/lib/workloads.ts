@@ -364,7 +364,9 @@ export async function watchWorkload(ctx: WorkloadContext): Promise<Row[]> {
       });
     });
     await allCreated;
-    // One writer, paced: a put every 1/watchRate s (sooner after a slow one, never two at once).
+    // One writer, paced: a put every 1/watchRate s, never two at once. After a slow put the next one goes at
+    // once but the writer does not catch up on the ones it missed: a burst of catch-up puts would make the
+    // offered rate depend on the system's own latency.
     const writer = await leaderPool(cluster, 1);
     const cpu = cpuMeter(cluster);
     const clientCpuStart = process.cpuUsage();
@@ -375,10 +377,9 @@ export async function watchWorkload(ctx: WorkloadContext): Promise<Row[]> {
       const t0 = performance.now();
       windowStart = t0 + o.warmupMs;
       windowEnd = windowStart + o.durationMs;
-      for (let seq = 0; ; seq++) {
-        const due = t0 + (seq * 1000) / o.watchRate;
+      const intervalMs = 1000 / o.watchRate;
+      for (let seq = 0, due = t0; due < windowEnd; seq++, due = Math.max(due + intervalMs, performance.now())) {
         const now = performance.now();
-        if (due >= windowEnd) break;
         if (due > now) await sleep(due - now);
         sentAt[seq] = performance.now();
         try {
