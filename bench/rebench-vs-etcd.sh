@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Re-measure after the snapshot/fsync fixes: Fulcrum (npm run cluster) vs etcd 3.4, same settings, alternating.
+# Superseded by `npm run bench` (bench/cli.ts), which starts and stops its own clusters on ports 12400+ and
+# measures more workloads; kept because docs/performance.md's "After the snapshot and fsync fixes" section was
+# measured with it. It uses the default ports (2379, ...) and stops members with pkill: not for a shared machine.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 command -v etcd >/dev/null || { echo "etcd is not installed: apt-get install -y etcd-server"; exit 1; }
