@@ -46,16 +46,22 @@ function memberJson(m: Member): Record<string, unknown> {
   return { id: hexId(m.ID), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };
 }
 
+/** Started members by name, then the unstarted ones (no name yet) by id: a stable order to read and diff. */
+function byName(members: Member[]): Member[] {
+  const rank = (m: Member): string => `${m.name === '' ? 1 : 0}\u0000${m.name}\u0000${BigInt(m.ID).toString(16).padStart(16, '0')}`;
+  return [...members].sort((a, b) => (rank(a) < rank(b) ? -1 : rank(a) > rank(b) ? 1 : 0));
+}
+
 function printMembers(ctx: Ctx, members: Member[]): void {
   // A member added but not yet started has no name and no client URLs: etcd calls it "unstarted".
-  const rows = members.map((m) => [hexId(m.ID), m.name === '' ? 'unstarted' : 'started', m.name, m.peerURLs.join(','), m.clientURLs.join(','), String(m.isLearner)]);
+  const rows = byName(members).map((m) => [hexId(m.ID), m.name === '' ? 'unstarted' : 'started', m.name, m.peerURLs.join(','), m.clientURLs.join(','), String(m.isLearner)]);
   if (ctx.format === 'simple') ctx.io.out(rows.map((r) => r.join(', ') + '\n').join(''));
   else ctx.io.out(renderTable(['ID', 'STATUS', 'NAME', 'PEER ADDRS', 'CLIENT ADDRS', 'IS LEARNER'], rows));
 }
 
 async function memberList(ctx: Ctx): Promise<void> {
   const r = await ctx.kv.unary<MembersResponse>('read', 'member list', (s, md, co, cb) => s.cluster.MemberList({ linearizable: true }, md, co, cb), ctx.call);
-  if (ctx.format === 'json') ctx.json({ clusterId: hexId(r.header?.cluster_id ?? '0'), members: r.members.map(memberJson) });
+  if (ctx.format === 'json') ctx.json({ clusterId: hexId(r.header?.cluster_id ?? '0'), members: byName(r.members).map(memberJson) });
   else printMembers(ctx, r.members);
 }
 
@@ -67,9 +73,15 @@ async function memberAdd(ctx: Ctx, name: string, flags: { peerUrls: string; lear
   // to read than a second member.
   const r = await ctx.kv.unary<MemberAddResponse>('write', 'member add', (s, md, co, cb) => s.cluster.MemberAdd({ peerURLs, isLearner: flags.learner ?? false }, md, co, cb), ctx.call);
   const added = r.member!;
-  const initialCluster = r.members.map((m) => (m.ID === added.ID ? `${name}=${peerURLs[0]}` : m.name === '' ? undefined : `${m.name}=${m.peerURLs[0]}`)).filter((x) => x !== undefined);
+  // The started members as they are, then the new one: the --initial-cluster the new member must start with.
+  const others = r.members.filter((m) => m.ID !== added.ID && m.name !== '').map((m) => `${m.name}=${m.peerURLs[0]}`);
+  const initialCluster = [...others, `${name}=${peerURLs[0]}`];
   if (ctx.format === 'json') {
     ctx.json({ member: memberJson(added), members: r.members.map(memberJson), initialCluster: initialCluster.join(',') });
+    return;
+  }
+  if (ctx.format === 'simple') {
+    ctx.io.out(`${hexId(added.ID)}\n`); // the id alone, for scripts: NEW=$(fulcrumctl member add ... -w simple)
     return;
   }
   ctx.io.out(`Member ${hexId(added.ID)} added to cluster${added.isLearner ? ' as a learner' : ''}\n\n`);
