@@ -17,7 +17,7 @@
 // Back-pressure: events wait in a queue of watchBufferEventsMax for a slow iterator; when it is full the watch
 // stops reading its stream, so the server holds (and, in Fulcrum, falls back to reading history) instead.
 import { EventEmitter } from 'node:events';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Event as WireEvent, WatchResponse } from '../proto/index.js';
 import { type Bytes } from './bytes.js';
 import { ClientClosedError, CompactedError, FulcrumClientError, WatchCanceledError } from './errors.js';
@@ -96,6 +96,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
   private readonly wire: { key: Buffer; rangeEnd: Buffer };
   private endStream: ((end: StreamEnd) => void) | undefined;
   private streamEndpoint: string | undefined;
+  private streamsOpened = 0;
 
   constructor(
     target: Bytes | KeyRange,
@@ -211,103 +212,76 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
 
   /** One stream on one member, until it ends; resolves how. */
   private runStream(endpoint: Endpoint): Promise<StreamEnd> {
+    this.streamsOpened++;
     return new Promise((resolve) => {
-      const stream = endpoint.services.watch.Watch(Rpc.streamMetadata()) as unknown as WatchStreamCall;
-      this.stream = stream;
-      this.streamEndpoint = endpoint.address;
-      let delivered = false;
-      let watchId: string | undefined;
-      let fragments: WireEvent[] = [];
-      let lastActivity = performance.now();
-      let probeSentAt: number | undefined;
-      const fromRevision = this.cursor.resumeRevision;
-
-      const end = (how: StreamEnd): void => {
-        if (this.endStream !== end) return;
-        this.endStream = undefined;
-        clearInterval(idleTimer);
-        this.pool.off('avoided', onAvoided);
-        stream.removeAllListeners();
-        stream.on('error', () => undefined);
-        stream.cancel();
-        if (this.stream === stream) {
+      const session = new StreamSession(this, endpoint, this.cursor.resumeRevision, this.streamsOpened > 1, (how) => {
+        if (this.endStream === endStream) this.endStream = undefined;
+        if (this.stream === session.stream) {
           this.stream = undefined;
           this.streamEndpoint = undefined;
         }
         this.paused = false;
         resolve(how);
-      };
-      this.endStream = end;
-      const onAvoided = (e: Endpoint): void => {
-        if (e === endpoint) end({ kind: 'retry', avoid: false, delivered });
-      };
-      this.pool.on('avoided', onAvoided);
-
-      const probe = (): void => {
-        const now = performance.now();
-        if (probeSentAt !== undefined) {
-          if (now - probeSentAt >= this.config.watchProbeTimeoutMs) end({ kind: 'retry', avoid: true, delivered });
-          return;
-        }
-        if (now - lastActivity < this.config.watchIdleProbeMs || this.paused) return;
-        probeSentAt = now;
-        stream.write({ progress_request: {} });
-        void this.pool.hasLeader(endpoint, this.config.watchProbeTimeoutMs).then((ok) => {
-          if (!ok) end({ kind: 'retry', avoid: true, delivered });
-        });
-      };
-      const idleTimer = setInterval(probe, Math.max(10, Math.min(this.config.watchIdleProbeMs, this.config.watchProbeTimeoutMs) / 2));
-      idleTimer.unref();
-
-      stream.on('data', (res: WatchResponse) => {
-        lastActivity = performance.now();
-        probeSentAt = undefined;
-        const headerRevision = num(res.header?.revision ?? '0');
-        if (res.created) {
-          if (res.canceled) return end(this.refusal(res));
-          watchId = res.watch_id;
-          this.cursor.created(headerRevision);
-          if (fromRevision !== 0 || delivered) this.emit('resumed', { endpoint: endpoint.address, fromRevision });
-          this.readyResolve();
-          return;
-        }
-        if (res.canceled) return end(this.refusal(res));
-        if (res.events.length === 0) {
-          if (res.watch_id === watchId) this.cursor.progressed(headerRevision);
-          if (res.watch_id === watchId || res.watch_id === STREAM_WIDE_WATCH_ID) this.onProgress(headerRevision);
-          return;
-        }
-        fragments = fragments.concat(res.events);
-        if (fragments.length > WATCH_FRAGMENT_EVENTS_MAX) return end({ kind: 'fatal', error: new WatchCanceledError(`fulcrum client: one revision carried more than ${WATCH_FRAGMENT_EVENTS_MAX} events`) });
-        if (res.fragment) return;
-        const events = fragments;
-        fragments = [];
-        if (this.deliver(events)) delivered = true;
-        if (this.queue.length >= this.config.watchBufferEventsMax && !this.paused) {
-          this.paused = true;
-          stream.pause();
-        }
       });
-      stream.on('error', (e: grpc.ServiceError) => end({ kind: 'retry', avoid: e.code !== 1 /* CANCELLED by us */, delivered }));
-      stream.on('end', () => end({ kind: 'retry', avoid: true, delivered }));
-
-      stream.write({
-        create_request: {
-          key: this.wire.key,
-          range_end: this.wire.rangeEnd,
-          start_revision: fromRevision,
-          prev_kv: this.options.prevKv ?? false,
-          progress_notify: this.options.progressNotify ?? false,
-          filters: [...(this.options.noPut ? ['NOPUT'] : []), ...(this.options.noDelete ? ['NODELETE'] : [])],
-          fragment: true,
-        },
-      });
-      // A progress request made between streams was never sent: ask on this one.
-      if (this.progressWaiters.length > 0) stream.write({ progress_request: {} });
+      const endStream = (how: StreamEnd): void => session.end(how);
+      this.endStream = endStream;
+      this.stream = session.stream;
+      this.streamEndpoint = endpoint.address;
+      session.start(this.createRequest(session.fromRevision), this.progressWaiters.length > 0);
     });
   }
 
-  private refusal(res: WatchResponse): StreamEnd {
+  private createRequest(fromRevision: number): object {
+    return {
+      create_request: {
+        key: this.wire.key,
+        range_end: this.wire.rangeEnd,
+        start_revision: fromRevision,
+        prev_kv: this.options.prevKv ?? false,
+        progress_notify: this.options.progressNotify ?? false,
+        filters: [...(this.options.noPut ? ['NOPUT'] : []), ...(this.options.noDelete ? ['NODELETE'] : [])],
+        fragment: true,
+      },
+    };
+  }
+
+  // ---- what a stream session reports (called by StreamSession)
+
+  /** @internal The server accepted the watch on a stream. */
+  accepted(headerRevision: number, resumed: { endpoint: string; fromRevision: number } | undefined): void {
+    this.cursor.created(headerRevision);
+    if (resumed !== undefined) this.emit('resumed', resumed);
+    this.readyResolve();
+  }
+
+  /** @internal An empty response: progress for this watch (`own`) or for the whole stream. */
+  progressed(headerRevision: number, own: boolean): void {
+    if (own) this.cursor.progressed(headerRevision);
+    this.onProgress(headerRevision);
+  }
+
+  /** @internal Whole revisions arrived; returns whether any was new, and pauses the stream when the queue is full. */
+  received(events: readonly WireEvent[], stream: WatchStreamCall): boolean {
+    const fresh = this.deliver(events);
+    if (this.queue.length >= this.config.watchBufferEventsMax && !this.paused) {
+      this.paused = true;
+      stream.pause();
+    }
+    return fresh;
+  }
+
+  /** @internal */
+  get readingPaused(): boolean {
+    return this.paused;
+  }
+
+  /** @internal */
+  get settings(): { pool: EndpointPool; config: ResolvedClientOptions } {
+    return { pool: this.pool, config: this.config };
+  }
+
+  /** @internal Why the server cancelled the watch, as a stream end. */
+  refusal(res: WatchResponse): StreamEnd {
     if (num(res.compact_revision) > 0) {
       const at = num(res.compact_revision);
       return { kind: 'fatal', error: new CompactedError(`fulcrum client: the watch cannot resume from revision ${this.cursor.resumeRevision}: history was compacted up to ${at}`, at) };
@@ -361,6 +335,101 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
     if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
     this.emit('end');
     this.onClosed(this);
+  }
+}
+
+/**
+ * One gRPC watch stream on one member: creates the watch from the cursor's revision, joins fragments, feeds
+ * whole revisions to the Watch, and watches the stream's health (the idle probe, the member being avoided).
+ * It ends once, with how it ended; the Watch then decides where to go next.
+ */
+class StreamSession {
+  readonly stream: WatchStreamCall;
+  private delivered = false;
+  private watchId: string | undefined;
+  private fragments: WireEvent[] = [];
+  private lastActivity = performance.now();
+  private probeSentAt: number | undefined;
+  private readonly idleTimer: NodeJS.Timeout;
+  private ended = false;
+  private readonly onAvoided = (e: Endpoint): void => {
+    if (e === this.endpoint) this.end({ kind: 'retry', avoid: false, delivered: this.delivered });
+  };
+
+  constructor(
+    private readonly watch: Watch,
+    private readonly endpoint: Endpoint,
+    readonly fromRevision: number,
+    private readonly isResume: boolean,
+    private readonly onEnd: (how: StreamEnd) => void,
+  ) {
+    this.stream = endpoint.services.watch.Watch(Rpc.streamMetadata()) as unknown as WatchStreamCall;
+    const { config } = watch.settings;
+    this.idleTimer = setInterval(() => this.probe(), Math.max(10, Math.min(config.watchIdleProbeMs, config.watchProbeTimeoutMs) / 2));
+    this.idleTimer.unref();
+  }
+
+  start(createRequest: object, progressWanted: boolean): void {
+    this.watch.settings.pool.on('avoided', this.onAvoided);
+    this.stream.on('data', (res: WatchResponse) => this.onResponse(res));
+    this.stream.on('error', (e: grpc.ServiceError) => this.end({ kind: 'retry', avoid: e.code !== grpc.status.CANCELLED, delivered: this.delivered }));
+    this.stream.on('end', () => this.end({ kind: 'retry', avoid: true, delivered: this.delivered }));
+    this.stream.write(createRequest);
+    // A progress request made between streams was never sent: ask on this one.
+    if (progressWanted) this.stream.write({ progress_request: {} });
+  }
+
+  end(how: StreamEnd): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.idleTimer);
+    this.watch.settings.pool.off('avoided', this.onAvoided);
+    this.stream.removeAllListeners();
+    this.stream.on('error', () => undefined);
+    this.stream.cancel();
+    this.onEnd(how);
+  }
+
+  private onResponse(res: WatchResponse): void {
+    this.lastActivity = performance.now();
+    this.probeSentAt = undefined;
+    const headerRevision = num(res.header?.revision ?? '0');
+    if (res.canceled) return this.end(this.watch.refusal(res));
+    if (res.created) {
+      this.watchId = res.watch_id;
+      this.watch.accepted(headerRevision, this.isResume ? { endpoint: this.endpoint.address, fromRevision: this.fromRevision } : undefined);
+      return;
+    }
+    if (res.events.length === 0) {
+      const own = res.watch_id === this.watchId;
+      if (own || res.watch_id === STREAM_WIDE_WATCH_ID) this.watch.progressed(headerRevision, own);
+      return;
+    }
+    this.fragments = this.fragments.concat(res.events);
+    if (this.fragments.length > WATCH_FRAGMENT_EVENTS_MAX) {
+      return this.end({ kind: 'fatal', error: new WatchCanceledError(`fulcrum client: one revision carried more than ${WATCH_FRAGMENT_EVENTS_MAX} events`) });
+    }
+    if (res.fragment) return;
+    const events = this.fragments;
+    this.fragments = [];
+    if (this.watch.received(events, this.stream)) this.delivered = true;
+  }
+
+  /** A silent stream gets a progress request and its member a hasleader Status; no answer in time and it ends. */
+  private probe(): void {
+    const { pool, config } = this.watch.settings;
+    const now = performance.now();
+    if (this.probeSentAt !== undefined) {
+      if (now - this.probeSentAt >= config.watchProbeTimeoutMs) this.end({ kind: 'retry', avoid: true, delivered: this.delivered });
+      return;
+    }
+    // A paused stream is silent because the caller is not reading, not because the member is gone.
+    if (now - this.lastActivity < config.watchIdleProbeMs || this.watch.readingPaused) return;
+    this.probeSentAt = now;
+    this.stream.write({ progress_request: {} });
+    void pool.hasLeader(this.endpoint, config.watchProbeTimeoutMs).then((ok) => {
+      if (!ok) this.end({ kind: 'retry', avoid: true, delivered: this.delivered });
+    });
   }
 }
 
