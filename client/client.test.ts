@@ -141,15 +141,21 @@ describe('namespaces', () => {
     expect(texts((await app.range({ start: 'b' })).kvs)).toEqual(['b=2']);
     const t = await app.txn().if(Compare.value('a', '=', '1')).then(Op.get({ prefix: '' }), Op.delete('b')).commit();
     expect(t.results[0]!.type === 'get' && t.results[0]!.kvs.map((kv) => kv.keyText)).toEqual(['a', 'b']);
+    // A lease's keys, seen from a namespace: only those inside it.
+    const lease = await app.grantLease(30);
+    await app.put('leased', 'v', { lease });
+    await client.put('outside-ns', 'v', { lease });
+    expect((await lease.timeToLive({ keys: true })).keys.map(String)).toEqual(['leased']);
+    await lease.close();
     const nested = app.namespace('deep/');
     await nested.put('x', 'y');
     expect((await client.get('app1/deep/x'))?.valueText).toBe('y');
     const events: string[] = [];
     for await (const e of watch) {
       events.push(`${e.type} ${e.kv.keyText}`);
-      if (events.length === 4) break;
+      if (events.length === 6) break;
     }
-    expect(events).toEqual(['put a', 'put b', 'delete b', 'put deep/x']);
+    expect(events).toEqual(['put a', 'put b', 'delete b', 'put leased', 'delete leased', 'put deep/x']);
   });
 });
 

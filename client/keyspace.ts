@@ -38,6 +38,11 @@ export class KeySpace {
     return { key: this.key(key), rangeEnd: isToEnd ? prefixEnd(this.prefix) : this.key(end) };
   }
 
+  /** Whether a wire key lies in this view. */
+  contains(k: Buffer): boolean {
+    return k.length >= this.prefix.length && k.subarray(0, this.prefix.length).equals(this.prefix);
+  }
+
   /** A key from the wire, without the prefix. A key outside the view is a server bug: say so. */
   strip(k: Buffer): Buffer {
     if (this.prefix.length === 0) return k;

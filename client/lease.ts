@@ -50,6 +50,7 @@ export interface LeaseTimeToLive {
   /** Seconds left on the server (-1 if the lease is gone). */
   readonly ttlSeconds: number;
   readonly grantedTtlSeconds: number;
+  /** Keys bound to the lease (in a namespace view: those inside it, without the prefix). */
   readonly keys: Buffer[];
 }
 
@@ -117,7 +118,7 @@ export class Lease extends EventEmitter<{ lost: [LeaseLostError]; renewed: [vali
   async timeToLive(o: CallOptions & { keys?: boolean } = {}): Promise<LeaseTimeToLive> {
     const req = { ID: String(this.id), keys: o.keys ?? false };
     const res = await this.rpc.call<LeaseTimeToLiveResponse>('read', 'lease time-to-live', (s, md, co, cb) => s.lease.LeaseTimeToLive(req, md, co, cb), o);
-    return { ttlSeconds: num(res.TTL), grantedTtlSeconds: num(res.grantedTTL), keys: res.keys.map((k) => this.space.strip(k)) };
+    return { ttlSeconds: num(res.TTL), grantedTtlSeconds: num(res.grantedTTL), keys: res.keys.filter((k) => this.space.contains(k)).map((k) => this.space.strip(k)) };
   }
 
   /** Stop keep-alives and revoke the lease: its keys are deleted. A lease already gone counts as revoked. */
