@@ -315,6 +315,10 @@ describe('global flags and errors', () => {
     expectError(await run('get', 'k', '-w', 'yaml'), 2, /'yaml' is invalid/);
     expectError(await run('get', 'k', '--command-timeout', 'soon'), 2, /--command-timeout must be a duration/);
     expectError(await run('get', 'k', '--prefix', 'z'), 2, /--prefix and a range end do not go together/);
+    expectError(await run('lease', 'grant', '0'), 2, /ttl must be at least 1 second/);
+    const group = await run('lease'); // a group without its subcommand: its help, on stderr, as a usage error
+    expect([group.code, group.out]).toEqual([2, '']);
+    expect(group.err).toContain('Usage: fulcrumctl lease');
     const help = await run('--help');
     expect(help.code).toBe(0);
     expect(help.out).toContain('Usage: fulcrumctl');

@@ -68,8 +68,9 @@ function buildProgram(io: CtlIo, state: { exitCode: number }): Command {
 /** One line on stderr and the exit code for it. */
 function reportError(io: CtlIo, e: unknown): number {
   if (e instanceof CommanderError) {
-    // Help and version print and exit 0; everything else commander refuses is a usage error (already printed).
-    return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.help' ? EXIT_OK : EXIT_USAGE;
+    // --help prints and exits 0; a group called without its subcommand (`fulcrumctl lease`) prints its help on
+    // stderr and, like everything else commander refuses, is a usage error (already printed).
+    return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
   if (e instanceof UsageError) {
     io.err(`Error: ${oneLine(e.message)}\n`);

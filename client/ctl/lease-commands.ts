@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import type { LeaseGrantResponse, LeaseKeepAliveResponse, LeaseTimeToLiveResponse } from '../../proto/index.js';
 import { LeaseNotFoundError, type Client, type Services } from '../index.js';
-import { type Ctx, CtlError } from './context.js';
+import { type Ctx, CtlError, UsageError } from './context.js';
 import { bytesField, cellText, hexId, renderTable } from './format.js';
 import type { Register } from './kv-commands.js';
 import { parseHexId, parseNonNegative } from './txn-parse.js';
@@ -41,6 +41,7 @@ function randomLeaseId(): bigint {
 
 async function grant(ctx: Ctx, ttlText: string): Promise<void> {
   const ttl = parseNonNegative('ttl', ttlText);
+  if (ttl === 0) throw new UsageError('ttl must be at least 1 second');
   const id = randomLeaseId();
   let granted: number;
   try {
