@@ -32,6 +32,15 @@ export interface Failure {
   readonly memberOutput: Readonly<Record<string, readonly string[]>>;
 }
 
+/** An election outside the failover workload, with what the members printed last (their logs are warn level). */
+export interface LeaderChange {
+  readonly system: SystemName;
+  readonly workload: WorkloadName;
+  readonly round: number;
+  readonly note: string;
+  readonly memberOutput: Readonly<Record<string, readonly string[]>>;
+}
+
 export interface BenchReport {
   readonly tool: 'bench/cli.ts';
   readonly format: 1;
@@ -46,6 +55,7 @@ export interface BenchReport {
   readonly rows: readonly Row[];
   readonly summary: readonly SummaryLine[];
   readonly failures: readonly Failure[];
+  readonly leaderChanges: readonly LeaderChange[];
 }
 
 export const ETCD_INSTALL_HINT = 'etcd is not installed (no `etcd` on the PATH): install Debian\'s etcd 3.4 with `sudo apt-get install etcd-server`; running Fulcrum alone';
@@ -96,6 +106,8 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
   if (targets.includes('etcd')) clusters.push(etcdCluster(join(dir, 'etcd'), o.basePort + PORTS_PER_CLUSTER, o.settings, etcdVer!, o.etcdBinary));
   const rows: Row[] = [];
   const failures: Failure[] = [];
+  const leaderChanges: LeaderChange[] = [];
+  const outputTails = (c: BenchCluster, lines: number): Record<string, readonly string[]> => Object.fromEntries(c.members.map((m) => [m.name, c.tail(m.name, lines)]));
   const stopAll = async (): Promise<void> => {
     await Promise.all(clusters.map((c) => c.stop()));
   };
@@ -131,6 +143,7 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
               const note = `the leader changed during this workload (${before.endpoint} term ${highestTerm(before)} -> ${after.endpoint} term ${highestTerm(after)})`;
               log(`  ${note}`);
               got = got.map((r) => ({ ...r, notes: [...r.notes, note] }));
+              leaderChanges.push({ system: c.system, workload, round, note, memberOutput: outputTails(c, 20) });
             }
             for (const r of got) {
               rows.push(r);
@@ -140,7 +153,7 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
           } catch (err) {
             const error = err instanceof Error ? err.message : String(err);
             log(`  FAILED: ${error}`);
-            failures.push({ system: c.system, workload, round, error, memberOutput: Object.fromEntries(c.members.map((m) => [m.name, c.tail(m.name, 15)])) });
+            failures.push({ system: c.system, workload, round, error, memberOutput: outputTails(c, 15) });
           }
         }
       }
@@ -164,5 +177,6 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
     rows,
     summary: summarize(rows),
     failures,
+    leaderChanges,
   };
 }

@@ -79,7 +79,9 @@ export function fulcrumCluster(dir: string, basePort: number, s: ClusterSettings
       clientPort: basePort + 2 * i,
       peerPort: basePort + 2 * i + 1,
       dataDir: join(dir, `f${i + 1}`),
-      extraArgs: ['--log-level', 'warn'],
+      // Info is where Fulcrum logs Raft state changes and snapshots (a few lines per event, none per request):
+      // the tail goes into the report when the leader changes during a workload.
+      extraArgs: ['--log-level', 'info'],
     })),
     token: 'fulcrum-bench',
     heartbeatMs: s.heartbeatMs,
