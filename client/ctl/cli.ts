@@ -100,6 +100,11 @@ export function processIo(): CtlIo & { dispose(): void } {
   };
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
+  // `fulcrumctl watch k | head -1`: once the reader is gone there is nobody left to tell; end quietly.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(EXIT_OK);
+  });
   return {
     out: (chunk) => void process.stdout.write(chunk),
     err: (text) => void process.stderr.write(text),
