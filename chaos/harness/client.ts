@@ -19,6 +19,21 @@ export interface KV {
   readonly modHlc: string;
 }
 
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  readonly kv: KV;
+  readonly prev: KV | undefined;
+}
+
+export interface WatchBatch {
+  readonly created: boolean;
+  readonly canceled: boolean;
+  readonly compactRevision: number;
+  readonly cancelReason: string;
+  readonly headerRevision: number;
+  readonly events: readonly WatchEvent[];
+}
+
 export interface Header {
   readonly revision: number;
   readonly memberId: string;
@@ -136,9 +151,20 @@ export class ChaosClient {
     return { succeeded: r.succeeded, header: toHeader(r.header) };
   }
 
-  async delete(key: string): Promise<Header> {
-    const r = await this.call<{ header: Record<string, unknown> }>(this.kv, 'DeleteRange', { key: Buffer.from(key) });
+  /** Several puts in one transaction: one revision, which a watcher must see whole. */
+  async putAll(pairs: ReadonlyArray<readonly [string, string]>): Promise<Header> {
+    const r = await this.call<{ header: Record<string, unknown> }>(this.kv, 'Txn', {
+      compare: [],
+      success: pairs.map(([key, value]) => ({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } })),
+      failure: [],
+    });
     return toHeader(r.header);
+  }
+
+  /** `deleted` 0: the key did not exist, nothing changed, and the header's revision is not this request's. */
+  async delete(key: string): Promise<{ header: Header; deleted: number }> {
+    const r = await this.call<{ header: Record<string, unknown>; deleted: string }>(this.kv, 'DeleteRange', { key: Buffer.from(key) });
+    return { header: toHeader(r.header), deleted: Number(r.deleted) };
   }
 
   async compact(revision: number): Promise<void> {
@@ -173,6 +199,46 @@ export class ChaosClient {
       stream.on('end', () => reject(new Error('keep-alive stream ended without an answer')));
       stream.write({ ID: id });
     });
+  }
+
+  /**
+   * Watch everything under `prefix` from `startRevision` with prev_kv. Each response (a whole revision or more:
+   * servers never split one) goes to `onResponse`; the stream's end or failure to `onEnd`. Returns a cancel.
+   */
+  watch(prefix: string, startRevision: number, onResponse: (r: WatchBatch) => void, onEnd: (why: string) => void): () => void {
+    const stream = this.watchService.Watch!(new grpc.Metadata()) as grpc.ClientDuplexStream<unknown, Record<string, unknown>>;
+    let ended = false;
+    const end = (why: string): void => {
+      if (ended) return;
+      ended = true;
+      onEnd(why);
+    };
+    stream.on('data', (r) => {
+      const events = (r.events as Array<{ type: string; kv: Record<string, unknown> | null; prev_kv: Record<string, unknown> | null }>).map((e) => ({
+        type: e.type === 'DELETE' || (e.type as unknown) === 1 ? ('delete' as const) : ('put' as const),
+        kv: toKV(e.kv!),
+        prev: e.prev_kv ? toKV(e.prev_kv) : undefined,
+      }));
+      onResponse({
+        created: r.created === true,
+        canceled: r.canceled === true,
+        compactRevision: Number(r.compact_revision ?? 0),
+        cancelReason: String(r.cancel_reason ?? ''),
+        headerRevision: Number((r.header as Record<string, unknown> | null)?.revision ?? 0),
+        events,
+      });
+      if (r.canceled === true) {
+        stream.cancel();
+        end(`canceled: ${String(r.cancel_reason || 'compacted')}`);
+      }
+    });
+    stream.on('error', (e) => end(errorText(e)));
+    stream.on('end', () => end('stream ended'));
+    stream.write({ create_request: { key: Buffer.from(prefix), range_end: prefixEnd(prefix), start_revision: String(startRevision), prev_kv: true } });
+    return () => {
+      stream.cancel();
+      end('cancelled by the client');
+    };
   }
 
   async status(): Promise<{ leader: string; memberId: string; raftTerm: number; isLearner: boolean }> {

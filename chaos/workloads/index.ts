@@ -3,6 +3,7 @@ import { lease } from './lease.js';
 import { lock } from './lock.js';
 import { register } from './register.js';
 import { set } from './set.js';
+import { watch } from './watch.js';
 import type { Workload } from './types.js';
 
-export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock, lease };
+export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock, lease, watch };

@@ -1,0 +1,279 @@
+// watch: writers change keys under w/ (puts, deletes, two-key transactions: one revision each) while the store
+// is compacted now and then; watchers (one from revision 1, others from later revisions) follow the prefix with
+// prev_kv, reconnecting through faults from the revision after the last one they saw.
+//
+// Checked against the committed history (every acknowledged write, and what all watchers agree on):
+//   ordered      revisions strictly increase across a watcher's responses; no (revision, key) twice
+//   atomic       a revision's events arrive in one response
+//   agreed       every watcher that saw a revision saw the same events
+//   complete     a watcher saw every revision in the range it covered (compacted gaps excused), and every
+//                acknowledged write inside some watcher's range was seen, with its key and value
+//   prev_kv      an event's prev_kv is the key's previous event (revision and value)
+//   compaction   a watch canceled as compacted asked for a revision below the compaction, and got no events there
+import { ChaosClient, type WatchBatch } from '../harness/client.js';
+import { sleep } from '../harness/cluster.js';
+import { ANOMALIES_KEPT_MAX, backoff, clientFor, runWorkers, Worker, type CheckOutcome, type Workload, type WorkloadContext } from './types.js';
+
+const PREFIX = 'w/';
+const KEYS = 6;
+const WATCHERS = 3;
+/** Revisions kept behind the head when compacting: watchers that fall further behind see a compaction. */
+const COMPACT_KEEP = 40;
+const COMPACT_EVERY_MS = 3_000;
+/** How long the final phase waits for watchers to reach the last revision. */
+const CATCH_UP_MS = 30_000;
+
+interface Stream {
+  readonly start: number;
+  readonly responses: WatchBatch[];
+  compactedAt: number | undefined;
+}
+
+interface Watcher {
+  readonly streams: Stream[];
+  lastRevision: number;
+  stop: boolean;
+  cancel: (() => void) | undefined;
+  done: Promise<void> | undefined;
+}
+
+interface Written {
+  readonly revision: number;
+  readonly changes: ReadonlyArray<{ key: string; value: string | undefined }>;
+}
+
+interface WatchState {
+  readonly watchers: Watcher[];
+  readonly written: Written[];
+  finalRevision: number;
+  caughtUp: boolean;
+}
+
+const states = new WeakMap<WorkloadContext, WatchState>();
+
+export const watch: Workload = {
+  name: 'watch',
+  async run(ctx) {
+    const st: WatchState = { watchers: [], written: [], finalRevision: 0, caughtUp: false };
+    states.set(ctx, st);
+    for (let i = 0; i < WATCHERS; i++) {
+      const w: Watcher = { streams: [], lastRevision: 0, stop: false, cancel: undefined, done: undefined };
+      st.watchers.push(w);
+      // Watcher 0 starts at revision 1 (all of history, until compaction says otherwise); the others later.
+      w.done = follow(ctx, w, i, i === 0 ? 1 : 0, st);
+    }
+    let n = 0;
+    await Promise.all([
+      runWorkers(Math.min(ctx.options.clients, 3), async (i) => {
+        const wk = new Worker(ctx, clientFor(ctx, i));
+        while (Date.now() < ctx.until) {
+          const ok = await writeOnce(ctx, wk, n++, st);
+          if (!ok) await backoff(50 + ctx.random() * 100);
+        }
+        wk.client.close();
+      }),
+      compactor(ctx, st),
+    ]);
+  },
+  async final(ctx) {
+    const st = states.get(ctx)!;
+    const c = new ChaosClient(ctx.cluster.directEndpoint(0), 5_000);
+    for (let i = 0; i < 20 && st.finalRevision === 0; i++) {
+      const ep = new ChaosClient(ctx.cluster.directEndpoint(i % ctx.cluster.options.size), 5_000);
+      st.finalRevision = await ep.put(`${PREFIX}final`, 'end').then((h) => h.revision, () => 0);
+      ep.close();
+      if (st.finalRevision === 0) await sleep(500);
+    }
+    c.close();
+    if (st.finalRevision > 0) st.written.push({ revision: st.finalRevision, changes: [{ key: `${PREFIX}final`, value: 'end' }] });
+    const deadline = Date.now() + CATCH_UP_MS;
+    while (Date.now() < deadline && st.watchers.some((w) => w.lastRevision < st.finalRevision)) await sleep(200);
+    st.caughtUp = st.finalRevision > 0 && st.watchers.every((w) => w.lastRevision >= st.finalRevision);
+    for (const w of st.watchers) {
+      w.stop = true;
+      w.cancel?.();
+    }
+    await Promise.all(st.watchers.map((w) => w.done));
+  },
+  async check(ctx) {
+    const st = states.get(ctx);
+    if (st === undefined) return [{ checker: 'watch', verdict: 'unknown', summary: 'the workload did not run' }];
+    return checkWatch(st);
+  },
+};
+
+async function writeOnce(ctx: WorkloadContext, w: Worker, n: number, st: WatchState): Promise<boolean> {
+  const key = `${PREFIX}${Math.floor(ctx.random() * KEYS)}`;
+  const dice = ctx.random();
+  if (dice < 0.15) {
+    const r = await w.op('wdelete', key, null, false, () => w.client.delete(key), (d) => [d.header.revision, d.deleted]);
+    if (r.ok && r.result.deleted > 0) st.written.push({ revision: r.result.header.revision, changes: [{ key, value: undefined }] });
+    return r.ok;
+  }
+  if (dice < 0.35) {
+    const other = `${PREFIX}${(Number(key.slice(PREFIX.length)) + 1) % KEYS}`;
+    const pairs: Array<[string, string]> = [[key, `t${n}a`], [other, `t${n}b`]];
+    const r = await w.op('wtxn', key, pairs, false, () => w.client.putAll(pairs), (h) => h.revision);
+    if (r.ok) st.written.push({ revision: r.result.revision, changes: pairs.map(([k, v]) => ({ key: k, value: v })) });
+    return r.ok;
+  }
+  const value = `v${n}`;
+  const r = await w.op('wput', key, value, false, () => w.client.put(key, value), (h) => h.revision);
+  if (r.ok) st.written.push({ revision: r.result.revision, changes: [{ key, value }] });
+  return r.ok;
+}
+
+async function compactor(ctx: WorkloadContext, st: WatchState): Promise<void> {
+  const c = clientFor(ctx, 2);
+  while (Date.now() < ctx.until) {
+    await sleep(COMPACT_EVERY_MS);
+    const head = Math.max(0, ...st.written.map((x) => x.revision));
+    if (head - COMPACT_KEEP < 2) continue;
+    const rev = head - COMPACT_KEEP;
+    const w = new Worker(ctx, c);
+    await w.op('compact', undefined, rev, false, () => c.compact(rev), () => rev);
+  }
+  c.close();
+}
+
+/** One watcher's life: streams one after another, each resuming after the last revision seen. */
+async function follow(ctx: WorkloadContext, w: Watcher, index: number, firstStart: number, st: WatchState): Promise<void> {
+  let start = firstStart;
+  // Later watchers join once there is history behind them.
+  if (firstStart === 0) await sleep(2_000 + index * 2_000);
+  for (let attempt = 0; !w.stop; attempt++) {
+    if (start === 0) {
+      // A watcher that starts "now": from the newest revision anyone has acknowledged (or 1 if none yet).
+      start = Math.max(1, ...st.written.map((x) => x.revision));
+    }
+    const client = new ChaosClient(ctx.cluster.clientEndpoint((index + attempt) % ctx.cluster.options.size), 5_000);
+    const s: Stream = { start, responses: [], compactedAt: undefined };
+    w.streams.push(s);
+    await new Promise<void>((resolve) => {
+      w.cancel = client.watch(
+        PREFIX,
+        start,
+        (r) => {
+          s.responses.push(r);
+          if (r.compactRevision > 0 && r.canceled) s.compactedAt = r.compactRevision;
+          for (const e of r.events) w.lastRevision = Math.max(w.lastRevision, e.kv.modRevision);
+        },
+        (why) => {
+          ctx.log(`watcher ${index}: stream from ${start} ended: ${why}`);
+          resolve();
+        },
+      );
+    });
+    client.close();
+    start = s.compactedAt !== undefined && s.compactedAt > w.lastRevision + 1 ? s.compactedAt : w.lastRevision + 1;
+    if (!w.stop) await backoff(200);
+  }
+}
+
+interface SeenEvent {
+  readonly revision: number;
+  readonly text: string;
+}
+
+export function checkWatch(st: WatchState): CheckOutcome[] {
+  const problems: Record<string, unknown[]> = { ordered: [], atomic: [], agreed: [], complete: [], prevKv: [], compaction: [] };
+  const note = (kind: string, x: unknown): void => void (problems[kind]!.length < ANOMALIES_KEPT_MAX ? problems[kind]!.push(x) : undefined);
+  /** revision -> canonical text of its events, as the first watcher to see it reported them. */
+  const union = new Map<number, string>();
+  const unionEvents = new Map<number, Array<{ key: string; type: string; value: string; prevRev: number | undefined; prevValue: string | undefined }>>();
+  let seenTotal = 0;
+  st.watchers.forEach((w, wi) => {
+    let last = 0;
+    const keysAt = new Set<string>();
+    const perRevisionResponse = new Map<number, number>();
+    let responseNo = 0;
+    const covered: Array<[number, number]> = [];
+    for (const s of w.streams) {
+      let streamLast = s.start - 1;
+      for (const r of s.responses) {
+        responseNo++;
+        if (r.canceled && r.compactRevision > 0 && !(s.start < r.compactRevision)) note('compaction', { watcher: wi, start: s.start, compactRevision: r.compactRevision });
+        const byRev = new Map<number, SeenEvent[]>();
+        for (const e of r.events) {
+          const rev = e.kv.modRevision;
+          seenTotal++;
+          if (rev <= last) note('ordered', { watcher: wi, revision: rev, after: last });
+          const id = `${rev}/${e.kv.key}`;
+          if (keysAt.has(id)) note('ordered', { watcher: wi, duplicate: id });
+          keysAt.add(id);
+          if (s.compactedAt !== undefined && rev < s.compactedAt) note('compaction', { watcher: wi, revision: rev, compactRevision: s.compactedAt });
+          const prev = perRevisionResponse.get(rev);
+          if (prev !== undefined && prev !== responseNo) note('atomic', { watcher: wi, revision: rev });
+          perRevisionResponse.set(rev, responseNo);
+          const list = byRev.get(rev) ?? [];
+          list.push({ revision: rev, text: `${e.type} ${e.kv.key}=${e.type === 'put' ? e.kv.value : ''} prev=${e.prev ? `${e.prev.modRevision}:${e.prev.value}` : '-'}` });
+          byRev.set(rev, list);
+          const ue = unionEvents.get(rev) ?? [];
+          if (!union.has(rev)) {
+            ue.push({ key: e.kv.key, type: e.type, value: e.kv.value, prevRev: e.prev?.modRevision, prevValue: e.prev?.value });
+            unionEvents.set(rev, ue);
+          }
+        }
+        for (const [rev, list] of byRev) {
+          const text = list.map((x) => x.text).join('; ');
+          const known = union.get(rev);
+          if (known === undefined) union.set(rev, text);
+          else if (known !== text) note('agreed', { watcher: wi, revision: rev, saw: text, other: known });
+          last = Math.max(last, rev);
+          streamLast = Math.max(streamLast, rev);
+        }
+      }
+      const from = s.compactedAt !== undefined && s.compactedAt > s.start ? s.compactedAt : s.start;
+      if (streamLast >= from) covered.push([from, streamLast]);
+    }
+    (w as Watcher & { covered?: Array<[number, number]> }).covered = covered;
+  });
+  // Completeness: within each covered range, every revision anyone saw (or anyone wrote) must be there.
+  const written = new Map(st.written.map((x) => [x.revision, x]));
+  st.watchers.forEach((w, wi) => {
+    const covered = (w as Watcher & { covered?: Array<[number, number]> }).covered ?? [];
+    const seen = new Set<number>();
+    for (const s of w.streams) for (const r of s.responses) for (const e of r.events) seen.add(e.kv.modRevision);
+    for (const [from, to] of covered) {
+      for (const rev of [...union.keys(), ...written.keys()]) if (rev >= from && rev <= to && !seen.has(rev)) note('complete', { watcher: wi, missing: rev, range: [from, to] });
+    }
+  });
+  for (const [rev, wr] of written) {
+    const ev = unionEvents.get(rev);
+    const inSomeRange = st.watchers.some((w) => ((w as Watcher & { covered?: Array<[number, number]> }).covered ?? []).some(([a, b]) => rev >= a && rev <= b));
+    if (!inSomeRange) continue;
+    if (ev === undefined) {
+      note('complete', { acknowledgedWriteNeverSeen: rev });
+      continue;
+    }
+    for (const ch of wr.changes) {
+      const e = ev.find((x) => x.key === ch.key);
+      if (e === undefined || (ch.value === undefined ? e.type !== 'delete' : e.type !== 'put' || e.value !== ch.value)) note('complete', { revision: rev, wrote: ch, saw: ev });
+    }
+  }
+  // prev_kv: the previous event on the same key, when the union holds it.
+  const lastOnKey = new Map<string, { rev: number; type: string; value: string }>();
+  for (const rev of [...unionEvents.keys()].sort((a, b) => a - b)) {
+    for (const e of unionEvents.get(rev)!) {
+      const before = lastOnKey.get(e.key);
+      if (before !== undefined) {
+        if (before.type === 'put' && (e.prevRev !== before.rev || e.prevValue !== before.value)) note('prevKv', { revision: rev, key: e.key, prev: [e.prevRev, e.prevValue], expected: [before.rev, before.value] });
+        if (before.type === 'delete' && e.prevRev !== undefined) note('prevKv', { revision: rev, key: e.key, prev: [e.prevRev, e.prevValue], expected: 'none (deleted before)' });
+      }
+      lastOnKey.set(e.key, { rev, type: e.type, value: e.value });
+    }
+  }
+  const outcomes: CheckOutcome[] = Object.entries(problems).map(([kind, list]) => ({
+    checker: `watch-${kind}`,
+    verdict: list.length === 0 ? 'valid' : 'invalid',
+    summary: list.length === 0 ? 'ok' : `${list.length}${list.length >= ANOMALIES_KEPT_MAX ? '+' : ''} anomalies`,
+    ...(list.length > 0 ? { anomalies: list } : {}),
+  }));
+  outcomes.push({
+    checker: 'watch-caught-up',
+    verdict: st.caughtUp ? 'valid' : 'unknown',
+    summary: `${st.watchers.length} watchers, ${st.watchers.reduce((n, w) => n + w.streams.length, 0)} streams, ${seenTotal} events seen, ${union.size} revisions, ${st.written.length} acknowledged writes; final revision ${st.finalRevision} ${st.caughtUp ? 'reached by all' : 'NOT reached by all watchers'}`,
+  });
+  return outcomes;
+}
+
