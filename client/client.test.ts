@@ -252,6 +252,24 @@ describe('watches', () => {
     live.cancel();
   });
 
+  it('joins a revision the server sent in fragments (bigger than its response limit) into one group', async () => {
+    const big = (c: string): string => c.repeat(700 * 1024); // two of them fit one request (1.5 MiB), not one response with prev values
+    await client.put('wf/a', big('a'));
+    await client.put('wf/b', big('b'));
+    const watch = client.watch({ prefix: 'wf/' }, { prevKv: true });
+    await watch.ready;
+    const t = await client.txn().then(Op.put('wf/a', big('c')), Op.put('wf/b', big('d'))).commit();
+    const got: WatchEvent[] = [];
+    for await (const e of watch) {
+      got.push(e);
+      if (got.length === 2) break;
+    }
+    expect(got.map((e) => [e.kv.keyText, e.revision, e.kv.value.length, e.prevKv?.value.length])).toEqual([
+      ['wf/a', t.revision, 700 * 1024, 700 * 1024],
+      ['wf/b', t.revision, 700 * 1024, 700 * 1024],
+    ]);
+  });
+
   it('a compacted start is an explicit CompactedError', async () => {
     const { revision } = await client.put('wc/a', '1');
     await client.put('wc/a', '2');
