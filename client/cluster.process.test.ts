@@ -191,4 +191,22 @@ describe('a 3-member cluster of real processes', () => {
     }
     await eventually('the member to be used again', async () => (c.avoidedEndpoints.length === 0 ? true : undefined), 60_000, 100);
   }, 120_000);
+
+  it('a paused leader is left too: calls wait out the election on the other members, none fails', async () => {
+    await ensureAllRunning();
+    const c = client({ attemptTimeoutMs: 1_000 });
+    const leader = await tc.leaderIndex();
+    for (let i = 0; i < 6; i++) await c.put(`pause-leader/${i}`, 'before');
+    tc.cluster.members[leader]!.pause();
+    try {
+      const revisions: number[] = [];
+      for (let i = 0; i < 20; i++) revisions.push((await c.put(`pause-leader/${i}`, 'during')).revision);
+      expect(revisions.every((r, i) => i === 0 || r > revisions[i - 1]!)).toBe(true);
+      expect(c.avoidedEndpoints).toContain(tc.endpoints[leader]);
+      const next = await tc.leaderIndex(); // the two running members agree on a new leader
+      expect(next).not.toBe(leader);
+    } finally {
+      tc.cluster.members[leader]!.resume();
+    }
+  }, 120_000);
 });
