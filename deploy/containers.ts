@@ -3,7 +3,8 @@
 //
 //  1. derive each container's command and environment the way the runtime would: the image's ENTRYPOINT, CMD
 //     and ENV (from the Dockerfile) under Compose's overrides and `${VAR:-default}` interpolation, or under
-//     the pod spec's command/args, env with the downward API and `$(VAR)` expansion, service links and HOSTNAME;
+//     the pod spec's command/args, env with the downward API, ConfigMap keys and `$(VAR)` expansion, service
+//     links and HOSTNAME;
 //  2. run that command for real (a start script included) with `fulcrum` on the PATH replaced by a recorder, so
 //     what reaches the server is exactly what the container's `fulcrum` would be handed;
 //  3. map what cannot exist here: host names to 127.0.0.1 with each container's own free ports (a name that
@@ -119,13 +120,15 @@ export function composeContainers(compose: ComposeFile, image: ImageConfig): Con
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { fieldRef?: { fieldPath: string } };
+  valueFrom?: { fieldRef?: { fieldPath: string }; configMapKeyRef?: { name: string; key: string; optional?: boolean } };
 }
 
 interface K8sObject {
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   spec: Record<string, unknown>;
+  /** ConfigMaps. */
+  data?: Record<string, string>;
 }
 
 export function readManifests(...texts: string[]): K8sObject[] {
@@ -175,7 +178,13 @@ export function statefulSetPods(objects: readonly K8sObject[], image: ImageConfi
     const fields: Record<string, string> = { 'metadata.name': podName, 'metadata.namespace': namespace, 'status.podIP': '127.0.0.1' };
     const vars = new Map<string, string>();
     for (const e of container.env ?? []) {
-      if (e.valueFrom !== undefined) {
+      if (e.valueFrom?.configMapKeyRef !== undefined) {
+        // The ConfigMap as it is when the container starts; a missing optional one leaves the variable unset.
+        const ref = e.valueFrom.configMapKeyRef;
+        const value = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === ref.name)?.data?.[ref.key];
+        if (value !== undefined) vars.set(e.name, value);
+        else if (ref.optional !== true) throw new Error(`env ${e.name}: ConfigMap ${ref.name} has no key ${ref.key}, and the pod would not start`);
+      } else if (e.valueFrom !== undefined) {
         const path = e.valueFrom.fieldRef?.fieldPath;
         if (path === undefined || !(path in fields)) throw new Error(`env ${e.name}: only fieldRef ${Object.keys(fields).join(', ')} is modelled`);
         vars.set(e.name, fields[path]!);

@@ -2,7 +2,7 @@
 // from the files as Compose or the kubelet would give them (deploy/containers.ts), the start script runs for
 // real, and the members start as local processes with host names mapped to 127.0.0.1 and free ports. The
 // cluster must form and serve: a put on one member, a linearizable get on the others. The StatefulSet is also
-// scaled from 3 to 5 the way docs/operations.md says (MemberAdd, then the next pod), and its probes are asked.
+// scaled from 3 to 5 and has a failed member replaced the way docs/operations.md says, and its probes are asked.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ const read = (p: string): string => readFileSync(join(REPO, p), 'utf8');
 const IMAGE = finalImageConfig(read('Dockerfile'));
 /** The image's ports: clients, peers, metrics and health. */
 const PORTS = { client: 2379, peer: 2380, metrics: 2381 } as const;
-const K8S_FILES = ['deploy/kubernetes/services.yaml', 'deploy/kubernetes/statefulset.yaml', 'deploy/kubernetes/pdb.yaml'];
+const K8S_FILES = ['deploy/kubernetes/services.yaml', 'deploy/kubernetes/statefulset.yaml', 'deploy/kubernetes/pdb.yaml', 'deploy/kubernetes/configmap.yaml'];
 
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-manifests-'));
 const started: ProcessMember[] = [];
@@ -67,13 +67,18 @@ function start(c: LocalContainer): void {
   c.member.start();
 }
 
+/** Wait as `eventually` does; on a timeout, the members' last output lines go into the error. */
+async function waitFor<T>(members: readonly LocalContainer[], what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  return eventually(what, fn, timeoutMs).catch((e: Error) => {
+    throw new Error(`${e.message}\n${members.map((m) => `--- ${m.spec.name}:\n${m.member.output.slice(-15).join('\n')}`).join('\n')}`);
+  });
+}
+
 async function leaderOf(members: readonly LocalContainer[]): Promise<string> {
-  return eventually('one leader that every member knows', async () => {
+  return waitFor(members, 'one leader that every member knows', async () => {
     const leaders = new Set<string>();
     for (const m of members) leaders.add((await m.client.status()).leader);
     return leaders.size === 1 && !leaders.has('0') ? [...leaders][0] : undefined;
-  }, 60_000).catch((e: Error) => {
-    throw new Error(`${e.message}\n${members.map((m) => `--- ${m.spec.name}: ${m.member.output.slice(-15).join('\n')}`).join('\n')}`);
   });
 }
 
@@ -166,7 +171,7 @@ describe('deploy/kubernetes', () => {
     expect(() => mapToLocal(lostHanded, lost[0]!, lost, ports, join(dir, 'dns-control'))).toThrow(/fulcrum-\d\.fulcrum-peer would not resolve/);
   });
 
-  it('starts the three founding pods as a cluster, scales to five with MemberAdd, and answers its probes', async () => {
+  it('starts the three founding pods as a cluster, scales to five with MemberAdd, replaces a failed member, and answers its probes', async () => {
     const { pods } = statefulSetPods(objects, IMAGE, 5);
     const ports = await allocate(pods);
     const founders = await Promise.all(pods.slice(0, 3).map((p) => prepare(p, pods, ports)));
@@ -194,7 +199,7 @@ describe('deploy/kubernetes', () => {
       expect(settingWarnings([pod])).toEqual([]);
       const id = await founders[0]!.client.memberAdd([...pod.config.initialAdvertisePeerUrls], true);
       start(pod);
-      await eventually(`${pod.spec.name} to catch up`, async () => ((await pod.client.get('k8s/greeting', true)) === 'hello' ? true : undefined), 60_000);
+      await waitFor([pod], `${pod.spec.name} to catch up`, async () => ((await pod.client.get('k8s/greeting', true)) === 'hello' ? true : undefined));
       await eventually(`${pod.spec.name} promoted`, async () => {
         await founders[0]!.client.memberPromote(id);
         return true;
@@ -210,6 +215,30 @@ describe('deploy/kubernetes', () => {
     expect(list.every((m) => !m.isLearner)).toBe(true);
     await eventually('a put on fulcrum-4', () => members[4]!.client.put('k8s/after-scale', 'five'));
     expect(await members[0]!.client.get('k8s/after-scale')).toBe('five');
+
+    // Replace a failed member (docs/operations.md): fulcrum-1's machine and volume are gone. MemberRemove, MemberAdd
+    // with the same peer URL as a learner, name the pod in the fulcrum-join ConfigMap, and the recreated pod (new,
+    // empty volume) joins instead of founding; then promote it.
+    await members[1]!.member.kill();
+    const failedId = (await members[0]!.client.memberList()).find((m) => m.name === 'fulcrum-1')!.ID;
+    await eventually('fulcrum-1 removed', async () => {
+      await members[0]!.client.memberRemove(failedId);
+      return true;
+    });
+    const withJoin = readManifests(...K8S_FILES.map(read));
+    withJoin.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'fulcrum-join')!.data!.members = 'fulcrum-1';
+    const replacement = await prepare(statefulSetPods(withJoin, IMAGE, 5).pods[1]!, pods, ports);
+    expect(replacement.config.initialClusterState).toBe('existing');
+    const replacementId = await members[0]!.client.memberAdd([...replacement.config.initialAdvertisePeerUrls], true);
+    start(replacement);
+    await waitFor([replacement, members[0]!], 'the replacement to catch up', async () => ((await replacement.client.get('k8s/after-scale', true)) === 'five' ? true : undefined));
+    await eventually('the replacement promoted', async () => {
+      await members[0]!.client.memberPromote(replacementId);
+      return true;
+    }, 60_000);
+    members[1] = replacement;
+    await eventually('a put through the replacement', () => replacement.client.put('k8s/after-replace', 'ok'));
+    expect(await members[4]!.client.get('k8s/after-replace')).toBe('ok');
 
     // Three of five gone: the two left have no quorum. Readiness fails (no traffic to them); liveness still
     // passes, so Kubernetes does not restart them into a crash loop while the others come back.
