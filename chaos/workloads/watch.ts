@@ -10,6 +10,8 @@
 //                acknowledged write inside some watcher's range was seen, with its key and value
 //   prev_kv      an event's prev_kv is the key's previous event (revision and value)
 //   compaction   a watch canceled as compacted asked for a revision below the compaction, and got no events there
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ChaosClient, type WatchBatch } from '../harness/client.js';
 import { sleep } from '../harness/cluster.js';
 import { ANOMALIES_KEPT_MAX, backoff, clientFor, runWorkers, Worker, type CheckOutcome, type Workload, type WorkloadContext } from './types.js';
@@ -18,7 +20,11 @@ const PREFIX = 'w/';
 const KEYS = 6;
 const WATCHERS = 3;
 /** Revisions kept behind the head when compacting: watchers that fall further behind see a compaction. */
-const COMPACT_KEEP = 40;
+const COMPACT_KEEP = 20;
+/** Chance that a reconnecting watcher asks for all history again instead of resuming. */
+const REWIND_PROBABILITY = 0.3;
+/** A stream's life when no fault ends it first, ms. */
+const STREAM_LIFETIME_MS = [3_000, 8_000] as const;
 const COMPACT_EVERY_MS = 3_000;
 /** How long the final phase waits for watchers to reach the last revision. */
 const CATCH_UP_MS = 30_000;
@@ -94,6 +100,11 @@ export const watch: Workload = {
       w.cancel?.();
     }
     await Promise.all(st.watchers.map((w) => w.done));
+    // Every stream and what it received, for reading a violation: one line per stream.
+    const lines = st.watchers.flatMap((w, wi) =>
+      w.streams.map((s) => JSON.stringify({ watcher: wi, start: s.start, compactedAt: s.compactedAt, responses: s.responses.map((r) => ({ ...r, events: r.events.map((e) => `${e.kv.modRevision} ${e.type} ${e.kv.key}=${e.kv.value} prev=${e.prev ? `${e.prev.modRevision}:${e.prev.value}` : '-'}`) })) })),
+    );
+    writeFileSync(join(ctx.recorder.dir, 'watch.jsonl'), `${lines.join('\n')}\n`);
   },
   async check(ctx) {
     const st = states.get(ctx);
@@ -159,13 +170,18 @@ async function follow(ctx: WorkloadContext, w: Watcher, index: number, firstStar
           for (const e of r.events) w.lastRevision = Math.max(w.lastRevision, e.kv.modRevision);
         },
         (why) => {
+          clearTimeout(lifetime);
           ctx.log(`watcher ${index}: stream from ${start} ended: ${why}`);
           resolve();
         },
       );
+      // Streams also end on their own, so resuming (and rewinding into compacted history) happens without faults.
+      const lifetime = setTimeout(() => w.cancel?.(), STREAM_LIFETIME_MS[0] + ctx.random() * (STREAM_LIFETIME_MS[1] - STREAM_LIFETIME_MS[0]));
     });
     client.close();
     start = s.compactedAt !== undefined && s.compactedAt > w.lastRevision + 1 ? s.compactedAt : w.lastRevision + 1;
+    // Now and then go back to the beginning: a watch into compacted history must be refused as compacted.
+    if (s.compactedAt === undefined && ctx.random() < REWIND_PROBABILITY) start = 1;
     if (!w.stop) await backoff(200);
   }
 }
@@ -183,12 +199,14 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   const unionEvents = new Map<number, Array<{ key: string; type: string; value: string; prevRev: number | undefined; prevValue: string | undefined }>>();
   let seenTotal = 0;
   st.watchers.forEach((w, wi) => {
-    let last = 0;
-    const keysAt = new Set<string>();
     const perRevisionResponse = new Map<number, number>();
     let responseNo = 0;
     const covered: Array<[number, number]> = [];
     for (const s of w.streams) {
+      // Order and duplicates are per stream: a stream that rewinds sees old revisions again, legitimately.
+      let last = s.start - 1;
+      const keysAt = new Set<string>();
+      perRevisionResponse.clear();
       let streamLast = s.start - 1;
       for (const r of s.responses) {
         responseNo++;
@@ -197,7 +215,7 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
         for (const e of r.events) {
           const rev = e.kv.modRevision;
           seenTotal++;
-          if (rev <= last) note('ordered', { watcher: wi, revision: rev, after: last });
+          if (rev < last || rev < s.start) note('ordered', { watcher: wi, revision: rev, after: last, streamStart: s.start });
           const id = `${rev}/${e.kv.key}`;
           if (keysAt.has(id)) note('ordered', { watcher: wi, duplicate: id });
           keysAt.add(id);
