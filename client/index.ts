@@ -25,3 +25,6 @@ export {
   WatchCanceledError,
   type ErrorCode,
 } from './errors.js';
+// Coordination recipes (docs/recipes.md) and the service registry (docs/registry.md).
+export * from './recipes/index.js';
+export * from './registry/index.js';
