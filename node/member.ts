@@ -332,10 +332,31 @@ export class Member {
     const nonce = decodeMemberContext(cc.context).nonce;
     if (nonce !== undefined) this.confWaiters.get(nonce)?.(cs);
     if (nonce !== undefined) this.confWaiters.delete(nonce);
-    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.options.id) this.removedFromCluster();
+    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.options.id) this.scheduleRemovalCheck();
   }
 
   private removedNotified = false;
+  private removalCheck: NodeJS.Timeout | undefined;
+
+  /**
+   * This member applied its own removal. Stop only if it is still out of the configuration once it has caught up:
+   * a member re-added with the same id (same peer URLs, empty data dir: the documented way to replace a failed
+   * machine) replays its old removal before the entry that adds it back, and must not stop on the way.
+   */
+  private scheduleRemovalCheck(): void {
+    if (this.removalCheck !== undefined || this.closed) return;
+    const delayMs = 2 * this.options.electionTicks * this.options.heartbeatMs;
+    this.removalCheck = setTimeout(() => {
+      this.removalCheck = undefined;
+      if (this.closed) return;
+      const st = this.node.status();
+      const inConfig = st.confState.voters.includes(this.options.id) || st.confState.learners.includes(this.options.id);
+      if (inConfig) return;
+      if (this.loop.applied < st.commit) return this.scheduleRemovalCheck(); // still replaying: look again later
+      this.removedFromCluster();
+    }, delayMs);
+    this.removalCheck.unref();
+  }
 
   private removedFromCluster(): void {
     if (this.removedNotified) return;
@@ -491,6 +512,7 @@ export class Member {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.idleCompactionTimer);
+    clearTimeout(this.removalCheck);
     await this.options.transport?.close();
     await this.loop.stop();
     await this.stateChain;

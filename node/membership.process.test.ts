@@ -1,5 +1,6 @@
 // Membership changes across real processes: remove a member (it stops itself), add a learner that joins with
-// --initial-cluster-state existing and catches up, promote it, and hand it the leadership.
+// --initial-cluster-state existing and catches up, promote it, and hand it the leadership; then replace the removed
+// member the way operators replace a failed machine (same peer URLs, empty data dir).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,9 +19,12 @@ const peerUrl = (i: number): string => `http://127.0.0.1:${specs[i]!.peerPort}`;
 const q4 = new ProcessMember(specs[3]!, memberArgs(specs[3]!, [0, 1, 3].map((i) => `${specs[i]!.name}=${peerUrl(i)}`).join(','), timing, 'existing'), undefined);
 const client = (i: number): EtcdTestClient => new EtcdTestClient(`127.0.0.1:${specs[i]!.clientPort}`, 3_000);
 
+const q3again = new ProcessMember(specs[2]!, memberArgs(specs[2]!, [0, 1, 3, 2].map((i) => `${specs[i]!.name}=${peerUrl(i)}`).join(','), timing, 'existing'), undefined);
+
 afterAll(async () => {
   await cluster.kill();
   await q4.kill();
+  await q3again.kill();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -62,5 +66,22 @@ describe('membership changes with real processes', () => {
     expect(await c1.get('after-transfer')).toBe('ok');
     c1.close();
     c4.close();
+  }, 120_000);
+
+  it('re-adds a removed member with the same peer URLs and an empty data dir: it replays its old removal and stays', async () => {
+    const c1 = client(0);
+    const id = await eventually('the re-add', () => c1.memberAdd([peerUrl(2)], false));
+    rmSync(specs[2]!.dataDir, { recursive: true, force: true });
+    q3again.start();
+    const c3 = client(2);
+    await eventually('the replacement to catch up', async () => ((await c3.count('before-', true)) === 20 && (await c3.get('after-transfer', true)) === 'ok' ? true : undefined));
+    // Its log holds its own removal before the entry that adds it back; it must not stop on the way.
+    await new Promise((r) => setTimeout(r, 4 * timing.electionMs));
+    expect(q3again.running).toBe(true);
+    expect((await c1.memberList()).find((m) => m.ID === id)?.name).toBe('q3');
+    await c3.put('after-replace', 'ok');
+    expect(await c1.get('after-replace')).toBe('ok');
+    c1.close();
+    c3.close();
   }, 120_000);
 });

@@ -246,28 +246,25 @@ function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
-/** etcd's publish: once a leader exists, record this member's name and client URLs in the registry. */
+/**
+ * etcd's publish: once a leader exists, record this member's name and client URLs in the registry, once per start,
+ * retrying until it commits. Always proposed, even when the local registry already shows the same attributes: a
+ * member that is replaying its log may be looking at an old record (a replaced member replays its predecessor's
+ * attributes, then the removal and the re-add that clear them).
+ */
 function publishAttributesUntilDone(member: Member, config: ServerConfig, logger: Logger): NodeJS.Timeout {
   let inFlight = false;
   const t = setInterval(() => {
     if (inFlight || member.leaderId() === 0) return;
-    const mine = member.members().find((m) => m.id === member.id);
-    if (mine !== undefined && mine.name === config.name && sameUrls(mine.clientUrls, config.advertiseClientUrls)) {
-      clearInterval(t);
-      return;
-    }
     inFlight = true;
     member
       .publishAttributes(config.name, config.advertiseClientUrls)
+      .then(() => clearInterval(t))
       .catch((e: unknown) => logger.debug({ err: e }, 'fulcrum: publishing member attributes failed; retrying'))
       .finally(() => (inFlight = false));
   }, PUBLISH_RETRY_MS);
   t.unref();
   return t;
-}
-
-function sameUrls(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((u, i) => u === b[i]);
 }
 
 /** Raise the NOSPACE alarm (through the log, so every member agrees) once the database outgrows the quota. */
