@@ -108,13 +108,14 @@ async function checkMember(stage: BuiltStage): Promise<MemberCheck> {
     await kv.put('image/check', 'from-the-runtime-stage');
     if ((await kv.get('image/check')) !== 'from-the-runtime-stage') return fail('the value read back differs');
 
-    // The operator's tools inside the image: fulcrumctl, and a backup taken and read back with the image's own
-    // commands (`docker exec <c> fulcrumctl snapshot save ...`, then `fulcrum snapshot status`).
+    // The operator's tools inside the image: fulcrumctl, and a backup taken, checked and restored with the image's
+    // own commands (`docker exec <c> fulcrumctl snapshot save ...`, `fulcrum snapshot status|restore`).
     const endpoint = ['--endpoints', `127.0.0.1:${client}`];
     const tools: Array<[string[], RegExp]> = [
       [['fulcrumctl', ...endpoint, 'endpoint', 'health'], /127\.0\.0\.1/],
       [['fulcrumctl', ...endpoint, 'snapshot', 'save', '/var/lib/fulcrum/backup.db'], /backup\.db/],
       [['fulcrum', 'snapshot', 'status', '/var/lib/fulcrum/backup.db'], /total keys\s+1\b/],
+      [['fulcrum', 'snapshot', 'restore', '/var/lib/fulcrum/backup.db', '--data-dir', '/var/lib/fulcrum/restored'], /restored revision \d+ \(1 keys/],
     ];
     for (const [argv, expected] of tools) {
       const r = await execInContainer(stage, env, argv);
