@@ -200,6 +200,8 @@ describe('deploy/kubernetes', () => {
       const id = await founders[0]!.client.memberAdd([...pod.config.initialAdvertisePeerUrls], true);
       start(pod);
       await waitFor([pod], `${pod.spec.name} to catch up`, async () => ((await pod.client.get('k8s/greeting', true)) === 'hello' ? true : undefined));
+      // docs/deploy.md waits for the pod's readiness (kubectl wait) before promoting: a learner must become ready.
+      await waitFor([pod], `${pod.spec.name} ready`, async () => ((await probe(pod, container.readinessProbe.httpGet.path)) === 200 ? true : undefined));
       await eventually(`${pod.spec.name} promoted`, async () => {
         await founders[0]!.client.memberPromote(id);
         return true;
@@ -232,6 +234,7 @@ describe('deploy/kubernetes', () => {
     const replacementId = await members[0]!.client.memberAdd([...replacement.config.initialAdvertisePeerUrls], true);
     start(replacement);
     await waitFor([replacement, members[0]!], 'the replacement to catch up', async () => ((await replacement.client.get('k8s/after-scale', true)) === 'five' ? true : undefined));
+    await waitFor([replacement], 'the replacement ready', async () => ((await probe(replacement, container.readinessProbe.httpGet.path)) === 200 ? true : undefined));
     await eventually('the replacement promoted', async () => {
       await members[0]!.client.memberPromote(replacementId);
       return true;
