@@ -23,6 +23,11 @@ export const KEEPALIVES_UNANSWERED_MAX = 16;
 export const LEASE_MARGIN_MIN_MS = 50;
 export const LEASE_MARGIN_MAX_MS = 1_000;
 
+/** An answer is awaited this many smoothed round trips (lease.ts bounds it). */
+export const ANSWER_TIMEOUT_LATENCIES = 8;
+/** Weight of a new round-trip sample in the smoothed one. */
+const LATENCY_WEIGHT = 0.2;
+
 export function defaultLeaseMarginMs(ttlSeconds: number): number {
   return Math.min(LEASE_MARGIN_MAX_MS, Math.max(LEASE_MARGIN_MIN_MS, ttlSeconds * 100));
 }
@@ -77,10 +82,34 @@ export class LeaseClock {
    * The next answer arrived with this TTL. Returns 'expired' when the server says the lease is gone (TTL <= 0),
    * otherwise the new validUntil. An answer with no request outstanding is a protocol error: ignore it.
    */
-  answered(ttlSeconds: number): number | 'expired' | 'unexpected' {
+  answered(ttlSeconds: number, nowMs?: number): number | 'expired' | 'unexpected' {
     const sentAt = this.unanswered.shift();
     if (sentAt === undefined) return 'unexpected';
+    if (nowMs !== undefined) this.observeLatency(nowMs - sentAt);
     return this.renewed(sentAt, ttlSeconds);
+  }
+
+  /**
+   * How long to wait for an answer before trying another member: a few times the answers seen so far (a
+   * smoothed round trip), never below `floorMs` nor above `capMs`; the cap until anything was measured.
+   * A member that died or lost its leader is then left within about a second, however long the TTL, instead
+   * of half a keep-alive interval; a slow but healthy cluster raises the estimate and is waited for.
+   */
+  answerTimeoutMs(floorMs: number, capMs: number): number {
+    if (this.latencyMs === undefined) return capMs;
+    return Math.min(capMs, Math.max(floorMs, ANSWER_TIMEOUT_LATENCIES * this.latencyMs));
+  }
+
+  /** No answer came within answerTimeoutMs: wait twice as long next time (an answer slower than the timeout is never timed). */
+  answerTimedOut(): void {
+    if (this.latencyMs !== undefined) this.latencyMs *= 2;
+  }
+
+  private latencyMs: number | undefined;
+
+  private observeLatency(ms: number): void {
+    // An exponentially weighted mean that rises at once (max) and falls slowly: a slow answer is taken seriously.
+    this.latencyMs = this.latencyMs === undefined ? ms : Math.max(ms, this.latencyMs * (1 - LATENCY_WEIGHT) + ms * LATENCY_WEIGHT);
   }
 
   /** A keep-alive sent at `sentAtMs` (on any stream or call) was answered with this TTL. */

@@ -29,6 +29,8 @@ const STREAM_RETRY_FIRST_MS = 50;
 const STREAM_RETRY_MAX_MS = 1_000;
 /** Keep-alives go out three times per TTL (as etcd's client), but not more often than this. */
 const KEEPALIVE_INTERVAL_MIN_MS = 100;
+/** The least time an answer is awaited on a stream before another member is tried. */
+const ANSWER_TIMEOUT_MIN_MS = 500;
 /** How long close() waits for the revoke. */
 const CLOSE_REVOKE_TIMEOUT_MS = 2_000;
 
@@ -179,8 +181,10 @@ export class Lease extends EventEmitter<{ lost: [LeaseLostError]; renewed: [vali
   private runStream(endpoint: Endpoint): Promise<boolean> {
     const intervalMs = Math.max(KEEPALIVE_INTERVAL_MIN_MS, (this.ttlSeconds * 1000) / 3);
     // An answer later than this means the member is stuck or cut off: move on while the lease is still valid.
-    // Half an interval: a stuck member costs at most half of the two intervals of slack a TTL leaves.
-    const answerTimeoutMs = Math.max(KEEPALIVE_INTERVAL_MIN_MS, Math.min(this.rpc.options.attemptTimeoutMs, intervalMs / 2));
+    // At most half an interval (a stuck member costs at most half of the two intervals of slack a TTL leaves),
+    // and, once answers were timed, a few round trips but at least ANSWER_TIMEOUT_MIN_MS (lease-clock.ts).
+    const capMs = Math.max(KEEPALIVE_INTERVAL_MIN_MS, Math.min(this.rpc.options.attemptTimeoutMs, intervalMs / 2));
+    const answerTimeoutMs = this.clock.answerTimeoutMs(Math.min(ANSWER_TIMEOUT_MIN_MS, capMs), capMs);
     return new Promise((resolve) => {
       let answered = false;
       const stream = endpoint.services.lease.LeaseKeepAlive(Rpc.streamMetadata()) as unknown as KeepAliveStream;
@@ -190,7 +194,10 @@ export class Lease extends EventEmitter<{ lost: [LeaseLostError]; renewed: [vali
       const send = (): void => {
         const now = performance.now();
         const oldest = this.clock.oldestUnansweredMs;
-        if (oldest !== undefined && now - oldest > answerTimeoutMs) return finish();
+        if (oldest !== undefined && now - oldest > answerTimeoutMs) {
+          this.clock.answerTimedOut();
+          return finish();
+        }
         if (now - lastSentAt < intervalMs) return;
         if (!this.clock.sent(now)) return finish();
         lastSentAt = now;
@@ -213,7 +220,7 @@ export class Lease extends EventEmitter<{ lost: [LeaseLostError]; renewed: [vali
       this.rpc.pool.on('avoided', onAvoided);
       stream.on('data', (res: LeaseKeepAliveResponse) => {
         answered = true;
-        this.onAnswer(this.clock.answered(num(res.TTL)));
+        this.onAnswer(this.clock.answered(num(res.TTL), performance.now()));
         if (this.lostError !== undefined) finish();
       });
       stream.on('error', finish);

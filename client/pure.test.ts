@@ -183,6 +183,30 @@ describe('lease deadline arithmetic', () => {
     expect(c.oldestUnansweredMs).toBe(3_000);
   });
 
+  it('awaits answers a few smoothed round trips, bounded, and the cap before any was timed', () => {
+    const c = new LeaseClock(0, 10, 0);
+    expect(c.answerTimeoutMs(500, 1_600)).toBe(1_600);
+    c.sent(1_000);
+    c.answered(10, 1_010); // 10 ms
+    expect(c.answerTimeoutMs(500, 1_600)).toBe(500);
+    c.sent(2_000);
+    c.answered(10, 2_150); // a slow one counts at once
+    expect(c.answerTimeoutMs(500, 1_600)).toBe(1_200);
+    for (let i = 0; i < 30; i++) {
+      c.sent(3_000 + i);
+      c.answered(10, 3_000 + i + 10);
+    }
+    expect(c.answerTimeoutMs(500, 1_600)).toBe(500); // and fades
+    c.answerTimedOut(); // 10 ms -> 20 ms: still the floor
+    expect(c.answerTimeoutMs(500, 1_600)).toBe(500);
+    for (let i = 0; i < 3; i++) c.answerTimedOut(); // about 160 ms: each timeout waits longer
+    expect(c.answerTimeoutMs(500, 1_600)).toBeGreaterThan(1_250);
+    expect(c.answerTimeoutMs(500, 1_600)).toBeLessThan(1_350);
+    c.sent(9_000);
+    c.answered(10, 9_000 + 1_000);
+    expect(c.answerTimeoutMs(500, 1_600)).toBe(1_600);
+  });
+
   it('validates the margin and picks a sensible default', () => {
     expect(() => new LeaseClock(0, 1, 1_000)).toThrow(/margin/);
     expect(() => new LeaseClock(0, 0, 0)).toThrow(/TTL/);
