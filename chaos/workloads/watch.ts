@@ -197,7 +197,7 @@ interface SeenEvent {
 export function checkWatch(st: WatchState): CheckOutcome[] {
   // etcd (and Fulcrum, like it) sends an event without prev_kv when the previous version was compacted away
   // (it reads revision - 1 and drops prev_kv on ErrCompacted): not a violation when a compaction could cover it.
-  const prevCompacted = (rev: number): boolean => rev - 1 <= st.maxCompaction;
+  const prevCompacted = (rev: number): boolean => rev - 1 < st.maxCompaction;
   const withoutPrev = (text: string): string => text.replace(/ prev=[^;]*/g, '');
   const problems: Record<string, unknown[]> = { ordered: [], atomic: [], agreed: [], complete: [], prevKv: [], compaction: [] };
   const note = (kind: string, x: unknown): void => void (problems[kind]!.length < ANOMALIES_KEPT_MAX ? problems[kind]!.push(x) : undefined);
