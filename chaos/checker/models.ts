@@ -117,7 +117,7 @@ export function step(state: string, prepared: PreparedOp): string | undefined {
 }
 
 /** The text an append extends: nothing for no value, a string's own text, any other value's JSON. */
-function textOf(state: string): string {
+export function textOf(state: string): string {
   if (state === NO_VALUE) return '';
   if (state.startsWith('"')) return JSON.parse(state) as string;
   return state;

@@ -22,17 +22,19 @@
 //
 //   dominance    (required set R, indeterminate set I, state s) is no better than (R, I', s) for I' ⊆ I: what
 //                can be done after placing more optional operations can be done without them. So the memo
-//                keeps, per (R, s), the sets I explored, and prunes any I that contains one of them; and the
-//                required candidates are tried before the optional ones, so smaller sets are explored first.
+//                keeps, per (R, s), the sets I explored, and prunes any I that contains one of them.
 //   no-ops       an indeterminate operation that would not change the state (a write of the current value)
 //                is never placed: leaving it out is at least as good.
 //   liveness     an indeterminate operation is placed only if the operation right after it depends on the
 //                state it leaves (a read, a swap, an append: anything but a blind write). Followed by a blind
-//                write it would be dead, and the same order without it is just as valid.
+//                write it would be dead, and the same order without it is just as valid. So a frame offers
+//                only the optional operations whose result some candidate could observe, and offers them
+//                first (the timed-out write a read needs is found before everything concurrent with that
+//                read is permuted).
 //   symmetry     indeterminate operations with the same effect (two timed-out `write 3`) are interchangeable
 //                once both are invoked, so each such class is placed only in order of invocation: any valid
 //                order can be rewritten that way (the earliest-invoked member takes the earliest slot).
-import { Effect, step, type PreparedOp } from './models.js';
+import { Effect, step, textOf, type PreparedOp } from './models.js';
 
 /** Where the search stopped when it had to give up, or why the history is not linearizable. */
 export interface Frontier {
@@ -87,7 +89,7 @@ interface Entries {
 
 /** Checks the operations of one key. `ops` must all belong to that key. */
 export function searchLinearization(ops: readonly PreparedOp[], initialState: string, limits: SearchLimits): SearchResult {
-  const search = new Search(ops, initialState, limits);
+  const search = new Search(withoutUnobservable(ops), initialState, limits);
   return search.run();
 }
 
@@ -119,11 +121,14 @@ function buildEntries(ops: readonly PreparedOp[]): Entries {
   return entries;
 }
 
-/** One memoized configuration: the required set, the state, and the optional set explored with them. */
-interface Configuration {
+/**
+ * The configurations seen with one required set and state: the optional sets explored with them, kept as an
+ * antichain (a set that contains another is dominated by it and dropped).
+ */
+interface ConfigurationGroup {
   readonly required: Uint32Array;
-  readonly optional: Uint32Array;
   readonly state: string;
+  optionals: Uint32Array[];
 }
 
 /** Operations numbered apart by kind, so each bitset is as short as its kind is numerous. */
@@ -155,7 +160,7 @@ class Search {
   /** One random word per required slot: the required set's hash is the XOR of its members' words. */
   private readonly zobrist: Uint32Array;
   private requiredHash = 0;
-  private readonly memo = new Map<number, Configuration[]>();
+  private readonly memo = new Map<number, ConfigurationGroup[]>();
   private memoBytes = 0;
   private configurations = 0;
   private steps = 0;
@@ -232,8 +237,8 @@ class Search {
   }
 
   /**
-   * Starts a frame at the current depth: the calls before the first return still in the list, required
-   * operations first (see "dominance" above).
+   * Starts a frame at the current depth: the calls before the first return still in the list, in the order
+   * `observable` explains (optional operations nothing could observe next are left out: liveness).
    */
   private openFrame(): void {
     const required: number[] = [];
@@ -243,11 +248,44 @@ class Search {
       const op = this.entries.opOf[e]!;
       (this.ops[op]!.required ? required : optional).push(op);
     }
-    for (const op of optional) required.push(op);
-    this.frameCandidates[this.depth] = required;
+    let candidates = required;
+    if (optional.length > 0) {
+      const { strong, weak } = this.observable(optional, required);
+      candidates = [...strong, ...weak, ...required];
+    }
+    this.frameCandidates[this.depth] = candidates;
     this.frameCursor[this.depth] = 0;
     this.frameBound[this.depth] = e;
     this.frameMustObserve[this.depth] = this.depth > 0 && !this.ops[this.linearizedAt[this.depth - 1]!]!.required;
+  }
+
+  /**
+   * Sorts the optional candidates by what could observe their result right after them: `strong` ones make a
+   * waiting read or swap legal (tried first: that is what a timed-out write is usually needed for); `weak`
+   * ones could only be followed by an append or a refused swap. Both go before the required candidates:
+   * measured on generated histories, finding the needed timed-out operation first beats exploring smaller
+   * optional sets first (required-first made some linearizable 10k-operation histories 20 to 50 times slower).
+   * The rest could not be followed by anything and are left out.
+   */
+  private observable(optional: readonly number[], required: readonly number[]): { strong: number[]; weak: number[] } {
+    const observed = new Set<string>();
+    // An append depends on any state it extends; a refused swap of `a` depends on leaving the state `a`, so
+    // it makes any change useful when the state is `a` now (otherwise it could go first, and needs nothing).
+    let observesAnything = false;
+    for (const op of [...required, ...optional]) {
+      const p = this.ops[op]!;
+      if (p.effect === Effect.Read || p.effect === Effect.Swap) observed.add(p.a);
+      else if (p.effect === Effect.Append || (p.effect === Effect.SwapRefused && p.a === this.state)) observesAnything = true;
+    }
+    const strong: number[] = [];
+    const weak: number[] = [];
+    for (const op of optional) {
+      const after = step(this.state, this.ops[op]!);
+      if (after === undefined || after === this.state) continue;
+      if (observed.has(after)) strong.push(op);
+      else if (observesAnything) weak.push(op);
+    }
+    return { strong, weak };
   }
 
   /** Linearizes `op` now if the model allows it, the reductions do not rule it out, and the configuration is new. */
@@ -255,7 +293,7 @@ class Search {
     const prepared = this.ops[op]!;
     const cls = this.classOf[op]!;
     if (cls >= 0 && this.rankInClass[op] !== this.classNext[cls]) return false; // an earlier twin goes first
-    if (prepared.effect === Effect.Write && this.frameMustObserve[this.depth]) return false; // would kill the optional op before
+    if (this.frameMustObserve[this.depth] && !this.dependsOnLast(prepared)) return false; // liveness: see above
     const after = step(this.state, prepared);
     if (after === undefined) return false;
     if (!prepared.required && after === this.state) return false; // an optional no-op: leaving it out is as good
@@ -272,6 +310,18 @@ class Search {
     this.lift(this.callEntryOf[op]!);
     if (prepared.required) this.requiredLeft--;
     if (cls >= 0) this.classNext[cls]!++;
+    return true;
+  }
+
+  /**
+   * Whether `prepared`, placed right after the optional operation that opened this frame, needs it: a blind
+   * write does not (the optional one would be dead), nor does a refused swap whose value the state did not
+   * have before it (the swap could go first). Reads and swaps that are legal now do (the optional operation
+   * made them so: it is never a no-op), and so do appends (their result extends its state).
+   */
+  private dependsOnLast(prepared: PreparedOp): boolean {
+    if (prepared.effect === Effect.Write) return false;
+    if (prepared.effect === Effect.SwapRefused) return this.stateBefore[this.depth - 1] === prepared.a;
     return true;
   }
 
@@ -293,19 +343,24 @@ class Search {
    */
   private remember(state: string): boolean | 'memory-limit' {
     const key = (this.requiredHash ^ Math.imul(hashText(state), 0x9e3779b1)) >>> 0;
-    const bucket = this.memo.get(key);
-    if (bucket !== undefined) {
-      for (const seen of bucket) {
-        if (seen.state === state && sameBits(seen.required, this.requiredBits) && isSubset(seen.optional, this.optionalBits)) {
-          return false;
-        }
-      }
+    let bucket = this.memo.get(key);
+    if (bucket === undefined) {
+      bucket = [];
+      this.memo.set(key, bucket);
     }
-    this.memoBytes += this.requiredBits.byteLength + this.optionalBits.byteLength + state.length * 2 + MEMO_ENTRY_OVERHEAD_BYTES;
+    let group = bucket.find((g) => g.state === state && sameBits(g.required, this.requiredBits));
+    if (group !== undefined && group.optionals.some((seen) => isSubset(seen, this.optionalBits))) return false;
+    const bytes = this.optionalBits.byteLength + MEMO_ENTRY_OVERHEAD_BYTES;
+    this.memoBytes += group === undefined ? bytes + this.requiredBits.byteLength + state.length * 2 : bytes;
     if (this.memoBytes > this.limits.memoBytesMax) return 'memory-limit';
-    const configuration = { required: this.requiredBits.slice(), optional: this.optionalBits.slice(), state };
-    if (bucket === undefined) this.memo.set(key, [configuration]);
-    else bucket.push(configuration);
+    if (group === undefined) {
+      group = { required: this.requiredBits.slice(), state, optionals: [] };
+      bucket.push(group);
+    } else if (this.slots.optionalCount > 0) {
+      // Sets that contain the new one are dominated by it from now on.
+      group.optionals = group.optionals.filter((seen) => !isSubset(this.optionalBits, seen));
+    }
+    group.optionals.push(this.optionalBits.slice());
     this.configurations++;
     return true;
   }
@@ -374,6 +429,29 @@ class Search {
     const base = { verdict, configurations: this.configurations, steps: this.steps };
     return this.frontier === undefined || verdict === 'linearizable' ? base : { ...base, frontier: this.frontier };
   }
+}
+
+/**
+ * Leaves out the optional operations whose effect nothing could ever observe, before the search starts (the
+ * static form of "liveness" above). A state an operation leaves can be observed by a read or a swap whose
+ * value equals it or, when appends follow, contains its text; a refused swap observes any state, so with one
+ * present nothing is left out. Placing an unobservable operation only changes states that no later read or
+ * swap could accept until a blind write resets them, so leaving it out loses no valid order.
+ */
+function withoutUnobservable(ops: readonly PreparedOp[]): readonly PreparedOp[] {
+  if (ops.every((p) => p.required) || ops.some((p) => p.effect === Effect.SwapRefused)) return ops;
+  const observed = new Set<string>();
+  for (const p of ops) if (p.effect === Effect.Read || p.effect === Effect.Swap) observed.add(p.a);
+  const appends = ops.some((p) => p.effect === Effect.Append);
+  const observedTexts = appends ? [...observed].map(textOf) : [];
+  const isObservable = (p: PreparedOp): boolean => {
+    if (p.effect === Effect.Append) return observedTexts.some((text) => text.includes(p.a));
+    const result = p.effect === Effect.Swap ? p.b : p.a;
+    if (observed.has(result)) return true;
+    const text = textOf(result);
+    return appends && observedTexts.some((seen) => seen.startsWith(text));
+  };
+  return ops.filter((p) => p.required || isObservable(p));
 }
 
 /** Groups indeterminate operations by identical effect; ranks each group's members in order of invocation. */
