@@ -61,9 +61,10 @@ describe('the search agrees with brute force', () => {
           fc.integer({ min: 1, max: 4 }),
           fc.constantFrom(0, 0.2, 0.4),
           fc.array(fc.nat(), { maxLength: 3 }),
-          (seed, operations, processes, infoRate, mutations) => {
+          fc.constantFrom(3, undefined),
+          (seed, operations, processes, infoRate, mutations, valueDomain) => {
             const events = mutate(
-              generateHistory({ model, seed, operations, keys: model === 'kv' ? 2 : 1, processes, infoRate, failRate: 0.1, valueDomain: 3 }),
+              generateHistory({ model, seed, operations, keys: model === 'kv' ? 2 : 1, processes, infoRate, failRate: 0.1, valueDomain }),
               mutations,
             );
             const expected = bruteForce(events, model);
