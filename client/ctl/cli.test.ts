@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotStatus } from '../../node/snapshot-file.js';
-import { ctl, type CtlResult, freePorts, startCtl, startCtlMember, type CtlMember } from './testing.js';
+import { ctl, type CtlResult, DEAD_ENDPOINT, startCtl, startCtlMember, type CtlMember } from './testing.js';
 
 let m: CtlMember;
 let env: Record<string, string>;
@@ -272,12 +272,11 @@ describe('member, endpoint, snapshot', () => {
   });
 
   it('reports an unreachable endpoint as a row with its error, one error line, exit 1', async () => {
-    const [dead] = await freePorts(1, 11);
-    const endpoints = `${m.endpoint},127.0.0.1:${dead}`;
+    const endpoints = `${m.endpoint},${DEAD_ENDPOINT}`;
     const r = await ctl(['endpoint', 'health', '--endpoints', endpoints, '--dial-timeout', '300ms', '--command-timeout', '1s'], { env });
     expect(r.code).toBe(1);
     const rows = tableRows(r.out);
-    expect(rows.map((x) => x.slice(0, 2))).toEqual([[m.endpoint, 'true'], [`127.0.0.1:${dead}`, 'false']]);
+    expect(rows.map((x) => x.slice(0, 2))).toEqual([[m.endpoint, 'true'], [DEAD_ENDPOINT, 'false']]);
     expect(r.err).toMatch(/^Error: 1 of 2 endpoints are unhealthy: 127\.0\.0\.1:\d+ \(.*\) \(UNAVAILABLE\)\n$/);
     const s = await ctl(['endpoint', 'status', '--endpoints', endpoints, '--dial-timeout', '300ms', '--command-timeout', '1s', '-w', 'json'], { env });
     expect(s.code).toBe(1);
@@ -293,7 +292,7 @@ describe('member, endpoint, snapshot', () => {
     const summary = await snapshotStatus(file);
     expect(summary.revision).toBe(r.revision);
     expect(summary.totalKeys).toBeGreaterThan(0);
-    expectError(await ctl(['snapshot', 'save', file, '--endpoints', `${m.endpoint},${m.endpoint.replace(/\d+$/, '1')}`], { env }), 2, /exactly one endpoint/);
+    expectError(await ctl(['snapshot', 'save', file, '--endpoints', `${m.endpoint},${DEAD_ENDPOINT}`], { env }), 2, /exactly one endpoint/);
   });
 });
 
@@ -304,8 +303,7 @@ describe('global flags and errors', () => {
   });
 
   it('fails in one line with UNAVAILABLE when no endpoint answers', async () => {
-    const [dead] = await freePorts(1, 13);
-    const r = await ctl(['put', 'k', 'v', '--endpoints', `127.0.0.1:${dead}`, '--dial-timeout', '200ms', '--command-timeout', '1s'], {});
+    const r = await ctl(['put', 'k', 'v', '--endpoints', DEAD_ENDPOINT, '--dial-timeout', '200ms', '--command-timeout', '1s'], {});
     expectError(r, 1, /cannot connect to 127\.0\.0\.1:\d+ \(UNAVAILABLE\)$/m);
   });
 

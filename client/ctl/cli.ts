@@ -13,6 +13,7 @@ import { COMMAND_TIMEOUT_DEFAULT, CtlError, Ctx, type CtlIo, DIAL_TIMEOUT_DEFAUL
 import { registerKvCommands, type Action } from './kv-commands.js';
 import { registerLeaseCommands } from './lease-commands.js';
 import { registerRecipeCommands } from './recipe-commands.js';
+import { registerRegistryCommands } from './registry-commands.js';
 
 export type { CtlIo } from './context.js';
 
@@ -60,6 +61,7 @@ function buildProgram(io: CtlIo, state: { exitCode: number }): Command {
   registerKvCommands(program, register);
   registerLeaseCommands(program, register);
   registerRecipeCommands(program, register);
+  registerRegistryCommands(program, register);
   registerClusterCommands(program, register);
   for (const group of program.commands) group.exitOverride().configureOutput(program.configureOutput());
   return program;

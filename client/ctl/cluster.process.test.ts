@@ -20,7 +20,7 @@ let learner: ProcessMember;
 let endpoints: string;
 
 beforeAll(async () => {
-  const ports = await freePorts(8, 3);
+  const ports = await freePorts(8, 3, 'cluster');
   specs = [0, 1, 2, 3].map((i) => ({ name: `n${i + 1}`, clientPort: ports[2 * i]!, peerPort: ports[2 * i + 1]!, dataDir: join(dir, `n${i + 1}`), extraArgs: ['--log-level', 'warn'] }));
   cluster = new ProcessCluster({ members: specs.slice(0, 3), ...timing });
   cluster.start();
@@ -79,7 +79,9 @@ describe('fulcrumctl against a 3-member process cluster', () => {
     learner = new ProcessMember(specs[3]!, memberArgs(specs[3]!, initialCluster!, timing, 'existing'), undefined);
     learner.start();
     await eventually('the learner to catch up and be promoted', async () => ((await run('member', 'promote', id!)).code === 0 ? true : undefined), 60_000, 500);
-    expect((await members()).find((x) => x.id === id)).toMatchObject({ name: 'n4', isLearner: false });
+    expect((await members()).find((x) => x.id === id)).toMatchObject({ isLearner: false });
+    // Its name appears once the started member has published it (shortly after it joined).
+    await eventually('n4 listed by name', async () => ((await members()).some((x) => x.id === id && x.name === 'n4') ? true : undefined), 30_000, 300);
 
     const removed = await run('member', 'remove', id!);
     expect([removed.code, removed.out]).toEqual([0, `Member ${id} removed from cluster\n`]);

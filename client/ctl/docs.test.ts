@@ -9,7 +9,8 @@
 //                                   in a pipeline, the real program through /bin/sh (below)
 //   fulcrumctl ARGS &               start in the background (job %1, %2, ... within the block); waits for its
 //                                   first output line before going on
-//   kill -INT %N                    Ctrl-C for job N; what follows is everything the job printed
+//   kill -INT %N                    Ctrl-C for job N, once it printed what follows (or 15 s passed); what
+//                                   follows is everything the job printed
 //   fulcrumctl ARGS <<'EOF'         stdin from the lines up to EOF
 //   NAME=$(COMMAND)                 capture stdout (trimmed) in a variable, used later as $NAME
 //   echo $?                         the previous command's exit code
@@ -124,6 +125,11 @@ function expectedPattern(lines: string[]): RegExp {
   return new RegExp(`^${parts.join('')}$`);
 }
 
+/** Resolves once `ok()` holds, or after `timeoutMs` (the comparison that follows then reports the difference). */
+async function settle(ok: () => boolean, timeoutMs: number): Promise<void> {
+  for (const until = Date.now() + timeoutMs; !ok() && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+}
+
 let m: CtlMember;
 let cwd: string;
 const home = process.cwd();
@@ -170,6 +176,8 @@ class Session {
     if (kill) {
       const job = this.jobs[Number(kill[1]) - 1];
       if (job === undefined) throw new Error(`no job %${kill[1]}`);
+      // A person presses Ctrl-C after seeing the output; wait (bounded) for what the page shows to arrive.
+      await settle(() => expectedPattern(step.expected).test(normalize(job.output())), 15_000);
       const r = await job.interrupt();
       this.lastCode = r.code;
       return { output: r.all, code: r.code };

@@ -1,13 +1,12 @@
 // elect and lock: the coordination recipes from the command line.
 //
-// Both use the client's recipes (client/recipes: Lock and Election on KV, transactions and watches, with etcd's
+// Both use the client's recipes (client/recipes, docs/recipes.md: Lock and Election on KV, transactions and watches, with etcd's
 // key layout <name>/<lease hex>), so fulcrumctl, programs using the client, etcdctl and etcd's own clients all
 // wait in the same line. Each holder runs under a lease the recipe grants and keeps alive; the fencing token is
 // the holder key's create revision: every later holder's is strictly greater.
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { FulcrumClientError } from '../index.js';
-import { Election, Lock, type Ownership } from '../recipes/index.js';
+import { Election, FulcrumClientError, Lock, type Ownership } from '../index.js';
 import { type Ctx, CtlError, UsageError } from './context.js';
 import { bytesField, cellText } from './format.js';
 import type { Register } from './kv-commands.js';

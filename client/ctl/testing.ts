@@ -1,8 +1,12 @@
 // Test support for fulcrumctl (test code only): a real member serving gRPC on loopback, and runs of `main` with
 // captured stdout/stderr, a given stdin and environment, and an interrupt the test fires (Ctrl-C).
 //
-// Ports: fulcrumctl's tests own 127.0.0.1:18600-18799, in blocks of 10 picked by pid and slot; a taken port moves
-// on to another block.
+// Ports: fulcrumctl's tests own 127.0.0.1:18600-18799, split so that test files running at the same time cannot
+// take each other's ports:
+//   18600-18699  in-process members (they bind at once, and retry elsewhere on EADDRINUSE)
+//   18700-18789  the process cluster (its members bind seconds after the ports were found free: nothing else
+//                may pick them meanwhile)
+//   18790-18799  never bound: the unreachable endpoint, and peer URLs of members that are never started
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,10 +15,11 @@ import { Readable } from 'node:stream';
 import { startMember, type EmbeddedMember } from '../../node/embedded.js';
 import { main, type CtlIo } from './cli.js';
 
-const PORT_FIRST = 18_600;
 const BLOCK_PORTS = 10;
-const BLOCKS = 20; // 18600-18799
+const PORT_RANGES = { members: { first: 18_600, blocks: 10 }, cluster: { first: 18_700, blocks: 9 } } as const;
 const ATTEMPTS = 8;
+/** Nothing listens here in fulcrumctl's tests: an unreachable endpoint. */
+export const DEAD_ENDPOINT = '127.0.0.1:18797';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -24,14 +29,15 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** `count` free consecutive ports from this process's block (`slot` separates users in one process). */
-export async function freePorts(count: number, slot: number): Promise<number[]> {
+/** `count` free consecutive ports of one block, picked by pid and `slot` (separates users in one process). */
+export async function freePorts(count: number, slot: number, range: keyof typeof PORT_RANGES = 'members'): Promise<number[]> {
+  const { first, blocks } = PORT_RANGES[range];
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const base = PORT_FIRST + ((process.pid + slot * 7 + attempt * 3) % BLOCKS) * BLOCK_PORTS;
+    const base = first + ((process.pid + slot * 7 + attempt * 3) % blocks) * BLOCK_PORTS;
     const ports = Array.from({ length: count }, (_, i) => base + i);
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
   }
-  throw new Error(`EADDRINUSE: no ${count} free ports in 18600-18799 after ${ATTEMPTS} attempts`);
+  throw new Error(`EADDRINUSE: no ${count} free ports for ${range} in ${first}-${first + blocks * BLOCK_PORTS - 1} after ${ATTEMPTS} attempts`);
 }
 
 export interface CtlMember {
