@@ -12,7 +12,7 @@ export const LEASE_TTL_S = 3;
 /** How long after the promise a client keeps looking for its key to go before moving on. */
 const EXPIRY_WAIT_S = 15;
 
-interface LeaseTrack {
+export interface LeaseTrack {
   readonly id: string;
   readonly key: string;
   /** Deadline the server promised, ns on the run's clock: last acked keep-alive invoke (or grant invoke) + TTL. */

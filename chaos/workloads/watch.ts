@@ -29,13 +29,13 @@ const COMPACT_EVERY_MS = 3_000;
 /** How long the final phase waits for watchers to reach the last revision. */
 const CATCH_UP_MS = 30_000;
 
-interface Stream {
+export interface Stream {
   readonly start: number;
   readonly responses: WatchBatch[];
   compactedAt: number | undefined;
 }
 
-interface Watcher {
+export interface Watcher {
   readonly streams: Stream[];
   lastRevision: number;
   stop: boolean;
@@ -43,12 +43,12 @@ interface Watcher {
   done: Promise<void> | undefined;
 }
 
-interface Written {
+export interface Written {
   readonly revision: number;
   readonly changes: ReadonlyArray<{ key: string; value: string | undefined }>;
 }
 
-interface WatchState {
+export interface WatchState {
   readonly watchers: Watcher[];
   readonly written: Written[];
   finalRevision: number;

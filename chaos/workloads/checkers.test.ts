@@ -1,0 +1,87 @@
+// The workload checkers on hand-made histories: each must accept a correct one and name what is wrong in a
+// broken one (the process-level negative controls cover register, set and lock end to end; these cover the
+// lease and watch checkers, whose faults a healthy server never produces).
+import { describe, expect, it } from 'vitest';
+import type { KV, WatchBatch } from '../harness/client.js';
+import { checkLeases, type LeaseTrack } from './lease.js';
+import { checkWatch, type WatchState, type Watcher } from './watch.js';
+
+const S = 1e9;
+
+describe('lease checker', () => {
+  const track = (goneAtS: number[], promisedUntilS: number): LeaseTrack => ({ id: '7', key: 'lease/0/0', promisedUntilNs: promisedUntilS * S, goneAtNs: goneAtS.map((g) => g * S), firstGoneNs: goneAtS[0] === undefined ? undefined : goneAtS[0] * S });
+
+  it('accepts keys that go after the promise', () => {
+    expect(checkLeases([track([10.5], 10), track([], 12)]).verdict).toBe('valid');
+  });
+
+  it('flags a key gone while its lease was still promised', () => {
+    const r = checkLeases([track([9.2], 10)]);
+    expect(r.verdict).toBe('invalid');
+    expect(r.anomalies).toEqual([{ lease: '7', key: 'lease/0/0', goneAtMs: 9200, promisedUntilMs: 10000 }]);
+  });
+});
+
+function kv(key: string, value: string, rev: number): KV {
+  return { key, value, modRevision: rev, createRevision: rev, version: 1, lease: '0', modHlc: '0' };
+}
+function batch(events: WatchBatch['events'], extra: Partial<WatchBatch> = {}): WatchBatch {
+  return { created: false, canceled: false, compactRevision: 0, cancelReason: '', headerRevision: 0, events, ...extra };
+}
+function watcher(streams: Watcher['streams'], last: number): Watcher {
+  return { streams, lastRevision: last, stop: true, cancel: undefined, done: undefined };
+}
+/** History: rev 2 put a=1; rev 3 put a=2 (prev 2:1) and b=1 in one txn; rev 4 delete a. */
+const good = (): WatchBatch[] => [
+  batch([{ type: 'put', kv: kv('w/a', '1', 2), prev: undefined }]),
+  batch([
+    { type: 'put', kv: kv('w/a', '2', 3), prev: kv('w/a', '1', 2) },
+    { type: 'put', kv: kv('w/b', '1', 3), prev: undefined },
+  ]),
+  batch([{ type: 'delete', kv: kv('w/a', '', 4), prev: kv('w/a', '2', 3) }]),
+];
+const written = [
+  { revision: 2, changes: [{ key: 'w/a', value: '1' }] },
+  { revision: 3, changes: [{ key: 'w/a', value: '2' }, { key: 'w/b', value: '1' }] },
+  { revision: 4, changes: [{ key: 'w/a', value: undefined }] },
+];
+function state(watchers: Watcher[]): WatchState {
+  return { watchers, written, finalRevision: 4, caughtUp: true, maxCompaction: 0 };
+}
+const verdicts = (st: WatchState): Record<string, string> => Object.fromEntries(checkWatch(st).map((c) => [c.checker, c.verdict]));
+
+describe('watch checker', () => {
+  it('accepts two watchers that saw the same history, one of them resuming', () => {
+    const [r2, r3, r4] = good();
+    const st = state([
+      watcher([{ start: 1, responses: good(), compactedAt: undefined }], 4),
+      watcher([{ start: 1, responses: [r2!], compactedAt: undefined }, { start: 3, responses: [r3!, r4!], compactedAt: undefined }], 4),
+    ]);
+    expect(Object.values(verdicts(st)).every((v) => v === 'valid')).toBe(true);
+  });
+
+  it('catches a missed revision, a split revision, a duplicate, a wrong prev_kv and a disagreement', () => {
+    const [r2, r3, r4] = good();
+    const missed = state([watcher([{ start: 1, responses: [r2!, r4!], compactedAt: undefined }], 4)]);
+    expect(verdicts(missed)['watch-complete']).toBe('invalid');
+    const split = state([watcher([{ start: 1, responses: [r2!, batch([r3!.events[0]!]), batch([r3!.events[1]!]), r4!], compactedAt: undefined }], 4)]);
+    expect(verdicts(split)['watch-atomic']).toBe('invalid');
+    const dup = state([watcher([{ start: 1, responses: [r2!, r3!, r3!, r4!], compactedAt: undefined }], 4)]);
+    expect(verdicts(dup)['watch-ordered']).toBe('invalid');
+    const wrongPrev = batch([{ type: 'delete', kv: kv('w/a', '', 4), prev: kv('w/a', '1', 2) }]);
+    const prev = state([watcher([{ start: 1, responses: [r2!, r3!, wrongPrev], compactedAt: undefined }], 4)]);
+    expect(verdicts(prev)['watch-prevKv']).toBe('invalid');
+    const other = batch([{ type: 'put', kv: kv('w/a', 'X', 2), prev: undefined }]);
+    const disagree = state([watcher([{ start: 1, responses: good(), compactedAt: undefined }], 4), watcher([{ start: 1, responses: [other, r3!, r4!], compactedAt: undefined }], 4)]);
+    expect(verdicts(disagree)['watch-agreed']).toBe('invalid');
+  });
+
+  it('excuses a compacted gap, and flags a compaction cancel for a revision that was not compacted', () => {
+    const [, r3, r4] = good();
+    const canceled = batch([], { canceled: true, compactRevision: 3 });
+    const ok = state([watcher([{ start: 1, responses: [canceled], compactedAt: 3 }, { start: 3, responses: [r3!, r4!], compactedAt: undefined }], 4)]);
+    expect(Object.values(verdicts(ok)).every((v) => v === 'valid')).toBe(true);
+    const wrong = state([watcher([{ start: 3, responses: [canceled], compactedAt: 3 }, { start: 3, responses: [r3!, r4!], compactedAt: undefined }], 4)]);
+    expect(verdicts(wrong)['watch-compaction']).toBe('invalid');
+  });
+});
