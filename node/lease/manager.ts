@@ -38,6 +38,12 @@ export const LEASE_FORWARD_TIMEOUT_MS = 5_000;
 export const LEASE_PROPOSAL_TIMEOUT_MS = 7_000;
 /** Pause between attempts to confirm a new leadership before building the tracker. */
 const PROMOTION_RETRY_MS = 50;
+/**
+ * A keep-alive that arrives within this long after the arrival of the lease's last logged renewal is acknowledged
+ * without a log entry; new leaders add it to the deadlines they inherit (expiry-tracker.ts). Bounds the log
+ * traffic of a client that renews very often to two entries per second per lease, for 0.5 s of upper bound.
+ */
+export const LEASE_RENEWAL_COALESCE_MS = 500;
 /** Last words kept for leases no longer in the table before they are pruned (revokes do not name their lease). */
 const LAST_WORDS_SLACK = 1_000;
 
@@ -58,6 +64,7 @@ export interface LeaseManagerOptions {
   readonly tickIntervalMs: number;
   readonly revokesPerTickMax: number;
   readonly revokeRetryIntervalMs: number;
+  readonly renewalCoalesceMs: number;
   readonly forwardTimeoutMs: number;
   readonly proposalTimeoutMs: number;
   /** A monotonic clock in milliseconds. Never wall time. */
@@ -86,6 +93,7 @@ export function leaseManagerDefaults(): LeaseManagerOptions {
   return {
     tickIntervalMs: LEASE_TICK_INTERVAL_MS,
     revokesPerTickMax: LEASE_REVOKES_PER_TICK_MAX,
+    renewalCoalesceMs: LEASE_RENEWAL_COALESCE_MS,
     revokeRetryIntervalMs: 3_000,
     forwardTimeoutMs: LEASE_FORWARD_TIMEOUT_MS,
     proposalTimeoutMs: LEASE_PROPOSAL_TIMEOUT_MS,
@@ -99,6 +107,7 @@ function validate(o: LeaseManagerOptions): Readonly<LeaseManagerOptions> {
   for (const name of ['tickIntervalMs', 'revokesPerTickMax', 'revokeRetryIntervalMs', 'forwardTimeoutMs', 'proposalTimeoutMs'] as const) {
     if (!Number.isSafeInteger(o[name]) || o[name] <= 0) throw new RangeError(`${name} must be a positive integer, got ${o[name]}`);
   }
+  if (!Number.isSafeInteger(o.renewalCoalesceMs) || o.renewalCoalesceMs < 0) throw new RangeError(`renewalCoalesceMs must be a non-negative integer, got ${o.renewalCoalesceMs}`);
   return Object.freeze({ ...o });
 }
 
@@ -125,6 +134,8 @@ export class LeaseManager {
   /** The last word for every lease not in lastWordAtMs: when this manager started, or a snapshot was installed. */
   private baselineMs = 0;
   private readonly renewals: RenewalLog;
+  /** Lease -> when the renewal this leader last logged for it arrived (its own clock). Cleared on step-down. */
+  private readonly loggedRenewalAtMs = new Map<LeaseId, number>();
   private readonly cleanups: Array<() => void> = [];
   private started = false;
 
@@ -137,6 +148,7 @@ export class LeaseManager {
       monotonicNowMs: this.options.monotonicNowMs,
       revokeRetryIntervalMs: this.options.revokeRetryIntervalMs,
       batchMax: this.options.revokesPerTickMax,
+      renewalCoalesceMs: this.options.renewalCoalesceMs,
     });
     this.renewals = new RenewalLog((op) => this.proposeWithDeadline(op));
   }
@@ -185,6 +197,7 @@ export class LeaseManager {
     } else {
       this.tracker.stepDown();
       this.revokesInFlight.clear();
+      this.loggedRenewalAtMs.clear();
       this.promotion = Promise.resolve();
     }
   }
@@ -228,6 +241,7 @@ export class LeaseManager {
   private pruneLastWords(): void {
     const table = this.member.stateMachine.leases;
     for (const id of this.lastWordAtMs.keys()) if (!table.has(id)) this.lastWordAtMs.delete(id);
+    for (const id of this.loggedRenewalAtMs.keys()) if (!table.has(id)) this.loggedRenewalAtMs.delete(id);
   }
 
   private nowMs(): number {
@@ -245,7 +259,8 @@ export class LeaseManager {
 
   /** One round: propose revokes for expired leases. Resolves when those proposals settle. */
   async tick(): Promise<void> {
-    if (this.lastWordAtMs.size > LAST_WORDS_SLACK + this.member.stateMachine.leases.list().length) this.pruneLastWords();
+    const slack = LAST_WORDS_SLACK + this.member.stateMachine.leases.list().length;
+    if (this.lastWordAtMs.size > slack || this.loggedRenewalAtMs.size > slack) this.pruneLastWords();
     if (!this.tracker.isLeader) return;
     const work: Array<Promise<void>> = [];
     for (const id of this.tracker.expiredLeases()) {
@@ -294,6 +309,9 @@ export class LeaseManager {
     if (!this.existsOrForget(id)) throw apiError('LEASE_NOT_FOUND');
     this.adoptUntracked(id);
     this.tracker.checkRenewable(id);
+    // Renewed and logged a moment ago: acknowledge without another entry (new leaders allow for it, see above).
+    const loggedAt = this.loggedRenewalAtMs.get(id);
+    if (loggedAt !== undefined && renewedAtMs - loggedAt <= this.options.renewalCoalesceMs) return this.tracker.renew(id, renewedAtMs);
     const ttlMs = this.tracker.ttlMsOf(id) ?? 0;
     const result = await this.logRenewal(id, ttlMs);
     // Revoked in the log before the renewal reached it: the lease is gone, whatever the tracker thinks.
@@ -301,6 +319,7 @@ export class LeaseManager {
     // Committed: every later leader counts from when it applied this entry. If this member lost the lead while
     // the entry was committing, the acknowledgement is still true; there is just no local deadline to move.
     if (!this.tracker.isLeader) return ttlMs / 1000;
+    this.loggedRenewalAtMs.set(id, Math.max(this.loggedRenewalAtMs.get(id) ?? renewedAtMs, renewedAtMs));
     return this.tracker.renew(id, renewedAtMs);
   }
 

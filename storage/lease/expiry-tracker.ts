@@ -9,9 +9,11 @@
 //           instead of restarting it, so the bound is "T plus at most the failover" (about one election timeout),
 //           never T plus a checkpoint interval and never 2T.
 //
-// How. The caller commits a checkpoint entry (remaining = full TTL) for every keep-alive BEFORE acknowledging it
+// How. The caller commits a checkpoint entry (remaining = full TTL) for a keep-alive BEFORE acknowledging it
 // (batched: one entry carries every renewal that arrived while the previous one was in flight). So the log holds
-// the latest acknowledged renewal of every lease. Each member remembers, on its own monotonic clock, when it
+// the latest acknowledged renewal of every lease, give or take renewalCoalesceMs: a renewal that arrives within
+// that long after the arrival of the lease's last logged one is acknowledged without an entry, and a new leader
+// adds renewalCoalesceMs to every deadline it inherits (k <= k_logged + coalesce <= lastWord + coalesce). Each member remembers, on its own monotonic clock, when it
 // applied the latest grant or checkpoint of each lease ("last word"). A member applies an entry only after it
 // committed, and the keep-alive was acknowledged after the commit but measured from k < commit, so in real time
 //     lastWord >= commit >= k.
@@ -46,11 +48,17 @@ export interface LeaseExpiryTrackerConfig {
   readonly monotonicNowMs: () => number;
   readonly revokeRetryIntervalMs: number;
   readonly batchMax: number;
+  /**
+   * How long after a logged renewal arrived a leader may acknowledge further renewals of the same lease without
+   * logging them (see LeaseManager). A new leader adds it to every inherited deadline, which covers those.
+   */
+  readonly renewalCoalesceMs: number;
 }
 
 export const LEASE_EXPIRY_TRACKER_DEFAULTS = {
   revokeRetryIntervalMs: LEASE_REVOKE_RETRY_INTERVAL_MS,
   batchMax: LEASE_BATCH_MAX,
+  renewalCoalesceMs: 0,
 } as const;
 
 export function validateLeaseExpiryTrackerConfig(
@@ -60,6 +68,7 @@ export function validateLeaseExpiryTrackerConfig(
   for (const name of ['revokeRetryIntervalMs', 'batchMax'] as const) {
     if (!Number.isSafeInteger(c[name]) || c[name] <= 0) throw new RangeError(`${name} must be a positive integer, got ${c[name]}`);
   }
+  if (!Number.isSafeInteger(c.renewalCoalesceMs) || c.renewalCoalesceMs < 0) throw new RangeError(`renewalCoalesceMs must be a non-negative integer, got ${c.renewalCoalesceMs}`);
   return Object.freeze(c);
 }
 
@@ -107,7 +116,7 @@ export class LeaseExpiryTracker {
       const remainingMs = Math.min(lease.remainingTtlMs ?? ttlMs, ttlMs);
       const heardAtMs = lastWordAtMs(lease.id);
       assert(heardAtMs <= now, `last word about lease ${lease.id} is in the future`);
-      this.leases.set(lease.id, { id: lease.id, ttlMs, deadlineMs: heardAtMs + remainingMs, reportedExpiredAtMs: undefined });
+      this.leases.set(lease.id, { id: lease.id, ttlMs, deadlineMs: heardAtMs + remainingMs + this.config.renewalCoalesceMs, reportedExpiredAtMs: undefined });
     }
   }
 
