@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotStatus } from '../../node/snapshot-file.js';
+import { eventually } from '../../node/testing/eventually.js';
 import { ctl, type CtlResult, DEAD_ENDPOINT, startCtl, startCtlMember, type CtlMember } from './testing.js';
 
 let m: CtlMember;
@@ -92,6 +93,13 @@ describe('get, put, del', () => {
     expect((await run('get', 'h/k', '--at', new Date(Date.now() + 1_000).toISOString(), '--print-value-only')).out).toBe('after\n');
     expectError(await run('get', 'h/k', '--at', 'yesterday'), 2, /--at must be an ISO 8601 time/);
     expectError(await run('get', 'h/k', '--at', when, '--rev', '3'), 2, /give --rev or --at, not both/);
+  });
+
+  it('puts a value read from stdin, byte for byte', async () => {
+    const binary = '\u00e9t\u00e9\n{"a": 1}\n';
+    expect((await ctl(['put', 'kv/stdin'], { env, stdin: binary })).out).toBe('OK\n');
+    expect((await run('get', 'kv/stdin', '--print-value-only')).out).toBe(`${binary}\n`);
+    expectError(await ctl(['put', 'kv/stdin'], { env, isTTY: true }), 2, /put needs a value/);
   });
 
   it('deletes a key, a prefix with prev values (json), and counts', async () => {
@@ -211,6 +219,18 @@ describe('lock and elect', () => {
     expect(second.token).toBeGreaterThan(first.token);
     expect((await run('get', first.key, '--count-only')).out).toBe('0\n'); // released: the key is gone
     expect((await b.interrupt()).code).toBe(0);
+  });
+
+  it('leaves the line when Ctrl-C comes while still waiting (no key left behind, exit 0)', async () => {
+    const holder = startCtl(['lock', 'l/wait', '-w', 'json'], { env });
+    await holder.waitFor(/"token"/);
+    const waiter = startCtl(['lock', 'l/wait', '-w', 'json'], { env });
+    await eventually('the waiter in line', async () => ((await run('get', 'l/wait/', '--prefix', '--count-only')).out === '2\n' ? true : undefined), 10_000, 50);
+    const r = await waiter.interrupt();
+    expect([r.code, r.out]).toEqual([0, '']);
+    expect((await run('get', 'l/wait/', '--prefix', '--count-only')).out).toBe('1\n');
+    await holder.interrupt();
+    expect((await run('get', 'l/wait/', '--prefix', '--count-only')).out).toBe('0\n');
   });
 
   it('runs a command while holding the lock, with the fencing token in FULCRUM_LOCK_TOKEN, and passes its exit code', async () => {

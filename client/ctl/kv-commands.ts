@@ -47,12 +47,12 @@ export function registerKvCommands(program: Command, register: Register): void {
   register(
     program
       .command('put')
-      .description('write a value')
+      .description('write a value (read from stdin when not given: files, binary values)')
       .argument('<key>')
-      .argument('<value>')
+      .argument('[value]')
       .option('--lease <id>', 'bind the key to this lease (hex)')
       .option('--prev-kv', 'show the version this put replaced'),
-    (ctx, key, value, flags) => put(ctx, key as string, value as string, flags as { lease?: string; prevKv?: boolean }),
+    (ctx, key, value, flags) => put(ctx, key as string, value as string | undefined, flags as { lease?: string; prevKv?: boolean }),
   );
   register(
     program
@@ -155,8 +155,9 @@ async function get(ctx: Ctx, key: string, end: string | undefined, flags: GetFla
 
 // ---- put, del
 
-async function put(ctx: Ctx, key: string, value: string, flags: { lease?: string; prevKv?: boolean }): Promise<void> {
+async function put(ctx: Ctx, key: string, valueArg: string | undefined, flags: { lease?: string; prevKv?: boolean }): Promise<void> {
   const lease = flags.lease === undefined ? undefined : parseHexId('--lease', flags.lease);
+  const value = valueArg ?? (await readValueFromStdin(ctx));
   const r = await ctx.kv.put(key, value, { ...(lease === undefined ? {} : { lease }), prevKv: flags.prevKv ?? false, ...ctx.call });
   if (ctx.format === 'json') {
     ctx.json({ header: headerJson(r.header), revision: r.revision, hlc: r.hlc.toString(), prevKv: r.prevKv === undefined ? null : kvJson(r.prevKv) });
@@ -164,6 +165,14 @@ async function put(ctx: Ctx, key: string, value: string, flags: { lease?: string
   }
   ctx.io.out('OK\n');
   if (r.prevKv !== undefined) printKvs(ctx, [r.prevKv]);
+}
+
+/** The whole of stdin, byte for byte (`fulcrumctl put config/app < app.json`); a terminal gets no prompt. */
+async function readValueFromStdin(ctx: Ctx): Promise<Buffer> {
+  if (ctx.io.stdin.isTTY === true) throw new UsageError('put needs a value (or one piped on stdin)');
+  const chunks: Buffer[] = [];
+  for await (const c of ctx.io.stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(chunks);
 }
 
 async function del(ctx: Ctx, key: string, end: string | undefined, flags: { prefix?: boolean; fromKey?: boolean; prevKv?: boolean }): Promise<void> {

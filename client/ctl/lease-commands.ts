@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import type { LeaseGrantResponse, LeaseKeepAliveResponse, LeaseTimeToLiveResponse } from '../../proto/index.js';
-import { LeaseNotFoundError, type Client, type Services } from '../index.js';
+import { FulcrumClientError, LeaseNotFoundError, type Client, type Services } from '../index.js';
 import { type Ctx, CtlError, UsageError } from './context.js';
 import { bytesField, cellText, hexId, renderTable } from './format.js';
 import type { Register } from './kv-commands.js';
@@ -102,14 +102,30 @@ async function list(ctx: Ctx): Promise<void> {
  */
 async function keepAlive(ctx: Ctx, idText: string, once: boolean): Promise<void> {
   const id = parseHexId('lease', idText);
+  // Until when the lease certainly lives (the last answer's TTL from when it was asked): while it does, a failed
+  // keep-alive (no member reachable for a while) is worth trying again rather than giving up on the lease.
+  let aliveUntil = 0;
   for (;;) {
-    const ttl = await keepAliveOnce(ctx, id);
+    const askedAt = performance.now();
+    let ttl: number;
+    try {
+      ttl = await keepAliveOnce(ctx, id);
+    } catch (e) {
+      if (once || !(e instanceof FulcrumClientError) || !e.retryable || performance.now() + KEEPALIVE_RETRY_MS >= aliveUntil) throw e;
+      ctx.io.err(`lease ${hexId(id)}: keep-alive failed (${e.message.replace(/fulcrum client: /g, '')}); trying again\n`);
+      if (!(await sleepUnlessInterrupted(ctx.io.interrupt, KEEPALIVE_RETRY_MS))) return;
+      continue;
+    }
     if (ttl <= 0) throw new CtlError('LEASE_NOT_FOUND', `lease ${hexId(id)} expired or was revoked`);
+    aliveUntil = askedAt + ttl * 1000;
     if (ctx.format === 'json') ctx.json({ id: hexId(id), ttl });
     else ctx.io.out(`lease ${hexId(id)} keepalived with TTL(${ttl})\n`);
     if (once || !(await sleepUnlessInterrupted(ctx.io.interrupt, (ttl * 1000) / 3))) return;
   }
 }
+
+/** Pause before another keep-alive after one failed. */
+const KEEPALIVE_RETRY_MS = 1_000;
 
 /** One keep-alive over a fresh stream, as a unary call (the client's failover and deadline apply). */
 function keepAliveOnce(ctx: Ctx, id: bigint): Promise<number> {
