@@ -34,9 +34,9 @@ describe('chaos: workloads under faults (real processes)', () => {
   );
 
   it(
-    'watch streams and leases keep their promises under partitions, pauses, kill -9 and clock skew',
+    'watch streams, leases and HLC stamps keep their promises under partitions, pauses, kill -9 and clock skew',
     async () => {
-      const s = await run({ workloads: ['watch', 'lease'], nemeses: 'partition,pause,kill,clock', timeS: 20 });
+      const s = await run({ workloads: ['watch', 'lease', 'clock'], nemeses: 'partition,pause,kill,clock', timeS: 20 });
       for (const c of s.checks) expect([c.workload, c.checker, c.verdict, c.summary]).toEqual([c.workload, c.checker, c.checker === 'watch-caught-up' ? c.verdict : 'valid', c.summary]);
       expect(s.checks.find((c) => c.checker === 'watch-caught-up')!.verdict).toBe('valid');
       expect(Object.values(s.faults).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);

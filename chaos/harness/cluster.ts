@@ -181,6 +181,7 @@ export class ChaosMember {
   /** Offset the member's wall clock (libfaketime re-reads the file on every clock call). Monotonic is left alone. */
   setClock(offsetS: number): void {
     this.clockOffsetS = offsetS;
+    this.cluster.maxClockOffsetS = Math.max(this.cluster.maxClockOffsetS, Math.abs(offsetS));
     writeFileSync(this.clockFile, `${offsetS >= 0 ? '+' : ''}${offsetS}s\n`);
   }
 
@@ -220,6 +221,8 @@ export class ChaosMember {
 export class ChaosCluster {
   readonly members: ChaosMember[] = [];
   readonly network: Network;
+  /** The largest wall-clock offset (either way, seconds) any member was given during the run. */
+  maxClockOffsetS = 0;
   private base = 0;
 
   private constructor(readonly options: ChaosClusterOptions) {

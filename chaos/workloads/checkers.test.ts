@@ -3,6 +3,7 @@
 // lease and watch checkers, whose faults a healthy server never produces).
 import { describe, expect, it } from 'vitest';
 import type { KV, WatchBatch } from '../harness/client.js';
+import { checkClock, type Observation } from './clock.js';
 import { checkLeases, type LeaseTrack } from './lease.js';
 import { checkWatch, type WatchState, type Watcher } from './watch.js';
 
@@ -83,5 +84,27 @@ describe('watch checker', () => {
     expect(Object.values(verdicts(ok)).every((v) => v === 'valid')).toBe(true);
     const wrong = state([watcher([{ start: 3, responses: [canceled], compactedAt: 3 }, { start: 3, responses: [r3!, r4!], compactedAt: undefined }], 4)]);
     expect(verdicts(wrong)['watch-compaction']).toBe('invalid');
+  });
+});
+
+describe('clock checker', () => {
+  const now = 1_800_000_000_000;
+  const o = (revision: number, wallMs: number, logical = 0, offsetBoundMs = 0): Observation => ({ revision, hlc: (BigInt(wallMs) << 16n) | BigInt(logical), invokedMs: now, completedMs: now + 5, offsetBoundMs });
+  const v = (obs: Observation[]): Record<string, string> => Object.fromEntries(checkClock(obs).map((c) => [c.checker, c.verdict]));
+
+  it('accepts increasing HLCs near real time, logical counters included', () => {
+    expect(v([o(2, now), o(3, now, 1), o(3, now, 1), o(4, now + 2)])).toEqual({ 'hlc-monotonic': 'valid', 'hlc-real-time': 'valid' });
+  });
+
+  it('flags a step backwards, a revision with two HLCs, and a value far from real time', () => {
+    expect(v([o(2, now + 1), o(3, now)])['hlc-monotonic']).toBe('invalid');
+    expect(v([o(2, now), o(2, now + 1)])['hlc-monotonic']).toBe('invalid');
+    expect(v([o(2, now + 60_000)])['hlc-real-time']).toBe('invalid');
+    // ... unless a clock was skewed that far: the bound grows with the largest offset injected.
+    expect(v([o(2, now + 60_000, 0, 60_000)])['hlc-real-time']).toBe('valid');
+  });
+
+  it('says unknown for a system without HLC values', () => {
+    expect(checkClock([{ revision: 2, hlc: 0n, invokedMs: now, completedMs: now, offsetBoundMs: 0 }])[0]!.verdict).toBe('unknown');
   });
 });

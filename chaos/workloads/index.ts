@@ -1,4 +1,5 @@
 // The workloads by name, as `--workload` spells them.
+import { clock } from './clock.js';
 import { lease } from './lease.js';
 import { lock } from './lock.js';
 import { register } from './register.js';
@@ -6,4 +7,4 @@ import { set } from './set.js';
 import { watch } from './watch.js';
 import type { Workload } from './types.js';
 
-export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock, lease, watch };
+export const WORKLOADS: Readonly<Record<string, Workload>> = { register, set, lock, lease, watch, clock };
