@@ -71,7 +71,7 @@ interface MemberCheck {
 /**
  * `docker run` of the runtime stage, then what an operator would check: /health answers 200, the image's
  * HEALTHCHECK command exits 0, a put and a linearizable get work, fulcrumctl and the backup commands work inside
- * the image, and SIGTERM stops it with exit code 0.
+ * the image, SIGTERM stops it with exit code 0, and then the HEALTHCHECK fails.
  */
 async function checkMember(stage: BuiltStage): Promise<MemberCheck> {
   const [client, peer, metrics] = await freePorts(0, 3);
@@ -125,6 +125,9 @@ async function checkMember(stage: BuiltStage): Promise<MemberCheck> {
     child.kill('SIGTERM');
     const code = await exited;
     if (code !== 0) return fail(`SIGTERM gave exit code ${code}`);
+    // The health check's negative control: with the member gone it must report unhealthy.
+    const gone = await execInContainer(stage, env, stage.healthcheck!.command);
+    if (gone.code === 0) return fail(`HEALTHCHECK passed with the member stopped: ${gone.output}`);
     return { ok: true, output: output.join('') };
   } catch (e) {
     return fail(String(e));
