@@ -15,7 +15,16 @@ import { AbortedError, CompactedError, FulcrumClientError } from '../errors.js';
 import type { CallOptions } from '../rpc.js';
 import { Compare, Op } from '../txn.js';
 import type { KeyValue } from '../types.js';
-import { linePrefix } from './line.js';
+import { cancelWatch, linePrefix } from './line.js';
+import type { Watch } from '../watch.js';
+
+/** The watch, cancelled (once accepted: cancelWatch) when the signal aborts. */
+function watchUntil(watch: Watch, signal: AbortSignal | undefined): Watch {
+  if (signal === undefined) return watch;
+  if (signal.aborted) cancelWatch(watch);
+  else signal.addEventListener('abort', () => cancelWatch(watch), { once: true });
+  return watch;
+}
 import { Ownership } from './ownership.js';
 import { enterLine, type ParticipantOptions } from './participant.js';
 
@@ -129,7 +138,7 @@ export class Election {
         }
         const leader = toLeader(first);
         if (last === undefined || !last.key.equals(leader.key) || last.revision !== leader.revision) yield (last = leader);
-        for await (const e of this.client.watch(first.key, { startRevision: r.revision + 1, ...(signal ? { signal } : {}) })) {
+        for await (const e of watchUntil(this.client.watch(first.key, { startRevision: r.revision + 1 }), signal)) {
           if (e.type === 'delete' || e.kv.createRevision !== first.createRevision) break;
           yield (last = toLeader(e.kv));
         }
@@ -141,7 +150,7 @@ export class Election {
 
   /** Wait for the first put under the prefix from `fromRevision` (someone stands). */
   private async nextPut(fromRevision: number, signal: AbortSignal | undefined): Promise<void> {
-    for await (const e of this.client.watch({ prefix: this.prefix }, { startRevision: fromRevision, noDelete: true, ...(signal ? { signal } : {}) })) {
+    for await (const e of watchUntil(this.client.watch({ prefix: this.prefix }, { startRevision: fromRevision, noDelete: true }), signal)) {
       if (e.type === 'put') return;
     }
   }

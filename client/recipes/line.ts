@@ -24,6 +24,10 @@ import { KeySpace } from '../keyspace.js';
 import { Compare, Op } from '../txn.js';
 import { type KeyValue, num, toKeyValue, wireRange } from '../types.js';
 import type { CallOptions } from '../rpc.js';
+import type { Watch } from '../watch.js';
+
+/** How long cancelWatch waits for the server to accept a watch before cancelling it anyway. */
+const WATCH_CANCEL_GRACE_MS = 2_000;
 
 /** Attempts of the join transaction when its outcome is unknown (it is idempotent: put-if-absent, else read). */
 const JOIN_ATTEMPTS_MAX = 5;
@@ -116,14 +120,34 @@ export async function waitForTurn(client: Client, prefix: Buffer, spot: Spot, le
 
 /** Resolves at the first delete of `key` from `fromRevision` on; a compacted start just resolves (read again). */
 export async function waitForDelete(client: Client, key: Buffer, fromRevision: number, signal: AbortSignal): Promise<void> {
-  const watch = client.watch(key, { startRevision: fromRevision, noPut: true, signal });
+  throwIfAborted(signal);
+  const watch = client.watch(key, { startRevision: fromRevision, noPut: true });
+  const onAbort = (): void => cancelWatch(watch);
+  signal.addEventListener('abort', onAbort, { once: true });
   try {
     for await (const e of watch) if (e.type === 'delete') return;
   } catch (e) {
     if (e instanceof CompactedError) return;
     throw e;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
   throwIfAborted(signal);
+}
+
+/**
+ * Cancel a watch once the server has accepted it (or after a grace period). Works around the client core
+ * leaving its member's connection open after close() when a watch was cancelled before its stream was
+ * accepted (reported to the client's owner; a process would then not exit).
+ */
+export function cancelWatch(watch: Watch): void {
+  const timer = setTimeout(() => watch.cancel(), WATCH_CANCEL_GRACE_MS);
+  timer.unref();
+  const cancel = (): void => {
+    clearTimeout(timer);
+    watch.cancel();
+  };
+  watch.ready.then(cancel, cancel);
 }
 
 /** Leave the line: delete the key only while it is still this participant's (create revision unchanged). */

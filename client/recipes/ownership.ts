@@ -15,7 +15,8 @@ import { CompactedError, FulcrumClientError, type LeaseLostError } from '../erro
 import type { Lease } from '../lease.js';
 import type { TxnBuilder } from '../txn.js';
 import { Compare } from '../txn.js';
-import { type Spot, leaveLine } from './line.js';
+import type { Watch } from '../watch.js';
+import { cancelWatch, type Spot, leaveLine } from './line.js';
 
 /** Why a holder stopped holding. */
 export type OwnershipLostReason = 'lease-lost' | 'key-deleted' | 'client-closed';
@@ -49,7 +50,7 @@ export class Ownership extends EventEmitter<{ lost: [OwnershipLostError] }> {
   private readonly controller = new AbortController();
   private lostError: OwnershipLostError | undefined;
   private released = false;
-  private readonly watchStop = new AbortController();
+  private ownWatch: Watch | undefined;
   private readonly onLeaseLost = (e: LeaseLostError): void => this.lose(e.reason === 'closed' ? 'client-closed' : 'lease-lost', `fulcrum recipes: ${this.spot.key.toString()}: its lease was lost (${e.reason})`, e);
 
   constructor(
@@ -137,7 +138,7 @@ export class Ownership extends EventEmitter<{ lost: [OwnershipLostError] }> {
 
   private stopWatching(): void {
     this.lease.off('lost', this.onLeaseLost);
-    this.watchStop.abort();
+    if (this.ownWatch !== undefined) cancelWatch(this.ownWatch);
   }
 
   /** Watch the own key from the grant on; when the watch cannot resume (compacted), read the key instead. */
@@ -145,8 +146,10 @@ export class Ownership extends EventEmitter<{ lost: [OwnershipLostError] }> {
     let from = fromRevision;
     while (this.held) {
       try {
-        const watch = this.client.watch(this.spot.key, { startRevision: from, signal: this.watchStop.signal });
+        const watch = this.client.watch(this.spot.key, { startRevision: from });
+        this.ownWatch = watch;
         for await (const e of watch) {
+          if (!this.held) break;
           if (e.type === 'delete' || e.kv.createRevision !== this.spot.createRevision) {
             return this.lose('key-deleted', `fulcrum recipes: ${this.spot.key.toString()} was deleted at revision ${e.revision}`);
           }

@@ -15,6 +15,7 @@ import type { Lease } from '../lease.js';
 import type { CallOptions } from '../rpc.js';
 import type { KeyValue } from '../types.js';
 import type { Watch, WatchEvent } from '../watch.js';
+import { cancelWatch } from '../recipes/line.js';
 
 export const REGISTRY_PREFIX_DEFAULT = 'services/';
 /** Lease TTL of a registration: how long a crashed instance stays listed at most (plus the server's expiry round). */
@@ -265,7 +266,7 @@ export class Discovery extends EventEmitter<{ change: [ServiceChange]; error: [F
 
   /** Read the service, report what differs from what is known, and watch from the read's next revision. */
   private async resync(initial = false): Promise<void> {
-    this.watch?.cancel();
+    if (this.watch !== undefined) cancelWatch(this.watch);
     const r = await this.client.range({ prefix: this.prefix });
     if (this.ended) return;
     const now = new Map<string, Instance>();
@@ -282,8 +283,12 @@ export class Discovery extends EventEmitter<{ change: [ServiceChange]; error: [F
     this.snapshotRevision = r.revision;
     const watch = this.client.watch({ prefix: this.prefix }, { startRevision: r.revision + 1, prevKv: true });
     this.watch = watch;
-    watch.on('event', (e) => this.onEvent(e));
+    // Events of a watch being replaced (cancelWatch may take a moment) must not count twice.
+    watch.on('event', (e) => {
+      if (watch === this.watch && !this.ended) this.onEvent(e);
+    });
     watch.on('error', (e) => {
+      if (watch !== this.watch) return;
       if (e.code === 'COMPACTED' && !this.ended) this.resync().catch((x: unknown) => this.end(x instanceof FulcrumClientError ? x : new FulcrumClientError('INTERNAL', String(x), false)));
       else this.end(e);
     });
@@ -316,7 +321,7 @@ export class Discovery extends EventEmitter<{ change: [ServiceChange]; error: [F
     if (this.ended) return;
     this.ended = true;
     this.failure = error;
-    this.watch?.cancel();
+    if (this.watch !== undefined) cancelWatch(this.watch);
     this.wakeIterator();
     if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
   }
