@@ -1,6 +1,6 @@
 // get, put, del, txn, compact, watch: the key-value commands.
 import type { Command } from 'commander';
-import type { KeyValue, OpResult, RangeOptions, SortTarget, TxnSpec, WatchEvent } from '../index.js';
+import { FulcrumClientError, type KeyValue, type OpResult, type RangeOptions, type SortTarget, type TxnSpec, type WatchEvent } from '../index.js';
 import { type Ctx, CtlError, UsageError } from './context.js';
 import { cellText, headerJson, isoTime, KV_TABLE_HEADERS, kvJson, kvRow, kvSimple, NL, renderTable } from './format.js';
 import { keyRange, parseCompare, parseHexId, parseNonNegative, parseOp, parseTxnText } from './txn-parse.js';
@@ -136,7 +136,13 @@ function targetRange(verb: string, key: string, end: string | undefined, prefix:
 
 async function get(ctx: Ctx, key: string, end: string | undefined, flags: GetFlags): Promise<void> {
   const range = targetRange('get', key, end, flags.prefix, flags.fromKey);
-  const r = await ctx.kv.range(range, { ...rangeOptions(flags), ...ctx.call });
+  const r = await ctx.kv.range(range, { ...rangeOptions(flags), ...ctx.call }).catch((e: unknown) => {
+    // Plain etcd has no hybrid clock: say what is missing rather than "unknown service".
+    if (flags.at !== undefined && e instanceof FulcrumClientError && e.code === 'NOT_SUPPORTED') {
+      throw new FulcrumClientError('NOT_SUPPORTED', `--at needs Fulcrum's hybrid-clock reads, which this member does not serve (${e.message})`, false);
+    }
+    throw e;
+  });
   if (ctx.format === 'json') {
     ctx.json({ header: headerJson(r.header), count: r.count, more: r.more, kvs: r.kvs.map((kv) => kvJson(kv, { keysOnly: flags.keysOnly ?? false })) });
   } else if (flags.countOnly) {

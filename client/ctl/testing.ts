@@ -6,8 +6,10 @@
 //   18600-18699  in-process members (they bind at once, and retry elsewhere on EADDRINUSE)
 //   18700-18789  the process cluster (its members bind seconds after the ports were found free: nothing else
 //                may pick them meanwhile)
-//   18790-18799  never bound: the unreachable endpoint, and peer URLs of members that are never started
-import { mkdtempSync, rmSync } from 'node:fs';
+//   18790-18791  a real etcd, for the interoperability test (fixed: only that test uses them)
+//   18792-18799  never bound: the unreachable endpoint, and peer URLs of members that are never started
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,4 +135,40 @@ export function startCtl(argv: readonly string[], o: RunOptions = {}): CtlRun {
 /** Run one command to its end. */
 export function ctl(argv: readonly string[], o: RunOptions = {}): Promise<CtlResult> {
   return startCtl(argv, o).done;
+}
+
+/** A real etcd (when installed) on the fixed ports 18790-18791: fulcrumctl against plain etcd. */
+export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+export const haveEtcd = existsSync(ETCD_BIN);
+const ETCD_CLIENT_PORT = 18_790;
+const ETCD_PEER_PORT = 18_791;
+
+export interface CtlEtcd {
+  readonly endpoint: string;
+  close(): Promise<void>;
+}
+
+export async function startCtlEtcd(): Promise<CtlEtcd> {
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrumctl-etcd-'));
+  const url = (port: number): string => `http://127.0.0.1:${port}`;
+  const args = ['--name', 'e1', '--data-dir', join(dir, 'data'), '--log-level', 'error'];
+  args.push('--listen-client-urls', url(ETCD_CLIENT_PORT), '--advertise-client-urls', url(ETCD_CLIENT_PORT));
+  args.push('--listen-peer-urls', url(ETCD_PEER_PORT), '--initial-advertise-peer-urls', url(ETCD_PEER_PORT), '--initial-cluster', `e1=${url(ETCD_PEER_PORT)}`);
+  const child = spawn(ETCD_BIN, args, { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const endpoint = `127.0.0.1:${ETCD_CLIENT_PORT}`;
+  const close = async (): Promise<void> => {
+    child.kill('SIGKILL');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const until = Date.now() + 30_000;
+  while ((await ctl(['endpoint', 'health', '--endpoints', endpoint, '--dial-timeout', '500ms', '--command-timeout', '1s'])).code !== 0) {
+    if (Date.now() > until || child.exitCode !== null) {
+      await close();
+      throw new Error(`etcd did not serve on ${endpoint} within 30 s (port taken?)`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { endpoint, close };
 }
