@@ -26,6 +26,7 @@ export interface RunOptions {
   readonly runsDir?: string;
   readonly serializableReads?: boolean;
   readonly noFencing?: boolean;
+  readonly noDedup?: boolean;
   /** FULCRUM_FAILPOINTS for every member (e.g. "no-fsync"). */
   readonly failpoints?: string;
   /** Kill -9 every member at once at the end of the faulty phase (a power loss), then restart them. */
@@ -92,7 +93,7 @@ export async function runChaos(o: RunOptions): Promise<RunSummary> {
     await cluster.waitReady();
     log(`cluster of ${o.members} ${o.target} members ready in ${dir}; seed ${o.seed}`);
     const until = Date.now() + o.timeS * 1000;
-    const wopts: WorkloadOptions = { clients: o.clients, serializableReads: o.serializableReads ?? false, noFencing: o.noFencing ?? false, opTimeoutMs: 2_000 };
+    const wopts: WorkloadOptions = { clients: o.clients, serializableReads: o.serializableReads ?? false, noFencing: o.noFencing ?? false, noDedup: o.noDedup ?? false, opTimeoutMs: 2_000 };
     const wctx: WorkloadContext = { cluster, recorder, random, log, options: wopts, until };
     // Without fsync, a power loss may roll each disk back to any earlier crash image: take one part-way.
     const lying = o.powerLoss === true && /(^|,)\s*no-fsync\s*(,|$)/.test(o.failpoints ?? '');

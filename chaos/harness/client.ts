@@ -127,6 +127,16 @@ export class ChaosClient {
     return toHeader(r.header);
   }
 
+  /** A put carrying Fulcrum's exactly-once identity (`fulcrum-request-id: <client>:<seq>`; etcd ignores it). */
+  async putOnce(key: string, value: string, requestId: string | undefined): Promise<Header> {
+    const md = new grpc.Metadata();
+    if (requestId !== undefined) md.set('fulcrum-request-id', requestId);
+    const r = await new Promise<{ header: Record<string, unknown> }>((resolve, reject) => {
+      this.kv.Put!({ key: Buffer.from(key), value: Buffer.from(value) }, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as { header: Record<string, unknown> })));
+    });
+    return toHeader(r.header);
+  }
+
   /** Compare-and-set on the value; a missing key compares as version 0 when `expected` is undefined. */
   async cas(key: string, expected: string | undefined, value: string): Promise<{ succeeded: boolean; header: Header }> {
     const compare =
