@@ -156,10 +156,10 @@ export class Ctx {
 type StreamLike = grpc.ClientReadableStream<unknown> | grpc.ClientDuplexStream<unknown, unknown>;
 
 /**
- * A server stream (or a bidi stream used as one) run through the client's failover: `open` starts it on the
- * member the client picks, `onData` sees each message; it resolves when the server ends the stream. The stream
- * gets no deadline (watching and waiting last as long as they need); SIGINT cancels it. A failure before any
- * message moves to another member like any read; `kind` says whether starting over is safe.
+ * A server stream run through the client's failover (snapshot save): `open` starts it on the member the client
+ * picks, `onData` sees each message; it resolves when the server ends the stream. The stream gets no deadline (a
+ * big snapshot takes as long as it takes); the signal cancels it. A broken stream is started over from the
+ * beginning, possibly on another member, so `open` must forget what the previous attempt collected.
  */
 export function runStream<T>(
   client: Client,
