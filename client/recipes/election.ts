@@ -21,8 +21,13 @@ import type { Watch } from '../watch.js';
 /** The watch, cancelled (once accepted: cancelWatch) when the signal aborts. */
 function watchUntil(watch: Watch, signal: AbortSignal | undefined): Watch {
   if (signal === undefined) return watch;
-  if (signal.aborted) cancelWatch(watch);
-  else signal.addEventListener('abort', () => cancelWatch(watch), { once: true });
+  if (signal.aborted) {
+    cancelWatch(watch);
+    return watch;
+  }
+  const onAbort = (): void => cancelWatch(watch);
+  signal.addEventListener('abort', onAbort, { once: true });
+  watch.once('end', () => signal.removeEventListener('abort', onAbort)); // one observer, many watches: no pile-up
   return watch;
 }
 import { Ownership } from './ownership.js';
