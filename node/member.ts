@@ -364,6 +364,31 @@ export class Member {
     for (const fn of this.removedListeners) fn();
   }
 
+  /**
+   * Before a planned stop (SIGTERM, a rolling restart): if this member leads, hand the leadership to the voter
+   * whose log is most complete among those recently heard from, and wait until it has taken over (or the time is
+   * up). Clients then see one quick leader change instead of an election timeout. As etcd does on shutdown.
+   * Resolves with the new leader's id, or undefined when there was nothing to do or nobody took over in time.
+   */
+  async handOverLeadership(timeoutMs: number): Promise<number | undefined> {
+    const st = this.node.status();
+    if (st.softState.role !== Role.Leader || st.progress === undefined) return undefined;
+    let best: { id: number; match: number } | undefined;
+    for (const [id, p] of st.progress) {
+      if (id === this.options.id || p.isLearner || !p.recentActive || !st.confState.voters.includes(id)) continue;
+      if (best === undefined || p.match > best.match) best = { id, match: p.match };
+    }
+    if (best === undefined) return undefined;
+    this.node.transferLeadership(best.id);
+    this.loop.kick();
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      if (this.leaderId() === best.id) return best.id;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return undefined;
+  }
+
   /** Publish this member's name and client URLs to the registry (after it starts serving clients). */
   async publishAttributes(name: string, clientUrls: readonly string[]): Promise<void> {
     const r = await this.propose({ memberAttributes: { id: this.options.id, name, clientUrls } });

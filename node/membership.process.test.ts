@@ -84,4 +84,24 @@ describe('membership changes with real processes', () => {
     c1.close();
     c3.close();
   }, 120_000);
+
+  it('a leader stopped with SIGTERM hands the leadership to a follower before it exits', async () => {
+    const byName = new Map<string, ProcessMember>([['q1', cluster.member('q1')], ['q2', cluster.member('q2')], ['q4', q4], ['q3', q3again]]);
+    const c1 = client(0);
+    const leaderId = await eventually('a leader', async () => ((await c1.status()).leader !== '0' ? (await c1.status()).leader : undefined));
+    const leaderName = (await c1.memberList()).find((m) => m.ID === leaderId)!.name;
+    const leader = byName.get(leaderName)!;
+    expect(await leader.stop()).toBe(0);
+    expect(leader.output.some((l) => l.includes('handed the leadership over before stopping'))).toBe(true);
+    const survivor = [...byName.entries()].find(([n, m]) => n !== leaderName && m.running)!;
+    const cs = new EtcdTestClient(survivor[1].clientEndpoint, 3_000);
+    const next = await eventually('a new leader', async () => {
+      const st = await cs.status();
+      return st.leader !== '0' && st.leader !== leaderId ? st.leader : undefined;
+    });
+    expect(next).not.toBe(leaderId);
+    await cs.put('after-handover', 'ok');
+    c1.close();
+    cs.close();
+  }, 120_000);
 });
