@@ -5,7 +5,8 @@
 // Exit codes: 0 done; 1 the command failed (one line on stderr: `Error: <message> (<CODE>)`, CODE being the
 // client error's stable code); 2 the command was called wrongly (unknown flag, bad argument). A command run
 // under `lock` passes its own exit code through.
-import { pathToFileURL } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { FulcrumClientError } from '../index.js';
 import { registerClusterCommands } from './cluster-commands.js';
@@ -63,8 +64,18 @@ function buildProgram(io: CtlIo, state: { exitCode: number }): Command {
   registerRecipeCommands(program, register);
   registerRegistryCommands(program, register);
   registerClusterCommands(program, register);
+  register(program.command('version').description("fulcrumctl's version and the etcd API version it speaks"), async (ctx) => printVersion(ctx));
   for (const group of program.commands) group.exitOverride().configureOutput(program.configureOutput());
   return program;
+}
+
+/** The etcd v3 API the client's protos follow (proto/etcd). */
+const ETCD_API_VERSION = '3.5';
+
+function printVersion(ctx: Ctx): void {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string };
+  if (ctx.format === 'json') ctx.json({ fulcrumctl: pkg.version, apiVersion: ETCD_API_VERSION });
+  else ctx.io.out(`fulcrumctl version: ${pkg.version}\nAPI version: ${ETCD_API_VERSION}\n`);
 }
 
 /** One line on stderr and the exit code for it. */
