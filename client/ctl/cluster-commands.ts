@@ -4,9 +4,8 @@ import { open, rename, rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Member, MemberAddResponse, MembersResponse, SnapshotResponse } from '../../proto/index.js';
 import type { Client, MemberStatus } from '../index.js';
-import { type Ctx, CtlError, runStream, UsageError } from './context.js';
+import { type Ctx, CtlError, runStream, UsageError, type Register } from './context.js';
 import { hexId, humanBytes, renderTable } from './format.js';
-import type { Register } from './kv-commands.js';
 import { parseHexId } from './txn-parse.js';
 
 /** etcdctl endpoint health reads this key: any linearizable read proves a quorum and a leader. */

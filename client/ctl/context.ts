@@ -2,6 +2,7 @@
 // built Client, and the two error kinds that decide the exit code (usage 2, everything else 1).
 import { readFileSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
+import type { Command } from 'commander';
 import { Client, type ClientOptions, type Services, type TlsOptions } from '../index.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
 
@@ -16,6 +17,11 @@ export interface CtlIo {
   /** Aborts on SIGINT (or when a test says so): long-running commands (watch, lock, elect...) stop cleanly. */
   readonly interrupt: AbortSignal;
 }
+
+/** What a command does with its context and its positional arguments and options (as commander passes them). */
+export type Action = (ctx: Ctx, ...args: unknown[]) => Promise<void>;
+/** Gives a command its action with a Ctx built from the global flags, and the shared output and error setup. */
+export type Register = (cmd: Command, run: Action) => Command;
 
 /** A mistake in how the command was called: exit code 2, like commander's own usage errors. */
 export class UsageError extends Error {

@@ -1,12 +1,9 @@
 // get, put, del, txn, compact, watch: the key-value commands.
 import type { Command } from 'commander';
 import { FulcrumClientError, type KeyValue, type OpResult, type RangeOptions, type SortTarget, type TxnSpec, type WatchEvent } from '../index.js';
-import { type Ctx, CtlError, UsageError } from './context.js';
+import { type Ctx, CtlError, type Register, UsageError } from './context.js';
 import { cellText, headerJson, isoTime, KV_TABLE_HEADERS, kvJson, kvRow, kvSimple, NL, renderTable } from './format.js';
 import { keyRange, parseCompare, parseHexId, parseNonNegative, parseOp, parseTxnText } from './txn-parse.js';
-
-export type Action = (ctx: Ctx, ...args: unknown[]) => Promise<void>;
-export type Register = (cmd: Command, run: Action) => Command;
 
 const SORT_TARGETS: Readonly<Record<string, SortTarget>> = { KEY: 'key', VERSION: 'version', CREATE: 'createRevision', MODIFY: 'modRevision', MOD: 'modRevision', VALUE: 'value' };
 

@@ -8,9 +8,8 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import type { LeaseGrantResponse, LeaseKeepAliveResponse, LeaseTimeToLiveResponse } from '../../proto/index.js';
 import { FulcrumClientError, LeaseNotFoundError, type Client, type Services } from '../index.js';
-import { type Ctx, CtlError, UsageError } from './context.js';
+import { type Ctx, CtlError, UsageError, type Register } from './context.js';
 import { bytesField, cellText, hexId, renderTable } from './format.js';
-import type { Register } from './kv-commands.js';
 import { parseHexId, parseNonNegative } from './txn-parse.js';
 
 export function registerLeaseCommands(program: Command, register: Register): void {

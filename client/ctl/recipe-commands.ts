@@ -7,9 +7,8 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { Election, FulcrumClientError, Lock, type Ownership } from '../index.js';
-import { type Ctx, CtlError, UsageError } from './context.js';
+import { type Ctx, CtlError, UsageError, type Register } from './context.js';
 import { bytesField, cellText } from './format.js';
-import type { Register } from './kv-commands.js';
 import { parseNonNegative } from './txn-parse.js';
 
 /** etcdctl's lock and elect use a 60 s session; a shorter one frees a crashed holder's lock sooner. */

@@ -2,9 +2,8 @@
 // with the registry's own key schema (<prefix><service>/<id> -> {"Addr", "Metadata"}, etcd naming's).
 import type { Command } from 'commander';
 import { decodeInstance, type Instance, Registry, REGISTRY_PREFIX_DEFAULT, type ServiceChange } from '../index.js';
-import type { Ctx } from './context.js';
+import type { Ctx, Register } from './context.js';
 import { hexId, renderTable } from './format.js';
-import type { Register } from './kv-commands.js';
 
 export function registerRegistryCommands(program: Command, register: Register): void {
   const registry = program.command('registry').description('the instances registered in the service registry');
