@@ -1,5 +1,6 @@
 // register: get / put / compare-and-set on a handful of keys from many clients, checked for linearizability by
 // the checker (kv model, one register per key: P-compositionality).
+import { join } from 'node:path';
 import * as checker from '../checker/index.js';
 import type { HistoryEvent } from '../history.js';
 import { ANOMALIES_KEPT_MAX, backoff, clientFor, runWorkers, Worker, type CheckOutcome, type Workload, type WorkloadContext } from './types.js';
@@ -50,13 +51,10 @@ export function linearizable(ctx: WorkloadContext, model: 'kv' | 'register', min
   const summary =
     `${r.verdict}: ${r.operations} operations over ${r.keys} keys in ${Math.round(r.elapsedMs)} ms` +
     (v !== undefined ? `; key ${v.key}: no order can place ${JSON.stringify(v.blocking)} after state ${v.state}` : '');
-  const report = (checker as { writeReport?: (result: unknown, events: unknown, file: string, nemesis?: unknown) => void }).writeReport;
-  if (report !== undefined) {
-    try {
-      report(r, events, `${ctx.recorder.dir}/linearizability.html`, ctx.recorder.nemesis);
-    } catch (e) {
-      ctx.log(`could not write the linearizability report: ${String(e)}`);
-    }
+  try {
+    checker.writeReport(r, events, join(ctx.recorder.dir, 'linearizability.html'), ctx.recorder.nemesis);
+  } catch (e) {
+    ctx.log(`could not write the linearizability report: ${String(e)}`);
   }
   return { checker: 'linearizable', verdict, summary, ...(v !== undefined ? { anomalies: [{ key: v.key, state: v.state, blocking: v.blocking, pending: v.pending.slice(0, ANOMALIES_KEPT_MAX) }] } : {}) };
 }
