@@ -61,6 +61,21 @@ describe('Registry', () => {
     expect(await client.count({ prefix: 'services/orders/o' })).toBe(0);
   });
 
+  it('a registration whose lease is lost (revoked elsewhere) registers again with a new lease', async () => {
+    const registry = new Registry(client);
+    const r = await registry.register('phoenix', { id: 'p-1', address: '127.0.0.1:7100', ttl: 5 });
+    const firstLease = r.leaseId!;
+    const lost = new Promise((resolve) => r.once('lost', resolve));
+    const back = new Promise<bigint>((resolve) => r.once('registered', resolve));
+    await server.client().unary('idempotent', 'lease revoke', (s, md, co, cb) => s.lease.LeaseRevoke({ ID: String(firstLease) }, md, co, cb));
+    await lost;
+    const secondLease = await back;
+    expect(secondLease).not.toBe(firstLease);
+    expect((await client.get('services/phoenix/p-1'))?.lease).toBe(secondLease);
+    await r.close();
+    expect(await client.get('services/phoenix/p-1')).toBeUndefined();
+  });
+
   it('kill -9 of a registered process: its entry is gone within the TTL (plus slack), and discovery sees up then down', async () => {
     const ttl = 2;
     const registry = new Registry(client);

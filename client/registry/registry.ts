@@ -129,6 +129,7 @@ export class Registry {
 export class Registration extends EventEmitter<{ lost: [LeaseLostError]; registered: [lease: bigint] }> {
   private lease: Lease | undefined;
   private closed = false;
+  private readonly closing = new AbortController();
   private retrying: Promise<void> | undefined;
 
   constructor(
@@ -154,6 +155,7 @@ export class Registration extends EventEmitter<{ lost: [LeaseLostError]; registe
   /** Deregister: revoke the lease (its entry goes with it) and stop registering again. Never throws. */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     await this.lease?.close();
     await this.retrying;
   }
@@ -184,10 +186,10 @@ export class Registration extends EventEmitter<{ lost: [LeaseLostError]; registe
 
   private async registerAgain(): Promise<void> {
     for (let failures = 0; !this.closed; failures++) {
-      await sleep(Math.min(REREGISTER_RETRY_MAX_MS, REREGISTER_RETRY_FIRST_MS * 2 ** failures));
+      await sleep(Math.min(REREGISTER_RETRY_MAX_MS, REREGISTER_RETRY_FIRST_MS * 2 ** failures), this.closing.signal);
       if (this.closed) return;
       try {
-        await this.registerOnce();
+        await this.registerOnce({ signal: this.closing.signal });
         return;
       } catch (e) {
         if (e instanceof FulcrumClientError && e.code === 'CLIENT_CLOSED') return;
@@ -333,6 +335,16 @@ export class Discovery extends EventEmitter<{ change: [ServiceChange]; error: [F
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+/** Resolves after `ms`, or at once when the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
