@@ -1,6 +1,7 @@
 // fulcrumctl's member and endpoint commands against a 3-member cluster of real processes: list, add a learner,
-// start it, promote it, remove it; endpoint status and health across all endpoints, with one member killed; and
-// two runs through the real bin/fulcrumctl.js (a success and a failure, exit codes and output as a shell sees them).
+// start it, promote it, remove it; endpoint status and health across all endpoints, with one member killed; a
+// watch that outlives the member it started on; and two runs through the real bin/fulcrumctl.js (a success and
+// a failure: exit codes and output as a shell sees them).
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../../node/testing/eventually.js';
 import { memberArgs, ProcessCluster, ProcessMember, type ProcessMemberSpec } from '../../node/testing/process-cluster.js';
-import { ctl, type CtlResult, freePorts } from './testing.js';
+import { ctl, type CtlResult, freePorts, startCtl } from './testing.js';
 
 const BIN = fileURLToPath(new URL('../../bin/fulcrumctl.js', import.meta.url));
 const timing = { heartbeatMs: 100, electionMs: 1000 };
@@ -89,7 +90,7 @@ describe('fulcrumctl against a 3-member process cluster', () => {
     await learner.kill();
   });
 
-  it('shows endpoint status and health for every endpoint; a killed member is a failed row and exit 1', async () => {
+  it('shows endpoint status and health for every endpoint; a watch goes on through a member\'s death; the dead member is a failed row and exit 1', async () => {
     const status = await run('endpoint', 'status');
     expect(status.code).toBe(0);
     const rows = status.out.split('\n').filter((l) => l.startsWith('| 127.0.0.1'));
@@ -98,7 +99,20 @@ describe('fulcrumctl against a 3-member process cluster', () => {
     const health = await run('endpoint', 'health', '-w', 'json');
     expect((JSON.parse(health.out) as { endpoints: Array<{ health: boolean }> }).endpoints.map((e) => e.health)).toEqual([true, true, true]);
 
+    // A watch listed on the member about to die first (the client starts there) goes on through its death:
+    // every event once, in order.
+    const dying = cluster.endpoints[2]!;
+    const order = [dying, ...cluster.endpoints.slice(0, 2)].join(',');
+    const watch = startCtl(['--endpoints', order, 'watch', 'fo/', '--prefix', '-w', 'json']);
+    await watch.waitFor(/watching/);
+    expect((await run('put', 'fo/1', 'before')).code).toBe(0);
+    await watch.waitFor(/fo\/1/);
     await cluster.members[2]!.kill();
+    for (let i = 2; i <= 5; i++) expect((await run('put', `fo/${i}`, 'after')).code).toBe(0);
+    await watch.waitFor(/fo\/5/, 60_000);
+    const seen = (await watch.interrupt()).out.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { kv: { key: string } }).kv.key);
+    expect(seen).toEqual(['fo/1', 'fo/2', 'fo/3', 'fo/4', 'fo/5']);
+
     const after = await ctl(['--endpoints', endpoints, '--dial-timeout', '500ms', '--command-timeout', '5s', 'endpoint', 'health']);
     expect(after.code).toBe(1);
     const cells = after.out.split('\n').filter((l) => l.startsWith('| 127.0.0.1')).map((l) => l.split('|')[2]!.trim());
