@@ -93,16 +93,17 @@ describe('snapshot save, status and restore into a new cluster', () => {
     cluster = new ProcessCluster({ members, heartbeatMs: 50, electionMs: 500 });
     cluster.start();
     for (const m of cluster.members) clients.push(new EtcdTestClient(m.clientEndpoint, 3_000));
-    await eventually('a leader', async () => (await clients[0]!.status()).leader !== '0');
+    await eventually('a leader', async () => ((await clients[0]!.status()).leader !== '0' ? true : undefined));
+    // Each call is retried while the new cluster settles (a busy machine may see an extra election).
     for (const c of clients) {
-      expect(await c.get('k/3', true).catch(() => undefined)).toBeDefined();
-      expect((await hashKv(c, snapRevision)).hash).toBe(originalHash);
+      expect(await eventually('a local read', () => c.get('k/3', true))).toBeDefined();
+      expect((await eventually('HashKV', () => hashKv(c, snapRevision))).hash).toBe(originalHash);
     }
-    expect(await clients[1]!.get('k/6')).toBeUndefined();
-    expect(await clients[1]!.count('k/')).toBe(6);
-    const next = await clients[2]!.put('after-restore', 'yes');
+    expect(await eventually('a linearizable read', async () => ((await clients[1]!.get('k/6')) === undefined ? 'absent' : 'present'))).toBe('absent');
+    expect(await eventually('a count', () => clients[1]!.count('k/'))).toBe(6);
+    const next = await eventually('the first write', () => clients[2]!.put('after-restore', 'yes'));
     expect(next).toBe(snapRevision + 1);
-    const names = (await clients[0]!.memberList()).map((m) => m.name).sort();
+    const names = (await eventually('the member list', () => clients[0]!.memberList())).map((m) => m.name).sort();
     expect(names).toEqual(['r1', 'r2', 'r3']);
   });
 });

@@ -128,7 +128,7 @@ describe('Lease service (single voter over gRPC)', () => {
   });
 
   it('a keep-alive is on the log before it is answered, and concurrent keep-alives share one entry', async () => {
-    const h = await start();
+    const h = await start({ renewalCoalesceMs: 0 }); // every renewal logged: coalescing has its own test below
     const leases = await Promise.all([grant(h, 5), grant(h, 6), grant(h, 7)]);
     const ids = leases.map((l) => BigInt(l.ID));
     for (const id of ids) expect(h.member.stateMachine.leases.get(id)!.remainingTtlMs).toBeUndefined(); // a grant
@@ -147,6 +147,24 @@ describe('Lease service (single voter over gRPC)', () => {
       // The first renewal goes out alone; the two that arrived while it committed travel together.
       expect(checkpointEntries.length).toBeLessThanOrEqual(2);
       for (const [i, id] of ids.entries()) expect(h.member.stateMachine.leases.get(id)!.remainingTtlMs).toBe((5 + i) * 1000);
+    } finally {
+      unsubscribe();
+    }
+  });
+
+  it('a renewal right after a logged one is acknowledged without an entry (coalescing)', async () => {
+    const h = await start({ renewalCoalesceMs: 60_000 });
+    const id = BigInt((await grant(h, 30)).ID);
+    let entries = 0;
+    const unsubscribe = h.member.subscribeApplied((results) => {
+      for (const r of results) if (r.op === 'leaseCheckpoint') entries++;
+    });
+    try {
+      expect(await h.leases.renew(id)).toBe(30);
+      expect(entries).toBe(1);
+      expect(await h.leases.renew(id)).toBe(30);
+      expect(await h.leases.renew(id)).toBe(30);
+      expect(entries).toBe(1); // within the window: no further entries
     } finally {
       unsubscribe();
     }
