@@ -104,6 +104,10 @@ describe('clock checker', () => {
     expect(v([o(2, now + 60_000, 0, 60_000)])['hlc-real-time']).toBe('valid');
   });
 
+  it('ignores responses without a stamp (0: the member does not know that revision\'s HLC)', () => {
+    expect(v([o(2, now), { revision: 3, hlc: 0n, invokedMs: now, completedMs: now, offsetBoundMs: 0 }, o(4, now + 1)])).toEqual({ 'hlc-monotonic': 'valid', 'hlc-real-time': 'valid' });
+  });
+
   it('says unknown for a system without HLC values', () => {
     expect(checkClock([{ revision: 2, hlc: 0n, invokedMs: now, completedMs: now, offsetBoundMs: 0 }])[0]!.verdict).toBe('unknown');
   });

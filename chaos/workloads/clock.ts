@@ -50,8 +50,13 @@ export const clock: Workload = {
   },
 };
 
-export function checkClock(obs: readonly Observation[]): CheckOutcome[] {
-  if (obs.length === 0 || obs.every((o) => o.hlc === 0n)) return [{ checker: 'hlc', verdict: 'unknown', summary: 'no HLC values in responses (etcd has none)' }];
+export function checkClock(observed: readonly Observation[]): CheckOutcome[] {
+  let obs = observed;
+  // "0" means the member does not know that revision's stamp (docs/api.md: only the newest revision's is kept;
+  // a member that just restarted knows none yet): such a response says nothing about the clock.
+  const unknown = obs.filter((o) => o.hlc === 0n).length;
+  obs = obs.filter((o) => o.hlc !== 0n);
+  if (obs.length === 0) return [{ checker: 'hlc', verdict: 'unknown', summary: `no HLC values in ${unknown} responses (etcd has none)` }];
   const byRevision = new Map<number, bigint>();
   const conflicts: unknown[] = [];
   for (const o of obs) {
@@ -81,7 +86,7 @@ export function checkClock(obs: readonly Observation[]): CheckOutcome[] {
     {
       checker: 'hlc-monotonic',
       verdict: conflicts.length + backwards.length === 0 ? 'valid' : 'invalid',
-      summary: `${obs.length} responses over ${revisions.length} revisions; ${backwards.length} HLC steps backwards, ${conflicts.length} revisions with two HLCs`,
+      summary: `${obs.length} stamped responses (${unknown} without a stamp) over ${revisions.length} revisions; ${backwards.length} HLC steps backwards, ${conflicts.length} revisions with two HLCs`,
       ...(conflicts.length + backwards.length > 0 ? { anomalies: [...backwards, ...conflicts] } : {}),
     },
     {
