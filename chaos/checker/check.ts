@@ -4,7 +4,8 @@
 // each object is. Each key of a key-value store is such an object, so each key is searched alone; a history of
 // 10,000 operations over 10 keys is ten searches of about 1,000, not one of 10,000.
 import type { HistoryEvent } from '../history.js';
-import { type Model, MODELS, NO_VALUE, prepareOperation, type PreparedOp } from './models.js';
+import { strict as assert } from 'node:assert';
+import { type Model, MODELS, NO_VALUE, prepareOperation, step, type PreparedOp } from './models.js';
 import { HistoryError, type Operation, toOperations } from './operations.js';
 import { MEMO_BYTES_MAX, searchLinearization, type Frontier, type SearchVerdict } from './wgl.js';
 
@@ -97,7 +98,7 @@ export function checkHistory(events: readonly HistoryEvent[], options: CheckOpti
     perKey,
     history,
   };
-  return failed === undefined ? result : { ...result, violation: describeViolation(failed, history) };
+  return failed === undefined ? result : { ...result, violation: describeViolation(failed, history, options.model) };
 }
 
 function checkKey(key: string | null, ops: readonly PreparedOp[], limits: { deadlineMs: number; memoBytesMax: number }): KeyResult {
@@ -141,15 +142,31 @@ function overallVerdict(perKey: readonly KeyResult[]): Verdict {
   return 'linearizable';
 }
 
-function describeViolation(failed: KeyResult, history: readonly Operation[]): Violation {
+function describeViolation(failed: KeyResult, history: readonly Operation[], model: Model): Violation {
   const frontier = failed.frontier!;
   const opOf = (id: number): Operation => history[id]!;
+  const prefix = frontier.prefix.map(opOf);
   return {
     key: failed.key,
-    prefix: frontier.prefix.map(opOf),
-    state: frontier.state,
+    prefix,
+    state: replay(prefix, model),
     blocking: opOf(frontier.blocking),
     pending: frontier.pending.map(opOf),
     time: frontier.time,
   };
+}
+
+/**
+ * The state a prefix leaves, computed again from the operations themselves: the search may have merged
+ * states nothing observes (UNOBSERVABLE), and a report should name the real value.
+ */
+function replay(prefix: readonly Operation[], model: Model): string {
+  let state = NO_VALUE;
+  for (const op of prefix) {
+    const prepared = prepareOperation(model, op);
+    const after = prepared === undefined ? state : step(state, prepared);
+    assert(after !== undefined, `the linearizable prefix does not replay at operation ${op.id}`);
+    state = after;
+  }
+  return state;
 }

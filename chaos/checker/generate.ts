@@ -26,6 +26,8 @@ export interface GenerateOptions {
    * Undefined: every written value is unique, so each read names the write it saw.
    */
   readonly valueDomain?: number;
+  /** kv only: whether to draw appends and deletes too (default true); without them, the chaos harness's mix. */
+  readonly appends?: boolean;
 }
 
 /** Upper bound on generated operations: the generator is for tests and timing, not for filling memory. */
@@ -136,7 +138,7 @@ class Generator {
     const register = this.options.model === 'register';
     if (roll < 4) return [register ? 'read' : 'get', null];
     if (roll < 7) return [register ? 'write' : 'put', this.drawValue()];
-    if (roll < 9 || register) {
+    if (roll < 9 || register || this.options.appends === false) {
       // Expect the current value half the time, so that swaps succeed often enough to matter.
       const current = this.state.get(key) ?? null;
       const expected = this.rng.chance(0.5) ? current : this.drawValue();

@@ -36,6 +36,14 @@ export interface PreparedOp {
 
 export const NO_VALUE = 'null';
 
+/**
+ * The state after a write of a value that no read, swap or refused swap of the key ever names (and no read's
+ * text starts with, when there are appends): every such state behaves the same from then on (no read or swap
+ * can succeed, every refused swap can, a write replaces it), so the search treats them as one. Not JSON, so it
+ * never equals a real value.
+ */
+export const UNOBSERVABLE = '\u0000unobservable';
+
 /** JSON with object keys sorted, so equal values always give the same text. `undefined` reads as no value. */
 export function canonical(value: unknown): string {
   if (value === undefined || value === null) return NO_VALUE;
@@ -112,7 +120,7 @@ export function step(state: string, prepared: PreparedOp): string | undefined {
     case Effect.SwapRefused:
       return state === prepared.a ? undefined : state;
     case Effect.Append:
-      return JSON.stringify(textOf(state) + prepared.a);
+      return state === UNOBSERVABLE ? state : JSON.stringify(textOf(state) + prepared.a);
   }
 }
 

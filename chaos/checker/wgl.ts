@@ -34,7 +34,7 @@
 //   symmetry     indeterminate operations with the same effect (two timed-out `write 3`) are interchangeable
 //                once both are invoked, so each such class is placed only in order of invocation: any valid
 //                order can be rewritten that way (the earliest-invoked member takes the earliest slot).
-import { Effect, step, textOf, type PreparedOp } from './models.js';
+import { Effect, step, textOf, UNOBSERVABLE, type PreparedOp } from './models.js';
 
 /** Where the search stopped when it had to give up, or why the history is not linearizable. */
 export interface Frontier {
@@ -432,26 +432,36 @@ class Search {
 }
 
 /**
- * Leaves out the optional operations whose effect nothing could ever observe, before the search starts (the
- * static form of "liveness" above). A state an operation leaves can be observed by a read or a swap whose
- * value equals it or, when appends follow, contains its text; a refused swap observes any state, so with one
- * present nothing is left out. Placing an unobservable operation only changes states that no later read or
- * swap could accept until a blind write resets them, so leaving it out loses no valid order.
+ * Prepares a key's operations for the search (the static form of "liveness" above). A value is observable if
+ * some read, swap or refused swap names it or, when the key has appends, some read or swap's text starts with
+ * its text. Optional operations whose result is not observable are left out when the key has no refused
+ * swaps: placing one only changes states that no later operation could accept until a blind write resets
+ * them. Otherwise (a refused swap may need the state to have moved on, whatever to) every unobservable result
+ * becomes UNOBSERVABLE, so that the memo, the no-op rule and the symmetry classes treat them as one state.
  */
 function withoutUnobservable(ops: readonly PreparedOp[]): readonly PreparedOp[] {
-  if (ops.every((p) => p.required) || ops.some((p) => p.effect === Effect.SwapRefused)) return ops;
   const observed = new Set<string>();
-  for (const p of ops) if (p.effect === Effect.Read || p.effect === Effect.Swap) observed.add(p.a);
+  for (const p of ops) {
+    if (p.effect === Effect.Read || p.effect === Effect.Swap || p.effect === Effect.SwapRefused) observed.add(p.a);
+  }
   const appends = ops.some((p) => p.effect === Effect.Append);
   const observedTexts = appends ? [...observed].map(textOf) : [];
-  const isObservable = (p: PreparedOp): boolean => {
-    if (p.effect === Effect.Append) return observedTexts.some((text) => text.includes(p.a));
-    const result = p.effect === Effect.Swap ? p.b : p.a;
-    if (observed.has(result)) return true;
-    const text = textOf(result);
-    return appends && observedTexts.some((seen) => seen.startsWith(text));
-  };
-  return ops.filter((p) => p.required || isObservable(p));
+  const isObservable = (value: string): boolean =>
+    observed.has(value) || (appends && observedTexts.some((seen) => seen.startsWith(textOf(value))));
+  const refusals = ops.some((p) => p.effect === Effect.SwapRefused);
+  const kept: PreparedOp[] = [];
+  for (const p of ops) {
+    if (p.effect === Effect.Append) {
+      if (p.required || refusals || observedTexts.some((text) => text.includes(p.a))) kept.push(p);
+    } else if (p.effect === Effect.Write || p.effect === Effect.Swap) {
+      const result = p.effect === Effect.Swap ? p.b : p.a;
+      if (isObservable(result)) kept.push(p);
+      else if (p.required || refusals) kept.push(p.effect === Effect.Swap ? { ...p, b: UNOBSERVABLE } : { ...p, a: UNOBSERVABLE });
+    } else {
+      kept.push(p);
+    }
+  }
+  return kept;
 }
 
 /** Groups indeterminate operations by identical effect; ranks each group's members in order of invocation. */
