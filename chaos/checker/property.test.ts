@@ -84,21 +84,29 @@ describe('generated histories', () => {
 });
 
 describe('scale', () => {
-  it('decides 10,000 operations over 10 keys (printed, not asserted: the machine is shared)', () => {
-    // register: Jepsen's shape (values 0..4); kv: the chaos harness's shape (every written value unique).
-    for (const [model, valueDomain] of [['register', 5], ['kv', undefined]] as const) {
+  it('decides 10,000+ operations over 5 to 10 keys (printed, not asserted: the machine is shared)', () => {
+    // register: Jepsen's shape (values 0..4); kv: unique values with appends; then the chaos harness's shape
+    // (get/put/cas with unique values, refused swaps recorded as ok false, 5 keys, 20,000 operations).
+    const shapes = [
+      { model: 'register', valueDomain: 5, keys: 10, operations: 10_000, appends: true },
+      { model: 'kv', valueDomain: undefined, keys: 10, operations: 10_000, appends: true },
+      { model: 'kv', valueDomain: undefined, keys: 5, operations: 20_000, appends: false },
+    ] as const;
+    for (const { model, valueDomain, keys, operations, appends } of shapes) {
       const events = generateHistory({
         model,
         seed: 2026,
-        operations: 10_000,
-        keys: 10,
+        operations,
+        keys,
         processes: 20,
         infoRate: 0.05,
         failRate: 0.05,
         valueDomain,
+        appends,
       });
       const ok = checkHistory(events, { model });
-      const bad = checkHistory(withValue(events, okReads(events)[2500]!, 'never-written'), { model });
+      const reads = okReads(events);
+      const bad = checkHistory(withValue(events, reads[Math.floor(reads.length * 0.7)]!, 'never-written'), { model });
       console.log(
         `${model}: ${ok.operations} operations over ${ok.keys} keys: ${ok.verdict} in ${ok.elapsedMs.toFixed(0)} ms; ` +
           `with one corrupted read: ${bad.verdict} in ${bad.elapsedMs.toFixed(0)} ms`,
