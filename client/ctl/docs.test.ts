@@ -153,8 +153,9 @@ class Session {
   private jobs: CtlRun[] = [];
   private lastCode = 0;
 
-  get env(): Record<string, string> {
-    return { FULCRUMCTL_ENDPOINTS: m.endpoint, ...this.vars };
+  /** A shell's environment: this process's, `fulcrumctl` on the PATH, the member's endpoint, the page's variables. */
+  get env(): Record<string, string | undefined> {
+    return { ...process.env, PATH: `${join(cwd, 'bin')}:${process.env.PATH ?? ''}`, FULCRUMCTL_ENDPOINTS: m.endpoint, ...this.vars };
   }
 
   newBlock(): void {
@@ -208,7 +209,7 @@ class Session {
       return { output: out.join(''), stdout: out.join(''), code };
     }
     return new Promise((resolve) => {
-      const child = execFile('/bin/sh', ['-c', command], { cwd, env: { ...process.env, ...this.env, PATH: `${join(cwd, 'bin')}:${process.env.PATH ?? ''}` }, timeout: 60_000 }, (err, stdout, stderr) => {
+      const child = execFile('/bin/sh', ['-c', command], { cwd, env: this.env, timeout: 60_000 }, (err, stdout, stderr) => {
         resolve({ output: stdout + stderr, stdout, code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1 });
       });
       if (stdin !== undefined) child.stdin?.end(stdin);

@@ -113,7 +113,7 @@ function announceLock(ctx: Ctx, name: string, held: Ownership, command: boolean)
  */
 async function runHolding(ctx: Ctx, command: string[], env: Record<string, string>, held: Ownership): Promise<void> {
   const [file, ...args] = command as [string, ...string[]];
-  const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: ['inherit', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { env: { ...ctx.io.env, ...env }, stdio: ['inherit', 'pipe', 'pipe'] });
   child.stdout.on('data', (d: Buffer) => ctx.io.out(d));
   child.stderr.on('data', (d: Buffer) => ctx.io.err(d.toString()));
   const stop = (): void => {
