@@ -62,7 +62,8 @@ async function list(ctx: Ctx, service: string | undefined, prefix: string): Prom
 /** The instances now, then each change (the registry's discovery: one read, then a watch with no gap). */
 async function watch(ctx: Ctx, service: string, prefix: string): Promise<void> {
   const discovery = await new Registry(ctx.kv, { prefix }).discover(service, { signal: ctx.io.interrupt });
-  ctx.io.err(`watching service ${service}: ${discovery.instances.length} instances at revision ${discovery.revision} (Ctrl-C to stop)\n`);
+  const n = discovery.instances.length;
+  ctx.io.err(`watching service ${service}: ${n} instance${n === 1 ? '' : 's'} at revision ${discovery.revision} (Ctrl-C to stop)\n`);
   if (ctx.format === 'json') for (const i of discovery.instances) ctx.json({ type: 'up', initial: true, instance: instanceJson(i), revision: i.revision });
   else for (const i of discovery.instances) printChange(ctx, { type: 'up', instance: i, previous: undefined, revision: i.revision });
   for await (const change of discovery) {

@@ -45,7 +45,7 @@ describe('registry', () => {
     await registry.register('orders', { id: 'o1', address: '10.0.1.1:9000' });
     const watch = startCtl(['registry', 'watch', 'orders', '-w', 'json'], { env });
     await watch.waitFor(/"id":"o1"/);
-    expect(watch.output()).toContain('watching service orders: 1 instances');
+    expect(watch.output()).toContain('watching service orders: 1 instance at revision');
     const o2 = await registry.register('orders', { id: 'o2', address: '10.0.1.2:9000' });
     await watch.waitFor(/"id":"o2"/);
     await o2.close(); // deregisters at once
