@@ -32,7 +32,11 @@ export interface Operation {
   /** Real-time bounds. `returnTime` is +Infinity for an indeterminate operation. */
   readonly callTime: number;
   readonly returnTime: number;
-  /** Positions of the two events in the history (completion `undefined` when it never came). */
+  /**
+   * The two events' numbers (completion `undefined` when it never came): their `index` field when they carry
+   * one (the harness numbers the whole run's history, and may check a filtered part of it), else their
+   * position in the list checked.
+   */
   readonly callIndex: number;
   readonly returnIndex: number | undefined;
   /** Error text of the completion, if the history gave one (shown in reports only). */
@@ -121,7 +125,7 @@ function indeterminate(id: number, started: Pending): Operation {
     outcome: 'info',
     callTime: event.time,
     returnTime: Number.POSITIVE_INFINITY,
-    callIndex: index,
+    callIndex: eventNumber(event, index),
     returnIndex: undefined,
     error: undefined,
   };
@@ -129,7 +133,7 @@ function indeterminate(id: number, started: Pending): Operation {
 
 function completed(id: number, started: Pending, end: HistoryEvent, endIndex: number): Operation {
   const base = indeterminate(id, started);
-  if (end.type === 'info') return { ...base, returnIndex: endIndex, error: end.error ?? describeValue(end.value) };
+  if (end.type === 'info') return { ...base, returnIndex: eventNumber(end, endIndex), error: end.error ?? describeValue(end.value) };
   const outcome: Outcome = end.type === 'ok' ? 'ok' : 'fail';
   return {
     ...base,
@@ -137,9 +141,13 @@ function completed(id: number, started: Pending, end: HistoryEvent, endIndex: nu
     output: end.value,
     outcome,
     returnTime: end.time,
-    returnIndex: endIndex,
+    returnIndex: eventNumber(end, endIndex),
     error: end.error,
   };
+}
+
+function eventNumber(event: HistoryEvent, position: number): number {
+  return Number.isSafeInteger(event.index) ? event.index! : position;
 }
 
 function describeValue(value: unknown): string | undefined {
