@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { Client, type ClientOptions, type Services, type TlsOptions } from '../index.js';
+import { parseEndpoint } from '../options.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
 
 /** Where a run of fulcrumctl reads and writes: the real process in bin/, captured buffers in tests. */
@@ -67,6 +68,13 @@ export function resolveGlobals(flags: GlobalFlags, env: CtlIo['env']): Globals {
   const list = flags.endpoints ?? env.FULCRUMCTL_ENDPOINTS ?? env.ETCDCTL_ENDPOINTS ?? ENDPOINTS_DEFAULT;
   const endpoints = list.split(',').map((e) => e.trim()).filter((e) => e !== '');
   if (endpoints.length === 0) throw new UsageError('--endpoints needs at least one host:port');
+  for (const e of endpoints) {
+    try {
+      parseEndpoint(e);
+    } catch (err) {
+      throw new UsageError(`--endpoints: ${(err as Error).message.replace(/^fulcrum client: /, '')}`);
+    }
+  }
   if (!(OUTPUT_FORMATS as readonly string[]).includes(flags.writeOut)) throw new UsageError(`--write-out must be one of ${OUTPUT_FORMATS.join(', ')}, got ${JSON.stringify(flags.writeOut)}`);
   return {
     endpoints,

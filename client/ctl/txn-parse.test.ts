@@ -50,6 +50,7 @@ describe('flags and formatting', () => {
     expect(resolveGlobals(base, { ETCDCTL_ENDPOINTS: 'e:1', FULCRUMCTL_ENDPOINTS: 'f:1, f:2' }).endpoints).toEqual(['f:1', 'f:2']);
     expect(resolveGlobals({ ...base, endpoints: 'a:1' }, { FULCRUMCTL_ENDPOINTS: 'f:1' }).endpoints).toEqual(['a:1']);
     expect(() => resolveGlobals({ ...base, cert: '/x.pem' }, {})).toThrow(/--cert and --key go together/);
+    expect(() => resolveGlobals({ ...base, endpoints: 'a:1,nohost' }, {})).toThrow(/^--endpoints: bad endpoint "nohost": want host:port/);
     expect(() => resolveGlobals({ ...base, cacert: '/no/such/ca.pem' }, {})).toThrow(/--cacert: cannot read \/no\/such\/ca\.pem: ENOENT/);
   });
 
