@@ -24,6 +24,7 @@ const TOP_MARGIN = 40;
 const WIDTH_MIN = 1000;
 const WIDTH_MAX = 16000;
 const PIXELS_PER_OP = 8;
+const AXIS_TICKS = 10;
 
 /** The marker a reader (or a test) can search for: present exactly when a violation is drawn. */
 export const VIOLATION_MARKER = 'linearization-impossible';
@@ -117,11 +118,12 @@ function timelineSection(ops: readonly Operation[], v: Violation | undefined, ne
   const laneOf = new Map(processes.map((p, i) => [p, i]));
   const plotRight = LEFT_MARGIN + width;
   const x = (t: number): number => (Number.isFinite(t) ? LEFT_MARGIN + ((t - start) / (end - start)) * width : plotRight + 12);
-  const height = TOP_MARGIN + processes.length * LANE_HEIGHT + 20;
+  const height = TOP_MARGIN + processes.length * LANE_HEIGHT + 34;
   const roles = violationRoles(v);
   const parts = [
     ...nemesisShading(nemesis, x, start, end, height),
     ...processes.map((p, i) => `<text x="4" y="${TOP_MARGIN + i * LANE_HEIGHT + 12}" font-size="11">p${p}</text>`),
+    ...axisTicks(start, end, x, height - 8, clock),
     ...drawn.map((op) => bar(op, laneOf.get(op.process)!, x, roles, v, clock)),
     ...(v === undefined ? [] : [impossibleLine(x(v.time), height)]),
   ];
@@ -135,6 +137,20 @@ ${note}
 <div class="scroll"><svg xmlns="http://www.w3.org/2000/svg" width="${plotRight + 40}" height="${height}">
 ${parts.join('\n')}
 </svg></div>`;
+}
+
+/** Evenly spaced time labels along the bottom of the plot. */
+function axisTicks(start: number, end: number, x: (t: number) => number, y: number, clock: Clock): string[] {
+  const ticks: string[] = [];
+  for (let i = 0; i <= AXIS_TICKS; i++) {
+    const t = start + ((end - start) * i) / AXIS_TICKS;
+    const at = x(t).toFixed(1);
+    ticks.push(
+      `<line x1="${at}" y1="${y - 12}" x2="${at}" y2="${y - 8}" stroke="#888"/>`,
+      `<text x="${at}" y="${y}" font-size="10" fill="#555" text-anchor="middle">${escape(clock.show(t))}</text>`,
+    );
+  }
+  return ticks;
 }
 
 /** All operations when few; otherwise those whose invocation is nearest the violation (or the start). */
