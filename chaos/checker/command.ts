@@ -11,7 +11,15 @@ import type { NemesisEvent } from '../history.js';
 import { checkHistory, type CheckResult } from './check.js';
 import { describeOperation, MODELS, type Model } from './models.js';
 import { HistoryError } from './operations.js';
-import { type HistoryFormat, parseHistory, parseJsonlHistory, parseEdnHistory, parseJepsenLogHistory, type ParsedHistory } from './parse.js';
+import {
+  type HistoryFormat,
+  parseEdnHistory,
+  parseHistory,
+  parseJepsenLogHistory,
+  parseJsonlHistory,
+  type ParsedHistory,
+  splitIndependentKeys,
+} from './parse.js';
 import { writeReport } from './report.js';
 
 export const EXIT_LINEARIZABLE = 0;
@@ -38,6 +46,7 @@ interface Options {
   nemesis?: string;
   format: HistoryFormat | 'auto';
   json?: boolean;
+  independent?: boolean;
 }
 
 /** Runs the command on `argv` (the arguments after the program name) and returns its exit code. */
@@ -70,6 +79,7 @@ function parseArguments(argv: readonly string[], io: Io): { file: string; option
     .option('--report <file.html>', 'write an HTML report (timeline per process, faults, the violation)')
     .option('--nemesis <file.jsonl>', 'nemesis timeline to shade in the report (JSON lines: time, phase, fault)')
     .option('--json', 'print the result as JSON instead of one line')
+    .option('--independent', "values are Jepsen's independent [key value] tuples: check each key apart")
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
   program.parse(argv, { from: 'user' });
@@ -83,7 +93,8 @@ function parsePositive(text: string): number {
 }
 
 function run(file: string, options: Options, io: Io): number {
-  const history = readHistory(file, options.format);
+  const parsed = readHistory(file, options.format);
+  const history = options.independent === true ? { ...parsed, events: splitIndependentKeys(parsed.events) } : parsed;
   const result = checkHistory(history.events, {
     model: options.model,
     ...(options.timeLimit === undefined ? {} : { timeLimitMs: options.timeLimit * 1000 }),

@@ -12,6 +12,7 @@ export {
   parseHistory,
   parseJepsenLog,
   parseJsonl,
+  splitIndependentKeys,
 } from './parse.js';
 export type { HistoryFormat, ParsedHistory } from './parse.js';
 export { renderReport, writeReport, VIOLATION_MARKER } from './report.js';

@@ -1,7 +1,7 @@
 // The three input formats, their auto-detection, and clear errors for input that is not a history.
 import { describe, expect, it } from 'vitest';
 import { readEdn, Keyword, EdnMap, toPlain } from './edn.js';
-import { checkHistory, detectFormat, HistoryError, parseEdn, parseHistory, parseJepsenLog, parseJsonl } from './index.js';
+import { checkHistory, detectFormat, HistoryError, parseEdn, parseHistory, parseJepsenLog, parseJsonl, splitIndependentKeys } from './index.js';
 
 describe('jsonl', () => {
   it('reads events and separates nemesis lines', () => {
@@ -82,6 +82,38 @@ describe('edn', () => {
     expect(() => parseEdn('{:process 0, :type :begin, :f :read}')).toThrow(/:type must be :invoke/);
     expect(() => parseEdn('[1 2]')).toThrow(/expected an EDN map/);
     expect(() => parseEdn('{:process 0 :type}')).toThrow(/even number of forms/);
+  });
+});
+
+describe("Jepsen's independent keys", () => {
+  it('splits [key value] tuples into keys', () => {
+    const events = splitIndependentKeys(
+      parseEdn(
+        [
+          '{:process 0, :type :invoke, :f :write, :value [1 3]}',
+          '{:process 0, :type :ok, :f :write, :value [1 3]}',
+          '{:process 1, :type :invoke, :f :cas, :value [2 [nil 4]]}',
+          '{:process 1, :type :ok, :f :cas, :value [2 [nil 4]]}',
+          '{:process 2, :type :invoke, :f :read, :value [1 nil]}',
+          '{:process 2, :type :ok, :f :read, :value [1 4]}',
+        ].join('\n'),
+      ),
+    );
+    expect(events.map((e) => [e.key, e.value])).toEqual([
+      ['1', 3],
+      ['1', 3],
+      ['2', [null, 4]],
+      ['2', [null, 4]],
+      ['1', null],
+      ['1', 4],
+    ]);
+    const result = checkHistory(events, { model: 'register' });
+    expect(result.verdict).toBe('not-linearizable'); // key 1 read 4, which only key 2 ever held
+    expect(result.violation!.key).toBe('1');
+  });
+
+  it('refuses a value that is not a tuple', () => {
+    expect(() => splitIndependentKeys(parseEdn('{:process 0, :type :invoke, :f :read, :value nil}'))).toThrow(/\[key value\] tuple/);
   });
 });
 

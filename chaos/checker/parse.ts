@@ -171,6 +171,21 @@ function nemesisFromJepsen(f: string, value: unknown, time: number): NemesisEven
   return [detail === undefined ? { time, phase, fault } : { time, phase, fault, detail }];
 }
 
+/**
+ * Splits Jepsen's `independent` histories, whose values are `[key value]` tuples (`{:f :cas, :value [3 [1 2]]}`),
+ * into keyed events. Every event must carry a tuple: a mix would be ambiguous with a cas pair.
+ */
+export function splitIndependentKeys(events: readonly HistoryEvent[]): HistoryEvent[] {
+  return events.map((event, index) => {
+    const tuple = event.value;
+    if (!Array.isArray(tuple) || tuple.length !== 2) {
+      throw new HistoryError(`event ${index}: --independent expects every value to be a [key value] tuple, got ${JSON.stringify(tuple) ?? 'nothing'}`);
+    }
+    const [key, value] = tuple as [unknown, unknown];
+    return { ...event, key: typeof key === 'string' ? key : JSON.stringify(key), value };
+  });
+}
+
 function forEachLine(text: string, visit: (line: string, lineNo: number) => void): void {
   const lines = text.split('\n');
   lines.forEach((raw, i) => {
