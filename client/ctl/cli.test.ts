@@ -1,7 +1,7 @@
 // fulcrumctl against a real in-process member over real gRPC: every command run through `main` with captured
 // output, its table / simple / json output checked, and its errors (one line, the client's code, exit 1; usage
 // errors exit 2).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -281,7 +281,11 @@ describe('lock and elect', () => {
 describe('member, endpoint, snapshot', () => {
   it('lists the member with its hex id; endpoint status and health as tables and json', async () => {
     const hex = m.member.member.id.toString(16);
-    const [row] = tableRows((await run('member', 'list')).out);
+    // A member publishes its client URLs shortly after it starts: wait for them, then check the whole row.
+    const row = await eventually('the client URLs in member list', async () => {
+      const [r] = tableRows((await run('member', 'list')).out);
+      return r?.[4] === '' ? undefined : r;
+    }, 10_000, 50);
     expect(row).toEqual([hex, 'started', 'default', expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), `http://${m.endpoint}`, 'false']);
     const status = json<{ endpoints: Array<Record<string, unknown>> }>(await run('endpoint', 'status', '-w', 'json'));
     expect(status.endpoints[0]).toMatchObject({ endpoint: m.endpoint, memberId: hex, leaderId: hex, isLeader: true, isLearner: false });
@@ -312,6 +316,8 @@ describe('member, endpoint, snapshot', () => {
     const summary = await snapshotStatus(file);
     expect(summary.revision).toBe(r.revision);
     expect(summary.totalKeys).toBeGreaterThan(0);
+    expectError(await run('snapshot', 'save', join(dir, 'no-such-dir', 'x.db')), 1, /^Error: ENOENT: .*no-such-dir.* \(ENOENT\)\n$/);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.part'))).toEqual([]);
     expectError(await ctl(['snapshot', 'save', file, '--endpoints', `${m.endpoint},${DEAD_ENDPOINT}`], { env }), 2, /exactly one endpoint/);
   });
 });

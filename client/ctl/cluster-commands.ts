@@ -190,17 +190,35 @@ async function endpointHealth(ctx: Ctx): Promise<void> {
 async function snapshotSave(ctx: Ctx, file: string): Promise<void> {
   if (ctx.globals.endpoints.length !== 1) throw new UsageError(`snapshot save takes exactly one endpoint (a snapshot is one member's state), got ${ctx.globals.endpoints.length}`);
   const part = `${file}.part`;
-  const out = await open(part, 'w');
+  try {
+    const { bytes, revision } = await streamSnapshotTo(ctx, part);
+    await checkSnapshot(part, bytes, createHash('sha256'));
+    await rename(part, file);
+    if (ctx.format === 'json') ctx.json({ file, bytes, revision });
+    else ctx.io.out(`Snapshot saved at ${file} (${humanBytes(bytes)}, revision ${revision})\n`);
+  } catch (e) {
+    // Interrupted, broken or damaged: leave nothing half-written behind.
+    await rm(part, { force: true });
+    throw e;
+  }
+}
+
+/** The stream into `path`, written in order at each blob's offset; resolves with its size and revision. */
+async function streamSnapshotTo(ctx: Ctx, path: string): Promise<{ bytes: number; revision: number }> {
+  const out = await open(path, 'w');
   let bytes = 0;
   let revision = 0;
-  let chain = Promise.resolve();
-  const hash = createHash('sha256');
+  let writes = Promise.resolve();
+  const queue = (step: () => Promise<unknown>): void => {
+    writes = writes.then(step).then(() => undefined);
+    writes.catch(() => undefined); // a failed write surfaces at the final await below, not as an unhandled rejection
+  };
   try {
     await runStream<SnapshotResponse>(
       ctx.kv,
       'snapshot',
       (s, md) => {
-        chain = chain.then(() => out.truncate(0));
+        queue(() => out.truncate(0)); // another attempt starts the file over
         bytes = 0;
         return s.maintenance.Snapshot({}, md);
       },
@@ -209,24 +227,16 @@ async function snapshotSave(ctx: Ctx, file: string): Promise<void> {
         const blob = m.blob;
         const at = bytes;
         bytes += blob.byteLength;
-        chain = chain.then(async () => {
-          await out.write(blob, 0, blob.byteLength, at);
-        });
+        queue(() => out.write(blob, 0, blob.byteLength, at));
       },
       { signal: ctx.io.interrupt, timeoutMs: ctx.globals.commandTimeoutMs },
     );
-    await chain;
+    await writes;
     await out.sync();
+    return { bytes, revision };
   } finally {
     await out.close();
   }
-  await checkSnapshot(part, bytes, hash).catch(async (e: unknown) => {
-    await rm(part, { force: true });
-    throw e;
-  });
-  await rename(part, file);
-  if (ctx.format === 'json') ctx.json({ file, bytes, revision });
-  else ctx.io.out(`Snapshot saved at ${file} (${humanBytes(bytes)}, revision ${revision})\n`);
 }
 
 async function checkSnapshot(path: string, bytes: number, hash: ReturnType<typeof createHash>): Promise<void> {
