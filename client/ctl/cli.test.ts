@@ -324,8 +324,9 @@ describe('member, endpoint, snapshot', () => {
 
 describe('global flags and errors', () => {
   it('takes endpoints from --endpoints, FULCRUMCTL_ENDPOINTS, then ETCDCTL_ENDPOINTS', async () => {
-    expect((await ctl(['get', 'kv/a', '--print-value-only'], { env: { ETCDCTL_ENDPOINTS: m.endpoint } })).out).toBe('two\n');
-    expect((await ctl(['get', 'kv/a', '--print-value-only', '--endpoints', m.endpoint], { env: { FULCRUMCTL_ENDPOINTS: '127.0.0.1:1' } })).out).toBe('two\n');
+    await run('put', 'g/env', 'found');
+    expect((await ctl(['get', 'g/env', '--print-value-only'], { env: { ETCDCTL_ENDPOINTS: m.endpoint } })).out).toBe('found\n');
+    expect((await ctl(['get', 'g/env', '--print-value-only', '--endpoints', m.endpoint], { env: { FULCRUMCTL_ENDPOINTS: DEAD_ENDPOINT } })).out).toBe('found\n');
   });
 
   it('fails in one line with UNAVAILABLE when no endpoint answers', async () => {
