@@ -178,6 +178,8 @@ class Search {
   private readonly frameMustObserve: boolean[] = [];
   private readonly linearizedAt: number[] = [];
   private readonly stateBefore: string[] = [];
+  /** With appends: the texts reads and swaps name, sorted, to tell whether an appended state is observable. */
+  private readonly observedTexts: readonly string[] | undefined;
   private depth = 0;
   private state: string;
   private requiredLeft: number;
@@ -211,6 +213,7 @@ class Search {
     this.classNext = new Int32Array(classes.count);
     this.state = initialState;
     this.requiredLeft = this.slots.requiredCount;
+    this.observedTexts = ops.some((p) => p.effect === Effect.Append) ? observedTextsOf(ops) : undefined;
   }
 
   run(): SearchResult {
@@ -280,7 +283,7 @@ class Search {
     const strong: number[] = [];
     const weak: number[] = [];
     for (const op of optional) {
-      const after = step(this.state, this.ops[op]!);
+      const after = this.stepFor(this.ops[op]!);
       if (after === undefined || after === this.state) continue;
       if (observed.has(after)) strong.push(op);
       else if (observesAnything) weak.push(op);
@@ -294,7 +297,7 @@ class Search {
     const cls = this.classOf[op]!;
     if (cls >= 0 && this.rankInClass[op] !== this.classNext[cls]) return false; // an earlier twin goes first
     if (this.frameMustObserve[this.depth] && !this.dependsOnLast(prepared)) return false; // liveness: see above
-    const after = step(this.state, prepared);
+    const after = this.stepFor(prepared);
     if (after === undefined) return false;
     if (!prepared.required && after === this.state) return false; // an optional no-op: leaving it out is as good
     this.flip(op);
@@ -311,6 +314,17 @@ class Search {
     if (prepared.required) this.requiredLeft--;
     if (cls >= 0) this.classNext[cls]!++;
     return true;
+  }
+
+  /**
+   * The model's step from the current state, except that an appended state no read or swap could ever name
+   * (no observed text starts with its text) becomes UNOBSERVABLE, like a write of such a value (see
+   * `withoutUnobservable`).
+   */
+  private stepFor(prepared: PreparedOp): string | undefined {
+    const after = step(this.state, prepared);
+    if (after === undefined || prepared.effect !== Effect.Append || after === UNOBSERVABLE) return after;
+    return startsSomeText(this.observedTexts!, textOf(after)) ? after : UNOBSERVABLE;
   }
 
   /**
@@ -462,6 +476,26 @@ function withoutUnobservable(ops: readonly PreparedOp[]): readonly PreparedOp[] 
     }
   }
   return kept;
+}
+
+function observedTextsOf(ops: readonly PreparedOp[]): string[] {
+  const texts = new Set<string>();
+  for (const p of ops) {
+    if (p.effect === Effect.Read || p.effect === Effect.Swap || p.effect === Effect.SwapRefused) texts.add(textOf(p.a));
+  }
+  return [...texts].sort();
+}
+
+/** Whether some text in `sorted` starts with `prefix`: the first text not below `prefix` is the only candidate. */
+function startsSomeText(sorted: readonly string[], prefix: string): boolean {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (sorted[mid]! < prefix) low = mid + 1;
+    else high = mid;
+  }
+  return low < sorted.length && sorted[low]!.startsWith(prefix);
 }
 
 /** Groups indeterminate operations by identical effect; ranks each group's members in order of invocation. */
