@@ -17,8 +17,9 @@
 //
 // Indeterminate operations return at +infinity: their return entries sit after every definite one. They are
 // optional: the search succeeds as soon as every required (`ok`) operation is linearized, whether or not the
-// indeterminate ones were ("took effect at some point after its invocation, or never"). Three reductions keep
-// them from multiplying the search space, each sound because an indeterminate operation may always be left out:
+// indeterminate ones were ("took effect at some point after its invocation, or never"). These reductions keep
+// them from multiplying the search space, each sound because an indeterminate operation may always be left out
+// (and each checked against brute force by differential.test.ts):
 //
 //   dominance    (required set R, indeterminate set I, state s) is no better than (R, I', s) for I' ⊆ I: what
 //                can be done after placing more optional operations can be done without them. So the memo
@@ -34,6 +35,9 @@
 //   symmetry     indeterminate operations with the same effect (two timed-out `write 3`) are interchangeable
 //                once both are invoked, so each such class is placed only in order of invocation: any valid
 //                order can be rewritten that way (the earliest-invoked member takes the earliest slot).
+//   unobservable a value no read, swap or refused swap of the key could ever name is dropped (optional
+//                writes of it, when nothing could need the state to move on) or merged into one shared state,
+//                UNOBSERVABLE (see `withoutUnobservable` and `stepFor`).
 import { Effect, step, textOf, UNOBSERVABLE, type PreparedOp } from './models.js';
 
 /** Where the search stopped when it had to give up, or why the history is not linearizable. */
