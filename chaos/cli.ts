@@ -29,6 +29,7 @@ export function parseRunArgs(argv: readonly string[]): RunOptions {
     .option('--no-fencing', 'negative control: the lock workload resource ignores fencing tokens')
     .option('--no-dedup', 'negative control: exactly-once retries carry no request identity')
     .option('--failpoints <spec>', 'FULCRUM_FAILPOINTS for every member (e.g. no-fsync)')
+    .option('--overlap', 'network faults and process faults on two concurrent schedules')
     .option('--power-loss', 'kill -9 every member at once after the faulty phase')
     .option('--snapshot-count <n>', 'entries between snapshots (small values exercise snapshot faults)', positiveInt('--snapshot-count', 10_000_000))
     .option('--runs-dir <dir>', 'parent of the run directory (default chaos-runs/)')
@@ -36,7 +37,7 @@ export function parseRunArgs(argv: readonly string[]): RunOptions {
   p.parse([...argv], { from: 'user' });
   const o = p.opts<{
     workload: string; nemesis: string; time: number; members: number; clients: number; target: string; seed: number;
-    serializableReads?: boolean; fencing: boolean; dedup: boolean; failpoints?: string; powerLoss?: boolean; snapshotCount?: number; runsDir?: string;
+    serializableReads?: boolean; fencing: boolean; dedup: boolean; failpoints?: string; powerLoss?: boolean; overlap?: boolean; snapshotCount?: number; runsDir?: string;
   }>();
   if (o.target !== 'fulcrum' && o.target !== 'etcd') throw new InvalidArgumentError(`--target must be fulcrum or etcd, not "${o.target}"`);
   if (!Number.isInteger(o.seed)) throw new InvalidArgumentError('--seed must be an integer');
@@ -53,6 +54,7 @@ export function parseRunArgs(argv: readonly string[]): RunOptions {
     noDedup: o.dedup === false,
     ...(o.failpoints !== undefined ? { failpoints: o.failpoints } : {}),
     powerLoss: o.powerLoss === true,
+    overlap: o.overlap === true,
     ...(o.snapshotCount !== undefined ? { snapshotCount: o.snapshotCount } : {}),
     ...(o.runsDir !== undefined ? { runsDir: o.runsDir } : {}),
   };

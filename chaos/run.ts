@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChaosCluster, type Target } from './harness/cluster.js';
 import { Recorder } from './harness/recorder.js';
-import { healAll, parseNemeses, runSchedule, type NemesisContext } from './nemesis/index.js';
+import { healAll, NETWORK_NEMESES, parseNemeses, runSchedule, type NemesisContext } from './nemesis/index.js';
 import { WORKLOADS } from './workloads/index.js';
 import type { CheckOutcome, WorkloadContext, WorkloadOptions } from './workloads/types.js';
 
@@ -31,6 +31,8 @@ export interface RunOptions {
   readonly failpoints?: string;
   /** Kill -9 every member at once at the end of the faulty phase (a power loss), then restart them. */
   readonly powerLoss?: boolean;
+  /** Run network and process nemeses on two concurrent schedules. */
+  readonly overlap?: boolean;
   readonly quietMs?: readonly [number, number];
   readonly faultMs?: readonly [number, number];
   readonly snapshotCount?: number;
@@ -105,10 +107,19 @@ export async function runChaos(o: RunOptions): Promise<RunSummary> {
       recorder.fault('start', 'crash-image', 'every data dir copied while stopped; no fsync from here on');
       log('crash images taken');
     };
-    const [faults] = await Promise.all([
-      runSchedule(nctx, { nemeses, quietMs: o.quietMs ?? [1_000, 3_000], faultMs: o.faultMs ?? [2_000, 5_000] }, until),
+    const timing = { quietMs: o.quietMs ?? ([1_000, 3_000] as const), faultMs: o.faultMs ?? ([2_000, 5_000] as const) };
+    // --overlap: network faults and process faults on two schedules at once (a kill during a partition); each
+    // schedule heals only its own kind, so they never undo each other.
+    const schedules =
+      o.overlap === true
+        ? [nemeses.filter((n) => NETWORK_NEMESES.has(n.name)), nemeses.filter((n) => !NETWORK_NEMESES.has(n.name))]
+        : [nemeses];
+    const [counts] = await Promise.all([
+      Promise.all(schedules.map((list) => runSchedule(nctx, { nemeses: list, ...timing }, until))),
       ...workloads.map((w) => w.run(wctx)),
     ]);
+    const faults = new Map<string, number>();
+    for (const c of counts) for (const [k, v] of c) faults.set(k, (faults.get(k) ?? 0) + v);
     clearTimeout(imageTimer);
     if (o.powerLoss === true) {
       recorder.fault('start', 'power-loss', lying ? 'kill -9 every member, disks back to their crash images' : 'kill -9 every member at once');
@@ -161,7 +172,7 @@ function findUnexpectedExits(cluster: ChaosCluster, _r: Recorder): string[] {
 export function formatSummary(s: RunSummary): string {
   const lines: string[] = [];
   lines.push(`chaos run ${s.dir}`);
-  lines.push(`  ${s.options.target}, ${s.options.members} members, workloads ${s.options.workloads.join(',')}, nemeses ${s.options.nemeses || 'none'}, ${s.options.timeS} s, seed ${s.options.seed}`);
+  lines.push(`  ${s.options.target}, ${s.options.members} members, workloads ${s.options.workloads.join(',')}, nemeses ${s.options.nemeses || 'none'}${s.options.overlap === true ? ' (overlapping)' : ''}, ${s.options.timeS} s, seed ${s.options.seed}`);
   for (const [f, c] of Object.entries(s.ops)) lines.push(`  ops ${f.padEnd(10)} ok ${c.ok}  fail ${c.fail}  info ${c.info}`);
   const faults = Object.entries(s.faults);
   lines.push(`  faults: ${faults.length === 0 ? 'none' : faults.map(([k, v]) => `${k} ×${v}`).join(', ')}`);

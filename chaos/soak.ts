@@ -53,6 +53,7 @@ async function main(): Promise<number> {
       clients: 10,
       seed: Math.floor(random() * 2 ** 31),
       snapshotCount: random() < 0.5 ? 500 : 10_000,
+      overlap: random() < 0.5,
       quiet: true,
     });
     const failed = !s.valid || s.unexpectedExits.length > 0;

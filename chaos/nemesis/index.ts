@@ -309,6 +309,9 @@ export const slow: Nemesis = {
   },
 };
 
+/** Nemeses that act on links only (their heal resets every link): one schedule of their own under --overlap. */
+export const NETWORK_NEMESES: ReadonlySet<string> = new Set(['partition', 'slow']);
+
 export const NEMESES: Readonly<Record<string, Nemesis>> = { partition, kill, pause, clock, transfer, member, crashpoint, torn, slow };
 
 export function parseNemeses(text: string): Nemesis[] {
