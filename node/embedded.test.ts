@@ -74,7 +74,7 @@ describe('startMember (embedded)', () => {
   });
 
   it('also serves the etcd v3 API on the network when asked', async () => {
-    const base = 18_000 + (process.pid % 190) * 4; // below the ephemeral range (32768+)
+    const base = 18_000 + (process.pid % 140) * 4; // 18000-18559: below the ephemeral range (32768+), clear of fulcrumctl tests (18600+)
     const m = await startMember({ dataDir: tempDir(), listen: { clientPort: base, peerPort: base + 1 }, heartbeatMs: 20, electionMs: 200 });
     running.push(m);
     expect(m.endpoints).toEqual([`127.0.0.1:${base}`]);
