@@ -1,37 +1,19 @@
 // Every `ts` block of docs/client.md runs, as written, as its own Node process against a real member: the doc's
 // endpoint 127.0.0.1:2379 becomes the test member's, and `fulcrum/client` the path of client/index.ts (the
 // package's own export of that name is checked separately). A block that throws or hangs fails the test.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runTsFile, tsBlocks } from './testing/examples.js';
 import { startTestMember, type TestMember } from './testing/servers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOC = join(ROOT, 'docs', 'client.md');
 const CLIENT_ENTRY = join(ROOT, 'client', 'index.ts');
-const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
 /** One example's run, generously: a process start with tsx on a busy 2-core machine takes seconds. */
 const EXAMPLE_TIMEOUT_MS = 60_000;
-
-function examples(): Array<{ line: number; code: string }> {
-  const text = readFileSync(DOC, 'utf8');
-  const out: Array<{ line: number; code: string }> = [];
-  const re = /^```ts\n([\s\S]*?)^```$/gm;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) out.push({ line: text.slice(0, m.index).split('\n').length, code: m[1]! });
-  return out;
-}
-
-function run(file: string, cwd: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', TSX, file], { cwd, timeout: EXAMPLE_TIMEOUT_MS }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : ((err as { code?: number }).code ?? null), output: `${stdout}${stderr}` });
-    });
-  });
-}
 
 let server: TestMember;
 let dir: string;
@@ -45,7 +27,7 @@ afterAll(async () => {
 });
 
 describe('docs/client.md', () => {
-  const blocks = examples();
+  const blocks = tsBlocks(readFileSync(DOC, 'utf8'));
 
   it('has examples, each importing the package entry point', () => {
     expect(blocks.length).toBeGreaterThanOrEqual(7);
@@ -54,7 +36,7 @@ describe('docs/client.md', () => {
 
   it("the package exports 'fulcrum/client'", async () => {
     const file = join(ROOT, 'client', 'testing', 'export-check.ts');
-    const r = await run(file, ROOT);
+    const r = await runTsFile(file, ROOT, EXAMPLE_TIMEOUT_MS);
     expect(r.output.trim()).toBe('function');
   }, EXAMPLE_TIMEOUT_MS);
 
@@ -63,7 +45,7 @@ describe('docs/client.md', () => {
       const code = b.code.replaceAll("'127.0.0.1:2379'", `'${server.endpoint}'`).replaceAll("from 'fulcrum/client'", `from '${CLIENT_ENTRY}'`);
       const file = join(dir, `example-${b.line}.mts`);
       writeFileSync(file, code);
-      const r = await run(file, dir);
+      const r = await runTsFile(file, dir, EXAMPLE_TIMEOUT_MS);
       expect([r.code, r.output], r.output).toEqual([0, expect.any(String)]);
     }, EXAMPLE_TIMEOUT_MS);
   }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tsBlocks } from '../testing/examples.js';
 import { freePorts, REPO_ROOT, spawnScript, startRecipeMember, type RecipeMember } from './testing/harness.js';
 
 const DOCS = ['docs/recipes.md', 'docs/registry.md'];
@@ -14,20 +15,6 @@ const DOCS = ['docs/recipes.md', 'docs/registry.md'];
 const GRPC_JS = createRequire(import.meta.url).resolve('@grpc/grpc-js');
 /** One example's run, startup included (a child process with tsx). */
 const EXAMPLE_TIMEOUT_MS = 60_000;
-
-/** The ```ts blocks of a markdown file, with the line each starts on. */
-export function tsBlocks(markdown: string): Array<{ line: number; code: string }> {
-  const blocks: Array<{ line: number; code: string }> = [];
-  const lines = markdown.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i]!.trim() !== '```ts') continue;
-    const start = i + 1;
-    const end = lines.indexOf('```', start);
-    blocks.push({ line: start + 1, code: lines.slice(start, end).join('\n') });
-    i = end;
-  }
-  return blocks;
-}
 
 let server: RecipeMember;
 let dir: string;

@@ -44,11 +44,11 @@ export interface TestMember {
   close(): Promise<void>;
 }
 
-/** One in-process Fulcrum member serving the etcd API on loopback. */
-export async function startTestMember(slot = 0): Promise<TestMember> {
+/** One in-process Fulcrum member serving the etcd API on loopback, on ports from `allocate` (this range by default). */
+export async function startTestMember(slot = 0, allocate: (count: number, slot: number) => Promise<number[]> = freePorts): Promise<TestMember> {
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-'));
   for (let attempt = 0; ; attempt++) {
-    const [clientPort, peerPort] = await freePorts(2, slot + attempt * 7);
+    const [clientPort, peerPort] = await allocate(2, slot + attempt * 7);
     try {
       const member = await startMember({ dataDir: dir, listen: { clientPort, peerPort }, heartbeatMs: 20, electionMs: 200, logLevel: 'error' });
       const endpoint = member.endpoints[0]!;

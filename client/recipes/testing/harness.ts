@@ -3,15 +3,9 @@
 // Ports come from these tests' own ranges, 18800-18999 and 22000-22299, in blocks of 10 chosen by pid and
 // slot; a taken port moves to another block. Test code only.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startMember, type EmbeddedMember } from '../../../node/embedded.js';
-import { Client, type ClientOptions } from '../../index.js';
+import { fileURLToPath } from 'node:url';
+import { TSX_LOADER as TSX } from '../../testing/examples.js';
+import { portFree, startTestMember, type TestMember } from '../../testing/servers.js';
 
 const PORT_RANGES: ReadonlyArray<readonly [number, number]> = [
   [18_800, 18_999],
@@ -24,8 +18,6 @@ const ATTEMPTS = 10;
 /** Lines of a child's output kept for assertions and diagnostics. */
 const CHILD_LINES_MAX = 2_000;
 
-/** tsx's loader, found from here: children run TypeScript like the members do. */
-const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 function blockBase(block: number): number {
@@ -35,14 +27,6 @@ function blockBase(block: number): number {
     b -= BLOCKS[i]!;
   }
   throw new Error('unreachable');
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
 }
 
 /** `count` (<= 10) free consecutive ports of one block; `slot` separates users within one test file. */
@@ -55,40 +39,11 @@ export async function freePorts(count: number, slot: number): Promise<number[]> 
   throw new Error(`EADDRINUSE: no ${count} free ports in 18800-18999/22000-22299 after ${ATTEMPTS} attempts`);
 }
 
-export interface RecipeMember {
-  readonly member: EmbeddedMember;
-  readonly endpoint: string;
-  client(options?: Partial<ClientOptions>): Client;
-  close(): Promise<void>;
-}
+export type RecipeMember = TestMember;
 
-/** One in-process Fulcrum member serving the etcd API on loopback (real gRPC). */
-export async function startRecipeMember(slot: number): Promise<RecipeMember> {
-  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-recipes-'));
-  for (let attempt = 0; ; attempt++) {
-    const [clientPort, peerPort] = await freePorts(2, slot + attempt * 3);
-    try {
-      const member = await startMember({ dataDir: dir, listen: { clientPort, peerPort }, heartbeatMs: 20, electionMs: 200, logLevel: 'error' });
-      const endpoint = member.endpoints[0]!;
-      const clients: Client[] = [];
-      return {
-        member,
-        endpoint,
-        client: (o = {}) => {
-          const c = new Client({ endpoints: [endpoint], ...o });
-          clients.push(c);
-          return c;
-        },
-        close: async () => {
-          await Promise.all(clients.map((c) => c.close()));
-          await member.close();
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    } catch (e) {
-      if (attempt + 1 >= ATTEMPTS || !/EADDRINUSE|address already in use|No address added/i.test(String(e))) throw e;
-    }
-  }
+/** One in-process Fulcrum member serving the etcd API on loopback (real gRPC), on these tests' ports. */
+export function startRecipeMember(slot: number): Promise<RecipeMember> {
+  return startTestMember(slot, freePorts);
 }
 
 /** A child process running a TypeScript file, with its output as lines. */
