@@ -6,7 +6,24 @@
 //   2 invoke put x "a"        kv: the key comes before the value
 //
 // An event's time is its line number, so lines that overlap in the text overlap in time.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { EventType, HistoryEvent } from '../history.js';
+
+/**
+ * Where Jepsen's etcd histories are (the project's shared test data, beside the repository): FULCRUM_SHARED_TESTDATA
+ * if set, else ../shared/testdata from the repository, else /work/shared/testdata (a clone elsewhere on this
+ * machine). Undefined when none holds them: the tests that need them say so and are skipped.
+ */
+export const JEPSEN_ETCD_DIR: string | undefined = [
+  process.env.FULCRUM_SHARED_TESTDATA,
+  fileURLToPath(new URL('../../../shared/testdata', import.meta.url)),
+  '/work/shared/testdata',
+]
+  .filter((d): d is string => d !== undefined && d !== '')
+  .map((d) => `${d.replace(/\/$/, '')}/linearizability/jepsen-etcd/`)
+  .find((d) => existsSync(`${d}verdicts.json`));
+if (JEPSEN_ETCD_DIR === undefined) console.warn('chaos/checker: Jepsen etcd histories not found (set FULCRUM_SHARED_TESTDATA); their tests are skipped');
 
 export function history(text: string, options: { keyed?: boolean } = {}): HistoryEvent[] {
   const lines = text
