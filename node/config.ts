@@ -286,9 +286,16 @@ function collectRaw(flags: Record<string, string | undefined>, env: NodeJS.Proce
   return { raw, warnings };
 }
 
+/**
+ * FULCRUM_* variables that are not server settings but belong to other parts of Fulcrum: the test-only failpoints
+ * (node/failpoints.ts), the chaos suite's link redirection, the shared test data, and what `fulcrumctl lock` hands
+ * the command it runs. A member started by those tools must not warn about them.
+ */
+const OTHER_FULCRUM_VARIABLES = new Set(['FULCRUM_FAILPOINTS', 'FULCRUM_FAILPOINTS_FILE', 'FULCRUM_CHAOS_REDIRECT', 'FULCRUM_SHARED_TESTDATA', 'FULCRUM_LOCK_TOKEN', 'FULCRUM_LOCK_KEY']);
+
 /** Typos in FULCRUM_* names, and etcd settings Fulcrum does not have, would otherwise be ignored silently. */
 function unknownEnvWarnings(env: NodeJS.ProcessEnv): string[] {
-  const known = new Set(SETTINGS.flatMap((s) => ENV_PREFIXES.map((p) => envNameFor(s.flag, p))));
+  const known = new Set([...SETTINGS.flatMap((s) => ENV_PREFIXES.map((p) => envNameFor(s.flag, p))), ...OTHER_FULCRUM_VARIABLES]);
   const out: string[] = [];
   for (const name of Object.keys(env).sort()) {
     if (known.has(name)) continue;
