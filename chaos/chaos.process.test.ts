@@ -24,7 +24,7 @@ describe('chaos: workloads under faults (real processes)', () => {
   it(
     'set, lock and exactly-once lose nothing and apply nothing twice under crash points, torn WAL writes, leader transfers and slow links',
     async () => {
-      const s = await run({ workloads: ['set', 'lock', 'exactly-once'], nemeses: 'crashpoint,torn,transfer,slow', timeS: 25, snapshotCount: 200 });
+      const s = await run({ workloads: ['set', 'lock', 'exactly-once'], nemeses: 'crashpoint,torn,transfer,slow,member', timeS: 25, snapshotCount: 200 });
       for (const c of s.checks) expect([c.workload, c.checker, c.verdict, c.summary]).toEqual([c.workload, c.checker, 'valid', c.summary]);
       expect(s.checks.length).toBe(5);
       expect(Object.values(s.faults).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
