@@ -152,6 +152,37 @@ describe('Lease service (single voter over gRPC)', () => {
     }
   });
 
+  it('keep-alives on one stream are renewed together but answered in request order', async () => {
+    const h = await start({ renewalCoalesceMs: 0 });
+    const a = (await grant(h, 20)).ID;
+    const b = (await grant(h, 30)).ID;
+    let entries = 0;
+    const unsubscribe = h.member.subscribeApplied((results) => {
+      for (const r of results) if (r.op === 'leaseCheckpoint') entries++;
+    });
+    try {
+      // The unknown lease is answered at once (TTL 0) while a and b wait for their entry: order must still hold.
+      const order = [a, '999999', b, a, b];
+      const answers = await new Promise<LeaseKeepAliveResponse[]>((resolve, reject) => {
+        const got: LeaseKeepAliveResponse[] = [];
+        const call = h.lease.LeaseKeepAlive();
+        call.on('data', (res: LeaseKeepAliveResponse) => {
+          got.push(res);
+          if (got.length === order.length) {
+            call.end();
+            resolve(got);
+          }
+        });
+        call.on('error', reject);
+        for (const ID of order) call.write({ ID });
+      });
+      expect(answers.map((r) => [String(r.ID), Number(r.TTL)])).toEqual([[a, 20], ['999999', 0], [b, 30], [a, 20], [b, 30]]);
+      expect(entries).toBeLessThan(4); // renewals that arrived together shared entries
+    } finally {
+      unsubscribe();
+    }
+  });
+
   it('a renewal right after a logged one is acknowledged without an entry (coalescing)', async () => {
     const h = await start({ renewalCoalesceMs: 60_000 });
     const id = BigInt((await grant(h, 30)).ID);

@@ -75,7 +75,8 @@ function keepAliveStream(
   header: () => ReturnType<typeof responseHeader>,
 ): void {
   const forwarded = isForwarded(call.metadata);
-  // Requests are answered one at a time, in order: a client matches responses to its requests by order and ID.
+  // Each request's renewal starts as soon as it arrives (so the renewals of one stream share log entries), but
+  // the answers go out in request order: a client matches responses to its requests by order and ID.
   let chain = Promise.resolve();
   let pending = 0;
   let failed = false;
@@ -87,10 +88,17 @@ function keepAliveStream(
   call.on('data', (req: LeaseKeepAliveRequest) => {
     if (failed) return;
     if (++pending > KEEPALIVE_PENDING_MAX) return fail(apiError('TOO_MANY_REQUESTS'));
+    let id: bigint;
+    try {
+      id = parseLeaseId(req.ID, { zeroAllowed: true });
+    } catch (e) {
+      return fail(e);
+    }
+    const renewal = renewOrZero(leases, id, forwarded);
+    renewal.catch(() => undefined); // its failure is reported in order below
     chain = chain.then(async () => {
       try {
-        const id = parseLeaseId(req.ID, { zeroAllowed: true });
-        const ttl = await renewOrZero(leases, id, forwarded);
+        const ttl = await renewal;
         if (!failed && !call.cancelled) call.write({ header: header(), ID: id, TTL: ttl });
       } catch (e) {
         fail(e);
