@@ -135,15 +135,7 @@ export class LinkProxy {
   ) {}
 
   async listen(): Promise<void> {
-    const server = createServer({ noDelay: true }, (s) => this.accept(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.listenPort, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.server = server;
+    this.server = await listenLoopback(this.listenPort, (s) => this.accept(s));
   }
 
   get shape(): LinkShape {
@@ -212,4 +204,17 @@ export class LinkProxy {
     this.server = undefined;
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
   }
+}
+
+/** A TCP server on 127.0.0.1:port with Nagle off (proxied bytes must not wait), resolved once it listens. */
+export async function listenLoopback(port: number, onConnection: (s: Socket) => void): Promise<Server> {
+  const server = createServer({ noDelay: true }, onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
 }

@@ -2,7 +2,8 @@
 // first HTTP request of each incoming peer connection, finds etcd's `X-Server-From: <member id>` header, and
 // hands the connection to the proxy of the link (from → this member). Connections without the header (version
 // probes) or from unknown ids go straight to the member. The bytes read are replayed, untouched.
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
+import { listenLoopback } from './proxy.js';
 
 /** Bytes read looking for the end of the first request's headers before giving up and passing straight on. */
 export const SNIFF_BYTES_MAX = 16 * 1024;
@@ -18,15 +19,7 @@ export class FromRouter {
   ) {}
 
   async listen(): Promise<void> {
-    const server = createServer({ noDelay: true }, (s) => this.accept(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.listenPort, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.server = server;
+    this.server = await listenLoopback(this.listenPort, (s) => this.accept(s));
   }
 
   private accept(down: Socket): void {
