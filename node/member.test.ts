@@ -81,4 +81,21 @@ describe('Member (single voter, on disk)', () => {
     expect(m.members().map((x) => x.id)).toEqual([1]);
     await expect(m.changeMembership(ConfChangeType.RemoveNode, 12345)).rejects.toThrow('etcdserver: member not found');
   });
+
+  it('a membership change dropped for want of a leader fails at once and leaves no timer to reject later', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-member-'));
+    dirs.push(dir);
+    // Voter 2 never starts: no leader can be elected, so the conf change is dropped when proposed.
+    const m = await start(dir, { initialVoters: [1, 2], confChangeTimeoutMs: 50 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await expect(m.changeMembership(ConfChangeType.AddLearner, 77, { peerUrls: ['http://127.0.0.1:3380'] })).rejects.toMatchObject({ code: 'NO_LEADER' });
+      await new Promise((r) => setTimeout(r, 300)); // well past the 50 ms timeout that used to stay armed
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 });

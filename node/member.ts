@@ -294,8 +294,9 @@ export class Member {
     if (this.closed) throw new MemberError('STOPPED', 'fulcrum: member is stopping');
     this.checkConfChange(type, nodeId);
     const nonce = `${this.options.id}:${process.pid}:${++this.confNonce}:${randomInt(2 ** 32)}`;
+    let timer: NodeJS.Timeout | undefined;
     const done = new Promise<ConfState>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      timer = setTimeout(() => {
         this.confWaiters.delete(nonce);
         reject(new MemberError('TIMEOUT', 'etcdserver: request timed out'));
       }, this.options.confChangeTimeoutMs);
@@ -307,6 +308,8 @@ export class Member {
     try {
       this.node.proposeConfChange({ type, nodeId, context: encodeMemberContext({ ...ctx, nonce }) });
     } catch (e) {
+      // Nobody will wait for `done`: disarm it, or its timeout would reject with no handler and stop the process.
+      clearTimeout(timer);
       this.confWaiters.delete(nonce);
       if (e instanceof ProposalDroppedError) {
         throw new MemberError(this.leaderId() === NONE ? 'NO_LEADER' : 'TIMEOUT', e.reason === 'no leader' ? 'etcdserver: no leader' : `etcdserver: ${e.reason}`);
