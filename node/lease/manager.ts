@@ -51,7 +51,7 @@ const LAST_WORDS_SLACK = 1_000;
 export type LeaseMember = Pick<Member, 'propose' | 'subscribeApplied' | 'subscribeSoftState' | 'subscribeRestored' | 'isLeader' | 'leaderId' | 'members' | 'linearizableBarrier'> & {
   readonly id: number;
   readonly stateMachine: {
-    readonly leases: { get(id: LeaseId): LeaseInfo | undefined; has(id: LeaseId): boolean; list(): LeaseInfo[] };
+    readonly leases: { get(id: LeaseId): LeaseInfo | undefined; has(id: LeaseId): boolean; list(): LeaseInfo[]; readonly size: number };
     readonly mvcc: { keysWithLease(id: bigint): Uint8Array[] };
   };
 };
@@ -259,7 +259,7 @@ export class LeaseManager {
 
   /** One round: propose revokes for expired leases. Resolves when those proposals settle. */
   async tick(): Promise<void> {
-    const slack = LAST_WORDS_SLACK + this.member.stateMachine.leases.list().length;
+    const slack = LAST_WORDS_SLACK + this.member.stateMachine.leases.size;
     if (this.lastWordAtMs.size > slack || this.loggedRenewalAtMs.size > slack) this.pruneLastWords();
     if (!this.tracker.isLeader) return;
     const work: Array<Promise<void>> = [];
