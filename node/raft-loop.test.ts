@@ -146,6 +146,12 @@ describe('RaftLoop', () => {
     const lead = await electLeader(members, ticker);
     const follower = [...members.keys()].find((id) => id !== lead)!;
     const loop = members.get(follower)!.loop;
+    // The follower must know the leader (a heartbeat reached it), or its proposal is dropped at once, not lost.
+    for (let i = 0; i < 50 && loop.node.status().softState.lead !== lead; i++) {
+      ticker.fire();
+      await settle();
+    }
+    expect(loop.node.status().softState.lead).toBe(lead);
     cut.add(lead); // the follower still believes in the leader, but its forwarded proposal never arrives
     const lost = loop.propose(enc('lost=1'));
     const outcome = lost.then(() => 'applied', (e: unknown) => e);
