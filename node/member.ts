@@ -525,6 +525,7 @@ export class Member {
 
   private async restoreSnapshotNow(s: Snapshot): Promise<void> {
     await this.snapshotInFlight; // our own image must finish streaming before the backend is replaced
+    await this.sm.settled(); // and our own applied batches must not land on top of the installed image
     await installFromSnapshot(this.wal, this.backend, s);
     this.sm = await StateMachine.open(this.backend);
     this.lastSnapshotIndex = s.metadata.index;

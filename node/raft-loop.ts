@@ -160,6 +160,8 @@ export class RaftLoop {
   private appliedIndex: number;
   private reportedApplied: number;
   private idle: Array<() => void> = [];
+  /** Proposals applied in the Ready being handled, with their results: answered at the end of the Ready. */
+  private answers: Array<[ProposalWaiter, unknown]> = [];
 
   constructor(
     readonly node: RawNode,
@@ -315,16 +317,25 @@ export class RaftLoop {
     const [early, late] = splitMessages(rd.messages);
     if (early.length > 0) this.peers.send(early);
     f?.('before-persist');
-    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      const sync = rd.mustSync || rd.snapshot !== undefined;
-      const started = performance.now();
-      await this.log.save(rd.hardState, rd.entries, rd.snapshot, { sync });
-      this.options.onPersist?.(performance.now() - started, sync);
+    const persisted = this.persist(rd);
+    if (persisted.overlapsApply) {
+      // Only the commit index moved: the entries being applied are already durable here, so applying them runs
+      // alongside this write instead of after it. Their proposers are answered once both are done, so a member
+      // that restarts replays every entry it acknowledged (the commit index it reads back covers them).
+      const applying = this.applyEntries(rd.committedEntries);
+      applying.catch(() => {}); // awaited below; a failure here must not surface as unhandled first
+      await persisted.done;
+      f?.('after-persist');
+      if (late.length > 0) this.peers.send(late);
+      await applying;
+    } else {
+      await persisted.done;
+      f?.('after-persist');
+      if (late.length > 0) this.peers.send(late);
+      if (rd.snapshot !== undefined) await this.restoreSnapshot(rd.snapshot);
+      if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
     }
-    f?.('after-persist');
-    if (late.length > 0) this.peers.send(late);
-    if (rd.snapshot !== undefined) await this.restoreSnapshot(rd.snapshot);
-    if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
+    this.answerProposals();
     this.collectReadStates(rd.readStates);
     const appliedBefore = this.reportedApplied;
     this.node.advance(rd);
@@ -335,6 +346,21 @@ export class RaftLoop {
     }
     this.releaseReads();
     this.maybeRequestRead();
+  }
+
+  /**
+   * Start persisting a Ready's hard state, entries and snapshot. `overlapsApply` says the write holds nothing the
+   * Ready's committed entries depend on (no entries, no snapshot, no sync needed), so apply may run alongside it.
+   */
+  private persist(rd: Ready): { done: Promise<void>; overlapsApply: boolean } {
+    if (rd.hardState === undefined && rd.entries.length === 0 && rd.snapshot === undefined) {
+      return { done: Promise.resolve(), overlapsApply: false };
+    }
+    const sync = rd.mustSync || rd.snapshot !== undefined;
+    const started = performance.now();
+    const done = this.log.save(rd.hardState, rd.entries, rd.snapshot, { sync }).then(() => this.options.onPersist?.(performance.now() - started, sync));
+    const overlapsApply = !sync && rd.entries.length === 0 && rd.snapshot === undefined && rd.committedEntries.length > 0;
+    return { done, overlapsApply };
   }
 
   private async restoreSnapshot(s: Snapshot): Promise<void> {
@@ -384,8 +410,15 @@ export class RaftLoop {
       const w = this.proposals.get(keys[i]!);
       if (w === undefined) continue;
       this.proposals.delete(keys[i]!);
-      w.resolve(results[i]);
+      this.answers.push([w, results[i]]);
     }
+  }
+
+  /** Answer the proposals applied in this Ready: only now is its hard state (the commit index) written too. */
+  private answerProposals(): void {
+    const answers = this.answers;
+    this.answers = [];
+    for (const [w, result] of answers) w.resolve(result);
   }
 
   private collectReadStates(states: readonly ReadState[]): void {
@@ -417,6 +450,8 @@ export class RaftLoop {
   private failAll(err: LoopError): void {
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
+    for (const [w] of this.answers) w.reject(err);
+    this.answers = [];
     const reads = [...this.readsWaitingForIndex, ...(this.readInFlight?.waiters ?? []), ...this.readsWaitingForApply.map((r) => r.waiter)];
     this.readsWaitingForIndex = [];
     this.readInFlight = undefined;

@@ -26,6 +26,12 @@ export const IMAGE_CHUNK_BYTES = 256 * 1024;
 /** Pairs written per batch while installing an image. */
 const IMAGE_INSTALL_BATCH_PAIRS = 10_000;
 const META_ALARM_PREFIX = 'sm/alarm/';
+/**
+ * Applied batches whose backend write may still be under way. Apply answers as soon as a batch is staged (its
+ * rows stay readable from memory until written), so a slow disk does not hold up the Ready loop; past this many
+ * unwritten batches apply waits for the writes, so memory stays bounded.
+ */
+export const STATE_WRITES_IN_FLIGHT_MAX = 8;
 const MEMBER_PREFIX = 'members/';
 
 /** A cluster member as the cluster agrees on it: replicated through conf changes and member commands. */
@@ -128,6 +134,11 @@ export class StateMachine {
   private lastHlc: Hlc;
   private readonly alarms: Set<AlarmType>;
   private readonly memberRecords: Map<number, MemberRecord>;
+  /** The chain of backend writes, in apply order (LevelDB sees them in the order they were applied). */
+  private writes: Promise<void> = Promise.resolve();
+  private writesInFlight = 0;
+  /** The first backend write that failed: every later apply, flush and settle fails with it. */
+  private writeFailure: unknown = undefined;
 
   private constructor(
     private readonly backend: Backend,
@@ -193,7 +204,7 @@ export class StateMachine {
     }
     this.applied = index;
     this.writeMeta(batch);
-    await batch.write({ sync: false });
+    await this.enqueueWrite(batch);
   }
 
   private putMember(batch: KvBatch, m: MemberRecord): void {
@@ -204,6 +215,7 @@ export class StateMachine {
   /** Apply committed commands in log order as one backend batch. */
   async apply(commands: readonly AppliedCommand[]): Promise<CommandResult[]> {
     if (commands.length === 0) return [];
+    this.throwIfWriteFailed();
     const batch = this.backend.batch();
     const results: CommandResult[] = [];
     for (const c of commands) {
@@ -215,25 +227,60 @@ export class StateMachine {
     // Physical compaction advances one bounded chunk per applied batch, so it never stalls the apply loop.
     if (this.mvcc.compactionPending) await this.mvcc.compactionStep(batch);
     this.writeMeta(batch);
-    await batch.write({ sync: false });
-    this.mvcc.committed(this.mvcc.revision);
+    const revision = this.mvcc.revision;
+    const written = this.enqueueWrite(batch, () => this.mvcc.committed(revision));
+    if (this.writesInFlight > STATE_WRITES_IN_FLIGHT_MAX) await written;
     return results;
   }
 
   /** One bounded chunk of physical compaction in its own batch (for idle time). Returns whether more is left. */
   async compactionStep(): Promise<boolean> {
+    this.throwIfWriteFailed();
     if (!this.mvcc.compactionPending) return false;
     const batch = this.backend.batch();
     const r = await this.mvcc.compactionStep(batch);
-    await batch.write({ sync: false });
+    await this.enqueueWrite(batch);
     return !r.done;
   }
 
   /** Make everything applied so far durable (before the WAL is compacted behind it). */
   async flush(): Promise<void> {
+    await this.settled();
     const batch = this.backend.batch();
     this.writeMeta(batch);
     await batch.write({ sync: true });
+  }
+
+  /**
+   * Resolves once every applied batch is in the backend (not necessarily synced); rethrows a failed write. Whoever
+   * reads the backend directly (a snapshot image, a restore, close) waits for this first.
+   */
+  async settled(): Promise<void> {
+    await this.writes;
+    this.throwIfWriteFailed();
+  }
+
+  /** Queue a batch behind the earlier ones; `onWritten` runs once it is in the backend. */
+  private enqueueWrite(batch: BackendBatch, onWritten?: () => void): Promise<void> {
+    this.writesInFlight++;
+    const written = this.writes.then(async () => {
+      this.throwIfWriteFailed();
+      await batch.write({ sync: false });
+      onWritten?.();
+    });
+    written.catch(() => {}); // the failure is kept below and rethrown by the next apply, flush or settle
+    this.writes = written.then(
+      () => void this.writesInFlight--,
+      (e: unknown) => {
+        this.writesInFlight--;
+        this.writeFailure ??= e;
+      },
+    );
+    return written;
+  }
+
+  private throwIfWriteFailed(): void {
+    if (this.writeFailure !== undefined) throw this.writeFailure;
   }
 
   private writeMeta(batch: KvBatch): void {

@@ -198,6 +198,8 @@ export function snapshotImage(file: Uint8Array): Uint8Array {
 async function streamSnapshot(ctx: ApiContext, call: grpc.ServerWritableStream<EmptyRequest, Encodable<SnapshotResponse>>): Promise<void> {
   checkLeaderRequirement(ctx, call.metadata);
   const backend = ctx.member.backend;
+  // Every write acknowledged before the call is in the image: applied batches may still be on their way to LevelDB.
+  await ctx.member.stateMachine.settled();
   const header = readHeader(ctx, ctx.member.stateMachine.revision);
   const path = join(tmpdir(), `fulcrum-snapshot-${randomBytes(8).toString('hex')}`);
   try {
