@@ -24,6 +24,8 @@ export interface KeyRange {
 
 export interface Backend {
   get(key: Uint8Array): Promise<Uint8Array | undefined>;
+  /** Several gets in one round trip to the store; one value (or undefined) per key, in the same order. */
+  getMany(keys: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>>;
   /** Pairs in key order within the range. */
   iterate(range: KeyRange, options?: { reverse?: boolean; limit?: number }): AsyncIterable<[Uint8Array, Uint8Array]>;
   batch(): BackendBatch;
@@ -63,6 +65,12 @@ export class LevelBackend implements Backend {
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     const v = await this.db.get(key);
     return v ?? undefined;
+  }
+
+  async getMany(keys: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+    if (keys.length === 0) return [];
+    const values = await this.db.getMany(keys as Uint8Array[]);
+    return values.map((v) => v ?? undefined);
   }
 
   async *iterate(range: KeyRange, options: { reverse?: boolean; limit?: number } = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
@@ -116,6 +124,10 @@ export class MemoryBackend implements Backend {
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     return this.data.get(MemoryBackend.hex(key))?.[1];
+  }
+
+  async getMany(keys: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+    return keys.map((k) => this.data.get(MemoryBackend.hex(k))?.[1]);
   }
 
   async *iterate(range: KeyRange, options: { reverse?: boolean; limit?: number } = {}): AsyncIterable<[Uint8Array, Uint8Array]> {

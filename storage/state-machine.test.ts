@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LevelBackend, MemoryBackend, type Backend } from './backend.js';
+import { LevelBackend, MemoryBackend, type Backend, type BackendBatch } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
 import type { KeyValue } from './mvcc/index.js';
 import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from './state-machine.js';
@@ -20,6 +20,42 @@ async function dump(b: Backend): Promise<string[]> {
   const out: string[] = [];
   for await (const [k, v] of b.iterate({ gte: new Uint8Array(0), lt: undefined })) out.push(`${Buffer.from(k).toString('hex')}=${Buffer.from(v).toString('hex')}`);
   return out;
+}
+
+/** A MemoryBackend that counts reads and can hold back or fail batch writes. */
+class CountingBackend extends MemoryBackend {
+  gets = 0;
+  getManys = 0;
+  holdWrites = false;
+  failWrites = false;
+  private held: Array<() => void> = [];
+  override get(key: Uint8Array): Promise<Uint8Array | undefined> {
+    this.gets++;
+    return super.get(key);
+  }
+  override getMany(keys: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+    if (keys.length > 0) this.getManys++;
+    return super.getMany(keys);
+  }
+  override batch(): BackendBatch {
+    const inner = super.batch();
+    return {
+      put: (k, v) => inner.put(k, v),
+      del: (k) => inner.del(k),
+      get length() {
+        return inner.length;
+      },
+      write: async (o) => {
+        if (this.failWrites) throw new Error('disk on fire');
+        if (this.holdWrites) await new Promise<void>((resolve) => this.held.push(resolve));
+        await inner.write(o);
+      },
+    };
+  }
+  release(): void {
+    this.holdWrites = false;
+    for (const f of this.held.splice(0)) f();
+  }
 }
 
 const dirs: string[] = [];
@@ -206,6 +242,51 @@ describe('StateMachine', () => {
     expect(await dump(image)).toEqual((await dump(backend)).filter((pair) => !pair.startsWith(Buffer.from('hlc/c/').toString('hex'))));
     expect(await smB.mvcc.hashKV(0)).toEqual(await sm.mvcc.hashKV(0));
     await backend.close();
+  });
+
+  it('reads the previous rows of a batch in one round trip, and its prev_kv events stay exact', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    await sm.apply([cmd(put('a', 'a1')), cmd(put('b', 'b1')), cmd(put('c', 'c1'))]);
+    await sm.settled(); // rows are read from the backend only once written
+    backend.gets = 0;
+    backend.getManys = 0;
+    const txn: Op = { txn: { compare: [{ key: enc('c'), target: 'VALUE', result: 'EQUAL', value: enc('c1') }], success: [{ requestPut: { key: enc('c'), value: enc('c2') } }], failure: [] } };
+    const results = await sm.apply([cmd(put('a', 'a2')), cmd(put('a', 'a3')), cmd({ deleteRange: { key: enc('b') } }), cmd(txn)]);
+    const prev = (r: CommandResult): string[] => r.events.map((e) => `${e.type} ${new TextDecoder().decode(e.kv.key)} prev=${e.prevKv === undefined ? '-' : new TextDecoder().decode(e.prevKv.value)}`);
+    expect(results.flatMap(prev)).toEqual(['PUT a prev=a1', 'PUT a prev=a2', 'DELETE b prev=b1', 'PUT c prev=c1']);
+    expect(backend.getManys).toBe(1);
+    expect(backend.gets).toBe(0);
+  });
+
+  it('answers before its batch reaches the backend, serves the rows from memory meanwhile, and settles', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    backend.holdWrites = true;
+    await sm.apply([cmd(put('a', '1'))]);
+    expect(await dump(backend)).toEqual([]); // nothing written yet
+    const r = await sm.mvcc.range({ key: enc('a') });
+    expect(new TextDecoder().decode(r.kvs[0]!.value)).toBe('1');
+    let settled = false;
+    const settling = sm.settled().then(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(settled).toBe(false);
+    backend.release();
+    await settling;
+    expect((await dump(backend)).length).toBeGreaterThan(0);
+  });
+
+  it('fails every later apply once a backend write failed', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    backend.failWrites = true;
+    await sm.apply([cmd(put('a', '1'))]);
+    await expect(sm.settled()).rejects.toThrow('disk on fire');
+    await expect(sm.apply([cmd(put('b', '2'))])).rejects.toThrow('disk on fire');
+    await expect(sm.flush()).rejects.toThrow('disk on fire');
   });
 
   it('moves its whole state through a chunked image into another member', async () => {

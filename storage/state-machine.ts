@@ -17,6 +17,7 @@ import { DedupError, DedupTable } from './dedup/index.js';
 import { hlcWallMs, RevisionTimeIndex, type Hlc } from './hlc/index.js';
 import { LeaseError, LeaseTable } from './lease/index.js';
 import { MvccError, MvccStore, type MvccConfig, type MvccEvent } from './mvcc/index.js';
+import type { TxnRequest } from './mvcc/types.js';
 
 const META_APPLIED = new TextEncoder().encode('sm/applied');
 /** Keys that belong to this member alone (its clock reservation) and never travel in a snapshot image. */
@@ -218,10 +219,19 @@ export class StateMachine {
     this.throwIfWriteFailed();
     const batch = this.backend.batch();
     const results: CommandResult[] = [];
-    for (const c of commands) {
-      assert(c.index > this.applied, () => `apply of index ${c.index} at or below applied ${this.applied}`);
-      results.push(await this.applyOne(c, batch));
-      this.applied = c.index;
+    // Only Fulcrum's own servers encode commands, so one that does not decode is corruption or a bug: the
+    // member stops rather than go on with state it cannot trust (the log and the data stay as they are).
+    const decoded = commands.map((c) => decodeCommand(c.payload));
+    await this.mvcc.prefetchCurrent(this.keysRead(decoded));
+    try {
+      for (let i = 0; i < commands.length; i++) {
+        const c = commands[i]!;
+        assert(c.index > this.applied, () => `apply of index ${c.index} at or below applied ${this.applied}`);
+        results.push(await this.applyOne(c, decoded[i]!, batch));
+        this.applied = c.index;
+      }
+    } finally {
+      this.mvcc.dropPrefetched();
     }
     this.dedup.expireIdle(Number(hlcWallMs(this.lastHlc)), batch);
     // Physical compaction advances one bounded chunk per applied batch, so it never stalls the apply loop.
@@ -287,10 +297,17 @@ export class StateMachine {
     batch.put(META_APPLIED, encodeValue({ applied: this.applied, lastHlc: this.lastHlc }));
   }
 
-  private async applyOne(c: AppliedCommand, batch: BackendBatch): Promise<CommandResult> {
-    // Only Fulcrum's own servers encode commands, so one that does not decode is corruption or a bug: the
-    // member stops rather than go on with state it cannot trust (the log and the data stay as they are).
-    const cmd: Command = decodeCommand(c.payload);
+  /** Keys whose current row these commands will read: what they overwrite or delete (for prev_kv) or compare. */
+  private *keysRead(commands: readonly Command[]): Generator<Uint8Array> {
+    for (const { op } of commands) {
+      if ('put' in op) yield op.put.key;
+      else if ('deleteRange' in op) yield* singleKey(op.deleteRange);
+      else if ('txn' in op) yield* txnKeys(op.txn);
+      else if ('leaseRevoke' in op) yield* this.mvcc.keysWithLease(op.leaseRevoke.id);
+    }
+  }
+
+  private async applyOne(c: AppliedCommand, cmd: Command, batch: BackendBatch): Promise<CommandResult> {
     // The HLC only moves forward, whatever clock the proposer had: every member computes the same value.
     this.lastHlc = cmd.hlc > this.lastHlc ? cmd.hlc : this.lastHlc + 1n;
     const dup = this.checkDuplicate(cmd);
@@ -417,6 +434,20 @@ export class StateMachine {
   /** With the NOSPACE alarm raised the cluster takes reads, deletes and compactions only (as etcd). */
   private refuseWhenOutOfSpace(): void {
     if (this.alarms.has('NOSPACE')) throw new StateMachineError('NO_SPACE', 'etcdserver: mvcc: database space exceeded');
+  }
+}
+
+function* singleKey(r: { readonly key: Uint8Array; readonly rangeEnd?: Uint8Array }): Generator<Uint8Array> {
+  if (r.rangeEnd === undefined || r.rangeEnd.byteLength === 0) yield r.key;
+}
+
+/** The single keys a txn compares or writes, in both branches and nested txns (ranges are read when they run). */
+function* txnKeys(t: TxnRequest): Generator<Uint8Array> {
+  for (const c of t.compare ?? []) yield* singleKey(c);
+  for (const op of [...(t.success ?? []), ...(t.failure ?? [])]) {
+    if ('requestPut' in op) yield op.requestPut.key;
+    else if ('requestDeleteRange' in op) yield* singleKey(op.requestDeleteRange);
+    else if ('requestTxn' in op) yield* txnKeys(op.requestTxn);
   }
 }
 
