@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
-import type { Message, Snapshot } from '../raft/types.js';
+import { EntryType, message, MessageType, type Entry, type Message, type Snapshot } from '../raft/types.js';
 import { MemoryLogStore } from './memory-log-store.js';
-import { LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type Ticker } from './raft-loop.js';
+import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type Ticker } from './raft-loop.js';
 
 /** A ticker the test drives by hand: time is explicit, nothing depends on wall-clock speed. */
 class ManualTicker implements Ticker {
@@ -46,7 +46,7 @@ afterEach(async () => {
   for (const l of loops.splice(0)) await l.stop();
 });
 
-function cluster(size: number): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number> } {
+function cluster(size: number, delivered: Message[] = []): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number> } {
   const ticker = new ManualTicker();
   const members = new Map<number, Member>();
   const cut = new Set<number>();
@@ -61,6 +61,7 @@ function cluster(size: number): { members: Map<number, Member>; ticker: ManualTi
       send: (msgs: readonly Message[]) => {
         for (const m of msgs) {
           if (cut.has(m.from) || cut.has(m.to)) continue;
+          delivered.push(m);
           setImmediate(() => members.get(m.to)?.loop.step(m));
         }
       },
@@ -186,5 +187,49 @@ describe('RaftLoop', () => {
     await expect(loop.propose(enc('c=1'))).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
     expect(await a).toBeNull();
     expect(await b).toBeNull();
+  });
+});
+
+describe('coalesceAppends', () => {
+  const entry = (e: { index: number; term: number; data: Uint8Array }): Entry => ({ type: EntryType.Normal, ...e });
+  const data = (n: number): Uint8Array => new Uint8Array(n);
+  const app = (to: number, index: number, logTerm: number, terms: number[], commit = 0, term = 2): Message =>
+    message({ type: MessageType.App, from: 1, to, term, index, logTerm, commit, entries: terms.map((t, i) => entry({ index: index + 1 + i, term: t, data: data(8) })) });
+  const summary = (ms: readonly Message[]): string[] => ms.map((m) => `${MessageType[m.type]}>${m.to}@${m.index}:${m.entries.map((e) => e.index).join('.')}c${m.commit}`);
+
+  it('joins appends to one follower that continue one another, keeping the later commit', () => {
+    const out = coalesceAppends([app(2, 5, 2, [2], 4), app(3, 5, 2, [2], 4), app(2, 6, 2, [2], 5), app(3, 6, 2, [2], 5), app(2, 7, 2, [2, 2], 6)]);
+    expect(summary(out)).toEqual(['App>2@5:6.7.8.9c6', 'App>3@5:6.7c5']);
+  });
+
+  it('never joins across another message to the same follower, a gap, another term or an empty append', () => {
+    const hb = message({ type: MessageType.Heartbeat, from: 1, to: 2, term: 2 });
+    expect(summary(coalesceAppends([app(2, 5, 2, [2]), hb, app(2, 6, 2, [2])]))).toEqual(['App>2@5:6c0', 'Heartbeat>2@0:c0', 'App>2@6:7c0']);
+    expect(coalesceAppends([app(2, 5, 2, [2]), app(2, 7, 2, [2])])).toHaveLength(2); // index 7 does not follow 6
+    expect(coalesceAppends([app(2, 5, 2, [2]), app(2, 6, 1, [2])])).toHaveLength(2); // wrong log term at 6
+    expect(coalesceAppends([app(2, 5, 2, [2]), app(2, 6, 2, [3], 0, 3)])).toHaveLength(2); // leader term moved
+    expect(coalesceAppends([app(2, 5, 2, []), app(2, 5, 2, [2])])).toHaveLength(2);
+  });
+
+  it('stops joining at APPEND_COALESCE_BYTES_MAX', () => {
+    const big = (index: number): Message =>
+      message({ type: MessageType.App, from: 1, to: 2, term: 2, index, logTerm: 2, entries: [entry({ index: index + 1, term: 2, data: data(APPEND_COALESCE_BYTES_MAX / 2) })] });
+    expect(coalesceAppends([big(5), big(6), big(7)]).map((m) => m.entries.length)).toEqual([1, 1, 1]);
+  });
+
+  it('in a running cluster, a burst of proposals reaches followers in fewer appends and is applied everywhere', async () => {
+    const delivered: Message[] = [];
+    const { members, ticker } = cluster(3, delivered);
+    const lead = await electLeader(members, ticker);
+    delivered.length = 0;
+    const loop = members.get(lead)!.loop;
+    await Promise.all(Array.from({ length: 100 }, (_, i) => loop.propose(enc(`k${i}=v`))));
+    await settle();
+    ticker.fire();
+    await settle();
+    for (const m of members.values()) expect(m.applier.data.size).toBe(100);
+    const appends = delivered.filter((m) => m.type === MessageType.App && m.entries.length > 0);
+    expect(appends.reduce((n, m) => n + m.entries.length, 0)).toBeGreaterThanOrEqual(200);
+    expect(appends.length).toBeLessThan(20); // uncoalesced: one per proposal per follower, 200
   });
 });

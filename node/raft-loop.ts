@@ -314,7 +314,7 @@ export class RaftLoop {
   private async handleReady(rd: Ready): Promise<void> {
     const f = this.options.faults;
     if (rd.softState !== undefined) this.options.onSoftState?.(rd.softState);
-    const [early, late] = splitMessages(rd.messages);
+    const [early, late] = splitMessages(coalesceAppends(rd.messages));
     if (early.length > 0) this.peers.send(early);
     f?.('before-persist');
     const persisted = this.persist(rd);
@@ -473,4 +473,50 @@ function splitMessages(msgs: readonly Message[]): [Message[], Message[]] {
     else late.push(m);
   }
   return [early, late];
+}
+
+/** Entries bytes one coalesced append may carry (Raft's own maxSizePerMsg default). */
+export const APPEND_COALESCE_BYTES_MAX = 1024 * 1024;
+
+/**
+ * Join appends to the same follower that continue one another into one message. A leader that takes proposals
+ * one at a time emits one append per proposal; sent as they are, each costs a frame, a step, a response and a slot
+ * of the follower's flow-control window. Joined, the follower appends them in one go and acknowledges the last
+ * index, which frees every one of them on the leader (acknowledgements are cumulative). Only appends with no other
+ * message to the same follower between them are joined, so each follower still sees its messages in order.
+ */
+export function coalesceAppends(msgs: readonly Message[]): Message[] {
+  const out: Message[] = [];
+  const openAppend = new Map<number, { at: number; bytes: number }>();
+  for (const m of msgs) {
+    const open = openAppend.get(m.to);
+    if (m.type !== MessageType.App || m.snapshot !== undefined) {
+      openAppend.delete(m.to);
+      out.push(m);
+      continue;
+    }
+    const bytes = entriesBytes(m.entries);
+    const prev = open === undefined ? undefined : out[open.at]!;
+    if (prev !== undefined && open !== undefined && continues(prev, m) && open.bytes + bytes <= APPEND_COALESCE_BYTES_MAX) {
+      out[open.at] = { ...prev, entries: prev.entries.concat(m.entries), commit: Math.max(prev.commit, m.commit) };
+      open.bytes += bytes;
+      continue;
+    }
+    openAppend.set(m.to, { at: out.length, bytes });
+    out.push(m);
+  }
+  return out;
+}
+
+/** `next` appends right after `prev`'s last entry, in the same term of the leader. */
+function continues(prev: Message, next: Message): boolean {
+  if (prev.term !== next.term || prev.entries.length === 0 || next.entries.length === 0) return false;
+  const last = prev.entries[prev.entries.length - 1]!;
+  return next.index === last.index && next.logTerm === last.term;
+}
+
+function entriesBytes(entries: readonly Entry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.byteLength + 24;
+  return n;
 }
