@@ -205,6 +205,8 @@ describe('coalesceAppends', () => {
   it('never joins across another message to the same follower, a gap, another term or an empty append', () => {
     const hb = message({ type: MessageType.Heartbeat, from: 1, to: 2, term: 2 });
     expect(summary(coalesceAppends([app(2, 5, 2, [2]), hb, app(2, 6, 2, [2])]))).toEqual(['App>2@5:6c0', 'Heartbeat>2@0:c0', 'App>2@6:7c0']);
+    // what was joined before the other message stays joined
+    expect(summary(coalesceAppends([app(2, 5, 2, [2]), app(2, 6, 2, [2]), hb, app(2, 7, 2, [2])]))).toEqual(['App>2@5:6.7c0', 'Heartbeat>2@0:c0', 'App>2@7:8c0']);
     expect(coalesceAppends([app(2, 5, 2, [2]), app(2, 7, 2, [2])])).toHaveLength(2); // index 7 does not follow 6
     expect(coalesceAppends([app(2, 5, 2, [2]), app(2, 6, 1, [2])])).toHaveLength(2); // wrong log term at 6
     expect(coalesceAppends([app(2, 5, 2, [2]), app(2, 6, 2, [3], 0, 3)])).toHaveLength(2); // leader term moved

@@ -487,31 +487,35 @@ export const APPEND_COALESCE_BYTES_MAX = 1024 * 1024;
  */
 export function coalesceAppends(msgs: readonly Message[]): Message[] {
   const out: Message[] = [];
-  const openAppend = new Map<number, { at: number; bytes: number }>();
+  // Per follower, the append still open for joining: its place in `out` and the entries gathered so far.
+  const open = new Map<number, { at: number; entries: Entry[]; commit: number; bytes: number }>();
   for (const m of msgs) {
-    const open = openAppend.get(m.to);
-    if (m.type !== MessageType.App || m.snapshot !== undefined) {
-      openAppend.delete(m.to);
-      out.push(m);
+    const o = open.get(m.to);
+    const bytes = m.type === MessageType.App && m.snapshot === undefined ? entriesBytes(m.entries) : -1;
+    if (o !== undefined && bytes >= 0 && continues(out[o.at]!, o.entries, m) && o.bytes + bytes <= APPEND_COALESCE_BYTES_MAX) {
+      for (const e of m.entries) o.entries.push(e);
+      o.commit = Math.max(o.commit, m.commit);
+      o.bytes += bytes;
       continue;
     }
-    const bytes = entriesBytes(m.entries);
-    const prev = open === undefined ? undefined : out[open.at]!;
-    if (prev !== undefined && open !== undefined && continues(prev, m) && open.bytes + bytes <= APPEND_COALESCE_BYTES_MAX) {
-      out[open.at] = { ...prev, entries: prev.entries.concat(m.entries), commit: Math.max(prev.commit, m.commit) };
-      open.bytes += bytes;
-      continue;
-    }
-    openAppend.set(m.to, { at: out.length, bytes });
+    if (o !== undefined) closeAppend(out, o);
+    if (bytes >= 0) open.set(m.to, { at: out.length, entries: [...m.entries], commit: m.commit, bytes });
+    else open.delete(m.to);
     out.push(m);
   }
+  for (const o of open.values()) closeAppend(out, o);
   return out;
 }
 
-/** `next` appends right after `prev`'s last entry, in the same term of the leader. */
-function continues(prev: Message, next: Message): boolean {
-  if (prev.term !== next.term || prev.entries.length === 0 || next.entries.length === 0) return false;
-  const last = prev.entries[prev.entries.length - 1]!;
+function closeAppend(out: Message[], o: { at: number; entries: Entry[]; commit: number }): void {
+  const first = out[o.at]!;
+  if (o.entries.length !== first.entries.length) out[o.at] = { ...first, entries: o.entries, commit: o.commit };
+}
+
+/** `next` appends right after the last of `entries` (what `first` opened), in the same term of the leader. */
+function continues(first: Message, entries: readonly Entry[], next: Message): boolean {
+  if (first.term !== next.term || entries.length === 0 || next.entries.length === 0) return false;
+  const last = entries[entries.length - 1]!;
   return next.index === last.index && next.logTerm === last.term;
 }
 
