@@ -172,6 +172,8 @@ describe('StateMachine', () => {
     while (await smA.compactionStep());
     while (await smB.compactionStep());
     expect(smA.mvcc.compactRevision).toBe(20);
+    await smA.settled();
+    await smB.settled();
     expect(await dump(b)).toEqual(await dump(a));
     expect(await smA.mvcc.hashKV(0)).toEqual(await smB.mvcc.hashKV(0));
   });
@@ -232,6 +234,7 @@ describe('StateMachine', () => {
 
     // A member installed from an image applies the next command to the same bytes, createHlc included.
     const image = new MemoryBackend();
+    await sm.settled(); // the image is read from the backend: every applied batch must be written first
     await installStateMachineImage(image, stateMachineImage(backend));
     const smB = await StateMachine.open(image);
     const next = cmd(put('b', 'y'));
@@ -239,6 +242,8 @@ describe('StateMachine', () => {
     const [rb] = await smB.apply([next]);
     expect(rb!.events[0]!.kv).toMatchObject({ version: 2, createHlc: recreated.hlc, modHlc: ra!.hlc });
     expect(rb!.events).toEqual(ra!.events);
+    await sm.settled();
+    await smB.settled();
     expect(await dump(image)).toEqual((await dump(backend)).filter((pair) => !pair.startsWith(Buffer.from('hlc/c/').toString('hex'))));
     expect(await smB.mvcc.hashKV(0)).toEqual(await sm.mvcc.hashKV(0));
     await backend.close();
@@ -295,9 +300,11 @@ describe('StateMachine', () => {
     const smA = await StateMachine.open(a);
     await smA.apply([cmd({ leaseGrant: { id: 4n, ttlSeconds: 60 } })]);
     await smA.apply(Array.from({ length: 3000 }, (_, i) => cmd(put(`key-${i}`, 'x'.repeat(200), i % 2 === 0 ? 4n : undefined))));
+    await smA.settled();
     const b = new MemoryBackend();
     const stale = await StateMachine.open(b);
     await stale.apply([cmd(put('only-on-b', '1'))]);
+    await stale.settled();
     let chunks = 0;
     async function* counted(): AsyncGenerator<Uint8Array> {
       for await (const c of stateMachineImage(a)) {

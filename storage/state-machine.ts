@@ -454,7 +454,8 @@ function* txnKeys(t: TxnRequest): Generator<Uint8Array> {
 /**
  * The replicated state as a stream of chunks: every backend pair in key order except member-local ones, framed as
  * [u32 key length][key][u32 value length][value]. Memory stays at one chunk. The caller must not apply while
- * reading it (the Ready loop awaits the snapshot); LevelDB's iterator sees one consistent point anyway.
+ * reading it (the Ready loop awaits the snapshot); LevelDB's iterator sees one consistent point anyway. Applied
+ * batches reach the backend behind apply: await StateMachine.settled() first, or the image misses the latest.
  */
 export async function* stateMachineImage(backend: Backend): AsyncGenerator<Uint8Array> {
   let chunk: Uint8Array[] = [];

@@ -21,6 +21,8 @@ export interface MvccConfig {
    * overwritten or deleted key, so a state machine without prev_kv watchers can turn it off.
    */
   readonly prevKvInEvents: boolean;
+  /** Bytes of recently read rows kept in memory (see row-cache.ts); 0 turns the cache off. */
+  readonly rowCacheBytes: number;
 }
 
 export const MVCC_DEFAULTS: MvccConfig = {
@@ -31,6 +33,7 @@ export const MVCC_DEFAULTS: MvccConfig = {
   readParallelismMax: 64,
   eventBatchMax: 1000,
   prevKvInEvents: true,
+  rowCacheBytes: 16 * 1024 * 1024,
 };
 
 export function validateMvccConfig(input: Partial<MvccConfig> = {}): MvccConfig {
@@ -47,5 +50,6 @@ export function validateMvccConfig(input: Partial<MvccConfig> = {}): MvccConfig 
   positive('compactionChunkRevisions');
   positive('readParallelismMax');
   positive('eventBatchMax');
+  if (!Number.isSafeInteger(c.rowCacheBytes) || c.rowCacheBytes < 0) throw new RangeError(`mvcc config: rowCacheBytes must be a non-negative integer, got ${String(c.rowCacheBytes)}`);
   return Object.freeze(c);
 }

@@ -32,6 +32,7 @@ import {
 } from './codec.js';
 import { mvccError } from './errors.js';
 import type { KeyAtRevision, KeyIndex } from './key-index.js';
+import { RowCache } from './row-cache.js';
 import { TreeIndex } from './tree-index.js';
 import {
   NO_HLC,
@@ -122,6 +123,8 @@ export class MvccStore {
   private readonly uncommitted = new Map<number, Uint8Array[]>();
   /** Committed rows read ahead for the batch being applied, by `main.sub` (see prefetchCurrent). */
   private readonly prefetched = new Map<string, Uint8Array>();
+  /** Rows recently read from the backend (rows never change, so nothing here is ever stale). */
+  readonly rowCache: RowCache;
   private physicalCompaction: PhysicalCompaction | undefined;
   private writing = false;
 
@@ -129,7 +132,9 @@ export class MvccStore {
     private readonly backend: Backend,
     readonly config: MvccConfig,
     private readonly leaseExists: ((id: bigint) => boolean) | undefined,
-  ) {}
+  ) {
+    this.rowCache = new RowCache(config.rowCacheBytes);
+  }
 
   /** Load the store from its rows on the backend (rebuilding the index) and resume an unfinished compaction. */
   static async open(backend: Backend, options: MvccStoreOptions = {}): Promise<MvccStore> {
@@ -180,7 +185,9 @@ export class MvccStore {
       if (wanted.length >= PREFETCH_ROWS_MAX) break;
       const at = this.index.get(bytesToKeyString(key))?.current();
       if (at === undefined || at.main > this.committedRev || this.prefetched.has(rowId(at))) continue;
-      this.prefetched.set(rowId(at), EMPTY); // claimed: a key named twice is read once
+      const cached = this.rowCache.get(rowId(at));
+      this.prefetched.set(rowId(at), cached ?? EMPTY); // EMPTY: claimed, a key named twice is read once
+      if (cached !== undefined) continue;
       wanted.push(at);
     }
     const rows = await this.backend.getMany(wanted.map((at) => revisionKey(at.main, at.sub)));
@@ -293,10 +300,14 @@ export class MvccStore {
       assert(row !== undefined, () => `uncommitted row ${at.main}.${at.sub} missing`);
       return row;
     }
-    const ahead = this.prefetched.get(rowId(at));
+    const id = rowId(at);
+    const ahead = this.prefetched.get(id) ?? this.rowCache.get(id);
     if (ahead !== undefined && ahead !== EMPTY) return ahead;
     const row = await this.backend.get(revisionKey(at.main, at.sub));
-    if (row !== undefined) return row;
+    if (row !== undefined) {
+      this.rowCache.set(id, row);
+      return row;
+    }
     // A compaction that started after this read resolved its revisions may have deleted the row.
     if (at.main <= this.compactRev) throw mvccError('COMPACTED');
     assert(false, () => `row ${at.main}.${at.sub} missing from the backend`);
