@@ -25,7 +25,7 @@ type Call = SurfaceCall & { getPeer(): string; getAuthContext?: grpc.ServerUnary
 export function createAuthService(ctx: ApiContext): Handlers<AuthMethods> {
   const change = async (call: Call, op: AuthOp): Promise<{ header: ReturnType<typeof responseHeader> }> => {
     const auth = authorize(ctx, call, 'admin');
-    await proposeWithin(ctx, call, op as never, { auth });
+    await proposeWithin(ctx, call, op, { auth });
     return { header: responseHeader(ctx.member) };
   };
   /** A read of the store after a barrier, so it sees every change acknowledged before the call. */

@@ -5,7 +5,7 @@
 // against the user's roles. Writes are checked AGAIN at apply (storage/auth/authorize.ts) with the requester and
 // revision this returns.
 import type * as grpc from '@grpc/grpc-js';
-import { commandNeeds, emptyNeeds, needRead, type AccessNeeds, type CommandAuth } from '../../storage/auth/index.js';
+import { commandNeeds, emptyNeeds, needRead, needWrite, type AccessNeeds, type CommandAuth } from '../../storage/auth/index.js';
 import type { Op } from '../../storage/command.js';
 import type { KeyRangeRequest } from '../../storage/mvcc/index.js';
 import { AuthGate } from '../auth/index.js';
@@ -112,4 +112,15 @@ export function watchDenial(ctx: ApiContext, call: AuthCall, range: KeyRangeRequ
     const err = toServiceError(e);
     return `rpc error: code = ${GO_CODE_NAMES[err.code] ?? 'Unknown'} desc = ${err.details}`;
   }
+}
+
+/**
+ * The Election and Lock recipes work on the keys under `<name>/`: joining the line writes one, waiting reads them
+ * all. A key-level operation (Proclaim, Resign, Unlock) names its key.
+ */
+export function authorizeKeys(ctx: ApiContext, call: AuthCall, range: KeyRangeRequest, access: { read: boolean; write: boolean }): CommandAuth {
+  const needs = emptyNeeds();
+  if (access.read) needRead(needs, range);
+  if (access.write) needWrite(needs, range);
+  return authorize(ctx, call, needs);
 }

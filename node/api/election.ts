@@ -19,6 +19,7 @@ import type { KeyValue, MvccEvent } from '../../storage/mvcc/types.js';
 import { bytesEqual, commandFailure, concat, Line, lineKey, prefixEnd } from '../lease/line.js';
 import type { LeaseManager } from '../lease/manager.js';
 import type { Member } from '../member.js';
+import { authorizeKeys } from './authz.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
 import { apiError, toServiceError } from './errors.js';
@@ -45,9 +46,10 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
   const header = (revision?: number): ReturnType<typeof responseHeader> => responseHeader(member, revision);
   return {
     Campaign: unary(async (req, call) => {
+      const prefix = concat(req.name, SLASH);
+      authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
       const signal = cancelSignal(call);
       const lease = await sessionLease(leases, req.lease);
-      const prefix = concat(req.name, SLASH);
       const joined = await line.join(lineKey(prefix, lease), req.value, lease);
       if (joined.existingValue !== undefined && !bytesEqual(joined.existingValue, req.value)) {
         const ok = await proclaim(member, joined.key, joined.createRevision, lease, req.value);
@@ -63,24 +65,37 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
       }
     }),
 
-    Proclaim: unary(async (req) => {
+    Proclaim: unary(async (req, call) => {
       if (req.leader === null) throw recipeError.missingLeaderKey();
+      authorizeKeys(ctx, call, { key: req.leader.key }, { read: true, write: true });
       const r = await proclaim(member, req.leader.key, Number(req.leader.rev), parseLeaseId(req.leader.lease, { zeroAllowed: true }), req.value);
       if (!r.succeeded) throw recipeError.notLeader();
       return { header: header(r.revision) };
     }),
 
-    Leader: unary(async (req) => {
+    Leader: unary(async (req, call) => {
+      const prefix = concat(req.name, SLASH);
+      authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: false });
       await member.linearizableBarrier();
       const r = await currentLeader(member, concat(req.name, SLASH));
       if (r.kv === undefined) throw recipeError.noLeader();
       return { header: header(r.revision), kv: toWireKv(r.kv) };
     }),
 
-    Observe: (call) => new Observer(call, member, concat(call.request.name, SLASH)).start(),
+    Observe: (call) => {
+      const prefix = concat(call.request.name, SLASH);
+      try {
+        authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: false });
+      } catch (e) {
+        call.destroy(toServiceError(e));
+        return;
+      }
+      new Observer(call, member, prefix).start();
+    },
 
-    Resign: unary(async (req) => {
+    Resign: unary(async (req, call) => {
       if (req.leader === null) throw recipeError.missingLeaderKey();
+      authorizeKeys(ctx, call, { key: req.leader.key }, { read: true, write: true });
       const r = await line.leave(req.leader.key, Number(req.leader.rev));
       const failure = commandFailure(r);
       if (failure !== undefined) throw failure;
