@@ -23,7 +23,7 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-async function freePorts(count: number, slot: number): Promise<number[]> {
+export async function freePorts(count: number, slot: number): Promise<number[]> {
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const base = PORT_FIRST + ((process.pid + slot * 37 + attempt * 53) % BLOCKS) * BLOCK_PORTS;
     const ports = Array.from({ length: count }, (_, i) => base + i);
