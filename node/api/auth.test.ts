@@ -117,6 +117,22 @@ describe('auth on one member', () => {
     await rpc(c.maintenance, 'Status', {}, alice);
   });
 
+  it('checks the Lock recipe on the keys under <name>/, and cluster administration needs root', async () => {
+    const locked = await rpc(c.lock, 'Lock', { name: b('app/lock') }, alice);
+    expect(locked.key.toString()).toMatch(/^app\/lock\//);
+    await rpc(c.lock, 'Unlock', { key: locked.key }, alice);
+    const denied: [number, string] = [status.PERMISSION_DENIED, 'etcdserver: permission denied'];
+    expect(await failsWith(rpc(c.lock, 'Lock', { name: b('other') }, alice))).toEqual(denied);
+    expect(await failsWith(rpc(c.maintenance, 'Alarm', { action: 'ACTIVATE', alarm: 'NOSPACE' }, alice))).toEqual(denied);
+    expect(await failsWith(rpc(c.cluster, 'MemberAdd', { peerURLs: ['http://127.0.0.1:4999'], isLearner: true }, alice))).toEqual(denied);
+    await rpc(c.cluster, 'MemberList', {}, alice);
+  });
+
+  it('refuses a watch with an unknown token with etcd\'s cancel reason', async () => {
+    const refused = await firstWatchAnswer(c, withToken('bogus.1'), 'app/', 'app0');
+    expect(refused).toMatchObject({ canceled: true, cancel_reason: 'rpc error: code = Unauthenticated desc = etcdserver: invalid auth token' });
+  });
+
   it('answers management errors with etcd\'s codes and messages', async () => {
     const cases: Array<[() => Promise<unknown>, number, string]> = [
       [() => rpc(c.auth, 'UserAdd', { name: 'alice', password: 'x' }, root), FP, 'etcdserver: user name already exists'],

@@ -5,7 +5,17 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadEtcdApi, type AuthMethods, type KVMethods, type LeaseMethods, type MaintenanceMethods, type TypedClient, type WatchMethods } from '../../proto/index.js';
+import {
+  loadEtcdApi,
+  type AuthMethods,
+  type ClusterMethods,
+  type KVMethods,
+  type LeaseMethods,
+  type LockMethods,
+  type MaintenanceMethods,
+  type TypedClient,
+  type WatchMethods,
+} from '../../proto/index.js';
 import { parseServerConfig } from '../config.js';
 import { startServer, type FulcrumServer } from '../server.js';
 import { eventually } from '../testing/eventually.js';
@@ -38,6 +48,8 @@ export interface AuthClients {
   readonly watch: TypedClient<WatchMethods>;
   readonly lease: TypedClient<LeaseMethods>;
   readonly maintenance: TypedClient<MaintenanceMethods>;
+  readonly cluster: TypedClient<ClusterMethods>;
+  readonly lock: TypedClient<LockMethods>;
 }
 
 export interface AuthCluster {
@@ -86,6 +98,8 @@ export async function startAuthCluster(size: number, slot: number, extraFlags: r
         watch: new api.etcdserverpb.Watch(endpoints[i]!, creds),
         lease: new api.etcdserverpb.Lease(endpoints[i]!, creds),
         maintenance: new api.etcdserverpb.Maintenance(endpoints[i]!, creds),
+        cluster: new api.etcdserverpb.Cluster(endpoints[i]!, creds),
+        lock: new api.v3lockpb.Lock(endpoints[i]!, creds),
       };
       made.push(...Object.values(c));
       return c;

@@ -18,4 +18,15 @@ export {
   type PermissionType,
 } from './permissions.js';
 export { authorizeCommand, commandNeeds, type LeaseKeys } from './authorize.js';
-export { AUTH_PREFIX, AUTH_ROLES_MAX, AUTH_USERS_MAX, AuthStore, ROLE_PERMISSIONS_MAX, ROOT, type RoleRecord, type UserRecord } from './store.js';
+export {
+  AUTH_NAME_BYTES_MAX,
+  AUTH_PREFIX,
+  AUTH_ROLES_MAX,
+  AUTH_USERS_MAX,
+  AuthStore,
+  PERMISSION_KEY_BYTES_MAX,
+  ROLE_PERMISSIONS_MAX,
+  ROOT,
+  type RoleRecord,
+  type UserRecord,
+} from './store.js';

@@ -7,6 +7,7 @@ import { encodeCommand, type Command, type Op } from '../command.js';
 import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from '../state-machine.js';
 import { hashPassword, verifyPassword } from './password.js';
 import type { CommandAuth } from './ops.js';
+import { AUTH_NAME_BYTES_MAX, PERMISSION_KEY_BYTES_MAX } from './store.js';
 
 const b = (s: string): Uint8Array => Buffer.from(s);
 
@@ -136,6 +137,23 @@ describe('AuthStore applied from the log', () => {
     expect(ok!.response).toEqual({ name: 'alice', token: `abc.${ok!.index}` });
     expect(errorOf(unknown)).toBe('etcdserver: authentication failed, invalid user ID or password');
     expect(errorOf(stale)).toBe('etcdserver: revision of auth store is old');
+  });
+});
+
+describe('AuthStore limits', () => {
+  it('refuses over-long names and permission keys the same way on every member', async () => {
+    const log = new Log();
+    const sm = await StateMachine.open(new MemoryBackend());
+    const long = 'x'.repeat(AUTH_NAME_BYTES_MAX + 1);
+    const [user, role, , perm] = await sm.apply([
+      log.entry({ userAdd: { name: long, passwordHash: 'h', noPassword: false } }),
+      log.entry({ roleAdd: { name: long } }),
+      log.entry({ roleAdd: { name: 'r' } }),
+      log.entry({ roleGrantPermission: { name: 'r', perm: { type: 'READ', key: new Uint8Array(PERMISSION_KEY_BYTES_MAX + 1), rangeEnd: new Uint8Array(0) } } }),
+    ]);
+    for (const r of [user, role, perm]) expect(r!.error?.code).toBe('AUTH_LIMIT');
+    expect(sm.auth.userNames()).toEqual([]);
+    expect(sm.auth.role('r')!.perms).toEqual([]);
   });
 });
 

@@ -25,6 +25,10 @@ export const AUTH_USERS_MAX = 10_000;
 export const AUTH_ROLES_MAX = 10_000;
 /** Permissions one role holds at most (every check scans a user's permissions). */
 export const ROLE_PERMISSIONS_MAX = 1_000;
+/** Longest user or role name, in UTF-8 bytes (every member keeps every name in memory). */
+export const AUTH_NAME_BYTES_MAX = 1_024;
+/** Longest key or range end of a permission, in bytes. */
+export const PERMISSION_KEY_BYTES_MAX = 64 * 1024;
 
 export interface UserRecord {
   readonly name: string;
@@ -159,6 +163,7 @@ export class AuthStore {
   private userAdd(a: { name: string; passwordHash?: string; noPassword: boolean }, w: KvBatch): Value {
     if (a.name === '') throw new AuthError('USER_EMPTY');
     if (this.users.has(a.name)) throw new AuthError('USER_EXISTS');
+    checkNameSize(a.name);
     if (this.users.size >= AUTH_USERS_MAX) throw new AuthError('AUTH_LIMIT', `fulcrum: too many users: the limit is ${AUTH_USERS_MAX}`);
     this.putUser({ name: a.name, ...(a.noPassword || a.passwordHash === undefined ? {} : { passwordHash: a.passwordHash }), noPassword: a.noPassword, roles: [] }, w);
     return { name: a.name };
@@ -194,6 +199,7 @@ export class AuthStore {
   private roleAdd(name: string, w: KvBatch): Value {
     if (name === '') throw new AuthError('ROLE_EMPTY');
     if (this.roles.has(name)) throw new AuthError('ROLE_EXISTS');
+    checkNameSize(name);
     if (this.roles.size >= AUTH_ROLES_MAX) throw new AuthError('AUTH_LIMIT', `fulcrum: too many roles: the limit is ${AUTH_ROLES_MAX}`);
     this.putRole({ name, perms: [] }, w);
     return null;
@@ -214,6 +220,9 @@ export class AuthStore {
 
   private roleGrantPermission(name: string, perm: Permission, w: KvBatch): Value {
     const role = this.mustRole(name);
+    if (perm.key.byteLength > PERMISSION_KEY_BYTES_MAX || perm.rangeEnd.byteLength > PERMISSION_KEY_BYTES_MAX) {
+      throw new AuthError('AUTH_LIMIT', `fulcrum: a permission's key and range end may have at most ${PERMISSION_KEY_BYTES_MAX} bytes each`);
+    }
     const same = (p: Permission): boolean => Buffer.compare(p.key, perm.key) === 0 && Buffer.compare(p.rangeEnd, perm.rangeEnd) === 0;
     // Granting a range the role already has changes its type (etcd), it does not add a second entry.
     const others = role.perms.filter((p) => !same(p));
@@ -262,4 +271,8 @@ export class AuthStore {
     this.rev++;
     w.put(REVISION_KEY, encodeValue(this.rev));
   }
+}
+
+function checkNameSize(name: string): void {
+  if (Buffer.byteLength(name) > AUTH_NAME_BYTES_MAX) throw new AuthError('AUTH_LIMIT', `fulcrum: a user or role name may have at most ${AUTH_NAME_BYTES_MAX} bytes`);
 }
