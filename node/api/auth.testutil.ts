@@ -56,6 +56,10 @@ export interface AuthCluster {
   readonly servers: FulcrumServer[];
   readonly endpoints: string[];
   clients(i?: number): AuthClients;
+  /** Stop member i (its data dir stays). */
+  stop(i: number): Promise<void>;
+  /** Start member i again on its data dir. */
+  start(i: number): Promise<FulcrumServer>;
   close(): Promise<void>;
 }
 
@@ -65,24 +69,21 @@ export async function startAuthCluster(size: number, slot: number, extraFlags: r
   const ports = await freePorts(2 * size, slot);
   const names = Array.from({ length: size }, (_, i) => `a${i}`);
   const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i + 1]}`).join(',');
-  const servers = await Promise.all(
-    names.map((name, i) =>
-      startServer(
-        parseServerConfig(
-          [
-            '--name', name, '--data-dir', join(dir, name),
-            '--listen-client-urls', `http://127.0.0.1:${ports[2 * i]}`,
-            '--listen-peer-urls', `http://127.0.0.1:${ports[2 * i + 1]}`,
-            '--initial-advertise-peer-urls', `http://127.0.0.1:${ports[2 * i + 1]}`,
-            '--initial-cluster', initialCluster,
-            '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
-            ...extraFlags,
-          ],
-          {},
-        ),
-      ),
+  const configs = names.map((name, i) =>
+    parseServerConfig(
+      [
+        '--name', name, '--data-dir', join(dir, name),
+        '--listen-client-urls', `http://127.0.0.1:${ports[2 * i]}`,
+        '--listen-peer-urls', `http://127.0.0.1:${ports[2 * i + 1]}`,
+        '--initial-advertise-peer-urls', `http://127.0.0.1:${ports[2 * i + 1]}`,
+        '--initial-cluster', initialCluster,
+        '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+        ...extraFlags,
+      ],
+      {},
     ),
   );
+  const servers = await Promise.all(configs.map((c) => startServer(c)));
   await eventually('a leader', async () => (servers.some((s) => s.member.isLeader()) ? true : undefined), 20_000, 20);
   const endpoints = servers.map((_, i) => `127.0.0.1:${ports[2 * i]}`);
   const api = loadEtcdApi();
@@ -103,6 +104,13 @@ export async function startAuthCluster(size: number, slot: number, extraFlags: r
       };
       made.push(...Object.values(c));
       return c;
+    },
+    async stop(i) {
+      await servers[i]!.close();
+    },
+    async start(i) {
+      servers[i] = await startServer(configs[i]!);
+      return servers[i];
     },
     async close() {
       for (const c of made) c.close();
