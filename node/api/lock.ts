@@ -26,16 +26,16 @@ export function createLockService(ctx: ApiContext, leases: LeaseManager): Handle
   return {
     Lock: unary(async (req, call) => {
       const prefix = concat(req.name, SLASH);
-      authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
+      const auth = authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
       const signal = cancelSignal(call);
-      const lease = await sessionLease(leases, req.lease);
-      const joined = await line.join(lineKey(prefix, lease), EMPTY, lease);
+      const lease = await sessionLease(leases, req.lease, auth);
+      const joined = await line.join(lineKey(prefix, lease), EMPTY, lease, auth);
       try {
         const revision = await line.waitForTurn(prefix, joined.key, joined.createRevision, signal);
         return { header: responseHeader(member, revision), key: joined.key };
       } catch (e) {
         // Leave the line: a waiter that gave up must not block the ones behind it (no-op if the key is gone).
-        void line.leave(joined.key, joined.createRevision).catch(() => undefined);
+        void line.leave(joined.key, joined.createRevision, auth).catch(() => undefined);
         throw e;
       }
     }),
