@@ -125,6 +125,7 @@ async function authenticate(ctx: ApiContext, call: Call, name: string, password:
     const ok = Buffer.byteLength(password) <= PASSWORD_BYTES_MAX && (await verifyPassword(password, hash ?? (await decoyHash())));
     if (!ok || hash === undefined) {
       gate.throttle.failed(name, peer);
+      ctx.logger.info({ component: 'auth', user: name, peer }, 'fulcrum: authentication failed');
       throw apiError('AUTH_FAILED');
     }
     gate.throttle.succeeded(name);

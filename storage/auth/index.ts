@@ -2,7 +2,7 @@
 // apply-time check, password hashing and the auth commands.
 export { AUTH_ERRORS, AuthError, type AuthErrorCode } from './errors.js';
 export { isAuthOp, type AuthOp, type CommandAuth } from './ops.js';
-export { hashPassword, verifyPassword, PASSWORD_BYTES_MAX, SCRYPT_COST } from './password.js';
+export { hashPassword, PASSWORD_BYTES_MAX, PasswordBusyError, SCRYPT_COST, SCRYPT_IN_FLIGHT_MAX, SCRYPT_QUEUE_MAX, verifyPassword } from './password.js';
 export {
   allows,
   covers,

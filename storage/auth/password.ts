@@ -16,8 +16,51 @@ const HASH_BYTES = 32;
 const SCRYPT_COST_MAX = 1 << 20;
 /** Longest password accepted (scrypt takes any length; this bounds the work of one request). */
 export const PASSWORD_BYTES_MAX = 4096;
+/**
+ * scrypt runs at most this many at once: it shares libuv's thread pool (4 threads by default) with LevelDB and the
+ * file system, and a burst of logins must not starve the apply path.
+ */
+export const SCRYPT_IN_FLIGHT_MAX = 2;
+/** Hashes waiting for a slot at most; beyond it a login or user change is refused with "too many requests". */
+export const SCRYPT_QUEUE_MAX = 256;
 
-function derive(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
+let inFlight = 0;
+const queue: Array<() => void> = [];
+
+/** Refused when too many password hashes are already waiting (code TOO_MANY_REQUESTS, etcd's "too many requests"). */
+export class PasswordBusyError extends Error {
+  readonly code = 'TOO_MANY_REQUESTS';
+  constructor() {
+    super('etcdserver: too many requests');
+    this.name = 'PasswordBusyError';
+  }
+}
+
+async function derive(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
+  await acquireSlot();
+  try {
+    return await deriveNow(password, salt, options);
+  } finally {
+    releaseSlot();
+  }
+}
+
+async function acquireSlot(): Promise<void> {
+  if (inFlight < SCRYPT_IN_FLIGHT_MAX) {
+    inFlight++;
+    return;
+  }
+  if (queue.length >= SCRYPT_QUEUE_MAX) throw new PasswordBusyError();
+  await new Promise<void>((resolve) => queue.push(resolve)); // the releasing hash hands its slot over
+}
+
+function releaseSlot(): void {
+  const next = queue.shift();
+  if (next !== undefined) next();
+  else inFlight--;
+}
+
+function deriveNow(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const maxmem = 256 * (options.N ?? SCRYPT_COST) * (options.r ?? SCRYPT_BLOCK_SIZE) + 1024 * 1024;
     scrypt(password, salt, HASH_BYTES, { ...options, maxmem }, (err, key) => (err !== null ? reject(err) : resolve(key)));

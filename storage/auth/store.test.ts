@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryBackend, type Backend } from '../backend.js';
 import { encodeCommand, type Command, type Op } from '../command.js';
 import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from '../state-machine.js';
-import { hashPassword, verifyPassword } from './password.js';
+import { hashPassword, SCRYPT_IN_FLIGHT_MAX, SCRYPT_QUEUE_MAX, verifyPassword } from './password.js';
 import type { CommandAuth } from './ops.js';
 import { AUTH_NAME_BYTES_MAX, PERMISSION_KEY_BYTES_MAX } from './store.js';
 
@@ -166,5 +166,15 @@ describe('password hashes', () => {
     expect(await verifyPassword('s3cret!', h)).toBe(false);
     expect(await verifyPassword('s3cret', 'scrypt$99999999$8$1$AA==$AA==')).toBe(false); // hostile cost: refused
     expect(await hashPassword('s3cret')).not.toBe(h); // a fresh salt each time
+  });
+
+  it('run at most SCRYPT_IN_FLIGHT_MAX at once with a bounded queue; beyond it: too many requests', async () => {
+    // A deliberately cheap stored hash (N=2) so that 300 checks take milliseconds.
+    const cheap = `scrypt$2$1$1$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`;
+    const results = await Promise.allSettled(Array.from({ length: 300 }, () => verifyPassword('x', cheap)));
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(refused).toHaveLength(300 - SCRYPT_IN_FLIGHT_MAX - SCRYPT_QUEUE_MAX);
+    expect((refused[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'TOO_MANY_REQUESTS', message: 'etcdserver: too many requests' });
+    expect(await verifyPassword('x', cheap)).toBe(false); // the slots were all given back
   });
 });
