@@ -98,6 +98,7 @@ describe('every flag', () => {
     '--quota-backend-bytes', '1073741824',
     '--max-request-bytes', '2097152',
     '--max-txn-ops', '64',
+    '--auth-token-ttl', '60',
     '--listen-metrics-urls', 'http://127.0.0.1:9100,http://localhost:0',
     '--log-level', 'debug',
   ];
@@ -122,6 +123,7 @@ describe('every flag', () => {
       quotaBackendBytes: 1024 ** 3,
       requestBytesMax: 2 * 1024 ** 2,
       txnOpsMax: 64,
+      authTokenTtlSeconds: 60,
       listenMetricsUrls: ['http://127.0.0.1:9100', 'http://localhost:0'],
       logLevel: 'debug',
     });

@@ -45,6 +45,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   quotaBackendBytes: 2 * GiB,
   requestBytesMax: 1.5 * MiB,
   txnOpsMax: 128,
+  /** How long a simple auth token lives without use (etcd's --auth-token-ttl, seconds). */
+  authTokenTtlSeconds: 300,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -101,6 +103,7 @@ export interface ServerConfig {
   readonly quotaBackendBytes: number;
   readonly requestBytesMax: number;
   readonly txnOpsMax: number;
+  readonly authTokenTtlSeconds: number;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
 
@@ -168,6 +171,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'quota-backend-bytes', valueName: 'bytes', description: 'raise the NOSPACE alarm when the store exceeds this size (0 = default)', defaultText: '2147483648 (2 GiB)' },
   { flag: 'max-request-bytes', valueName: 'bytes', description: 'maximum client request size in bytes the server will accept', defaultText: '1572864 (1.5 MiB)' },
   { flag: 'max-txn-ops', valueName: 'n', description: 'maximum number of operations permitted in a transaction', defaultText: '128' },
+  { flag: 'auth-token-ttl', valueName: 'seconds', description: 'time (in seconds) an auth token lives without being used', defaultText: '300' },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
   { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
 ];
@@ -350,6 +354,7 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     quotaBackendBytes,
     requestBytesMax,
     txnOpsMax: parseInteger(get('max-txn-ops'), 1) ?? d.txnOpsMax,
+    authTokenTtlSeconds: parseInteger(get('auth-token-ttl'), 1) ?? d.authTokenTtlSeconds,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
     memberId: memberIdFor(initialAdvertisePeerUrls, token),

@@ -13,7 +13,7 @@ import { SeededRandom } from '../raft/rng.js';
 import { ProposalDroppedError } from '../raft/errors.js';
 import { ConfChangeType, isEmptyHardState, NONE, Role, type ConfChange, type ConfState, type Message, type NodeId, type Snapshot, type SnapshotMetadata, type SoftState } from '../raft/types.js';
 import { LevelBackend } from '../storage/backend.js';
-import { encodeCommand, type Op } from '../storage/command.js';
+import { encodeCommand, type Command as StoredCommand, type Op } from '../storage/command.js';
 import { HybridClock } from '../storage/hlc/index.js';
 import {
   decodeMemberContext,
@@ -399,7 +399,7 @@ export class Member {
   }
 
   /** Propose a command and wait for its result on this member. */
-  async propose(op: Op, opts: { clientId?: string; seq?: number } = {}): Promise<CommandResult> {
+  async propose(op: Op, opts: Pick<StoredCommand, 'clientId' | 'seq' | 'auth'> = {}): Promise<CommandResult> {
     if (this.closed) throw new MemberError('STOPPED', 'fulcrum: member is stopping');
     await reserveClock(this.clock, this.backend);
     const payload = encodeCommand({ hlc: this.clock.now(), op, ...opts });

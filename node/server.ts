@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { loadEtcdApi } from '../proto/index.js';
+import { createAuthService } from './api/auth.js';
+import { AUTH_GATE_KEY } from './api/authz.js';
 import { createClusterService } from './api/cluster.js';
 import type { ApiContext } from './api/context.js';
 import { createElectionService } from './api/election.js';
@@ -22,6 +24,7 @@ import { createMaintenanceService } from './api/maintenance.js';
 import { createWatchService } from './api/watch.js';
 import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig } from './config.js';
 import { startMetricsServers, type HttpEndpoint } from './http.js';
+import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
@@ -143,6 +146,11 @@ async function serve(
   started.push(() => leases.stop());
   ctx.registry.set('watchHub', hub);
   ctx.registry.set('leases', leases);
+  // Tokens are learnt from the log: the gate listens before any client can authenticate.
+  const authGate = new AuthGate(member, { tokenTtlMs: config.authTokenTtlSeconds * 1000 });
+  authGate.start();
+  started.push(() => authGate.stop());
+  ctx.registry.set(AUTH_GATE_KEY, authGate);
 
   const clientServer = new grpc.Server({
     'grpc.max_receive_message_length': config.requestBytesMax + GRPC_OVERHEAD_BYTES,
@@ -157,6 +165,7 @@ async function serve(
   add(api.v3electionpb.Election.service, createElectionService(ctx, leases));
   add(api.v3lockpb.Lock.service, createLockService(ctx, leases));
   add(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
+  add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client);
 
@@ -177,6 +186,7 @@ async function serve(
       await shutdownGrpc(clientServer, SHUTDOWN_GRACE_MS);
       hub.stop();
       leases.stop();
+      authGate.stop();
       metrics.close();
       await member.close();
       await shutdownGrpc(peerServer, SHUTDOWN_GRACE_MS);

@@ -6,6 +6,7 @@
 //   0 undefined  1 null  2 false  3 true  4 f64  5 i64 (bigint)  6 utf-8 string  7 bytes  8 array  9 object
 //   strings, bytes: u32 length + data; arrays: u32 count + values; objects: u32 count + (string key, value)*
 import { assert } from '../raft/errors.js';
+import type { AuthOp, CommandAuth } from './auth/ops.js';
 import type { DeleteRangeRequest, PutRequest, TxnRequest } from './mvcc/types.js';
 
 export type Value = undefined | null | boolean | number | bigint | string | Uint8Array | Value[] | { [k: string]: Value };
@@ -26,7 +27,9 @@ export type Op =
   /** A member publishes its name and client URLs once it serves (as etcd's publish). */
   | { readonly memberAttributes: { readonly id: number; readonly name: string; readonly clientUrls: readonly string[] } }
   /** MemberUpdate: new peer URLs for a member. */
-  | { readonly memberUpdate: { readonly id: number; readonly peerUrls: readonly string[] } };
+  | { readonly memberUpdate: { readonly id: number; readonly peerUrls: readonly string[] } }
+  /** Users, roles, permissions, enabling auth and token assignment (storage/auth/ops.ts). */
+  | AuthOp;
 
 export type AlarmType = 'NOSPACE' | 'CORRUPT';
 
@@ -44,6 +47,8 @@ export interface Command {
   /** Exactly-once: a client id and its sequence number (both or neither). */
   readonly clientId?: string;
   readonly seq?: number;
+  /** A client request's requester and the auth revision the API checked it at (storage/auth/authorize.ts). */
+  readonly auth?: CommandAuth;
   readonly op: Op;
 }
 

@@ -11,6 +11,7 @@
 // Nothing here reads a clock; time comes from the HLC the proposer stamped on each command.
 import { assert } from '../raft/errors.js';
 import { ConfChangeType, type ConfChange } from '../raft/types.js';
+import { AuthError, AuthStore, authorizeCommand, isAuthOp } from './auth/index.js';
 import type { Backend, BackendBatch, KvBatch } from './backend.js';
 import { decodeCommand, decodeValue, encodeValue, opKind, type AlarmType, type Command, type Op, type OpKind, type Value } from './command.js';
 import { DedupError, DedupTable } from './dedup/index.js';
@@ -99,7 +100,7 @@ export interface StateMachineOptions {
 
 /** Errors that are answers, not failures: the command is refused the same way on every member. */
 function asCommandError(e: unknown): CommandError | undefined {
-  if (e instanceof MvccError || e instanceof LeaseError || e instanceof DedupError || e instanceof StateMachineError) {
+  if (e instanceof MvccError || e instanceof LeaseError || e instanceof DedupError || e instanceof StateMachineError || e instanceof AuthError) {
     return { code: e.code, message: e.message };
   }
   return undefined;
@@ -147,6 +148,8 @@ export class StateMachine {
     readonly leases: LeaseTable,
     readonly dedup: DedupTable,
     readonly revisionTime: RevisionTimeIndex,
+    /** Users, roles and permissions, and whether auth is enabled (storage/auth). */
+    readonly auth: AuthStore,
     meta: { applied: number; lastHlc: Hlc; alarms: Set<AlarmType>; members: Map<number, MemberRecord> },
   ) {
     this.applied = meta.applied;
@@ -160,8 +163,9 @@ export class StateMachine {
     const mvcc = await MvccStore.open(backend, { ...(options.mvcc ? { config: options.mvcc } : {}), leaseExists: (id) => leases.has(id) });
     const dedup = await DedupTable.open(backend);
     const revisionTime = await RevisionTimeIndex.open(backend);
+    const auth = await AuthStore.open(backend);
     const meta = await readMeta(backend);
-    return new StateMachine(backend, mvcc, leases, dedup, revisionTime, meta);
+    return new StateMachine(backend, mvcc, leases, dedup, revisionTime, auth, meta);
   }
 
   /** The last log index whose effects are in this state. */
@@ -316,7 +320,8 @@ export class StateMachine {
     const before = this.mvcc.revision;
     let outcome: { response?: Value; error?: CommandError; events?: readonly MvccEvent[] };
     try {
-      outcome = await this.execute(cmd.op, writes, this.lastHlc);
+      authorizeCommand(this.auth, cmd, this.mvcc);
+      outcome = await this.execute(cmd.op, writes, this.lastHlc, c.index);
       writes.flushInto(batch);
     } catch (e) {
       const err = asCommandError(e);
@@ -360,7 +365,8 @@ export class StateMachine {
    * Run one command. `hlc` is the command's HLC as applyOne computed it from the log; MVCC writes record it, so
    * every row's createHlc/modHlc is the same on every member.
    */
-  private async execute(op: Op, w: PendingWrites, hlc: Hlc): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
+  private async execute(op: Op, w: PendingWrites, hlc: Hlc, index: number): Promise<{ response?: Value; events?: readonly MvccEvent[] }> {
+    if (isAuthOp(op)) return { response: this.auth.apply(op, w, index) };
     if ('put' in op) {
       this.refuseWhenOutOfSpace();
       const r = await this.mvcc.put(op.put, w, hlc);

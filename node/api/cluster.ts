@@ -11,6 +11,7 @@ import { loadEtcdApi } from '../../proto/index.js';
 import type { ClusterMethods, Encodable, Handlers, Member as WireMember } from '../../proto/index.js';
 import type { MemberRecord } from '../../storage/state-machine.js';
 import { memberIdFor } from '../ids.js';
+import { authorize } from './authz.js';
 import type { ApiContext } from './context.js';
 import { apiError } from './errors.js';
 import { int64 } from './header.js';
@@ -33,6 +34,7 @@ export function createClusterService(ctx: ApiContext): Handlers<ClusterMethods> 
     }),
 
     MemberAdd: unary(ctx, 'MemberAdd', async (call) => {
+      authorize(ctx, call, 'admin');
       const peerUrls = checkPeerUrls(call.request.peerURLs);
       checkUrlsUnused(ctx.member.members(), peerUrls, undefined);
       const id = memberIdFor(peerUrls, ctx.member.options.clusterToken);
@@ -44,6 +46,7 @@ export function createClusterService(ctx: ApiContext): Handlers<ClusterMethods> 
     }),
 
     MemberRemove: unary(ctx, 'MemberRemove', async (call) => {
+      authorize(ctx, call, 'admin');
       const target = existingMember(ctx, call.request.ID);
       if (!target.isLearner && !readyToRemoveVoter(ctx, target.id)) throw apiError('NOT_ENOUGH_STARTED');
       await ctx.member.changeMembership(ConfChangeType.RemoveNode, target.id);
@@ -51,19 +54,21 @@ export function createClusterService(ctx: ApiContext): Handlers<ClusterMethods> 
     }),
 
     MemberUpdate: unary(ctx, 'MemberUpdate', async (call) => {
+      const auth = authorize(ctx, call, 'admin');
       const target = existingMember(ctx, call.request.ID);
       const peerUrls = checkPeerUrls(call.request.peerURLs);
       checkUrlsUnused(ctx.member.members(), peerUrls, target.id);
-      const r = await proposeWithin(ctx, call, { memberUpdate: { id: target.id, peerUrls } });
+      const r = await proposeWithin(ctx, call, { memberUpdate: { id: target.id, peerUrls } }, { auth });
       return answer(r.revision);
     }),
 
     MemberPromote: unary(ctx, 'MemberPromote', async (call) => {
+      authorize(ctx, call, 'admin');
       const target = existingMember(ctx, call.request.ID);
       if (!target.isLearner) throw apiError('NOT_LEARNER');
       // Only the leader knows how far the learner has caught up: elsewhere, ask the leader (as etcd does).
       if (!ctx.member.isLeader() && !call.metadata.get(PROMOTE_FORWARDED).length) {
-        return forwardPromote(ctx, call.request.ID, remainingDeadline(call.getDeadline()));
+        return forwardPromote(ctx, call.request.ID, remainingDeadline(call.getDeadline()), call.metadata.get('token')[0]);
       }
       checkLearnerReady(ctx, target.id);
       if (!readyToPromote(ctx, target.id)) throw apiError('NOT_ENOUGH_STARTED');
@@ -82,13 +87,15 @@ function remainingDeadline(d: grpc.Deadline): number {
   return Number.isFinite(at) && at > 0 ? Math.max(1, at - Date.now()) : PROMOTE_FORWARD_TIMEOUT_MS;
 }
 
-async function forwardPromote(ctx: ApiContext, wireId: string, timeoutMs: number): Promise<PromoteAnswer> {
+/** `token`: the caller's auth token, so the leader checks the same caller. */
+async function forwardPromote(ctx: ApiContext, wireId: string, timeoutMs: number, token: grpc.MetadataValue | undefined): Promise<PromoteAnswer> {
   const leader = ctx.member.members().find((m) => m.id === ctx.member.leaderId());
   const url = leader?.clientUrls.find((u) => u.startsWith('http://'));
   if (url === undefined) throw apiError('NO_LEADER');
   const client = new (loadEtcdApi().etcdserverpb.Cluster)(url.slice('http://'.length), grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   md.set(PROMOTE_FORWARDED, '1');
+  if (token !== undefined) md.set('token', token);
   try {
     return await new Promise((resolve, reject) =>
       client.MemberPromote({ ID: wireId as never }, md, { deadline: Date.now() + Math.min(timeoutMs, PROMOTE_FORWARD_TIMEOUT_MS) }, ((err: grpc.ServiceError | null, res?: unknown) =>

@@ -19,6 +19,8 @@ import type { KeyValue, MvccEvent } from '../../storage/mvcc/types.js';
 import { bytesEqual, commandFailure, concat, Line, lineKey, prefixEnd } from '../lease/line.js';
 import type { LeaseManager } from '../lease/manager.js';
 import type { Member } from '../member.js';
+import type { CommandAuth } from '../../storage/auth/index.js';
+import { authorizeKeys } from './authz.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
 import { apiError, toServiceError } from './errors.js';
@@ -45,12 +47,13 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
   const header = (revision?: number): ReturnType<typeof responseHeader> => responseHeader(member, revision);
   return {
     Campaign: unary(async (req, call) => {
-      const signal = cancelSignal(call);
-      const lease = await sessionLease(leases, req.lease);
       const prefix = concat(req.name, SLASH);
-      const joined = await line.join(lineKey(prefix, lease), req.value, lease);
+      const auth = authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
+      const signal = cancelSignal(call);
+      const lease = await sessionLease(leases, req.lease, auth);
+      const joined = await line.join(lineKey(prefix, lease), req.value, lease, auth);
       if (joined.existingValue !== undefined && !bytesEqual(joined.existingValue, req.value)) {
-        const ok = await proclaim(member, joined.key, joined.createRevision, lease, req.value);
+        const ok = await proclaim(member, joined.key, joined.createRevision, lease, req.value, auth);
         if (!ok.succeeded) throw recipeError.notLeader();
       }
       try {
@@ -58,30 +61,43 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
         return { header: header(revision), leader: { name: req.name, key: joined.key, rev: joined.createRevision, lease } };
       } catch (e) {
         // etcd resigns a cancelled campaign; a key that is gone already needs nothing.
-        if (signal.aborted) void line.leave(joined.key, joined.createRevision).catch(() => undefined);
+        if (signal.aborted) void line.leave(joined.key, joined.createRevision, auth).catch(() => undefined);
         throw e;
       }
     }),
 
-    Proclaim: unary(async (req) => {
+    Proclaim: unary(async (req, call) => {
       if (req.leader === null) throw recipeError.missingLeaderKey();
-      const r = await proclaim(member, req.leader.key, Number(req.leader.rev), parseLeaseId(req.leader.lease, { zeroAllowed: true }), req.value);
+      const auth = authorizeKeys(ctx, call, { key: req.leader.key }, { read: true, write: true });
+      const r = await proclaim(member, req.leader.key, Number(req.leader.rev), parseLeaseId(req.leader.lease, { zeroAllowed: true }), req.value, auth);
       if (!r.succeeded) throw recipeError.notLeader();
       return { header: header(r.revision) };
     }),
 
-    Leader: unary(async (req) => {
+    Leader: unary(async (req, call) => {
+      const prefix = concat(req.name, SLASH);
+      authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: false });
       await member.linearizableBarrier();
       const r = await currentLeader(member, concat(req.name, SLASH));
       if (r.kv === undefined) throw recipeError.noLeader();
       return { header: header(r.revision), kv: toWireKv(r.kv) };
     }),
 
-    Observe: (call) => new Observer(call, member, concat(call.request.name, SLASH)).start(),
+    Observe: (call) => {
+      const prefix = concat(call.request.name, SLASH);
+      try {
+        authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: false });
+      } catch (e) {
+        call.destroy(toServiceError(e));
+        return;
+      }
+      new Observer(call, member, prefix).start();
+    },
 
-    Resign: unary(async (req) => {
+    Resign: unary(async (req, call) => {
       if (req.leader === null) throw recipeError.missingLeaderKey();
-      const r = await line.leave(req.leader.key, Number(req.leader.rev));
+      const auth = authorizeKeys(ctx, call, { key: req.leader.key }, { read: true, write: true });
+      const r = await line.leave(req.leader.key, Number(req.leader.rev), auth);
       const failure = commandFailure(r);
       if (failure !== undefined) throw failure;
       return { header: header(r.revision) };
@@ -90,10 +106,10 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
 }
 
 /** The lease a Campaign or Lock runs under: the client's, or a fresh session lease for lease 0 (etcd's rule). */
-export async function sessionLease(leases: LeaseManager, wire: string): Promise<bigint> {
+export async function sessionLease(leases: LeaseManager, wire: string, auth?: CommandAuth): Promise<bigint> {
   const id = parseLeaseId(wire, { zeroAllowed: true });
   if (id !== 0n) return id;
-  const r = await leases.proposeWithDeadline({ leaseGrant: { id: 0n, ttlSeconds: SESSION_TTL_SECONDS } });
+  const r = await leases.proposeWithDeadline({ leaseGrant: { id: 0n, ttlSeconds: SESSION_TTL_SECONDS } }, auth);
   const failure = commandFailure(r);
   if (failure !== undefined) throw failure;
   return (r.response as unknown as { id: bigint }).id;
@@ -108,10 +124,18 @@ export function cancelSignal(call: { readonly cancelled: boolean; on(event: 'can
   return ac.signal;
 }
 
-async function proclaim(member: Member, key: Uint8Array, rev: number, lease: bigint, value: Uint8Array): Promise<{ succeeded: boolean; revision: number }> {
-  const r = await member.propose({
-    txn: { compare: [{ key, target: 'CREATE', result: 'EQUAL', createRevision: rev }], success: [{ requestPut: { key, value, lease } }] },
-  });
+async function proclaim(
+  member: Member,
+  key: Uint8Array,
+  rev: number,
+  lease: bigint,
+  value: Uint8Array,
+  auth: CommandAuth,
+): Promise<{ succeeded: boolean; revision: number }> {
+  const r = await member.propose(
+    { txn: { compare: [{ key, target: 'CREATE', result: 'EQUAL', createRevision: rev }], success: [{ requestPut: { key, value, lease } }] } },
+    { auth },
+  );
   const failure = commandFailure(r);
   if (failure !== undefined) throw failure;
   return { succeeded: (r.response as { succeeded?: boolean }).succeeded === true, revision: r.revision };

@@ -7,10 +7,11 @@
 // refused before anything is proposed, with etcd's codes and messages, so a bad request never costs a log entry.
 import * as grpc from '@grpc/grpc-js';
 import type { Encodable, Handlers, KVMethods, ResponseHeader } from '../../proto/index.js';
-import type { Op } from '../../storage/command.js';
+import type { Command, Op } from '../../storage/command.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
 import { checkDeleteRangeRequest, checkPutRequest, checkRangeRequest, checkTxnIntervals, checkTxnRequest, txnHasWrites } from '../../storage/mvcc/validate.js';
 import type { CommandResult, StateMachine } from '../../storage/state-machine.js';
+import { authorizeOp, authorizeRead } from './authz.js';
 import type { ApiContext } from './context.js';
 import {
   fromMvccDeleteRange,
@@ -111,7 +112,7 @@ export async function proposeWithin(
   ctx: ApiContext,
   call: SurfaceCall,
   op: Op,
-  identity: { clientId?: string; seq?: number } = {},
+  identity: Pick<Command, 'clientId' | 'seq' | 'auth'> = {},
 ): Promise<CommandResult> {
   const r = await untilDeadline(ctx, call, ctx.member.propose(op, identity));
   if (r.error !== undefined) throw r.error;
@@ -162,6 +163,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     Range: unary(ctx, 'Range', async (call) => {
       const req = toMvccRange(call.request);
       checkRangeRequest(req, config());
+      authorizeRead(ctx, call, req);
       if (!call.request.serializable) await readBarrier(ctx, call);
       const sm = ctx.member.stateMachine;
       const r = await sm.mvcc.range(req);
@@ -172,7 +174,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       checkRequestSize(ctx, call.request);
       const req = toMvccPut(call.request);
       checkPutRequest(req, config());
-      const r = await proposeWithin(ctx, call, { put: req }, requestIdentity(call.metadata));
+      const auth = authorizeOp(ctx, call, { put: req });
+      const r = await proposeWithin(ctx, call, { put: req }, { ...requestIdentity(call.metadata), auth });
       // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The header's
       // HLC is the command's (the one its rows record as mod_hlc).
       const res = r.response as unknown as mvcc.PutResponse;
@@ -183,7 +186,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       checkRequestSize(ctx, call.request);
       const req = toMvccDeleteRange(call.request);
       checkDeleteRangeRequest(req, config());
-      const r = await proposeWithin(ctx, call, { deleteRange: req }, requestIdentity(call.metadata));
+      const auth = authorizeOp(ctx, call, { deleteRange: req });
+      const r = await proposeWithin(ctx, call, { deleteRange: req }, { ...requestIdentity(call.metadata), auth });
       const res = r.response as unknown as mvcc.DeleteRangeResponse;
       return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
@@ -196,12 +200,13 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       const req = toMvccTxn(call.request);
       checkTxnRequest(req, config());
       checkTxnIntervals([{ requestTxn: req }]);
+      const auth = authorizeOp(ctx, call, { txn: req }); // every compare and both branches, whichever runs
       if (!txnHasWrites(req)) {
         await readBarrier(ctx, call);
         const res = await untilDeadline(ctx, call, ctx.member.readState((sm) => sm.mvcc.txn(req, READ_ONLY_BATCH)));
         return fromMvccTxn(res.response, readHeader(ctx, res.response.header.revision));
       }
-      const r = await proposeWithin(ctx, call, { txn: req }, requestIdentity(call.metadata));
+      const r = await proposeWithin(ctx, call, { txn: req }, { ...requestIdentity(call.metadata), auth });
       const res = r.response as unknown as mvcc.TxnResponse;
       return fromMvccTxn(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
@@ -210,7 +215,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     // the revision fail; the rows are deleted in bounded chunks behind it (docs/mvcc.md).
     Compact: unary(ctx, 'Compact', async (call) => {
       const revision = toNumber(call.request.revision);
-      const r = await proposeWithin(ctx, call, { compact: { revision } }, requestIdentity(call.metadata));
+      const auth = authorizeOp(ctx, call, { compact: { revision } });
+      const r = await proposeWithin(ctx, call, { compact: { revision } }, { ...requestIdentity(call.metadata), auth });
       // `physical`: answer once this member has deleted the compacted rows, as etcd does (within the deadline).
       if (call.request.physical === true) {
         const done = new AbortController(); // stops the wait if the deadline or the client gives up first

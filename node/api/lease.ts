@@ -13,6 +13,8 @@ import { LEASE_ID_MAX, LEASE_TTL_MAX_SECONDS, type LeaseInfo } from '../../stora
 import { isForwarded } from '../lease/forwarder.js';
 import { commandFailure } from '../lease/line.js';
 import type { LeaseManager } from '../lease/manager.js';
+import { intervalOf, type CommandAuth } from '../../storage/auth/index.js';
+import { authGate, authorize, authorizeOp } from './authz.js';
 import type { ApiContext } from './context.js';
 import { apiError, isCodedError, toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
@@ -24,33 +26,38 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
   const member = ctx.member;
   const header = (revision?: number): ReturnType<typeof responseHeader> => responseHeader(member, revision);
   return {
-    LeaseGrant: unary(async (req) => {
+    LeaseGrant: unary(async (req, call) => {
+      const auth = authorize(ctx, call, 'user');
       const ttl = parseInt64(req.TTL, 'TTL');
       if (ttl > BigInt(LEASE_TTL_MAX_SECONDS)) throw apiError('LEASE_TTL_TOO_LARGE');
       // The table refuses a negative id (INVALID_LEASE) and raises a short or negative TTL to its minimum.
       const id = parseInt64(req.ID, 'ID');
-      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl) } });
+      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl) } }, auth);
       throwIfFailed(r);
       const info = r.response as unknown as LeaseInfo;
       return { header: header(r.revision), ID: info.id, TTL: info.ttlSeconds, error: '' };
     }),
 
-    LeaseRevoke: unary(async (req) => {
-      const r = await leases.revoke(parseLeaseId(req.ID, { zeroAllowed: false }));
+    LeaseRevoke: unary(async (req, call) => {
+      const id = parseLeaseId(req.ID, { zeroAllowed: false });
+      const r = await leases.revoke(id, authorizeOp(ctx, call, { leaseRevoke: { id } })); // write on every attached key
       throwIfFailed(r);
       return { header: header(r.revision) };
     }),
 
-    LeaseKeepAlive: (call) => keepAliveStream(call, leases, header),
+    LeaseKeepAlive: (call) => keepAliveStream(call, leases, header, () => authorize(ctx, call, 'user')),
 
     LeaseTimeToLive: unary(async (req, call) => {
       const id = parseLeaseId(req.ID, { zeroAllowed: true });
-      const ttl = id === 0n ? undefined : await leases.timeToLive(id, req.keys, { forwarded: isForwarded(call.metadata) });
+      const who = authorize(ctx, call, 'user');
+      const ttl = id === 0n ? undefined : await leases.timeToLive(id, req.keys, { forwarded: isForwarded(call.metadata), ...callToken(call) });
+      if (ttl !== undefined && req.keys) checkKeysReadable(ctx, who, ttl.keys);
       if (ttl === undefined) return { header: header(), ID: id, TTL: -1, grantedTTL: 0, keys: [] };
       return { header: header(), ID: id, TTL: ttl.ttlSeconds, grantedTTL: ttl.grantedTtlSeconds, keys: ttl.keys };
     }),
 
-    LeaseLeases: unary(async () => {
+    LeaseLeases: unary(async (_req, call) => {
+      authorize(ctx, call, 'user');
       const list = await leases.list();
       return { header: header(), leases: list.map((l) => ({ ID: l.id })) };
     }),
@@ -73,6 +80,7 @@ function keepAliveStream(
   call: grpc.ServerDuplexStream<LeaseKeepAliveRequest, Encodable<LeaseKeepAliveResponse>>,
   leases: LeaseManager,
   header: () => ReturnType<typeof responseHeader>,
+  authorizeRequest: () => unknown,
 ): void {
   const forwarded = isForwarded(call.metadata);
   // Each request's renewal starts as soon as it arrives (so the renewals of one stream share log entries), but
@@ -90,11 +98,12 @@ function keepAliveStream(
     if (++pending > KEEPALIVE_PENDING_MAX) return fail(apiError('TOO_MANY_REQUESTS'));
     let id: bigint;
     try {
+      authorizeRequest(); // every request: a token that expires (or a user deleted) mid-stream stops renewing
       id = parseLeaseId(req.ID, { zeroAllowed: true });
     } catch (e) {
       return fail(e);
     }
-    const renewal = renewOrZero(leases, id, forwarded);
+    const renewal = renewOrZero(leases, id, { forwarded, ...callToken(call) });
     renewal.catch(() => undefined); // its failure is reported in order below
     chain = chain.then(async () => {
       try {
@@ -114,10 +123,10 @@ function keepAliveStream(
 }
 
 /** etcd answers a keep-alive for a lease it does not have with TTL 0 rather than an error. */
-async function renewOrZero(leases: LeaseManager, id: bigint, forwarded: boolean): Promise<number> {
+async function renewOrZero(leases: LeaseManager, id: bigint, opts: { forwarded: boolean; token?: string }): Promise<number> {
   if (id === 0n) return 0;
   try {
-    return await leases.renew(id, { forwarded });
+    return await leases.renew(id, opts);
   } catch (e) {
     if (isCodedError(e) && e.code === 'LEASE_NOT_FOUND') return 0;
     throw e;
@@ -143,4 +152,16 @@ export function parseLeaseId(v: string, opts: { zeroAllowed: boolean }): bigint 
   if (id === 0n && !opts.zeroAllowed) throw apiError('LEASE_NOT_FOUND');
   if (id < 0n || id > LEASE_ID_MAX) throw apiError('LEASE_NOT_FOUND');
   return id;
+}
+
+/** The caller's token, forwarded with a call this member sends on to the leader. */
+function callToken(call: { readonly metadata: grpc.Metadata }): { token?: string } {
+  const t = call.metadata.get('token')[0];
+  return typeof t === 'string' && t !== '' ? { token: t } : {};
+}
+
+/** TimeToLive with keys names the lease's keys: the caller must be allowed to read them all. */
+function checkKeysReadable(ctx: ApiContext, who: CommandAuth, keys: readonly Uint8Array[]): void {
+  if (who.user === '' || keys.length === 0) return;
+  if (!authGate(ctx).store.isPermitted(who.user, { read: keys.map((key) => intervalOf(key, undefined)), write: [] })) throw apiError('PERMISSION_DENIED');
 }

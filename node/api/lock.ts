@@ -9,8 +9,9 @@
 //
 // The key's create revision (in the header's key-value via a Range, or the election's rev) is the fencing token.
 import type { Handlers, LockMethods } from '../../proto/index.js';
-import { commandFailure, concat, Line, lineKey } from '../lease/line.js';
+import { commandFailure, concat, Line, lineKey, prefixEnd } from '../lease/line.js';
 import type { LeaseManager } from '../lease/manager.js';
+import { authorizeKeys, authorizeOp } from './authz.js';
 import type { ApiContext } from './context.js';
 import { cancelSignal, sessionLease } from './election.js';
 import { responseHeader } from './header.js';
@@ -24,22 +25,24 @@ export function createLockService(ctx: ApiContext, leases: LeaseManager): Handle
   const line = new Line(member);
   return {
     Lock: unary(async (req, call) => {
-      const signal = cancelSignal(call);
-      const lease = await sessionLease(leases, req.lease);
       const prefix = concat(req.name, SLASH);
-      const joined = await line.join(lineKey(prefix, lease), EMPTY, lease);
+      const auth = authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
+      const signal = cancelSignal(call);
+      const lease = await sessionLease(leases, req.lease, auth);
+      const joined = await line.join(lineKey(prefix, lease), EMPTY, lease, auth);
       try {
         const revision = await line.waitForTurn(prefix, joined.key, joined.createRevision, signal);
         return { header: responseHeader(member, revision), key: joined.key };
       } catch (e) {
         // Leave the line: a waiter that gave up must not block the ones behind it (no-op if the key is gone).
-        void line.leave(joined.key, joined.createRevision).catch(() => undefined);
+        void line.leave(joined.key, joined.createRevision, auth).catch(() => undefined);
         throw e;
       }
     }),
 
-    Unlock: unary(async (req) => {
-      const r = await leases.proposeWithDeadline({ deleteRange: { key: req.key } });
+    Unlock: unary(async (req, call) => {
+      const auth = authorizeOp(ctx, call, { deleteRange: { key: req.key } });
+      const r = await leases.proposeWithDeadline({ deleteRange: { key: req.key } }, auth);
       const failure = commandFailure(r);
       if (failure !== undefined) throw failure;
       return { header: responseHeader(member, r.revision) };

@@ -21,6 +21,7 @@ import type { ApiContext } from './context.js';
 import { toNumber } from './convert.js';
 import { apiError } from './errors.js';
 import { int64, responseHeader } from './header.js';
+import { authorize, authorizeMaintenance, authorizeOp } from './authz.js';
 import { checkLeaderRequirement, failure, proposeWithin, readHeader, remainingMs, unary, type SurfaceCall } from './kv.js';
 
 /** The etcd API version Fulcrum speaks, and Fulcrum's own version, as Status reports them ("3.5.0+fulcrum.0.1.0"). */
@@ -40,12 +41,14 @@ export function createMaintenanceService(ctx: ApiContext): Handlers<MaintenanceM
     Status: unary(ctx, 'Status', async () => status(ctx)),
 
     // etcd hashes its whole backend; Fulcrum's equivalent is the hash of every live kv row (HashKV at 0).
-    Hash: unary(ctx, 'Hash', async () => {
+    Hash: unary(ctx, 'Hash', async (call) => {
+      authorizeMaintenance(ctx, call);
       const h = await ctx.member.stateMachine.mvcc.hashKV(0);
       return { header: readHeader(ctx, h.revision), hash: h.hash };
     }),
 
     HashKV: unary(ctx, 'HashKV', async (call) => {
+      authorizeMaintenance(ctx, call);
       const h = await ctx.member.stateMachine.mvcc.hashKV(toNumber(call.request.revision));
       return { header: readHeader(ctx, h.revision), hash: h.hash, compact_revision: int64(h.compactRevision), hash_revision: int64(h.hashRevision) };
     }),
@@ -57,8 +60,10 @@ export function createMaintenanceService(ctx: ApiContext): Handlers<MaintenanceM
       // etcd's applier ignores activating or deactivating NONE without an error.
       if (alarm === 'NONE') return { header: readHeader(ctx, ctx.member.stateMachine.revision), alarms: [] };
       if (!isAlarmType(alarm)) throw apiError('INVALID_ARGUMENT', `etcdserver: unknown alarm type ${String(alarm)}`);
+      const op = { alarm: { action: action === 'ACTIVATE' ? ('activate' as const) : ('deactivate' as const), alarm } };
+      const auth = authorizeOp(ctx, call, op); // raising or clearing an alarm is cluster administration (root)
       const wasActive = ctx.member.stateMachine.activeAlarms().includes(alarm);
-      const r = await proposeWithin(ctx, call, { alarm: { action: action === 'ACTIVATE' ? 'activate' : 'deactivate', alarm } });
+      const r = await proposeWithin(ctx, call, op, { auth });
       // etcd answers the alarm it changed; deactivating one that was not raised answers nothing.
       const changed = action === 'ACTIVATE' || wasActive;
       return { header: responseHeader(ctx.member, r.revision, r.hlc), alarms: changed ? [{ memberID, alarm }] : [] };
@@ -68,7 +73,8 @@ export function createMaintenanceService(ctx: ApiContext): Handlers<MaintenanceM
     // LevelDB's manual compaction stands in for bolt's rewrite: dead pairs (compacted revisions, overwritten
     // metadata) leave the files and the space goes back to the file system. Unlike etcd's defrag it does not stop
     // the member: reads and writes go on while it runs.
-    Defragment: unary(ctx, 'Defragment', async () => {
+    Defragment: unary(ctx, 'Defragment', async (call) => {
+      authorizeMaintenance(ctx, call);
       await ctx.member.backend.compact();
       return { header: readHeader(ctx, ctx.member.stateMachine.revision) };
     }),
@@ -81,6 +87,7 @@ export function createMaintenanceService(ctx: ApiContext): Handlers<MaintenanceM
     },
 
     MoveLeader: unary(ctx, 'MoveLeader', async (call) => {
+      authorize(ctx, call, 'admin'); // stricter than etcd 3.4, which lets any client move the leader
       await moveLeader(ctx, call, toNumber(call.request.targetID));
       return { header: readHeader(ctx, ctx.member.stateMachine.revision) };
     }),
@@ -197,6 +204,7 @@ export function snapshotImage(file: Uint8Array): Uint8Array {
  */
 async function streamSnapshot(ctx: ApiContext, call: grpc.ServerWritableStream<EmptyRequest, Encodable<SnapshotResponse>>): Promise<void> {
   checkLeaderRequirement(ctx, call.metadata);
+  authorizeMaintenance(ctx, call);
   const backend = ctx.member.backend;
   // Every write acknowledged before the call is in the image: applied batches may still be on their way to LevelDB.
   await ctx.member.stateMachine.settled();

@@ -19,6 +19,7 @@ import type {
 } from '../../proto/index.js';
 import type { KeyValue, MvccEvent } from '../../storage/mvcc/index.js';
 import { WatchError, type EventGroup, type Watcher, type WatchHub, type WatchSpec } from '../watch/index.js';
+import { watchDenial } from './authz.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
 import { toServiceError } from './errors.js';
@@ -110,7 +111,7 @@ class WatchStream {
 
   private onCreate(c: WatchCreateRequest): void {
     const requested = BigInt(c.watch_id);
-    const refusal = this.checkCreate(requested);
+    const refusal = watchDenial(this.ctx, this.call, toSpec(c)) ?? this.checkCreate(requested);
     if (refusal !== undefined) return this.refuseCreate(refusal);
     const id = requested === 0n ? this.autoId() : requested;
     let watcher: Watcher;

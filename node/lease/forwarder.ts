@@ -23,8 +23,8 @@ export class LeaderForwarder {
   private readonly clients = new Map<string, TypedClient<LeaseMethods>>();
 
   /** Renew on the leader over one short bidi stream (one request, one answer); resolves with the TTL. */
-  keepAlive(target: string, id: LeaseId, timeoutMs: number): Promise<number> {
-    const call = this.client(target).LeaseKeepAlive(forwardedMetadata(), { deadline: Date.now() + timeoutMs });
+  keepAlive(target: string, id: LeaseId, timeoutMs: number, token?: string): Promise<number> {
+    const call = this.client(target).LeaseKeepAlive(forwardedMetadata(token), { deadline: Date.now() + timeoutMs });
     return new Promise<number>((resolve, reject) => {
       let settled = false;
       const settle = (fn: () => void): void => {
@@ -40,9 +40,9 @@ export class LeaderForwarder {
     });
   }
 
-  timeToLive(target: string, id: LeaseId, keys: boolean, timeoutMs: number): Promise<ForwardedTimeToLive> {
+  timeToLive(target: string, id: LeaseId, keys: boolean, timeoutMs: number, token?: string): Promise<ForwardedTimeToLive> {
     return new Promise((resolve, reject) => {
-      this.client(target).LeaseTimeToLive({ ID: id, keys }, forwardedMetadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      this.client(target).LeaseTimeToLive({ ID: id, keys }, forwardedMetadata(token), { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (err !== null || res === undefined) return reject(forwardError(err));
         resolve({ ttlSeconds: Number(res.TTL), grantedTtlSeconds: Number(res.grantedTTL), keys: res.keys });
       });
@@ -69,9 +69,11 @@ export class LeaderForwarder {
   }
 }
 
-function forwardedMetadata(): grpc.Metadata {
+/** The client's auth token travels with the forwarded call: the leader checks the caller as any member would. */
+function forwardedMetadata(token?: string): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set(FORWARDED_METADATA_KEY, '1');
+  if (token !== undefined) md.set('token', token);
   return md;
 }
 

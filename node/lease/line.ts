@@ -16,6 +16,7 @@
 // Unlike etcd's recipes (which keep the session's lease alive while they wait), the server never renews a
 // waiter's lease: the client must. A waiter whose key disappears (its lease expired or was revoked) is refused
 // with LEASE_NOT_FOUND instead of being granted, which is what "granted only while the lease is alive" needs.
+import type { CommandAuth } from '../../storage/auth/index.js';
 import { apiError } from '../api/errors.js';
 import type { KeyValue, RangeResponse, TxnResponse } from '../../storage/mvcc/types.js';
 import type { CommandResult } from '../../storage/state-machine.js';
@@ -79,15 +80,21 @@ export class Line {
 
   constructor(private readonly member: LineMember) {}
 
-  /** Put the key with the lease unless it exists (a second join of the same lease reuses the key, as etcd). */
-  async join(key: Uint8Array, value: Uint8Array, lease: bigint): Promise<Joined> {
-    const r = await this.member.propose({
-      txn: {
-        compare: [{ key, target: 'CREATE', result: 'EQUAL', createRevision: 0 }],
-        success: [{ requestPut: { key, value, lease } }],
-        failure: [{ requestRange: { key } }],
+  /**
+   * Put the key with the lease unless it exists (a second join of the same lease reuses the key, as etcd). `auth`:
+   * the client's requester, checked again at apply like any client write.
+   */
+  async join(key: Uint8Array, value: Uint8Array, lease: bigint, auth?: CommandAuth): Promise<Joined> {
+    const r = await this.member.propose(
+      {
+        txn: {
+          compare: [{ key, target: 'CREATE', result: 'EQUAL', createRevision: 0 }],
+          success: [{ requestPut: { key, value, lease } }],
+          failure: [{ requestRange: { key } }],
+        },
       },
-    });
+      auth === undefined ? {} : { auth },
+    );
     const failure = commandFailure(r);
     if (failure !== undefined) throw failure;
     const txn = r.response as unknown as TxnResponse;
@@ -175,12 +182,15 @@ export class Line {
   }
 
   /** Delete the key if it is still the same version of it (create revision), as Resign and a cancelled wait do. */
-  async leave(key: Uint8Array, createRevision: number): Promise<CommandResult> {
-    return this.member.propose({
-      txn: {
-        compare: [{ key, target: 'CREATE', result: 'EQUAL', createRevision }],
-        success: [{ requestDeleteRange: { key } }],
+  async leave(key: Uint8Array, createRevision: number, auth?: CommandAuth): Promise<CommandResult> {
+    return this.member.propose(
+      {
+        txn: {
+          compare: [{ key, target: 'CREATE', result: 'EQUAL', createRevision }],
+          success: [{ requestDeleteRange: { key } }],
+        },
       },
-    });
+      auth === undefined ? {} : { auth },
+    );
   }
 }

@@ -25,6 +25,7 @@ import type { CommandResult } from '../../storage/state-machine.js';
 import { Role, type SoftState } from '../../raft/types.js';
 import type { Op } from '../../storage/command.js';
 import { LeaderForwarder, type ForwardedTimeToLive } from './forwarder.js';
+import type { CommandAuth } from '../../storage/auth/index.js';
 import { commandFailure } from './line.js';
 import { RenewalLog, TooManyRenewalsError, checkpointedLeases } from './renewals.js';
 
@@ -76,8 +77,9 @@ export interface LeaseManagerOptions {
 
 /** The leader-facing calls a follower makes on a client's behalf. */
 export interface Forwarder {
-  keepAlive(leaderTarget: string, id: LeaseId, timeoutMs: number): Promise<number>;
-  timeToLive(leaderTarget: string, id: LeaseId, keys: boolean, timeoutMs: number): Promise<ForwardedTimeToLive>;
+  /** `token`: the client's auth token, so the leader checks the same caller. */
+  keepAlive(leaderTarget: string, id: LeaseId, timeoutMs: number, token?: string): Promise<number>;
+  timeToLive(leaderTarget: string, id: LeaseId, keys: boolean, timeoutMs: number, token?: string): Promise<ForwardedTimeToLive>;
   close(): void;
 }
 
@@ -286,8 +288,8 @@ export class LeaseManager {
   // ---- client calls
 
   /** A client revoked a lease through this member: stop tracking it once the revoke is applied. */
-  async revoke(id: LeaseId): Promise<CommandResult> {
-    const r = await this.proposeWithDeadline({ leaseRevoke: { id } });
+  async revoke(id: LeaseId, auth?: CommandAuth): Promise<CommandResult> {
+    const r = await this.proposeWithDeadline({ leaseRevoke: { id } }, auth);
     if (r.error === undefined) this.tracker.onRevoked(id);
     return r;
   }
@@ -297,10 +299,10 @@ export class LeaseManager {
    * (batched with others) before it is acknowledged. On a follower: forwarded to the leader. Resolves with the TTL
    * in seconds; LEASE_NOT_FOUND for an unknown or expired lease. `forwarded` requests are never forwarded again.
    */
-  async renew(id: LeaseId, opts: { forwarded?: boolean } = {}): Promise<number> {
+  async renew(id: LeaseId, opts: { forwarded?: boolean; token?: string } = {}): Promise<number> {
     if (!this.member.isLeader()) {
       if (opts.forwarded === true) throw apiError('NOT_LEADER');
-      return this.options.forwarder.keepAlive(this.leaderTarget(), id, this.options.forwardTimeoutMs);
+      return this.options.forwarder.keepAlive(this.leaderTarget(), id, this.options.forwardTimeoutMs, opts.token);
     }
     // Whole milliseconds, as the tracker counts: a fraction would put renewedAtMs after the tracker's "now".
     const renewedAtMs = this.nowMs();
@@ -337,10 +339,10 @@ export class LeaseManager {
   }
 
   /** The remaining TTL, granted TTL and keys of a lease; undefined when it does not exist. */
-  async timeToLive(id: LeaseId, keys: boolean, opts: { forwarded?: boolean } = {}): Promise<LeaseTtl | undefined> {
+  async timeToLive(id: LeaseId, keys: boolean, opts: { forwarded?: boolean; token?: string } = {}): Promise<LeaseTtl | undefined> {
     if (!this.member.isLeader()) {
       if (opts.forwarded === true) throw apiError('NOT_LEADER');
-      const r = await this.options.forwarder.timeToLive(this.leaderTarget(), id, keys, this.options.forwardTimeoutMs);
+      const r = await this.options.forwarder.timeToLive(this.leaderTarget(), id, keys, this.options.forwardTimeoutMs, opts.token);
       return r.ttlSeconds < 0 ? undefined : { id, ttlSeconds: r.ttlSeconds, grantedTtlSeconds: r.grantedTtlSeconds, keys: r.keys };
     }
     await this.member.linearizableBarrier();
@@ -386,13 +388,14 @@ export class LeaseManager {
     return grpcTarget(url);
   }
 
-  async proposeWithDeadline(op: Op): Promise<CommandResult> {
+  /** `auth`: the client's requester, for a client's command (storage/auth/authorize.ts checks it at apply). */
+  async proposeWithDeadline(op: Op, auth?: CommandAuth): Promise<CommandResult> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(apiError('TIMEOUT')), this.options.proposalTimeoutMs);
     });
     try {
-      return await Promise.race([this.member.propose(op), deadline]);
+      return await Promise.race([this.member.propose(op, auth === undefined ? {} : { auth }), deadline]);
     } finally {
       clearTimeout(timer);
     }

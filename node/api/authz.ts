@@ -1,0 +1,126 @@
+// Who is calling and what they may do, for every client-facing service. With auth disabled nothing is checked
+// (the requester is '' at the store's revision, which apply refuses if auth is enabled in between). With auth
+// enabled a call names its user by the `token` metadata key (etcd clients send it there) or, with
+// --client-cert-auth, by its verified client certificate's common name; then the request's keys are checked
+// against the user's roles. Writes are checked AGAIN at apply (storage/auth/authorize.ts) with the requester and
+// revision this returns.
+import type * as grpc from '@grpc/grpc-js';
+import { commandNeeds, emptyNeeds, needRead, needWrite, type AccessNeeds, type CommandAuth } from '../../storage/auth/index.js';
+import type { Op } from '../../storage/command.js';
+import type { KeyRangeRequest } from '../../storage/mvcc/index.js';
+import { AuthGate } from '../auth/index.js';
+import type { ApiContext } from './context.js';
+import { apiError, toServiceError } from './errors.js';
+
+/** Where services find this member's AuthGate in ApiContext.registry. */
+export const AUTH_GATE_KEY = 'authGate';
+
+/** What a check needs to see of a call (every kind of server call has these). */
+export interface AuthCall {
+  readonly metadata: grpc.Metadata;
+  getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } | null;
+}
+
+/**
+ * This member's gate. The server registers one (node/server.ts); a context without one (a test harness) gets one
+ * on first use, so auth works wherever the services run.
+ */
+export function authGate(ctx: ApiContext): AuthGate {
+  let gate = ctx.registry.get(AUTH_GATE_KEY) as AuthGate | undefined;
+  if (gate === undefined) {
+    gate = new AuthGate(ctx.member);
+    gate.start();
+    ctx.registry.set(AUTH_GATE_KEY, gate);
+  }
+  return gate;
+}
+
+/** The common name of the call's verified client certificate, if the connection has one. */
+export function userFromCertificate(call: AuthCall): string | undefined {
+  // grpc-js only asks for (and then verifies against the trusted CA) a client certificate when the server
+  // credentials require one, so a certificate here has been verified.
+  const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
+  const name = Array.isArray(cn) ? cn[0] : cn;
+  return name === undefined || name === '' ? undefined : name;
+}
+
+/** The requester of a call. Throws etcd's errors: an unknown or expired token, or no user at all. */
+export function requester(ctx: ApiContext, call: AuthCall): CommandAuth {
+  const gate = authGate(ctx);
+  const store = gate.store;
+  if (!store.enabled) return { user: '', revision: store.revision };
+  const token = call.metadata.get('token')[0];
+  if (typeof token === 'string' && token !== '') {
+    const user = gate.tokens.use(token);
+    if (user === undefined) throw apiError('INVALID_AUTH_TOKEN');
+    return { user, revision: store.revision };
+  }
+  const cn = gate.options.clientCertAuth === true ? userFromCertificate(call) : undefined;
+  if (cn !== undefined) return { user: cn, revision: store.revision };
+  throw apiError('USER_EMPTY');
+}
+
+/**
+ * Check a call: 'user' needs any existing user, 'admin' the root role, AccessNeeds the keys' permissions.
+ * Returns the requester for the command the call proposes.
+ */
+export function authorize(ctx: ApiContext, call: AuthCall, needs: AccessNeeds | 'user' | 'admin'): CommandAuth {
+  const who = requester(ctx, call);
+  if (who.user === '') return who;
+  const store = authGate(ctx).store;
+  const allowed = needs === 'user' ? store.user(who.user) !== undefined : needs === 'admin' ? store.isAdmin(who.user) : store.isPermitted(who.user, needs);
+  if (!allowed) throw apiError('PERMISSION_DENIED');
+  return who;
+}
+
+/** etcd 3.4's Maintenance admin check (Snapshot, Defragment, Hash, HashKV): its own UNKNOWN-coded errors. */
+export function authorizeMaintenance(ctx: ApiContext, call: AuthCall): void {
+  try {
+    authorize(ctx, call, 'admin');
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'PERMISSION_DENIED') throw apiError('ADMIN_PERMISSION_DENIED');
+    if (code === 'USER_EMPTY') throw apiError('ADMIN_USER_EMPTY');
+    throw e;
+  }
+}
+
+/** Check a call that proposes `op` with what the op needs (the same rule apply uses again). */
+export function authorizeOp(ctx: ApiContext, call: AuthCall, op: Op): CommandAuth {
+  return authorize(ctx, call, commandNeeds(op, ctx.member.stateMachine.mvcc));
+}
+
+/** Check a read of a key or range. */
+export function authorizeRead(ctx: ApiContext, call: AuthCall, range: KeyRangeRequest): CommandAuth {
+  const needs = emptyNeeds();
+  needRead(needs, range);
+  return authorize(ctx, call, needs);
+}
+
+/** Go's names of the gRPC codes an auth refusal can carry (etcd puts the whole Go status text in a cancel reason). */
+const GO_CODE_NAMES: Readonly<Record<number, string>> = { 3: 'InvalidArgument', 7: 'PermissionDenied', 16: 'Unauthenticated' };
+
+/**
+ * Why a watch on this range may not be created, as etcd words it in the cancel reason of the refused create
+ * ("rpc error: code = PermissionDenied desc = etcdserver: permission denied"), or undefined when it may.
+ */
+export function watchDenial(ctx: ApiContext, call: AuthCall, range: KeyRangeRequest): string | undefined {
+  try {
+    authorizeRead(ctx, call, range);
+    return undefined;
+  } catch (e) {
+    const err = toServiceError(e);
+    return `rpc error: code = ${GO_CODE_NAMES[err.code] ?? 'Unknown'} desc = ${err.details}`;
+  }
+}
+
+/**
+ * The Election and Lock recipes work on the keys under `<name>/`: joining the line writes one, waiting reads them
+ * all. A key-level operation (Proclaim, Resign, Unlock) names its key.
+ */
+export function authorizeKeys(ctx: ApiContext, call: AuthCall, range: KeyRangeRequest, access: { read: boolean; write: boolean }): CommandAuth {
+  const needs = emptyNeeds();
+  if (access.read) needRead(needs, range);
+  if (access.write) needWrite(needs, range);
+  return authorize(ctx, call, needs);
+}
