@@ -14,7 +14,7 @@ import type { Encodable } from '../../proto/index.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
 import { NO_HLC } from '../../storage/mvcc/types.js';
 import { apiError } from './errors.js';
-import { int64 } from './header.js';
+import { int64, wire64 } from './header.js';
 
 /** The HLC stamp of the write that produced a revision, when the store can tell (else undefined). */
 export type HlcOf = (revision: number) => bigint | undefined;
@@ -150,13 +150,13 @@ type WireHeader = Encodable<pb.ResponseHeader>;
 export function fromMvccKv(kv: mvcc.KeyValue): Encodable<pb.KeyValue> {
   return {
     key: kv.key,
-    create_revision: int64(kv.createRevision),
-    mod_revision: int64(kv.modRevision),
-    version: int64(kv.version),
+    create_revision: wire64(kv.createRevision),
+    mod_revision: wire64(kv.modRevision),
+    version: wire64(kv.version),
     value: kv.value,
-    lease: int64(kv.lease),
-    create_hlc: int64(kv.createHlc ?? NO_HLC),
-    mod_hlc: int64(kv.modHlc ?? NO_HLC),
+    lease: wire64(kv.lease),
+    create_hlc: wire64(kv.createHlc ?? NO_HLC),
+    mod_hlc: wire64(kv.modHlc ?? NO_HLC),
   };
 }
 
