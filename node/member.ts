@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
-import { ProposalDroppedError } from '../raft/errors.js';
+import { assert, ProposalDroppedError } from '../raft/errors.js';
 import { ConfChangeType, isEmptyHardState, NONE, Role, type ConfChange, type ConfState, type Message, type NodeId, type Snapshot, type SnapshotMetadata, type SoftState } from '../raft/types.js';
 import { LevelBackend } from '../storage/backend.js';
 import { encodeCommand, type Command as StoredCommand, type Op } from '../storage/command.js';
@@ -580,9 +580,13 @@ async function persistedClusterId(dataDir: string, proposed: number): Promise<nu
 }
 
 async function reserveClock(clock: HybridClock, backend: LevelBackend): Promise<void> {
-  const batch = backend.batch();
-  const bound = clock.reserve(batch);
+  // Nearly every call needs no new reservation: collect the writes first, and make a backend batch only when
+  // there is one (a LevelDB batch per proposal showed in the profile).
+  const writes: Array<[Uint8Array, Uint8Array]> = [];
+  const bound = clock.reserve({ put: (k, v) => writes.push([k, v]), del: () => assert(false, 'a clock reservation deletes nothing') });
   if (bound === undefined) return;
+  const batch = backend.batch();
+  for (const [k, v] of writes) batch.put(k, v);
   // The reservation must be on disk before any HLC value under it is handed out.
   await batch.write({ sync: true });
   clock.reservationPersisted(bound);

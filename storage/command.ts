@@ -137,7 +137,7 @@ class Writer {
     }
     if (typeof v === 'string') {
       this.u8(6);
-      return this.bytes(new TextEncoder().encode(v));
+      return this.bytes(UTF8.encode(v));
     }
     if (v instanceof Uint8Array) {
       this.u8(7);
@@ -154,7 +154,7 @@ class Writer {
     this.u8(9);
     this.u32(keys.length);
     for (const k of keys) {
-      this.bytes(new TextEncoder().encode(k));
+      this.bytes(encodedKey(k));
       this.value(v[k], depth + 1);
     }
   }
@@ -162,6 +162,37 @@ class Writer {
   finish(): Uint8Array {
     return this.buf.slice(0, this.len);
   }
+}
+
+// Shared: constructing a TextEncoder or TextDecoder per string cost more than the encoding itself.
+const UTF8 = new TextEncoder();
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
+
+/** Object keys come from a small vocabulary (field names); their bytes are made once. */
+const KEY_CACHE_ENTRIES_MAX = 1024;
+const KEY_CACHE_LENGTH_MAX = 64;
+const keyBytes = new Map<string, Uint8Array>();
+
+function encodedKey(k: string): Uint8Array {
+  const cached = keyBytes.get(k);
+  if (cached !== undefined) return cached;
+  const b = UTF8.encode(k);
+  if (k.length <= KEY_CACHE_LENGTH_MAX && keyBytes.size < KEY_CACHE_ENTRIES_MAX) keyBytes.set(k, b);
+  return b;
+}
+
+/** Short ASCII (every field name) without the decoder's call overhead; anything else strictly as UTF-8. */
+function decodeText(buf: Uint8Array, at: number, n: number): string {
+  if (n <= KEY_CACHE_LENGTH_MAX) {
+    let s = '';
+    for (let i = at; i < at + n; i++) {
+      const c = buf[i]!;
+      if (c >= 0x80) return UTF8_STRICT.decode(buf.subarray(at, at + n));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return UTF8_STRICT.decode(buf.subarray(at, at + n));
 }
 
 class Reader {
@@ -195,6 +226,15 @@ class Reader {
     return b;
   }
 
+  /** A string's bytes, decoded in place (no copy: the bytes are not kept). */
+  private text(): string {
+    const n = this.u32();
+    this.need(n);
+    const s = decodeText(this.buf, this.offset, n);
+    this.offset += n;
+    return s;
+  }
+
   value(depth: number): Value {
     assert(depth <= NESTING_MAX, 'value nested too deeply');
     this.need(1);
@@ -221,7 +261,7 @@ class Reader {
         return v;
       }
       case 6:
-        return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes());
+        return this.text();
       case 7:
         return this.bytes();
       case 8: {
@@ -234,7 +274,7 @@ class Reader {
         const n = this.u32();
         const out: { [k: string]: Value } = {};
         for (let i = 0; i < n; i++) {
-          const k = new TextDecoder('utf-8', { fatal: true }).decode(this.bytes());
+          const k = this.text();
           assert(k !== '__proto__', 'forbidden key in value');
           out[k] = this.value(depth + 1);
         }
