@@ -229,6 +229,9 @@ export class Member {
       // A single voter need not wait an election timeout: nobody else can be leader.
       node.campaign();
       loop.kick();
+      // Entries it acknowledged before a crash may lie beyond the commit index it read back (the loop answers
+      // before that index is written): as leader it commits its whole log again; serve only once that is applied.
+      await member.waitApplied(wal.storage.lastIndex());
     }
     return member;
   }

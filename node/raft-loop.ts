@@ -11,6 +11,7 @@
 // Any error while persisting or applying is fatal: the member stops rather than go on with state it cannot
 // trust. Named fault points let the chaos suite crash the process exactly between the steps.
 import { performance } from 'node:perf_hooks';
+import { trace, tracing } from './trace.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { assert, ProposalDroppedError } from '../raft/errors.js';
 import type { RawNode } from '../raft/rawnode.js';
@@ -202,6 +203,7 @@ export class RaftLoop {
 
   step(m: Message): void {
     if (this.stopped) return;
+    if (tracing() && m.type !== MessageType.Heartbeat && m.type !== MessageType.HeartbeatResp) trace(`step ${MessageType[m.type]} from=${m.from.toString(16)} entries=${m.entries.length}`);
     this.node.step(m);
     this.kick();
   }
@@ -314,27 +316,33 @@ export class RaftLoop {
   private async handleReady(rd: Ready): Promise<void> {
     const f = this.options.faults;
     if (rd.softState !== undefined) this.options.onSoftState?.(rd.softState);
+    trace(() => `ready entries=${rd.entries.length} committed=${rd.committedEntries.length} messages=${rd.messages.map((m) => MessageType[m.type]).join(',')}`);
     const [early, late] = splitMessages(coalesceAppends(rd.messages));
     if (early.length > 0) this.peers.send(early);
     f?.('before-persist');
     const persisted = this.persist(rd);
     if (persisted.overlapsApply) {
-      // Only the commit index moved: the entries being applied are already durable here, so applying them runs
-      // alongside this write instead of after it. Their proposers are answered once both are done, so a member
-      // that restarts replays every entry it acknowledged (the commit index it reads back covers them).
+      // Only the commit index moved: the entries being applied are already durable here and on a quorum, so
+      // applying them runs alongside this write, and their proposers are answered without waiting for it (as etcd
+      // does). A member that crashes before the write lands reads back an older commit index and learns the rest
+      // from the leader; a single member commits it again at once (Member.start waits for that).
       const applying = this.applyEntries(rd.committedEntries);
       applying.catch(() => {}); // awaited below; a failure here must not surface as unhandled first
+      await applying;
+      this.answerProposals();
       await persisted.done;
+      trace('persisted');
       f?.('after-persist');
       if (late.length > 0) this.peers.send(late);
-      await applying;
     } else {
       await persisted.done;
+      trace('persisted');
       f?.('after-persist');
       if (late.length > 0) this.peers.send(late);
       if (rd.snapshot !== undefined) await this.restoreSnapshot(rd.snapshot);
       if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
     }
+    trace('applied');
     this.answerProposals();
     this.collectReadStates(rd.readStates);
     const appliedBefore = this.reportedApplied;
@@ -414,7 +422,7 @@ export class RaftLoop {
     }
   }
 
-  /** Answer the proposals applied in this Ready: only now is its hard state (the commit index) written too. */
+  /** Answer the proposals applied in this Ready (once its entries are durable here and applied). */
   private answerProposals(): void {
     const answers = this.answers;
     this.answers = [];

@@ -30,6 +30,7 @@ import {
 } from './convert.js';
 import { apiError, toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
+import { trace } from '../trace.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Call plumbing (shared by the maintenance, cluster and fulcrum services)
@@ -171,6 +172,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     }),
 
     Put: unary(ctx, 'Put', async (call) => {
+      trace('api put');
       checkRequestSize(ctx, call.request);
       const req = toMvccPut(call.request);
       checkPutRequest(req, config());
@@ -179,6 +181,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The header's
       // HLC is the command's (the one its rows record as mod_hlc).
       const res = r.response as unknown as mvcc.PutResponse;
+      trace('api put answered');
       return fromMvccPut(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
 
