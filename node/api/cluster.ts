@@ -11,6 +11,8 @@ import { loadEtcdApi } from '../../proto/index.js';
 import type { ClusterMethods, Encodable, Handlers, Member as WireMember } from '../../proto/index.js';
 import type { MemberRecord } from '../../storage/state-machine.js';
 import { memberIdFor } from '../ids.js';
+import { PLAINTEXT_DIAL } from '../tls.js';
+import { grpcTarget } from '../transport/grpc-util.js';
 import type { ApiContext } from './context.js';
 import { apiError } from './errors.js';
 import { int64 } from './header.js';
@@ -84,9 +86,9 @@ function remainingDeadline(d: grpc.Deadline): number {
 
 async function forwardPromote(ctx: ApiContext, wireId: string, timeoutMs: number): Promise<PromoteAnswer> {
   const leader = ctx.member.members().find((m) => m.id === ctx.member.leaderId());
-  const url = leader?.clientUrls.find((u) => u.startsWith('http://'));
+  const url = leader?.clientUrls[0];
   if (url === undefined) throw apiError('NO_LEADER');
-  const client = new (loadEtcdApi().etcdserverpb.Cluster)(url.slice('http://'.length), grpc.credentials.createInsecure());
+  const client = new (loadEtcdApi().etcdserverpb.Cluster)(grpcTarget(url), (ctx.dial ?? PLAINTEXT_DIAL)(url));
   const md = new grpc.Metadata();
   md.set(PROMOTE_FORWARDED, '1');
   try {
