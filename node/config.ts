@@ -558,7 +558,7 @@ function parseListenUrls(s: RawSetting): ListenAddress[] {
     if (u.hostname !== 'localhost' && isIP(u.hostname) === 0) {
       throw new ConfigError(`${s.source}: "${text}": listen URLs need an IP address (or localhost) to bind, not a host name`);
     }
-    return Object.freeze({ url: u.url, host: u.hostname, port: u.port, secure: u.secure });
+    return Object.freeze({ url: u.url, host: u.hostname, port: u.port, ...(u.secure ? { secure: true } : {}) });
   });
   rejectDuplicates(out.map((a) => a.url), s.source);
   return out;
