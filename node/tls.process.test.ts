@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../client/index.js';
 import { ctl } from '../client/ctl/testing.js';
 import { loadEtcdApi } from '../proto/index.js';
-import { TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
+import { daysFromNow, TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
 import { eventually } from './testing/eventually.js';
 import { BackgroundEtcdctl, findEtcdctl, runEtcdctl, type EtcdctlRun } from './testing/interop-etcdctl.js';
 import { ProcessCluster, ProcessMember, memberArgs, type ProcessMemberSpec } from './testing/process-cluster.js';
@@ -273,4 +273,45 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     expect(await get(user)).toEqual({ status: 200, body: expect.stringContaining('"health":"true"') as unknown as string });
     await expect(get()).rejects.toThrow();
   }, 20_000);
+});
+
+describe('start-up refuses bad certificate files: one line naming the flag and the file, exit code 2', () => {
+  let dir: TestPki;
+  let ca: TestCa;
+  beforeAll(async () => {
+    dir = await TestPki.create();
+    ca = await dir.ca('ca');
+  }, 30_000);
+  afterAll(() => dir.cleanup());
+
+  /** Start `fulcrum` with these flags; its exit code and output (it must exit on its own). */
+  async function start(extra: readonly string[]): Promise<{ code: number | null; output: string }> {
+    const spec: ProcessMemberSpec = { name: 'bad', clientPort: 3999, peerPort: 3998, dataDir: join(dir.dir, 'bad') };
+    const m = new ProcessMember(spec, ['--name', 'bad', '--data-dir', spec.dataDir, '--listen-client-urls', 'https://127.0.0.1:3999', '--listen-peer-urls', 'http://127.0.0.1:3998', ...extra], undefined);
+    m.start();
+    const code = await m.waitExit();
+    return { code, output: m.output.join('\n') };
+  }
+
+  it.each([
+    ['expired', { notBefore: daysFromNow(-3), notAfter: daysFromNow(-1) }, /^fulcrum: --cert-file \S+expired\.crt: the certificate expired at \d{4}-\d\d-\d\dT[\d:.]+Z$/],
+    ['future', { notBefore: daysFromNow(1), notAfter: daysFromNow(3) }, /^fulcrum: --cert-file \S+future\.crt: the certificate is not valid before \d{4}-/],
+  ] as const)('%s certificate', async (name, validity, message) => {
+    const cert = await dir.issue(ca, name, validity);
+    const r = await start(['--cert-file', cert.certFile, '--key-file', cert.keyFile]);
+    expect(r).toEqual({ code: 2, output: expect.stringMatching(message) as unknown as string });
+  }, 20_000);
+
+  it('a key that does not match, an unreadable file, https without a certificate', async () => {
+    const [a, b] = await Promise.all([dir.issue(ca, 'a'), dir.issue(ca, 'b')]);
+    expect(await start(['--cert-file', a.certFile, '--key-file', b.keyFile])).toEqual({
+      code: 2,
+      output: `fulcrum: --key-file ${b.keyFile}: the private key does not match the certificate in --cert-file ${a.certFile}`,
+    });
+    expect(await start(['--cert-file', a.certFile, '--key-file', a.keyFile, '--trusted-ca-file', '/nonexistent/ca.crt', '--client-cert-auth'])).toEqual({
+      code: 2,
+      output: 'fulcrum: --trusted-ca-file /nonexistent/ca.crt: cannot read the file (ENOENT)',
+    });
+    expect(await start([])).toEqual({ code: 2, output: 'fulcrum: --listen-client-urls: "https://127.0.0.1:3999" is https but --cert-file and --key-file are not set' });
+  }, 30_000);
 });

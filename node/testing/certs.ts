@@ -65,6 +65,9 @@ function opensslTime(d: Date): string {
 }
 
 export class TestPki {
+  /** `openssl ca` rewrites its database files: signings run one at a time, even when a test issues in parallel. */
+  #signing: Promise<unknown> = Promise.resolve();
+
   private constructor(readonly dir: string) {}
 
   static async create(parent = tmpdir()): Promise<TestPki> {
@@ -100,15 +103,21 @@ export class TestPki {
     ]);
     const notBefore = o.notBefore ?? daysFromNow(-1);
     const notAfter = o.notAfter ?? daysFromNow(TEST_CERT_DAYS_DEFAULT);
-    await openssl([
+    await this.serially(() => openssl([
       'ca', '-batch', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-in', csr, '-out', `${certFile}.new`,
       '-startdate', opensslTime(notBefore), '-enddate', opensslTime(notAfter), '-notext', '-rand_serial',
-    ]);
+    ]));
     // Rename last, key and certificate together as far as a test can: a member polling the files may read between.
     await rename(`${keyFile}.new`, keyFile);
     await rename(`${certFile}.new`, certFile);
     const x = new X509Certificate(await readFile(certFile));
     return { name, certFile, keyFile, caFile: ca.certFile, serial: x.serialNumber, fingerprint256: x.fingerprint256 };
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#signing.then(fn, fn);
+    this.#signing = next.catch(() => undefined);
+    return next;
   }
 
   async cleanup(): Promise<void> {
