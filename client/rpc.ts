@@ -11,6 +11,7 @@
 //                      etcd it fails with OutcomeUnknownError instead, and so does any write that runs out of
 //                      time or is aborted after it may have been sent.
 import * as grpc from '@grpc/grpc-js';
+import { isStaleTokenRefusal } from './auth.js';
 import {
   AbortedError,
   ClientClosedError,
@@ -82,6 +83,9 @@ export class Rpc {
   private async attempts<R>(kind: CallKind, what: string, invoke: Invoke<R>, signal: AbortSignal | undefined, deadline: number, requestId: string | undefined): Promise<R> {
     let maybeSent = false;
     let lastError: FulcrumClientError | undefined;
+    // One fresh token per call: a refused token is dropped by the interceptor (client/auth.ts), and the member
+    // refused the call before applying anything, so even a write is retried once. A second refusal is the answer.
+    let reauthenticated = this.options.auth === undefined;
     const tried = new Set<Endpoint>();
     for (let round = 0; ; ) {
       if (this.closed) {
@@ -100,6 +104,11 @@ export class Rpc {
         return r.value;
       }
       lastError = r.error;
+      if (!reauthenticated && isStaleTokenRefusal({ code: r.error.grpcCode ?? -1, details: r.error.message })) {
+        reauthenticated = true;
+        tried.delete(endpoint);
+        continue;
+      }
       maybeSent ||= r.sent;
       if (r.aborted) {
         if (kind === 'write' && maybeSent) throw this.outcomeUnknown(what, endpoint, 'the call was aborted', new AbortedError());
@@ -168,6 +177,8 @@ export class Rpc {
       case 'NO_LEADER':
         return { ok: false, error, sent: false, avoid: true, retry: true, aborted: false };
       case 'TOO_MANY_REQUESTS':
+      // The auth store changed under the request: it was checked again at apply and not applied.
+      case 'AUTH_OLD_REVISION':
         return { ok: false, error, sent: false, avoid: false, retry: true, aborted: false };
       // May have been proposed (or never reached the member: the client cannot tell).
       case 'UNAVAILABLE':
