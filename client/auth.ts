@@ -29,6 +29,16 @@ export const NO_USER_MESSAGE = 'etcdserver: user name is empty';
 /** Authenticate's answer while auth is off: then calls go without a token, as etcd's Go client does. */
 const AUTH_NOT_ENABLED_MESSAGE = 'etcdserver: authentication is not enabled';
 
+/**
+ * etcd refuses a watch with a stale token not with a status but with a cancelled WatchResponse whose reason is the
+ * status as text ("rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"); the stream lives on.
+ */
+function isStaleTokenWatchCancel(message: unknown): boolean {
+  if (typeof message !== 'object' || message === null) return false;
+  const m = message as { canceled?: unknown; cancel_reason?: unknown };
+  return m.canceled === true && typeof m.cancel_reason === 'string' && (m.cancel_reason.includes(INVALID_TOKEN_MESSAGE) || m.cancel_reason.includes(NO_USER_MESSAGE));
+}
+
 /** A refusal that a fresh token may cure: the call was refused before anything was proposed or applied. */
 export function isStaleTokenRefusal(status: { code: number; details: string }): boolean {
   return status.code === grpc.status.UNAUTHENTICATED ? status.details === INVALID_TOKEN_MESSAGE : status.details === NO_USER_MESSAGE;
@@ -132,6 +142,10 @@ export function authInterceptor(tokens: TokenSource): grpc.Interceptor {
           (token) => {
             if (token !== '') metadata.set(TOKEN_METADATA_KEY, token);
             next(metadata, {
+              onReceiveMessage(message, nextMessage) {
+                if (isStaleTokenWatchCancel(message)) tokens.invalidate(token);
+                nextMessage(message);
+              },
               onReceiveStatus(status, nextStatus) {
                 if (isStaleTokenRefusal(status)) tokens.invalidate(token);
                 nextStatus(status);

@@ -34,6 +34,8 @@ const EXACTLY_ONCE_FEATURE = 'exactly-once';
 /** Pause between rounds when every member failed: doubles from the first to the last. */
 const RETRY_BACKOFF_FIRST_MS = 25;
 const RETRY_BACKOFF_MAX_MS = 1_000;
+/** Answers to the auth token that end a call at once, whatever it was (client/auth.ts ends calls with them). */
+const AUTH_REFUSALS: ReadonlySet<string> = new Set(['AUTH_FAILED', 'PERMISSION_DENIED', 'AUTH_NOT_ENABLED']);
 /** A new attempt starts only with at least this much of the call's deadline left (or a tenth of an attempt's). */
 const ATTEMPT_TIME_MIN_MS = 100;
 
@@ -146,6 +148,8 @@ export class Rpc {
     }
     if (kind === 'write' && endpoint.exactlyOnce === undefined && this.options.exactlyOnce === 'auto') {
       const known = await this.learnExactlyOnce(endpoint, attemptDeadline);
+      // The credentials were refused on the way (client/auth.ts): that is the answer, and nothing was sent.
+      if (known instanceof FulcrumClientError) return { ok: false, error: known, sent: false, avoid: false, retry: false, aborted: false };
       if (!known) return notSent(new UnavailableError(`fulcrum client: ${endpoint.address} did not say whether it applies writes exactly once`, { endpoint: endpoint.address }));
     }
     // Aborted while connecting: nothing was sent.
@@ -176,8 +180,8 @@ export class Rpc {
       // Refused before anything was proposed: the hasleader check, or a learner that serves no requests.
       case 'NO_LEADER':
         return { ok: false, error, sent: false, avoid: true, retry: true, aborted: false };
+      // AUTH_OLD_REVISION: the auth store changed under the request; it was checked again at apply and not applied.
       case 'TOO_MANY_REQUESTS':
-      // The auth store changed under the request: it was checked again at apply and not applied.
       case 'AUTH_OLD_REVISION':
         return { ok: false, error, sent: false, avoid: false, retry: true, aborted: false };
       // May have been proposed (or never reached the member: the client cannot tell).
@@ -193,12 +197,16 @@ export class Rpc {
     }
   }
 
-  /** Ask the member (once) whether it applies tagged writes exactly once. False means it answered "no". */
-  private learnExactlyOnce(endpoint: Endpoint, deadline: number): Promise<boolean> {
+  /**
+   * Ask the member (once) whether it applies tagged writes exactly once: true once known; false when it did not
+   * answer; the error when the client's credentials were refused (the call carries the auth token too).
+   */
+  private learnExactlyOnce(endpoint: Endpoint, deadline: number): Promise<boolean | FulcrumClientError> {
     return new Promise((resolve) => {
       endpoint.services.fulcrum.ServerInfo({}, new grpc.Metadata(), { deadline: wallDeadline(deadline) }, (err, res) => {
         if (err === null && res !== undefined) endpoint.exactlyOnce = res.features.includes(EXACTLY_ONCE_FEATURE);
         else if (err?.code === grpc.status.UNIMPLEMENTED) endpoint.exactlyOnce = false; // etcd: no fulcrum.v1
+        else if (err !== null && AUTH_REFUSALS.has(classifyServiceError(err).code)) return resolve(fromServiceError(err, endpoint.address));
         resolve(endpoint.exactlyOnce !== undefined);
       });
     });
