@@ -139,6 +139,18 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     for (const m of cluster.members) expect(members).toContain(`${m.spec.name}, https://127.0.0.1:${m.spec.peerPort}, https://127.0.0.1:${m.spec.clientPort}`);
   }, 30_000);
 
+  it('followers forward lease keep-alives to the leader over https with their client certificate', async () => {
+    const granted = /lease ([0-9a-f]+) granted/.exec(await ok(['lease', 'grant', '30']))?.[1];
+    expect(granted).toBeDefined();
+    // Each member in turn: the followers' answers come from the leader, over its https client URL with mutual TLS.
+    for (const m of cluster.members) {
+      const r = await etcdctl(['lease', 'keep-alive', '--once', granted!], user, [m.clientUrl]);
+      expect([r.code, r.stdout]).toEqual([0, expect.stringContaining(`lease ${granted} keepalived with TTL(`) as unknown as string]);
+      const ttl = await etcdctl(['lease', 'timetolive', granted!], user, [m.clientUrl]);
+      expect(ttl.stdout).toMatch(new RegExp(`lease ${granted} granted with TTL\\(30s\\), remaining\\(\\d+s\\)`));
+    }
+  }, 30_000);
+
   it('etcdctl is refused without a client certificate, with one from another CA, or with the wrong CA', async () => {
     const quick = ['--dial-timeout', '2s', '--command-timeout', '3s', 'get', 'tls/watched'];
     for (const r of [await etcdctl(quick, null), await etcdctl(quick, intruder)]) {
