@@ -10,7 +10,7 @@ import { KvCalls, type DeleteOptions, type DeleteResult, type IterateOptions, ty
 import { grantLease, type GrantOptions, Lease } from './lease.js';
 import { type ClientOptions, type ResolvedClientOptions, validateClientOptions } from './options.js';
 import { EndpointPool, type Services } from './pool.js';
-import { type CallKind, type CallOptions, Rpc } from './rpc.js';
+import { type CallKind, type CallOptions, Rpc, withoutToken } from './rpc.js';
 import { TxnBuilder, type TxnResult, type TxnSpec } from './txn.js';
 import type { Header, Hlc, KeyRange, KeyValue } from './types.js';
 import { num, toHeader } from './types.js';
@@ -63,9 +63,10 @@ export class Client {
       const tokens = resolved.auth === undefined ? undefined : new TokenSource(resolved.auth);
       const pool = new EndpointPool(resolved, tokens === undefined ? [] : [authInterceptor(tokens)]);
       const lanes = new WriteLanes(resolved.clientName, resolved.writesInFlightMax, resolved.writesQueuedMax);
-      const rpc = new Rpc(pool, resolved, lanes);
+      const rpc = new Rpc(pool, resolved, lanes, tokens);
       tokens?.setAuthenticator(async (c) => {
-        const r = await rpc.call<AuthenticateResponse>('read', 'Authenticate', (s, md, co, cb) => s.auth.Authenticate({ name: c.username, password: c.password }, md, co, cb));
+        const authenticate = withoutToken<AuthenticateResponse>((s, md, co, cb) => s.auth.Authenticate({ name: c.username, password: c.password }, md, co, cb));
+        const r = await rpc.call<AuthenticateResponse>('read', 'Authenticate', authenticate);
         return r.token;
       });
       this.core = { options: resolved, pool, lanes, rpc, leases: new Set(), watches: new Set(), closed: false, auth: new AuthApi(rpc) };

@@ -11,7 +11,7 @@
 //                      etcd it fails with OutcomeUnknownError instead, and so does any write that runs out of
 //                      time or is aborted after it may have been sent.
 import * as grpc from '@grpc/grpc-js';
-import { isStaleTokenRefusal } from './auth.js';
+import { isStaleTokenRefusal, type TokenSource } from './auth.js';
 import {
   AbortedError,
   ClientClosedError,
@@ -51,6 +51,13 @@ export interface CallOptions {
 
 export type Invoke<R> = (services: Services, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<R>) => grpc.ClientUnaryCall;
 
+const WITHOUT_TOKEN = Symbol('fulcrum.rpc.withoutToken');
+
+/** Marks the one call that runs before there is a token: Authenticate itself. */
+export function withoutToken<R>(invoke: Invoke<R>): Invoke<R> {
+  return Object.assign(((...args: Parameters<Invoke<R>>) => invoke(...args)) as Invoke<R>, { [WITHOUT_TOKEN]: true });
+}
+
 type AttemptResult<R> =
   | { readonly ok: true; readonly value: R }
   | { readonly ok: false; readonly error: FulcrumClientError; readonly sent: boolean; readonly avoid: boolean; readonly retry: boolean; readonly aborted: boolean };
@@ -62,6 +69,8 @@ export class Rpc {
     readonly pool: EndpointPool,
     readonly options: ResolvedClientOptions,
     private readonly lanes: WriteLanes,
+    /** With auth: the token is had before an attempt is sent, so that failing to get one is "not sent". */
+    private readonly tokens?: TokenSource,
   ) {}
 
   close(): void {
@@ -151,6 +160,15 @@ export class Rpc {
       // The credentials were refused on the way (client/auth.ts): that is the answer, and nothing was sent.
       if (known instanceof FulcrumClientError) return { ok: false, error: known, sent: false, avoid: false, retry: false, aborted: false };
       if (!known) return notSent(new UnavailableError(`fulcrum client: ${endpoint.address} did not say whether it applies writes exactly once`, { endpoint: endpoint.address }));
+    }
+    if (this.tokens !== undefined && !(WITHOUT_TOKEN in invoke)) {
+      const failed = await this.tokens.token().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      // Wrong credentials are the answer; anything else (no member answered Authenticate) is tried again.
+      if (failed instanceof FulcrumClientError && !failed.retryable) return { ok: false, error: failed, sent: false, avoid: false, retry: false, aborted: false };
+      if (failed !== undefined) return notSent(new UnavailableError(`fulcrum client: could not authenticate: ${(failed as Error).message}`, { endpoint: endpoint.address, cause: failed }));
     }
     // Aborted while connecting: nothing was sent.
     if (signal?.aborted) return { ok: false, error: new AbortedError(), sent: false, avoid: false, retry: false, aborted: true };
