@@ -75,6 +75,28 @@ describe('loadTlsFiles: checks at start', () => {
   });
 });
 
+describe('TlsFileWatcher: a certificate about to expire', () => {
+  it('is logged as a warning at start, and as an error once it has expired', async () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string }) });
+    const soon = await pki.issue(ca, 'expires-soon', { notBefore: daysFromNow(-1), notAfter: new Date(Date.now() + 2_500) });
+    const w = await TlsFileWatcher.open(files(soon), logger, 60_000);
+    try {
+      expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
+        `fulcrum: the TLS certificate in --cert-file expires at ${new Date(w.current.certificate.validTo).toISOString()}; replace the files (they are reloaded without a restart)`,
+      ]);
+      await new Promise((r) => setTimeout(r, 3_000));
+      await w.check();
+      await w.check();
+      expect(lines.filter((l) => l.level === 50).map((l) => l.msg)).toEqual([
+        'fulcrum: the TLS certificate in --cert-file has expired; replace the files (they are reloaded without a restart)',
+      ]);
+    } finally {
+      w.close();
+    }
+  }, 20_000);
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // A grpc-js server built from a watcher: a KV whose Range answers with the client certificate it saw.
 

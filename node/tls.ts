@@ -26,6 +26,8 @@ export const TLS_LIMITS = {
   reloadIntervalMs: 1_000,
   /** A certificate, key or CA bundle larger than this is not what the flag meant (a log file, a disk image). */
   fileBytesMax: 1024 * 1024,
+  /** A served certificate closer than this to its end is logged as a warning (once per certificate): time to rotate. */
+  expiryWarningMs: 7 * 24 * 3600 * 1000,
 } as const;
 
 /** One listener's TLS settings as the flags give them. */
@@ -142,6 +144,8 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
   #lastError = '';
   #timer: NodeJS.Timeout | undefined;
   #checking = false;
+  /** Serial of the certificate last warned about, and whether that warning was for "expired". */
+  #expiryWarned: { serial: string; expired: boolean } | undefined;
   readonly #caListeners = new Set<CaListener>();
   readonly #identityListeners = new Set<IdentityListener>();
   readonly #changeListeners = new Set<(t: LoadedTls) => void>();
@@ -164,6 +168,7 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
     w.#timer = setInterval(() => void w.check(), intervalMs);
     w.#timer.unref();
     logger.info({ ...describeCertificate(w.#current.certificate), certFile: files.certFile, clientCertAuth: files.clientCertAuth }, 'fulcrum: TLS certificate loaded');
+    w.warnNearExpiry();
     return w;
   }
 
@@ -176,6 +181,7 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
     if (this.#checking) return;
     this.#checking = true;
     try {
+      this.warnNearExpiry();
       const sig = await signature(this.files);
       if (sig === this.#signature) return;
       const next = await loadTlsFiles(this.files).catch((e: unknown) => e as Error);
@@ -188,6 +194,22 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
     } finally {
       this.#checking = false;
     }
+  }
+
+  /**
+   * A member runs for months: the certificate it loaded can expire under it (clients then refuse it). Say so in the
+   * log before it happens, and again when it has.
+   */
+  private warnNearExpiry(now = Date.now()): void {
+    const c = this.#current.certificate;
+    const leftMs = new Date(c.validTo).getTime() - now;
+    if (leftMs > TLS_LIMITS.expiryWarningMs) return;
+    const expired = leftMs <= 0;
+    if (this.#expiryWarned?.serial === c.serialNumber && this.#expiryWarned.expired === expired) return;
+    this.#expiryWarned = { serial: c.serialNumber, expired };
+    const fields = { ...describeCertificate(c), certFile: this.files.certFile };
+    if (expired) this.logger.error(fields, `fulcrum: the TLS certificate in ${this.files.flags.cert} has expired; replace the files (they are reloaded without a restart)`);
+    else this.logger.warn(fields, `fulcrum: the TLS certificate in ${this.files.flags.cert} expires at ${fields.validTo}; replace the files (they are reloaded without a restart)`);
   }
 
   /** The signature stays old, so the next tick tries again: the rest of a rotation may still be on its way. */
