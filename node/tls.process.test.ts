@@ -219,7 +219,7 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     await eventually('m4 is listed as started', async () => (/started, m4, https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+/.test(await ok(['member', 'list'])) ? true : undefined), 10_000, 300);
   }, 90_000);
 
-  it('rotation: new files are served to new connections; an open connection keeps working', async () => {
+  it('rotation: new files are served to new connections; an open connection keeps working; peers too', async () => {
     const m1 = cluster.member('m1');
     const old = certs.get('m1')!.client;
     expect(await servedSerial(m1.spec.clientPort)).toBe(old.serial);
@@ -236,6 +236,14 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     } finally {
       await client.close();
     }
+    // The peer certificate too: m2's peer port serves the new one, and the cluster keeps committing.
+    const m2 = cluster.member('m2');
+    const oldPeer = certs.get('m2')!.peer;
+    const renewedPeer = await pki.issue(peerCa, 'm2-peer-renewed', { certFile: oldPeer.certFile, keyFile: oldPeer.keyFile });
+    await eventually('m2 serves the renewed peer certificate', async () => ((await servedSerial(m2.spec.peerPort)) === renewedPeer.serial ? true : undefined), 10_000, 200);
+    expect(await ok(['put', 'tls/rotation', 'after peer rotation'])).toBe('OK\n');
+    const r = await etcdctl(['get', 'tls/rotation', '--print-value-only'], user, [m2.clientUrl]);
+    expect(r.stdout).toBe('after peer rotation\n');
   }, 30_000);
 
   it('Fulcrum\'s client library and fulcrumctl', async () => {
