@@ -25,6 +25,10 @@ import { BackgroundEtcdctl, findEtcdctl, runEtcdctl, type EtcdctlRun } from './t
 import { ProcessCluster, ProcessMember, memberArgs, type ProcessMemberSpec } from './testing/process-cluster.js';
 
 const haveEtcdctl = findEtcdctl() !== undefined;
+/** Snapshot and compact the log early, so that a member joining later is sent a snapshot (over TLS). */
+const SNAPSHOT_OFTEN = ['--snapshot-count', '20', '--experimental-snapshot-catchup-entries', '5'];
+/** Writes before the fourth member joins: several snapshots' worth. */
+const WRITES_BEFORE_JOIN = 80;
 const NAMES = ['m1', 'm2', 'm3'] as const;
 
 let pki: TestPki;
@@ -112,7 +116,7 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
       clientPort: ports[2 * i]!,
       peerPort: ports[2 * i + 1]!,
       dataDir: join(pki.dir, name),
-      extraArgs: [...tlsArgs(name), '--log-level', 'warn', ...(i === 0 ? ['--listen-metrics-urls', `https://127.0.0.1:${metricsPort}`] : [])],
+      extraArgs: [...tlsArgs(name), ...SNAPSHOT_OFTEN, '--log-level', 'warn', ...(i === 0 ? ['--listen-metrics-urls', `https://127.0.0.1:${metricsPort}`] : [])],
     }));
     cluster = new ProcessCluster({ members: specs, clientScheme: 'https', peerScheme: 'https', heartbeatMs: 50, electionMs: 500 });
     cleanups.push(() => cluster.kill());
@@ -187,17 +191,28 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     await expect(handshake(user)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
   }, 30_000);
 
-  it('a member with a wrong-CA peer certificate cannot join; with a good one it joins over TLS', async () => {
+  it('a member with a wrong-CA peer certificate cannot join; with a good one it joins over TLS, from a snapshot', async () => {
     const [clientPort, peerPort] = await freePorts(2);
     const peerUrl = `https://127.0.0.1:${peerPort!}`;
     expect(await ok(['member', 'add', 'm4', `--peer-urls=${peerUrl}`])).toContain('Member');
+    // Written after the add, so that the snapshots taken meanwhile know m4. (A snapshot taken before the add is
+    // sent over and over and never installed: a bug outside TLS, reproduced over http too; see the report.)
+    const writer = new Client({ endpoints, tls: await clientTlsOptions(user) });
+    try {
+      for (let i = 0; i < WRITES_BEFORE_JOIN; i++) await writer.put(`tls/before-join/${i}`, String(i));
+    } finally {
+      await writer.close();
+    }
     const initialCluster = [...cluster.members.map((m) => `${m.spec.name}=https://127.0.0.1:${m.spec.peerPort}`), `m4=${peerUrl}`].join(',');
     const spec = (peerCert: IssuedCert, dataDir: string): ProcessMemberSpec => ({
       name: 'm4',
       clientPort: clientPort!,
       peerPort: peerPort!,
       dataDir,
-      extraArgs: [...tlsArgs('m4').map((a) => (a === certs.get('m4')!.peer.certFile ? peerCert.certFile : a === certs.get('m4')!.peer.keyFile ? peerCert.keyFile : a))],
+      extraArgs: [
+        ...tlsArgs('m4').map((a) => (a === certs.get('m4')!.peer.certFile ? peerCert.certFile : a === certs.get('m4')!.peer.keyFile ? peerCert.keyFile : a)),
+        ...SNAPSHOT_OFTEN,
+      ],
     });
     const o = { clientScheme: 'https', peerScheme: 'https', heartbeatMs: 50, electionMs: 500 } as const;
     const rogueSpec = spec(await pki.issue(rogueCa, 'm4-rogue-peer'), join(pki.dir, 'm4-rogue'));
@@ -212,9 +227,17 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     cleanups.push(() => good.kill());
     good.start();
     await eventually('m4 joins and serves', async () => {
-      const r = await etcdctl(['get', 'tls/watched', '--print-value-only', '--consistency=s'], user, [good.clientUrl]);
-      return r.code === 0 && r.stdout === 'v1\n' ? true : undefined;
+      const r = await etcdctl(['get', 'tls/before-join/0', '--print-value-only', '--consistency=s'], user, [good.clientUrl]);
+      return r.code === 0 && r.stdout === '0\n' ? true : undefined;
     }, 30_000, 300);
+    // The log behind the first write was compacted long ago: m4 can only have it from a snapshot, sent over TLS.
+    const onM4 = new Client({ endpoints: [good.clientUrl], tls: await clientTlsOptions(user) });
+    try {
+      expect(await onM4.count({ prefix: 'tls/before-join/' }, { serializable: true })).toBe(WRITES_BEFORE_JOIN);
+    } finally {
+      await onM4.close();
+    }
+    expect(good.output.some((l) => l.includes('received snapshot from peer'))).toBe(true);
     // Publishing its name and client URLs is a proposal of its own, a moment after it starts serving.
     await eventually('m4 is listed as started', async () => (/started, m4, https:\/\/127\.0\.0\.1:\d+, https:\/\/127\.0\.0\.1:\d+/.test(await ok(['member', 'list'])) ? true : undefined), 10_000, 300);
   }, 90_000);
