@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUTH_TARGETS, type AuthServer } from '../testing/auth-targets.js';
 import { findEtcdctl } from '../../node/testing/interop-etcdctl.js';
+import { resolveGlobals, UsageError } from './context.js';
 import { ctl } from './testing.js';
 
 const haveEtcdctl = findEtcdctl() !== undefined;
@@ -14,6 +15,36 @@ function etcdctl(endpoint: string, args: readonly string[]): Promise<string> {
     execFile('etcdctl', ['--endpoints', endpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' } }, (e, stdout, stderr) => (e ? reject(new Error(stderr)) : resolve(stdout))),
   );
 }
+
+describe('--user parsing (no server)', () => {
+  const base = { dialTimeout: '2s', commandTimeout: '5s', writeOut: 'table' };
+  const auth = (flags: Record<string, string>, env: Record<string, string> = {}): unknown => resolveGlobals({ ...base, ...flags }, env).auth;
+  const usage = (flags: Record<string, string>, env: Record<string, string> = {}): string => {
+    try {
+      resolveGlobals({ ...base, ...flags }, env);
+    } catch (e) {
+      expect(e).toBeInstanceOf(UsageError);
+      return (e as Error).message;
+    }
+    throw new Error('expected a usage error');
+  };
+
+  it('splits at the first colon, as etcdctl does; falls back to --password, then $FULCRUM_PASSWORD', () => {
+    expect(auth({ user: 'alice:pa:ss' })).toEqual({ username: 'alice', password: 'pa:ss' });
+    expect(auth({ user: 'alice:' })).toEqual({ username: 'alice', password: '' });
+    expect(auth({ user: 'alice', password: 'pw' })).toEqual({ username: 'alice', password: 'pw' });
+    expect(auth({ user: 'alice' }, { FULCRUM_PASSWORD: 'from-env' })).toEqual({ username: 'alice', password: 'from-env' });
+    expect(auth({}, { ETCDCTL_USER: 'bob:pw' })).toEqual({ username: 'bob', password: 'pw' });
+    expect(auth({})).toBeUndefined();
+  });
+
+  it('refuses what it cannot use, without prompting', () => {
+    expect(usage({ user: ':pw' })).toBe('--user needs a user name: --user name[:password]');
+    expect(usage({ user: 'alice:pw', password: 'other' })).toBe('give the password in --user name:password or in --password, not both');
+    expect(usage({ password: 'pw' })).toBe('--password needs --user');
+    expect(usage({ user: 'alice' })).toBe('--user alice has no password: use --user alice:<password>, --password or $FULCRUM_PASSWORD');
+  });
+});
 
 describe.each(AUTH_TARGETS.map((t) => [t.name, t] as const))('fulcrumctl auth against %s', (_name, target) => {
   let server: AuthServer;
