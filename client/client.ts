@@ -1,7 +1,8 @@
 // The Client: one object per application (or per cluster it talks to), sharing one channel per member across
 // every call, watch and lease. A namespace view (`client.namespace('app/')`) shares all of it.
 import type * as grpc from '@grpc/grpc-js';
-import type { LeaseLeasesResponse, ServerInfoResponse, StatusResponse } from '../proto/index.js';
+import type { AuthenticateResponse, LeaseLeasesResponse, ServerInfoResponse, StatusResponse } from '../proto/index.js';
+import { AuthApi, authInterceptor, TokenSource } from './auth.js';
 import { type Bytes, toBuffer } from './bytes.js';
 import { ClientClosedError } from './errors.js';
 import { KeySpace } from './keyspace.js';
@@ -9,7 +10,7 @@ import { KvCalls, type DeleteOptions, type DeleteResult, type IterateOptions, ty
 import { grantLease, type GrantOptions, Lease } from './lease.js';
 import { type ClientOptions, type ResolvedClientOptions, validateClientOptions } from './options.js';
 import { EndpointPool, type Services } from './pool.js';
-import { type CallKind, type CallOptions, Rpc } from './rpc.js';
+import { type CallKind, type CallOptions, Rpc, withoutToken } from './rpc.js';
 import { TxnBuilder, type TxnResult, type TxnSpec } from './txn.js';
 import type { Header, Hlc, KeyRange, KeyValue } from './types.js';
 import { num, toHeader } from './types.js';
@@ -25,6 +26,7 @@ interface Core {
   readonly leases: Set<Lease>;
   readonly watches: Set<Watch>;
   closed: boolean;
+  readonly auth: AuthApi;
 }
 
 /** Lets namespace() build a view without a public second constructor. */
@@ -58,9 +60,16 @@ export class Client {
       this.space = space;
     } else {
       const resolved = validateClientOptions(options);
-      const pool = new EndpointPool(resolved);
+      const tokens = resolved.auth === undefined ? undefined : new TokenSource(resolved.auth);
+      const pool = new EndpointPool(resolved, tokens === undefined ? [] : [authInterceptor(tokens)]);
       const lanes = new WriteLanes(resolved.clientName, resolved.writesInFlightMax, resolved.writesQueuedMax);
-      this.core = { options: resolved, pool, lanes, rpc: new Rpc(pool, resolved, lanes), leases: new Set(), watches: new Set(), closed: false };
+      const rpc = new Rpc(pool, resolved, lanes, tokens);
+      tokens?.setAuthenticator(async (c) => {
+        const authenticate = withoutToken<AuthenticateResponse>((s, md, co, cb) => s.auth.Authenticate({ name: c.username, password: c.password }, md, co, cb));
+        const r = await rpc.call<AuthenticateResponse>('read', 'Authenticate', authenticate);
+        return r.token;
+      });
+      this.core = { options: resolved, pool, lanes, rpc, leases: new Set(), watches: new Set(), closed: false, auth: new AuthApi(rpc) };
       this.space = KeySpace.ROOT;
     }
     this.kv = new KvCalls(this.core.rpc, this.space);
@@ -69,6 +78,11 @@ export class Client {
   /** The exactly-once identity of this client's writes (each write in flight adds `.<lane>`). */
   get clientId(): string {
     return this.core.lanes.baseId;
+  }
+
+  /** etcd's Auth API: enable/disable/status, users, roles and their permissions (keys are never namespaced). */
+  get auth(): AuthApi {
+    return this.core.auth;
   }
 
   /** The namespace prefix of this view (empty for the client itself). */

@@ -43,6 +43,19 @@ export type ErrorCode =
   | 'WATCH_CANCELED'
   | 'PERMISSION_DENIED'
   | 'UNAUTHENTICATED'
+  // authentication and its management (etcd's Auth API)
+  | 'AUTH_FAILED'
+  | 'AUTH_NOT_ENABLED'
+  | 'AUTH_OLD_REVISION'
+  | 'INVALID_AUTH_MANAGEMENT'
+  | 'ROOT_USER_MISSING'
+  | 'ROOT_ROLE_MISSING'
+  | 'USER_EXISTS'
+  | 'USER_NOT_FOUND'
+  | 'ROLE_EXISTS'
+  | 'ROLE_NOT_FOUND'
+  | 'ROLE_NOT_GRANTED'
+  | 'PERMISSION_NOT_GRANTED'
   | 'NOT_SUPPORTED'
   | 'INTERNAL';
 
@@ -162,6 +175,33 @@ export class WatchCanceledError extends FulcrumClientError {
   }
 }
 
+/** The user may not do this (etcd's "permission denied"): a missing role or permission, not a bad token. */
+export class PermissionDeniedError extends FulcrumClientError {
+  constructor(message = 'etcdserver: permission denied', details?: ErrorDetails) {
+    super('PERMISSION_DENIED', message, false, details);
+    this.name = 'PermissionDeniedError';
+  }
+}
+
+/**
+ * The credentials were refused: a wrong user name or password (AUTH_FAILED), or a token the server does not
+ * know even after the client authenticated again (UNAUTHENTICATED). Never carries the password.
+ */
+export class AuthenticationError extends FulcrumClientError {
+  constructor(message: string, details?: ErrorDetails, code: 'AUTH_FAILED' | 'UNAUTHENTICATED' = 'AUTH_FAILED') {
+    super(code, message, false, details);
+    this.name = 'AuthenticationError';
+  }
+}
+
+/** A user, role or permission management call that cannot be done (no such user, role already exists, ...). */
+export class AuthManagementError extends FulcrumClientError {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
+    super(code, message, false, details);
+    this.name = 'AuthManagementError';
+  }
+}
+
 export class NotSupportedError extends FulcrumClientError {
   constructor(message: string, details?: ErrorDetails) {
     super('NOT_SUPPORTED', message, false, details);
@@ -209,6 +249,22 @@ const BY_MESSAGE: ReadonlyMap<string, Known> = new Map<string, Known>([
   ['etcdserver: rpc not supported for learner', { code: 'UNAVAILABLE', retryable: true }],
   ['etcdserver: permission denied', { code: 'PERMISSION_DENIED', retryable: false }],
   ['etcdserver: invalid auth token', { code: 'UNAUTHENTICATED', retryable: false }],
+  ['etcdserver: authentication failed, invalid user ID or password', { code: 'AUTH_FAILED', retryable: false }],
+  ['etcdserver: authentication is not enabled', { code: 'AUTH_NOT_ENABLED', retryable: false }],
+  // The auth store changed between the permission check and the apply: nothing was applied, try again.
+  ['etcdserver: revision of auth store is old', { code: 'AUTH_OLD_REVISION', retryable: true }],
+  ['etcdserver: invalid auth management', { code: 'INVALID_AUTH_MANAGEMENT', retryable: false }],
+  ['etcdserver: root user does not exist', { code: 'ROOT_USER_MISSING', retryable: false }],
+  ['etcdserver: root user does not have root role', { code: 'ROOT_ROLE_MISSING', retryable: false }],
+  ['etcdserver: user name already exists', { code: 'USER_EXISTS', retryable: false }],
+  ['etcdserver: user name not found', { code: 'USER_NOT_FOUND', retryable: false }],
+  ['etcdserver: user name is empty', { code: 'INVALID_ARGUMENT', retryable: false }],
+  ['etcdserver: role name already exists', { code: 'ROLE_EXISTS', retryable: false }],
+  ['etcdserver: role name not found', { code: 'ROLE_NOT_FOUND', retryable: false }],
+  ['etcdserver: role name is empty', { code: 'INVALID_ARGUMENT', retryable: false }],
+  ['etcdserver: role is not granted to the user', { code: 'ROLE_NOT_GRANTED', retryable: false }],
+  ['etcdserver: permission is not granted to the role', { code: 'PERMISSION_NOT_GRANTED', retryable: false }],
+  ['etcdserver: permission not given', { code: 'INVALID_ARGUMENT', retryable: false }],
   ['fulcrum: wall time is before the first recorded revision', { code: 'BEFORE_HISTORY', retryable: false }],
 ]);
 
@@ -269,6 +325,22 @@ export function fromServiceError(e: ServiceError, endpoint?: string): FulcrumCli
       return new DeadlineExceededError(message, details);
     case 'NOT_SUPPORTED':
       return new NotSupportedError(message, details);
+    case 'PERMISSION_DENIED':
+      return new PermissionDeniedError(message, details);
+    case 'AUTH_FAILED':
+    case 'UNAUTHENTICATED':
+      return new AuthenticationError(message, details, code);
+    case 'AUTH_NOT_ENABLED':
+    case 'INVALID_AUTH_MANAGEMENT':
+    case 'ROOT_USER_MISSING':
+    case 'ROOT_ROLE_MISSING':
+    case 'USER_EXISTS':
+    case 'USER_NOT_FOUND':
+    case 'ROLE_EXISTS':
+    case 'ROLE_NOT_FOUND':
+    case 'ROLE_NOT_GRANTED':
+    case 'PERMISSION_NOT_GRANTED':
+      return new AuthManagementError(code, message, details);
     default:
       return new FulcrumClientError(code, message, retryable, details);
   }

@@ -10,8 +10,11 @@ export { Watch, type WatchEvent, type WatchOptions } from './watch.js';
 export { KeyValue, hlcLogical, hlcToDate, hlcWallMs, type Header, type Hlc, type KeyRange, type LeaseRef } from './types.js';
 export type { Bytes } from './bytes.js';
 export type { Services } from './pool.js';
+export type { AuthApi, AuthOptions, AuthStatus, Permission, PermissionKind, PermissionTarget } from './auth.js';
 export {
   AbortedError,
+  AuthManagementError,
+  AuthenticationError,
   ClientClosedError,
   CompactedError,
   DeadlineExceededError,
@@ -21,6 +24,7 @@ export {
   LeaseNotFoundError,
   NotSupportedError,
   OutcomeUnknownError,
+  PermissionDeniedError,
   UnavailableError,
   WatchCanceledError,
   type ErrorCode,

@@ -1,5 +1,6 @@
 // The client's one config object: defaults, then `validateClientOptions` returns a frozen copy (or throws an
 // InvalidArgumentError that names the bad option). Units go last in names.
+import { Credentials, type AuthOptions } from './auth.js';
 import { InvalidArgumentError } from './errors.js';
 
 export interface TlsOptions {
@@ -16,6 +17,11 @@ export interface ClientOptions {
   /** `host:port`, `http://host:port` or `https://host:port` (https implies TLS). At least one. */
   readonly endpoints: readonly string[];
   readonly tls?: TlsOptions;
+  /**
+   * etcd's user name and password: the client authenticates and sends the token with every call and stream, and
+   * authenticates again when a member no longer knows the token. Use with TLS: the password crosses the wire.
+   */
+  readonly auth?: AuthOptions;
   /** Deadline of a whole call, retries included, unless the call gives its own `timeoutMs`. */
   readonly requestTimeoutMs?: number;
   /**
@@ -57,6 +63,8 @@ export interface ClientOptions {
 export interface ResolvedClientOptions {
   readonly endpoints: readonly string[];
   readonly tls: TlsOptions | undefined;
+  /** The password does not show when the options are logged or inspected. */
+  readonly auth: Credentials | undefined;
   readonly requestTimeoutMs: number;
   readonly attemptTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -94,6 +102,7 @@ export function validateClientOptions(o: ClientOptions): ResolvedClientOptions {
   const r: ResolvedClientOptions = {
     endpoints: [...new Set(o.endpoints)],
     tls: o.tls,
+    auth: o.auth === undefined ? undefined : Credentials.from(o.auth),
     requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs ?? CLIENT_DEFAULTS.requestTimeoutMs),
     attemptTimeoutMs: positive('attemptTimeoutMs', o.attemptTimeoutMs ?? CLIENT_DEFAULTS.attemptTimeoutMs),
     connectTimeoutMs: positive('connectTimeoutMs', o.connectTimeoutMs ?? CLIENT_DEFAULTS.connectTimeoutMs),

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import {
   loadEtcdApi,
+  type AuthMethods,
   type ClusterMethods,
   type ElectionMethods,
   type FulcrumMethods,
@@ -39,6 +40,7 @@ export interface Services {
   readonly election: TypedClient<ElectionMethods>;
   readonly lock: TypedClient<LockMethods>;
   readonly fulcrum: TypedClient<FulcrumMethods>;
+  readonly auth: TypedClient<AuthMethods>;
 }
 
 export class Endpoint {
@@ -53,10 +55,12 @@ export class Endpoint {
     readonly address: string,
     credentials: grpc.ChannelCredentials,
     channelOptions: grpc.ChannelOptions,
+    /** Run on every call and stream of every service (the auth token: client/auth.ts). */
+    interceptors: readonly grpc.Interceptor[] = [],
   ) {
     this.channel = new grpc.Channel(address, credentials, channelOptions);
     const api = loadEtcdApi();
-    const o = { channelOverride: this.channel };
+    const o = { channelOverride: this.channel, interceptors: [...interceptors] };
     this.services = {
       kv: new api.etcdserverpb.KV(address, credentials, o),
       watch: new api.etcdserverpb.Watch(address, credentials, o),
@@ -66,6 +70,7 @@ export class Endpoint {
       election: new api.v3electionpb.Election(address, credentials, o),
       lock: new api.v3lockpb.Lock(address, credentials, o),
       fulcrum: new api.fulcrum.v1.Fulcrum(address, credentials, o),
+      auth: new api.etcdserverpb.Auth(address, credentials, o),
     };
   }
 
@@ -97,7 +102,10 @@ export class EndpointPool extends EventEmitter<{ avoided: [Endpoint]; restored: 
   private probing = false;
   private closed = false;
 
-  constructor(private readonly options: ResolvedClientOptions) {
+  constructor(
+    private readonly options: ResolvedClientOptions,
+    interceptors: readonly grpc.Interceptor[] = [],
+  ) {
     super();
     this.setMaxListeners(0); // every watch and lease listens for 'avoided'
     this.endpoints = options.endpoints.map((e) => {
@@ -110,7 +118,7 @@ export class EndpointPool extends EventEmitter<{ avoided: [Endpoint]; restored: 
         'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MAX_MS,
         ...(options.tls?.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': options.tls.serverName }),
       };
-      return new Endpoint(address, channelCredentials(options.tls, secure || options.tls !== undefined), channelOptions);
+      return new Endpoint(address, channelCredentials(options.tls, secure || options.tls !== undefined), channelOptions, interceptors);
     });
   }
 

@@ -11,6 +11,7 @@
 //                      etcd it fails with OutcomeUnknownError instead, and so does any write that runs out of
 //                      time or is aborted after it may have been sent.
 import * as grpc from '@grpc/grpc-js';
+import { isStaleTokenRefusal, type TokenSource } from './auth.js';
 import {
   AbortedError,
   ClientClosedError,
@@ -33,6 +34,8 @@ const EXACTLY_ONCE_FEATURE = 'exactly-once';
 /** Pause between rounds when every member failed: doubles from the first to the last. */
 const RETRY_BACKOFF_FIRST_MS = 25;
 const RETRY_BACKOFF_MAX_MS = 1_000;
+/** Answers to the auth token that end a call at once, whatever it was (client/auth.ts ends calls with them). */
+const AUTH_REFUSALS: ReadonlySet<string> = new Set(['AUTH_FAILED', 'PERMISSION_DENIED', 'AUTH_NOT_ENABLED']);
 /** A new attempt starts only with at least this much of the call's deadline left (or a tenth of an attempt's). */
 const ATTEMPT_TIME_MIN_MS = 100;
 
@@ -48,6 +51,13 @@ export interface CallOptions {
 
 export type Invoke<R> = (services: Services, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<R>) => grpc.ClientUnaryCall;
 
+const WITHOUT_TOKEN = Symbol('fulcrum.rpc.withoutToken');
+
+/** Marks the one call that runs before there is a token: Authenticate itself. */
+export function withoutToken<R>(invoke: Invoke<R>): Invoke<R> {
+  return Object.assign(((...args: Parameters<Invoke<R>>) => invoke(...args)) as Invoke<R>, { [WITHOUT_TOKEN]: true });
+}
+
 type AttemptResult<R> =
   | { readonly ok: true; readonly value: R }
   | { readonly ok: false; readonly error: FulcrumClientError; readonly sent: boolean; readonly avoid: boolean; readonly retry: boolean; readonly aborted: boolean };
@@ -59,6 +69,8 @@ export class Rpc {
     readonly pool: EndpointPool,
     readonly options: ResolvedClientOptions,
     private readonly lanes: WriteLanes,
+    /** With auth: the token is had before an attempt is sent, so that failing to get one is "not sent". */
+    private readonly tokens?: TokenSource,
   ) {}
 
   close(): void {
@@ -82,6 +94,9 @@ export class Rpc {
   private async attempts<R>(kind: CallKind, what: string, invoke: Invoke<R>, signal: AbortSignal | undefined, deadline: number, requestId: string | undefined): Promise<R> {
     let maybeSent = false;
     let lastError: FulcrumClientError | undefined;
+    // One fresh token per call: a refused token is dropped by the interceptor (client/auth.ts), and the member
+    // refused the call before applying anything, so even a write is retried once. A second refusal is the answer.
+    let reauthenticated = this.options.auth === undefined;
     const tried = new Set<Endpoint>();
     for (let round = 0; ; ) {
       if (this.closed) {
@@ -100,6 +115,11 @@ export class Rpc {
         return r.value;
       }
       lastError = r.error;
+      if (!reauthenticated && isStaleTokenRefusal({ code: r.error.grpcCode ?? -1, details: r.error.message })) {
+        reauthenticated = true;
+        tried.delete(endpoint);
+        continue;
+      }
       maybeSent ||= r.sent;
       if (r.aborted) {
         if (kind === 'write' && maybeSent) throw this.outcomeUnknown(what, endpoint, 'the call was aborted', new AbortedError());
@@ -137,7 +157,18 @@ export class Rpc {
     }
     if (kind === 'write' && endpoint.exactlyOnce === undefined && this.options.exactlyOnce === 'auto') {
       const known = await this.learnExactlyOnce(endpoint, attemptDeadline);
+      // The credentials were refused on the way (client/auth.ts): that is the answer, and nothing was sent.
+      if (known instanceof FulcrumClientError) return { ok: false, error: known, sent: false, avoid: false, retry: false, aborted: false };
       if (!known) return notSent(new UnavailableError(`fulcrum client: ${endpoint.address} did not say whether it applies writes exactly once`, { endpoint: endpoint.address }));
+    }
+    if (this.tokens !== undefined && !(WITHOUT_TOKEN in invoke)) {
+      const failed = await this.tokens.token().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      // Wrong credentials are the answer; anything else (no member answered Authenticate) is tried again.
+      if (failed instanceof FulcrumClientError && !failed.retryable) return { ok: false, error: failed, sent: false, avoid: false, retry: false, aborted: false };
+      if (failed !== undefined) return notSent(new UnavailableError(`fulcrum client: could not authenticate: ${(failed as Error).message}`, { endpoint: endpoint.address, cause: failed }));
     }
     // Aborted while connecting: nothing was sent.
     if (signal?.aborted) return { ok: false, error: new AbortedError(), sent: false, avoid: false, retry: false, aborted: true };
@@ -167,7 +198,9 @@ export class Rpc {
       // Refused before anything was proposed: the hasleader check, or a learner that serves no requests.
       case 'NO_LEADER':
         return { ok: false, error, sent: false, avoid: true, retry: true, aborted: false };
+      // AUTH_OLD_REVISION: the auth store changed under the request; it was checked again at apply and not applied.
       case 'TOO_MANY_REQUESTS':
+      case 'AUTH_OLD_REVISION':
         return { ok: false, error, sent: false, avoid: false, retry: true, aborted: false };
       // May have been proposed (or never reached the member: the client cannot tell).
       case 'UNAVAILABLE':
@@ -182,12 +215,16 @@ export class Rpc {
     }
   }
 
-  /** Ask the member (once) whether it applies tagged writes exactly once. False means it answered "no". */
-  private learnExactlyOnce(endpoint: Endpoint, deadline: number): Promise<boolean> {
+  /**
+   * Ask the member (once) whether it applies tagged writes exactly once: true once known; false when it did not
+   * answer; the error when the client's credentials were refused (the call carries the auth token too).
+   */
+  private learnExactlyOnce(endpoint: Endpoint, deadline: number): Promise<boolean | FulcrumClientError> {
     return new Promise((resolve) => {
       endpoint.services.fulcrum.ServerInfo({}, new grpc.Metadata(), { deadline: wallDeadline(deadline) }, (err, res) => {
         if (err === null && res !== undefined) endpoint.exactlyOnce = res.features.includes(EXACTLY_ONCE_FEATURE);
         else if (err?.code === grpc.status.UNIMPLEMENTED) endpoint.exactlyOnce = false; // etcd: no fulcrum.v1
+        else if (err !== null && AUTH_REFUSALS.has(classifyServiceError(err).code)) return resolve(fromServiceError(err, endpoint.address));
         resolve(endpoint.exactlyOnce !== undefined);
       });
     });

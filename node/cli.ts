@@ -28,7 +28,17 @@ async function main(): Promise<number> {
     process.stdout.write(cl.text.endsWith('\n') ? cl.text : `${cl.text}\n`);
     return 0;
   }
-  const server = await startServer(cl.config);
+  let server;
+  try {
+    server = await startServer(cl.config);
+  } catch (e) {
+    // Certificate files are checked at start (node/tls.ts): a bad one is a configuration error like a bad flag.
+    if (e instanceof ConfigError) {
+      process.stderr.write(`fulcrum: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;

@@ -101,6 +101,14 @@ describe('every flag', () => {
     '--auth-token-ttl', '60',
     '--listen-metrics-urls', 'http://127.0.0.1:9100,http://localhost:0',
     '--log-level', 'debug',
+    '--cert-file', '/pki/s.crt',
+    '--key-file', '/pki/s.key',
+    '--trusted-ca-file', '/pki/ca.crt',
+    '--client-cert-auth=true',
+    '--peer-cert-file', '/pki/p.crt',
+    '--peer-key-file', '/pki/p.key',
+    '--peer-trusted-ca-file', '/pki/peer-ca.crt',
+    '--peer-client-cert-auth=true',
   ];
 
   it('sets its setting', () => {
@@ -126,6 +134,8 @@ describe('every flag', () => {
       authTokenTtlSeconds: 60,
       listenMetricsUrls: ['http://127.0.0.1:9100', 'http://localhost:0'],
       logLevel: 'debug',
+      clientTls: { certFile: '/pki/s.crt', keyFile: '/pki/s.key', trustedCaFile: '/pki/ca.crt', clientCertAuth: true },
+      peerTls: { certFile: '/pki/p.crt', keyFile: '/pki/p.key', trustedCaFile: '/pki/peer-ca.crt', clientCertAuth: true },
     });
     expect(c.listen.metrics).toEqual([
       { url: 'http://127.0.0.1:9100', host: '127.0.0.1', port: 9100 },
@@ -158,7 +168,7 @@ describe('every flag', () => {
     expect(help.kind).toBe('print');
     const text = help.kind === 'print' ? help.text : '';
     for (const s of SETTINGS) {
-      expect(text).toContain(`--${s.flag} <`);
+      expect(text).toContain(s.boolean === true ? `--${s.flag} [` : `--${s.flag} <`);
       expect(text).toContain(envNameFor(s.flag, 'FULCRUM_'));
       expect(text).toContain(envNameFor(s.flag, 'ETCD_'));
     }
@@ -250,15 +260,18 @@ describe('URLs', () => {
     expect(c.initialCluster).toBe('default=http://node1.example:2380');
   });
 
-  it('https is refused with a clear message', () => {
-    expect(errorOf(['--listen-client-urls', 'https://127.0.0.1:2379'])).toBe('--listen-client-urls: "https://127.0.0.1:2379": TLS is not supported yet; use http://');
-    expect(errorOf(['--initial-cluster', 'default=https://127.0.0.1:2380'])).toContain('TLS is not supported yet');
-    expect(errorOf([], { ETCD_LISTEN_PEER_URLS: 'https://127.0.0.1:2380' })).toBe('ETCD_LISTEN_PEER_URLS: "https://127.0.0.1:2380": TLS is not supported yet; use http://');
+  it('https needs the listener\'s certificate and key', () => {
+    expect(errorOf(['--listen-client-urls', 'https://127.0.0.1:2379'])).toBe('--listen-client-urls: "https://127.0.0.1:2379" is https but --cert-file and --key-file are not set');
+    expect(errorOf(['--initial-cluster', 'default=https://127.0.0.1:2380'])).toBe(
+      '--initial-cluster has default=https://127.0.0.1:2380 but --initial-advertise-peer-urls is http://127.0.0.1:2380; they must match',
+    );
+    expect(errorOf([], { ETCD_LISTEN_PEER_URLS: 'https://127.0.0.1:2380' })).toBe('--listen-peer-urls: "https://127.0.0.1:2380" is https but --peer-cert-file and --peer-key-file are not set');
+    expect(errorOf(['--listen-metrics-urls', 'https://127.0.0.1:9100'])).toBe('--listen-metrics-urls: "https://127.0.0.1:9100" is https but --cert-file and --key-file are not set');
   });
 
   it.each([
-    [['--listen-client-urls', 'unix://sock:1'], '--listen-client-urls: "unix://sock:1": scheme "unix" is not supported; use http://'],
-    [['--listen-client-urls', '127.0.0.1:2379'], '--listen-client-urls: "127.0.0.1:2379" is not a URL (expected http://host:port)'],
+    [['--listen-client-urls', 'unix://sock:1'], '--listen-client-urls: "unix://sock:1": scheme "unix" is not supported; use http:// or https://'],
+    [['--listen-client-urls', '127.0.0.1:2379'], '--listen-client-urls: "127.0.0.1:2379" is not a URL (expected http://host:port or https://host:port)'],
     [['--listen-client-urls', 'http://127.0.0.1'], '--listen-client-urls: "http://127.0.0.1" must have the form http://host:port, with an explicit port'],
     [['--listen-client-urls', 'http://127.0.0.1:99999'], '--listen-client-urls: "http://127.0.0.1:99999": port 99999 is out of range'],
     [['--listen-client-urls', 'http://127.0.0.1:2379/v3'], '--listen-client-urls: "http://127.0.0.1:2379/v3" must not have a path, query or fragment'],
@@ -267,7 +280,6 @@ describe('URLs', () => {
     [['--listen-client-urls', 'http://db1.example:2379'], '--listen-client-urls: "http://db1.example:2379": listen URLs need an IP address (or localhost) to bind, not a host name'],
     [['--listen-client-urls', 'http://127.0.0.1:2379,'], '--listen-client-urls: "http://127.0.0.1:2379," has an empty entry'],
     [['--listen-client-urls', 'http://127.0.0.1:1,http://127.0.0.1:1'], '--listen-client-urls: http://127.0.0.1:1 appears more than once'],
-    [['--listen-metrics-urls', 'https://127.0.0.1:9100'], '--listen-metrics-urls: "https://127.0.0.1:9100": TLS is not supported yet; use http://'],
     [['--advertise-client-urls', 'http://0.0.0.0:2379'], '--advertise-client-urls: "http://0.0.0.0:2379": 0.0.0.0 cannot be advertised; give an address others can reach'],
     [['--advertise-client-urls', 'http://10.0.0.1:0'], '--advertise-client-urls: "http://10.0.0.1:0": port 0 cannot be advertised'],
     [['--listen-client-urls', 'http://0.0.0.0:2379'], '--advertise-client-urls is required when --listen-client-urls has http://0.0.0.0:2379, which others cannot reach'],
@@ -387,5 +399,53 @@ describe('the result', () => {
       if (saved === undefined) delete process.env['FULCRUM_NAME'];
       else process.env['FULCRUM_NAME'] = saved;
     }
+  });
+});
+
+describe('TLS flags', () => {
+  const clientTls = ['--cert-file', '/pki/s.crt', '--key-file', '/pki/s.key', '--trusted-ca-file', '/pki/ca.crt'];
+  const peerTls = ['--peer-cert-file', '/pki/p.crt', '--peer-key-file', '/pki/p.key', '--peer-trusted-ca-file', '/pki/ca.crt'];
+
+  it('https URLs with certificates: the scheme is part of the URL, and so of the member id', () => {
+    const c = parse([
+      '--listen-client-urls', 'https://127.0.0.1:2379', '--listen-peer-urls', 'https://127.0.0.1:2380', ...clientTls, '--client-cert-auth', ...peerTls,
+      '--peer-client-cert-auth=true',
+    ]);
+    expect(c.listen.client[0]).toMatchObject({ url: 'https://127.0.0.1:2379', secure: true });
+    expect(c.initialCluster).toBe('default=https://127.0.0.1:2380');
+    expect(c.memberId).toBe(memberIdFor(['https://127.0.0.1:2380'], TOKEN));
+    expect(c.memberId).not.toBe(memberIdFor(['http://127.0.0.1:2380'], TOKEN));
+    expect(c.clientTls).toEqual({
+      certFile: '/pki/s.crt', keyFile: '/pki/s.key', trustedCaFile: '/pki/ca.crt', clientCertAuth: true,
+      flags: { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file' },
+    });
+    expect(c.peerTls).toMatchObject({ certFile: '/pki/p.crt', clientCertAuth: true, flags: { cert: '--peer-cert-file' } });
+    expect(c.warnings).toEqual([]);
+  });
+
+  it('etcd\'s environment names carry over, booleans as Go parses them', () => {
+    const c = parse(['--listen-client-urls', 'https://127.0.0.1:2379'], {
+      ETCD_CERT_FILE: '/pki/s.crt', ETCD_KEY_FILE: '/pki/s.key', ETCD_TRUSTED_CA_FILE: '/pki/ca.crt', ETCD_CLIENT_CERT_AUTH: 'true',
+    });
+    expect(c.clientTls).toMatchObject({ certFile: '/pki/s.crt', clientCertAuth: true });
+    expect(parse([...clientTls, '--client-cert-auth=false']).clientTls?.clientCertAuth).toBe(false);
+    expect(errorOf([...clientTls], { FULCRUM_CLIENT_CERT_AUTH: 'yes' })).toBe('FULCRUM_CLIENT_CERT_AUTH: "yes" is not true or false');
+  });
+
+  it.each([
+    [['--cert-file', '/pki/s.crt'], '--cert-file needs --key-file'],
+    [['--peer-key-file', '/pki/p.key'], '--peer-key-file needs --peer-cert-file'],
+    [['--cert-file', '/pki/s.crt', '--key-file', '/pki/s.key', '--client-cert-auth'], '--client-cert-auth needs --trusted-ca-file: the CA that signs the certificates to accept'],
+    [['--advertise-client-urls', 'https://10.0.0.1:2379'], '--advertise-client-urls: "https://10.0.0.1:2379" is https but --cert-file and --key-file are not set'],
+    [['--cert-file', ''], '--cert-file: must not be empty'],
+  ])('%j → %s', (argv, message) => {
+    expect(errorOf(argv)).toBe(message);
+  });
+
+  it('certificates with only http URLs are allowed (as in etcd) but warned about', () => {
+    expect(parse(clientTls).warnings).toEqual(['--cert-file is set but no --listen-client-urls URL is https://; the certificate is not served']);
+    expect(parse(['--peer-trusted-ca-file', '/pki/ca.crt']).warnings).toEqual([
+      '--peer-trusted-ca-file and --peer-client-cert-auth have no effect without --peer-cert-file and --peer-key-file',
+    ]);
   });
 });

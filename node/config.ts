@@ -18,6 +18,7 @@ import type { MemberOptions } from './member.js';
 import type { ApiLimits } from './api/context.js';
 import { API_LIMITS_DEFAULTS } from './api/context.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
+import type { TlsFiles } from './tls.js';
 import packageJson from '../package.json' with { type: 'json' };
 
 /** From package.json, so --version never drifts from the release. */
@@ -78,6 +79,8 @@ export interface ListenAddress {
   readonly url: string;
   readonly host: string;
   readonly port: number;
+  /** https://: served with TLS from the listener's certificate flags (absent: http). */
+  readonly secure?: boolean;
 }
 
 export interface FoundingMember {
@@ -106,6 +109,10 @@ export interface ServerConfig {
   readonly authTokenTtlSeconds: number;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
+  /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth: for https client (and metrics) URLs. */
+  readonly clientTls?: TlsFiles;
+  /** --peer-cert-file, ...: for https peer URLs, both to serve and to dial other members. */
+  readonly peerTls?: TlsFiles;
 
   // Derived.
   /** memberIdFor(initialAdvertisePeerUrls, initialClusterToken). */
@@ -137,6 +144,8 @@ export interface SettingSpec {
   readonly valueName: string;
   readonly description: string;
   readonly defaultText: string;
+  /** A switch, as in etcd: `--client-cert-auth` alone means true; `--client-cert-auth=false` and env values true/false. */
+  readonly boolean?: true;
 }
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -174,6 +183,20 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'auth-token-ttl', valueName: 'seconds', description: 'time (in seconds) an auth token lives without being used', defaultText: '300' },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
   { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
+  { flag: 'cert-file', valueName: 'path', description: 'path to the client server TLS certificate file (PEM)', defaultText: '(none)' },
+  { flag: 'key-file', valueName: 'path', description: 'path to the client server TLS key file (PEM, unencrypted)', defaultText: '(none)' },
+  { flag: 'trusted-ca-file', valueName: 'path', description: 'path to the client server TLS trusted CA certificate file', defaultText: '(none)' },
+  { flag: 'client-cert-auth', valueName: 'bool', description: 'require a client certificate signed by --trusted-ca-file', defaultText: 'false', boolean: true },
+  { flag: 'peer-cert-file', valueName: 'path', description: 'path to the peer server TLS certificate file (also the client certificate towards peers)', defaultText: '(none)' },
+  { flag: 'peer-key-file', valueName: 'path', description: 'path to the peer server TLS key file', defaultText: '(none)' },
+  { flag: 'peer-trusted-ca-file', valueName: 'path', description: 'path to the peer server TLS trusted CA file', defaultText: '(none)' },
+  {
+    flag: 'peer-client-cert-auth',
+    valueName: 'bool',
+    description: 'require peers to present a certificate signed by --peer-trusted-ca-file',
+    defaultText: 'false',
+    boolean: true,
+  },
 ];
 
 export function envNameFor(flag: string, prefix: 'FULCRUM_' | 'ETCD_'): string {
@@ -199,7 +222,9 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
     if (e instanceof CommanderError) throw new ConfigError(e.message.replace(/^error: /, ''));
     throw e;
   }
-  const flags = program.opts<Record<string, string | undefined>>();
+  const flags = Object.fromEntries(
+    Object.entries(program.opts<Record<string, string | boolean | undefined>>()).map(([k, v]) => [k, v === true ? 'true' : v === false ? 'false' : v]),
+  );
   return { kind: 'serve', config: resolveConfig(flags, env) };
 }
 
@@ -248,7 +273,9 @@ function buildProgram(): Command {
   // No commander defaults: a flag we see was given, so the environment and the defaults can fill the rest.
   for (const s of SETTINGS) {
     const envNote = `(env ${envNameFor(s.flag, 'FULCRUM_')} or ${envNameFor(s.flag, 'ETCD_')}; default ${s.defaultText})`;
-    program.addOption(new Option(`--${s.flag} <${s.valueName}>`, `${s.description} ${envNote}`));
+    // A switch takes an optional value (`--client-cert-auth`, `--client-cert-auth=false`); commander gives `true` for the bare flag.
+    const spec = s.boolean === true ? `--${s.flag} [${s.valueName}]` : `--${s.flag} <${s.valueName}>`;
+    program.addOption(new Option(spec, `${s.description} ${envNote}`));
   }
   return program;
 }
@@ -337,6 +364,20 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
 
   const memberIds = [...founding.keys()];
   const metrics = get('listen-metrics-urls') === undefined ? [] : parseListenUrls(get('listen-metrics-urls')!);
+  const clientTls = parseTlsFiles(get, '', warnings);
+  const peerTls = parseTlsFiles(get, 'peer-', warnings);
+  checkHttpsHasTls(clientTls, [
+    ['--listen-client-urls', listenClient.map((a) => a.url)],
+    ['--advertise-client-urls', advertiseClientUrls],
+    ['--listen-metrics-urls', metrics.map((a) => a.url)],
+  ], '--cert-file and --key-file');
+  checkHttpsHasTls(peerTls, [
+    ['--listen-peer-urls', listenPeer.map((a) => a.url)],
+    ['--initial-advertise-peer-urls', initialAdvertisePeerUrls],
+    [initialClusterRaw.source, [...founding.values()].flatMap((m) => m.peerUrls)],
+  ], '--peer-cert-file and --peer-key-file');
+  warnings.push(...unusedTlsWarnings(clientTls, [...listenClient, ...metrics], '--cert-file', '--listen-client-urls'));
+  warnings.push(...unusedTlsWarnings(peerTls, listenPeer, '--peer-cert-file', '--listen-peer-urls'));
   const config: ServerConfig = {
     name,
     dataDir,
@@ -357,6 +398,8 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     authTokenTtlSeconds: parseInteger(get('auth-token-ttl'), 1) ?? d.authTokenTtlSeconds,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
+    ...(clientTls === undefined ? {} : { clientTls }),
+    ...(peerTls === undefined ? {} : { peerTls }),
     memberId: memberIdFor(initialAdvertisePeerUrls, token),
     initialMembers: new FrozenMap(founding),
     initialMemberIds: memberIds,
@@ -399,6 +442,53 @@ function parseInteger(s: RawSetting | undefined, min: number): number | undefine
   return n;
 }
 
+/** Go's strconv.ParseBool, which etcd's boolean flags and ETCD_* variables go through. */
+function parseBool(s: RawSetting | undefined): boolean | undefined {
+  if (s === undefined) return undefined;
+  const v = s.value.trim();
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(v)) return false;
+  throw new ConfigError(`${s.source}: "${s.value}" is not true or false`);
+}
+
+/**
+ * One listener's certificate flags (prefix '' for clients, 'peer-' for peers). Only names are checked here; the
+ * files are read and checked at start (node/tls.ts loadTlsFiles), so parsing stays pure.
+ */
+function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: '' | 'peer-', warnings: string[]): TlsFiles | undefined {
+  const flags = { cert: `--${prefix}cert-file`, key: `--${prefix}key-file`, ca: `--${prefix}trusted-ca-file` };
+  const certFile = parseNonEmpty(get(`${prefix}cert-file`), flags.cert);
+  const keyFile = parseNonEmpty(get(`${prefix}key-file`), flags.key);
+  const trustedCaFile = parseNonEmpty(get(`${prefix}trusted-ca-file`), flags.ca);
+  const clientCertAuth = parseBool(get(`${prefix}client-cert-auth`)) ?? false;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError(certFile === undefined ? `${flags.key} needs ${flags.cert}` : `${flags.cert} needs ${flags.key}`);
+  }
+  if (clientCertAuth && trustedCaFile === undefined) {
+    throw new ConfigError(`--${prefix}client-cert-auth needs ${flags.ca}: the CA that signs the certificates to accept`);
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    if (trustedCaFile !== undefined || clientCertAuth) warnings.push(`${flags.ca} and --${prefix}client-cert-auth have no effect without ${flags.cert} and ${flags.key}`);
+    return undefined;
+  }
+  return { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, flags };
+}
+
+/** An https URL is served, advertised or dialled with TLS: without a certificate there is nothing to serve it with. */
+function checkHttpsHasTls(tls: TlsFiles | undefined, lists: ReadonlyArray<readonly [string, readonly string[]]>, needed: string): void {
+  if (tls !== undefined) return;
+  for (const [source, urls] of lists) {
+    const https = urls.find((u) => u.startsWith('https://'));
+    if (https !== undefined) throw new ConfigError(`${source}: "${https}" is https but ${needed} are not set`);
+  }
+}
+
+/** etcd serves http:// URLs in plaintext even when certificates are given; say so, since it is rarely meant. */
+function unusedTlsWarnings(tls: TlsFiles | undefined, listen: readonly ListenAddress[], certFlag: string, listenFlag: string): string[] {
+  if (tls === undefined || listen.some((a) => a.secure)) return [];
+  return [`${certFlag} is set but no ${listenFlag} URL is https://; the certificate is not served`];
+}
+
 function checkElectionTimeout(heartbeatMs: number, electionMs: number): void {
   const L = SERVER_CONFIG_LIMITS;
   if (electionMs < L.electionToHeartbeatRatioMin * heartbeatMs) {
@@ -427,33 +517,33 @@ function limitWarnings(quotaBackendBytes: number, requestBytesMax: number): stri
 // URLs.
 
 interface ParsedUrl {
-  /** Normalized: lower-case scheme, no trailing slash. Ids are computed from this form. */
+  /** Normalized: lower-case scheme, no trailing slash. Ids are computed from this form (so https:// and http:// differ). */
   readonly url: string;
   readonly hostname: string;
   readonly port: number;
+  readonly secure: boolean;
 }
 
 /**
- * One URL of a flag. Only http for now; the port must be explicit (etcd's rule: a member's address without a
- * port is ambiguous), the path empty.
+ * One URL of a flag: http or https; the port must be explicit (etcd's rule: a member's address without a port is
+ * ambiguous), the path empty.
  */
 function parseUrl(text: string, source: string): ParsedUrl {
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/.exec(text);
-  if (m === null) throw new ConfigError(`${source}: "${text}" is not a URL (expected http://host:port)`);
+  if (m === null) throw new ConfigError(`${source}: "${text}" is not a URL (expected http://host:port or https://host:port)`);
   const scheme = m[1]!.toLowerCase();
   const authority = m[2]!;
   const rest = m[3]!;
-  if (scheme === 'https') throw new ConfigError(`${source}: "${text}": TLS is not supported yet; use http://`);
-  if (scheme !== 'http') throw new ConfigError(`${source}: "${text}": scheme "${scheme}" is not supported; use http://`);
+  if (scheme !== 'http' && scheme !== 'https') throw new ConfigError(`${source}: "${text}": scheme "${scheme}" is not supported; use http:// or https://`);
   if (rest !== '' && rest !== '/') throw new ConfigError(`${source}: "${text}" must not have a path, query or fragment`);
   if (authority.includes('@')) throw new ConfigError(`${source}: "${text}" must not carry a user name or password`);
   const hp = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(authority);
-  if (hp === null) throw new ConfigError(`${source}: "${text}" must have the form http://host:port, with an explicit port`);
+  if (hp === null) throw new ConfigError(`${source}: "${text}" must have the form ${scheme}://host:port, with an explicit port`);
   const port = Number(hp[2]);
   if (port > 65_535) throw new ConfigError(`${source}: "${text}": port ${port} is out of range`);
   const hostname = hp[1]!.replace(/^\[|\]$/g, '');
   if (hp[1]!.startsWith('[') && isIP(hostname) !== 6) throw new ConfigError(`${source}: "${text}": "${hp[1]}" is not an IPv6 address`);
-  return { url: `http://${hp[1]!.toLowerCase()}:${port}`, hostname: hostname.toLowerCase(), port };
+  return { url: `${scheme}://${hp[1]!.toLowerCase()}:${port}`, hostname: hostname.toLowerCase(), port, secure: scheme === 'https' };
 }
 
 function splitList(s: RawSetting): string[] {
@@ -473,7 +563,7 @@ function parseListenUrls(s: RawSetting): ListenAddress[] {
     if (u.hostname !== 'localhost' && isIP(u.hostname) === 0) {
       throw new ConfigError(`${s.source}: "${text}": listen URLs need an IP address (or localhost) to bind, not a host name`);
     }
-    return Object.freeze({ url: u.url, host: u.hostname, port: u.port });
+    return Object.freeze({ url: u.url, host: u.hostname, port: u.port, ...(u.secure ? { secure: true } : {}) });
   });
   rejectDuplicates(out.map((a) => a.url), s.source);
   return out;

@@ -11,11 +11,13 @@
 // Everything is bounded: requests in flight, header count and time, the whole request's time, the URL's length,
 // and the wait for a linearizable read. A scrape storm gets 503s instead of a growing queue.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { ListenAddress } from './config.js';
 import type { Member } from './member.js';
+import type { TlsFileWatcher } from './tls.js';
 
 export const HTTP_LIMITS = {
   /** Requests handled at once; more get 503 with Retry-After. */
@@ -46,10 +48,15 @@ export interface HttpOptions {
    * while it can. /livez and /readyz fail with this reason; the server wires it from onFatal / subscribeRemoved.
    */
   readonly notLiveReason?: () => string | undefined;
+  /**
+   * For https:// addresses: the client listener's certificate, as etcd serves https --listen-metrics-urls with its
+   * client TLS settings (so --client-cert-auth applies here too). Rotated files are used for new connections.
+   */
+  readonly tls?: TlsFileWatcher;
 }
 
 export interface HttpEndpoint {
-  /** http://host:port as bound (the real port when 0 was asked for). */
+  /** http(s)://host:port as bound (the real port when 0 was asked for). */
   readonly url: string;
   readonly host: string;
   readonly port: number;
@@ -217,22 +224,32 @@ export function createHttpHandler(options: HttpOptions): (req: IncomingMessage, 
   };
 }
 
-function formatUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+function formatUrl(host: string, port: number, secure: boolean): string {
+  return `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-/** Serve the endpoints on one address. Resolves once listening. */
-export async function startHttpServer(address: { host: string; port: number }, options: HttpOptions): Promise<HttpEndpoint> {
+/** A plain or TLS server; with TLS, each new set of files the watcher accepts serves the next handshakes. */
+function createEndpointServer(secure: boolean, limits: HttpLimits, options: HttpOptions): { server: Server; stopFollowing: () => void } {
+  const serverOptions = {
+    requestTimeout: limits.requestTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    maxHeaderSize: 16 * 1024,
+  };
+  if (!secure) return { server: createServer(serverOptions, createHttpHandler(options)), stopFollowing: () => undefined };
+  const tls = options.tls;
+  if (tls === undefined) throw new Error('fulcrum: an https metrics URL needs the client TLS settings (--cert-file, --key-file)');
+  const auth = tls.files.clientCertAuth;
+  const server = createHttpsServer({ ...serverOptions, ...tls.secureContextOptions(), requestCert: auth, rejectUnauthorized: auth }, createHttpHandler(options));
+  const stopFollowing = tls.onChange(() => server.setSecureContext(tls.secureContextOptions()));
+  return { server, stopFollowing };
+}
+
+/** Serve the endpoints on one address (https when address.secure). Resolves once listening. */
+export async function startHttpServer(address: { host: string; port: number; secure?: boolean }, options: HttpOptions): Promise<HttpEndpoint> {
   const limits: HttpLimits = { ...HTTP_LIMITS, ...options.limits };
-  const server: Server = createServer(
-    {
-      requestTimeout: limits.requestTimeoutMs,
-      headersTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      maxHeaderSize: 16 * 1024,
-    },
-    createHttpHandler(options),
-  );
+  const secure = address.secure === true;
+  const { server, stopFollowing } = createEndpointServer(secure, limits, options);
   server.maxHeadersCount = limits.headersCountMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -243,9 +260,17 @@ export async function startHttpServer(address: { host: string; port: number }, o
   });
   server.on('error', (e) => options.logger?.error({ err: e }, 'http server error'));
   const bound = server.address() as AddressInfo;
-  const url = formatUrl(address.host, bound.port);
+  const url = formatUrl(address.host, bound.port, secure);
   options.logger?.info({ url }, 'serving /metrics, /health, /readyz, /livez');
-  return { url, host: address.host, port: bound.port, close: () => closeServer(server) };
+  return {
+    url,
+    host: address.host,
+    port: bound.port,
+    close: () => {
+      stopFollowing();
+      return closeServer(server);
+    },
+  };
 }
 
 /** Stop accepting, drop idle and active connections (scrapes are retried), resolve when closed. */

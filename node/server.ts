@@ -26,11 +26,12 @@ import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig
 import { startMetricsServers, type HttpEndpoint } from './http.js';
 import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
-import { LeaseManager } from './lease/index.js';
+import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
+import { dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
 import { createRaftTransportService, GrpcPeerTransport, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
@@ -64,10 +65,48 @@ export interface ServerDeps {
   readonly registry?: Registry;
 }
 
+/** The certificate watchers of one member: checked before anything starts (a bad file is a ConfigError). */
+interface MemberTls {
+  readonly client?: TlsFileWatcher;
+  readonly peer?: TlsFileWatcher;
+  /** For another member's client URL (leader forwarding): our client certificate, as etcd's gateway uses it. */
+  readonly dialClient: DialCredentials;
+  readonly dialPeer: DialCredentials;
+  close(): void;
+}
+
+async function openTls(config: ServerConfig, logger: Logger): Promise<MemberTls> {
+  const tlsLogger = componentLogger(logger, 'tls');
+  const client = config.clientTls === undefined ? undefined : await TlsFileWatcher.open(config.clientTls, tlsLogger);
+  try {
+    const peer = config.peerTls === undefined ? undefined : await TlsFileWatcher.open(config.peerTls, tlsLogger);
+    return {
+      client,
+      peer,
+      dialClient: dialCredentials(client, '--cert-file'),
+      dialPeer: dialCredentials(peer, '--peer-cert-file'),
+      close: () => (client?.close(), peer?.close()),
+    };
+  } catch (e) {
+    client?.close();
+    throw e;
+  }
+}
+
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
   const logger = deps.logger ?? createLogger({ level: config.logLevel, memberId: config.memberId });
   for (const w of config.warnings) logger.warn(w);
-  const clusterId = await clusterIdToUse(config, logger);
+  const tls = await openTls(config, logger);
+  try {
+    return await startMember(config, deps, logger, tls);
+  } catch (e) {
+    tls.close();
+    throw e;
+  }
+}
+
+async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logger, tls: MemberTls): Promise<FulcrumServer> {
+  const clusterId = await clusterIdToUse(config, logger, tls.dialPeer);
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
     clusterId,
@@ -75,11 +114,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     logger: componentLogger(logger, 'transport'),
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
+    dial: tls.dialPeer,
   });
   const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
   const api = loadEtcdApi();
   peerServer.addService(api.fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
-  const peerUrls = await bindAll(peerServer, config.listen.peer);
+  const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
 
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.
   const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
@@ -111,7 +151,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // From here on, anything that fails (a client port already taken, say) must not leave the member running.
   const started: Array<() => unknown> = [() => metrics.close(), () => member.close(), () => shutdownGrpc(peerServer, 0)];
   try {
-    return await serve(config, registry, metrics, logger, member, transport, peerServer, peerUrls, api, started, onFatal);
+    return await serve(config, registry, metrics, logger, member, transport, peerServer, peerUrls, api, started, onFatal, tls);
   } catch (e) {
     for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => undefined);
     throw e;
@@ -130,6 +170,7 @@ async function serve(
   api: ReturnType<typeof loadEtcdApi>,
   started: Array<() => unknown>,
   onFatal: { fn?: (e: unknown) => void },
+  tls: MemberTls,
 ): Promise<FulcrumServer> {
   const ctx: ApiContext = {
     member,
@@ -137,17 +178,18 @@ async function serve(
     limits: apiLimitsFrom(config),
     self: { name: config.name, clientUrls: config.advertiseClientUrls, peerUrls: config.initialAdvertisePeerUrls },
     registry: new Map(),
+    dial: tls.dialClient,
   };
   const hub = new WatchHub(member);
   hub.start();
   started.push(() => hub.stop());
-  const leases = new LeaseManager(member);
+  const leases = new LeaseManager(member, { forwarder: new LeaderForwarder(tls.dialClient) });
   leases.start();
   started.push(() => leases.stop());
   ctx.registry.set('watchHub', hub);
   ctx.registry.set('leases', leases);
   // Tokens are learnt from the log: the gate listens before any client can authenticate.
-  const authGate = new AuthGate(member, { tokenTtlMs: config.authTokenTtlSeconds * 1000 });
+  const authGate = new AuthGate(member, { tokenTtlMs: config.authTokenTtlSeconds * 1000, clientCertAuth: config.clientTls?.clientCertAuth === true });
   authGate.start();
   started.push(() => authGate.stop());
   ctx.registry.set(AUTH_GATE_KEY, authGate);
@@ -167,11 +209,17 @@ async function serve(
   add(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
-  const clientUrls = await bindAll(clientServer, config.listen.client);
+  const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
 
   metrics.collectFrom(member, { watchers: () => hub.watcherCount });
   let notLive: string | undefined;
-  const http: HttpEndpoint[] = await startMetricsServers(config.listen.metrics, { registry, member, logger: componentLogger(logger, 'http'), notLiveReason: () => notLive });
+  const http: HttpEndpoint[] = await startMetricsServers(config.listen.metrics, {
+    registry,
+    member,
+    logger: componentLogger(logger, 'http'),
+    notLiveReason: () => notLive,
+    ...(tls.client === undefined ? {} : { tls: tls.client }),
+  });
 
   let closing: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -191,6 +239,7 @@ async function serve(
       await member.close();
       await shutdownGrpc(peerServer, SHUTDOWN_GRACE_MS);
       await Promise.all(http.map((h) => h.close()));
+      tls.close();
       logger.info('fulcrum: stopped');
       resolveStopped();
     })();
@@ -217,10 +266,10 @@ async function serve(
  * A founding member computes the cluster id from --initial-cluster. A joining member asks the members listed there
  * (a restarted member already has it in its data dir, and Member.start prefers that).
  */
-async function clusterIdToUse(config: ServerConfig, logger: Logger): Promise<number> {
+async function clusterIdToUse(config: ServerConfig, logger: Logger, dial: DialCredentials): Promise<number> {
   if (config.initialClusterState === 'new' || (await hasClusterId(config.dataDir))) return config.clusterId;
   const peers = [...config.initialMembers].filter(([id]) => id !== config.memberId).flatMap(([, m]) => m.peerUrls);
-  const id = await discoverClusterId(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls });
+  const id = await discoverClusterId(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls }, dial);
   logger.info({ clusterId: id.toString(16) }, 'fulcrum: joining an existing cluster');
   return id;
 }
@@ -234,13 +283,17 @@ async function hasClusterId(dataDir: string): Promise<boolean> {
   }
 }
 
-async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[]): Promise<string[]> {
+/** Bind each address: https ones with the listener's certificate (config validation guarantees there is one). */
+async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[], tls: TlsFileWatcher | undefined): Promise<string[]> {
   const urls: string[] = [];
   for (const a of addresses) {
+    const secure = a.secure === true;
+    if (secure && tls === undefined) throw new Error(`fulcrum: ${a.url} is https but no certificate is configured for it`);
+    const credentials = secure ? tls!.serverCredentials() : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${a.host}:${a.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      server.bindAsync(`${a.host}:${a.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
-    urls.push(`http://${a.host}:${port}`);
+    urls.push(`${secure ? 'https' : 'http'}://${a.host}:${port}`);
   }
   return urls;
 }

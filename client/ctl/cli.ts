@@ -10,7 +10,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { FulcrumClientError } from '../index.js';
 import { registerClusterCommands } from './cluster-commands.js';
-import { type Action, COMMAND_TIMEOUT_DEFAULT, CtlError, Ctx, type CtlIo, DIAL_TIMEOUT_DEFAULT, type GlobalFlags, resolveGlobals, UsageError } from './context.js';
+import { registerAuthCommands } from './auth-commands.js';
+import { type Action, COMMAND_TIMEOUT_DEFAULT, CtlError, Ctx, type CtlIo, DIAL_TIMEOUT_DEFAULT, type GlobalFlags, PASSWORD_ENV, resolveGlobals, UsageError } from './context.js';
 import { registerKvCommands } from './kv-commands.js';
 import { registerLeaseCommands } from './lease-commands.js';
 import { registerRecipeCommands } from './recipe-commands.js';
@@ -46,7 +47,9 @@ function buildProgram(io: CtlIo, state: { exitCode: number }): Command {
     .addOption(new Option('-w, --write-out <format>', 'output format').choices(['table', 'json', 'simple']).default('table'))
     .option('--cacert <file>', 'PEM of the CA that signed the members\' certificates (turns TLS on)')
     .option('--cert <file>', 'PEM client certificate, for members that ask for one')
-    .option('--key <file>', 'PEM key of --cert');
+    .option('--key <file>', 'PEM key of --cert')
+    .option('--user <name[:password]>', `authenticate as this user (etcd auth); without :password, --password or $${PASSWORD_ENV}`)
+    .option('--password <password>', 'the password of --user');
   // Every subcommand reports usage errors the same way and inherits the output settings.
   const register = (cmd: Command, run: Action): Command =>
     cmd.exitOverride().configureOutput(program.configureOutput()).action(async (...args: unknown[]) => {
@@ -64,6 +67,7 @@ function buildProgram(io: CtlIo, state: { exitCode: number }): Command {
   registerRecipeCommands(program, register);
   registerRegistryCommands(program, register);
   registerClusterCommands(program, register);
+  registerAuthCommands(program, register);
   register(program.command('version').description("fulcrumctl's version and the etcd API version it speaks"), async (ctx) => printVersion(ctx));
   for (const group of program.commands) group.exitOverride().configureOutput(program.configureOutput());
   return program;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
-import { Client, type ClientOptions, type Services, type TlsOptions } from '../index.js';
+import { Client, type AuthOptions, type ClientOptions, type Services, type TlsOptions } from '../index.js';
 import { parseEndpoint } from '../options.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
 
@@ -53,6 +53,8 @@ export interface GlobalFlags {
   readonly cacert?: string;
   readonly cert?: string;
   readonly key?: string;
+  readonly user?: string;
+  readonly password?: string;
 }
 
 export interface Globals {
@@ -61,6 +63,31 @@ export interface Globals {
   readonly commandTimeoutMs: number;
   readonly format: OutputFormat;
   readonly tls: TlsOptions | undefined;
+  readonly auth: AuthOptions | undefined;
+}
+
+/** Where the password comes from when --user has none: never a prompt, so scripts and tests behave the same. */
+export const PASSWORD_ENV = 'FULCRUM_PASSWORD';
+
+/**
+ * `--user name[:password]` (also $FULCRUMCTL_USER, then $ETCDCTL_USER), as etcdctl splits it: at the first colon,
+ * so a password may contain colons. Without a password there: --password, then $FULCRUM_PASSWORD, else a usage error.
+ */
+function authOptions(flags: GlobalFlags, env: CtlIo['env']): AuthOptions | undefined {
+  const user = flags.user ?? env.FULCRUMCTL_USER ?? env.ETCDCTL_USER;
+  // `user add --no-password` is a switch of its own that commander also calls "password": only text is ours.
+  flags = { ...flags, password: typeof flags.password === 'string' ? flags.password : undefined };
+  if (user === undefined) {
+    if (flags.password !== undefined) throw new UsageError('--password needs --user');
+    return undefined;
+  }
+  const colon = user.indexOf(':');
+  const username = colon < 0 ? user : user.slice(0, colon);
+  if (username === '') throw new UsageError('--user needs a user name: --user name[:password]');
+  if (colon >= 0 && flags.password !== undefined) throw new UsageError('give the password in --user name:password or in --password, not both');
+  const password = colon >= 0 ? user.slice(colon + 1) : (flags.password ?? env[PASSWORD_ENV]);
+  if (password === undefined) throw new UsageError(`--user ${username} has no password: use --user ${username}:<password>, --password or $${PASSWORD_ENV}`);
+  return { username, password };
 }
 
 /** Flags first, then FULCRUMCTL_ENDPOINTS, then ETCDCTL_ENDPOINTS (so an etcd shell setup carries over). */
@@ -82,6 +109,7 @@ export function resolveGlobals(flags: GlobalFlags, env: CtlIo['env']): Globals {
     commandTimeoutMs: parseDuration('--command-timeout', flags.commandTimeout),
     format: flags.writeOut as OutputFormat,
     tls: tlsOptions(flags),
+    auth: authOptions(flags, env),
   };
 }
 
@@ -158,6 +186,7 @@ export class Ctx {
     return {
       endpoints,
       ...(this.globals.tls ? { tls: this.globals.tls } : {}),
+      ...(this.globals.auth ? { auth: this.globals.auth } : {}),
       connectTimeoutMs: this.globals.dialTimeoutMs,
       requestTimeoutMs: this.globals.commandTimeoutMs,
       // One attempt may take the whole command timeout: a slow answer on a single-member cluster is still an answer.

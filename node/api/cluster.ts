@@ -11,6 +11,8 @@ import { loadEtcdApi } from '../../proto/index.js';
 import type { ClusterMethods, Encodable, Handlers, Member as WireMember } from '../../proto/index.js';
 import type { MemberRecord } from '../../storage/state-machine.js';
 import { memberIdFor } from '../ids.js';
+import { PLAINTEXT_DIAL } from '../tls.js';
+import { grpcTarget } from '../transport/grpc-util.js';
 import { authorize } from './authz.js';
 import type { ApiContext } from './context.js';
 import { apiError } from './errors.js';
@@ -90,9 +92,9 @@ function remainingDeadline(d: grpc.Deadline): number {
 /** `token`: the caller's auth token, so the leader checks the same caller. */
 async function forwardPromote(ctx: ApiContext, wireId: string, timeoutMs: number, token: grpc.MetadataValue | undefined): Promise<PromoteAnswer> {
   const leader = ctx.member.members().find((m) => m.id === ctx.member.leaderId());
-  const url = leader?.clientUrls.find((u) => u.startsWith('http://'));
+  const url = leader?.clientUrls[0];
   if (url === undefined) throw apiError('NO_LEADER');
-  const client = new (loadEtcdApi().etcdserverpb.Cluster)(url.slice('http://'.length), grpc.credentials.createInsecure());
+  const client = new (loadEtcdApi().etcdserverpb.Cluster)(grpcTarget(url), (ctx.dial ?? PLAINTEXT_DIAL)(url));
   const md = new grpc.Metadata();
   md.set(PROMOTE_FORWARDED, '1');
   if (token !== undefined) md.set('token', token);

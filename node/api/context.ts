@@ -2,6 +2,7 @@
 // and hands it to each service factory: createKvService(ctx), createWatchService(ctx), createLeaseService(ctx), ...
 import type { Logger } from 'pino';
 import type { Member } from '../member.js';
+import type { DialCredentials } from '../tls.js';
 
 export interface ApiLimits {
   /** etcd's --max-request-bytes. */
@@ -26,4 +27,6 @@ export interface ApiContext {
   readonly self: { readonly name: string; readonly clientUrls: readonly string[]; readonly peerUrls: readonly string[] };
   /** Services register subsystems here that other services use (the watch hub, the lease manager). */
   readonly registry: Map<string, unknown>;
+  /** Credentials for calling another member's client URL (forwarding to the leader); plaintext only when absent. */
+  readonly dial?: DialCredentials;
 }

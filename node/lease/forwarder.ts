@@ -5,7 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { apiError, isCodedError } from '../api/errors.js';
 import { loadEtcdApi, type LeaseMethods, type TypedClient } from '../../proto/index.js';
+import { grpcTarget } from '../transport/grpc-util.js';
 import type { LeaseId } from '../../storage/lease/index.js';
+import { PLAINTEXT_DIAL, type DialCredentials } from '../tls.js';
 
 /** Request metadata that marks a forwarded call. */
 export const FORWARDED_METADATA_KEY = 'fulcrum-lease-forwarded';
@@ -21,6 +23,9 @@ export interface ForwardedTimeToLive {
 
 export class LeaderForwarder {
   private readonly clients = new Map<string, TypedClient<LeaseMethods>>();
+
+  /** dial: credentials for the leader's client URL (https needs this member's client TLS, as etcd's gateway does). */
+  constructor(private readonly dial: DialCredentials = PLAINTEXT_DIAL) {}
 
   /** Renew on the leader over one short bidi stream (one request, one answer); resolves with the TTL. */
   keepAlive(target: string, id: LeaseId, timeoutMs: number, token?: string): Promise<number> {
@@ -54,6 +59,7 @@ export class LeaderForwarder {
     this.clients.clear();
   }
 
+  /** target: the leader's client URL (`http://` or `https://`), cached by URL. */
   private client(target: string): TypedClient<LeaseMethods> {
     const cached = this.clients.get(target);
     if (cached !== undefined) return cached;
@@ -63,7 +69,7 @@ export class LeaderForwarder {
       this.clients.delete(oldest);
     }
     const Lease = loadEtcdApi().etcdserverpb.Lease;
-    const client = new Lease(target, grpc.credentials.createInsecure());
+    const client = new Lease(grpcTarget(target), this.dial(target));
     this.clients.set(target, client);
     return client;
   }

@@ -378,14 +378,14 @@ export class LeaseManager {
     if (info !== undefined) this.tracker.onGranted(id, info.ttlSeconds);
   }
 
-  /** The leader's client endpoint as a gRPC target ("host:port"). */
+  /** The leader's client URL; the forwarder picks credentials by its scheme. */
   private leaderTarget(): string {
     const lead = this.member.leaderId();
     if (lead === 0) throw apiError('NO_LEADER');
     const record = this.member.members().find((m) => m.id === lead);
     const url = record?.clientUrls[0];
     if (url === undefined) throw apiError('NO_LEADER', 'etcdserver: no leader'); // not published yet: as good as none
-    return grpcTarget(url);
+    return url;
   }
 
   /** `auth`: the client's requester, for a client's command (storage/auth/authorize.ts checks it at apply). */

@@ -35,6 +35,9 @@ export interface ProcessClusterOptions {
    * each member once (npm run cluster). Otherwise a member would get the terminal's signal and the caller's.
    */
   readonly ownProcessGroups?: boolean;
+  /** https needs the certificate flags in each member's extraArgs (node/testing/certs.ts makes the files). */
+  readonly clientScheme?: 'http' | 'https';
+  readonly peerScheme?: 'http' | 'https';
 }
 
 export class ProcessMember {
@@ -47,10 +50,16 @@ export class ProcessMember {
     private readonly args: readonly string[],
     private readonly echo: ((name: string, line: string) => void) | undefined,
     private readonly detached = false,
+    private readonly clientScheme: 'http' | 'https' = 'http',
   ) {}
 
   get clientEndpoint(): string {
     return `127.0.0.1:${this.spec.clientPort}`;
+  }
+
+  /** The advertised client URL, with the cluster's scheme. */
+  get clientUrl(): string {
+    return `${this.clientScheme}://127.0.0.1:${this.spec.clientPort}`;
   }
 
   get running(): boolean {
@@ -106,8 +115,10 @@ export class ProcessCluster {
   readonly members: ProcessMember[];
 
   constructor(readonly options: ProcessClusterOptions) {
-    const initialCluster = options.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-    this.members = options.members.map((m) => new ProcessMember(m, memberArgs(m, initialCluster, options), options.echo, options.ownProcessGroups ?? false));
+    const initialCluster = options.members.map((m) => `${m.name}=${options.peerScheme ?? 'http'}://127.0.0.1:${m.peerPort}`).join(',');
+    this.members = options.members.map(
+      (m) => new ProcessMember(m, memberArgs(m, initialCluster, options), options.echo, options.ownProcessGroups ?? false, options.clientScheme ?? 'http'),
+    );
   }
 
   start(): void {
@@ -134,13 +145,15 @@ export class ProcessCluster {
 }
 
 export function memberArgs(m: ProcessMemberSpec, initialCluster: string, o: Omit<ProcessClusterOptions, 'members'>, state: 'new' | 'existing' = 'new'): string[] {
+  const client = `${o.clientScheme ?? 'http'}://127.0.0.1:${m.clientPort}`;
+  const peer = `${o.peerScheme ?? 'http'}://127.0.0.1:${m.peerPort}`;
   return [
     '--name', m.name,
     '--data-dir', m.dataDir,
-    '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-    '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
-    '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+    '--listen-client-urls', client,
+    '--advertise-client-urls', client,
+    '--listen-peer-urls', peer,
+    '--initial-advertise-peer-urls', peer,
     '--initial-cluster', initialCluster,
     '--initial-cluster-state', state,
     '--initial-cluster-token', o.token ?? 'fulcrum-cluster',

@@ -16,17 +16,24 @@ export const REFUSAL = Object.freeze({
   protocolVersion: 'fulcrum: unsupported peer protocol version',
 });
 
-/** `http://host:port` (a peer URL as in --initial-advertise-peer-urls) as a grpc-js target. */
-export function grpcTarget(peerUrl: string): string {
-  const u = new URL(peerUrl);
-  // TLS between members is not implemented yet: refuse rather than silently talk plaintext to an https URL.
-  if (u.protocol !== 'http:') throw new Error(`fulcrum: peer URL ${peerUrl}: only http:// is supported`);
-  if (u.port === '') throw new Error(`fulcrum: peer URL ${peerUrl} has no port`);
+/**
+ * `http://host:port` or `https://host:port` (a member's peer or client URL) as a grpc-js target. The scheme is
+ * not part of the target: the credentials carry it (node/tls.ts dialCredentials), and with https the host here is
+ * the name the member's certificate must show.
+ */
+export function grpcTarget(memberUrl: string): string {
+  const u = new URL(memberUrl);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`fulcrum: member URL ${memberUrl}: only http:// and https:// are supported`);
+  if (u.port === '') throw new Error(`fulcrum: member URL ${memberUrl} has no port`);
   return u.host;
 }
 
-export function newRaftTransportClient(peerUrl: string, backoff: { reconnectMinMs: number; reconnectMaxMs: number }): RaftTransportClient {
-  return new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(grpcTarget(peerUrl), grpc.credentials.createInsecure(), {
+export function newRaftTransportClient(
+  peerUrl: string,
+  credentials: grpc.ChannelCredentials,
+  backoff: { reconnectMinMs: number; reconnectMaxMs: number },
+): RaftTransportClient {
+  return new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(grpcTarget(peerUrl), credentials, {
     // Members reconnect on their own schedule (Backoff); keep grpc-js's own retries out of the way.
     'grpc.enable_retries': 0,
     // The channel has its own reconnect back-off (1 s growing to 120 s by default): after a long outage it would

@@ -13,6 +13,7 @@ import type { NodeId } from '../../raft/types.js';
 import { Backoff } from './backoff.js';
 import { deadlineIn, isServiceError, newRaftTransportClient, REFUSAL, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
+import type { DialCredentials } from '../tls.js';
 import { BoundedQueue } from './queue.js';
 import type { PeerStats, TransportStats } from './stats.js';
 import { Wakeup } from './wakeup.js';
@@ -25,6 +26,8 @@ export interface Outbound {
 
 export interface PeerDeps {
   readonly limits: TransportLimits;
+  /** Credentials by the URL's scheme: TLS with --peer-cert-file for https, plaintext for http. */
+  readonly dial: DialCredentials;
   readonly logger: Logger;
   readonly stats: TransportStats;
   readonly hello: Encodable<MemberInfo>;
@@ -215,7 +218,7 @@ export class Peer {
   private clientFor(url: string): RaftTransportClient {
     if (this.client?.url === url) return this.client.client;
     this.client?.client.close();
-    this.client = { url, client: newRaftTransportClient(url, this.deps.limits) };
+    this.client = { url, client: newRaftTransportClient(url, this.deps.dial(url), this.deps.limits) };
     return this.client.client;
   }
 

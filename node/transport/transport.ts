@@ -13,6 +13,7 @@ import { messageFromWire, messageToWire, tryInt } from './convert.js';
 import { isServiceError, PEER_PROTOCOL_VERSION, REFUSAL, statusError } from './grpc-util.js';
 import { validateTransportLimits, type TransportLimits } from './limits.js';
 import { Peer, type Outbound } from './peer.js';
+import { PLAINTEXT_DIAL, type DialCredentials } from '../tls.js';
 import { messageBytes } from './queue.js';
 import { sendSnapshot, type SnapshotReceiveContext } from './snapshot.js';
 import { emptyStats, type PeerStats, type TransportStats } from './stats.js';
@@ -34,6 +35,8 @@ export interface GrpcPeerTransportOptions {
   readonly limits?: Partial<TransportLimits>;
   /** Jitter source for reconnect back-off (tests inject a seeded one). */
   readonly random?: () => number;
+  /** Credentials for dialling peers (node/tls.ts dialCredentials); plaintext http:// only when absent. */
+  readonly dial?: DialCredentials;
 }
 
 type Closable = { end(): void };
@@ -137,6 +140,7 @@ export class GrpcPeerTransport implements MemberTransport {
       reportUnreachable: (p) => this.hooks?.reportUnreachable(p),
       reportRemoved: () => this.hooks?.reportRemoved?.(),
       random: this.options.random ?? Math.random,
+      dial: this.options.dial ?? PLAINTEXT_DIAL,
     });
   }
 
