@@ -333,7 +333,11 @@ export class Member {
   }
 
   private async confChangeApplied(cc: ConfChange, cs: ConfState, index: number): Promise<void> {
+    const newcomer = cc.type !== ConfChangeType.RemoveNode && !this.sm.members().some((m) => m.id === cc.nodeId);
     await this.sm.applyConfChange(index, cc);
+    // A newcomer to a cluster whose log is compacted can only start from a snapshot, and it refuses one whose
+    // configuration leaves it out (Raft's rule): the stored snapshot predates its addition. Take one now.
+    if (newcomer && index > this.lastSnapshotIndex && this.wal.storage.firstIndex() > 1) await this.serialize(() => this.maybeSnapshot(true));
     this.options.transport?.onConfChange?.(cc, cs);
     const nonce = decodeMemberContext(cc.context).nonce;
     if (nonce !== undefined) this.confWaiters.get(nonce)?.(cs);
@@ -341,6 +345,8 @@ export class Member {
     if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.options.id) this.scheduleRemovalCheck();
   }
 
+  /** A snapshot was asked for (a newcomer joined) while another was being written: take it once that one is done. */
+  private snapshotWanted = false;
   private removedNotified = false;
   private removalCheck: NodeJS.Timeout | undefined;
 
@@ -492,9 +498,13 @@ export class Member {
    * the WAL in the background, then compact the WAL. Streaming a large store takes a while; doing it inside the apply
    * step would stop the Ready loop (no heartbeats) and cost the cluster its leader.
    */
-  private async maybeSnapshot(): Promise<void> {
+  private async maybeSnapshot(force = false): Promise<void> {
     const applied = this.sm.appliedIndex;
-    if (this.snapshotInFlight !== undefined || applied - this.lastSnapshotIndex < this.options.snapshotCount) return;
+    if (this.snapshotInFlight !== undefined) {
+      this.snapshotWanted ||= force;
+      return;
+    }
+    if (applied === this.lastSnapshotIndex || (!force && applied - this.lastSnapshotIndex < this.options.snapshotCount)) return;
     await this.sm.flush();
     const metadata = { index: applied, term: this.wal.storage.term(applied), confState: this.node.status().confState };
     const image = stateMachineImage(this.backend);
@@ -504,7 +514,12 @@ export class Member {
     this.lastSnapshotIndex = applied;
     this.snapshotInFlight = this.writeSnapshot(metadata, first, image)
       .catch((e: unknown) => this.options.logger?.error({ err: String(e), index: applied }, 'fulcrum: writing a snapshot failed; the WAL keeps every entry, the next snapshot retries'))
-      .finally(() => (this.snapshotInFlight = undefined));
+      .finally(() => {
+        this.snapshotInFlight = undefined;
+        if (!this.snapshotWanted || this.closed) return;
+        this.snapshotWanted = false;
+        void this.serialize(() => this.maybeSnapshot(true)).catch(() => {}); // its own failure is logged inside
+      });
   }
 
   private async writeSnapshot(metadata: SnapshotMetadata, first: Promise<IteratorResult<Uint8Array>>, rest: AsyncGenerator<Uint8Array>): Promise<void> {
