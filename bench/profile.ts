@@ -1,0 +1,127 @@
+// Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
+// test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
+//
+//   npm run bench:profile -- [--op put|get|sget] [--in-flight 100] [--duration 5] [--cpu-prof DIR] [--trace FILE]
+//
+// Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
+// /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
+// covering only the measured part (flame graphs in Chrome DevTools or speedscope). --trace runs the members with
+// FULCRUM_TRACE=1 and writes their merged timeline (see node/trace.ts), one line per event, oldest first.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { EtcdTestClient } from '../node/testing/etcd-client.js';
+import { ProcessCluster } from '../node/testing/process-cluster.js';
+import { findLeader } from './lib/leader.js';
+
+const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
+/** Loopback ports of the three members (inside the benchmark's 12400-13999 range). */
+const BASE_PORT = 13_940;
+/** Trace lines kept in memory per member (the oldest are dropped beyond it). */
+const TRACE_LINES_MAX = 2_000_000;
+
+const positive = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`not a positive number: ${v}`);
+  return n;
+};
+
+const program = new Command('npm run bench:profile --')
+  .description('CPU per operation, CPU profiles and a request timeline of a local 3-member cluster')
+  .addOption(new Option('--op <op>', 'put, linearizable get, or serializable get').choices(['put', 'get', 'sget']).default('put'))
+  .option('--in-flight <n>', 'requests in flight (one connection)', positive, 100)
+  .option('--duration <s>', 'measured seconds', positive, 5)
+  .option('--value-bytes <n>', 'bytes per value', positive, 256)
+  .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
+  .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here');
+
+interface Options {
+  op: 'put' | 'get' | 'sget';
+  inFlight: number;
+  duration: number;
+  valueBytes: number;
+  cpuProf?: string;
+  trace?: string;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks at 100 Hz). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function main(o: Options): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
+  const traces: Array<[bigint, string]> = [];
+  const cluster = new ProcessCluster({
+    members: [0, 1, 2].map((i) => ({
+      name: `p${i + 1}`,
+      clientPort: BASE_PORT + 2 * i,
+      peerPort: BASE_PORT + 2 * i + 1,
+      dataDir: join(dir, `p${i + 1}`),
+      env: {
+        ...process.env,
+        NODE_OPTIONS: `--import ${HOOK}`,
+        FULCRUM_PROFILE_DIR: o.cpuProf ?? '',
+        FULCRUM_PROFILE_NAME: `p${i + 1}`,
+        FULCRUM_TRACE: o.trace === undefined ? '' : '1',
+      },
+    })),
+    token: 'fulcrum-profile',
+    echo: (name, line) => {
+      const m = /^TRACE (\d+) (.*)$/.exec(line);
+      if (m !== null && traces.length < 3 * TRACE_LINES_MAX) traces.push([BigInt(m[1]!), `${name} ${m[2]}`]);
+    },
+  });
+  cluster.start();
+  try {
+    const leader = await findLeader(cluster.endpoints, 30_000);
+    const client = new EtcdTestClient(o.op === 'put' ? leader.endpoint : leader.endpoint, 5_000);
+    const value = 'v'.repeat(o.valueBytes);
+    for (let i = 0; i < 200; i++) await client.put(`warm-${i % 50}`, value);
+    const members = cluster.members;
+    if (o.cpuProf !== undefined) for (const m of members) m.child?.kill('SIGUSR2');
+    traces.length = 0;
+    const before = members.map((m) => cpuSeconds(m.child?.pid));
+    const selfBefore = process.cpuUsage();
+    const latencies: number[] = [];
+    const end = performance.now() + o.duration * 1000;
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: o.inFlight }, async (_, w) => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          if (o.op === 'put') await client.put(`k-${w}-${n % 1000}`, value);
+          else await client.get(`warm-${n % 50}`, o.op === 'sget');
+          latencies.push(performance.now() - t);
+          n++;
+        }
+      }),
+    );
+    const self = process.cpuUsage(selfBefore);
+    const after = members.map((m) => cpuSeconds(m.child?.pid));
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
+    const leaderName = members.find((m) => m.clientEndpoint === leader.endpoint)?.spec.name;
+    process.stdout.write(`${o.op} x${o.inFlight}: ${n} in ${o.duration} s = ${Math.round(n / o.duration)}/s, p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms\n`);
+    process.stdout.write('CPU ms per operation:\n');
+    members.forEach((m, i) => process.stdout.write(`  ${m.spec.name}${m.spec.name === leaderName ? ' (leader)' : ''}  ${(((after[i]! - before[i]!) * 1000) / n).toFixed(3)}\n`));
+    process.stdout.write(`  load generator  ${((self.user + self.system) / 1000 / n).toFixed(3)}\n`);
+    client.close();
+  } finally {
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (o.cpuProf !== undefined) process.stdout.write(`CPU profiles: ${o.cpuProf}/p1..p3.cpuprofile\n`);
+  if (o.trace !== undefined) {
+    traces.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const t0 = traces[0]?.[0] ?? 0n;
+    writeFileSync(o.trace, traces.map(([t, l]) => `${(Number(t - t0) / 1e6).toFixed(3)} ${l}`).join('\n') + '\n');
+    process.stdout.write(`trace: ${o.trace} (${traces.length} events; ms since the first)\n`);
+  }
+}
+
+await main(program.parse().opts<Options>());
