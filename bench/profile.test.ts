@@ -1,0 +1,43 @@
+// Smoke test of `npm run bench:profile` (not a speed test: no rate or latency is asserted). It runs the real
+// program against real members for a second and checks what it reports and writes: figures for every member and
+// the load generator, three CPU profiles that only cover the measured window, and a timeline with the events of
+// every member in time order.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const PROGRAM = fileURLToPath(new URL('./profile.ts', import.meta.url));
+const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
+const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('npm run bench:profile', () => {
+  it('reports CPU per operation for each member, and writes profiles and a merged timeline', () => {
+    const trace = join(dir, 'timeline.txt');
+    const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, '--op', 'put', '--in-flight', '4', '--duration', '1', '--cpu-prof', dir, '--trace', trace], {
+      encoding: 'utf8',
+      timeout: 90_000,
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^put x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
+    const perMember = [...r.stdout.matchAll(/^ {2}(p\d)( \(leader\))? {2}([\d.]+)$/gm)];
+    expect(perMember.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
+    expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
+    expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
+    for (const p of ['p1', 'p2', 'p3']) {
+      const profile = JSON.parse(readFileSync(join(dir, `${p}.cpuprofile`), 'utf8')) as { samples: number[]; endTime: number; startTime: number };
+      expect(profile.samples.length).toBeGreaterThan(0);
+      expect((profile.endTime - profile.startTime) / 1e6).toBeLessThan(30); // the window and shutdown, not start-up
+    }
+    expect(existsSync(trace)).toBe(true);
+    const lines = readFileSync(trace, 'utf8').trim().split('\n');
+    const times = lines.map((l) => Number(l.split(' ')[0]));
+    expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
+    expect(new Set(lines.map((l) => l.split(' ')[1]))).toEqual(new Set(['p1', 'p2', 'p3']));
+    expect(lines.some((l) => l.includes('api put answered'))).toBe(true);
+  }, 120_000);
+});
