@@ -52,6 +52,10 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
   return undefined;
 }
 
+/** Entries an iteration reads from LevelDB per thread-pool round trip, and the bytes it holds for them at most. */
+const ITERATE_BATCH_ENTRIES = 1_000;
+const ITERATE_BATCH_BYTES = 1024 * 1024;
+
 /** LevelDB through classic-level, with binary keys and values. */
 export class LevelBackend implements Backend {
   private constructor(private readonly db: ClassicLevel<Uint8Array, Uint8Array>) {}
@@ -79,9 +83,16 @@ export class LevelBackend implements Backend {
       ...(range.lt === undefined ? {} : { lt: range.lt }),
       reverse: options.reverse ?? false,
       limit: options.limit ?? -1,
+      highWaterMarkBytes: ITERATE_BATCH_BYTES,
     });
     try {
-      for await (const [k, v] of it) yield [k, v];
+      // Entries come from the thread pool a batch at a time: one round trip per batch rather than per ~16 KiB
+      // (classic-level's default), which left a restart mostly waiting while it read the whole revision space.
+      for (;;) {
+        const batch = await it.nextv(ITERATE_BATCH_ENTRIES);
+        if (batch.length === 0) return;
+        for (const [k, v] of batch) yield [k, v];
+      }
     } finally {
       await it.close();
     }

@@ -548,6 +548,9 @@ interface Scan {
   readonly cut: { readonly keys: number[]; readonly reason: string } | undefined;
 }
 
+/** Bytes of entries read from LevelDB per thread-pool round trip while scanning at open (default: 16 KiB). */
+const SCAN_READ_AHEAD_BYTES = 4 * 1024 * 1024;
+
 /**
  * Read entries after `base` in order, checking each checksum and that indexes are contiguous and terms never
  * decrease. A bad or missing entry at or below `commit` is fatal; above it, it and everything after is a torn
@@ -558,7 +561,7 @@ async function scanEntries(db: Db, base: SnapshotMetadata | undefined, commit: n
   let expected = (base?.index ?? 0) + 1;
   let lastTerm = base?.term ?? 0;
   let cut: { keys: number[]; reason: string } | undefined;
-  for await (const [k, v] of db.iterator({ gte: entryKey(expected), lt: ENTRY_KEYS_END })) {
+  for await (const [k, v] of db.iterator({ gte: entryKey(expected), lt: ENTRY_KEYS_END, highWaterMarkBytes: SCAN_READ_AHEAD_BYTES })) {
     const index = indexOfKey(KEY_ENTRY, k);
     assert(index !== undefined, 'wal: malformed entry key');
     if (cut !== undefined) {
