@@ -98,6 +98,8 @@ describe('every flag', () => {
     '--quota-backend-bytes', '1073741824',
     '--max-request-bytes', '2097152',
     '--max-txn-ops', '64',
+    '--max-concurrent-streams', '200',
+    '--max-response-bytes', '33554432',
     '--listen-metrics-urls', 'http://127.0.0.1:9100,http://localhost:0',
     '--log-level', 'debug',
   ];
@@ -122,6 +124,8 @@ describe('every flag', () => {
       quotaBackendBytes: 1024 ** 3,
       requestBytesMax: 2 * 1024 ** 2,
       txnOpsMax: 64,
+      concurrentStreamsMax: 200,
+      responseBytesMax: 32 * 1024 ** 2,
       listenMetricsUrls: ['http://127.0.0.1:9100', 'http://localhost:0'],
       logLevel: 'debug',
     });

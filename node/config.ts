@@ -17,6 +17,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { MemberOptions } from './member.js';
 import type { ApiLimits } from './api/context.js';
 import { API_LIMITS_DEFAULTS } from './api/context.js';
+import { GRPC_OVERHEAD_BYTES } from './api/limits.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -45,6 +46,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   quotaBackendBytes: 2 * GiB,
   requestBytesMax: 1.5 * MiB,
   txnOpsMax: 128,
+  responseBytesMax: API_LIMITS_DEFAULTS.responseBytesMax,
+  concurrentStreamsMax: API_LIMITS_DEFAULTS.concurrentStreamsMax,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -101,6 +104,10 @@ export interface ServerConfig {
   readonly quotaBackendBytes: number;
   readonly requestBytesMax: number;
   readonly txnOpsMax: number;
+  /** --max-response-bytes (Fulcrum): the largest response a read builds or the server sends. */
+  readonly responseBytesMax: number;
+  /** --max-concurrent-streams (etcd): HTTP/2 streams per client connection. */
+  readonly concurrentStreamsMax: number;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
 
@@ -168,6 +175,18 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'quota-backend-bytes', valueName: 'bytes', description: 'raise the NOSPACE alarm when the store exceeds this size (0 = default)', defaultText: '2147483648 (2 GiB)' },
   { flag: 'max-request-bytes', valueName: 'bytes', description: 'maximum client request size in bytes the server will accept', defaultText: '1572864 (1.5 MiB)' },
   { flag: 'max-txn-ops', valueName: 'n', description: 'maximum number of operations permitted in a transaction', defaultText: '128' },
+  {
+    flag: 'max-concurrent-streams',
+    valueName: 'n',
+    description: 'maximum number of concurrent streams that each client connection can have open',
+    defaultText: String(SERVER_CONFIG_DEFAULTS.concurrentStreamsMax),
+  },
+  {
+    flag: 'max-response-bytes',
+    valueName: 'bytes',
+    description: 'maximum size of one response (Fulcrum; a larger read fails and should page with limit)',
+    defaultText: '16777216 (16 MiB)',
+  },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
   { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
 ];
@@ -229,7 +248,15 @@ export function memberOptionsFrom(
 
 /** The limits node/api enforces, from the config. */
 export function apiLimitsFrom(c: ServerConfig): ApiLimits {
-  return Object.freeze({ ...API_LIMITS_DEFAULTS, requestBytesMax: c.requestBytesMax, txnOpsMax: c.txnOpsMax });
+  return Object.freeze({
+    ...API_LIMITS_DEFAULTS,
+    requestBytesMax: c.requestBytesMax,
+    txnOpsMax: c.txnOpsMax,
+    // A larger --max-txn-ops raises the total over nested txns with it.
+    txnOpsTotalMax: Math.max(API_LIMITS_DEFAULTS.txnOpsTotalMax, 8 * c.txnOpsMax),
+    responseBytesMax: c.responseBytesMax,
+    concurrentStreamsMax: c.concurrentStreamsMax,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -350,6 +377,8 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     quotaBackendBytes,
     requestBytesMax,
     txnOpsMax: parseInteger(get('max-txn-ops'), 1) ?? d.txnOpsMax,
+    responseBytesMax: parseResponseBytes(get('max-response-bytes'), requestBytesMax),
+    concurrentStreamsMax: parseInteger(get('max-concurrent-streams'), 1) ?? d.concurrentStreamsMax,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
     memberId: memberIdFor(initialAdvertisePeerUrls, token),
@@ -392,6 +421,13 @@ function parseInteger(s: RawSetting | undefined, min: number): number | undefine
   if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new ConfigError(`${s.source}: "${s.value}" is not a whole number`);
   if (n < min) throw new ConfigError(`${s.source}: must be at least ${min}, got ${n}`);
   return n;
+}
+
+/** A response must be able to carry what the largest request could write, plus gRPC's framing. */
+function parseResponseBytes(s: RawSetting | undefined, requestBytesMax: number): number {
+  const min = requestBytesMax + GRPC_OVERHEAD_BYTES;
+  if (s === undefined) return Math.max(SERVER_CONFIG_DEFAULTS.responseBytesMax, min);
+  return parseInteger(s, min)!;
 }
 
 function checkElectionTimeout(heartbeatMs: number, electionMs: number): void {

@@ -23,6 +23,8 @@ const BY_CODE: Readonly<Record<string, Mapping>> = {
   COMPACTED: { status: Status.OUT_OF_RANGE, message: 'etcdserver: mvcc: required revision has been compacted' },
   FUTURE_REVISION: { status: Status.OUT_OF_RANGE, message: 'etcdserver: mvcc: required revision is a future revision' },
   REQUEST_TOO_LARGE: { status: Status.INVALID_ARGUMENT, message: 'etcdserver: request is too large' },
+  // etcd's grpc server says "grpc: trying to send message larger than max" here; the thrower names the limit.
+  RESPONSE_TOO_LARGE: { status: Status.RESOURCE_EXHAUSTED },
   TOO_MANY_REQUESTS: { status: Status.RESOURCE_EXHAUSTED, message: 'etcdserver: too many requests' },
   NO_SPACE: { status: Status.RESOURCE_EXHAUSTED, message: 'etcdserver: mvcc: database space exceeded' },
   CORRUPT: { status: Status.DATA_LOSS, message: 'etcdserver: corrupt cluster' },

@@ -42,6 +42,7 @@ const INVALID_WATCH_ID = -1n;
 export const WATCH_ERRORS = {
   duplicateId: 'mvcc: duplicate watch ID provided on the WatchStream',
   tooManyWatches: 'fulcrum: too many watches on this stream',
+  tooManyWatchesOnMember: 'fulcrum: too many watches on this member',
   negativeWatchId: 'fulcrum: watch id must not be negative',
 } as const;
 
@@ -131,6 +132,7 @@ class WatchStream {
     if (requested < 0n) return WATCH_ERRORS.negativeWatchId;
     if (requested !== 0n && this.watches.has(requested)) return WATCH_ERRORS.duplicateId;
     if (this.watches.size >= this.limits.watchesPerStreamMax) return WATCH_ERRORS.tooManyWatches;
+    if (this.hub.watcherCount >= this.ctx.limits.watchesPerMemberMax) return WATCH_ERRORS.tooManyWatchesOnMember;
     return undefined;
   }
 
