@@ -99,7 +99,7 @@ function keepAliveStream(
     chain = chain.then(async () => {
       try {
         const ttl = await renewal;
-        if (!failed && !call.cancelled) call.write({ header: header(), ID: id, TTL: ttl });
+        if (!failed && !call.cancelled && !call.write({ header: header(), ID: id, TTL: ttl })) await writable(call);
       } catch (e) {
         fail(e);
       } finally {
@@ -110,6 +110,21 @@ function keepAliveStream(
   call.on('end', () => void chain.then(() => failed || call.end()));
   call.on('error', () => {
     failed = true; // the client went away; nothing to answer
+  });
+}
+
+/**
+ * Until grpc-js has room for more answers, or the stream is gone. A request stays pending (counted against
+ * KEEPALIVE_PENDING_MAX) until its answer is written out, so a client that sends keep-alives but never reads
+ * the answers fills its budget and loses the stream instead of growing the member's write buffer.
+ */
+function writable(call: grpc.ServerDuplexStream<LeaseKeepAliveRequest, Encodable<LeaseKeepAliveResponse>>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      for (const e of ['drain', 'close', 'error', 'cancelled'] as const) call.removeListener(e, done);
+      resolve();
+    };
+    for (const e of ['drain', 'close', 'error', 'cancelled'] as const) call.once(e, done);
   });
 }
 
