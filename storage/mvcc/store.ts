@@ -244,7 +244,7 @@ export class MvccStore {
       kvs = kvs.slice(0, limit);
     } else {
       if (order !== 'NONE') candidates.sort(orderBy(order, metaComparator(target)));
-      kvs = await this.readKvs(candidates.slice(0, limit), budget);
+      kvs = await this.readKvs(candidates.slice(0, limit), budget, req.keysOnly === true);
     }
     if (req.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
     return { header, kvs, more: candidates.length > limit, count };
@@ -271,13 +271,16 @@ export class MvccStore {
   }
 
   /** Read the key-values of these revisions, a bounded number of backend reads at a time. */
-  private async readKvs(matches: readonly KeyMatch[], budget?: ReadBudget): Promise<KeyValue[]> {
+  /** `keysOnly`: drop each value as it is read, so a keys-only read neither holds nor pays for them. */
+  private async readKvs(matches: readonly KeyMatch[], budget?: ReadBudget, keysOnly = false): Promise<KeyValue[]> {
     const out: KeyValue[] = [];
     for (let i = 0; i < matches.length; i += this.config.readParallelismMax) {
       const chunk = matches.slice(i, i + this.config.readParallelismMax);
-      const kvs = await Promise.all(chunk.map((m) => this.readKv(m.at)));
-      for (const kv of kvs) charge(budget, kv);
-      out.push(...kvs);
+      for (const read of await Promise.all(chunk.map((m) => this.readKv(m.at)))) {
+        const kv = keysOnly ? { ...read, value: EMPTY } : read;
+        charge(budget, kv);
+        out.push(kv);
+      }
     }
     return out;
   }
