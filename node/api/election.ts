@@ -21,7 +21,7 @@ import type { LeaseManager } from '../lease/manager.js';
 import type { Member } from '../member.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
-import { apiError, toServiceError } from './errors.js';
+import { apiError, endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
 import { parseLeaseId, unary } from './lease.js';
 
@@ -225,7 +225,7 @@ class Observer {
   private fail(e: unknown): void {
     if (this.closed) return;
     this.close();
-    this.call.destroy(toServiceError(e));
+    endStreamWithError(this.call, e);
   }
 
   private close(): void {

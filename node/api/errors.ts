@@ -107,6 +107,15 @@ export function apiError(code: keyof typeof BY_CODE, message?: string): CodedErr
   return err;
 }
 
+/**
+ * End a server stream with an error's status. Not `call.destroy(err)`: grpc-js then never sends a status (the
+ * destroyed stream skips the `_final` that sends it), and the client waits forever on a stream the member has
+ * given up on. An 'error' event is what grpc-js turns into the status, after the responses already written.
+ */
+export function endStreamWithError(call: { emit(event: 'error', err: ServiceError): boolean }, e: unknown): void {
+  call.emit('error', toServiceError(e));
+}
+
 export function serviceError(status: Status, message: string): ServiceError {
   const err = new Error(message) as ServiceError;
   err.code = status;

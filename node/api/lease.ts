@@ -14,7 +14,7 @@ import { isForwarded } from '../lease/forwarder.js';
 import { commandFailure } from '../lease/line.js';
 import type { LeaseManager } from '../lease/manager.js';
 import type { ApiContext } from './context.js';
-import { apiError, isCodedError, toServiceError } from './errors.js';
+import { apiError, endStreamWithError, isCodedError, toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
 
 /** Keep-alive requests read from one stream but not yet answered; more means the client ignores backpressure. */
@@ -83,7 +83,7 @@ function keepAliveStream(
   const fail = (e: unknown): void => {
     if (failed) return;
     failed = true;
-    call.destroy(toServiceError(e));
+    endStreamWithError(call, e);
   };
   call.on('data', (req: LeaseKeepAliveRequest) => {
     if (failed) return;

@@ -21,7 +21,7 @@ import type { KeyValue, MvccEvent } from '../../storage/mvcc/index.js';
 import { WatchError, type EventGroup, type Watcher, type WatchHub, type WatchSpec } from '../watch/index.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
-import { toServiceError } from './errors.js';
+import { endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
 
 export interface WatchStreamLimits {
@@ -103,7 +103,7 @@ class WatchStream {
     } catch (e) {
       this.ctx.logger.warn({ component: 'watch', err: e }, 'watch request failed');
       this.close();
-      this.call.destroy(toServiceError(e));
+      endStreamWithError(this.call, e);
     }
   }
 
