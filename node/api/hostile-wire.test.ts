@@ -132,6 +132,20 @@ describe('malformed protobuf against a running member', () => {
     await rpc(kv, 'Put', { key: b('after-streams'), value: b('3') });
   }, 60_000);
 
+  it('a stream the member refuses ends with its status (it used to hang until the client gave up)', async () => {
+    const lease = new (loadEtcdApi().etcdserverpb.Lease)(m.endpoint, grpc.credentials.createInsecure());
+    try {
+      const ka = lease.LeaseKeepAlive(new grpc.Metadata(), { deadline: Date.now() + 5_000 });
+      ka.on('error', () => {});
+      const status = new Promise<grpc.StatusObject>((resolve) => ka.on('status', resolve));
+      ka.write({ ID: '-5' }); // not a lease id: refused by parseLeaseId, which ends the stream
+      const s = await status;
+      expect([s.code, s.details]).toEqual([grpc.status.NOT_FOUND, 'etcdserver: requested lease not found']);
+    } finally {
+      lease.close();
+    }
+  });
+
   it('txns nested beyond the limit are refused with a clear INVALID_ARGUMENT, however deep; at the limit they run', async () => {
     const max = API_LIMITS_DEFAULTS.txnNestingMax;
     const txn: MethodInfo = clientMethods().find((x) => x.path === '/etcdserverpb.KV/Txn')!;
