@@ -128,6 +128,8 @@ describe('malformed protobuf against a running member', () => {
       }
     }
     expect(outcomes.filter(([, o]) => !isCleanAnswer(o)).map(([w, o]) => `${w}: ${o.code} ${o.details}`)).toEqual([]);
+    // The client half-closed each stream: every one must end with a status of the member's, not the deadline's.
+    expect(outcomes.filter(([, o]) => o.code === grpc.status.DEADLINE_EXCEEDED).map(([w]) => w)).toEqual([]);
     expect(outcomes.some(([, o]) => o.code === grpc.status.INTERNAL && o.details === GRPC_DECODE_ERROR)).toBe(true);
     await rpc(kv, 'Put', { key: b('after-streams'), value: b('3') });
   }, 60_000);
