@@ -29,7 +29,9 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
       if (ttl > BigInt(LEASE_TTL_MAX_SECONDS)) throw apiError('LEASE_TTL_TOO_LARGE');
       // The table refuses a negative id (INVALID_LEASE) and raises a short or negative TTL to its minimum.
       const id = parseInt64(req.ID, 'ID');
-      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl) } });
+      // Negative TTLs are raised to the minimum like short ones; clamped first, as Number() of a large negative
+      // int64 is not a safe integer and the table would refuse it instead.
+      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl < 0n ? 0n : ttl) } });
       throwIfFailed(r);
       const info = r.response as unknown as LeaseInfo;
       return { header: header(r.revision), ID: info.id, TTL: info.ttlSeconds, error: '' };
