@@ -157,6 +157,27 @@ describe('storms on one member with the default limits', () => {
     await until('watchers released with the stream', () => m.server.watchHub.watcherCount === 0);
   }, 60_000);
 
+  it('a watch stream whose client sends progress requests and never reads stops reading them; memory stays bounded', async () => {
+    const session = connect(`http://${m.endpoint}`);
+    session.on('error', () => {});
+    try {
+      const before = heldMiB();
+      const stream = rawCall(session, '/etcdserverpb.Watch/Watch', [], false);
+      // Each progress request is answered; unread, the answers would pile up in the member one per request.
+      const batch = Buffer.concat(Array.from({ length: 5_000 }, () => grpcFrame('etcdserverpb.WatchRequest', { progress_request: {} })));
+      let peak = 0;
+      for (let i = 0; i < 60; i++) {
+        stream.write(batch); // 300,000 requests in all; what the member does not read waits on the client's side
+        await new Promise((r) => setTimeout(r, 20));
+        peak = Math.max(peak, heldMiB() - before);
+      }
+      expect(peak).toBeLessThan(40); // the requests themselves are 2 MiB; their answers as objects, far more
+      await rpc(kv, 'Put', { key: b('after-progress-flood'), value: b('1') });
+    } finally {
+      session.destroy();
+    }
+  }, 60_000);
+
   it('a lease grant storm is served (or cleanly refused), and the member keeps serving', async () => {
     const grants = await Promise.all(
       Array.from({ length: 2_000 }, (_, i) => rpc(lease, 'LeaseGrant', { TTL: String(60 + (i % 5)), ID: '0' }).then((r) => r.ID, (e: grpc.ServiceError) => e)),

@@ -89,6 +89,7 @@ class WatchStream {
     this.call.on('close', () => this.close());
     this.call.on('drain', () => {
       this.blocked = false;
+      this.call.resume();
       this.schedulePump();
     });
   }
@@ -245,9 +246,17 @@ class WatchStream {
     parts.forEach((part, i) => this.send({ header, watch_id: id, events: part.map(toProtoEvent), fragment: i < parts.length - 1 }));
   }
 
+  /**
+   * While grpc-js has no room, the stream also stops reading requests: each create, cancel and progress request
+   * is answered, so a client that sends them without reading the answers would otherwise grow the write buffer
+   * without bound. HTTP/2 flow control then holds the client's requests on its side.
+   */
   private send(res: Response): void {
     if (this.closed) return;
-    if (!this.call.write(res)) this.blocked = true;
+    if (!this.call.write(res)) {
+      this.blocked = true;
+      this.call.pause();
+    }
   }
 
   private close(): void {
