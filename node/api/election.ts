@@ -24,6 +24,7 @@ import { fromMvccKv } from './convert.js';
 import { apiError, endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
 import { parseLeaseId, unary } from './lease.js';
+import { untilWritable } from './limits.js';
 
 /** etcd's concurrency.Session default TTL, used when a Campaign or Lock names no lease. */
 export const SESSION_TTL_SECONDS = 60;
@@ -142,6 +143,8 @@ class Observer {
   private readonly queue: MvccEvent[] = [];
   private needResync = true;
   private pumping = false;
+  /** The last write found no room: the pump waits for 'drain' before it sends more. */
+  private blocked = false;
   private closed = false;
   private unsubscribe: () => void = () => undefined;
 
@@ -182,6 +185,9 @@ class Observer {
       while (!this.closed && (this.needResync || this.queue.length > 0)) {
         if (this.needResync) await this.resync();
         else this.handle(this.queue.shift()!);
+        // A client that does not read: wait, while new events go to the bounded queue (or to a resync).
+        if (this.blocked) await untilWritable(this.call);
+        this.blocked = false;
       }
     } catch (e) {
       this.fail(e);
@@ -219,7 +225,7 @@ class Observer {
   }
 
   private send(kv: KeyValue, revision: number): void {
-    if (!this.closed) this.call.write({ header: responseHeader(this.member, revision), kv: toWireKv(kv) });
+    if (!this.closed && !this.call.write({ header: responseHeader(this.member, revision), kv: toWireKv(kv) })) this.blocked = true;
   }
 
   private fail(e: unknown): void {

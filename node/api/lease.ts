@@ -16,6 +16,7 @@ import type { LeaseManager } from '../lease/manager.js';
 import type { ApiContext } from './context.js';
 import { apiError, endStreamWithError, isCodedError, toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
+import { untilWritable } from './limits.js';
 
 /** Keep-alive requests read from one stream but not yet answered; more means the client ignores backpressure. */
 export const KEEPALIVE_PENDING_MAX = 1_000;
@@ -101,7 +102,9 @@ function keepAliveStream(
     chain = chain.then(async () => {
       try {
         const ttl = await renewal;
-        if (!failed && !call.cancelled && !call.write({ header: header(), ID: id, TTL: ttl })) await writable(call);
+        // Pending until grpc-js takes the answer: a client that never reads fills KEEPALIVE_PENDING_MAX instead of
+        // the member's write buffer.
+        if (!failed && !call.cancelled && !call.write({ header: header(), ID: id, TTL: ttl })) await untilWritable(call);
       } catch (e) {
         fail(e);
       } finally {
@@ -112,21 +115,6 @@ function keepAliveStream(
   call.on('end', () => void chain.then(() => failed || call.end()));
   call.on('error', () => {
     failed = true; // the client went away; nothing to answer
-  });
-}
-
-/**
- * Until grpc-js has room for more answers, or the stream is gone. A request stays pending (counted against
- * KEEPALIVE_PENDING_MAX) until its answer is written out, so a client that sends keep-alives but never reads
- * the answers fills its budget and loses the stream instead of growing the member's write buffer.
- */
-function writable(call: grpc.ServerDuplexStream<LeaseKeepAliveRequest, Encodable<LeaseKeepAliveResponse>>): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      for (const e of ['drain', 'close', 'error', 'cancelled'] as const) call.removeListener(e, done);
-      resolve();
-    };
-    for (const e of ['drain', 'close', 'error', 'cancelled'] as const) call.once(e, done);
   });
 }
 

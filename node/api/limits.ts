@@ -147,6 +147,26 @@ export function checkTxnShape(req: TxnRequest, limits: Pick<ApiLimits, 'txnNesti
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Server streams
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Until a server stream has room for more answers ('drain'), or is gone. A stream that answers requests or
+ * events waits here when write() returns false, so that a client that does not read holds its answers in HTTP/2
+ * flow control and in the stream's own bounded queue, never in a write buffer that grows with every request.
+ */
+export function untilWritable(call: Pick<NodeJS.EventEmitter, 'once' | 'removeListener'>): Promise<void> {
+  const events = ['drain', 'close', 'error', 'cancelled'] as const;
+  return new Promise((resolve) => {
+    const done = (): void => {
+      for (const e of events) call.removeListener(e, done);
+      resolve();
+    };
+    for (const e of events) call.once(e, done);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Response size
 // ---------------------------------------------------------------------------------------------------------
 
