@@ -300,6 +300,8 @@ describe('validation errors name the flag', () => {
     [['--snapshot-count', '0'], '--snapshot-count: must be at least 1, got 0'],
     [['--max-request-bytes', '0'], '--max-request-bytes: must be at least 1, got 0'],
     [['--max-txn-ops', 'many'], '--max-txn-ops: "many" is not a whole number'],
+    [['--max-concurrent-streams', '0'], '--max-concurrent-streams: must be at least 1, got 0'],
+    [['--max-response-bytes', '1048576'], '--max-response-bytes: must be at least 2097152, got 1048576'],
     [['--quota-backend-bytes', '99999999999999999999'], '--quota-backend-bytes: "99999999999999999999" is not a whole number'],
     [['--heartbeat-interval', '100', '--election-timeout', '499'], '--election-timeout (499ms) must be at least 5 times --heartbeat-interval (100ms)'],
     [['--heartbeat-interval', '1000'], '--election-timeout (1000ms) must be at least 5 times --heartbeat-interval (1000ms)'],
@@ -337,6 +339,12 @@ describe('limits', () => {
       '--quota-backend-bytes 9663676416 exceeds the recommended maximum 8589934592',
       '--max-request-bytes 11534336 exceeds the recommended maximum 10485760',
     ]);
+  });
+
+  it('the response limit defaults to 16 MiB, and grows with --max-request-bytes so a response can carry any value', () => {
+    expect(parse([]).responseBytesMax).toBe(16 * 1024 ** 2);
+    expect(parse(['--max-request-bytes', String(20 * 1024 ** 2)]).responseBytesMax).toBe(20 * 1024 ** 2 + 512 * 1024);
+    expect(apiLimitsFrom(parse(['--max-txn-ops', '512'])).txnOpsTotalMax).toBe(8 * 512);
   });
 
   it('electionTicks is the rounded ratio', () => {

@@ -5,9 +5,11 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEtcdApi, type TxnRequest, type WatchResponse } from '../../proto/index.js';
 import { encodeCommand } from '../../storage/command.js';
+import { LEASES_MAX, LeaseError } from '../../storage/lease/index.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
 import { startMember, startWatchServer, WatchClient, type TestMember } from '../watch/testdata/harness.js';
 import { API_LIMITS_DEFAULTS } from './context.js';
+import { toServiceError } from './errors.js';
 import { b, failsWith, rpc, startHarness, type Harness } from './harness.testutil.js';
 import { CallBudget, checkApiLimits, checkTxnShape, LIMIT_ERRORS } from './limits.js';
 import { WATCH_ERRORS } from './watch.js';
@@ -59,6 +61,14 @@ describe('txn shape', () => {
     expect(() => checkApiLimits({ ...API_LIMITS_DEFAULTS, responseBytesMax: API_LIMITS_DEFAULTS.requestBytesMax })).toThrow(/max-response-bytes/);
     expect(() => checkApiLimits({ ...API_LIMITS_DEFAULTS, txnOpsTotalMax: 100 })).toThrow(/txnOpsTotalMax/);
     expect(() => checkApiLimits({ ...API_LIMITS_DEFAULTS, streamsPerMemberMax: 0 })).toThrow(/positive/);
+  });
+});
+
+describe('leases per member', () => {
+  // The table's bound (storage/lease, covered there) is a constant: 100,000 grants are too slow for this suite.
+  it('the lease table\'s limit reaches clients as RESOURCE_EXHAUSTED with its message', () => {
+    const e = toServiceError(new LeaseError('TOO_MANY_LEASES', `fulcrum: too many leases: the limit is ${LEASES_MAX}`));
+    expect([e.code, e.details]).toEqual([grpc.status.RESOURCE_EXHAUSTED, 'fulcrum: too many leases: the limit is 100000']);
   });
 });
 
