@@ -170,31 +170,44 @@ describe('malformed protobuf against a running member', () => {
     expect(root.verify(wide)).toBeNull();
   }, 60_000);
 
-  it('a gRPC frame whose length prefix is huge is refused with RESOURCE_EXHAUSTED before it is buffered', async () => {
+  /** A raw HTTP/2 call whose body is `body` exactly (then END_STREAM); resolves with its grpc-status. */
+  function rawStatus(path: string, body: Buffer): Promise<string | undefined> {
     const session = connect(`http://${m.endpoint}`);
-    try {
-      const status = await new Promise<string | undefined>((resolve, reject) => {
-        const req = session.request({
-          [h2.HTTP2_HEADER_METHOD]: 'POST',
-          [h2.HTTP2_HEADER_PATH]: '/etcdserverpb.KV/Range',
-          [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-          te: 'trailers',
-        });
-        let grpcStatus: string | undefined;
-        req.on('response', (headers) => (grpcStatus ??= headers['grpc-status'] as string | undefined));
-        req.on('trailers', (t) => (grpcStatus = t['grpc-status'] as string | undefined));
-        req.on('data', () => {});
-        req.on('error', reject);
-        req.on('close', () => resolve(grpcStatus));
-        const frame = Buffer.alloc(5 + 16);
-        frame.writeUInt8(0, 0);
-        frame.writeUInt32BE(0xfffffff0, 1); // ~4 GiB announced, 16 bytes sent
-        req.end(frame);
+    session.on('error', () => {});
+    return new Promise<string | undefined>((resolve, reject) => {
+      const req = session.request({
+        [h2.HTTP2_HEADER_METHOD]: 'POST',
+        [h2.HTTP2_HEADER_PATH]: path,
+        [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+        te: 'trailers',
       });
-      expect(Number(status)).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    } finally {
-      session.close();
+      let grpcStatus: string | undefined;
+      req.on('response', (headers) => (grpcStatus ??= headers['grpc-status'] as string | undefined));
+      req.on('trailers', (t) => (grpcStatus = t['grpc-status'] as string | undefined));
+      req.on('data', () => {});
+      req.on('error', reject);
+      req.on('close', () => resolve(grpcStatus));
+      req.end(body);
+    }).finally(() => session.close());
+  }
+
+  it('a gRPC frame cut short by the end of the stream is answered at once, not left waiting', async () => {
+    const frame = Buffer.alloc(5 + 10);
+    frame.writeUInt32BE(100, 1); // 100 bytes announced, 10 sent, then END_STREAM
+    const statuses: Record<string, number> = {};
+    for (const path of ['/etcdserverpb.KV/Range', '/etcdserverpb.Watch/Watch', '/etcdserverpb.Lease/LeaseKeepAlive']) {
+      statuses[path] = Number(await rawStatus(path, frame));
     }
+    // A unary call never got its request: grpc-js answers UNIMPLEMENTED ("Received no request message ...") before
+    // any handler runs. A stream got none of its requests, and ends as the client ended it.
+    expect(statuses).toEqual({ '/etcdserverpb.KV/Range': grpc.status.UNIMPLEMENTED, '/etcdserverpb.Watch/Watch': grpc.status.OK, '/etcdserverpb.Lease/LeaseKeepAlive': grpc.status.OK });
+    await rpc(kv, 'Range', { key: b('before') });
+  });
+
+  it('a gRPC frame whose length prefix is huge is refused with RESOURCE_EXHAUSTED before it is buffered', async () => {
+    const frame = Buffer.alloc(5 + 16);
+    frame.writeUInt32BE(0xfffffff0, 1); // ~4 GiB announced, 16 bytes sent
+    expect(Number(await rawStatus('/etcdserverpb.KV/Range', frame))).toBe(grpc.status.RESOURCE_EXHAUSTED);
     await rpc(kv, 'Range', { key: b('before') });
   });
 });
