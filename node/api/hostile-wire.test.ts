@@ -148,6 +148,22 @@ describe('malformed protobuf against a running member', () => {
     }
   });
 
+  it('huge or many metadata entries are refused by HTTP/2 before any handler, and the member keeps serving', async () => {
+    const huge = new grpc.Metadata();
+    huge.set('x-junk', 'j'.repeat(256 * 1024));
+    const many = new grpc.Metadata();
+    for (let i = 0; i < 2_000; i++) many.set(`x-junk-${i}`, 'j');
+    const outcomes: Array<[number, string]> = [];
+    for (const md of [huge, many]) outcomes.push(await failsWith(rpc(kv, 'Range', { key: b('before') }, md, { deadline: Date.now() + 5_000 })));
+    // The server's HTTP/2 layer resets the stream (HPACK: COMPRESSION_ERROR, code 9; too many headers:
+    // ENHANCE_YOUR_CALM) and the grpc-js client reports it; no handler ran.
+    expect(outcomes).toEqual([
+      [grpc.status.INTERNAL, 'Received RST_STREAM with code 9'],
+      [grpc.status.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded'],
+    ]);
+    await rpc(kv, 'Range', { key: b('before') });
+  });
+
   it('txns nested beyond the limit are refused with a clear INVALID_ARGUMENT, however deep; at the limit they run', async () => {
     const max = API_LIMITS_DEFAULTS.txnNestingMax;
     const txn: MethodInfo = clientMethods().find((x) => x.path === '/etcdserverpb.KV/Txn')!;
