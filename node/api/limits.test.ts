@@ -203,6 +203,11 @@ describe('response size', () => {
     const op = { request_range: { key: b('big/'), range_end: b('big0'), limit: 12 } }; // ~200 KiB each
     expect((await rpc(h.kv, 'Txn', { success: [op] })).succeeded).toBe(true);
     expect(await failsWith(rpc(h.kv, 'Txn', { success: [op, op] }))).toEqual([grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.responseTooLarge(bytesMax)]);
+    // A compare of every value reads them all: it pays like a read of them.
+    const compareAll = { key: Buffer.from([0]), range_end: Buffer.from([0]), target: 'VALUE' as const, result: 'NOT_EQUAL' as const, value: b('x') };
+    expect(await failsWith(rpc(h.kv, 'Txn', { compare: [compareAll] }))).toEqual([grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.responseTooLarge(bytesMax)]);
+    const compareSome = { ...compareAll, key: b('big/00'), range_end: b('big/10') };
+    expect((await rpc(h.kv, 'Txn', { compare: [compareSome] })).succeeded).toBe(true);
   });
 });
 

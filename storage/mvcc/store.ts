@@ -345,7 +345,7 @@ export class MvccStore {
     checkTxnRequest(req, this.config);
     checkTxnIntervals([{ requestTxn: req }]);
     return this.write(batch, hlc, budgetOf(opts), async (ctx) => {
-      const path = await this.compareToPath(req);
+      const path = await this.compareToPath(req, ctx.budget);
       if (txnHasWrites(req)) this.walkPath(req, path, (op) => 'requestPut' in op && this.checkPutAgainstStore(op.requestPut));
       this.walkPath(req, path, (op) => 'requestRange' in op && this.checkRangeRevision(op.requestRange));
       const response = await this.executeTxn(ctx, req, path.slice());
@@ -450,11 +450,11 @@ export class MvccStore {
   // ---- txn internals
 
   /** The outcome of every compare list on the path, in the order executeTxn consumes them (etcd's compareToPath). */
-  private async compareToPath(req: TxnRequest): Promise<boolean[]> {
-    const succeeded = await this.applyCompares(req.compare ?? []);
+  private async compareToPath(req: TxnRequest, budget?: ReadBudget): Promise<boolean[]> {
+    const succeeded = await this.applyCompares(req.compare ?? [], budget);
     const path = [succeeded];
     for (const op of (succeeded ? req.success : req.failure) ?? []) {
-      if ('requestTxn' in op) path.push(...(await this.compareToPath(op.requestTxn)));
+      if ('requestTxn' in op) path.push(...(await this.compareToPath(op.requestTxn, budget)));
     }
     return path;
   }
@@ -469,20 +469,23 @@ export class MvccStore {
     return used;
   }
 
-  private async applyCompares(compares: readonly Compare[]): Promise<boolean> {
-    for (const c of compares) if (!(await this.applyCompare(c))) return false;
+  private async applyCompares(compares: readonly Compare[], budget?: ReadBudget): Promise<boolean> {
+    for (const c of compares) if (!(await this.applyCompare(c, budget))) return false;
     return true;
   }
 
-  /** etcd's applyCompare: every key in the range must satisfy it; no key compares as a zero key-value. */
-  private async applyCompare(c: Compare): Promise<boolean> {
+  /**
+   * etcd's applyCompare: every key in the range must satisfy it; no key compares as a zero key-value. A client's
+   * read-only txn pays for the values a VALUE compare reads, like those it returns (they are held together).
+   */
+  private async applyCompare(c: Compare, budget?: ReadBudget): Promise<boolean> {
     const matches = this.matchingKeys(toBounds(c), this.currentRev);
     if (matches.length === 0) {
       // A missing key has no value to compare (gRPC cannot tell a missing value from an empty one).
       if (c.target === 'VALUE') return false;
       return compareResult(c, compareOperand(c, { createRevision: 0, modRevision: 0, version: 0, lease: NO_LEASE, value: EMPTY }));
     }
-    const values = c.target === 'VALUE' ? await this.readKvs(matches) : undefined;
+    const values = c.target === 'VALUE' ? await this.readKvs(matches, budget) : undefined;
     return matches.every(({ ki, at }, i) =>
       compareResult(c, compareOperand(c, { createRevision: at.createRevision, modRevision: at.main, version: at.version, lease: ki.lease, value: values?.[i]?.value ?? EMPTY })),
     );
