@@ -256,6 +256,8 @@ export function apiLimitsFrom(c: ServerConfig): ApiLimits {
     txnOpsTotalMax: Math.max(API_LIMITS_DEFAULTS.txnOpsTotalMax, 8 * c.txnOpsMax),
     responseBytesMax: c.responseBytesMax,
     concurrentStreamsMax: c.concurrentStreamsMax,
+    // Room for a few watches on keys of the largest size a request allows.
+    watchKeyBytesPerMemberMax: Math.max(API_LIMITS_DEFAULTS.watchKeyBytesPerMemberMax, 4 * (c.requestBytesMax + GRPC_OVERHEAD_BYTES)),
   });
 }
 

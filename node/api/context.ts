@@ -21,6 +21,8 @@ export interface ApiLimits {
   readonly txnOpsTotalMax: number;
   /** Watches on one member, over all its streams (node/api/watch.ts bounds one stream). */
   readonly watchesPerMemberMax: number;
+  /** Bytes of the keys and range ends that the member's watches hold: a watch may name a 1.5 MiB key. */
+  readonly watchKeyBytesPerMemberMax: number;
   /** Unary calls in flight on one member. */
   readonly unaryCallsPerMemberMax: number;
   /** Streaming calls (Watch, LeaseKeepAlive, Observe, Snapshot) open on one member. */
@@ -37,6 +39,7 @@ export const API_LIMITS_DEFAULTS: ApiLimits = {
   txnNestingMax: 16,
   txnOpsTotalMax: 8 * 128,
   watchesPerMemberMax: 100_000,
+  watchKeyBytesPerMemberMax: 64 * 1024 * 1024,
   unaryCallsPerMemberMax: 10_000,
   streamsPerMemberMax: 10_000,
 };

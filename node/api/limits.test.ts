@@ -176,6 +176,38 @@ describe('watches per member', () => {
   });
 });
 
+describe('watched key bytes per member', () => {
+  let t: TestMember;
+
+  beforeAll(async () => {
+    t = await startMember();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('counts the keys and range ends of every stream\'s watches; a cancel or a closed stream gives them back', async () => {
+    const srv = await startWatchServer(t.member, { api: { watchKeyBytesPerMemberMax: 3_000 } });
+    const [a, c] = [new WatchClient(srv.address), new WatchClient(srv.address)];
+    try {
+      const key = (s: string): Buffer => Buffer.concat([b(s), Buffer.alloc(999, 0x61)]); // 1,000 bytes
+      a.create({ key: key('a'), range_end: key('b') }); // 2,000 bytes
+      await a.until((rs) => rs.some((r) => r.created && r.watch_id === '0'), 10_000, 'a created');
+      c.create({ key: key('c') }); // 1,000 more: exactly the budget
+      c.create({ key: b('d') }); // one byte too many
+      await c.until((rs) => rs.filter((r) => r.created).length === 2, 10_000, 'c answered');
+      expect(c.responses.filter((r) => r.canceled).map((r) => r.cancel_reason)).toEqual([WATCH_ERRORS.tooManyWatchedKeyBytes]);
+      a.close(); // the stream's watches give their bytes back
+      await until(() => srv.hub.watcherCount === 1);
+      c.create({ key: key('e'), range_end: key('f') });
+      await c.until((rs) => rs.filter((r) => r.created && !r.canceled).length === 2, 10_000, 'created after a closed');
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+});
+
 describe('response size', () => {
   let h: Harness;
   const bytesMax = 256 * 1024;

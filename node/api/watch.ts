@@ -43,6 +43,7 @@ export const WATCH_ERRORS = {
   duplicateId: 'mvcc: duplicate watch ID provided on the WatchStream',
   tooManyWatches: 'fulcrum: too many watches on this stream',
   tooManyWatchesOnMember: 'fulcrum: too many watches on this member',
+  tooManyWatchedKeyBytes: 'fulcrum: the watches on this member hold too many key bytes',
   negativeWatchId: 'fulcrum: watch id must not be negative',
 } as const;
 
@@ -51,14 +52,18 @@ type Response = Encodable<WatchResponse>;
 
 export function createWatchService(ctx: ApiContext, hub: WatchHub, limits: Partial<WatchStreamLimits> = {}): Handlers<WatchMethods> {
   const merged = Object.freeze({ ...WATCH_STREAM_DEFAULTS, ...limits });
+  // One service per member: the bytes of the keys and range ends its watches hold, over all streams.
+  const keyBytes = { used: 0 };
   return {
-    Watch: (call) => new WatchStream(ctx, hub, call, merged).start(),
+    Watch: (call) => new WatchStream(ctx, hub, call, merged, keyBytes).start(),
   };
 }
 
 interface StreamWatch {
   readonly watcher: Watcher;
   readonly fragment: boolean;
+  /** Its key and range end, counted against the member's watchKeyBytesPerMemberMax while it lives. */
+  readonly keyBytes: number;
 }
 
 class WatchStream {
@@ -76,6 +81,7 @@ class WatchStream {
     private readonly hub: WatchHub,
     private readonly call: Call,
     private readonly limits: WatchStreamLimits,
+    private readonly keyBytes: { used: number },
   ) {}
 
   start(): void {
@@ -112,7 +118,8 @@ class WatchStream {
 
   private onCreate(c: WatchCreateRequest): void {
     const requested = BigInt(c.watch_id);
-    const refusal = this.checkCreate(requested);
+    const keyBytes = c.key.byteLength + c.range_end.byteLength;
+    const refusal = this.checkCreate(requested, keyBytes);
     if (refusal !== undefined) return this.refuseCreate(refusal);
     const id = requested === 0n ? this.autoId() : requested;
     let watcher: Watcher;
@@ -123,17 +130,19 @@ class WatchStream {
       if (e instanceof WatchError && e.code === 'INVALID_ARGUMENT') return this.refuseCreate(e.message);
       throw e;
     }
-    this.watches.set(id, { watcher, fragment: c.fragment });
+    this.watches.set(id, { watcher, fragment: c.fragment, keyBytes });
+    this.keyBytes.used += keyBytes;
     const revision = c.start_revision === '0' ? watcher.lastQueuedRevision : this.ctx.member.stateMachine.revision;
     this.send({ header: responseHeader(this.ctx.member, revision), watch_id: id, created: true });
     this.schedulePump();
   }
 
-  private checkCreate(requested: bigint): string | undefined {
+  private checkCreate(requested: bigint, keyBytes: number): string | undefined {
     if (requested < 0n) return WATCH_ERRORS.negativeWatchId;
     if (requested !== 0n && this.watches.has(requested)) return WATCH_ERRORS.duplicateId;
     if (this.watches.size >= this.limits.watchesPerStreamMax) return WATCH_ERRORS.tooManyWatches;
     if (this.hub.watcherCount >= this.ctx.limits.watchesPerMemberMax) return WATCH_ERRORS.tooManyWatchesOnMember;
+    if (this.keyBytes.used + keyBytes > this.ctx.limits.watchKeyBytesPerMemberMax) return WATCH_ERRORS.tooManyWatchedKeyBytes;
     return undefined;
   }
 
@@ -154,7 +163,7 @@ class WatchStream {
     const sw = this.watches.get(id);
     if (sw === undefined) return;
     this.hub.cancel(sw.watcher);
-    this.watches.delete(id);
+    this.forget(id, sw);
     this.ready.delete(id);
     this.send({ header: responseHeader(this.ctx.member), watch_id: id, canceled: true });
     this.maybeSendProgress();
@@ -224,7 +233,7 @@ class WatchStream {
     }
     const info = sw.watcher.canceled;
     if (info === undefined) return;
-    this.watches.delete(id);
+    this.forget(id, sw);
     this.send({
       header: responseHeader(this.ctx.member),
       watch_id: id,
@@ -262,9 +271,15 @@ class WatchStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const sw of this.watches.values()) this.hub.cancel(sw.watcher);
-    this.watches.clear();
+    for (const [id, sw] of this.watches) {
+      this.hub.cancel(sw.watcher);
+      this.forget(id, sw);
+    }
     this.ready.clear();
+  }
+
+  private forget(id: bigint, sw: StreamWatch): void {
+    if (this.watches.delete(id)) this.keyBytes.used -= sw.keyBytes;
   }
 }
 
