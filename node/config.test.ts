@@ -99,6 +99,8 @@ describe('every flag', () => {
     '--max-request-bytes', '2097152',
     '--max-txn-ops', '64',
     '--auth-token-ttl', '60',
+    '--max-concurrent-streams', '200',
+    '--max-response-bytes', '33554432',
     '--listen-metrics-urls', 'http://127.0.0.1:9100,http://localhost:0',
     '--log-level', 'debug',
     '--cert-file', '/pki/s.crt',
@@ -132,6 +134,8 @@ describe('every flag', () => {
       requestBytesMax: 2 * 1024 ** 2,
       txnOpsMax: 64,
       authTokenTtlSeconds: 60,
+      concurrentStreamsMax: 200,
+      responseBytesMax: 32 * 1024 ** 2,
       listenMetricsUrls: ['http://127.0.0.1:9100', 'http://localhost:0'],
       logLevel: 'debug',
       clientTls: { certFile: '/pki/s.crt', keyFile: '/pki/s.key', trustedCaFile: '/pki/ca.crt', clientCertAuth: true },
@@ -310,6 +314,8 @@ describe('validation errors name the flag', () => {
     [['--snapshot-count', '0'], '--snapshot-count: must be at least 1, got 0'],
     [['--max-request-bytes', '0'], '--max-request-bytes: must be at least 1, got 0'],
     [['--max-txn-ops', 'many'], '--max-txn-ops: "many" is not a whole number'],
+    [['--max-concurrent-streams', '0'], '--max-concurrent-streams: must be at least 1, got 0'],
+    [['--max-response-bytes', '1048576'], '--max-response-bytes: must be at least 2097152, got 1048576'],
     [['--quota-backend-bytes', '99999999999999999999'], '--quota-backend-bytes: "99999999999999999999" is not a whole number'],
     [['--heartbeat-interval', '100', '--election-timeout', '499'], '--election-timeout (499ms) must be at least 5 times --heartbeat-interval (100ms)'],
     [['--heartbeat-interval', '1000'], '--election-timeout (1000ms) must be at least 5 times --heartbeat-interval (1000ms)'],
@@ -347,6 +353,12 @@ describe('limits', () => {
       '--quota-backend-bytes 9663676416 exceeds the recommended maximum 8589934592',
       '--max-request-bytes 11534336 exceeds the recommended maximum 10485760',
     ]);
+  });
+
+  it('the response limit defaults to 16 MiB, and grows with --max-request-bytes so a response can carry any value', () => {
+    expect(parse([]).responseBytesMax).toBe(16 * 1024 ** 2);
+    expect(parse(['--max-request-bytes', String(20 * 1024 ** 2)]).responseBytesMax).toBe(20 * 1024 ** 2 + 512 * 1024);
+    expect(apiLimitsFrom(parse(['--max-txn-ops', '512'])).txnOpsTotalMax).toBe(8 * 512);
   });
 
   it('electionTicks is the rounded ratio', () => {

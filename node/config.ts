@@ -17,6 +17,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { MemberOptions } from './member.js';
 import type { ApiLimits } from './api/context.js';
 import { API_LIMITS_DEFAULTS } from './api/context.js';
+import { GRPC_OVERHEAD_BYTES } from './api/limits.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import type { TlsFiles } from './tls.js';
 import packageJson from '../package.json' with { type: 'json' };
@@ -48,6 +49,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   txnOpsMax: 128,
   /** How long a simple auth token lives without use (etcd's --auth-token-ttl, seconds). */
   authTokenTtlSeconds: 300,
+  responseBytesMax: API_LIMITS_DEFAULTS.responseBytesMax,
+  concurrentStreamsMax: API_LIMITS_DEFAULTS.concurrentStreamsMax,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -107,6 +110,10 @@ export interface ServerConfig {
   readonly requestBytesMax: number;
   readonly txnOpsMax: number;
   readonly authTokenTtlSeconds: number;
+  /** --max-response-bytes (Fulcrum): the largest response a read builds or the server sends. */
+  readonly responseBytesMax: number;
+  /** --max-concurrent-streams (etcd): HTTP/2 streams per client connection. */
+  readonly concurrentStreamsMax: number;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
   /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth: for https client (and metrics) URLs. */
@@ -181,6 +188,18 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-request-bytes', valueName: 'bytes', description: 'maximum client request size in bytes the server will accept', defaultText: '1572864 (1.5 MiB)' },
   { flag: 'max-txn-ops', valueName: 'n', description: 'maximum number of operations permitted in a transaction', defaultText: '128' },
   { flag: 'auth-token-ttl', valueName: 'seconds', description: 'time (in seconds) an auth token lives without being used', defaultText: '300' },
+  {
+    flag: 'max-concurrent-streams',
+    valueName: 'n',
+    description: 'maximum number of concurrent streams that each client connection can have open',
+    defaultText: String(SERVER_CONFIG_DEFAULTS.concurrentStreamsMax),
+  },
+  {
+    flag: 'max-response-bytes',
+    valueName: 'bytes',
+    description: 'maximum size of one response (Fulcrum; a larger read fails and should page with limit)',
+    defaultText: '16777216 (16 MiB)',
+  },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
   { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
   { flag: 'cert-file', valueName: 'path', description: 'path to the client server TLS certificate file (PEM)', defaultText: '(none)' },
@@ -258,7 +277,17 @@ export function memberOptionsFrom(
 
 /** The limits node/api enforces, from the config. */
 export function apiLimitsFrom(c: ServerConfig): ApiLimits {
-  return Object.freeze({ ...API_LIMITS_DEFAULTS, requestBytesMax: c.requestBytesMax, txnOpsMax: c.txnOpsMax });
+  return Object.freeze({
+    ...API_LIMITS_DEFAULTS,
+    requestBytesMax: c.requestBytesMax,
+    txnOpsMax: c.txnOpsMax,
+    // A larger --max-txn-ops raises the total over nested txns with it.
+    txnOpsTotalMax: Math.max(API_LIMITS_DEFAULTS.txnOpsTotalMax, 8 * c.txnOpsMax),
+    responseBytesMax: c.responseBytesMax,
+    concurrentStreamsMax: c.concurrentStreamsMax,
+    // Room for a few watches on keys of the largest size a request allows.
+    watchKeyBytesPerMemberMax: Math.max(API_LIMITS_DEFAULTS.watchKeyBytesPerMemberMax, 4 * (c.requestBytesMax + GRPC_OVERHEAD_BYTES)),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -396,6 +425,8 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     requestBytesMax,
     txnOpsMax: parseInteger(get('max-txn-ops'), 1) ?? d.txnOpsMax,
     authTokenTtlSeconds: parseInteger(get('auth-token-ttl'), 1) ?? d.authTokenTtlSeconds,
+    responseBytesMax: parseResponseBytes(get('max-response-bytes'), requestBytesMax),
+    concurrentStreamsMax: parseInteger(get('max-concurrent-streams'), 1) ?? d.concurrentStreamsMax,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
     ...(clientTls === undefined ? {} : { clientTls }),
@@ -487,6 +518,13 @@ function checkHttpsHasTls(tls: TlsFiles | undefined, lists: ReadonlyArray<readon
 function unusedTlsWarnings(tls: TlsFiles | undefined, listen: readonly ListenAddress[], certFlag: string, listenFlag: string): string[] {
   if (tls === undefined || listen.some((a) => a.secure)) return [];
   return [`${certFlag} is set but no ${listenFlag} URL is https://; the certificate is not served`];
+}
+
+/** A response must be able to carry what the largest request could write, plus gRPC's framing. */
+function parseResponseBytes(s: RawSetting | undefined, requestBytesMax: number): number {
+  const min = requestBytesMax + GRPC_OVERHEAD_BYTES;
+  if (s === undefined) return Math.max(SERVER_CONFIG_DEFAULTS.responseBytesMax, min);
+  return parseInteger(s, min)!;
 }
 
 function checkElectionTimeout(heartbeatMs: number, electionMs: number): void {

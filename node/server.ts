@@ -15,6 +15,7 @@ import { createAuthService } from './api/auth.js';
 import { AUTH_GATE_KEY } from './api/authz.js';
 import { createClusterService } from './api/cluster.js';
 import type { ApiContext } from './api/context.js';
+import { CallBudget, checkApiLimits, clientServerOptions } from './api/limits.js';
 import { createElectionService } from './api/election.js';
 import { createFulcrumService } from './api/fulcrum.js';
 import { createKvService } from './api/kv.js';
@@ -41,8 +42,6 @@ export const SHUTDOWN_GRACE_MS = 5_000;
 export const QUOTA_CHECK_INTERVAL_MS = 1_000;
 /** Retry interval for publishing this member's name and client URLs until a leader takes it. */
 const PUBLISH_RETRY_MS = 500;
-/** gRPC framing and field overhead allowed on top of --max-request-bytes. */
-const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 export interface FulcrumServer {
   readonly config: ServerConfig;
@@ -194,10 +193,9 @@ async function serve(
   started.push(() => authGate.stop());
   ctx.registry.set(AUTH_GATE_KEY, authGate);
 
-  const clientServer = new grpc.Server({
-    'grpc.max_receive_message_length': config.requestBytesMax + GRPC_OVERHEAD_BYTES,
-    'grpc.max_send_message_length': Math.max(config.requestBytesMax + GRPC_OVERHEAD_BYTES, 16 * 1024 * 1024),
-  });
+  checkApiLimits(ctx.limits);
+  const calls = new CallBudget(ctx.limits);
+  const clientServer = new grpc.Server(clientServerOptions(ctx.limits, [calls.interceptor]));
   const add = (svc: grpc.ServiceDefinition, impl: unknown): void => clientServer.addService(svc, impl as grpc.UntypedServiceImplementation);
   add(api.etcdserverpb.KV.service, createKvService(ctx));
   add(api.etcdserverpb.Watch.service, createWatchService(ctx, hub));

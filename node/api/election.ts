@@ -23,9 +23,10 @@ import type { CommandAuth } from '../../storage/auth/index.js';
 import { authorizeKeys } from './authz.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
-import { apiError, toServiceError } from './errors.js';
+import { apiError, endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
 import { parseLeaseId, unary } from './lease.js';
+import { untilWritable } from './limits.js';
 
 /** etcd's concurrency.Session default TTL, used when a Campaign or Lock names no lease. */
 export const SESSION_TTL_SECONDS = 60;
@@ -88,7 +89,7 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
       try {
         authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: false });
       } catch (e) {
-        call.destroy(toServiceError(e));
+        endStreamWithError(call, e);
         return;
       }
       new Observer(call, member, prefix).start();
@@ -166,6 +167,8 @@ class Observer {
   private readonly queue: MvccEvent[] = [];
   private needResync = true;
   private pumping = false;
+  /** The last write found no room: the pump waits for 'drain' before it sends more. */
+  private blocked = false;
   private closed = false;
   private unsubscribe: () => void = () => undefined;
 
@@ -206,6 +209,9 @@ class Observer {
       while (!this.closed && (this.needResync || this.queue.length > 0)) {
         if (this.needResync) await this.resync();
         else this.handle(this.queue.shift()!);
+        // A client that does not read: wait, while new events go to the bounded queue (or to a resync).
+        if (this.blocked) await untilWritable(this.call);
+        this.blocked = false;
       }
     } catch (e) {
       this.fail(e);
@@ -243,13 +249,13 @@ class Observer {
   }
 
   private send(kv: KeyValue, revision: number): void {
-    if (!this.closed) this.call.write({ header: responseHeader(this.member, revision), kv: toWireKv(kv) });
+    if (!this.closed && !this.call.write({ header: responseHeader(this.member, revision), kv: toWireKv(kv) })) this.blocked = true;
   }
 
   private fail(e: unknown): void {
     if (this.closed) return;
     this.close();
-    this.call.destroy(toServiceError(e));
+    endStreamWithError(this.call, e);
   }
 
   private close(): void {

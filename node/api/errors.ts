@@ -23,6 +23,8 @@ const BY_CODE: Readonly<Record<string, Mapping>> = {
   COMPACTED: { status: Status.OUT_OF_RANGE, message: 'etcdserver: mvcc: required revision has been compacted' },
   FUTURE_REVISION: { status: Status.OUT_OF_RANGE, message: 'etcdserver: mvcc: required revision is a future revision' },
   REQUEST_TOO_LARGE: { status: Status.INVALID_ARGUMENT, message: 'etcdserver: request is too large' },
+  // etcd's grpc server says "grpc: trying to send message larger than max" here; the thrower names the limit.
+  RESPONSE_TOO_LARGE: { status: Status.RESOURCE_EXHAUSTED },
   TOO_MANY_REQUESTS: { status: Status.RESOURCE_EXHAUSTED, message: 'etcdserver: too many requests' },
   NO_SPACE: { status: Status.RESOURCE_EXHAUSTED, message: 'etcdserver: mvcc: database space exceeded' },
   CORRUPT: { status: Status.DATA_LOSS, message: 'etcdserver: corrupt cluster' },
@@ -121,6 +123,15 @@ export function apiError(code: keyof typeof BY_CODE, message?: string): CodedErr
   const err = new Error(message ?? mapping.message ?? code) as Error & { code: string };
   err.code = code;
   return err;
+}
+
+/**
+ * End a server stream with an error's status. Not `call.destroy(err)`: grpc-js then never sends a status (the
+ * destroyed stream skips the `_final` that sends it), and the client waits forever on a stream the member has
+ * given up on. An 'error' event is what grpc-js turns into the status, after the responses already written.
+ */
+export function endStreamWithError(call: { emit(event: 'error', err: ServiceError): boolean }, e: unknown): void {
+  call.emit('error', toServiceError(e));
 }
 
 export function serviceError(status: Status, message: string): ServiceError {

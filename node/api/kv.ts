@@ -29,6 +29,7 @@ import {
   type HlcOf,
 } from './convert.js';
 import { apiError, toServiceError } from './errors.js';
+import { boundedRead, checkTxnShape } from './limits.js';
 import { responseHeader } from './header.js';
 import { trace } from '../trace.js';
 
@@ -167,7 +168,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       authorizeRead(ctx, call, req);
       if (!call.request.serializable) await readBarrier(ctx, call);
       const sm = ctx.member.stateMachine;
-      const r = await sm.mvcc.range(req);
+      const r = await boundedRead(ctx.limits, (opts) => sm.mvcc.range(req, opts));
       return fromMvccRange(r, readHeader(ctx, r.header.revision));
     }),
 
@@ -199,6 +200,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     // compares and reads evaluated locally between two applied batches (one point of the log), as etcd serves
     // read-only txns. Any other txn goes through Raft.
     Txn: unary(ctx, 'Txn', async (call) => {
+      checkTxnShape(call.request, ctx.limits); // first: the checks after it recurse through the nesting
       checkRequestSize(ctx, call.request);
       const req = toMvccTxn(call.request);
       checkTxnRequest(req, config());
@@ -206,7 +208,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       const auth = authorizeOp(ctx, call, { txn: req }); // every compare and both branches, whichever runs
       if (!txnHasWrites(req)) {
         await readBarrier(ctx, call);
-        const res = await untilDeadline(ctx, call, ctx.member.readState((sm) => sm.mvcc.txn(req, READ_ONLY_BATCH)));
+        const read = (sm: StateMachine): ReturnType<StateMachine['mvcc']['txn']> => boundedRead(ctx.limits, (opts) => sm.mvcc.txn(req, READ_ONLY_BATCH, undefined, opts));
+        const res = await untilDeadline(ctx, call, ctx.member.readState(read));
         return fromMvccTxn(res.response, readHeader(ctx, res.response.header.revision));
       }
       const r = await proposeWithin(ctx, call, { txn: req }, { ...requestIdentity(call.metadata), auth });

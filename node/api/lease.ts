@@ -16,8 +16,9 @@ import type { LeaseManager } from '../lease/manager.js';
 import { intervalOf, type CommandAuth } from '../../storage/auth/index.js';
 import { authGate, authorize, authorizeOp } from './authz.js';
 import type { ApiContext } from './context.js';
-import { apiError, isCodedError, toServiceError } from './errors.js';
+import { apiError, endStreamWithError, isCodedError, toServiceError } from './errors.js';
 import { responseHeader } from './header.js';
+import { untilWritable } from './limits.js';
 
 /** Keep-alive requests read from one stream but not yet answered; more means the client ignores backpressure. */
 export const KEEPALIVE_PENDING_MAX = 1_000;
@@ -32,7 +33,9 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
       if (ttl > BigInt(LEASE_TTL_MAX_SECONDS)) throw apiError('LEASE_TTL_TOO_LARGE');
       // The table refuses a negative id (INVALID_LEASE) and raises a short or negative TTL to its minimum.
       const id = parseInt64(req.ID, 'ID');
-      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl) } }, auth);
+      // Negative TTLs are raised to the minimum like short ones; clamped first, as Number() of a large negative
+      // int64 is not a safe integer and the table would refuse it instead.
+      const r = await leases.proposeWithDeadline({ leaseGrant: { id, ttlSeconds: Number(ttl < 0n ? 0n : ttl) } }, auth);
       throwIfFailed(r);
       const info = r.response as unknown as LeaseInfo;
       return { header: header(r.revision), ID: info.id, TTL: info.ttlSeconds, error: '' };
@@ -91,7 +94,7 @@ function keepAliveStream(
   const fail = (e: unknown): void => {
     if (failed) return;
     failed = true;
-    call.destroy(toServiceError(e));
+    endStreamWithError(call, e);
   };
   call.on('data', (req: LeaseKeepAliveRequest) => {
     if (failed) return;
@@ -108,7 +111,9 @@ function keepAliveStream(
     chain = chain.then(async () => {
       try {
         const ttl = await renewal;
-        if (!failed && !call.cancelled) call.write({ header: header(), ID: id, TTL: ttl });
+        // Pending until grpc-js takes the answer: a client that never reads fills KEEPALIVE_PENDING_MAX instead of
+        // the member's write buffer.
+        if (!failed && !call.cancelled && !call.write({ header: header(), ID: id, TTL: ttl })) await untilWritable(call);
       } catch (e) {
         fail(e);
       } finally {

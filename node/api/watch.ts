@@ -22,7 +22,7 @@ import { WatchError, type EventGroup, type Watcher, type WatchHub, type WatchSpe
 import { watchDenial } from './authz.js';
 import type { ApiContext } from './context.js';
 import { fromMvccKv } from './convert.js';
-import { toServiceError } from './errors.js';
+import { endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
 
 export interface WatchStreamLimits {
@@ -43,6 +43,8 @@ const INVALID_WATCH_ID = -1n;
 export const WATCH_ERRORS = {
   duplicateId: 'mvcc: duplicate watch ID provided on the WatchStream',
   tooManyWatches: 'fulcrum: too many watches on this stream',
+  tooManyWatchesOnMember: 'fulcrum: too many watches on this member',
+  tooManyWatchedKeyBytes: 'fulcrum: the watches on this member hold too many key bytes',
   negativeWatchId: 'fulcrum: watch id must not be negative',
 } as const;
 
@@ -51,14 +53,18 @@ type Response = Encodable<WatchResponse>;
 
 export function createWatchService(ctx: ApiContext, hub: WatchHub, limits: Partial<WatchStreamLimits> = {}): Handlers<WatchMethods> {
   const merged = Object.freeze({ ...WATCH_STREAM_DEFAULTS, ...limits });
+  // One service per member: the bytes of the keys and range ends its watches hold, over all streams.
+  const keyBytes = { used: 0 };
   return {
-    Watch: (call) => new WatchStream(ctx, hub, call, merged).start(),
+    Watch: (call) => new WatchStream(ctx, hub, call, merged, keyBytes).start(),
   };
 }
 
 interface StreamWatch {
   readonly watcher: Watcher;
   readonly fragment: boolean;
+  /** Its key and range end, counted against the member's watchKeyBytesPerMemberMax while it lives. */
+  readonly keyBytes: number;
 }
 
 class WatchStream {
@@ -76,6 +82,7 @@ class WatchStream {
     private readonly hub: WatchHub,
     private readonly call: Call,
     private readonly limits: WatchStreamLimits,
+    private readonly keyBytes: { used: number },
   ) {}
 
   start(): void {
@@ -89,6 +96,7 @@ class WatchStream {
     this.call.on('close', () => this.close());
     this.call.on('drain', () => {
       this.blocked = false;
+      this.call.resume();
       this.schedulePump();
     });
   }
@@ -103,7 +111,7 @@ class WatchStream {
     } catch (e) {
       this.ctx.logger.warn({ component: 'watch', err: e }, 'watch request failed');
       this.close();
-      this.call.destroy(toServiceError(e));
+      endStreamWithError(this.call, e);
     }
   }
 
@@ -111,7 +119,8 @@ class WatchStream {
 
   private onCreate(c: WatchCreateRequest): void {
     const requested = BigInt(c.watch_id);
-    const refusal = watchDenial(this.ctx, this.call, toSpec(c)) ?? this.checkCreate(requested);
+    const keyBytes = c.key.byteLength + c.range_end.byteLength;
+    const refusal = watchDenial(this.ctx, this.call, toSpec(c)) ?? this.checkCreate(requested, keyBytes);
     if (refusal !== undefined) return this.refuseCreate(refusal);
     const id = requested === 0n ? this.autoId() : requested;
     let watcher: Watcher;
@@ -122,16 +131,19 @@ class WatchStream {
       if (e instanceof WatchError && e.code === 'INVALID_ARGUMENT') return this.refuseCreate(e.message);
       throw e;
     }
-    this.watches.set(id, { watcher, fragment: c.fragment });
+    this.watches.set(id, { watcher, fragment: c.fragment, keyBytes });
+    this.keyBytes.used += keyBytes;
     const revision = c.start_revision === '0' ? watcher.lastQueuedRevision : this.ctx.member.stateMachine.revision;
     this.send({ header: responseHeader(this.ctx.member, revision), watch_id: id, created: true });
     this.schedulePump();
   }
 
-  private checkCreate(requested: bigint): string | undefined {
+  private checkCreate(requested: bigint, keyBytes: number): string | undefined {
     if (requested < 0n) return WATCH_ERRORS.negativeWatchId;
     if (requested !== 0n && this.watches.has(requested)) return WATCH_ERRORS.duplicateId;
     if (this.watches.size >= this.limits.watchesPerStreamMax) return WATCH_ERRORS.tooManyWatches;
+    if (this.hub.watcherCount >= this.ctx.limits.watchesPerMemberMax) return WATCH_ERRORS.tooManyWatchesOnMember;
+    if (this.keyBytes.used + keyBytes > this.ctx.limits.watchKeyBytesPerMemberMax) return WATCH_ERRORS.tooManyWatchedKeyBytes;
     return undefined;
   }
 
@@ -152,7 +164,7 @@ class WatchStream {
     const sw = this.watches.get(id);
     if (sw === undefined) return;
     this.hub.cancel(sw.watcher);
-    this.watches.delete(id);
+    this.forget(id, sw);
     this.ready.delete(id);
     this.send({ header: responseHeader(this.ctx.member), watch_id: id, canceled: true });
     this.maybeSendProgress();
@@ -222,7 +234,7 @@ class WatchStream {
     }
     const info = sw.watcher.canceled;
     if (info === undefined) return;
-    this.watches.delete(id);
+    this.forget(id, sw);
     this.send({
       header: responseHeader(this.ctx.member),
       watch_id: id,
@@ -244,17 +256,31 @@ class WatchStream {
     parts.forEach((part, i) => this.send({ header, watch_id: id, events: part.map(toProtoEvent), fragment: i < parts.length - 1 }));
   }
 
+  /**
+   * While grpc-js has no room, the stream also stops reading requests: each create, cancel and progress request
+   * is answered, so a client that sends them without reading the answers would otherwise grow the write buffer
+   * without bound. HTTP/2 flow control then holds the client's requests on its side.
+   */
   private send(res: Response): void {
     if (this.closed) return;
-    if (!this.call.write(res)) this.blocked = true;
+    if (!this.call.write(res)) {
+      this.blocked = true;
+      this.call.pause();
+    }
   }
 
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const sw of this.watches.values()) this.hub.cancel(sw.watcher);
-    this.watches.clear();
+    for (const [id, sw] of this.watches) {
+      this.hub.cancel(sw.watcher);
+      this.forget(id, sw);
+    }
     this.ready.clear();
+  }
+
+  private forget(id: bigint, sw: StreamWatch): void {
+    if (this.watches.delete(id)) this.keyBytes.used -= sw.keyBytes;
   }
 }
 

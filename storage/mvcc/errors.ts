@@ -12,6 +12,7 @@ export type MvccErrorCode =
   | 'VALUE_PROVIDED'
   | 'LEASE_PROVIDED'
   | 'REQUEST_TOO_LARGE'
+  | 'RESPONSE_TOO_LARGE'
   | 'LEASE_NOT_FOUND'
   | 'INVALID_ARGUMENT';
 
@@ -36,6 +37,9 @@ export const MVCC_ERROR_MESSAGES = {
   LEASE_PROVIDED: 'etcdserver: lease is provided',
   LEASE_NOT_FOUND: 'etcdserver: requested lease not found',
   REQUEST_TOO_LARGE: 'etcdserver: request is too large',
+  // etcd has no such check: its grpc server refuses to send the built response ("grpc: trying to send message
+  // larger than max"). Fulcrum stops the read before building it; node/api names the limit in the message.
+  RESPONSE_TOO_LARGE: 'fulcrum: response is too large',
 } as const satisfies Partial<Record<MvccErrorCode, string>>;
 
 type FixedMessageCode = keyof typeof MVCC_ERROR_MESSAGES;

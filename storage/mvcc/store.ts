@@ -94,6 +94,35 @@ interface WriteContext {
   /** The HLC every row of this write records as its modHlc (and as createHlc for keys it creates). */
   readonly hlc: bigint;
   readonly events: MvccEvent[];
+  /** What the reads of this txn may still return (a client's read-only txn); unbounded when applying the log. */
+  readonly budget?: ReadBudget;
+}
+
+/**
+ * A bound on the bytes one client read builds (node/api's --max-response-bytes): the read stops with
+ * RESPONSE_TOO_LARGE as soon as it holds more, instead of building a response that could never be sent. Only
+ * reads served to a client pass one; the apply path never does, so applying the log stays deterministic
+ * whatever a member's flags.
+ */
+export interface ReadOptions {
+  readonly responseBytesMax?: number;
+}
+
+interface ReadBudget {
+  bytesLeft: number;
+}
+
+/** Bytes a key-value costs in a response, at most: its key and value plus the fixed fields and framing. */
+const KV_OVERHEAD_BYTES = 96;
+
+function budgetOf(opts: ReadOptions): ReadBudget | undefined {
+  return opts.responseBytesMax === undefined ? undefined : { bytesLeft: opts.responseBytesMax };
+}
+
+function charge(budget: ReadBudget | undefined, kv: KeyValue): void {
+  if (budget === undefined) return;
+  budget.bytesLeft -= kv.key.byteLength + kv.value.byteLength + KV_OVERHEAD_BYTES;
+  if (budget.bytesLeft < 0) throw mvccError('RESPONSE_TOO_LARGE');
 }
 
 interface PhysicalCompaction {
@@ -230,13 +259,13 @@ export class MvccStore {
 
   // ---- reads
 
-  async range(req: RangeRequest): Promise<RangeResponse> {
+  async range(req: RangeRequest, opts: ReadOptions = {}): Promise<RangeResponse> {
     checkRangeRequest(req, this.config);
-    return this.rangeAt(req, this.currentRev);
+    return this.rangeAt(req, this.currentRev, budgetOf(opts));
   }
 
   /** etcd's Range as of `curRev` (the store's revision, or a write txn's view of itself). */
-  private async rangeAt(req: RangeRequest, curRev: number): Promise<RangeResponse> {
+  private async rangeAt(req: RangeRequest, curRev: number, budget?: ReadBudget): Promise<RangeResponse> {
     const rev = this.resolveReadRevision(req.revision ?? 0, curRev);
     const matches = this.matchingKeys(toBounds(req), rev);
     const header = { revision: curRev };
@@ -247,12 +276,12 @@ export class MvccStore {
     const limit = req.limit !== undefined && req.limit > 0 ? req.limit : Infinity;
     let kvs: KeyValue[];
     if (order !== 'NONE' && target === 'VALUE') {
-      kvs = await this.readKvs(candidates);
+      kvs = await this.readKvs(candidates, budget);
       kvs.sort(orderBy(order, (a, b) => compareBytes(a.value, b.value)));
       kvs = kvs.slice(0, limit);
     } else {
       if (order !== 'NONE') candidates.sort(orderBy(order, metaComparator(target)));
-      kvs = await this.readKvs(candidates.slice(0, limit));
+      kvs = await this.readKvs(candidates.slice(0, limit), budget, req.keysOnly === true);
     }
     if (req.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
     return { header, kvs, more: candidates.length > limit, count };
@@ -279,11 +308,16 @@ export class MvccStore {
   }
 
   /** Read the key-values of these revisions, a bounded number of backend reads at a time. */
-  private async readKvs(matches: readonly KeyMatch[]): Promise<KeyValue[]> {
+  /** `keysOnly`: drop each value as it is read, so a keys-only read neither holds nor pays for them. */
+  private async readKvs(matches: readonly KeyMatch[], budget?: ReadBudget, keysOnly = false): Promise<KeyValue[]> {
     const out: KeyValue[] = [];
     for (let i = 0; i < matches.length; i += this.config.readParallelismMax) {
       const chunk = matches.slice(i, i + this.config.readParallelismMax);
-      out.push(...(await Promise.all(chunk.map((m) => this.readKv(m.at)))));
+      for (const read of await Promise.all(chunk.map((m) => this.readKv(m.at)))) {
+        const kv = keysOnly ? { ...read, value: EMPTY } : read;
+        charge(budget, kv);
+        out.push(kv);
+      }
     }
     return out;
   }
@@ -322,7 +356,7 @@ export class MvccStore {
 
   async put(req: PutRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<PutResponse>> {
     checkPutRequest(req, this.config);
-    return this.write(batch, hlc, async (ctx) => {
+    return this.write(batch, hlc, undefined, async (ctx) => {
       this.checkPutAgainstStore(req);
       return this.putInTxn(ctx, req);
     });
@@ -330,7 +364,7 @@ export class MvccStore {
 
   async deleteRange(req: DeleteRangeRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<DeleteRangeResponse>> {
     checkDeleteRangeRequest(req, this.config);
-    return this.write(batch, hlc, (ctx) => this.deleteInTxn(ctx, req));
+    return this.write(batch, hlc, undefined, (ctx) => this.deleteInTxn(ctx, req));
   }
 
   /**
@@ -338,7 +372,7 @@ export class MvccStore {
    * (etcd deletes them in one transaction; the txn operation limit is for clients, not for this).
    */
   async deleteKeys(keys: readonly Uint8Array[], batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<{ deleted: number }>> {
-    return this.write(batch, hlc, async (ctx) => {
+    return this.write(batch, hlc, undefined, async (ctx) => {
       let deleted = 0;
       for (const key of keys) deleted += (await this.deleteInTxn(ctx, { key })).deleted;
       return { deleted };
@@ -350,11 +384,11 @@ export class MvccStore {
    * the chosen operations are checked against that same state (keys for ignore_value/ignore_lease, range
    * revisions), and only then executed in order, all at one main revision, so a txn either fails whole or runs.
    */
-  async txn(req: TxnRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<TxnResponse>> {
+  async txn(req: TxnRequest, batch: KvBatch, hlc: bigint = NO_HLC, opts: ReadOptions = {}): Promise<WriteResult<TxnResponse>> {
     checkTxnRequest(req, this.config);
     checkTxnIntervals([{ requestTxn: req }]);
-    return this.write(batch, hlc, async (ctx) => {
-      const path = await this.compareToPath(req);
+    return this.write(batch, hlc, budgetOf(opts), async (ctx) => {
+      const path = await this.compareToPath(req, ctx.budget);
       if (txnHasWrites(req)) this.walkPath(req, path, (op) => 'requestPut' in op && this.checkPutAgainstStore(op.requestPut));
       this.walkPath(req, path, (op) => 'requestRange' in op && this.checkRangeRevision(op.requestRange));
       const response = await this.executeTxn(ctx, req, path.slice());
@@ -362,11 +396,11 @@ export class MvccStore {
     });
   }
 
-  private async write<R>(batch: KvBatch, hlc: bigint, run: (ctx: WriteContext) => Promise<R>): Promise<WriteResult<R>> {
+  private async write<R>(batch: KvBatch, hlc: bigint, budget: ReadBudget | undefined, run: (ctx: WriteContext) => Promise<R>): Promise<WriteResult<R>> {
     assert(!this.writing, 'write operations must be applied one at a time');
     this.writing = true;
     try {
-      const ctx: WriteContext = { batch, main: this.currentRev + 1, hlc, events: [] };
+      const ctx: WriteContext = { batch, main: this.currentRev + 1, hlc, events: [], budget };
       const response = await run(ctx);
       if (ctx.events.length > 0) this.currentRev = ctx.main;
       return { response, events: ctx.events, revision: this.currentRev };
@@ -459,11 +493,11 @@ export class MvccStore {
   // ---- txn internals
 
   /** The outcome of every compare list on the path, in the order executeTxn consumes them (etcd's compareToPath). */
-  private async compareToPath(req: TxnRequest): Promise<boolean[]> {
-    const succeeded = await this.applyCompares(req.compare ?? []);
+  private async compareToPath(req: TxnRequest, budget?: ReadBudget): Promise<boolean[]> {
+    const succeeded = await this.applyCompares(req.compare ?? [], budget);
     const path = [succeeded];
     for (const op of (succeeded ? req.success : req.failure) ?? []) {
-      if ('requestTxn' in op) path.push(...(await this.compareToPath(op.requestTxn)));
+      if ('requestTxn' in op) path.push(...(await this.compareToPath(op.requestTxn, budget)));
     }
     return path;
   }
@@ -478,20 +512,23 @@ export class MvccStore {
     return used;
   }
 
-  private async applyCompares(compares: readonly Compare[]): Promise<boolean> {
-    for (const c of compares) if (!(await this.applyCompare(c))) return false;
+  private async applyCompares(compares: readonly Compare[], budget?: ReadBudget): Promise<boolean> {
+    for (const c of compares) if (!(await this.applyCompare(c, budget))) return false;
     return true;
   }
 
-  /** etcd's applyCompare: every key in the range must satisfy it; no key compares as a zero key-value. */
-  private async applyCompare(c: Compare): Promise<boolean> {
+  /**
+   * etcd's applyCompare: every key in the range must satisfy it; no key compares as a zero key-value. A client's
+   * read-only txn pays for the values a VALUE compare reads, like those it returns (they are held together).
+   */
+  private async applyCompare(c: Compare, budget?: ReadBudget): Promise<boolean> {
     const matches = this.matchingKeys(toBounds(c), this.currentRev);
     if (matches.length === 0) {
       // A missing key has no value to compare (gRPC cannot tell a missing value from an empty one).
       if (c.target === 'VALUE') return false;
       return compareResult(c, compareOperand(c, { createRevision: 0, modRevision: 0, version: 0, lease: NO_LEASE, value: EMPTY }));
     }
-    const values = c.target === 'VALUE' ? await this.readKvs(matches) : undefined;
+    const values = c.target === 'VALUE' ? await this.readKvs(matches, budget) : undefined;
     return matches.every(({ ki, at }, i) =>
       compareResult(c, compareOperand(c, { createRevision: at.createRevision, modRevision: at.main, version: at.version, lease: ki.lease, value: values?.[i]?.value ?? EMPTY })),
     );
@@ -507,7 +544,7 @@ export class MvccStore {
   }
 
   private async executeOp(ctx: WriteContext, op: RequestOp, path: boolean[]): Promise<ResponseOp> {
-    if ('requestRange' in op) return { responseRange: await this.rangeAt(op.requestRange, this.readRevision(ctx)) };
+    if ('requestRange' in op) return { responseRange: await this.rangeAt(op.requestRange, this.readRevision(ctx), ctx.budget) };
     if ('requestPut' in op) return { responsePut: await this.putInTxn(ctx, op.requestPut) };
     if ('requestDeleteRange' in op) return { responseDeleteRange: await this.deleteInTxn(ctx, op.requestDeleteRange) };
     return { responseTxn: await this.executeTxn(ctx, op.requestTxn, path) };
