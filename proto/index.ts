@@ -130,8 +130,19 @@ export function loadEtcdApi(): FulcrumGrpcApi {
       raftpb: { RaftTransport: serviceAt<RaftTransportMethods>(pkg, 'fulcrum.raftpb.RaftTransport') },
     },
   };
+  passEncodedResponsesThrough(api.etcdserverpb.Watch.service, 'Watch');
   cachedApi = api;
   return api;
+}
+
+/**
+ * A server may write a response it has encoded already (a Buffer) and it goes out as it is: the Watch service
+ * frames each event's bytes once for all its watchers (node/api/watch-wire.ts). Objects are encoded as before.
+ */
+function passEncodedResponsesThrough(service: grpc.ServiceDefinition, method: string): void {
+  const def = service[method] as grpc.MethodDefinition<unknown, unknown>;
+  const serialize = def.responseSerialize;
+  (def as { responseSerialize: (v: unknown) => Buffer }).responseSerialize = (v) => (Buffer.isBuffer(v) ? v : serialize(v));
 }
 
 /**

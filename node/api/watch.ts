@@ -8,22 +8,20 @@
 import type * as grpc from '@grpc/grpc-js';
 import type {
   Encodable,
-  Event as ProtoEvent,
   Handlers,
-  KeyValue as ProtoKeyValue,
   WatchCancelRequest,
   WatchCreateRequest,
   WatchMethods,
   WatchRequest,
   WatchResponse,
 } from '../../proto/index.js';
-import type { KeyValue, MvccEvent } from '../../storage/mvcc/index.js';
+import type { MvccEvent } from '../../storage/mvcc/index.js';
 import { WatchError, type EventGroup, type Watcher, type WatchHub, type WatchSpec } from '../watch/index.js';
 import { watchDenial } from './authz.js';
 import type { ApiContext } from './context.js';
-import { fromMvccKv } from './convert.js';
 import { endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
+import { encodeEventsResponse } from './watch-wire.js';
 
 export interface WatchStreamLimits {
   /** Watches one stream may hold at once (etcd has no limit; an unbounded map per stream is a memory hazard). */
@@ -248,12 +246,13 @@ class WatchStream {
     const header = responseHeader(this.ctx.member, groups[groups.length - 1]!.revision);
     const bytes = groups.reduce((n, g) => n + g.bytes, 0);
     const events = groups.flatMap((g) => g.events);
+    // Framed around each event's shared bytes (watch-wire.ts): a put seen by many watchers is encoded once.
     if (!sw.fragment || bytes <= this.ctx.limits.requestBytesMax) {
-      this.send({ header, watch_id: id, events: events.map(toProtoEvent) });
+      this.send(encodeEventsResponse(header, id, events, false));
       return;
     }
     const parts = fragments(groups, this.ctx.limits.requestBytesMax);
-    parts.forEach((part, i) => this.send({ header, watch_id: id, events: part.map(toProtoEvent), fragment: i < parts.length - 1 }));
+    parts.forEach((part, i) => this.send(encodeEventsResponse(header, id, part, i < parts.length - 1)));
   }
 
   /**
@@ -261,9 +260,10 @@ class WatchStream {
    * is answered, so a client that sends them without reading the answers would otherwise grow the write buffer
    * without bound. HTTP/2 flow control then holds the client's requests on its side.
    */
-  private send(res: Response): void {
+  private send(res: Response | Buffer): void {
     if (this.closed) return;
-    if (!this.call.write(res)) {
+    // A Buffer is a response encoded already; the service definition passes it through (proto/index.ts).
+    if (!this.call.write(res as Response)) {
       this.blocked = true;
       this.call.pause();
     }
@@ -319,11 +319,4 @@ function toSpec(c: WatchCreateRequest): WatchSpec {
     noDelete: has('NODELETE', 1),
     progressNotify: c.progress_notify,
   };
-}
-
-/** The one conversion of a key-value to the wire (with Fulcrum's HLC fields). */
-const toProtoKv = (kv: KeyValue): Encodable<ProtoKeyValue> => fromMvccKv(kv);
-
-function toProtoEvent(ev: MvccEvent): Encodable<ProtoEvent> {
-  return { type: ev.type, kv: toProtoKv(ev.kv), prev_kv: ev.prevKv === undefined ? null : toProtoKv(ev.prevKv) };
 }

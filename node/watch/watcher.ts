@@ -158,7 +158,7 @@ export class Watcher {
   /** The event as this watcher reports it: without prev kv unless asked for. */
   shape(ev: MvccEvent): MvccEvent {
     if (this.spec.prevKv || ev.prevKv === undefined) return ev;
-    return { type: ev.type, kv: ev.kv };
+    return withoutPrevKv(ev);
   }
 
   /** A live group from the apply path. */
@@ -268,4 +268,16 @@ export class Watcher {
     this.roomWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/**
+ * One stripped copy per event, shared by every watcher that did not ask for prev kv: responses are encoded once
+ * per event object (node/api/watch-wire.ts), so watchers must share the objects, not make their own.
+ */
+const stripped = new WeakMap<MvccEvent, MvccEvent>();
+
+function withoutPrevKv(ev: MvccEvent): MvccEvent {
+  let s = stripped.get(ev);
+  if (s === undefined) stripped.set(ev, (s = { type: ev.type, kv: ev.kv }));
+  return s;
 }

@@ -1,0 +1,105 @@
+// WatchResponse bytes for many watchers of the same events. A put seen by 1,000 watchers used to be converted and
+// encoded 1,000 times; here each event is encoded once (its bytes kept beside the event object while any watcher
+// still holds it) and a response is framed around the shared bytes: the header, the watch id, the fragment flag
+// and the events as protobuf length-delimited fields, in field-number order as protobufjs writes them.
+//
+// The Watch service definition passes a Buffer through untouched (proto/index.ts), so a response either goes out
+// as these bytes or, for the rare ones (created, canceled, progress), as an object encoded as before.
+import type protobuf from 'protobufjs';
+import { loadProtoRoot, type Encodable, type ResponseHeader } from '../../proto/index.js';
+import type { MvccEvent } from '../../storage/mvcc/index.js';
+import { fromMvccKv } from './convert.js';
+
+const WIRE_LENGTH_DELIMITED = 2;
+const WIRE_VARINT = 0;
+const FIELD_HEADER = 1;
+const FIELD_WATCH_ID = 2;
+const FIELD_FRAGMENT = 7;
+const FIELD_EVENTS = 11;
+
+let types: { header: protobuf.Type; event: protobuf.Type } | undefined;
+
+function protoTypes(): { header: protobuf.Type; event: protobuf.Type } {
+  types ??= { header: loadProtoRoot().lookupType('etcdserverpb.ResponseHeader'), event: loadProtoRoot().lookupType('mvccpb.Event') };
+  return types;
+}
+
+/** Each event's encoded bytes, for as long as the event object lives (watchers share one object per event). */
+const encodedEvents = new WeakMap<MvccEvent, Uint8Array>();
+
+export function encodeEvent(ev: MvccEvent): Uint8Array {
+  const cached = encodedEvents.get(ev);
+  if (cached !== undefined) return cached;
+  const { event } = protoTypes();
+  const bytes = event.encode(event.fromObject({ type: ev.type, kv: fromMvccKv(ev.kv), ...(ev.prevKv === undefined ? {} : { prev_kv: fromMvccKv(ev.prevKv) }) })).finish();
+  encodedEvents.set(ev, bytes);
+  return bytes;
+}
+
+/** The bytes of a WatchResponse carrying events: what protobufjs would write for the same object. */
+export function encodeEventsResponse(header: Encodable<ResponseHeader>, watchId: bigint, events: readonly MvccEvent[], fragment: boolean): Buffer {
+  const { header: headerType } = protoTypes();
+  const headerBytes = headerType.encode(headerType.fromObject(header)).finish();
+  const eventBytes = events.map(encodeEvent);
+  const w = new Framer(16 + headerBytes.length + eventBytes.reduce((n, b) => n + b.length + 6, 0));
+  w.bytesField(FIELD_HEADER, headerBytes);
+  if (watchId !== 0n) w.varintField(FIELD_WATCH_ID, BigInt.asUintN(64, watchId));
+  if (fragment) w.varintField(FIELD_FRAGMENT, 1n);
+  for (const b of eventBytes) w.bytesField(FIELD_EVENTS, b);
+  return w.finish();
+}
+
+class Framer {
+  private buf: Buffer;
+  private len = 0;
+
+  constructor(capacity: number) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  bytesField(field: number, b: Uint8Array): void {
+    this.varint((field << 3) | WIRE_LENGTH_DELIMITED);
+    this.varint(b.length);
+    this.ensure(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+
+  varintField(field: number, v: bigint): void {
+    this.varint((field << 3) | WIRE_VARINT);
+    this.varint64(v);
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
+
+  /** A non-negative number below 2^31 (tags and lengths). */
+  private varint(v: number): void {
+    this.ensure(5);
+    let n = v;
+    while (n >= 0x80) {
+      this.buf[this.len++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    this.buf[this.len++] = n;
+  }
+
+  /** An unsigned 64-bit value (a negative int64 arrives here as its two's complement). */
+  private varint64(v: bigint): void {
+    this.ensure(10);
+    let n = v;
+    while (n >= 0x80n) {
+      this.buf[this.len++] = Number(n & 0x7fn) | 0x80;
+      n >>= 7n;
+    }
+    this.buf[this.len++] = Number(n);
+  }
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+}
