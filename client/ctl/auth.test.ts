@@ -1,5 +1,5 @@
-// fulcrumctl's --user and its auth, user and role commands, against every server in AUTH_TARGETS (etcd 3.4 today;
-// Fulcrum once its server side of auth lands). Where etcdctl is installed, `role get` and `user get` print what
+// fulcrumctl's --user and its auth, user and role commands, against every server in AUTH_TARGETS (etcd 3.4 and a
+// Fulcrum member). Where etcdctl is installed, `role get` and `user get` print what
 // etcdctl prints for the same server.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

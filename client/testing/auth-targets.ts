@@ -26,6 +26,11 @@ export interface AuthTarget {
   readonly name: string;
   /** AuthStatus is etcd 3.5's; etcd 3.4 answers UNIMPLEMENTED. */
   readonly hasAuthStatus: boolean;
+  /**
+   * With auth on, whether a caller without credentials may grant a lease and compact: etcd 3.4 lets it; Fulcrum,
+   * deliberately stricter (docs/security.md), wants an authenticated user and answers `etcdserver: user name is empty`.
+   */
+  readonly anonymousLeaseAndCompact: boolean;
 
   /** Why it cannot run here, or undefined when it can. */
   readonly unavailable: string | undefined;
@@ -55,6 +60,7 @@ let started = 0;
 export const ETCD_TARGET: AuthTarget = {
   name: 'etcd 3.4',
   hasAuthStatus: false,
+  anonymousLeaseAndCompact: true,
   unavailable: existsSync(ETCD_BIN) ? undefined : `${ETCD_BIN} is not installed (ETCD_BIN overrides it)`,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
@@ -99,6 +105,7 @@ export const ETCD_TARGET: AuthTarget = {
 export const FULCRUM_TARGET: AuthTarget = {
   name: 'Fulcrum',
   hasAuthStatus: true,
+  anonymousLeaseAndCompact: false,
   unavailable: undefined,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
