@@ -106,6 +106,18 @@ describe.each(AUTH_TARGETS.map((t) => [t.name, t] as const))('auth against %s', 
       ['put', 'app/x'],
       ['put', 'app/with-lease'],
     ]);
+    // A key alice may not read put on her lease by root: TimeToLive with keys would name it.
+    await root.put('other/on-alice-lease', 'x', { lease: lease.id });
+    expect((await lease.timeToLive()).keys).toEqual([]);
+    if (target.leaseKeysUnchecked) {
+      expect((await lease.timeToLive({ keys: true })).keys.map((k) => k.toString()).sort()).toEqual(['app/with-lease', 'other/on-alice-lease']);
+    } else {
+      const e = await failure(lease.timeToLive({ keys: true }));
+      expect([e.code, e.message]).toEqual(['PERMISSION_DENIED', 'etcdserver: permission denied']);
+    }
+    // Revoking would delete that key too, which alice may not: refused on both.
+    expect((await failure(lease.revoke())).code).toBe('PERMISSION_DENIED');
+    await root.delete('other/on-alice-lease');
     await lease.revoke();
 
     for (const call of [() => alice.put('other/x', '1'), () => alice.get('other/x'), () => alice.put('shared', '1'), () => alice.delete({ prefix: '' })]) {

@@ -31,6 +31,11 @@ export interface AuthTarget {
    * deliberately stricter (docs/security.md), wants an authenticated user and answers `etcdserver: user name is empty`.
    */
   readonly anonymousLeaseAndCompact: boolean;
+  /**
+   * Whether a lease's TimeToLive with `keys` names keys the caller may not read: etcd 3.4 does; Fulcrum wants READ
+   * on every key it would name (docs/security.md) and answers `etcdserver: permission denied`.
+   */
+  readonly leaseKeysUnchecked: boolean;
 
   /** Why it cannot run here, or undefined when it can. */
   readonly unavailable: string | undefined;
@@ -61,6 +66,7 @@ export const ETCD_TARGET: AuthTarget = {
   name: 'etcd 3.4',
   hasAuthStatus: false,
   anonymousLeaseAndCompact: true,
+  leaseKeysUnchecked: true,
   unavailable: existsSync(ETCD_BIN) ? undefined : `${ETCD_BIN} is not installed (ETCD_BIN overrides it)`,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
@@ -106,6 +112,7 @@ export const FULCRUM_TARGET: AuthTarget = {
   name: 'Fulcrum',
   hasAuthStatus: true,
   anonymousLeaseAndCompact: false,
+  leaseKeysUnchecked: false,
   unavailable: undefined,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
