@@ -203,3 +203,42 @@ describe.each(AUTH_TARGETS.map((t) => [t.name, t] as const))('token expiry again
     }
   }, 60_000);
 });
+
+describe.each(AUTH_TARGETS.map((t) => [t.name, t] as const))('failed logins against %s', (_name, target) => {
+  it.skipIf(target.unavailable !== undefined)('wrong passwords from this address keep neither the right one out nor a call past its deadline', async () => {
+    const server = await target.start();
+    const clients = [new Client({ endpoints: [server.endpoint] })];
+    const make = (o: Partial<ClientOptions>): Client => {
+      const c = new Client({ endpoints: [server.endpoint], ...o });
+      clients.push(c);
+      return c;
+    };
+    try {
+      const admin = clients[0]!;
+      await admin.auth.userAdd(ROOT.username, ROOT.password);
+      await admin.auth.userGrantRole(ROOT.username, 'root');
+      await admin.auth.enable();
+      const guesses = Array.from({ length: 8 }, (_, i) => make({ auth: { username: i % 2 === 0 ? ROOT.username : 'nobody', password: `guess-${i}` } }).get('k'));
+      for (const e of await Promise.all(guesses.map((g) => failure(g)))) expect(e.code).toBe('AUTH_FAILED');
+
+      // A write whose login takes longer than the whole call may: it ends (Fulcrum holds the login back), not sent.
+      const hurried = make({ auth: ROOT, requestTimeoutMs: 500 })
+        .put('k', 'hurried')
+        .then(
+          () => 'written',
+          (e: unknown) => e,
+        );
+      const outcome = await Promise.race([hurried, new Promise((r) => setTimeout(() => r('still waiting after 20 s'), 20_000))]);
+      if (target.throttlesLogins) expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('could not authenticate') });
+      else expect(outcome).toBe('written');
+
+      // etcdctl's default --command-timeout: the whole call, the login included.
+      const root = make({ auth: ROOT, requestTimeoutMs: 5_000 });
+      await root.put('k', 'the right password still works');
+      expect((await root.get('k'))?.value.toString()).toBe('the right password still works');
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.close();
+    }
+  }, 60_000);
+});

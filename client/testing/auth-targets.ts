@@ -36,6 +36,8 @@ export interface AuthTarget {
    * on every key it would name (docs/security.md) and answers `etcdserver: permission denied`.
    */
   readonly leaseKeysUnchecked: boolean;
+  /** Whether failed logins slow down the next ones (Fulcrum: up to LOGIN_DELAY_MAX_MS, node/auth/tokens.ts; etcd: no). */
+  readonly throttlesLogins: boolean;
 
   /** Why it cannot run here, or undefined when it can. */
   readonly unavailable: string | undefined;
@@ -67,6 +69,7 @@ export const ETCD_TARGET: AuthTarget = {
   hasAuthStatus: false,
   anonymousLeaseAndCompact: true,
   leaseKeysUnchecked: true,
+  throttlesLogins: false,
   unavailable: existsSync(ETCD_BIN) ? undefined : `${ETCD_BIN} is not installed (ETCD_BIN overrides it)`,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
@@ -113,6 +116,7 @@ export const FULCRUM_TARGET: AuthTarget = {
   hasAuthStatus: true,
   anonymousLeaseAndCompact: false,
   leaseKeysUnchecked: false,
+  throttlesLogins: true,
   unavailable: undefined,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
