@@ -155,20 +155,22 @@ export class Rpc {
     if (!(await endpoint.waitReady(Math.min(attemptDeadline, performance.now() + this.options.connectTimeoutMs)))) {
       return notSent(new UnavailableError(`fulcrum client: cannot connect to ${endpoint.address}`, { endpoint: endpoint.address }));
     }
-    if (kind === 'write' && endpoint.exactlyOnce === undefined && this.options.exactlyOnce === 'auto') {
-      const known = await this.learnExactlyOnce(endpoint, attemptDeadline);
-      // The credentials were refused on the way (client/auth.ts): that is the answer, and nothing was sent.
-      if (known instanceof FulcrumClientError) return { ok: false, error: known, sent: false, avoid: false, retry: false, aborted: false };
-      if (!known) return notSent(new UnavailableError(`fulcrum client: ${endpoint.address} did not say whether it applies writes exactly once`, { endpoint: endpoint.address }));
-    }
+    // The token before anything that carries it (ServerInfo below too), and no longer than this attempt may take:
+    // Authenticate has a deadline of its own, and a slow one must not hold the call past the caller's.
     if (this.tokens !== undefined && !(WITHOUT_TOKEN in invoke)) {
-      const failed = await this.tokens.token().then(
+      const failed = await beforeDeadline(this.tokens.token(), attemptDeadline, 'Authenticate').then(
         () => undefined,
         (e: unknown) => e,
       );
       // Wrong credentials are the answer; anything else (no member answered Authenticate) is tried again.
       if (failed instanceof FulcrumClientError && !failed.retryable) return { ok: false, error: failed, sent: false, avoid: false, retry: false, aborted: false };
       if (failed !== undefined) return notSent(new UnavailableError(`fulcrum client: could not authenticate: ${(failed as Error).message}`, { endpoint: endpoint.address, cause: failed }));
+    }
+    if (kind === 'write' && endpoint.exactlyOnce === undefined && this.options.exactlyOnce === 'auto') {
+      const known = await this.learnExactlyOnce(endpoint, attemptDeadline);
+      // The credentials were refused on the way (client/auth.ts): that is the answer, and nothing was sent.
+      if (known instanceof FulcrumClientError) return { ok: false, error: known, sent: false, avoid: false, retry: false, aborted: false };
+      if (!known) return notSent(new UnavailableError(`fulcrum client: ${endpoint.address} did not say whether it applies writes exactly once`, { endpoint: endpoint.address }));
     }
     // Aborted while connecting: nothing was sent.
     if (signal?.aborted) return { ok: false, error: new AbortedError(), sent: false, avoid: false, retry: false, aborted: true };
@@ -241,6 +243,15 @@ export class Rpc {
 /** grpc-js deadlines are wall-clock Dates; the client keeps time on the monotonic clock and converts at the edge. */
 export function wallDeadline(monotonicDeadline: number): Date {
   return new Date(Date.now() + Math.max(0, monotonicDeadline - performance.now()));
+}
+
+/** `p`, or a DeadlineExceededError once the monotonic `deadline` passes first (`p` itself goes on). */
+function beforeDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineExceededError(`fulcrum client: ${what} did not complete before the call's deadline`)), Math.max(0, deadline - performance.now()));
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 function sleep(ms: number, deadline: number, signal: AbortSignal | undefined): Promise<void> {

@@ -1,5 +1,5 @@
-// fulcrumctl's --user and its auth, user and role commands, against every server in AUTH_TARGETS (etcd 3.4 today;
-// Fulcrum once its server side of auth lands). Where etcdctl is installed, `role get` and `user get` print what
+// fulcrumctl's --user and its auth, user and role commands, against every server in AUTH_TARGETS (etcd 3.4 and a
+// Fulcrum member). Where etcdctl is installed, `role get` and `user get` print what
 // etcdctl prints for the same server.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -120,9 +120,17 @@ describe.each(AUTH_TARGETS.map((t) => [t.name, t] as const))('fulcrumctl auth ag
     expect(await ok([...root, 'role', 'delete', 'app'])).toBe('Role app deleted\n');
     expect(await ok([...root, 'user', 'delete', 'alice'])).toBe('User alice deleted\n');
     const status = await run([...root, 'auth', 'status']);
-    if (target.hasAuthStatus) expect(status.out).toBe('Authentication Status: true\n');
-    else expect([status.code, status.err]).toEqual([1, 'Error: unknown method AuthStatus for service etcdserverpb.Auth (NOT_SUPPORTED)\n']);
+    // etcdctl 3.5's two lines; the auth revision moves with every change, disabling included.
+    const authStatus = /^Authentication Status: (true|false)\nAuthRevision: (\d+)\n$/;
+    let revision = 0;
+    if (target.hasAuthStatus) {
+      expect([status.code, status.out]).toEqual([0, expect.stringMatching(authStatus)]);
+      const [, enabled, rev] = authStatus.exec(status.out)!;
+      expect(enabled).toBe('true');
+      revision = Number(rev);
+    } else expect([status.code, status.err]).toEqual([1, 'Error: unknown method AuthStatus for service etcdserverpb.Auth (NOT_SUPPORTED)\n']);
     expect(await ok([...root, 'auth', 'disable'])).toBe('Authentication Disabled\n');
+    if (target.hasAuthStatus) expect(await ok(['-w', 'simple', 'auth', 'status'])).toBe(`Authentication Status: false\nAuthRevision: ${revision + 1}\n`);
     expect(await ok(['put', 'other/k', 'anyone'])).toBe('OK\n');
     const usage = await run(['user', 'add', 'bob']);
     expect([usage.code, usage.err]).toEqual([2, 'Error: user add: no password on stdin; give it with --new-user-password\n']);

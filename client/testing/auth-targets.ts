@@ -1,12 +1,13 @@
-// Servers that implement etcd's Auth API, for tests written once and run against each: today etcd 3.4; Fulcrum
-// joins the list when its server side of auth lands (then add a target that starts a member, as
-// client/testing/servers.ts does). Ports 3000-3999 on 127.0.0.1.
+// Servers that implement etcd's Auth API, for tests written once and run against each: etcd 3.4 (the reference for
+// wire behaviour, codes and messages) and a Fulcrum member (a real `fulcrum` process, node/cli.ts, started as
+// node/testing/process-cluster.ts starts members). Ports 3000-3999 on 127.0.0.1.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually } from '../../node/testing/eventually.js';
+import { ProcessCluster } from '../../node/testing/process-cluster.js';
 import { Client } from '../index.js';
 
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
@@ -25,6 +26,19 @@ export interface AuthTarget {
   readonly name: string;
   /** AuthStatus is etcd 3.5's; etcd 3.4 answers UNIMPLEMENTED. */
   readonly hasAuthStatus: boolean;
+  /**
+   * With auth on, whether a caller without credentials may grant a lease and compact: etcd 3.4 lets it; Fulcrum,
+   * deliberately stricter (docs/security.md), wants an authenticated user and answers `etcdserver: user name is empty`.
+   */
+  readonly anonymousLeaseAndCompact: boolean;
+  /**
+   * Whether a lease's TimeToLive with `keys` names keys the caller may not read: etcd 3.4 does; Fulcrum wants READ
+   * on every key it would name (docs/security.md) and answers `etcdserver: permission denied`.
+   */
+  readonly leaseKeysUnchecked: boolean;
+  /** Whether failed logins slow down the next ones (Fulcrum: up to LOGIN_DELAY_MAX_MS, node/auth/tokens.ts; etcd: no). */
+  readonly throttlesLogins: boolean;
+
   /** Why it cannot run here, or undefined when it can. */
   readonly unavailable: string | undefined;
   start(o?: AuthTargetOptions): Promise<AuthServer>;
@@ -53,6 +67,9 @@ let started = 0;
 export const ETCD_TARGET: AuthTarget = {
   name: 'etcd 3.4',
   hasAuthStatus: false,
+  anonymousLeaseAndCompact: true,
+  leaseKeysUnchecked: true,
+  throttlesLogins: false,
   unavailable: existsSync(ETCD_BIN) ? undefined : `${ETCD_BIN} is not installed (ETCD_BIN overrides it)`,
   async start(o = {}) {
     const [clientPort, peerPort] = await authTestPorts(started++);
@@ -93,5 +110,61 @@ export const ETCD_TARGET: AuthTarget = {
   },
 };
 
-/** Every target the auth tests run against. Add Fulcrum here once its server implements the Auth API. */
-export const AUTH_TARGETS: readonly AuthTarget[] = [ETCD_TARGET];
+/** A single Fulcrum member, a real process (`node --import tsx node/cli.ts`), with its data in a temporary directory. */
+export const FULCRUM_TARGET: AuthTarget = {
+  name: 'Fulcrum',
+  hasAuthStatus: true,
+  anonymousLeaseAndCompact: false,
+  leaseKeysUnchecked: false,
+  throttlesLogins: true,
+  unavailable: undefined,
+  async start(o = {}) {
+    const [clientPort, peerPort] = await authTestPorts(started++);
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-auth-member-'));
+    const cluster = new ProcessCluster({
+      members: [
+        {
+          name: 'f1',
+          clientPort,
+          peerPort,
+          dataDir: join(dir, 'f1'),
+          extraArgs: ['--log-level', 'warn', ...(o.tokenTtlSeconds === undefined ? [] : ['--auth-token-ttl', String(o.tokenTtlSeconds)])],
+        },
+      ],
+      heartbeatMs: 50,
+      electionMs: 500,
+    });
+    cluster.start();
+    const member = cluster.members[0]!;
+    const endpoint = member.clientEndpoint;
+    const probe = new Client({ endpoints: [endpoint], attemptTimeoutMs: 1_000, requestTimeoutMs: 2_000 });
+    try {
+      await eventually(
+        'the Fulcrum member to lead and serve',
+        async () => {
+          if (!member.running) throw new Error(`the member exited: ${member.output.slice(-10).join('\n')}`);
+          const [s] = await probe.memberStatuses({ timeoutMs: 1_000 });
+          return s !== undefined && s.leaderId !== '0' && s.leaderId === s.memberId ? true : undefined;
+        },
+        60_000,
+        200,
+      );
+    } catch (e) {
+      await cluster.kill();
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`${String(e)}\n${member.output.slice(-10).join('\n')}`);
+    } finally {
+      await probe.close();
+    }
+    return {
+      endpoint,
+      close: async () => {
+        await cluster.kill();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+/** Every target the auth tests run against. */
+export const AUTH_TARGETS: readonly AuthTarget[] = [ETCD_TARGET, FULCRUM_TARGET];
