@@ -4,6 +4,7 @@
 import { Session } from 'node:inspector';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import process from 'node:process';
 
 const dir = process.env.FULCRUM_PROFILE_DIR;
 if (dir) {
