@@ -5,32 +5,19 @@
 // node/api/authz-cert.test.ts checks the same rule in process with the gate built by hand; this one goes through
 // the flags. Certificates are made at run time (node/testing/certs.ts). Ports: 7000-7999 on 127.0.0.1.
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, FulcrumClientError, PermissionDeniedError, type ClientOptions, type WatchEvent } from '../client/index.js';
 import { TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
 import { eventually } from './testing/eventually.js';
 import { findEtcdctl, runEtcdctl } from './testing/interop-etcdctl.js';
+import { freeConsecutivePorts } from './testing/ports.js';
 import { ProcessCluster } from './testing/process-cluster.js';
 
 const haveEtcdctl = findEtcdctl() !== undefined;
 const DENIED = 'etcdserver: permission denied';
 
-async function freePorts(count: number): Promise<number[]> {
-  const free = (port: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const base = 7000 + ((process.pid * 17 + attempt * 101) % (1000 - count));
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(free))).every(Boolean)) return ports;
-  }
-  throw new Error(`no ${count} free consecutive ports in 7000-7999`);
-}
+const freePorts = (count: number): Promise<number[]> => freeConsecutivePorts(count, { first: 7000, size: 1000 }, 2);
 
 /** The error a promise rejects with (fails the test if it resolves). */
 async function failure(p: Promise<unknown>): Promise<FulcrumClientError> {

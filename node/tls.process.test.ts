@@ -10,7 +10,6 @@
 // Ports: 3000-3999 on 127.0.0.1.
 import { readFile } from 'node:fs/promises';
 import { get as httpsGet } from 'node:https';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -22,6 +21,7 @@ import { loadEtcdApi } from '../proto/index.js';
 import { daysFromNow, TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
 import { eventually } from './testing/eventually.js';
 import { BackgroundEtcdctl, findEtcdctl, runEtcdctl, type EtcdctlRun } from './testing/interop-etcdctl.js';
+import { freeConsecutivePorts } from './testing/ports.js';
 import { ProcessCluster, ProcessMember, memberArgs, type ProcessMemberSpec } from './testing/process-cluster.js';
 
 const haveEtcdctl = findEtcdctl() !== undefined;
@@ -44,20 +44,7 @@ let metricsPort: number;
 const cleanups: (() => Promise<unknown>)[] = [];
 
 /** `count` consecutive free ports in 3000-3999, from a pid-dependent start so parallel runs spread out. */
-async function freePorts(count: number): Promise<number[]> {
-  const free = (port: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const base = 3000 + ((process.pid * 13 + attempt * 97) % (1000 - count));
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(free))).every(Boolean)) return ports;
-  }
-  throw new Error(`no ${count} free consecutive ports in 3000-3999`);
-}
+const freePorts = (count: number): Promise<number[]> => freeConsecutivePorts(count, { first: 3000, size: 1000 }, 1);
 
 function tlsArgs(name: string): string[] {
   const c = certs.get(name)!;

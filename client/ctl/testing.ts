@@ -10,36 +10,25 @@
 //   18792-18799  never bound: the unreachable endpoint, and peer URLs of members that are never started
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startMember, type EmbeddedMember } from '../../node/embedded.js';
+import { freeConsecutivePorts } from '../../node/testing/ports.js';
 import { main, type CtlIo } from './cli.js';
 
 const BLOCK_PORTS = 10;
 const PORT_RANGES = { members: { first: 18_600, blocks: 10 }, cluster: { first: 18_700, blocks: 9 } } as const;
-const ATTEMPTS = 8;
 /** Nothing listens here in fulcrumctl's tests: an unreachable endpoint. */
 export const DEAD_ENDPOINT = '127.0.0.1:18797';
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
 /** `count` free consecutive ports of one block, picked by pid and `slot` (separates users in one process). */
-export async function freePorts(count: number, slot: number, range: keyof typeof PORT_RANGES = 'members'): Promise<number[]> {
+/** Tries at starting a member before a port race (another process took one of its ports) fails the test. */
+const ATTEMPTS = 8;
+
+export function freePorts(count: number, slot: number, range: keyof typeof PORT_RANGES = 'members'): Promise<number[]> {
   const { first, blocks } = PORT_RANGES[range];
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const base = first + ((process.pid + slot * 7 + attempt * 3) % blocks) * BLOCK_PORTS;
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
-  }
-  throw new Error(`EADDRINUSE: no ${count} free ports for ${range} in ${first}-${first + blocks * BLOCK_PORTS - 1} after ${ATTEMPTS} attempts`);
+  return freeConsecutivePorts(count, { first, size: blocks * BLOCK_PORTS, align: BLOCK_PORTS }, slot);
 }
 
 export interface CtlMember {

@@ -3,10 +3,10 @@
 // node/testing/process-cluster.ts starts members). Ports 3000-3999 on 127.0.0.1.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually } from '../../node/testing/eventually.js';
+import { freeConsecutivePorts } from '../../node/testing/ports.js';
 import { ProcessCluster } from '../../node/testing/process-cluster.js';
 import { Client } from '../index.js';
 
@@ -44,21 +44,10 @@ export interface AuthTarget {
   start(o?: AuthTargetOptions): Promise<AuthServer>;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
 /** Two free consecutive ports in 3000-3999, from a pid-dependent start. */
 export async function authTestPorts(salt: number): Promise<[number, number]> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const base = 3000 + ((process.pid * 31 + salt * 7 + attempt * 89) % 998);
-    if ((await portFree(base)) && (await portFree(base + 1))) return [base, base + 1];
-  }
-  throw new Error('no two free consecutive ports in 3000-3999');
+  const [client, peer] = await freeConsecutivePorts(2, { first: 3000, size: 1000 }, salt);
+  return [client!, peer!];
 }
 
 let started = 0;

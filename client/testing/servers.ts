@@ -4,38 +4,25 @@
 // nothing from node/.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseServerConfig } from '../../node/config.js';
 import { startMember, type EmbeddedMember } from '../../node/embedded.js';
 import { startServer } from '../../node/server.js';
 import { eventually } from '../../node/testing/eventually.js';
+import { freeConsecutivePorts, portFree } from '../../node/testing/ports.js';
 import { ProcessCluster } from '../../node/testing/process-cluster.js';
 import { Client, type ClientOptions } from '../index.js';
 
-const PORT_RANGE_FIRST = 19_000;
-const BLOCK_PORTS = 20;
-const BLOCKS = 150; // 19000-21999
+/** `count` free consecutive ports from this process's block of 20 in 19000-21999 (`slot` separates several users). */
+/** Tries at starting a member before a port race (another process took one of its ports) fails the test. */
 const ATTEMPTS = 8;
 
-export function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
+export function freePorts(count: number, slot: number): Promise<number[]> {
+  return freeConsecutivePorts(count, { first: 19_000, size: 3_000, align: 20 }, slot);
 }
 
-/** `count` free consecutive ports from this process's block (`slot` separates several users in one file). */
-export async function freePorts(count: number, slot: number): Promise<number[]> {
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const base = PORT_RANGE_FIRST + ((process.pid + slot * 37 + attempt * 53) % BLOCKS) * BLOCK_PORTS;
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
-  }
-  throw new Error(`EADDRINUSE: no ${count} free ports in 19000-21999 after ${ATTEMPTS} attempts`);
-}
+export { portFree };
 
 export interface TestMember {
   readonly member: EmbeddedMember;

@@ -1,7 +1,6 @@
 // Real Fulcrum servers (startServer: every service, the auth gate, real gRPC) for the auth tests, on ports from the
 // auth tests' range 4000-4899, in blocks of 10 chosen by pid and slot; a taken port moves to another block.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -19,27 +18,11 @@ import {
 import { parseServerConfig } from '../config.js';
 import { startServer, type FulcrumServer } from '../server.js';
 import { eventually } from '../testing/eventually.js';
+import { freeConsecutivePorts } from '../testing/ports.js';
 
-const PORT_FIRST = 4000;
-const BLOCK_PORTS = 10;
-const BLOCKS = 90;
-const ATTEMPTS = 8;
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-export async function freePorts(count: number, slot: number): Promise<number[]> {
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const base = PORT_FIRST + ((process.pid + slot * 37 + attempt * 53) % BLOCKS) * BLOCK_PORTS;
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
-  }
-  throw new Error(`EADDRINUSE: no ${count} free ports in ${PORT_FIRST}-${PORT_FIRST + BLOCKS * BLOCK_PORTS - 1}`);
+/** `count` free ports in 4000-4899, from blocks of 10 (`slot` separates several clusters in one file). */
+export function freePorts(count: number, slot: number): Promise<number[]> {
+  return freeConsecutivePorts(count, { first: 4000, size: 900, align: 10 }, slot);
 }
 
 export interface AuthClients {
