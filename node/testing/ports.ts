@@ -30,7 +30,9 @@ export async function freeConsecutivePorts(count: number, range: PortRange, salt
   const starts = Math.floor((range.size - count) / align) + 1;
   if (starts < 1) throw new Error(`${count} ports do not fit in ${range.first}-${range.first + range.size - 1}`);
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const base = range.first + ((process.pid + salt * 37 + attempt * 53) % starts) * align;
+    // pid * 31: test files run in processes with neighbouring ids; a multiplier keeps their starts far apart (with
+    // pid + salt, two files' starts could differ by one port, and their picks overlap and race to bind).
+    const base = range.first + ((process.pid * 31 + salt * 37 + attempt * 53) % starts) * align;
     const ports = Array.from({ length: count }, (_, i) => base + i);
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
   }
