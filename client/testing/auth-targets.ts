@@ -1,7 +1,6 @@
 // Servers that implement etcd's Auth API, for tests written once and run against each: etcd 3.4 (the reference for
 // wire behaviour, codes and messages) and a Fulcrum member (a real `fulcrum` process, node/cli.ts, started as
 // node/testing/process-cluster.ts starts members). Ports 3000-3999 on 127.0.0.1.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +8,9 @@ import { eventually } from '../../node/testing/eventually.js';
 import { freeConsecutivePorts } from '../../node/testing/ports.js';
 import { ProcessCluster } from '../../node/testing/process-cluster.js';
 import { Client } from '../index.js';
+import { ETCD_BIN, startTestEtcd } from './servers.js';
 
-export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+export { ETCD_BIN };
 
 export interface AuthServer {
   readonly endpoint: string;
@@ -46,7 +46,7 @@ export interface AuthTarget {
 
 /** Two free consecutive ports in 3000-3999, from a pid-dependent start. */
 export async function authTestPorts(salt: number): Promise<[number, number]> {
-  const [client, peer] = await freeConsecutivePorts(2, { first: 3000, size: 1000 }, salt);
+  const [client, peer] = await freeConsecutivePorts(2, { first: 3000, size: 1000, align: 2 }, salt); // pairs never overlap
   return [client!, peer!];
 }
 
@@ -61,41 +61,8 @@ export const ETCD_TARGET: AuthTarget = {
   throttlesLogins: false,
   unavailable: existsSync(ETCD_BIN) ? undefined : `${ETCD_BIN} is not installed (ETCD_BIN overrides it)`,
   async start(o = {}) {
-    const [clientPort, peerPort] = await authTestPorts(started++);
-    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-auth-etcd-'));
-    const child: ChildProcess = spawn(
-      ETCD_BIN,
-      [
-        '--data-dir', join(dir, 'data'),
-        '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
-        '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
-        '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-        '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-        '--initial-cluster', `default=http://127.0.0.1:${peerPort}`,
-        '--log-level', 'error',
-        ...(o.tokenTtlSeconds === undefined ? [] : ['--auth-token-ttl', String(o.tokenTtlSeconds)]),
-      ],
-      { stdio: 'ignore' },
-    );
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    const endpoint = `127.0.0.1:${clientPort}`;
-    const probe = new Client({ endpoints: [endpoint], attemptTimeoutMs: 1_000, requestTimeoutMs: 2_000 });
-    try {
-      await eventually('etcd to serve', async () => ((await probe.memberStatuses({ timeoutMs: 1_000 })).length === 1 ? true : undefined), 30_000, 200);
-    } catch (e) {
-      child.kill('SIGKILL');
-      throw e;
-    } finally {
-      await probe.close();
-    }
-    return {
-      endpoint,
-      close: async () => {
-        child.kill('SIGKILL');
-        await exited;
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    const extraArgs = o.tokenTtlSeconds === undefined ? [] : ['--auth-token-ttl', String(o.tokenTtlSeconds)];
+    return startTestEtcd(0, { ports: await authTestPorts(started++), extraArgs });
   },
 };
 

@@ -171,9 +171,15 @@ function makeCertificates(dir: string): { ca: string; serverCert: string; server
   return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
 }
 
-/** A single real etcd (3.4 here) on loopback, for the plain-etcd interoperability tests; `tls` serves https with client certificates required. */
-export async function startTestEtcd(slot: number, options: { tls?: boolean } = {}): Promise<TestEtcd> {
-  const [clientPort, peerPort] = await freePorts(2, slot);
+/**
+ * A single real etcd (3.4 here) on loopback, for the plain-etcd interoperability tests; `tls` serves https with
+ * client certificates required. `ports` (client, peer) overrides this file's range; `extraArgs` go to etcd as they are.
+ */
+export async function startTestEtcd(
+  slot: number,
+  options: { tls?: boolean; ports?: readonly [number, number]; extraArgs?: readonly string[] } = {},
+): Promise<TestEtcd> {
+  const [clientPort, peerPort] = options.ports ?? (await freePorts(2, slot));
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-client-etcd-'));
   const certs = options.tls ? makeCertificates(dir) : undefined;
   const scheme = certs ? 'https' : 'http';
@@ -189,6 +195,7 @@ export async function startTestEtcd(slot: number, options: { tls?: boolean } = {
       '--initial-cluster', `e1=http://127.0.0.1:${peerPort}`,
       '--log-level', 'error',
       ...(certs ? ['--cert-file', certs.serverCert, '--key-file', certs.serverKey, '--trusted-ca-file', certs.ca, '--client-cert-auth'] : []),
+      ...(options.extraArgs ?? []),
     ],
     { stdio: 'ignore' },
   );
