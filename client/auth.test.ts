@@ -3,21 +3,13 @@
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Credentials } from './auth.js';
-import { AuthenticationError, AuthManagementError, Client, FulcrumClientError, PermissionDeniedError, type ClientOptions, type WatchEvent } from './index.js';
+import { AuthenticationError, AuthManagementError, Client, PermissionDeniedError, type ClientOptions, type WatchEvent } from './index.js';
 import { AUTH_TARGETS, type AuthServer } from './testing/auth-targets.js';
+import { failure } from './testing/failure.js';
 
 const ROOT = { username: 'root', password: 'root-secret-1' };
 const ALICE = { username: 'alice', password: 'alice-secret-1' };
 
-/** The error a promise rejects with (fails the test if it resolves). */
-async function failure(p: Promise<unknown>): Promise<FulcrumClientError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(FulcrumClientError);
-  return e as FulcrumClientError;
-}
 
 describe.each(AUTH_TARGETS.map((t) => [t.name, t] as const))('auth against %s', (_name, target) => {
   const clients: Client[] = [];

@@ -7,27 +7,19 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, FulcrumClientError, PermissionDeniedError, type ClientOptions, type WatchEvent } from '../client/index.js';
+import { Client, PermissionDeniedError, type ClientOptions, type WatchEvent } from '../client/index.js';
 import { TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
 import { eventually } from './testing/eventually.js';
 import { findEtcdctl, runEtcdctl } from './testing/interop-etcdctl.js';
 import { freeConsecutivePorts } from './testing/ports.js';
 import { ProcessCluster } from './testing/process-cluster.js';
+import { failure } from '../client/testing/failure.js';
 
 const haveEtcdctl = findEtcdctl() !== undefined;
 const DENIED = 'etcdserver: permission denied';
 
 const freePorts = (count: number): Promise<number[]> => freeConsecutivePorts(count, { first: 7000, size: 1000 }, 2);
 
-/** The error a promise rejects with (fails the test if it resolves). */
-async function failure(p: Promise<unknown>): Promise<FulcrumClientError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(FulcrumClientError);
-  return e as FulcrumClientError;
-}
 
 describe('--client-cert-auth: a client certificate common name is the user (a real member started by the CLI)', () => {
   let pki: TestPki;
