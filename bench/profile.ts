@@ -79,7 +79,7 @@ async function main(o: Options): Promise<void> {
   cluster.start();
   try {
     const leader = await findLeader(cluster.endpoints, 30_000);
-    const client = new EtcdTestClient(o.op === 'put' ? leader.endpoint : leader.endpoint, 5_000);
+    const client = new EtcdTestClient(leader.endpoint, 5_000);
     const value = 'v'.repeat(o.valueBytes);
     for (let i = 0; i < 200; i++) await client.put(`warm-${i % 50}`, value);
     const members = cluster.members;

@@ -20,7 +20,10 @@ const FIELD_EVENTS = 11;
 let types: { header: protobuf.Type; event: protobuf.Type } | undefined;
 
 function protoTypes(): { header: protobuf.Type; event: protobuf.Type } {
-  types ??= { header: loadProtoRoot().lookupType('etcdserverpb.ResponseHeader'), event: loadProtoRoot().lookupType('mvccpb.Event') };
+  if (types === undefined) {
+    const root = loadProtoRoot();
+    types = { header: root.lookupType('etcdserverpb.ResponseHeader'), event: root.lookupType('mvccpb.Event') };
+  }
   return types;
 }
 

@@ -9,8 +9,6 @@ const ENTRY_OVERHEAD_BYTES = 96;
 export class RowCache {
   private readonly rows = new Map<string, Uint8Array>();
   private bytes = 0;
-  hits = 0;
-  misses = 0;
 
   /** `bytesMax` 0 turns the cache off. */
   constructor(readonly bytesMax: number) {
@@ -27,11 +25,7 @@ export class RowCache {
 
   get(id: string): Uint8Array | undefined {
     const row = this.rows.get(id);
-    if (row === undefined) {
-      this.misses++;
-      return undefined;
-    }
-    this.hits++;
+    if (row === undefined) return undefined;
     // Map keeps insertion order: re-inserting makes this the most recently used.
     this.rows.delete(id);
     this.rows.set(id, row);
