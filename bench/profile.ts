@@ -2,6 +2,7 @@
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
 //   npm run bench:profile -- [--op put|get|sget] [--in-flight 100] [--duration 5] [--cpu-prof DIR] [--trace FILE]
+//                            [--system etcd]
 //
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
@@ -15,6 +16,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { EtcdTestClient } from '../node/testing/etcd-client.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
+import { etcdCluster, etcdVersion } from './lib/systems.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 /** Loopback ports of the three members (inside the benchmark's 12400-13999 range). */
@@ -35,7 +37,8 @@ const program = new Command('npm run bench:profile --')
   .option('--duration <s>', 'measured seconds', positive, 5)
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
-  .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here');
+  .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
+  .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
 interface Options {
   op: 'put' | 'get' | 'sget';
@@ -44,6 +47,14 @@ interface Options {
   valueBytes: number;
   cpuProf?: string;
   trace?: string;
+  system: 'fulcrum' | 'etcd';
+}
+
+/** The three members under measurement, whichever system. */
+interface Measured {
+  readonly endpoints: readonly string[];
+  readonly members: ReadonlyArray<{ readonly name: string; readonly endpoint: string; readonly pid: number | undefined; signal(s: NodeJS.Signals): void }>;
+  stop(): Promise<void>;
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks at 100 Hz). */
@@ -53,9 +64,7 @@ function cpuSeconds(pid: number | undefined): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function main(o: Options): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
-  const traces: Array<[bigint, string]> = [];
+function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>): Measured {
   const cluster = new ProcessCluster({
     members: [0, 1, 2].map((i) => ({
       name: `p${i + 1}`,
@@ -77,15 +86,40 @@ async function main(o: Options): Promise<void> {
     },
   });
   cluster.start();
+  return {
+    endpoints: cluster.endpoints,
+    members: cluster.members.map((m) => ({ name: m.spec.name, endpoint: m.clientEndpoint, pid: m.child?.pid, signal: (sig) => m.child?.kill(sig) })),
+    stop: () => cluster.stop(),
+  };
+}
+
+/** etcd with the settings Fulcrum's members get from ProcessCluster's defaults (bench/lib/systems.ts). */
+function etcdMembers(dir: string): Measured {
+  const version = etcdVersion();
+  if (version === undefined) throw new Error('no `etcd` binary on the PATH: apt-get install etcd-server');
+  const cluster = etcdCluster(dir, BASE_PORT, { heartbeatMs: 100, electionMs: 1000, snapshotCount: 10_000 }, version);
+  cluster.start();
+  return {
+    endpoints: cluster.endpoints,
+    members: cluster.members.map((m) => ({ name: m.name, endpoint: m.clientEndpoint, pid: m.pid, signal: () => undefined })),
+    stop: () => cluster.stop(),
+  };
+}
+
+async function main(o: Options): Promise<void> {
+  if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined)) throw new InvalidArgumentError('--cpu-prof and --trace are for Fulcrum only');
+  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
+  const traces: Array<[bigint, string]> = [];
+  const cluster = o.system === 'etcd' ? etcdMembers(dir) : fulcrumMembers(o, dir, traces);
   try {
     const leader = await findLeader(cluster.endpoints, 30_000);
     const client = new EtcdTestClient(leader.endpoint, 5_000);
     const value = 'v'.repeat(o.valueBytes);
     for (let i = 0; i < 200; i++) await client.put(`warm-${i % 50}`, value);
     const members = cluster.members;
-    if (o.cpuProf !== undefined) for (const m of members) m.child?.kill('SIGUSR2');
+    if (o.cpuProf !== undefined) for (const m of members) m.signal('SIGUSR2');
     traces.length = 0;
-    const before = members.map((m) => cpuSeconds(m.child?.pid));
+    const before = members.map((m) => cpuSeconds(m.pid));
     const selfBefore = process.cpuUsage();
     const latencies: number[] = [];
     const end = performance.now() + o.duration * 1000;
@@ -102,13 +136,13 @@ async function main(o: Options): Promise<void> {
       }),
     );
     const self = process.cpuUsage(selfBefore);
-    const after = members.map((m) => cpuSeconds(m.child?.pid));
+    const after = members.map((m) => cpuSeconds(m.pid));
     latencies.sort((a, b) => a - b);
     const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
-    const leaderName = members.find((m) => m.clientEndpoint === leader.endpoint)?.spec.name;
+    const leaderName = members.find((m) => m.endpoint === leader.endpoint)?.name;
     process.stdout.write(`${o.op} x${o.inFlight}: ${n} in ${o.duration} s = ${Math.round(n / o.duration)}/s, p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms\n`);
     process.stdout.write('CPU ms per operation:\n');
-    members.forEach((m, i) => process.stdout.write(`  ${m.spec.name}${m.spec.name === leaderName ? ' (leader)' : ''}  ${(((after[i]! - before[i]!) * 1000) / n).toFixed(3)}\n`));
+    members.forEach((m, i) => process.stdout.write(`  ${m.name}${m.name === leaderName ? ' (leader)' : ''}  ${(((after[i]! - before[i]!) * 1000) / n).toFixed(3)}\n`));
     process.stdout.write(`  load generator  ${((self.user + self.system) / 1000 / n).toFixed(3)}\n`);
     client.close();
   } finally {

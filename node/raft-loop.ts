@@ -143,6 +143,8 @@ export function unwrapProposal(data: Uint8Array): { key: string; payload: Uint8A
 
 export class RaftLoop {
   private pumping = false;
+  /** A pump start is queued (setImmediate) but has not run yet. */
+  private pumpScheduled = false;
   private again = false;
   private stopped = false;
   private fatal: unknown = undefined;
@@ -283,14 +285,31 @@ export class RaftLoop {
     this.maybeRequestRead();
   }
 
+  /**
+   * Make sure a pump runs soon. The pump starts in the check phase (setImmediate), after the I/O callbacks of
+   * this turn of the event loop: requests that arrived in the same socket reads all reach the core first and share
+   * one Ready (one fsync, one append per follower), where starting at once gave the first of a burst a Ready of
+   * its own and made the rest wait a whole persist for the next.
+   */
   kick(): void {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(this.startPump);
+  }
+
+  private readonly startPump = (): void => {
+    this.pumpScheduled = false;
     if (this.pumping) {
       this.again = true;
       return;
     }
     this.pumping = true;
     void this.pump();
-  }
+  };
 
   private async pump(): Promise<void> {
     try {

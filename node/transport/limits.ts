@@ -41,6 +41,17 @@ export const TRANSPORT_LIMITS_DEFAULTS: TransportLimits = Object.freeze({
   snapshotChunkBytesMax: 1024 * 1024,
 });
 
+/**
+ * The receiver acks the first batch of a stream and then every SEND_ACK_EVERY-th (acks are cumulative). A
+ * sender's in-flight window must hold at least two such spans, or it could stall waiting for an ack that is only
+ * sent once more batches arrive.
+ */
+export const SEND_ACK_EVERY = 8;
+
+export function shouldAck(seq: number): boolean {
+  return seq === 1 || seq % SEND_ACK_EVERY === 0;
+}
+
 /** Largest gRPC message the peer server must accept: one append of maxSizePerMsg plus one maximal request. */
 export const PEER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
 
@@ -55,6 +66,7 @@ export function validateTransportLimits(input: Partial<TransportLimits> = {}): T
     if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`transport limit ${name} must be a positive integer, got ${String(v)}`);
   }
   if (l.reconnectMaxMs < l.reconnectMinMs) throw new RangeError('transport limit reconnectMaxMs must be >= reconnectMinMs');
+  if (l.inflightBatchesMax < 2 * SEND_ACK_EVERY) throw new RangeError(`transport limit inflightBatchesMax must be >= ${2 * SEND_ACK_EVERY} (acks come every ${SEND_ACK_EVERY} batches)`);
   if (l.batchBytesMax > PEER_MESSAGE_BYTES_MAX) throw new RangeError(`transport limit batchBytesMax must be <= ${PEER_MESSAGE_BYTES_MAX}`);
   if (l.snapshotChunkBytesMax > PEER_MESSAGE_BYTES_MAX / 2) throw new RangeError('transport limit snapshotChunkBytesMax is too large for one gRPC message');
   return Object.freeze(l);
