@@ -3,7 +3,7 @@ import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
 import { EntryType, message, MessageType, type Entry, type Message, type Snapshot } from '../raft/types.js';
 import { MemoryLogStore } from './memory-log-store.js';
-import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type Ticker } from './raft-loop.js';
+import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, wrapProposal, type Applier, type Command, type Ticker } from './raft-loop.js';
 
 /** A ticker the test drives by hand: time is explicit, nothing depends on wall-clock speed. */
 class ManualTicker implements Ticker {
@@ -162,6 +162,23 @@ describe('RaftLoop', () => {
     ticker.fire();
     expect(await outcome).toMatchObject({ code: 'TIMEOUT', message: 'etcdserver: request timed out' });
     expect((loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
+  });
+
+  it('answers a proposal only with its own entry, not with an entry an earlier life of this member proposed under the same sequence number', async () => {
+    const log = new MemoryLogStore();
+    const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);
+    node.bootstrap([1]);
+    const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), { ...RAFT_LOOP_DEFAULTS, memberId: 1, bootNonce: 8, ticker: new ManualTicker() });
+    loops.push(loop);
+    loop.start();
+    await settle();
+    node.campaign();
+    loop.kick();
+    await settle();
+    // An entry from this member's life with boot nonce 7, sequence number 1, still in the log ahead of ours.
+    node.propose(wrapProposal(1, 7, 1, enc('a=1')));
+    const ours = loop.propose(enc('a=2')); // sequence number 1 of this life (nonce 8)
+    expect(await ours).toBe('1'); // its own result (the previous value), not the earlier entry's (null)
   });
 
   it('bounds waiting proposals with a named limit', async () => {

@@ -119,6 +119,9 @@ interface ProposalWaiter extends Waiter {
   readonly bornTick: number;
 }
 
+const TEXT_ENCODER = new TextEncoder();
+const TEXT_DECODER = new TextDecoder();
+
 const ENVELOPE_VERSION = 1;
 /** [u8 version][u32 boot nonce][f64 member id][f64 sequence] */
 const ENVELOPE_HEADER_BYTES = 21;
@@ -134,11 +137,17 @@ export function wrapProposal(memberId: number, bootNonce: number, seq: number, p
   return out;
 }
 
-export function unwrapProposal(data: Uint8Array): { key: string; payload: Uint8Array } {
+export interface Envelope {
+  readonly memberId: number;
+  readonly bootNonce: number;
+  readonly seq: number;
+  readonly payload: Uint8Array;
+}
+
+export function unwrapProposal(data: Uint8Array): Envelope {
   assert(data.byteLength >= ENVELOPE_HEADER_BYTES && data[0] === ENVELOPE_VERSION, () => `malformed proposal envelope (${data.byteLength} bytes)`);
   const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const key = `${v.getFloat64(5)}:${v.getUint32(1)}:${v.getFloat64(13)}`;
-  return { key, payload: data.subarray(ENVELOPE_HEADER_BYTES) };
+  return { bootNonce: v.getUint32(1), memberId: v.getFloat64(5), seq: v.getFloat64(13), payload: data.subarray(ENVELOPE_HEADER_BYTES) };
 }
 
 export class RaftLoop {
@@ -150,8 +159,11 @@ export class RaftLoop {
   private fatal: unknown = undefined;
   private stopTicker: (() => void) | undefined;
   private seq = 0;
-  /** In proposal order (Map keeps insertion order), so the oldest are first when expiring. */
-  private readonly proposals = new Map<string, ProposalWaiter>();
+  /**
+   * This life's proposals by sequence number, in proposal order (Map keeps insertion order), so the oldest are
+   * first when expiring. An applied entry is ours when its envelope names this member and this boot's nonce.
+   */
+  private readonly proposals = new Map<number, ProposalWaiter>();
   private ticks = 0;
   /** Reads not yet covered by a ReadIndex request. */
   private readsWaitingForIndex: Waiter[] = [];
@@ -218,23 +230,22 @@ export class RaftLoop {
     }
     const seq = ++this.seq;
     const data = wrapProposal(this.options.memberId, this.options.bootNonce, seq, payload);
-    const { key } = unwrapProposal(data);
     try {
       this.node.propose(data);
     } catch (e) {
       if (e instanceof ProposalDroppedError) return Promise.reject(new LoopError('PROPOSAL_DROPPED', e.message));
       throw e;
     }
-    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(key, { resolve, reject, bornTick: this.ticks }));
+    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(seq, { resolve, reject, bornTick: this.ticks }));
     this.kick();
     return p;
   }
 
   /** Fail proposals older than proposalTimeoutTicks, oldest first; their entries may still be applied. */
   private expireProposals(): void {
-    for (const [key, w] of this.proposals) {
+    for (const [seq, w] of this.proposals) {
       if (this.ticks - w.bornTick < this.options.proposalTimeoutTicks) return;
-      this.proposals.delete(key);
+      this.proposals.delete(seq);
       w.reject(new LoopError('TIMEOUT', 'etcdserver: request timed out'));
     }
   }
@@ -268,7 +279,7 @@ export class RaftLoop {
     this.readsWaitingForIndex = [];
     this.readInFlight = { ctx, waiters, ticks: 0 };
     try {
-      this.node.readIndex(new TextEncoder().encode(ctx));
+      this.node.readIndex(TEXT_ENCODER.encode(ctx));
     } catch (e) {
       this.readInFlight = undefined;
       const err = e instanceof ProposalDroppedError ? new LoopError('PROPOSAL_DROPPED', 'etcdserver: no leader') : e;
@@ -423,20 +434,21 @@ export class RaftLoop {
 
   private async applyNormal(entries: readonly Entry[]): Promise<void> {
     const commands: Command[] = [];
-    const keys: string[] = [];
+    /** For each command, the sequence number of our own waiting proposal, or -1 (another member's, or an earlier life's). */
+    const ours: number[] = [];
     for (const e of entries) {
       if (e.data.byteLength === 0) continue; // a leader's no-op
-      const { key, payload } = unwrapProposal(e.data);
-      commands.push({ index: e.index, term: e.term, payload });
-      keys.push(key);
+      const env = unwrapProposal(e.data);
+      commands.push({ index: e.index, term: e.term, payload: env.payload });
+      ours.push(env.memberId === this.options.memberId && env.bootNonce === this.options.bootNonce >>> 0 ? env.seq : -1);
     }
     if (commands.length === 0) return;
     const results = await this.applier.apply(commands);
     assert(results.length === commands.length, () => `applier returned ${results.length} results for ${commands.length} commands`);
-    for (let i = 0; i < keys.length; i++) {
-      const w = this.proposals.get(keys[i]!);
+    for (let i = 0; i < ours.length; i++) {
+      const w = ours[i]! < 0 ? undefined : this.proposals.get(ours[i]!);
       if (w === undefined) continue;
-      this.proposals.delete(keys[i]!);
+      this.proposals.delete(ours[i]!);
       this.answers.push([w, results[i]]);
     }
   }
@@ -450,7 +462,7 @@ export class RaftLoop {
 
   private collectReadStates(states: readonly ReadState[]): void {
     for (const rs of states) {
-      const ctx = new TextDecoder().decode(rs.context);
+      const ctx = TEXT_DECODER.decode(rs.context);
       const r = this.readInFlight;
       if (r === undefined || r.ctx !== ctx) continue; // an answer to a request we already retried
       this.readInFlight = undefined;

@@ -48,6 +48,21 @@ describe('command codec', () => {
     expect(() => decodeValue(Uint8Array.of(42))).toThrow(/unknown value tag 42/);
     expect(() => decodeCommand(encodeValue([1, 2]))).toThrow(/not an object/);
   });
+  it('gives each encoding bytes of its own, also after an encode that failed half-way (shared scratch buffer)', () => {
+    const first = encodeValue({ a: 'x'.repeat(100) });
+    const firstCopy = first.slice();
+    let deep: Value = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    expect(() => encodeValue(deep)).toThrow(/nested too deeply/);
+    const big = encodeValue({ b: new Uint8Array(200_000).fill(7) }); // larger than the scratch: grows a buffer of its own
+    const second = encodeValue({ a: 'y'.repeat(100) });
+    expect(first).toEqual(firstCopy);
+    expect(decodeValue(first)).toEqual({ a: 'x'.repeat(100) });
+    expect(decodeValue(second)).toEqual({ a: 'y'.repeat(100) });
+    expect((decodeValue(big) as { b: Uint8Array }).b.byteLength).toBe(200_000);
+    expect(first.buffer).not.toBe(second.buffer);
+  });
+
   it('keeps the byte format of commands already in WALs (a golden encoding made before the codec was sped up)', () => {
     const te = new TextEncoder();
     const c = {

@@ -53,9 +53,7 @@ export interface Command {
 }
 
 export function encodeCommand(c: Command): Uint8Array {
-  const w = new Writer();
-  w.value(c as unknown as Value, 0);
-  const out = w.finish();
+  const out = encodeWith(c as unknown as Value);
   assert(out.byteLength <= COMMAND_BYTES_MAX, () => `command of ${out.byteLength} bytes exceeds ${COMMAND_BYTES_MAX}`);
   return out;
 }
@@ -71,9 +69,17 @@ export function decodeCommand(data: Uint8Array): Command {
 }
 
 export function encodeValue(v: Value): Uint8Array {
+  return encodeWith(v);
+}
+
+function encodeWith(v: Value): Uint8Array {
   const w = new Writer();
-  w.value(v, 0);
-  return w.finish();
+  try {
+    w.value(v, 0);
+    return w.finish();
+  } finally {
+    w.release();
+  }
 }
 
 export function decodeValue(data: Uint8Array): Value {
@@ -83,10 +89,26 @@ export function decodeValue(data: Uint8Array): Value {
   return v;
 }
 
+/**
+ * Writers encode into one shared scratch buffer and copy the result out once: a fresh 256-byte buffer per command,
+ * grown by doubling, cost three off-heap allocations and two copies for a typical put. The scratch is taken for
+ * the length of one synchronous encode; a nested encode (none today) would get a buffer of its own.
+ */
+const SCRATCH_BYTES_KEPT_MAX = 1024 * 1024;
+let scratch: Uint8Array | undefined = new Uint8Array(64 * 1024);
+
 class Writer {
-  private buf = new Uint8Array(256);
-  private view = new DataView(this.buf.buffer);
+  private buf: Uint8Array;
+  private view: DataView;
   private len = 0;
+  private readonly ownsScratch: boolean;
+
+  constructor() {
+    this.ownsScratch = scratch !== undefined;
+    this.buf = scratch ?? new Uint8Array(256);
+    scratch = undefined;
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
 
   private ensure(n: number): void {
     if (this.len + n <= this.buf.byteLength) return;
@@ -96,6 +118,16 @@ class Writer {
     next.set(this.buf.subarray(0, this.len));
     this.buf = next;
     this.view = new DataView(next.buffer);
+  }
+
+  /** The encoded bytes, copied out. */
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+
+  /** Give the scratch buffer back for the next writer (a buffer grown too large is dropped). */
+  release(): void {
+    if (this.ownsScratch) scratch = this.buf.byteLength <= SCRATCH_BYTES_KEPT_MAX ? this.buf : new Uint8Array(64 * 1024);
   }
 
   private u8(v: number): void {
@@ -159,9 +191,6 @@ class Writer {
     }
   }
 
-  finish(): Uint8Array {
-    return this.buf.slice(0, this.len);
-  }
 }
 
 // Shared: constructing a TextEncoder or TextDecoder per string cost more than the encoding itself.
