@@ -252,7 +252,8 @@ describe('StateMachine', () => {
   it('reads the previous rows of a batch in one round trip, and its prev_kv events stay exact', async () => {
     index = 0;
     const backend = new CountingBackend();
-    const sm = await StateMachine.open(backend);
+    // Without the row cache, which would hold the rows written below and leave nothing to read.
+    const sm = await StateMachine.open(backend, { mvcc: { rowCacheBytes: 0 } });
     await sm.apply([cmd(put('a', 'a1')), cmd(put('b', 'b1')), cmd(put('c', 'c1'))]);
     await sm.settled(); // rows are read from the backend only once written
     backend.gets = 0;
@@ -263,6 +264,19 @@ describe('StateMachine', () => {
     expect(results.flatMap(prev)).toEqual(['PUT a prev=a1', 'PUT a prev=a2', 'DELETE b prev=b1', 'PUT c prev=c1']);
     expect(backend.getManys).toBe(1);
     expect(backend.gets).toBe(0);
+  });
+
+  it('with the row cache, overwrites read their previous rows from memory once written', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    await sm.apply([cmd(put('a', 'a1')), cmd(put('b', 'b1'))]);
+    await sm.settled();
+    backend.gets = 0;
+    backend.getManys = 0;
+    const results = await sm.apply([cmd(put('a', 'a2')), cmd({ deleteRange: { key: enc('b') } })]);
+    expect(results.flatMap((r) => r.events.map((e) => `${e.type} prev=${e.prevKv === undefined ? '-' : new TextDecoder().decode(e.prevKv.value)}`))).toEqual(['PUT prev=a1', 'DELETE prev=b1']);
+    expect(backend.getManys + backend.gets).toBe(0);
   });
 
   it('answers before its batch reaches the backend, serves the rows from memory meanwhile, and settles', async () => {

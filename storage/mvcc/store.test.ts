@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { prefixEnd } from '../backend.js';
+import { MemoryBackend, prefixEnd } from '../backend.js';
 import { MvccError, MVCC_ERROR_MESSAGES } from './errors.js';
 import { Harness, b, kvView, s } from './testing/harness.js';
 import type { RangeRequest, TxnRequest } from './types.js';
@@ -104,6 +104,43 @@ describe('uncommitted batches', () => {
     const first = h.store.put({ key: b('a'), value: b('2') }, batch); // reads prev kv: awaits the backend
     await expect(h.store.put({ key: b('b'), value: b('2') }, batch)).rejects.toThrow(/one at a time/);
     await first;
+  });
+});
+
+describe('row cache', () => {
+  /** A MemoryBackend that counts the rows it is asked for. */
+  function countingBackend(): { backend: MemoryBackend; reads: () => number } {
+    const backend = new MemoryBackend();
+    let reads = 0;
+    const get = backend.get.bind(backend);
+    const getMany = backend.getMany.bind(backend);
+    backend.get = (k) => ((reads += 1), get(k));
+    backend.getMany = (ks) => ((reads += ks.length), getMany(ks));
+    return { backend, reads: () => reads };
+  }
+
+  const overwrite = async (h: Harness): Promise<string> => {
+    const r = await h.write((st, batch) => st.put({ key: b('a'), value: b('2'), prevKv: true }, batch));
+    return s(r.response.prevKv!.value);
+  };
+
+  it('keeps committed rows, so overwriting a key (prev_kv) and reading it back ask the backend for nothing', async () => {
+    const { backend, reads } = countingBackend();
+    const h = await Harness.open({}, backend);
+    await h.put('a', '1');
+    const before = reads();
+    expect(await overwrite(h)).toBe('1');
+    expect((await h.store.range({ key: b('a') })).kvs.map((kv) => s(kv.value))).toEqual(['2']);
+    expect(reads() - before).toBe(0);
+  });
+
+  it('without the cache the same overwrite reads the previous row from the backend (control)', async () => {
+    const { backend, reads } = countingBackend();
+    const h = await Harness.open({ rowCacheBytes: 0 }, backend);
+    await h.put('a', '1');
+    const before = reads();
+    expect(await overwrite(h)).toBe('1');
+    expect(reads() - before).toBeGreaterThan(0);
   });
 });
 

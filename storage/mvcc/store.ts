@@ -200,7 +200,13 @@ export class MvccStore {
     assert(revision <= this.currentRev, () => `committed(${revision}) beyond the current revision ${this.currentRev}`);
     if (revision <= this.committedRev) return;
     this.committedRev = revision;
-    for (const main of this.uncommitted.keys()) if (main <= revision) this.uncommitted.delete(main);
+    for (const [main, rows] of this.uncommitted) {
+      if (main > revision) continue;
+      this.uncommitted.delete(main);
+      // Written rows go on into the row cache: the next write of the same key reads this row (its event's prev_kv)
+      // and a read of a hot key wants it too. Without this every overwrite read its previous row back from LevelDB.
+      for (let sub = 0; sub < rows.length; sub++) this.rowCache.set(rowId({ main, sub }), rows[sub]!);
+    }
   }
 
   /**
