@@ -125,10 +125,10 @@ async function main(o: Options): Promise<void> {
     const end = performance.now() + o.duration * 1000;
     let n = 0;
     await Promise.all(
-      Array.from({ length: o.inFlight }, async (_, w) => {
+      Array.from({ length: o.inFlight }, async () => {
         while (performance.now() < end) {
           const t = performance.now();
-          if (o.op === 'put') await client.put(`k-${w}-${n % 1000}`, value);
+          if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
           else await client.get(`warm-${n % 50}`, o.op === 'sget');
           latencies.push(performance.now() - t);
           n++;

@@ -210,18 +210,32 @@ function encodedKey(k: string): Uint8Array {
   return b;
 }
 
-/** Short ASCII (every field name) without the decoder's call overhead; anything else strictly as UTF-8. */
+/**
+ * Short ASCII strings (every field name) are looked up by a hash of their bytes, checked byte for byte, so decoding
+ * a command's dozen field names makes no new strings; anything else is decoded strictly as UTF-8.
+ */
+const decodedText = new Map<number, string>();
+
 function decodeText(buf: Uint8Array, at: number, n: number): string {
-  if (n <= KEY_CACHE_LENGTH_MAX) {
-    let s = '';
-    for (let i = at; i < at + n; i++) {
-      const c = buf[i]!;
-      if (c >= 0x80) return UTF8_STRICT.decode(buf.subarray(at, at + n));
-      s += String.fromCharCode(c);
-    }
-    return s;
+  if (n > KEY_CACHE_LENGTH_MAX) return UTF8_STRICT.decode(buf.subarray(at, at + n));
+  let h = 0x811c9dc5 ^ n; // FNV-1a over the bytes, seeded with the length
+  for (let i = at; i < at + n; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  const known = decodedText.get(h);
+  if (known !== undefined && sameLatin1(known, buf, at, n)) return known;
+  let s = '';
+  for (let i = at; i < at + n; i++) {
+    const c = buf[i]!;
+    if (c >= 0x80) return UTF8_STRICT.decode(buf.subarray(at, at + n));
+    s += String.fromCharCode(c);
   }
-  return UTF8_STRICT.decode(buf.subarray(at, at + n));
+  if (known === undefined && decodedText.size < KEY_CACHE_ENTRIES_MAX) decodedText.set(h, s);
+  return s;
+}
+
+function sameLatin1(s: string, buf: Uint8Array, at: number, n: number): boolean {
+  if (s.length !== n) return false;
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) !== buf[at + i]) return false;
+  return true;
 }
 
 class Reader {
@@ -237,7 +251,8 @@ class Reader {
   }
 
   private need(n: number): void {
-    assert(this.offset + n <= this.buf.byteLength, () => `truncated value at byte ${this.offset}`);
+    // A plain test first: assert's message closure would be allocated on every call of this hot path.
+    if (this.offset + n > this.buf.byteLength) assert(false, `truncated value at byte ${this.offset}`);
   }
 
   private u32(): number {
