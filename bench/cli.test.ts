@@ -66,6 +66,9 @@ describe('npm run bench (smoke)', () => {
         expect(metric(row, 'p99Ms')).toBeGreaterThanOrEqual(metric(row, 'p50Ms'));
         expect(rows.find((r) => r.row === row)!.errors).toBe(0);
       }
+      for (const row of [...PUT_LEVELS.map((l) => l.row), 'get-linearizable', 'get-serializable']) {
+        expect({ system, row, measured: metric(row, 'cpuMsPer1kOps') > 0 }).toEqual({ system, row, measured: true });
+      }
       expect(metric('watch', 'eventsPerSec')).toBeGreaterThan(0);
       expect(metric('watch', 'eventsMissing')).toBe(0);
       expect(metric('leases', 'keepAlivesPerSec')).toBeGreaterThan(0);

@@ -25,6 +25,11 @@ export interface PhaseSpec {
   readonly durationMs: number;
   /** One request; `worker` in [0, inFlight), `seq` counts that worker's requests from 0. */
   readonly op: (worker: number, seq: number) => Promise<void>;
+  /**
+   * Started when the window opens; what it returns is called when the window closes and gives the CPU the
+   * servers used meanwhile, in cores (bench/lib/systems.ts cpuMeter).
+   */
+  readonly serverCpu?: () => () => number;
 }
 
 export interface ErrorCounts {
@@ -60,6 +65,8 @@ export interface PhaseResult {
    * means the client, not the server, may be what limits the rate (Node runs the client on one thread).
    */
   readonly clientCpuCores: number;
+  /** CPU the servers used over the window, in cores, when the spec measured it. */
+  readonly serverCpuCores?: number;
 }
 
 export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
@@ -80,12 +87,19 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   let cpuAtWindowStart: NodeJS.CpuUsage | undefined;
   let cpuWindow: NodeJS.CpuUsage | undefined;
   let cpuEndTimer: NodeJS.Timeout | undefined;
+  let serverCpuDone: (() => number) | undefined;
+  let serverCpuCores: number | undefined;
+  const closeWindowMeters = (): void => {
+    cpuWindow ??= cpuAtWindowStart && process.cpuUsage(cpuAtWindowStart);
+    serverCpuCores ??= serverCpuDone?.();
+  };
   const openWindow = (): void => {
     if (windowStart !== Infinity) return;
     windowStart = performance.now();
     windowEnd = windowStart + spec.durationMs;
     cpuAtWindowStart = process.cpuUsage();
-    cpuEndTimer = setTimeout(() => (cpuWindow = process.cpuUsage(cpuAtWindowStart)), spec.durationMs);
+    serverCpuDone = spec.serverCpu?.();
+    cpuEndTimer = setTimeout(closeWindowMeters, spec.durationMs);
   };
   const warmupTimer = setTimeout(() => {
     warmupOver = true;
@@ -127,7 +141,7 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   clearTimeout(warmupCapTimer);
   clearTimeout(cpuEndTimer);
   const windowMs = Math.min(performance.now(), windowEnd) - windowStart;
-  cpuWindow ??= cpuAtWindowStart && process.cpuUsage(cpuAtWindowStart);
+  closeWindowMeters();
   const clientCpuCores = cpuWindow === undefined || windowMs <= 0 ? 0 : Math.round(((cpuWindow.user + cpuWindow.system) / 1000 / windowMs) * 100) / 100;
   const latency = histogram.summary();
   histogram.destroy();
@@ -148,5 +162,6 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     errors: { ...errs, byKind },
     errorsTotal: errs.warmup + errs.measured + errs.drain,
     clientCpuCores,
+    ...(serverCpuCores === undefined ? {} : { serverCpuCores }),
   };
 }

@@ -71,6 +71,7 @@ export const METRICS: Readonly<Record<string, MetricInfo>> = {
   keepAlivesPerSec: { label: 'keep-alives/s', unit: '/s', better: 'higher' },
   serverCpuCores: { label: 'server CPU (3 members)', unit: 'cores', better: 'lower' },
   cpuMsPer1kKeepAlives: { label: 'server CPU per 1,000 keep-alives', unit: 'ms', better: 'lower' },
+  cpuMsPer1kOps: { label: 'server CPU per 1,000 ops (3 members)', unit: 'ms', better: 'lower' },
   unavailableMs: { label: 'writes unavailable after kill -9', unit: 'ms', better: 'lower' },
   lostWrites: { label: 'acknowledged writes lost', unit: 'writes', better: 'zero' },
   ackedWrites: { label: 'acknowledged writes (checked)', unit: 'writes', better: 'info' },
@@ -121,6 +122,18 @@ function countError(byKind: Record<string, number>, err: unknown): void {
   byKind[kind] = (byKind[kind] ?? 0) + 1;
 }
 
+/** Starts measuring the members' CPU; the function it returns gives the cores used since. */
+function clusterCpu(cluster: BenchCluster): () => number {
+  const done = cpuMeter(cluster);
+  return () => done().totalCores;
+}
+
+/** The servers' CPU over a phase's window, per 1,000 answered requests: what one request costs the cluster. */
+function serverCpuPer1k(p: PhaseResult): Record<string, number> {
+  if (p.serverCpuCores === undefined || p.ops === 0) return {};
+  return { cpuMsPer1kOps: Math.round(((p.serverCpuCores * p.windowMs) / p.ops) * 1000 * 10) / 10 };
+}
+
 function phaseRow(ctx: WorkloadContext, workload: WorkloadName, p: PhaseResult, extra: Record<string, number> = {}, notes: string[] = []): Row {
   const n = [...notes];
   if (p.clientCpuCores > 0.85) n.push(`the load generator used ${p.clientCpuCores} of a core: it may be what limits the rate`);
@@ -130,7 +143,7 @@ function phaseRow(ctx: WorkloadContext, workload: WorkloadName, p: PhaseResult, 
     system: ctx.cluster.system,
     round: ctx.round,
     description: p.description,
-    metrics: { opsPerSec: p.opsPerSec, p50Ms: p.latency.p50Ms, p99Ms: p.latency.p99Ms, ...extra },
+    metrics: { opsPerSec: p.opsPerSec, p50Ms: p.latency.p50Ms, p99Ms: p.latency.p99Ms, ...serverCpuPer1k(p), ...extra },
     errors: p.errorsTotal,
     errorsByKind: p.errors.byKind,
     notes: n,
@@ -174,6 +187,7 @@ export async function putWorkload(ctx: WorkloadContext): Promise<Row[]> {
         connections: level.connections,
         warmupMs: o.warmupMs,
         durationMs: o.durationMs,
+        serverCpu: () => clusterCpu(ctx.cluster),
         op: async (w, seq) => {
           await put(pool.for(w), bytes(`/bench/put/${((seq * level.inFlight + w) % PUT_KEYS).toString().padStart(6, '0')}`), value, o.requestTimeoutMs);
         },
@@ -223,6 +237,7 @@ export async function getWorkload(ctx: WorkloadContext): Promise<Row[]> {
         connections: GET_CONNECTIONS,
         warmupMs: o.warmupMs,
         durationMs: o.durationMs,
+        serverCpu: () => clusterCpu(ctx.cluster),
         op: async (w, seq) => void (await get(pool.for(w), key(seq * GET_IN_FLIGHT + w), serializable, o.requestTimeoutMs)),
       });
       const prefill = Object.values(prefillErrors).reduce((a, b) => a + b, 0);
