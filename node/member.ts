@@ -408,12 +408,13 @@ export class Member {
   }
 
   /** Propose a command and wait for its result on this member. */
-  async propose(op: Op, opts: Pick<StoredCommand, 'clientId' | 'seq' | 'auth'> = {}): Promise<CommandResult> {
+  /** `leaderOnly`: refused unless this member leads when the entry is appended (RaftLoop.propose). */
+  async propose(op: Op, opts: Pick<StoredCommand, 'clientId' | 'seq' | 'auth'> = {}, how: { leaderOnly?: boolean } = {}): Promise<CommandResult> {
     if (this.closed) throw new MemberError('STOPPED', 'fulcrum: member is stopping');
     await reserveClock(this.clock, this.backend);
     const payload = encodeCommand({ hlc: this.clock.now(), op, ...opts });
     if (payload.byteLength > this.options.maxRequestBytes) throw new MemberError('REQUEST_TOO_LARGE', 'etcdserver: request is too large');
-    return (await this.loop.propose(payload)) as CommandResult;
+    return (await this.loop.propose(payload, how)) as CommandResult;
   }
 
   /** Wait until this member's state reflects every write acknowledged anywhere before the call (ReadIndex). */

@@ -164,6 +164,14 @@ describe('RaftLoop', () => {
     expect((loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
   });
 
+  it('refuses a leader-only proposal on a follower, and takes it on the leader', async () => {
+    const { members, ticker } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const follower = [...members.keys()].find((id) => id !== lead)!;
+    await expect(members.get(follower)!.loop.propose(enc('x=1'), { leaderOnly: true })).rejects.toMatchObject({ code: 'PROPOSAL_DROPPED', message: 'fulcrum: not the leader' });
+    expect(await members.get(lead)!.loop.propose(enc('x=2'), { leaderOnly: true })).toBeNull();
+  });
+
   it('answers a proposal only with its own entry, not with an entry an earlier life of this member proposed under the same sequence number', async () => {
     const log = new MemoryLogStore();
     const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);

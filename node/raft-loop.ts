@@ -19,6 +19,7 @@ import type { Storage } from '../raft/storage.js';
 import {
   EntryType,
   MessageType,
+  Role,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -222,9 +223,17 @@ export class RaftLoop {
     this.kick();
   }
 
-  /** Propose a command; resolves with the applier's result once it is applied on this member. */
-  propose(payload: Uint8Array): Promise<unknown> {
+  /**
+   * Propose a command; resolves with the applier's result once it is applied on this member. `leaderOnly` refuses
+   * (PROPOSAL_DROPPED) unless this member leads right now, so the entry lands in this member's own log in its own
+   * term instead of being forwarded to whoever leads: the lease manager's renewals and expiries are decisions of
+   * one leader's clock and must not be committed under another leader's.
+   */
+  propose(payload: Uint8Array, opts: { leaderOnly?: boolean } = {}): Promise<unknown> {
     this.checkUsable();
+    if (opts.leaderOnly === true && this.node.status().softState.role !== Role.Leader) {
+      return Promise.reject(new LoopError('PROPOSAL_DROPPED', 'fulcrum: not the leader'));
+    }
     if (this.proposals.size >= this.options.maxPendingProposals) {
       return Promise.reject(new LoopError('TOO_MANY_REQUESTS', 'etcdserver: too many requests'));
     }

@@ -9,6 +9,7 @@ import { LeaseTable } from '../../storage/lease/index.js';
 import { SeededRandom } from '../../raft/rng.js';
 import type { CommandResult } from '../../storage/state-machine.js';
 import { LEASE_RENEWAL_COALESCE_MS, LeaseManager, type LeaseMember } from './manager.js';
+import { LoopError } from '../raft-loop.js';
 
 const NULL_BATCH: KvBatch = { put: () => undefined, del: () => undefined };
 const TICK_MS = 100;
@@ -79,7 +80,11 @@ class FakeHost implements LeaseMember {
   get stateMachine(): LeaseMember['stateMachine'] {
     return { leases: this.cluster.table, mvcc: { keysWithLease: () => [] } };
   }
-  propose = (op: Op): Promise<CommandResult> => this.cluster.propose(op);
+  /** As Member.propose: `leaderOnly` is refused unless this member leads; anything else is forwarded. */
+  propose = async (op: Op, _opts?: unknown, how: { leaderOnly?: boolean } = {}): Promise<CommandResult> => {
+    if (how.leaderOnly === true && !this.leading) throw new LoopError('PROPOSAL_DROPPED', 'fulcrum: not the leader');
+    return this.cluster.propose(op);
+  };
   subscribeApplied(fn: (r: readonly CommandResult[]) => void): () => void {
     this.applied.add(fn);
     return () => this.applied.delete(fn);
@@ -161,6 +166,45 @@ describe('LeaseManager across leader changes (fake clock)', () => {
     // B applied the renewal when it was committed: the failover adds nothing but the coalescing allowance and the
     // tick that notices.
     expect(expiredAt!).toBeLessThanOrEqual(keepAliveAt + TTL_MS + LEASE_RENEWAL_COALESCE_MS + TICK_MS);
+  });
+
+  it('a renewal queued on a leader that lost the lead is refused, not committed under the next leader after its promotion', async () => {
+    const cluster = new FakeCluster();
+    const a = new FakeHost(cluster, 1, 0);
+    const b = new FakeHost(cluster, 2, 5_000);
+    await a.setLeading(true);
+    const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: 3 } });
+    const id = (granted.response as unknown as { id: bigint }).id;
+    // A's first renewal entry is committed at once, but A hears of it only after B leads (A was cut off).
+    let hear!: () => void;
+    const heard = new Promise<void>((r) => (hear = r));
+    const propose = a.propose;
+    let held = false;
+    a.propose = async (op, opts, how) => {
+      const r = await propose(op, opts, how);
+      if (!held) {
+        held = true;
+        await heard;
+      }
+      return r;
+    };
+    await runUntil(cluster, 1_000, a);
+    const first = a.manager.renew(id);
+    await runUntil(cluster, 1_900, a);
+    const second = a.manager.renew(id).then((ttl) => ({ ttl }), (e: unknown) => ({ error: (e as Error).message }));
+    a.leading = false; // A no longer leads, and does not know yet
+    await runUntil(cluster, 2_500, undefined);
+    await b.setLeading(true); // B builds its deadlines from the log: the first renewal, at 1 s
+    hear();
+    expect(await first).toBe(3); // committed before B's term: B counts it
+    // The second renewal would be proposed now, by a member that no longer leads: committed under B after B built
+    // its deadlines, B would never count it, and its acknowledgement would promise until 1.9 s + 3 s.
+    const outcome = await second;
+    await a.setLeading(false);
+    await runUntil(cluster, 20_000, b);
+    const promisedUntil = 'ttl' in outcome ? 1_900 + 3_000 : 1_000 + 3_000;
+    expect(cluster.revokedAt.get(id)).toBeGreaterThanOrEqual(promisedUntil);
+    expect(outcome).toEqual({ error: 'etcdserver: leader changed' });
   });
 
   it('a lease whose holder died long before the failover is revoked at the new leader’s first round', async () => {

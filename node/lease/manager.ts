@@ -19,6 +19,7 @@
 // Revokes proposed here are followed from their own results; a revoke proposed by another member is noticed
 // lazily: before the tracker is trusted about a lease, the table is asked whether it still exists.
 import { apiError } from '../api/errors.js';
+import { LoopError } from '../raft-loop.js';
 import { LeaseExpiryTracker, type LeaseId, type LeaseInfo } from '../../storage/lease/index.js';
 import type { Member } from '../member.js';
 import type { CommandResult } from '../../storage/state-machine.js';
@@ -152,7 +153,11 @@ export class LeaseManager {
       batchMax: this.options.revokesPerTickMax,
       renewalCoalesceMs: this.options.renewalCoalesceMs,
     });
-    this.renewals = new RenewalLog((op) => this.proposeWithDeadline(op));
+    // Leader-only: a renewal queued while this member led but proposed after it lost the lead would otherwise be
+    // forwarded and committed under the next leader, after that leader built its deadlines from the log, and the
+    // keep-alive acknowledged here would promise what the next leader never heard of (the chaos lease checker
+    // caught a key revoked 0.1 s inside such a promise).
+    this.renewals = new RenewalLog((op) => this.proposeWithDeadline(op, undefined, { leaderOnly: true }));
   }
 
   start(): void {
@@ -275,7 +280,8 @@ export class LeaseManager {
   private async proposeExpiry(id: LeaseId): Promise<void> {
     this.revokesInFlight.add(id);
     try {
-      const r = await this.proposeWithDeadline({ leaseRevoke: { id } });
+      // Leader-only, like renewals: the expiry was judged on this leader's deadlines, which a later leader replaces.
+      const r = await this.proposeWithDeadline({ leaseRevoke: { id } }, undefined, { leaderOnly: true });
       // LEASE_NOT_FOUND: someone revoked it first. Either way it is gone.
       if (r.error === undefined || r.error.code === 'LEASE_NOT_FOUND') this.tracker.onRevoked(id);
     } catch {
@@ -389,13 +395,18 @@ export class LeaseManager {
   }
 
   /** `auth`: the client's requester, for a client's command (storage/auth/authorize.ts checks it at apply). */
-  async proposeWithDeadline(op: Op, auth?: CommandAuth): Promise<CommandResult> {
+  async proposeWithDeadline(op: Op, auth?: CommandAuth, how: { leaderOnly?: boolean } = {}): Promise<CommandResult> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(apiError('TIMEOUT')), this.options.proposalTimeoutMs);
     });
     try {
-      return await Promise.race([this.member.propose(op, auth === undefined ? {} : { auth }), deadline]);
+      const proposed = this.member.propose(op, auth === undefined ? {} : { auth }, how).catch((e: unknown) => {
+        // Refused because this member no longer leads: the client asks again, and reaches the leader.
+        if (how.leaderOnly === true && e instanceof LoopError && e.code === 'PROPOSAL_DROPPED') throw apiError('LEADER_CHANGED');
+        throw e;
+      });
+      return await Promise.race([proposed, deadline]);
     } finally {
       clearTimeout(timer);
     }
