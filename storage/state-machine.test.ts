@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LevelBackend, MemoryBackend, type Backend, type BackendBatch } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
 import type { KeyValue } from './mvcc/index.js';
-import { installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from './state-machine.js';
+import { IMAGE_CHUNK_BYTES, installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from './state-machine.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 let index = 0;
@@ -334,5 +334,33 @@ describe('StateMachine', () => {
     expect(smB.appliedIndex).toBe(smA.appliedIndex);
     expect(smB.mvcc.keysWithLease(4n)).toHaveLength(1500);
     expect(await smB.mvcc.hashKV(0)).toEqual(await smA.mvcc.hashKV(0));
+  });
+
+  it('frames every replicated pair in key order, whole, with a pair larger than a chunk in a chunk of its own', async () => {
+    const backend = new MemoryBackend();
+    const pairs: Array<[string, Uint8Array]> = [
+      ['a', new Uint8Array(10).fill(1)],
+      ['b', new Uint8Array(IMAGE_CHUNK_BYTES + 5).fill(2)],
+      ...Array.from({ length: 2000 }, (_, i): [string, Uint8Array] => [`c${String(i).padStart(5, '0')}`, new Uint8Array(300).fill(i % 251)]),
+    ];
+    const batch = backend.batch();
+    for (const [k, v] of pairs) batch.put(new TextEncoder().encode(k), v);
+    await batch.write({ sync: false });
+    const chunks: Uint8Array[] = [];
+    for await (const c of stateMachineImage(backend)) chunks.push(c);
+    // The stream is the frames back to back, whatever the chunking; no frame is split between chunks.
+    const expected = Buffer.concat(
+      pairs.map(([k, v]) => {
+        const key = Buffer.from(k);
+        const head = Buffer.alloc(4);
+        head.writeUInt32BE(key.byteLength);
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE(v.byteLength);
+        return Buffer.concat([head, key, len, v]);
+      }),
+    );
+    expect(Buffer.compare(Buffer.concat(chunks), expected)).toBe(0);
+    expect(chunks.filter((c) => c.byteLength > IMAGE_CHUNK_BYTES)).toHaveLength(1);
+    expect(chunks.every((c) => c.byteLength <= IMAGE_CHUNK_BYTES || c.byteLength === IMAGE_CHUNK_BYTES + 5 + 9)).toBe(true);
   });
 });

@@ -464,25 +464,40 @@ function* txnKeys(t: TxnRequest): Generator<Uint8Array> {
  * batches reach the backend behind apply: await StateMachine.settled() first, or the image misses the latest.
  */
 export async function* stateMachineImage(backend: Backend): AsyncGenerator<Uint8Array> {
-  let chunk: Uint8Array[] = [];
+  // Frames are written straight into one chunk buffer, which is copied out when full: a buffer per row and a
+  // concat per chunk made building an image (every revision of every key) several times the work of reading it.
+  const chunk = new Uint8Array(IMAGE_CHUNK_BYTES);
+  const view = new DataView(chunk.buffer);
   let size = 0;
   for await (const [k, v] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
     if (hasPrefix(k, MEMBER_LOCAL_PREFIX)) continue;
-    const frame = new Uint8Array(8 + k.byteLength + v.byteLength);
-    const view = new DataView(frame.buffer);
-    view.setUint32(0, k.byteLength);
-    frame.set(k, 4);
-    view.setUint32(4 + k.byteLength, v.byteLength);
-    frame.set(v, 8 + k.byteLength);
-    chunk.push(frame);
-    size += frame.byteLength;
-    if (size >= IMAGE_CHUNK_BYTES) {
-      yield Buffer.concat(chunk);
-      chunk = [];
+    const need = 8 + k.byteLength + v.byteLength;
+    if (size + need > chunk.byteLength && size > 0) {
+      yield chunk.slice(0, size);
       size = 0;
     }
+    if (need > chunk.byteLength) {
+      yield framePair(k, v); // a pair larger than a chunk goes out alone
+      continue;
+    }
+    writeFrame(view, chunk, size, k, v);
+    size += need;
   }
-  if (chunk.length > 0) yield Buffer.concat(chunk);
+  if (size > 0) yield chunk.slice(0, size);
+}
+
+/** [u32 key length][key][u32 value length][value] at `at`. */
+function writeFrame(view: DataView, into: Uint8Array, at: number, k: Uint8Array, v: Uint8Array): void {
+  view.setUint32(at, k.byteLength);
+  into.set(k, at + 4);
+  view.setUint32(at + 4 + k.byteLength, v.byteLength);
+  into.set(v, at + 8 + k.byteLength);
+}
+
+function framePair(k: Uint8Array, v: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + k.byteLength + v.byteLength);
+  writeFrame(new DataView(out.buffer), out, 0, k, v);
+  return out;
 }
 
 /** Replace the replicated state in `backend` with an image (member-local keys stay), then sync. */
