@@ -35,6 +35,21 @@ class KvApplier implements Applier {
   }
 }
 
+/** A one-member loop (member id 1) that has campaigned and leads. */
+async function singleLeader(options: { bootNonce: number; maxPendingProposals?: number }): Promise<{ node: RawNode; loop: RaftLoop }> {
+  const log = new MemoryLogStore();
+  const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);
+  node.bootstrap([1]);
+  const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), { ...RAFT_LOOP_DEFAULTS, ...options, memberId: 1, ticker: new ManualTicker() });
+  loops.push(loop);
+  loop.start();
+  await settle();
+  node.campaign();
+  loop.kick();
+  await settle();
+  return { node, loop };
+}
+
 interface Member {
   loop: RaftLoop;
   log: MemoryLogStore;
@@ -173,16 +188,7 @@ describe('RaftLoop', () => {
   });
 
   it('answers a proposal only with its own entry, not with an entry an earlier life of this member proposed under the same sequence number', async () => {
-    const log = new MemoryLogStore();
-    const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);
-    node.bootstrap([1]);
-    const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), { ...RAFT_LOOP_DEFAULTS, memberId: 1, bootNonce: 8, ticker: new ManualTicker() });
-    loops.push(loop);
-    loop.start();
-    await settle();
-    node.campaign();
-    loop.kick();
-    await settle();
+    const { node, loop } = await singleLeader({ bootNonce: 8 });
     // An entry from this member's life with boot nonce 7, sequence number 1, still in the log ahead of ours.
     node.propose(wrapProposal(1, 7, 1, enc('a=1')));
     const ours = loop.propose(enc('a=2')); // sequence number 1 of this life (nonce 8)
@@ -190,23 +196,7 @@ describe('RaftLoop', () => {
   });
 
   it('bounds waiting proposals with a named limit', async () => {
-    const ticker = new ManualTicker();
-    const log = new MemoryLogStore();
-    const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);
-    node.bootstrap([1]);
-    const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), {
-      ...RAFT_LOOP_DEFAULTS,
-      maxPendingProposals: 2,
-      memberId: 1,
-      bootNonce: 7,
-      ticker,
-    });
-    loops.push(loop);
-    loop.start();
-    await settle();
-    node.campaign();
-    loop.kick();
-    await settle();
+    const { loop } = await singleLeader({ bootNonce: 7, maxPendingProposals: 2 });
     const a = loop.propose(enc('a=1'));
     const b = loop.propose(enc('b=1'));
     await expect(loop.propose(enc('c=1'))).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });

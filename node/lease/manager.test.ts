@@ -120,6 +120,12 @@ class FakeHost implements LeaseMember {
   }
 }
 
+/** Grant a lease through the cluster's log; its id. */
+async function grant(cluster: FakeCluster, ttlSeconds: number): Promise<bigint> {
+  const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds } });
+  return (granted.response as unknown as { id: bigint }).id;
+}
+
 /** A uniform integer in [lo, hi]. */
 function between(rng: SeededRandom, lo: number, hi: number): number {
   return lo + rng.int(hi - lo + 1);
@@ -144,8 +150,7 @@ describe('LeaseManager across leader changes (fake clock)', () => {
     const b = new FakeHost(cluster, 2, 42);
     await a.setLeading(true);
     const TTL_MS = 10_000;
-    const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: TTL_MS / 1000 } });
-    const id = (granted.response as unknown as { id: bigint }).id;
+    const id = await grant(cluster, TTL_MS / 1000);
 
     await runUntil(cluster, 3_000, a);
     const keepAliveAt = cluster.realNowMs;
@@ -173,8 +178,7 @@ describe('LeaseManager across leader changes (fake clock)', () => {
     const a = new FakeHost(cluster, 1, 0);
     const b = new FakeHost(cluster, 2, 5_000);
     await a.setLeading(true);
-    const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: 3 } });
-    const id = (granted.response as unknown as { id: bigint }).id;
+    const id = await grant(cluster, 3);
     // A's first renewal entry is committed at once, but A hears of it only after B leads (A was cut off).
     let hear!: () => void;
     const heard = new Promise<void>((r) => (hear = r));
@@ -212,8 +216,7 @@ describe('LeaseManager across leader changes (fake clock)', () => {
     const a = new FakeHost(cluster, 1, 0);
     const b = new FakeHost(cluster, 2, 777);
     await a.setLeading(true);
-    const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: 2 } });
-    const id = (granted.response as unknown as { id: bigint }).id;
+    const id = await grant(cluster, 2);
     a.leading = false; // the leader dies right after the grant, and no one leads for 5 s
     await runUntil(cluster, 5_000, undefined);
     await b.setLeading(true);
@@ -229,8 +232,7 @@ describe('LeaseManager across leader changes (fake clock)', () => {
       let leader: FakeHost | undefined = hosts[0]!;
       await leader.setLeading(true);
       const ttlMs = 1_000 * between(rng, 1, 12);
-      const granted = await cluster.propose({ leaseGrant: { id: 0n, ttlSeconds: ttlMs / 1000 } });
-      const id = (granted.response as unknown as { id: bigint }).id;
+      const id = await grant(cluster, ttlMs / 1000);
       let lastAckAt = 0;
       let lastPromotionAt = 0;
       for (let step = 0; step < 12 && cluster.revokedAt.get(id) === undefined; step++) {
