@@ -407,8 +407,10 @@ export class Member {
     if (r.error !== undefined) throw new MemberError('MEMBER_NOT_FOUND', r.error.message);
   }
 
-  /** Propose a command and wait for its result on this member. */
-  /** `leaderOnly`: refused unless this member leads when the entry is appended (RaftLoop.propose). */
+  /**
+   * Propose a command and wait for its result on this member. `leaderOnly`: refused unless this member leads when
+   * the entry is appended (RaftLoop.propose), instead of being forwarded to the leader.
+   */
   async propose(op: Op, opts: Pick<StoredCommand, 'clientId' | 'seq' | 'auth'> = {}, how: { leaderOnly?: boolean } = {}): Promise<CommandResult> {
     if (this.closed) throw new MemberError('STOPPED', 'fulcrum: member is stopping');
     await reserveClock(this.clock, this.backend);

@@ -53,7 +53,7 @@ export interface Command {
 }
 
 export function encodeCommand(c: Command): Uint8Array {
-  const out = encodeWith(c as unknown as Value);
+  const out = encodeValue(c as unknown as Value);
   assert(out.byteLength <= COMMAND_BYTES_MAX, () => `command of ${out.byteLength} bytes exceeds ${COMMAND_BYTES_MAX}`);
   return out;
 }
@@ -69,10 +69,6 @@ export function decodeCommand(data: Uint8Array): Command {
 }
 
 export function encodeValue(v: Value): Uint8Array {
-  return encodeWith(v);
-}
-
-function encodeWith(v: Value): Uint8Array {
   const w = new Writer();
   try {
     w.value(v, 0);
@@ -94,8 +90,9 @@ export function decodeValue(data: Uint8Array): Value {
  * grown by doubling, cost three off-heap allocations and two copies for a typical put. The scratch is taken for
  * the length of one synchronous encode; a nested encode (none today) would get a buffer of its own.
  */
+const SCRATCH_BYTES_INITIAL = 64 * 1024;
 const SCRATCH_BYTES_KEPT_MAX = 1024 * 1024;
-let scratch: Uint8Array | undefined = new Uint8Array(64 * 1024);
+let scratch: Uint8Array | undefined = new Uint8Array(SCRATCH_BYTES_INITIAL);
 
 class Writer {
   private buf: Uint8Array;
@@ -127,7 +124,7 @@ class Writer {
 
   /** Give the scratch buffer back for the next writer (a buffer grown too large is dropped). */
   release(): void {
-    if (this.ownsScratch) scratch = this.buf.byteLength <= SCRATCH_BYTES_KEPT_MAX ? this.buf : new Uint8Array(64 * 1024);
+    if (this.ownsScratch) scratch = this.buf.byteLength <= SCRATCH_BYTES_KEPT_MAX ? this.buf : new Uint8Array(SCRATCH_BYTES_INITIAL);
   }
 
   private u8(v: number): void {
