@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { etcdVersion } from './lib/systems.js';
 
 const PROGRAM = fileURLToPath(new URL('./profile.ts', import.meta.url));
 const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
@@ -39,5 +40,18 @@ describe('npm run bench:profile', () => {
     expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
     expect(new Set(lines.map((l) => l.split(' ')[1]))).toEqual(new Set(['p1', 'p2', 'p3']));
     expect(lines.some((l) => l.includes('api put answered'))).toBe(true);
+  }, 120_000);
+
+  it.runIf(etcdVersion() !== undefined)('measures etcd under the same load with --system etcd', () => {
+    const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, '--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1'], {
+      encoding: 'utf8',
+      timeout: 90_000,
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^put x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
+    const perMember = [...r.stdout.matchAll(/^ {2}(e\d)( \(leader\))? {2}([\d.]+)$/gm)];
+    expect(perMember.map((m) => m[1])).toEqual(['e1', 'e2', 'e3']);
+    expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
+    expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
   }, 120_000);
 });
