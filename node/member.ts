@@ -245,15 +245,15 @@ export class Member {
   }
 
   leaderId(): NodeId {
-    return this.node.status().softState.lead;
+    return this.node.lead;
   }
 
   isLeader(): boolean {
-    return this.node.status().softState.role === Role.Leader;
+    return this.node.role === Role.Leader;
   }
 
   term(): number {
-    return this.node.status().hardState.term;
+    return this.node.term;
   }
 
   members(): MemberRecord[] {

@@ -231,7 +231,7 @@ export class RaftLoop {
    */
   propose(payload: Uint8Array, opts: { leaderOnly?: boolean } = {}): Promise<unknown> {
     this.checkUsable();
-    if (opts.leaderOnly === true && this.node.status().softState.role !== Role.Leader) {
+    if (opts.leaderOnly === true && this.node.role !== Role.Leader) {
       return Promise.reject(new LoopError('PROPOSAL_DROPPED', 'fulcrum: not the leader'));
     }
     if (this.proposals.size >= this.options.maxPendingProposals) {

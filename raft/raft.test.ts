@@ -21,6 +21,19 @@ describe('raft core in a synchronous cluster', () => {
     for (const m of c.members.values()) expect(m.applied.map(text)).toEqual(['x=1']);
   });
 
+  it('answers term, role and leader from the same state status() reports, on every member', () => {
+    const c = new TestCluster({ size: 3, seed: 7 });
+    for (let i = 0; i < 40 && c.leader() === undefined; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    expect(c.leader()).toBeDefined();
+    for (const m of c.members.values()) {
+      const st = m.node.status();
+      expect([m.node.term, m.node.role, m.node.lead]).toEqual([st.hardState.term, st.softState.role, st.softState.lead]);
+    }
+  });
+
   it('forwards a follower proposal to the leader', () => {
     const c = new TestCluster({ size: 3 });
     c.elect(1);

@@ -22,6 +22,7 @@ import {
   type Message,
   type NodeId,
   type Ready,
+  type Role,
   type SoftState,
 } from './types.js';
 
@@ -195,6 +196,19 @@ export class RawNode {
       r.log.appliedTo(lastCommitted.index);
       r.reduceUncommittedSize(rd.committedEntries);
     }
+  }
+
+  /** The current term, role and known leader, without building a whole status() (asked on every response). */
+  get term(): number {
+    return this.raft.term;
+  }
+
+  get role(): Role {
+    return this.raft.role;
+  }
+
+  get lead(): NodeId {
+    return this.raft.lead;
   }
 
   status(): RaftStatus {
