@@ -16,19 +16,21 @@ const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('t
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Run the program; it must report 4 puts in flight for 1 s, and CPU per operation of each member, one the leader. */
+function expectFiguresFor(members: readonly string[], args: readonly string[]): void {
+  const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, ...args], { encoding: 'utf8', timeout: 90_000 });
+  expect(r.status, r.stdout + r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/^put x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
+  const perMember = [...r.stdout.matchAll(/^ {2}([a-z]\d)( \(leader\))? {2}([\d.]+)$/gm)];
+  expect(perMember.map((m) => m[1])).toEqual(members);
+  expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
+  expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
+}
+
 describe('npm run bench:profile', () => {
   it('reports CPU per operation for each member, and writes profiles and a merged timeline', () => {
     const trace = join(dir, 'timeline.txt');
-    const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, '--op', 'put', '--in-flight', '4', '--duration', '1', '--cpu-prof', dir, '--trace', trace], {
-      encoding: 'utf8',
-      timeout: 90_000,
-    });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^put x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
-    const perMember = [...r.stdout.matchAll(/^ {2}(p\d)( \(leader\))? {2}([\d.]+)$/gm)];
-    expect(perMember.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
-    expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
-    expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
+    expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--cpu-prof', dir, '--trace', trace]);
     for (const p of ['p1', 'p2', 'p3']) {
       const profile = JSON.parse(readFileSync(join(dir, `${p}.cpuprofile`), 'utf8')) as { samples: number[]; endTime: number; startTime: number };
       expect(profile.samples.length).toBeGreaterThan(0);
@@ -43,15 +45,6 @@ describe('npm run bench:profile', () => {
   }, 120_000);
 
   it.runIf(etcdVersion() !== undefined)('measures etcd under the same load with --system etcd', () => {
-    const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, '--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1'], {
-      encoding: 'utf8',
-      timeout: 90_000,
-    });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^put x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
-    const perMember = [...r.stdout.matchAll(/^ {2}(e\d)( \(leader\))? {2}([\d.]+)$/gm)];
-    expect(perMember.map((m) => m[1])).toEqual(['e1', 'e2', 'e3']);
-    expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
-    expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
+    expectFiguresFor(['e1', 'e2', 'e3'], ['--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1']);
   }, 120_000);
 });

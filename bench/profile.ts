@@ -8,7 +8,7 @@
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
 // covering only the measured part (flame graphs in Chrome DevTools or speedscope). --trace runs the members with
 // FULCRUM_TRACE=1 and writes their merged timeline (see node/trace.ts), one line per event, oldest first.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { EtcdTestClient } from '../node/testing/etcd-client.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
-import { etcdCluster, etcdVersion } from './lib/systems.js';
+import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
+import { etcdCluster, etcdVersion, processCpuMs } from './lib/systems.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 /** Loopback ports of the three members (inside the benchmark's 12400-13999 range). */
@@ -57,11 +58,10 @@ interface Measured {
   stop(): Promise<void>;
 }
 
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks at 100 Hz). */
+/** CPU seconds (user + system) a process has used; NaN when it is unknown or gone. */
 function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  const ms = pid === undefined ? undefined : processCpuMs(pid);
+  return ms === undefined ? Number.NaN : ms / 1000;
 }
 
 function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>): Measured {
@@ -93,11 +93,12 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
   };
 }
 
-/** etcd with the settings Fulcrum's members get from ProcessCluster's defaults (bench/lib/systems.ts). */
+/** etcd with the timing and snapshot settings Fulcrum's members run with by default. */
 function etcdMembers(dir: string): Measured {
   const version = etcdVersion();
   if (version === undefined) throw new Error('no `etcd` binary on the PATH: apt-get install etcd-server');
-  const cluster = etcdCluster(dir, BASE_PORT, { heartbeatMs: 100, electionMs: 1000, snapshotCount: 10_000 }, version);
+  const d = SERVER_CONFIG_DEFAULTS;
+  const cluster = etcdCluster(dir, BASE_PORT, { heartbeatMs: d.heartbeatIntervalMs, electionMs: d.electionTimeoutMs, snapshotCount: d.snapshotCount }, version);
   cluster.start();
   return {
     endpoints: cluster.endpoints,
