@@ -323,10 +323,8 @@ export class RaftLoop {
 
   private readonly startPump = (): void => {
     this.pumpScheduled = false;
-    if (this.pumping) {
-      this.again = true;
-      return;
-    }
+    // kick() schedules only while no pump runs, and only this starts one.
+    assert(!this.pumping, 'a pump started while another was running');
     this.pumping = true;
     void this.pump();
   };
