@@ -16,6 +16,8 @@ import { LevelBackend } from '../storage/backend.js';
 import { encodeCommand, type Command as StoredCommand, type Op } from '../storage/command.js';
 import { HybridClock } from '../storage/hlc/index.js';
 import {
+  backendReference,
+  backendReferenceIndex,
   decodeMemberContext,
   encodeMemberContext,
   installStateMachineImage,
@@ -25,7 +27,7 @@ import {
   type MemberContext,
   type MemberRecord,
 } from '../storage/state-machine.js';
-import { SnapshotStore, WriteAheadLog } from '../storage/wal/index.js';
+import { RESTORE_ADVICE, SnapshotStore, WriteAheadLog, type SnapshotSource } from '../storage/wal/index.js';
 import { clusterIdFor } from './ids.js';
 import { RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type FaultPoint, type PeerSender } from './raft-loop.js';
 
@@ -37,8 +39,14 @@ export interface TransportHooks {
   reportSnapshot(id: NodeId, ok: boolean): void;
   /** A peer refused us as a removed member: the removal may never reach our own log (the leader stopped sending). */
   reportRemoved?(): void;
-  /** Where snapshot images live: stream out of it, write received ones into it. */
+  /** Where received snapshot images are written. */
   readonly snapshots: SnapshotStore;
+  /**
+   * The bytes to stream for a snapshot Raft wants sent (release them after the transfer). Without it, the file of
+   * that index and term in `snapshots` (bare transports in tests); a member makes an image of its backend when its
+   * snapshot is only a reference to it.
+   */
+  openSnapshot?(metadata: SnapshotMetadata): Promise<SnapshotSource>;
 }
 
 export interface MemberTransport extends PeerSender {
@@ -219,6 +227,7 @@ export class Member {
       },
       reportRemoved: () => self.member!.removedFromCluster(),
       snapshots: wal.snapshots,
+      openSnapshot: (md) => self.member!.openSnapshotForPeer(md),
     });
     loop.start();
     member.startIdleCompaction();
@@ -416,7 +425,11 @@ export class Member {
     await reserveClock(this.clock, this.backend);
     const payload = encodeCommand({ hlc: this.clock.now(), op, ...opts });
     if (payload.byteLength > this.options.maxRequestBytes) throw new MemberError('REQUEST_TOO_LARGE', 'etcdserver: request is too large');
-    return (await this.loop.propose(payload, how)) as CommandResult;
+    const result = (await this.loop.propose(payload, how)) as CommandResult | null;
+    // Applied while this member caught up from a snapshot image that already held it: it took effect, but its
+    // answer is unknown here (a retry with a request id gets the first answer from the dedup table).
+    if (result === null) throw new MemberError('TIMEOUT', 'etcdserver: request timed out');
+    return result;
   }
 
   /** Wait until this member's state reflects every write acknowledged anywhere before the call (ReadIndex). */
@@ -497,9 +510,11 @@ export class Member {
   }
 
   /**
-   * Every snapshotCount entries: make the state durable, open its image at exactly this index, and write it beside
-   * the WAL in the background, then compact the WAL. Streaming a large store takes a while; doing it inside the apply
-   * step would stop the Ready loop (no heartbeats) and cost the cluster its leader.
+   * Every snapshotCount entries: make the state durable and record a snapshot at this index whose data is only a
+   * reference to the backend (backendReference), then compact the WAL. The backend never falls below it again: it
+   * only moves forward, and an installed image is newer. An image is made only when a follower needs one
+   * (openSnapshotForPeer), as etcd sends its backend. The file and marker are written in the background, so the
+   * apply step does not wait for their fsyncs.
    */
   private async maybeSnapshot(force = false): Promise<void> {
     const applied = this.sm.appliedIndex;
@@ -510,12 +525,8 @@ export class Member {
     if (applied === this.lastSnapshotIndex || (!force && applied - this.lastSnapshotIndex < this.options.snapshotCount)) return;
     await this.sm.flush();
     const metadata = { index: applied, term: this.wal.storage.term(applied), confState: this.node.status().confState };
-    const image = stateMachineImage(this.backend);
-    // The first step opens the LevelDB iterator synchronously, now: the image is the state at `applied`, whatever
-    // is applied while it streams.
-    const first = image.next();
     this.lastSnapshotIndex = applied;
-    this.snapshotInFlight = this.writeSnapshot(metadata, first, image)
+    this.snapshotInFlight = this.writeSnapshot(metadata, backendReference(applied))
       .catch((e: unknown) => this.options.logger?.error({ err: String(e), index: applied }, 'fulcrum: writing a snapshot failed; the WAL keeps every entry, the next snapshot retries'))
       .finally(() => {
         this.snapshotInFlight = undefined;
@@ -525,10 +536,10 @@ export class Member {
       });
   }
 
-  private async writeSnapshot(metadata: SnapshotMetadata, first: Promise<IteratorResult<Uint8Array>>, rest: AsyncGenerator<Uint8Array>): Promise<void> {
+  private async writeSnapshot(metadata: SnapshotMetadata, data: Uint8Array): Promise<void> {
     const writer = await this.wal.snapshots.create(metadata);
     try {
-      for (let r = await first; r.done !== true; r = await rest.next()) await writer.write(r.value);
+      await writer.write(data);
     } catch (e) {
       await writer.abort();
       throw e;
@@ -538,6 +549,33 @@ export class Member {
     const compactTo = metadata.index - this.options.snapshotCatchUpEntries;
     if (compactTo > this.wal.storage.firstIndex() - 1) await this.wal.compact(compactTo);
     this.options.logger?.info({ index: metadata.index, term: metadata.term }, 'fulcrum: snapshot written, WAL compacted behind it');
+  }
+
+  /**
+   * What to stream to a follower for the snapshot Raft chose: its file when that holds an image (one received from
+   * a leader), else an image of the backend now, spooled to a file so its length is known up front. That image is
+   * at or past the snapshot's index; the follower skips the entries it already holds (applyCommandsNow).
+   */
+  private async openSnapshotForPeer(md: SnapshotMetadata): Promise<SnapshotSource> {
+    const stored = await this.wal.snapshots.source(md);
+    if (!(await isBackendReference(stored))) return stored;
+    await stored.release();
+    // Open the iterator between applied batches: the image is the state at one applied index.
+    const { image, first, applied } = await this.serialize(async () => {
+      await this.sm.settled();
+      const image = stateMachineImage(this.backend);
+      return { image, first: image.next(), applied: this.sm.appliedIndex };
+    });
+    assert(applied >= md.index, () => `the backend (applied ${applied}) is behind snapshot ${md.index} that refers to it`);
+    const spool = await this.wal.snapshots.spool(md);
+    try {
+      for (let r = await first; r.done !== true; r = await image.next()) await spool.write(r.value);
+    } catch (e) {
+      await spool.abort();
+      throw e;
+    }
+    this.options.logger?.info({ index: md.index, applied, bytes: spool.bytesWritten }, 'fulcrum: made an image of the backend for a follower');
+    return spool.finish();
   }
 
   private restoreSnapshot(s: Snapshot): Promise<void> {
@@ -579,6 +617,8 @@ const CLUSTER_ID_FILE = 'cluster-id';
  * callers give up first; this only frees the slots of proposals that were lost on their way to the leader).
  */
 const PROPOSAL_WAIT_MAX_MS = 10_000;
+/** A backend reference is a few dozen bytes; a snapshot file larger than this holds an image. */
+const BACKEND_REFERENCE_MAX_BYTES = 1024;
 /** How often an idle member moves a pending physical compaction on by one bounded chunk. */
 const IDLE_COMPACTION_INTERVAL_MS = 50;
 
@@ -614,8 +654,21 @@ async function reserveClock(clock: HybridClock, backend: LevelBackend): Promise<
 }
 
 async function installFromSnapshot(wal: WriteAheadLog, backend: LevelBackend, s: Snapshot): Promise<void> {
-  const info = (await wal.snapshots.list()).find((i) => i.index === s.metadata.index && i.term === s.metadata.term);
-  if (info === undefined) throw new Error(`fulcrum: snapshot ${s.metadata.index}@${s.metadata.term} is not in the snapshot store`);
-  const reader = await wal.snapshots.reader(info);
-  await installStateMachineImage(backend, reader.chunks());
+  const source = await wal.snapshots.source(s.metadata);
+  if (await isBackendReference(source)) {
+    // Only our own snapshots are references, recorded after a synced flush: the backend lost synced writes.
+    throw new MemberError(
+      'STOPPED',
+      `fulcrum: the state machine is behind snapshot ${s.metadata.index}, whose state lives in this member's own backend: the backend lost synced writes. Refusing to start; ${RESTORE_ADVICE}`,
+    );
+  }
+  await installStateMachineImage(backend, source.chunks());
+}
+
+/** Whether a snapshot's data is a reference to its member's backend rather than an image (a tiny file). */
+async function isBackendReference(source: SnapshotSource): Promise<boolean> {
+  if (source.totalBytes > BACKEND_REFERENCE_MAX_BYTES) return false;
+  const chunks: Uint8Array[] = [];
+  for await (const c of source.chunks()) chunks.push(c);
+  return backendReferenceIndex(Buffer.concat(chunks)) !== undefined;
 }

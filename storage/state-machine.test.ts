@@ -5,7 +5,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LevelBackend, MemoryBackend, type Backend, type BackendBatch } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
 import type { KeyValue } from './mvcc/index.js';
-import { IMAGE_CHUNK_BYTES, installStateMachineImage, StateMachine, stateMachineImage, type AppliedCommand, type CommandResult } from './state-machine.js';
+import {
+  backendReference,
+  backendReferenceIndex,
+  IMAGE_CHUNK_BYTES,
+  installStateMachineImage,
+  StateMachine,
+  stateMachineImage,
+  type AppliedCommand,
+  type CommandResult,
+} from './state-machine.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 let index = 0;
@@ -362,5 +371,31 @@ describe('StateMachine', () => {
     expect(Buffer.compare(Buffer.concat(chunks), expected)).toBe(0);
     expect(chunks.filter((c) => c.byteLength > IMAGE_CHUNK_BYTES)).toHaveLength(1);
     expect(chunks.every((c) => c.byteLength <= IMAGE_CHUNK_BYTES || c.byteLength === IMAGE_CHUNK_BYTES + 5 + 9)).toBe(true);
+  });
+
+  it('tells a backend reference from an image, and refuses to install one without touching the backend', async () => {
+    const ref = backendReference(123_456_789);
+    expect(backendReferenceIndex(ref)).toBe(123_456_789);
+    expect(backendReferenceIndex(ref.subarray(1))).toBeUndefined();
+    const flipped = Uint8Array.from(ref);
+    flipped[6]! ^= 1;
+    expect(backendReferenceIndex(flipped)).toBeUndefined();
+    // An image never reads as a reference: its first frame has a key, so its first four bytes are not zero.
+    const backend = new MemoryBackend();
+    const batch = backend.batch();
+    batch.put(new TextEncoder().encode('k'), new Uint8Array(ref.byteLength - 9));
+    await batch.write({ sync: false });
+    const chunks: Uint8Array[] = [];
+    for await (const c of stateMachineImage(backend)) chunks.push(c);
+    expect(Buffer.concat(chunks).byteLength).toBe(ref.byteLength);
+    expect(backendReferenceIndex(Buffer.concat(chunks))).toBeUndefined();
+
+    async function* once(...parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
+      yield* parts;
+    }
+    await expect(installStateMachineImage(backend, once(ref))).rejects.toThrow('holds no image, only a reference');
+    expect(await dump(backend)).toEqual([`${Buffer.from('k').toString('hex')}=${'00'.repeat(ref.byteLength - 9)}`]); // untouched
+    // Cut in pieces it is not recognised up front, but its zero key length still stops the install.
+    await expect(installStateMachineImage(new MemoryBackend(), once(ref.subarray(0, 10), ref.subarray(10)))).rejects.toThrow('empty key');
   });
 });

@@ -500,25 +500,56 @@ function framePair(k: Uint8Array, v: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * A member's own periodic snapshots hold no image: the state is already durable in its backend (flushed before the
+ * snapshot is recorded), so the file carries only this reference. Copying every revision of every key into a file
+ * every snapshotCount entries cost each member a tenth of its CPU and the cluster a fifth of its p99 at 100 puts in
+ * flight. An image is made from the backend when a follower needs one (node/member.ts).
+ *
+ * Layout: a frame whose key length is 0 (no backend key is empty, so no image starts this way), then the tag and
+ * the applied index the backend had when the reference was written, as [u32 0][tag][u64 applied].
+ */
+const BACKEND_REFERENCE_TAG = new TextEncoder().encode('fulcrum-state-in-backend');
+const BACKEND_REFERENCE_BYTES = 4 + BACKEND_REFERENCE_TAG.byteLength + 8;
+
+export function backendReference(appliedIndex: number): Uint8Array {
+  assert(Number.isSafeInteger(appliedIndex) && appliedIndex >= 0, () => `backend reference at bad index ${appliedIndex}`);
+  const out = new Uint8Array(BACKEND_REFERENCE_BYTES);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, 0);
+  out.set(BACKEND_REFERENCE_TAG, 4);
+  view.setBigUint64(4 + BACKEND_REFERENCE_TAG.byteLength, BigInt(appliedIndex));
+  return out;
+}
+
+/** The applied index a snapshot's data refers to, when the data is a backend reference; undefined for an image. */
+export function backendReferenceIndex(data: Uint8Array): number | undefined {
+  if (data.byteLength !== BACKEND_REFERENCE_BYTES) return undefined;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (view.getUint32(0) !== 0) return undefined;
+  for (let i = 0; i < BACKEND_REFERENCE_TAG.byteLength; i++) if (data[4 + i] !== BACKEND_REFERENCE_TAG[i]) return undefined;
+  return Number(view.getBigUint64(4 + BACKEND_REFERENCE_TAG.byteLength));
+}
+
 /** Replace the replicated state in `backend` with an image (member-local keys stay), then sync. */
 export async function installStateMachineImage(backend: Backend, chunks: AsyncIterable<Uint8Array>): Promise<number> {
-  let batch = backend.batch();
-  for await (const [k] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
-    if (hasPrefix(k, MEMBER_LOCAL_PREFIX)) continue;
-    batch.del(k);
-    if (batch.length >= IMAGE_INSTALL_BATCH_PAIRS) {
-      await batch.write({ sync: false });
-      batch = backend.batch();
-    }
+  const it = chunks[Symbol.asyncIterator]();
+  // Look before deleting: a reference names another member's backend, and loading it would empty this one.
+  const first = await it.next();
+  if (first.done !== true && backendReferenceIndex(first.value) !== undefined) {
+    throw new StateMachineError('CORRUPT', "fulcrum: this snapshot holds no image, only a reference to the state in its member's own backend");
   }
+  let batch = await deleteReplicatedState(backend);
   let pairs = 0;
   let carry: Uint8Array = new Uint8Array(0);
-  for await (const c of chunks) {
-    const buf: Uint8Array = carry.byteLength > 0 ? Buffer.concat([carry, c]) : c;
+  for (let r = first; r.done !== true; r = await it.next()) {
+    const buf: Uint8Array = carry.byteLength > 0 ? Buffer.concat([carry, r.value]) : r.value;
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let o = 0;
     while (o + 4 <= buf.byteLength) {
       const kl = view.getUint32(o);
+      // No backend key is empty; a zero length is a reference cut into pieces, or garbage.
+      if (kl === 0) throw new StateMachineError('CORRUPT', `fulcrum: snapshot image has an empty key after ${pairs} pairs`);
       if (o + 8 + kl > buf.byteLength) break;
       const vl = view.getUint32(o + 4 + kl);
       if (o + 8 + kl + vl > buf.byteLength) break;
@@ -535,6 +566,20 @@ export async function installStateMachineImage(backend: Backend, chunks: AsyncIt
   assert(carry.byteLength === 0, () => `snapshot image ends with ${carry.byteLength} stray bytes`);
   await batch.write({ sync: true });
   return pairs;
+}
+
+/** Stage deletes of every replicated key (member-local keys stay); returns the batch still to be written. */
+async function deleteReplicatedState(backend: Backend): Promise<BackendBatch> {
+  let batch = backend.batch();
+  for await (const [k] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
+    if (hasPrefix(k, MEMBER_LOCAL_PREFIX)) continue;
+    batch.del(k);
+    if (batch.length >= IMAGE_INSTALL_BATCH_PAIRS) {
+      await batch.write({ sync: false });
+      batch = backend.batch();
+    }
+  }
+  return batch;
 }
 
 /**

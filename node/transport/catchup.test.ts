@@ -1,10 +1,21 @@
 // Members that fall behind: a restarted follower caught up by a snapshot streamed over gRPC, and a fourth
 // member that joins as a learner, is promoted, and then counts in an election.
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Member } from '../member.js';
 import { ConfChangeType } from '../../raft/types.js';
 import { dump, put, TestCluster, waitFor } from './testkit.js';
 
 let cluster: TestCluster | undefined;
+
+/** The files in a member's snapshot store: published snapshots with their sizes, and leftover spools. */
+async function snapshotFiles(m: Member): Promise<{ snaps: Array<{ file: string; bytes: number }>; spools: string[] }> {
+  const dir = m.wal.snapshots.dir;
+  const files = await readdir(dir);
+  const snaps = await Promise.all(files.filter((f) => f.endsWith('.snap')).map(async (file) => ({ file, bytes: (await stat(join(dir, file))).size })));
+  return { snaps, spools: files.filter((f) => f.endsWith('.spool')) };
+}
 afterEach(async () => {
   await cluster?.close();
   cluster = undefined;
@@ -36,6 +47,13 @@ describe('GrpcPeerTransport: catching up', () => {
     expect(got.snapshotBytesReceived).toBeGreaterThan(0);
     expect(sent.snapshotBytesSent).toBeGreaterThanOrEqual(got.snapshotBytesReceived);
     expect(lagger.member!.wal.storage.firstIndex()).toBeGreaterThan(laggerApplied + 1);
+    // The leader's own snapshots are references to its backend: what went over the wire was an image made for the
+    // transfer (far larger than a reference), whose spool file is gone again; the lagger keeps it as its base.
+    const leaderFiles = await snapshotFiles(leader.member!);
+    expect(leaderFiles.spools).toEqual([]);
+    expect(leaderFiles.snaps.every((f) => f.bytes < 1024)).toBe(true);
+    expect(got.snapshotBytesReceived).toBeGreaterThan(20 * 300);
+    expect((await snapshotFiles(lagger.member!)).snaps.some((f) => f.bytes > 20 * 300)).toBe(true);
     // And it keeps up afterwards through ordinary appends.
     await put(leader.member!, 's/after', 'x');
     await waitFor('lagger applies a write after the snapshot', async () => (await dump(lagger.member!, 's/after'))['s/after'] === 'x');

@@ -1,5 +1,6 @@
-// Snapshot images between members: a MsgSnap never travels inside Send. The sender streams the image file
-// from its snapshot store over SendSnapshot, one chunk at a time (each write awaited, so memory stays at one
+// Snapshot images between members: a MsgSnap never travels inside Send. The sender streams the image (a file of
+// its snapshot store, or one its member made for this transfer: TransportHooks.openSnapshot) over SendSnapshot,
+// one chunk at a time (each write awaited, so memory stays at one
 // chunk however large the image); the receiver checks every chunk (continuity, CRC-32C, size) while writing it
 // into its own snapshot store, commits the file, and only then hands the MsgSnap (metadata only) to Raft, whose
 // Ready loop then finds the committed file by index and term.
@@ -14,7 +15,7 @@ import type { Logger } from 'pino';
 import type { Encodable, MemberInfo, SnapshotAck, SnapshotChunk } from '../../proto/index.js';
 import { MessageType, type Message, type SnapshotMetadata } from '../../raft/types.js';
 import { crc32c } from '../../storage/crc32c.js';
-import type { SnapshotStore, SnapshotWriter } from '../../storage/wal/snapshot.js';
+import type { SnapshotSource, SnapshotStore, SnapshotWriter } from '../../storage/wal/snapshot.js';
 import { int, messageFromWire, messageToWire, WireFormatError } from './convert.js';
 import { deadlineIn, isServiceError, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
@@ -28,7 +29,8 @@ export interface SnapshotSendArgs {
   readonly client: RaftTransportClient;
   readonly message: Message;
   readonly hello: Encodable<MemberInfo>;
-  readonly store: SnapshotStore;
+  /** The bytes of the snapshot `message.snapshot` names (released by the caller after the transfer). */
+  readonly source: SnapshotSource;
   readonly limits: TransportLimits;
   readonly stats: TransportStats;
   /** Receives the call as soon as it exists, so close() can cancel it. */
@@ -38,9 +40,7 @@ export interface SnapshotSendArgs {
 /** Stream the image named by `message.snapshot` to the peer. Resolves true once the peer applied it. */
 export async function sendSnapshot(a: SnapshotSendArgs): Promise<boolean> {
   const md = a.message.snapshot!.metadata;
-  const info = (await a.store.list()).find((i) => i.index === md.index && i.term === md.term);
-  if (info === undefined) throw new Error(`snapshot ${md.index}@${md.term} is not in the snapshot store`);
-  const reader = await a.store.reader(info);
+  const reader = a.source;
   let settle!: (err: grpc.ServiceError | null, ack?: SnapshotAck) => void;
   const ackResult = new Promise<SnapshotAck>((resolve, reject) => {
     settle = (err, ack) => (err !== null ? reject(err) : resolve(ack!));

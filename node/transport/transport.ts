@@ -16,6 +16,7 @@ import { Peer, type Outbound } from './peer.js';
 import { PLAINTEXT_DIAL, type DialCredentials } from '../tls.js';
 import { messageBytes } from './queue.js';
 import { sendSnapshot, type SnapshotReceiveContext } from './snapshot.js';
+import type { SnapshotSource } from '../../storage/wal/index.js';
 import { emptyStats, type PeerStats, type TransportStats } from './stats.js';
 
 /** Reported in MemberInfo.version when the caller does not say. */
@@ -195,18 +196,22 @@ export class GrpcPeerTransport implements MemberTransport {
     const log = this.log.child({ peer: m.to.toString(16), index: md.index, term: md.term });
     log.info('sending snapshot to peer');
     let ok = false;
+    let source: SnapshotSource | undefined;
     try {
+      source = await (hooks.openSnapshot?.(md) ?? hooks.snapshots.source(md));
       ok = await sendSnapshot({
         client: peer.snapshotClient(),
         message: m,
         hello: this.hello,
-        store: hooks.snapshots,
+        source,
         limits: this.limits,
         stats: this.counters,
         onCall: (call) => (this.closed ? call.cancel() : this.snapshotCalls.set(m.to, call)),
       });
     } catch (e) {
       if (!this.closed) log.warn({ err: isServiceError(e) ? e.details : String(e) }, 'snapshot transfer to peer failed');
+    } finally {
+      await source?.release();
     }
     this.snapshotCalls.delete(m.to);
     if (ok) this.counters.snapshotsSent++;

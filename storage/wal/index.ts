@@ -18,6 +18,7 @@ export {
   SNAPSHOT_HEADER_BYTES_MAX,
   snapshotFileName,
   type SnapshotInfo,
+  type SnapshotSource,
   type SnapshotStoreOptions,
 } from './snapshot.js';
 export { WalError, RESTORE_ADVICE, type WalErrorCode } from './errors.js';

@@ -142,4 +142,34 @@ describe('SnapshotStore', () => {
     expect(await readdir(dir)).toEqual([]);
     expect(await store.list()).toEqual([]);
   });
+
+  it('spools an image for one transfer: never listed, read through its checksums, gone on release or reopen', async () => {
+    const store = await SnapshotStore.open(dir, { chunkBytes: CHUNK, logger: captureLogger() });
+    await writeImage(store, 10, 1000, 100);
+    const md = { index: 10, term: 2, confState: CONF };
+    const spools = [await store.spool(md), await store.spool(md)]; // two followers at once: two files
+    let crc = 0;
+    for (const p of image(3 * CHUNK + 7, 5000)) {
+      crc = crc32c(p, crc);
+      for (const w of spools) await w.write(p);
+    }
+    const [a, b] = await Promise.all(spools.map((w) => w.finish()));
+    expect((await store.list()).map((s) => s.index)).toEqual([10]); // the published one only
+    expect(a!.totalBytes).toBe(3 * CHUNK + 7);
+    let readCrc = 0;
+    for await (const c of a!.chunks()) readCrc = crc32c(c, readCrc);
+    expect(readCrc).toBe(crc);
+    await a!.release();
+    expect((await readdir(dir)).filter((f) => f.endsWith('.spool'))).toHaveLength(1);
+    // A crash during a transfer leaves b's file: the next open removes it, and the published snapshot stays.
+    await SnapshotStore.open(dir, { logger: captureLogger() });
+    expect(await readdir(dir)).toEqual([snapshotFileName(10, 2)]);
+    await expect(b!.release()).resolves.toBeUndefined();
+    // A published snapshot as a source: the same bytes, and release leaves the file.
+    const src = await store.source({ index: 10, term: 2 });
+    expect(src.totalBytes).toBe(1000);
+    await src.release();
+    expect(await readdir(dir)).toEqual([snapshotFileName(10, 2)]);
+    await expect(store.source({ index: 11, term: 2 })).rejects.toThrow('not in the snapshot store');
+  });
 });

@@ -12,7 +12,7 @@
 // file or a complete one (stale .tmp files are removed on open). Memory stays bounded both ways: the writer
 // holds at most one frame of pending bytes and the reader holds one frame at a time.
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { crc32c } from '../crc32c.js';
 import { assert } from '../../raft/errors.js';
 import type { SnapshotMetadata } from '../../raft/types.js';
@@ -35,12 +35,21 @@ const HEADER_FIXED_BYTES = 40;
 const FRAME_HEADER_BYTES = 8;
 const SNAP_SUFFIX = '.snap';
 const TMP_SUFFIX = '.tmp';
+/** A spool is an image made for one transfer and deleted after it: never published, never synced. */
+const SPOOL_SUFFIX = '.spool';
 
 export interface SnapshotInfo {
   readonly index: number;
   readonly term: number;
   /** File name inside the store's directory. */
   readonly file: string;
+}
+
+/** What a snapshot sender streams: the length up front, then the bytes; `release` frees what backs them. */
+export interface SnapshotSource {
+  readonly totalBytes: number;
+  chunks(): AsyncIterable<Uint8Array>;
+  release(): Promise<void>;
 }
 
 export interface SnapshotStoreOptions {
@@ -148,6 +157,8 @@ export class SnapshotWriter {
     readonly metadata: SnapshotMetadata,
     private readonly chunkBytes: number,
     private readonly headerBytes: number,
+    /** Written by spool(): finish() it, never commit() it. */
+    private readonly spooled = false,
   ) {
     this.pending = new Uint8Array(chunkBytes);
     this.position = headerBytes;
@@ -194,12 +205,10 @@ export class SnapshotWriter {
   /** Flush, record the total length, fsync, rename into place, fsync the directory, apply retention. */
   async commit(): Promise<SnapshotInfo> {
     assert(!this.busy && !this.done, 'snapshot writer: commit() while busy or twice');
+    assert(!this.spooled, 'snapshot writer: a spool is finished, never committed');
     this.busy = true;
     try {
-      await this.flushFrame();
-      const header = encodeHeader(this.metadata, this.chunkBytes, this.total);
-      assert(header.length === this.headerBytes, 'snapshot header changed size');
-      await this.fh.write(header, 0, header.length, 0);
+      await this.writeHeader();
       walTestHooks.fault?.('before-snapshot-commit');
       await this.fh.sync();
       await this.fh.close();
@@ -210,6 +219,32 @@ export class SnapshotWriter {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * A spool's end: flush and record the total length (no fsync: nobody depends on it surviving a crash, and a
+   * restart deletes it). The source reads the file through its checksums and deletes it on release.
+   */
+  async finish(): Promise<SnapshotSource> {
+    assert(!this.busy && !this.done && this.spooled, 'snapshot writer: finish() is for an unfinished spool');
+    this.busy = true;
+    try {
+      await this.writeHeader();
+      await this.fh.close();
+      this.done = true;
+    } finally {
+      this.busy = false;
+    }
+    const file = basename(this.tmpPath);
+    const reader = new SnapshotReader(this.tmpPath, { index: this.metadata.index, term: this.metadata.term, file }, this.metadata, this.total, this.chunkBytes, this.headerBytes);
+    return { totalBytes: this.total, chunks: () => reader.chunks(), release: () => unlink(this.tmpPath).catch(() => undefined) };
+  }
+
+  private async writeHeader(): Promise<void> {
+    await this.flushFrame();
+    const header = encodeHeader(this.metadata, this.chunkBytes, this.total);
+    assert(header.length === this.headerBytes, 'snapshot header changed size');
+    await this.fh.write(header, 0, header.length, 0);
   }
 
   async abort(): Promise<void> {
@@ -266,6 +301,9 @@ export class SnapshotReader {
 }
 
 export class SnapshotStore {
+  /** Spools made by this process, for unique names. */
+  private spools = 0;
+
   private constructor(
     readonly dir: string,
     private readonly retain: number,
@@ -287,10 +325,10 @@ export class SnapshotStore {
     return store;
   }
 
-  /** A crash while writing leaves `<name>.tmp`; it was never renamed, so it was never a snapshot. */
+  /** A crash while writing leaves `<name>.tmp` (never renamed, so never a snapshot) or a spool of a transfer. */
   private async removeTemporaries(): Promise<void> {
     for (const f of await readdir(this.dir)) {
-      if (!f.endsWith(TMP_SUFFIX)) continue;
+      if (!f.endsWith(TMP_SUFFIX) && !f.endsWith(SPOOL_SUFFIX)) continue;
       await unlink(join(this.dir, f));
       this.logger.info({ file: f }, 'removed an unfinished snapshot file left by a crash');
     }
@@ -307,16 +345,36 @@ export class SnapshotStore {
   }
 
   async create(metadata: SnapshotMetadata): Promise<SnapshotWriter> {
-    const tmpPath = join(this.dir, snapshotFileName(metadata.index, metadata.term) + TMP_SUFFIX);
-    const header = encodeHeader(metadata, this.chunkBytes, 0); // placeholder; commit() rewrites the total
-    const fh = await open(tmpPath, 'w');
+    return this.startFile(join(this.dir, snapshotFileName(metadata.index, metadata.term) + TMP_SUFFIX), metadata, false);
+  }
+
+  /**
+   * A file in the snapshot format for one transfer (an image made on demand): never listed, never a base for the
+   * log, deleted by its source's release() or, after a crash, when the store opens. Several may exist at once.
+   */
+  async spool(metadata: SnapshotMetadata): Promise<SnapshotWriter> {
+    const name = `${snapshotFileName(metadata.index, metadata.term)}.${++this.spools}${SPOOL_SUFFIX}`;
+    return this.startFile(join(this.dir, name), metadata, true);
+  }
+
+  private async startFile(path: string, metadata: SnapshotMetadata, spooled: boolean): Promise<SnapshotWriter> {
+    const header = encodeHeader(metadata, this.chunkBytes, 0); // placeholder; commit() or finish() rewrites the total
+    const fh = await open(path, 'w');
     try {
       await fh.write(header, 0, header.length, 0);
     } catch (e) {
       await fh.close();
       throw e;
     }
-    return new SnapshotWriter(this, fh, tmpPath, metadata, this.chunkBytes, header.length);
+    return new SnapshotWriter(this, fh, path, metadata, this.chunkBytes, header.length, spooled);
+  }
+
+  /** The published snapshot of this index and term as a source to stream (release leaves the file in the store). */
+  async source(md: Pick<SnapshotMetadata, 'index' | 'term'>): Promise<SnapshotSource> {
+    const info = (await this.list()).find((i) => i.index === md.index && i.term === md.term);
+    if (info === undefined) throw new Error(`snapshot ${md.index}@${md.term} is not in the snapshot store`);
+    const reader = await this.reader(info);
+    return { totalBytes: reader.totalBytes, chunks: () => reader.chunks(), release: async () => undefined };
   }
 
   /** Called by the writer once the temporary file is synced. */
