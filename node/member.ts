@@ -574,8 +574,9 @@ export class Member {
       await spool.abort();
       throw e;
     }
-    this.options.logger?.info({ index: md.index, applied, bytes: spool.bytesWritten }, 'fulcrum: made an image of the backend for a follower');
-    return spool.finish();
+    const source = await spool.finish();
+    this.options.logger?.info({ index: md.index, applied, bytes: source.totalBytes }, 'fulcrum: made an image of the backend for a follower');
+    return source;
   }
 
   private restoreSnapshot(s: Snapshot): Promise<void> {
