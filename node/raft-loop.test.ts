@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
-import { EntryType, message, MessageType, type Entry, type Message, type Snapshot } from '../raft/types.js';
+import { EntryType, message, MessageType, Role, type Entry, type Message, type Snapshot } from '../raft/types.js';
 import { MemoryLogStore } from './memory-log-store.js';
 import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, wrapProposal, type Applier, type Command, type Ticker } from './raft-loop.js';
 
@@ -46,7 +46,9 @@ async function singleLeader(options: { bootNonce: number; maxPendingProposals?: 
   await settle();
   node.campaign();
   loop.kick();
-  await settle();
+  // Under load (a full test run) one 5 ms pause may not be enough for the election's Ready to be handled.
+  for (let i = 0; i < 200 && node.role !== Role.Leader; i++) await settle();
+  expect(node.role).toBe(Role.Leader);
   return { node, loop };
 }
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AssertionError } from '../../raft/errors.js';
 import type { Entry, HardState } from '../../raft/types.js';
 import { entryKey, indexOfKey, KEY_ENTRY } from './codec.js';
@@ -65,6 +65,28 @@ describe('WriteAheadLog', () => {
     expect(logOf(r)).toEqual(ents);
     expect(r.storage.initialState().hardState).toEqual(hs(1, 20));
     expect(r.recovery.tailCut).toBeUndefined();
+  });
+
+  it('writes a commit-only hard state with the next batch, not on its own; close writes one still pending', async () => {
+    const w = await reopen();
+    await w.save(hs(1, 0), makeEntries(1, 3, 1));
+    const db = (w as unknown as { db: ClassicLevel<Uint8Array, Uint8Array> }).db;
+    const batches = vi.spyOn(db, 'batch');
+    await w.save(hs(1, 2), [], undefined, { sync: false }); // Ready.mustSync false: only the commit moved
+    await w.save(hs(1, 3), [], undefined, { sync: false });
+    expect(batches).not.toHaveBeenCalled();
+    expect(w.storage.initialState().hardState).toEqual(hs(1, 3)); // the core sees it at once
+    await w.save(undefined, makeEntries(4, 1, 1)); // the next entries carry it
+    expect(batches).toHaveBeenCalledTimes(1);
+    const r = await reopen();
+    expect(r.storage.initialState().hardState).toEqual(hs(1, 3));
+    await r.save(hs(1, 4), [], undefined, { sync: false });
+    const again = await reopen(); // close() wrote it
+    expect(again.storage.initialState().hardState).toEqual(hs(1, 4));
+    // A term or vote change is never deferred.
+    const batches2 = vi.spyOn((again as unknown as { db: ClassicLevel<Uint8Array, Uint8Array> }).db, 'batch');
+    await again.save({ term: 2, vote: 3, commit: 4 }, [], undefined, { sync: true });
+    expect(batches2).toHaveBeenCalledTimes(1);
   });
 
   it('does not show entries to the Raft core before the synced batch resolves', async () => {

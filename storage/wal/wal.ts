@@ -142,6 +142,8 @@ export class WriteAheadLog {
     private hardState: HardState,
     /** The newest hard state a synced write has made durable (the fence never records more). */
     private durableHardState: HardState,
+    /** The newest hard state put in a written batch (a commit-only change waits for the next batch). */
+    private writtenHardState: HardState,
     private readonly disk: DiskRange,
     /** Indexes of the snapshot markers on disk, ascending. */
     private markers: number[],
@@ -193,7 +195,7 @@ export class WriteAheadLog {
     await writeFence(dir, hardState);
     logger.info({ ...recovery, hardState: { ...hardState } }, 'wal opened');
     const markerIndexes = [...markers.keys()].sort((a, b) => a - b);
-    return new WriteAheadLog(dir, db, storage, snapshots, recovery, hardState, hardState, disk, markerIndexes, logger);
+    return new WriteAheadLog(dir, db, storage, snapshots, recovery, hardState, hardState, hardState, disk, markerIndexes, logger);
   }
 
   // ------------------------------------------------------------------ writes
@@ -208,30 +210,44 @@ export class WriteAheadLog {
   }
 
   /**
-   * `syncHint` false is the Raft core saying only the commit index moved (Ready.mustSync): such a batch skips the
-   * fsync, because a lost commit index is learned again from the leader. Entries and snapshots are always synced.
+   * `syncHint` false is the Raft core saying only the commit index moved (Ready.mustSync). Such a change is not
+   * written at all: it goes into the next batch that is (the next entries, a snapshot marker, or close), as etcd's
+   * WAL buffers it until its next sync. A lost commit index is learned again from the leader, and the state machine
+   * may be ahead of the commit index on disk (it skips what it holds on replay). Writing it on its own cost every
+   * member a LevelDB write per Ready, a thread-pool hand-off that dominated CPU per put at one request in flight.
+   * Entries and snapshots are always synced.
    */
   private async saveNow(hardState: HardState | undefined, entries: readonly Entry[], snap: SnapshotMetadata | undefined, syncHint: boolean): Promise<void> {
+    if (hardState !== undefined && !syncHint && entries.length === 0 && snap === undefined) return this.deferHardState(hardState);
     if (snap !== undefined) await this.assertSnapshotFile(snap);
     const batch = this.db.batch();
     const base = snap?.index ?? this.storage.firstIndex() - 1;
     if (snap !== undefined) this.stageSnapshot(batch, snap);
     const toWrite = this.stageEntries(batch, entries, base, snap !== undefined);
-    if (hardState !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(hardState));
+    const hs = hardState ?? this.unwrittenHardState();
+    if (hs !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(hs));
     if (batch.length === 0) return void (await batch.close());
     assert(batch.length <= BATCH_OPS_MAX, () => `wal batch of ${batch.length} operations exceeds BATCH_OPS_MAX ${BATCH_OPS_MAX}`);
     const sync = syncHint || entries.length > 0 || snap !== undefined;
-    await this.write(batch, sync);
+    await this.write(batch, sync, hs);
     // Durable: now the Raft core may see it.
     if (snap !== undefined) this.installSnapshot(snap, toWrite);
     else if (toWrite.length > 0) this.appendDurable(toWrite);
     if (hardState !== undefined) {
       this.storage.setHardState(hardState);
       this.hardState = hardState;
-      // A disk that lies about fsync (test hook) loses the fence's writes too: nothing becomes durable.
-      if (sync && !walTestHooks.skipFsync) this.durableHardState = hardState;
-      this.maybeRefreshFence();
     }
+    if (hs !== undefined) this.maybeRefreshFence();
+  }
+
+  /** A commit-only change: visible to the core now, written with the next batch (see saveNow). */
+  private deferHardState(hardState: HardState): void {
+    this.storage.setHardState(hardState);
+    this.hardState = hardState;
+  }
+
+  private unwrittenHardState(): HardState | undefined {
+    return this.writtenHardState === this.hardState ? undefined : this.hardState;
   }
 
   /**
@@ -385,7 +401,7 @@ export class WriteAheadLog {
       if (this.failed === undefined && this.durableHardState !== this.hardState) {
         const batch = this.db.batch();
         batch.put(HARD_STATE_KEY, encodeHardState(this.hardState));
-        await this.write(batch, true);
+        await this.write(batch, true, this.hardState);
       }
       if (this.failed === undefined) await this.refreshFence();
     } finally {
@@ -406,11 +422,14 @@ export class WriteAheadLog {
     return run;
   }
 
-  private async write(batch: Batch, sync: boolean): Promise<void> {
+  /** Write a batch; `hardState`: the hard state it carries, if any. */
+  private async write(batch: Batch, sync: boolean, hardState?: HardState): Promise<void> {
     try {
       await batch.write({ sync: sync && !walTestHooks.skipFsync });
-      // A synced write makes every earlier write durable too (LevelDB's log is one ordered file).
-      if (sync && !walTestHooks.skipFsync) this.durableHardState = this.hardState;
+      if (hardState !== undefined) this.writtenHardState = hardState;
+      // A synced write makes every earlier write durable too (LevelDB's log is one ordered file). A disk that lies
+      // about fsync (test hook) loses the fence's writes too: nothing becomes durable.
+      if (sync && !walTestHooks.skipFsync) this.durableHardState = this.writtenHardState;
     } catch (e) {
       this.failed = e;
       this.logger.error({ err: String(e) }, 'wal write failed; refusing further writes');
