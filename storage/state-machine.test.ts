@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LevelBackend, MemoryBackend, type Backend, type BackendBatch } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
+import { ConfChangeType } from '../raft/types.js';
 import type { KeyValue } from './mvcc/index.js';
 import {
   backendReference,
@@ -12,6 +13,8 @@ import {
   installStateMachineImage,
   StateMachine,
   stateMachineImage,
+  STATE_WRITE_DELAY_MS,
+  STATE_WRITE_OPS_MAX,
   type AppliedCommand,
   type CommandResult,
 } from './state-machine.js';
@@ -37,6 +40,7 @@ class CountingBackend extends MemoryBackend {
   getManys = 0;
   holdWrites = false;
   failWrites = false;
+  writes = 0;
   private held: Array<() => void> = [];
   override get(key: Uint8Array): Promise<Uint8Array | undefined> {
     this.gets++;
@@ -55,6 +59,7 @@ class CountingBackend extends MemoryBackend {
         return inner.length;
       },
       write: async (o) => {
+        this.writes++;
         if (this.failWrites) throw new Error('disk on fire');
         if (this.holdWrites) await new Promise<void>((resolve) => this.held.push(resolve));
         await inner.write(o);
@@ -304,6 +309,42 @@ describe('StateMachine', () => {
     backend.release();
     await settling;
     expect((await dump(backend)).length).toBeGreaterThan(0);
+  });
+
+  it('lets applied batches share one backend write, in apply order, and writes at once past the size limit', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    for (let i = 0; i < 5; i++) await sm.apply([cmd(put(`k${i}`, `v${i}`))]);
+    expect(backend.writes).toBe(0); // staged, answered, readable
+    expect(new TextDecoder().decode((await sm.mvcc.range({ key: enc('k4') })).kvs[0]!.value)).toBe('v4');
+    await new Promise((resolve) => setTimeout(resolve, STATE_WRITE_DELAY_MS + 30));
+    expect(backend.writes).toBe(1);
+    expect((await StateMachine.open(backend)).appliedIndex).toBe(5);
+    // A conf change writes the open batch before its own, so the applied index on disk never goes back.
+    await sm.apply([cmd(put('k5', 'v5'))]);
+    await sm.applyConfChange(++index, { type: ConfChangeType.AddVoter, nodeId: 9, context: new Uint8Array(0) });
+    expect(backend.writes).toBe(3);
+    const reopened = await StateMachine.open(backend);
+    expect(reopened.appliedIndex).toBe(7);
+    expect(new TextDecoder().decode((await reopened.mvcc.range({ key: enc('k5') })).kvs[0]!.value)).toBe('v5');
+    // One batch of STATE_WRITE_OPS_MAX operations or more is written without waiting.
+    await sm.apply(Array.from({ length: STATE_WRITE_OPS_MAX / 2 }, (_, i) => cmd(put(`big${i}`, 'x'))));
+    expect(backend.writes).toBe(4);
+    await sm.settled();
+  });
+
+  it('drops the open batch when an apply fails half-way, and refuses to flush an applied index it did not write', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    await sm.apply([cmd(put('a', '1'))]); // staged in the open batch
+    const garbage: AppliedCommand = { index: ++index + 1, term: 1, payload: Uint8Array.of(0xff, 0xff, 0xff) };
+    await expect(sm.apply([cmd(put('b', '2')), garbage])).rejects.toThrow();
+    await expect(sm.flush()).rejects.toThrow();
+    await expect(sm.apply([cmd(put('c', '3'))])).rejects.toThrow();
+    expect(backend.writes).toBe(0);
+    expect(await dump(backend)).toEqual([]); // after a restart the WAL replays all of it
   });
 
   it('fails every later apply once a backend write failed', async () => {

@@ -50,6 +50,8 @@ describe('AuthStore applied from the log', () => {
     await a.apply(entries.slice(0, 3));
     await a.apply(entries.slice(3));
     for (const e of entries) await bm.apply([e]); // other batching, same log
+    await Promise.all([a.settled(), bm.settled()]); // applied batches reach the backend behind apply
+    expect((await dump(ba)).length).toBeGreaterThan(0);
     expect(await dump(ba)).toEqual(await dump(bb));
     expect(a.auth.revision).toBe(bm.auth.revision);
 
