@@ -1,12 +1,13 @@
 // State machine apply benchmark: a program that prints figures (never a test).
 //
-//   npx tsx bench/apply.ts [--batches N] [--reps N] [--keys N] [--dedup]
+//   npx tsx bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup]
 //
 // Opens a StateMachine over a LevelBackend in a temporary directory and applies put commands the way a member's
 // Ready loop does: each encoded by storage/command.ts as node/member.ts proposes it, handed over in batches of 100,
-// each batch awaited before the next (the batch's backend write runs behind, as in the member). The keys are
-// written once first, so the measured puts overwrite (each reads its previous row for its event's prev_kv),
-// which is a loaded cluster's steady state.
+// each batch awaited before the next (the batch's backend write runs behind, as in the member). The measured puts
+// overwrite (each reads its previous row for its event's prev_kv). --warmup batches (default 1,000) are applied
+// first, unmeasured: enough to fill the revision-at-time index (100,000 records, after which every write also drops
+// the oldest) and the row cache, which is where a member that has taken writes for a while is.
 //
 // Half the puts have the shape node/api gives a client's Put (lease 0, prev_kv/ignore_* false, a requester from
 // the auth check); the other half are lease-less puts with no optional fields. --dedup adds a request id
@@ -26,18 +27,21 @@ import { StateMachine, type AppliedCommand } from '../storage/state-machine.js';
 
 const PUTS_PER_BATCH = 100;
 const VALUE_BYTES = 256;
-/** An HLC wall time in 2024, advanced a millisecond per command so the dedup table's log time moves. */
+/** Warm-up batches encoded at a time (all at once would hold a million commands). */
+const WARMUP_CHUNK_BATCHES = 100;
+/** An HLC wall time in 2023, advanced a millisecond per command so the dedup table's log time moves. */
 const HLC_START = 1_700_000_000_000n << 16n;
 
 interface Args {
   batches: number;
   reps: number;
   keys: number;
+  warmup: number;
   dedup: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { batches: 200, reps: 7, keys: 1_000, dedup: false };
+  const args: Args = { batches: 200, reps: 7, keys: 1_000, warmup: 1_000, dedup: false };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i]?.replace(/^--/, '');
     if (name === 'dedup') {
@@ -45,8 +49,8 @@ function parseArgs(argv: readonly string[]): Args {
       continue;
     }
     const value = Number(argv[++i]);
-    if (name === undefined || !['batches', 'reps', 'keys'].includes(name) || !Number.isSafeInteger(value) || value <= 0) {
-      throw new Error(`usage: bench/apply.ts [--batches N] [--reps N] [--keys N] [--dedup]; bad ${argv[i - 1]}`);
+    if (name === undefined || !['batches', 'reps', 'keys', 'warmup'].includes(name) || !Number.isSafeInteger(value) || value <= 0) {
+      throw new Error(`usage: bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup]; bad ${argv[i - 1]}`);
     }
     (args as unknown as Record<string, number>)[name] = value;
   }
@@ -127,7 +131,7 @@ const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  console.log(`apply bench: ${PUTS_PER_BATCH} puts per batch, ${VALUE_BYTES}-byte values over ${args.keys} keys, ${args.batches} batches x ${args.reps} reps${args.dedup ? ', with request ids' : ''}, node ${process.version}`);
+  console.log(`apply bench: ${PUTS_PER_BATCH} puts per batch, ${VALUE_BYTES}-byte values over ${args.keys} keys, ${args.batches} batches x ${args.reps} reps after ${args.warmup} batches of warm-up${args.dedup ? ', with request ids' : ''}, node ${process.version}`);
   const dir = await mkdtemp(join(tmpdir(), 'fulcrum-bench-apply-'));
   const backend = await LevelBackend.open(dir);
   try {
@@ -136,6 +140,10 @@ async function main(): Promise<void> {
     const fill: AppliedCommand[][] = [];
     for (let first = 0; first < args.keys; first += PUTS_PER_BATCH) fill.push(proposer.batch((n) => (first + n) % args.keys));
     await applyBatches(sm, fill);
+    for (let done = 0; done < args.warmup; done += WARMUP_CHUNK_BATCHES) {
+      const n = Math.min(WARMUP_CHUNK_BATCHES, args.warmup - done);
+      await applyBatches(sm, Array.from({ length: n }, () => proposer.batch(() => proposer.random(args.keys))));
+    }
     const samples: Sample[] = [];
     for (let rep = 0; rep < args.reps; rep++) {
       // Commands are encoded before the clock starts: encoding is the proposer's work, not the apply's.
