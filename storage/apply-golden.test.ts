@@ -1,6 +1,6 @@
 // A recorded apply: a fixed, seeded log of every kind of write the state machine takes (puts of every shape, deletes,
 // txns, leases, compactions, retried and stale request ids, the NOSPACE alarm, auth, a lagging HLC), applied in
-// batches of varied sizes with a reopen halfway. The backend's pairs and every result must match what the code
+// batches of varied sizes with a reopen halfway, with the revision-at-time index bounded low enough to drop records. The backend's pairs and every result must match what the code
 // produced when the recording was made: the on-disk bytes are a format existing data directories and snapshots
 // depend on, and every member must produce the same ones.
 //
@@ -23,6 +23,8 @@ const update = process.env.UPDATE_APPLY_GOLDEN === '1';
 const BATCHES = 80;
 const CHECKPOINT_EVERY = 10;
 const REOPEN_AFTER = 40;
+/** The revision-at-time index's bound, low enough that the log reaches it and drops records from then on. */
+const REVISION_TIME_ENTRIES_MAX = 40;
 
 interface Golden {
   /** One entry per checkpoint: digests of the backend dump and of the results since the previous checkpoint. */
@@ -177,7 +179,8 @@ async function backendDigest(backend: Backend): Promise<string> {
 async function record(): Promise<Golden> {
   const log = new Log();
   const backend = new MemoryBackend();
-  let sm = await StateMachine.open(backend);
+  const revisionTime = { entriesMax: REVISION_TIME_ENTRIES_MAX };
+  let sm = await StateMachine.open(backend, { revisionTime });
   const sizes = generator(7);
   const checkpoints: Golden['checkpoints'] = [];
   let results = createHash('sha256');
@@ -194,7 +197,7 @@ async function record(): Promise<Golden> {
     if (b === REOPEN_AFTER) {
       // Reopened with a row cache too small for the rows written, so reads of previous rows go to the backend.
       await sm.flush();
-      sm = await StateMachine.open(backend, { mvcc: { rowCacheBytes: 32 * 1024 } });
+      sm = await StateMachine.open(backend, { mvcc: { rowCacheBytes: 32 * 1024 }, revisionTime });
     }
     if (b % CHECKPOINT_EVERY === 0) {
       await sm.settled();

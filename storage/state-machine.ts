@@ -15,7 +15,7 @@ import { AuthError, AuthStore, authorizeCommand, isAuthOp } from './auth/index.j
 import type { Backend, BackendBatch, KvBatch } from './backend.js';
 import { decodeCommand, decodeValue, encodeValue, opKind, type AlarmType, type Command, type Op, type OpKind, type Value } from './command.js';
 import { DedupError, DedupTable } from './dedup/index.js';
-import { hlcWallMs, RevisionTimeIndex, type Hlc } from './hlc/index.js';
+import { hlcWallMs, RevisionTimeIndex, type Hlc, type RevisionTimeIndexConfig } from './hlc/index.js';
 import { LeaseError, LeaseTable } from './lease/index.js';
 import { MvccError, MvccStore, type MvccConfig, type MvccEvent } from './mvcc/index.js';
 import type { TxnRequest } from './mvcc/types.js';
@@ -96,6 +96,8 @@ export interface CommandResult {
 
 export interface StateMachineOptions {
   readonly mvcc?: Partial<MvccConfig>;
+  /** The revision-at-time index's bound (tests lower it to reach it quickly). */
+  readonly revisionTime?: Partial<RevisionTimeIndexConfig>;
 }
 
 /** Errors that are answers, not failures: the command is refused the same way on every member. */
@@ -162,7 +164,7 @@ export class StateMachine {
     const leases = await LeaseTable.open(backend);
     const mvcc = await MvccStore.open(backend, { ...(options.mvcc ? { config: options.mvcc } : {}), leaseExists: (id) => leases.has(id) });
     const dedup = await DedupTable.open(backend);
-    const revisionTime = await RevisionTimeIndex.open(backend);
+    const revisionTime = await RevisionTimeIndex.open(backend, options.revisionTime);
     const auth = await AuthStore.open(backend);
     const meta = await readMeta(backend);
     return new StateMachine(backend, mvcc, leases, dedup, revisionTime, auth, meta);
