@@ -239,6 +239,7 @@ export class StateMachine {
     } finally {
       this.mvcc.dropPrefetched();
     }
+    this.revisionTime.writeDropped(batch);
     this.dedup.expireIdle(Number(hlcWallMs(this.lastHlc)), batch);
     // Physical compaction advances one bounded chunk per applied batch, so it never stalls the apply loop.
     if (this.mvcc.compactionPending) await this.mvcc.compactionStep(batch);
@@ -330,7 +331,7 @@ export class StateMachine {
       if (err === undefined) throw e; // a broken invariant: the member must stop
       outcome = { error: err };
     }
-    if (this.mvcc.revision > before) this.revisionTime.record(this.lastHlc, this.mvcc.revision, batch);
+    if (this.mvcc.revision > before) this.revisionTime.recordDeferred(this.lastHlc, this.mvcc.revision, batch);
     if (cmd.clientId !== undefined && cmd.seq !== undefined) {
       const stored = encodeValue({ response: outcome.response, error: outcome.error as unknown as Value, revision: this.mvcc.revision });
       this.dedup.record(cmd.clientId, cmd.seq, stored, Number(hlcWallMs(this.lastHlc)), batch);

@@ -33,11 +33,40 @@ export function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
 
 /** Big-endian u64, so that byte order equals numeric order (keys sort correctly in LevelDB). */
 export function u64(value: bigint | number): Uint8Array {
-  const v = BigInt(value);
-  assert(v >= 0n && v <= U64_MAX, () => `u64 out of range: ${v}`);
   const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, v, false);
+  writeU64(out, 0, value);
   return out;
+}
+
+const TWO_32 = 2 ** 32;
+const TWO_64 = 2 ** 64;
+/** Where a bigint is written before its bytes are copied out: a DataView per value cost more than the copy. */
+const BIGINT_SCRATCH = new DataView(new ArrayBuffer(8));
+
+/**
+ * u64() into `out` at `at`. The apply path writes several per command, mostly numbers (revisions, sequence
+ * numbers, milliseconds): a non-negative integer is split into two 32-bit halves with no BigInt made. Anything
+ * else goes through BigInt as before, which is what refuses a fraction (RangeError) and a value out of range.
+ */
+export function writeU64(out: Uint8Array, at: number, value: bigint | number): void {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < TWO_64) {
+    const hi = Math.floor(value / TWO_32);
+    writeU32(out, at, hi);
+    writeU32(out, at + 4, value - hi * TWO_32);
+    return;
+  }
+  const v = BigInt(value);
+  // A plain test before assert: its message would be built on every call of this hot path.
+  if (!(v >= 0n && v <= U64_MAX)) assert(false, `u64 out of range: ${v}`);
+  BIGINT_SCRATCH.setBigUint64(0, v, false);
+  for (let i = 0; i < 8; i++) out[at + i] = BIGINT_SCRATCH.getUint8(i);
+}
+
+function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
 }
 
 export function readU64(bytes: Uint8Array, offset = 0): bigint {
