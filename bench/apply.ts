@@ -1,6 +1,6 @@
 // State machine apply benchmark: a program that prints figures (never a test).
 //
-//   npx tsx bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup]
+//   npx tsx bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup] [--leader]
 //
 // Opens a StateMachine over a LevelBackend in a temporary directory and applies put commands the way a member's
 // Ready loop does: each encoded by storage/command.ts as node/member.ts proposes it, handed over in batches of 100,
@@ -11,7 +11,8 @@
 //
 // Half the puts have the shape node/api gives a client's Put (lease 0, prev_kv/ignore_* false, a requester from
 // the auth check); the other half are lease-less puts with no optional fields. --dedup adds a request id
-// (clientId, seq) to every command, as fulcrumctl's retries do, so the exactly-once table is written too.
+// (clientId, seq) to every command, as fulcrumctl's retries do, so the exactly-once table is written too. Payloads
+// arrive as a follower receives them (views into one decoded message), or with --leader as the leader's own.
 //
 // Reports CPU microseconds per applied put (process.cpuUsage: the main thread and LevelDB's thread pool), the main
 // thread's share of it (Linux only, from /proc, in 10 ms ticks) and wall microseconds, per repetition, then the
@@ -38,19 +39,20 @@ interface Args {
   keys: number;
   warmup: number;
   dedup: boolean;
+  leader: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { batches: 200, reps: 7, keys: 1_000, warmup: 1_000, dedup: false };
+  const args: Args = { batches: 200, reps: 7, keys: 1_000, warmup: 1_000, dedup: false, leader: false };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i]?.replace(/^--/, '');
-    if (name === 'dedup') {
-      args.dedup = true;
+    if (name === 'dedup' || name === 'leader') {
+      args[name] = true;
       continue;
     }
     const value = Number(argv[++i]);
     if (name === undefined || !['batches', 'reps', 'keys', 'warmup'].includes(name) || !Number.isSafeInteger(value) || value <= 0) {
-      throw new Error(`usage: bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup]; bad ${argv[i - 1]}`);
+      throw new Error(`usage: bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup] [--leader]; bad ${argv[i - 1]}`);
     }
     (args as unknown as Record<string, number>)[name] = value;
   }
@@ -67,11 +69,22 @@ class Proposer {
 
   constructor(private readonly args: Args) {}
 
-  /** The next batch; `keyOf(n)` picks the key of the batch's n-th put. */
+  /**
+   * The next batch; `keyOf(n)` picks the key of the batch's n-th put. A follower gets its entries in one Raft
+   * message, which gRPC decodes into one Buffer: each payload is a Buffer view into it, as node/transport hands it
+   * over. The leader applies its own proposals: a plain Uint8Array each.
+   */
   batch(keyOf: (n: number) => number): AppliedCommand[] {
     const out: AppliedCommand[] = [];
     for (let n = 0; n < PUTS_PER_BATCH; n++) out.push(this.command(keyOf(n)));
-    return out;
+    if (this.args.leader) return out;
+    const message = Buffer.concat(out.map((c) => c.payload));
+    let at = 0;
+    return out.map((c) => {
+      const payload = message.subarray(at, at + c.payload.byteLength);
+      at += payload.byteLength;
+      return { ...c, payload };
+    });
   }
 
   random(keys: number): number {
@@ -131,7 +144,7 @@ const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  console.log(`apply bench: ${PUTS_PER_BATCH} puts per batch, ${VALUE_BYTES}-byte values over ${args.keys} keys, ${args.batches} batches x ${args.reps} reps after ${args.warmup} batches of warm-up${args.dedup ? ', with request ids' : ''}, node ${process.version}`);
+  console.log(`apply bench: ${PUTS_PER_BATCH} puts per batch, ${VALUE_BYTES}-byte values over ${args.keys} keys, ${args.batches} batches x ${args.reps} reps after ${args.warmup} batches of warm-up${args.dedup ? ', with request ids' : ''}, ${args.leader ? 'leader' : 'follower'} payloads, node ${process.version}`);
   const dir = await mkdtemp(join(tmpdir(), 'fulcrum-bench-apply-'));
   const backend = await LevelBackend.open(dir);
   try {
