@@ -131,7 +131,8 @@ describe('RevisionTimeIndex', () => {
                 revision++;
                 wall += i % 2;
                 index.recordDeferred(hlcOf(wall), revision, b);
-                model.push({ hlc: hlcOf(wall), revision });
+                const last = model[model.length - 1];
+                model.push({ hlc: last !== undefined && last.hlc > hlcOf(wall) ? last.hlc : hlcOf(wall), revision });
               }
               index.writeDropped(b);
             });
