@@ -9,19 +9,22 @@
 // walked tens of thousands of dead slots: at 16 MB of 300-byte rows, most of a member's apply time went there.
 // The list makes get, set and evict constant time whatever the table holds.
 
+/** A row's name: the store uses its revision (see rowId in store.ts). */
+export type RowId = number | string;
+
 /** What one entry costs beyond its bytes (map slot, id, list node), for the byte budget. */
 const ENTRY_OVERHEAD_BYTES = 96;
 
 /** A row's place in the recency list: `older` towards the next eviction, `newer` towards the last use. */
 interface Entry {
-  readonly id: string;
+  readonly id: RowId;
   row: Uint8Array;
   older: Entry | undefined;
   newer: Entry | undefined;
 }
 
 export class RowCache {
-  private readonly rows = new Map<string, Entry>();
+  private readonly rows = new Map<RowId, Entry>();
   /** The least recently used entry (evicted first) and the most recently used one. */
   private oldest: Entry | undefined;
   private newest: Entry | undefined;
@@ -40,7 +43,7 @@ export class RowCache {
     return this.bytes;
   }
 
-  get(id: string): Uint8Array | undefined {
+  get(id: RowId): Uint8Array | undefined {
     const e = this.rows.get(id);
     if (e === undefined) return undefined;
     this.unlink(e);
@@ -48,7 +51,7 @@ export class RowCache {
     return e.row;
   }
 
-  set(id: string, row: Uint8Array): void {
+  set(id: RowId, row: Uint8Array): void {
     const old = this.rows.get(id);
     if (old !== undefined) this.remove(old);
     const cost = row.byteLength + ENTRY_OVERHEAD_BYTES;

@@ -32,7 +32,7 @@ import {
 } from './codec.js';
 import { mvccError } from './errors.js';
 import type { KeyAtRevision, KeyIndex } from './key-index.js';
-import { RowCache } from './row-cache.js';
+import { RowCache, type RowId } from './row-cache.js';
 import { TreeIndex } from './tree-index.js';
 import {
   NO_HLC,
@@ -151,7 +151,7 @@ export class MvccStore {
   private committedRev = INITIAL_REVISION;
   private readonly uncommitted = new Map<number, Uint8Array[]>();
   /** Committed rows read ahead for the batch being applied, by `main.sub` (see prefetchCurrent). */
-  private readonly prefetched = new Map<string, Uint8Array>();
+  private readonly prefetched = new Map<RowId, Uint8Array>();
   /** Rows recently read from the backend (rows never change, so nothing here is ever stale). */
   readonly rowCache: RowCache;
   private physicalCompaction: PhysicalCompaction | undefined;
@@ -205,7 +205,7 @@ export class MvccStore {
       this.uncommitted.delete(main);
       // Written rows go on into the row cache: the next write of the same key reads this row (its event's prev_kv)
       // and a read of a hot key wants it too. Without this every overwrite read its previous row back from LevelDB.
-      for (let sub = 0; sub < rows.length; sub++) this.rowCache.set(rowId({ main, sub }), rows[sub]!);
+      for (let sub = 0; sub < rows.length; sub++) this.rowCache.set(rowId(main, sub), rows[sub]!);
     }
   }
 
@@ -219,15 +219,17 @@ export class MvccStore {
     for (const key of keys) {
       if (wanted.length >= PREFETCH_ROWS_MAX) break;
       const at = this.index.get(bytesToKeyString(key))?.current();
-      if (at === undefined || at.main > this.committedRev || this.prefetched.has(rowId(at))) continue;
-      const cached = this.rowCache.get(rowId(at));
-      this.prefetched.set(rowId(at), cached ?? EMPTY); // EMPTY: claimed, a key named twice is read once
+      if (at === undefined || at.main > this.committedRev) continue;
+      const id = rowId(at.main, at.sub);
+      if (this.prefetched.has(id)) continue;
+      const cached = this.rowCache.get(id);
+      this.prefetched.set(id, cached ?? EMPTY); // EMPTY: claimed, a key named twice is read once
       if (cached !== undefined) continue;
       wanted.push(at);
     }
     const rows = await this.backend.getMany(wanted.map((at) => revisionKey(at.main, at.sub)));
     rows.forEach((row, i) => {
-      const id = rowId(wanted[i]!);
+      const id = rowId(wanted[i]!.main, wanted[i]!.sub);
       if (row === undefined) this.prefetched.delete(id);
       else this.prefetched.set(id, row);
     });
@@ -335,7 +337,7 @@ export class MvccStore {
   private async readRow(at: Revision): Promise<Uint8Array> {
     const inMemory = this.rowInMemory(at);
     if (inMemory !== undefined) return inMemory;
-    const id = rowId(at);
+    const id = rowId(at.main, at.sub);
     const row = await this.backend.get(revisionKey(at.main, at.sub));
     if (row !== undefined) {
       this.rowCache.set(id, row);
@@ -353,7 +355,7 @@ export class MvccStore {
       if (row === undefined) assert(false, `uncommitted row ${at.main}.${at.sub} missing`);
       return row;
     }
-    const id = rowId(at);
+    const id = rowId(at.main, at.sub);
     const ahead = this.prefetched.get(id) ?? this.rowCache.get(id);
     return ahead !== undefined && ahead !== EMPTY ? ahead : undefined;
   }
@@ -802,8 +804,13 @@ function putOfRow(row: Uint8Array, at: Revision): KeyValue {
   return record.kv;
 }
 
-function rowId(at: Revision): string {
-  return `${at.main}.${at.sub}`;
+/**
+ * A row's name in the row cache and the read-ahead map: its main revision alone when its sub revision is 0 (every
+ * put or delete outside a txn, most rows), `main.sub` otherwise. A number needs no string built and hashed for
+ * each lookup; a number and a string never name the same entry.
+ */
+function rowId(main: number, sub: number): RowId {
+  return sub === 0 ? main : `${main}.${sub}`;
 }
 
 function toBounds(req: KeyRangeRequest): KeyBounds {
