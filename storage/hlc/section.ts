@@ -9,7 +9,9 @@ export type Pair = readonly [Uint8Array, Uint8Array];
 
 const U64_MAX = (1n << 64n) - 1n;
 
-export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+// One encoder for every call: constructing a TextEncoder per string cost more than encoding a short one.
+const utf8Encoder = new TextEncoder();
+export const utf8 = (s: string): Uint8Array => utf8Encoder.encode(s);
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 export const fromUtf8 = (b: Uint8Array): string => utf8Decoder.decode(b);
 
