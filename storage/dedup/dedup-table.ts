@@ -16,7 +16,7 @@
 // Durable form: dedup/c/<client id, utf-8> -> u64 seq | u64 lastSeenMs | response bytes.
 import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
-import { concatBytes, fromUtf8, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from '../hlc/section.js';
+import { batchBytes, concatBytes, fromUtf8, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from '../hlc/section.js';
 import { errInvalidDedupRequest, errStaleSequence } from './errors.js';
 
 export const DEDUP_PREFIX = utf8('dedup/');
@@ -257,7 +257,7 @@ function clientKey(clientId: string): Uint8Array {
 }
 
 function encodeClient(c: ClientRecord): Uint8Array {
-  const out = new Uint8Array(CLIENT_RECORD_HEADER_BYTES + c.response.byteLength);
+  const out = batchBytes(CLIENT_RECORD_HEADER_BYTES + c.response.byteLength);
   writeU64(out, 0, c.lastSeq);
   writeU64(out, 8, c.lastSeenMs);
   out.set(c.response, CLIENT_RECORD_HEADER_BYTES);

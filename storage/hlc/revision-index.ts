@@ -23,7 +23,7 @@ import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
 import { errBeforeHistory, errTimeCompacted } from './errors.js';
 import { decodeHlc, encodeHlc, HLC_BYTES, hlcCeiling, hlcMax, isHlc, writeHlc, type Hlc } from './hlc.js';
-import { readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
+import { batchBytes, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
 
 export const REVISION_INDEX_PREFIX = utf8('hlc/r/');
 const ENTRY_PREFIX = utf8('hlc/r/e/');
@@ -102,7 +102,9 @@ export class RevisionTimeIndex {
     const at = hlcMax(hlc, floorHlc);
     this.revisions.push(revision);
     this.hlcs.push(at);
-    batch.put(entryKey(revision), encodeHlc(at));
+    const hlcBytes = batchBytes(HLC_BYTES);
+    writeHlc(hlcBytes, 0, at);
+    batch.put(entryKey(revision), hlcBytes);
     while (this.size > this.config.entriesMax) this.dropOldest(batch);
   }
 
@@ -191,7 +193,7 @@ export class RevisionTimeIndex {
 }
 
 function entryKey(revision: number): Uint8Array {
-  const key = new Uint8Array(ENTRY_PREFIX.byteLength + 8);
+  const key = batchBytes(ENTRY_PREFIX.byteLength + 8);
   key.set(ENTRY_PREFIX);
   writeU64(key, ENTRY_PREFIX.byteLength, revision);
   return key;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { readU64, u64, writeU64 } from './section.js';
+import { batchBytes, readU64, u64, writeU64 } from './section.js';
 
 /** What u64() wrote before it had a path for numbers: every value through BigInt and a DataView. */
 function reference(value: bigint | number): Uint8Array {
@@ -48,5 +48,20 @@ describe('u64', () => {
     expect(() => u64(-1n)).toThrow(/u64 out of range: -1/);
     expect(() => u64(2 ** 64)).toThrow(/u64 out of range: 18446744073709551616/);
     expect(() => u64(1n << 64n)).toThrow(/u64 out of range/);
+  });
+});
+
+describe('batchBytes', () => {
+  it('gives zeroed, independent plain arrays of the size asked, across slabs', () => {
+    const arrays = Array.from({ length: 3000 }, (_, i) => batchBytes(1 + (i % 40)));
+    arrays.forEach((a, i) => {
+      expect(a.constructor).toBe(Uint8Array);
+      expect(a.byteLength).toBe(1 + (i % 40));
+      expect(a.every((x) => x === 0)).toBe(true);
+      a.fill(i & 0xff);
+    });
+    arrays.forEach((a, i) => expect(a.every((x) => x === (i & 0xff))).toBe(true));
+    const large = batchBytes(64 * 1024);
+    expect([large.byteLength, large.byteOffset, large.buffer.byteLength]).toEqual([64 * 1024, 0, 64 * 1024]);
   });
 });

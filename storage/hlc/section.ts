@@ -40,6 +40,29 @@ export function u64(value: bigint | number): Uint8Array {
   return out;
 }
 
+/** Bytes per slab that batchBytes() carves small arrays from. */
+const BATCH_SLAB_BYTES = 16 * 1024;
+let batchSlab = new ArrayBuffer(BATCH_SLAB_BYTES);
+let batchSlabUsed = 0;
+
+/**
+ * A zeroed array of `n` bytes for a key or value that goes into a backend batch, carved from a shared slab.
+ * LevelDB's binding asks every key and value for its ArrayBuffer, and a small typed array that V8 keeps on its heap
+ * has none: V8 moves its bytes off the heap on the spot, an allocation the GC then tracks, for each of the several
+ * small keys and values a command writes. A view of a slab already has one. The slab is freed once no array carved
+ * from it is alive; the binding copies what it is given, so these live only as long as the batch is being built.
+ */
+export function batchBytes(n: number): Uint8Array {
+  if (n > BATCH_SLAB_BYTES / 16) return new Uint8Array(n);
+  if (batchSlabUsed + n > BATCH_SLAB_BYTES) {
+    batchSlab = new ArrayBuffer(BATCH_SLAB_BYTES);
+    batchSlabUsed = 0;
+  }
+  const out = new Uint8Array(batchSlab, batchSlabUsed, n);
+  batchSlabUsed += n;
+  return out;
+}
+
 const TWO_32 = 2 ** 32;
 const TWO_64 = 2 ** 64;
 /** Where a bigint is written before its bytes are copied out: a DataView per value cost more than the copy. */

@@ -9,6 +9,7 @@
 import { assert } from '../../raft/errors.js';
 import { NO_HLC, NO_LEASE, type KeyValue } from './types.js';
 import { crc32c } from '../crc32c.js';
+import { batchBytes } from '../hlc/section.js';
 
 export const REVISION_PREFIX = Uint8Array.from([0x6b, 0x2f]); // "k/"
 export const META_PREFIX = Uint8Array.from([0x6d, 0x2f]); // "m/"
@@ -102,7 +103,7 @@ export function decodeU64(bytes: Uint8Array): number {
 }
 
 export function revisionKey(main: number, sub: number): Uint8Array {
-  const out = new Uint8Array(REVISION_KEY_BYTES);
+  const out = batchBytes(REVISION_KEY_BYTES);
   out[0] = REVISION_PREFIX[0]!;
   out[1] = REVISION_PREFIX[1]!;
   writeU64(out, REVISION_PREFIX.length, main);
