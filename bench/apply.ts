@@ -51,7 +51,8 @@ function parseArgs(argv: readonly string[]): Args {
       continue;
     }
     const value = Number(argv[++i]);
-    if (name === undefined || !['batches', 'reps', 'keys', 'warmup'].includes(name) || !Number.isSafeInteger(value) || value <= 0) {
+    const least = name === 'warmup' ? 0 : 1;
+    if (name === undefined || !['batches', 'reps', 'keys', 'warmup'].includes(name) || !Number.isSafeInteger(value) || value < least) {
       throw new Error(`usage: bench/apply.ts [--batches N] [--reps N] [--keys N] [--warmup N] [--dedup] [--leader]; bad ${argv[i - 1]}`);
     }
     (args as unknown as Record<string, number>)[name] = value;

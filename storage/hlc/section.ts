@@ -42,6 +42,8 @@ export function u64(value: bigint | number): Uint8Array {
 
 /** Bytes per slab that batchBytes() carves small arrays from. */
 const BATCH_SLAB_BYTES = 16 * 1024;
+/** Larger arrays get an allocation of their own: a slab holds at least sixteen of the largest it carves. */
+const BATCH_CARVED_BYTES_MAX = BATCH_SLAB_BYTES / 16;
 let batchSlab = new ArrayBuffer(BATCH_SLAB_BYTES);
 let batchSlabUsed = 0;
 
@@ -53,7 +55,7 @@ let batchSlabUsed = 0;
  * from it is alive; the binding copies what it is given, so these live only as long as the batch is being built.
  */
 export function batchBytes(n: number): Uint8Array {
-  if (n > BATCH_SLAB_BYTES / 16) return new Uint8Array(n);
+  if (n > BATCH_CARVED_BYTES_MAX) return new Uint8Array(n);
   if (batchSlabUsed + n > BATCH_SLAB_BYTES) {
     batchSlab = new ArrayBuffer(BATCH_SLAB_BYTES);
     batchSlabUsed = 0;

@@ -150,7 +150,7 @@ export class MvccStore {
   /** Rows with main revision <= this are on the backend; later ones are in `uncommitted`. */
   private committedRev = INITIAL_REVISION;
   private readonly uncommitted = new Map<number, Uint8Array[]>();
-  /** Committed rows read ahead for the batch being applied, by `main.sub` (see prefetchCurrent). */
+  /** Committed rows read ahead for the batch being applied, by rowId (see prefetchCurrent). */
   private readonly prefetched = new Map<RowId, Uint8Array>();
   /** Rows recently read from the backend (rows never change, so nothing here is ever stale). */
   readonly rowCache: RowCache;
