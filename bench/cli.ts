@@ -7,7 +7,8 @@
 //
 // Writes bench/results/<date>-<commit>.json (every run and the medians), a latency/throughput chart
 // bench/results/<date>-<commit>.svg, and (unless --no-docs) the generated table in docs/performance.md.
-// `--suite micro` runs the single-component benchmarks instead (Raft core, WAL and MVCC against raw LevelDB).
+// `--suite micro` runs the single-component benchmarks instead (Raft core, WAL and MVCC against raw LevelDB, and the
+// state machine's apply of puts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -100,6 +101,7 @@ function runMicro(): number {
     ['bench/raft-core.ts', []],
     ['bench/wal.ts', []],
     ['bench/mvcc.ts', opts.keys === undefined ? [] : ['--keys', String(opts.keys)]],
+    ['bench/apply.ts', []],
   ];
   let status = 0;
   for (const [file, args] of runs) {

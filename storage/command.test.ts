@@ -44,7 +44,13 @@ describe('command codec', () => {
 
   it('rejects truncated or garbage input with an assertion, never a wrong value', () => {
     const good = encodeValue({ a: [1, 'x', Uint8Array.of(9)] });
-    for (let cut = 0; cut < good.byteLength; cut++) expect(() => decodeValue(good.subarray(0, cut))).toThrow();
+    // Views that end before their buffer does, as a Uint8Array and as a Buffer (how a follower gets its entries).
+    const inMessage = Buffer.concat([good, good]);
+    for (let cut = 0; cut < good.byteLength; cut++) {
+      expect(() => decodeValue(good.subarray(0, cut))).toThrow();
+      expect(() => decodeValue(inMessage.subarray(0, cut))).toThrow();
+    }
+    expect(encodeValue(decodeValue(inMessage.subarray(good.byteLength)))).toEqual(good);
     expect(() => decodeValue(Uint8Array.of(42))).toThrow(/unknown value tag 42/);
     expect(() => decodeCommand(encodeValue([1, 2]))).toThrow(/not an object/);
   });

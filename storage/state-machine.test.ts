@@ -136,6 +136,19 @@ describe('StateMachine', () => {
     expect(stale[0]!.error?.code).toBe('STALE_SEQUENCE');
   });
 
+  it('answers results with the same fields in the same order, whatever the path', async () => {
+    index = 0;
+    const sm = await StateMachine.open(new MemoryBackend());
+    const [ok, refused] = await sm.apply([cmd(put('k', 'v'), { clientId: 'c', seq: 1 }), cmd(put('k', 'v', 42n))]);
+    const [retry, deleted] = await sm.apply([cmd(put('k', 'v'), { clientId: 'c', seq: 1 }), cmd({ deleteRange: { key: enc('k') } })]);
+    expect(Object.keys(ok!)).toEqual(['index', 'hlc', 'revision', 'response', 'events', 'op']);
+    expect(Object.keys(refused!)).toEqual(['index', 'hlc', 'revision', 'error', 'events', 'op']);
+    expect(Object.keys(retry!)).toEqual(['index', 'hlc', 'revision', 'response', 'events', 'duplicate', 'op']);
+    expect(Object.keys(deleted!)).toEqual(['index', 'hlc', 'revision', 'response', 'events', 'op']);
+    expect(retry!.events).toEqual([]);
+    expect(retry!.events).not.toBe(ok!.events);
+  });
+
   it('with the NOSPACE alarm takes deletes but refuses puts and lease grants', async () => {
     index = 0;
     const sm = await StateMachine.open(new MemoryBackend());

@@ -53,6 +53,20 @@ describe('DedupTable', () => {
     expect(table.size).toBe(0);
   });
 
+  it('accepts exactly the client ids that survive UTF-8 and fit the bound (random strings, lone surrogates too)', () => {
+    const table = DedupTable.empty({ clientIdBytesMax: 12 });
+    const id = fc.oneof(fc.string({ maxLength: 14 }), fc.string({ unit: 'binary', maxLength: 8 }), fc.string({ unit: 'grapheme', maxLength: 6 }), fc.constantFrom('\ud800', 'a\udfff', '\u00e9', ''));
+    fc.assert(
+      fc.property(id, (clientId) => {
+        const encoded = new TextEncoder().encode(clientId);
+        const valid = new TextDecoder('utf-8', { fatal: true }).decode(encoded) === clientId && encoded.byteLength >= 1 && encoded.byteLength <= 12;
+        if (valid) expect(table.check(clientId, 1)).toEqual({ kind: 'apply' });
+        else expect(() => table.check(clientId, 1)).toThrow(expect.objectContaining({ code: 'INVALID_DEDUP_REQUEST' }));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('expires idle clients by log time, oldest first', async () => {
     const backend = new MemoryBackend();
     const table = await DedupTable.open(backend, { clientIdleMs: 100 });

@@ -16,7 +16,7 @@
 // Durable form: dedup/c/<client id, utf-8> -> u64 seq | u64 lastSeenMs | response bytes.
 import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
-import { concatBytes, fromUtf8, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from '../hlc/section.js';
+import { batchBytes, concatBytes, fromUtf8, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from '../hlc/section.js';
 import { errInvalidDedupRequest, errStaleSequence } from './errors.js';
 
 export const DEDUP_PREFIX = utf8('dedup/');
@@ -67,6 +67,8 @@ export interface DedupClient {
 }
 
 interface ClientRecord {
+  /** The client's backend key, made once: every applied request of the client rewrites its pair. */
+  readonly key: Uint8Array;
   lastSeq: number;
   lastSeenMs: number;
   response: Uint8Array;
@@ -119,7 +121,7 @@ export class DedupTable {
     assert(client === undefined || seq > client.lastSeq, () => `record: seq ${seq} of "${clientId}" is not newer than ${client?.lastSeq}`);
     if (client === undefined) {
       while (this.clients.size >= this.config.clientsMax) this.evictOldest(batch);
-      client = { lastSeq: seq, lastSeenMs: logWallMs, response: Uint8Array.from(response) };
+      client = { key: clientKey(clientId), lastSeq: seq, lastSeenMs: logWallMs, response: Uint8Array.from(response) };
       this.clients.set(clientId, client);
       this.pushAge(clientId, client.lastSeenMs);
     } else {
@@ -131,7 +133,7 @@ export class DedupTable {
         this.pushAge(clientId, logWallMs);
       }
     }
-    batch.put(clientKey(clientId), encodeClient(client));
+    batch.put(client.key, encodeClient(client));
     assert(this.clients.size <= this.config.clientsMax, 'dedup table over its bound');
   }
 
@@ -156,15 +158,14 @@ export class DedupTable {
   /** Every durable pair in key order: exactly what the backend holds under DEDUP_PREFIX. */
   pairs(): Pair[] {
     return [...this.clients.entries()]
-      .map(([id, c]): Pair => [clientKey(id), encodeClient(c)])
+      .map(([, c]): Pair => [c.key, encodeClient(c)])
       .sort(([a], [b]) => Buffer.compare(a, b));
   }
 
   private validateRequest(clientId: string, seq: number): void {
-    const encoded = utf8(clientId);
-    const idBytes = encoded.byteLength;
+    const idBytes = utf8Bytes(clientId);
     // A lone surrogate would not survive the trip through UTF-8: the reloaded table would hold another id.
-    if (fromUtf8(encoded) !== clientId) throw errInvalidDedupRequest('client id is not well-formed unicode');
+    if (idBytes === undefined) throw errInvalidDedupRequest('client id is not well-formed unicode');
     if (idBytes === 0 || idBytes > this.config.clientIdBytesMax) throw errInvalidDedupRequest(`client id must be 1..${this.config.clientIdBytesMax} bytes`);
     if (!Number.isSafeInteger(seq) || seq < 0) throw errInvalidDedupRequest(`sequence ${seq} is not a non-negative integer`);
   }
@@ -174,7 +175,7 @@ export class DedupTable {
       assert(startsWith(k, CLIENT_PREFIX), () => `unknown dedup key ${Buffer.from(k).toString('hex')}`);
       assert(v.byteLength >= CLIENT_RECORD_HEADER_BYTES, 'corrupt dedup record');
       const clientId = fromUtf8(k.subarray(CLIENT_PREFIX.byteLength));
-      const client = { lastSeq: readSafeU64(v, 0), lastSeenMs: readSafeU64(v, 8), response: v.slice(CLIENT_RECORD_HEADER_BYTES) };
+      const client = { key: clientKey(clientId), lastSeq: readSafeU64(v, 0), lastSeenMs: readSafeU64(v, 8), response: v.slice(CLIENT_RECORD_HEADER_BYTES) };
       this.clients.set(clientId, client);
       this.pushAge(clientId, client.lastSeenMs);
     }
@@ -188,8 +189,9 @@ export class DedupTable {
   }
 
   private forget(clientId: string, batch: KvBatch): void {
-    assert(this.clients.delete(clientId), () => `forget: unknown client "${clientId}"`);
-    batch.del(clientKey(clientId));
+    const client = this.clients.get(clientId);
+    assert(client !== undefined && this.clients.delete(clientId), () => `forget: unknown client "${clientId}"`);
+    batch.del(client.key);
   }
 
   /** The live client with the smallest (lastSeenMs, clientId), dropping stale heap entries on the way. */
@@ -255,5 +257,24 @@ function clientKey(clientId: string): Uint8Array {
 }
 
 function encodeClient(c: ClientRecord): Uint8Array {
-  return concatBytes(u64(c.lastSeq), u64(c.lastSeenMs), c.response);
+  const out = batchBytes(CLIENT_RECORD_HEADER_BYTES + c.response.byteLength);
+  writeU64(out, 0, c.lastSeq);
+  writeU64(out, 8, c.lastSeenMs);
+  out.set(c.response, CLIENT_RECORD_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * The UTF-8 length of a client id, or undefined when it is not well-formed (a lone surrogate would not survive the
+ * trip through UTF-8). Ids are nearly always ASCII, whose length is the answer, with no encoding and decoding per
+ * request; anything else takes that round trip.
+ */
+function utf8Bytes(s: string): number | undefined {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) >= 0x80) {
+      const encoded = utf8(s);
+      return fromUtf8(encoded) === s ? encoded.byteLength : undefined;
+    }
+  }
+  return s.length;
 }

@@ -9,7 +9,7 @@
 // lexicographically, and so does comparing their 8-byte big-endian encodings as bytes. That is why the type is a
 // bigint and not a number: 64 bits do not fit a double exactly.
 import { assert } from '../../raft/errors.js';
-import { readU64, u64 } from './section.js';
+import { readU64, writeU64 } from './section.js';
 
 export type Hlc = bigint;
 
@@ -33,13 +33,24 @@ export function hlcLogical(h: Hlc): number {
   return Number(h & BigInt(HLC_LOGICAL_MAX));
 }
 
+/** The largest HLC: the last logical tick of the last wall millisecond. */
+const HLC_MAX: Hlc = (BigInt(HLC_WALL_MS_MAX) << HLC_LOGICAL_BITS) | BigInt(HLC_LOGICAL_MAX);
+
 export function isHlc(h: bigint): boolean {
-  return h >= 0n && h >> HLC_LOGICAL_BITS <= BigInt(HLC_WALL_MS_MAX);
+  // The same as (h >> HLC_LOGICAL_BITS) <= HLC_WALL_MS_MAX, without a shift and a conversion per call.
+  return h >= 0n && h <= HLC_MAX;
 }
 
 export function encodeHlc(h: Hlc): Uint8Array {
-  assert(isHlc(h), () => `not an hlc: ${h}`);
-  return u64(h);
+  const out = new Uint8Array(HLC_BYTES);
+  writeHlc(out, 0, h);
+  return out;
+}
+
+/** encodeHlc() into `out` at `at`. */
+export function writeHlc(out: Uint8Array, at: number, h: Hlc): void {
+  if (!isHlc(h)) assert(false, `not an hlc: ${h}`);
+  writeU64(out, at, h);
 }
 
 export function decodeHlc(bytes: Uint8Array, offset = 0): Hlc {

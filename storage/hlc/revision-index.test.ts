@@ -93,12 +93,14 @@ describe('RevisionTimeIndex', () => {
   it('property: matches a model; reload and snapshot/restore give byte-identical state', async () => {
     type Step =
       | { kind: 'record'; dWall: number; logical: number; dRev: number }
+      | { kind: 'records'; n: number }
       | { kind: 'compact'; back: number }
       | { kind: 'reload' }
       | { kind: 'restore' }
       | { kind: 'query'; dWall: number };
     const step: fc.Arbitrary<Step> = fc.oneof(
       { weight: 5, arbitrary: fc.record({ kind: fc.constant('record' as const), dWall: fc.integer({ min: -3, max: 5 }), logical: fc.integer({ min: 0, max: 3 }), dRev: fc.integer({ min: 0, max: 2 }) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('records' as const), n: fc.integer({ min: 1, max: 20 }) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('compact' as const), back: fc.integer({ min: 0, max: 6 }) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('reload' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const) }) },
@@ -122,6 +124,18 @@ describe('RevisionTimeIndex', () => {
             await commit(backend, (b) => index.record(hlc, revision, b));
             const last = model[model.length - 1];
             if (last === undefined || revision > last.revision) model.push({ hlc: last !== undefined && last.hlc > hlc ? last.hlc : hlc, revision });
+          } else if (s.kind === 'records') {
+            // As the state machine records an applied batch: the dropped-through pair is written once, at the end.
+            await commit(backend, (b) => {
+              for (let i = 0; i < s.n; i++) {
+                revision++;
+                wall += i % 2;
+                index.recordDeferred(hlcOf(wall), revision, b);
+                const last = model[model.length - 1];
+                model.push({ hlc: last !== undefined && last.hlc > hlcOf(wall) ? last.hlc : hlcOf(wall), revision });
+              }
+              index.writeDropped(b);
+            });
           } else if (s.kind === 'compact') {
             const at = Math.max(0, revision - s.back);
             await commit(backend, (b) => index.compact(at, b));

@@ -22,8 +22,8 @@
 import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
 import { errBeforeHistory, errTimeCompacted } from './errors.js';
-import { decodeHlc, encodeHlc, hlcCeiling, hlcMax, isHlc, type Hlc } from './hlc.js';
-import { concatBytes, readPrefix, readSafeU64, startsWith, u64, utf8, type Pair } from './section.js';
+import { decodeHlc, encodeHlc, HLC_BYTES, hlcCeiling, hlcMax, isHlc, writeHlc, type Hlc } from './hlc.js';
+import { batchBytes, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
 
 export const REVISION_INDEX_PREFIX = utf8('hlc/r/');
 const ENTRY_PREFIX = utf8('hlc/r/e/');
@@ -45,6 +45,8 @@ export class RevisionTimeIndex {
   private droppedThroughRevision = 0;
   /** The hlc of that record: later records never sort before it, even when every record was dropped. */
   private droppedThroughHlc: Hlc = 0n;
+  /** Records were dropped since the pair holding the two fields above was last put into a batch. */
+  private droppedUnwritten = false;
 
   private constructor(private readonly config: RevisionTimeIndexConfig) {
     assert(Number.isSafeInteger(config.entriesMax) && config.entriesMax >= 1, 'entriesMax must be a positive integer');
@@ -75,19 +77,42 @@ export class RevisionTimeIndex {
    * a lower hlc than the last is clamped up to it (see the header).
    */
   record(hlc: Hlc, revision: number, batch: KvBatch): void {
-    assert(isHlc(hlc), () => `record: not an hlc: ${hlc}`);
-    assert(Number.isSafeInteger(revision) && revision > 0, () => `record: bad revision ${revision}`);
-    const last = this.last();
-    if (last !== undefined) {
-      assert(revision >= last.revision, () => `record: revision went backwards ${last.revision} -> ${revision}`);
-      if (revision === last.revision) return;
+    this.recordDeferred(hlc, revision, batch);
+    this.writeDropped(batch);
+  }
+
+  /**
+   * record(), except that when the bound drops the oldest record, the pair that remembers the highest dropped
+   * revision is left for writeDropped(batch), which the caller must call before it writes `batch`. Past the bound
+   * every record drops one: the state machine records up to a hundred revisions into one backend batch, where a
+   * hundred rewrites of that one pair cost a hundred LevelDB operations and only the last survives the batch.
+   */
+  recordDeferred(hlc: Hlc, revision: number, batch: KvBatch): void {
+    // Plain tests before assert: a message closure per call is measurable on the apply path.
+    if (!isHlc(hlc)) assert(false, `record: not an hlc: ${hlc}`);
+    if (!(Number.isSafeInteger(revision) && revision > 0)) assert(false, `record: bad revision ${revision}`);
+    let floorHlc = this.droppedThroughHlc;
+    if (this.size > 0) {
+      const lastRevision = this.revisions[this.revisions.length - 1]!;
+      if (revision < lastRevision) assert(false, `record: revision went backwards ${lastRevision} -> ${revision}`);
+      if (revision === lastRevision) return;
+      floorHlc = this.hlcs[this.hlcs.length - 1]!;
     }
-    assert(revision > this.droppedThroughRevision, () => `record: revision ${revision} was already dropped`);
-    const at = hlcMax(hlc, last === undefined ? this.droppedThroughHlc : last.hlc);
+    if (revision <= this.droppedThroughRevision) assert(false, `record: revision ${revision} was already dropped`);
+    const at = hlcMax(hlc, floorHlc);
     this.revisions.push(revision);
     this.hlcs.push(at);
-    batch.put(entryKey(revision), encodeHlc(at));
+    const hlcBytes = batchBytes(HLC_BYTES);
+    writeHlc(hlcBytes, 0, at);
+    batch.put(entryKey(revision), hlcBytes);
     while (this.size > this.config.entriesMax) this.dropOldest(batch);
+  }
+
+  /** Write the dropped-through pair if records were dropped since it was last written (see recordDeferred). */
+  writeDropped(batch: KvBatch): void {
+    if (!this.droppedUnwritten) return;
+    batch.put(DROPPED_KEY, this.encodeDropped());
+    this.droppedUnwritten = false;
   }
 
   /** The revision current at wall time `wallMs`: the last one recorded at or before the end of that millisecond. */
@@ -102,6 +127,7 @@ export class RevisionTimeIndex {
   compact(revision: number, batch: KvBatch): void {
     assert(Number.isSafeInteger(revision) && revision >= 0, () => `compact: bad revision ${revision}`);
     while (this.size > 0 && this.revisions[this.head]! < revision) this.dropOldest(batch);
+    this.writeDropped(batch); // once, however many records went
   }
 
   /** Every durable pair of the index, in key order: exactly what the backend holds under REVISION_INDEX_PREFIX. */
@@ -138,7 +164,7 @@ export class RevisionTimeIndex {
     // Records leave in order, so the one leaving is the highest dropped so far.
     this.droppedThroughRevision = revision;
     this.droppedThroughHlc = this.hlcs[this.head - 1]!;
-    batch.put(DROPPED_KEY, this.encodeDropped());
+    this.droppedUnwritten = true;
     if (this.head > 1024 && this.head * 2 > this.revisions.length) {
       this.revisions = this.revisions.slice(this.head);
       this.hlcs = this.hlcs.slice(this.head);
@@ -147,7 +173,10 @@ export class RevisionTimeIndex {
   }
 
   private encodeDropped(): Uint8Array {
-    return concatBytes(u64(this.droppedThroughRevision), encodeHlc(this.droppedThroughHlc));
+    const out = new Uint8Array(8 + HLC_BYTES);
+    writeU64(out, 0, this.droppedThroughRevision);
+    writeHlc(out, 8, this.droppedThroughHlc);
+    return out;
   }
 
   /** Binary search: the position of the last record with hlc <= target, or undefined. */
@@ -164,7 +193,10 @@ export class RevisionTimeIndex {
 }
 
 function entryKey(revision: number): Uint8Array {
-  return concatBytes(ENTRY_PREFIX, u64(revision));
+  const key = batchBytes(ENTRY_PREFIX.byteLength + 8);
+  key.set(ENTRY_PREFIX);
+  writeU64(key, ENTRY_PREFIX.byteLength, revision);
+  return key;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

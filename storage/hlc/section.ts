@@ -9,7 +9,9 @@ export type Pair = readonly [Uint8Array, Uint8Array];
 
 const U64_MAX = (1n << 64n) - 1n;
 
-export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+// One encoder for every call: constructing a TextEncoder per string cost more than encoding a short one.
+const utf8Encoder = new TextEncoder();
+export const utf8 = (s: string): Uint8Array => utf8Encoder.encode(s);
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 export const fromUtf8 = (b: Uint8Array): string => utf8Decoder.decode(b);
 
@@ -33,11 +35,65 @@ export function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
 
 /** Big-endian u64, so that byte order equals numeric order (keys sort correctly in LevelDB). */
 export function u64(value: bigint | number): Uint8Array {
-  const v = BigInt(value);
-  assert(v >= 0n && v <= U64_MAX, () => `u64 out of range: ${v}`);
   const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, v, false);
+  writeU64(out, 0, value);
   return out;
+}
+
+/** Bytes per slab that batchBytes() carves small arrays from. */
+const BATCH_SLAB_BYTES = 16 * 1024;
+/** Larger arrays get an allocation of their own: a slab holds at least sixteen of the largest it carves. */
+const BATCH_CARVED_BYTES_MAX = BATCH_SLAB_BYTES / 16;
+let batchSlab = new ArrayBuffer(BATCH_SLAB_BYTES);
+let batchSlabUsed = 0;
+
+/**
+ * A zeroed array of `n` bytes for a key or value that goes into a backend batch, carved from a shared slab.
+ * LevelDB's binding asks every key and value for its ArrayBuffer, and a small typed array that V8 keeps on its heap
+ * has none: V8 moves its bytes off the heap on the spot, an allocation the GC then tracks, for each of the several
+ * small keys and values a command writes. A view of a slab already has one. The slab is freed once no array carved
+ * from it is alive; the binding copies what it is given, so these live only as long as the batch is being built.
+ */
+export function batchBytes(n: number): Uint8Array {
+  if (n > BATCH_CARVED_BYTES_MAX) return new Uint8Array(n);
+  if (batchSlabUsed + n > BATCH_SLAB_BYTES) {
+    batchSlab = new ArrayBuffer(BATCH_SLAB_BYTES);
+    batchSlabUsed = 0;
+  }
+  const out = new Uint8Array(batchSlab, batchSlabUsed, n);
+  batchSlabUsed += n;
+  return out;
+}
+
+const TWO_32 = 2 ** 32;
+const TWO_64 = 2 ** 64;
+/** Where a bigint is written before its bytes are copied out: a DataView per value cost more than the copy. */
+const BIGINT_SCRATCH = new DataView(new ArrayBuffer(8));
+
+/**
+ * u64() into `out` at `at`. The apply path writes several per command, mostly numbers (revisions, sequence
+ * numbers, milliseconds): a non-negative integer is split into two 32-bit halves with no BigInt made. Anything
+ * else goes through BigInt as before, which is what refuses a fraction (RangeError) and a value out of range.
+ */
+export function writeU64(out: Uint8Array, at: number, value: bigint | number): void {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < TWO_64) {
+    const hi = Math.floor(value / TWO_32);
+    writeU32(out, at, hi);
+    writeU32(out, at + 4, value - hi * TWO_32);
+    return;
+  }
+  const v = BigInt(value);
+  // A plain test before assert: its message would be built on every call of this hot path.
+  if (!(v >= 0n && v <= U64_MAX)) assert(false, `u64 out of range: ${v}`);
+  BIGINT_SCRATCH.setBigUint64(0, v, false);
+  for (let i = 0; i < 8; i++) out[at + i] = BIGINT_SCRATCH.getUint8(i);
+}
+
+function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
 }
 
 export function readU64(bytes: Uint8Array, offset = 0): bigint {

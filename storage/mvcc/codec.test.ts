@@ -1,5 +1,38 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c, decodeRecord, decodeRecordHead, decodeRevisionKey, encodeRecord, revisionKey } from './codec.js';
+import { bytesToKeyString, copyBytes, crc32c, decodeRecord, decodeRecordHead, decodeRevisionKey, encodeRecord, encodeU64, revisionKey } from './codec.js';
+
+/** Format 2 laid out with Buffer's own writers, field by field as the header of codec.ts describes it. */
+function referenceRecord(tombstone: boolean, kv: Parameters<typeof encodeRecord>[0]['kv']): Buffer {
+  const body = Buffer.alloc(1 + 1 + 4 + kv.key.length + 8 * 6 + 4 + kv.value.length);
+  let o = body.writeUInt8(2, 0);
+  o = body.writeUInt8(tombstone ? 1 : 0, o);
+  o = body.writeUInt32BE(kv.key.length, o);
+  o += Buffer.from(kv.key).copy(body, o);
+  o = body.writeBigUInt64BE(BigInt(kv.createRevision), o);
+  o = body.writeBigUInt64BE(BigInt(kv.modRevision), o);
+  o = body.writeBigUInt64BE(BigInt(kv.version), o);
+  o = body.writeBigInt64BE(kv.lease, o);
+  o = body.writeBigUInt64BE(kv.createHlc, o);
+  o = body.writeBigUInt64BE(kv.modHlc, o);
+  o = body.writeUInt32BE(kv.value.length, o);
+  Buffer.from(kv.value).copy(body, o);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32c(body));
+  return Buffer.concat([body, crc]);
+}
+
+const u64Number = fc.oneof(fc.nat(), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.constantFrom(0, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER));
+const kvArb = fc.record({
+  key: fc.uint8Array({ maxLength: 300 }),
+  value: fc.uint8Array({ maxLength: 600 }),
+  createRevision: u64Number,
+  modRevision: u64Number,
+  version: u64Number,
+  lease: fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }),
+  createHlc: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+  modHlc: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+});
 
 describe('codec', () => {
   it('orders revision keys by revision and round-trips them', () => {
@@ -70,5 +103,49 @@ describe('codec', () => {
     const future = Buffer.from(row);
     future[0] = 3;
     expect(() => decodeRecord(future)).toThrow(/format 3/);
+  });
+
+  it('lays records, revision keys and u64 fields out byte for byte as the format says (random fields)', () => {
+    fc.assert(
+      fc.property(fc.boolean(), kvArb, (tombstone, kv) => {
+        const row = encodeRecord({ tombstone, kv });
+        expect(Buffer.from(row).equals(referenceRecord(tombstone, kv))).toBe(true);
+        expect(decodeRecord(row)).toEqual({ tombstone, kv });
+      }),
+      { numRuns: 500 },
+    );
+    fc.assert(
+      fc.property(u64Number, u64Number, (main, sub) => {
+        const ref = Buffer.alloc(18);
+        ref.write('k/', 'latin1');
+        ref.writeBigUInt64BE(BigInt(main), 2);
+        ref.writeBigUInt64BE(BigInt(sub), 10);
+        expect(Buffer.from(revisionKey(main, sub)).equals(ref)).toBe(true);
+        expect(Buffer.from(encodeU64(main)).equals(ref.subarray(2, 10))).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+    expect(() => revisionKey(-1, 0)).toThrow(/u64 field out of range: -1/);
+    expect(() => encodeRecord({ tombstone: false, kv: { key: new Uint8Array(1), value: new Uint8Array(0), createRevision: 1, modRevision: 1, version: 1, lease: 0n, createHlc: -1n, modHlc: 0n } })).toThrow(
+      /hlc out of range: -1/,
+    );
+  });
+
+  it('copies bytes into plain arrays and reads keys as latin1, whatever the source (random bytes, Buffers, views)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), fc.nat(), fc.nat(), (bytes, a, b) => {
+        const start = bytes.length === 0 ? 0 : a % bytes.length;
+        const end = start + (bytes.length === 0 ? 0 : b % (bytes.length - start + 1));
+        const framed = Buffer.concat([Buffer.from([9]), bytes]);
+        for (const src of [bytes, Buffer.from(bytes), new Uint8Array(framed.buffer, framed.byteOffset + 1, bytes.length)]) {
+          const copy = copyBytes(src, start, end);
+          expect(copy.constructor).toBe(Uint8Array);
+          expect([...copy]).toEqual([...bytes.subarray(start, end)]);
+          expect(bytesToKeyString(src)).toBe(Buffer.from(bytes).toString('latin1'));
+        }
+        expect(copyBytes(bytes)).not.toBe(bytes);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

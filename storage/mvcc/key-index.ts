@@ -116,7 +116,7 @@ export class KeyIndex {
     if (g[o + COUNT] === 0) g[o + CREATED] = main;
     g[o + VER]! += 1;
     g[o + COUNT]! += 1;
-    this.append([main, sub]);
+    this.appendRevision(main, sub);
   }
 
   /** Delete the live key at this revision: the tombstone closes its generation and an empty one follows. */
@@ -252,15 +252,20 @@ export class KeyIndex {
 
   private assertAfterLast(main: number, sub: number): void {
     const prev = this.lastRevision();
-    assert(
-      prev === undefined || main > prev.main || (main === prev.main && sub > prev.sub),
-      () => `revision ${main}.${sub} of ${JSON.stringify(this.key)} is not after ${prev?.main}.${prev?.sub}`,
-    );
+    // A plain test before assert: a message closure per put is an allocation on the apply path.
+    if (prev === undefined || main > prev.main || (main === prev.main && sub > prev.sub)) return;
+    assert(false, `revision ${main}.${sub} of ${JSON.stringify(this.key)} is not after ${prev.main}.${prev.sub}`);
   }
 
   private append(values: number[]): void {
     if (this.gens.length + values.length <= EXACT_ARRAY_LENGTH_MAX) this.gens = this.gens.concat(values);
     else this.gens.push(...values);
+  }
+
+  /** append([main, sub]), without making the pair an array to spread once the generations grow in place. */
+  private appendRevision(main: number, sub: number): void {
+    if (this.gens.length + 2 <= EXACT_ARRAY_LENGTH_MAX) this.gens = this.gens.concat([main, sub]);
+    else this.gens.push(main, sub);
   }
 }
 

@@ -4,6 +4,35 @@ import { RowCache } from './row-cache.js';
 
 const row = (n: number, fill = 1): Uint8Array => new Uint8Array(n).fill(fill);
 
+/** The plainest LRU with the same rules: a Map in recency order, evicted from its front. */
+class ReferenceLru {
+  readonly rows = new Map<string, Uint8Array>();
+  bytes = 0;
+  constructor(readonly bytesMax: number) {}
+  get(id: string): Uint8Array | undefined {
+    const r = this.rows.get(id);
+    if (r === undefined) return undefined;
+    this.rows.delete(id);
+    this.rows.set(id, r);
+    return r;
+  }
+  set(id: string, r: Uint8Array): void {
+    const old = this.rows.get(id);
+    if (old !== undefined) {
+      this.rows.delete(id);
+      this.bytes -= old.byteLength + 96;
+    }
+    if (r.byteLength + 96 > this.bytesMax / 8) return;
+    this.rows.set(id, r);
+    this.bytes += r.byteLength + 96;
+    for (const [oldest, o] of this.rows) {
+      if (this.bytes <= this.bytesMax) break;
+      this.rows.delete(oldest);
+      this.bytes -= o.byteLength + 96;
+    }
+  }
+}
+
 describe('RowCache', () => {
   it('keeps the most recently used rows within its byte budget', () => {
     const ids = 'abcdefghij'.split('');
@@ -47,6 +76,33 @@ describe('RowCache', () => {
             }
             expect(c.byteLength).toBeLessThanOrEqual(budget);
           });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps and evicts exactly the rows a plain LRU would (random operations)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 8192 }),
+        fc.array(fc.tuple(fc.constantFrom('set', 'get', 'get'), fc.integer({ min: 0, max: 30 }), fc.integer({ min: 0, max: 300 })), { maxLength: 300 }),
+        (budget, ops) => {
+          const c = new RowCache(budget);
+          const model = new ReferenceLru(budget);
+          for (const [op, k, n] of ops) {
+            const id = `r${k}`;
+            if (op === 'set') {
+              const r = row(n);
+              c.set(id, r);
+              model.set(id, r);
+            } else {
+              expect(c.get(id)).toBe(model.get(id));
+            }
+            expect([c.size, c.byteLength]).toEqual([model.rows.size, model.bytes]);
+          }
+          c.clear();
+          expect([c.size, c.byteLength, c.get('r0')]).toEqual([0, 0, undefined]);
         },
       ),
       { numRuns: 300 },

@@ -2,12 +2,32 @@
 // written (its key is its revision), so a cached row is never stale: compaction only makes a revision unreadable,
 // and the store checks that before it asks for a row. The cache saves a LevelDB read (a thread-pool round trip)
 // for every read of a hot key: coordination data is small and read far more often than written.
+//
+// Why a linked list beside the Map rather than the Map's own insertion order: evicting "the first entry of the
+// Map" walks V8's hash table from its start, over every entry deleted since the table was last rebuilt. An LRU
+// that deletes and re-inserts on every use piles those up at the front, so once the cache was full each eviction
+// walked tens of thousands of dead slots: at 16 MB of 300-byte rows, most of a member's apply time went there.
+// The list makes get, set and evict constant time whatever the table holds.
 
-/** What one entry costs beyond its bytes (map slot, string key, object headers), for the byte budget. */
+/** A row's name: the store uses its revision (see rowId in store.ts). */
+export type RowId = number | string;
+
+/** What one entry costs beyond its bytes (map slot, id, list node), for the byte budget. */
 const ENTRY_OVERHEAD_BYTES = 96;
 
+/** A row's place in the recency list: `older` towards the next eviction, `newer` towards the last use. */
+interface Entry {
+  readonly id: RowId;
+  row: Uint8Array;
+  older: Entry | undefined;
+  newer: Entry | undefined;
+}
+
 export class RowCache {
-  private readonly rows = new Map<string, Uint8Array>();
+  private readonly rows = new Map<RowId, Entry>();
+  /** The least recently used entry (evicted first) and the most recently used one. */
+  private oldest: Entry | undefined;
+  private newest: Entry | undefined;
   private bytes = 0;
 
   /** `bytesMax` 0 turns the cache off. */
@@ -23,34 +43,52 @@ export class RowCache {
     return this.bytes;
   }
 
-  get(id: string): Uint8Array | undefined {
-    const row = this.rows.get(id);
-    if (row === undefined) return undefined;
-    // Map keeps insertion order: re-inserting makes this the most recently used.
-    this.rows.delete(id);
-    this.rows.set(id, row);
-    return row;
+  get(id: RowId): Uint8Array | undefined {
+    const e = this.rows.get(id);
+    if (e === undefined) return undefined;
+    this.unlink(e);
+    this.linkNewest(e);
+    return e.row;
   }
 
-  set(id: string, row: Uint8Array): void {
-    const cost = row.byteLength + ENTRY_OVERHEAD_BYTES;
+  set(id: RowId, row: Uint8Array): void {
     const old = this.rows.get(id);
-    if (old !== undefined) {
-      this.rows.delete(id);
-      this.bytes -= old.byteLength + ENTRY_OVERHEAD_BYTES;
-    }
+    if (old !== undefined) this.remove(old);
+    const cost = row.byteLength + ENTRY_OVERHEAD_BYTES;
     if (cost > this.bytesMax / 8) return; // one large value must not flush everything else
-    this.rows.set(id, row);
+    const e: Entry = { id, row, older: undefined, newer: undefined };
+    this.rows.set(id, e);
+    this.linkNewest(e);
     this.bytes += cost;
-    for (const [oldest, r] of this.rows) {
-      if (this.bytes <= this.bytesMax) break;
-      this.rows.delete(oldest);
-      this.bytes -= r.byteLength + ENTRY_OVERHEAD_BYTES;
-    }
+    while (this.bytes > this.bytesMax && this.oldest !== undefined) this.remove(this.oldest);
   }
 
   clear(): void {
     this.rows.clear();
+    this.oldest = undefined;
+    this.newest = undefined;
     this.bytes = 0;
+  }
+
+  private remove(e: Entry): void {
+    this.rows.delete(e.id);
+    this.unlink(e);
+    this.bytes -= e.row.byteLength + ENTRY_OVERHEAD_BYTES;
+  }
+
+  private unlink(e: Entry): void {
+    if (e.older === undefined) this.oldest = e.newer;
+    else e.older.newer = e.newer;
+    if (e.newer === undefined) this.newest = e.older;
+    else e.newer.older = e.older;
+    e.older = undefined;
+    e.newer = undefined;
+  }
+
+  private linkNewest(e: Entry): void {
+    e.older = this.newest;
+    if (this.newest === undefined) this.oldest = e;
+    else this.newest.newer = e;
+    this.newest = e;
   }
 }

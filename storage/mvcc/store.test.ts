@@ -98,7 +98,8 @@ describe('uncommitted batches', () => {
   });
 
   it('asserts that writes are applied one at a time', async () => {
-    const h = await Harness.open();
+    // Without the row cache, so the first put's previous row is not in memory.
+    const h = await Harness.open({ rowCacheBytes: 0 });
     await h.put('a', '1');
     const batch = h.backend.batch();
     const first = h.store.put({ key: b('a'), value: b('2') }, batch); // reads prev kv: awaits the backend
@@ -141,6 +142,35 @@ describe('row cache', () => {
     const before = reads();
     expect(await overwrite(h)).toBe('1');
     expect(reads() - before).toBeGreaterThan(0);
+  });
+});
+
+describe('putFromMemory', () => {
+  it('puts at once what put() would, when the previous row is in memory, and does nothing when it is not', async () => {
+    // The same history on two stores: one keeps rows in memory, the other must read them from the backend.
+    const cached = await Harness.open();
+    const uncached = await Harness.open({ rowCacheBytes: 0 });
+    for (const h of [cached, uncached]) {
+      await h.put('a', '1', 0n);
+      await h.put('b', '1');
+    }
+    const req = { key: b('a'), value: b('2'), prevKv: true };
+    const batch = uncached.backend.batch();
+    expect(uncached.store.putFromMemory(req, batch)).toBeUndefined();
+    expect([batch.length, uncached.store.revision]).toEqual([0, 3]);
+    const viaRead = await uncached.write((st, wb) => st.put(req, wb, 5n << 16n));
+    const atOnce = await cached.write(async (st, wb) => st.putFromMemory(req, wb, 5n << 16n)!);
+    expect(atOnce).toEqual(viaRead);
+    expect(atOnce.response.prevKv?.value).toEqual(b('1'));
+    // A new key and a put that reads nothing need no row at all, cache or not.
+    expect(uncached.store.putFromMemory({ key: b('new'), value: b('x') }, uncached.backend.batch())?.revision).toBe(5);
+  });
+
+  it('refuses what put() refuses, before it looks for a row', async () => {
+    const h = await Harness.open({ rowCacheBytes: 0 });
+    expect(() => h.store.putFromMemory({ key: new Uint8Array(0), value: b('x') }, h.backend.batch())).toThrow(expect.objectContaining({ code: 'EMPTY_KEY' }));
+    expect(() => h.store.putFromMemory({ key: b('missing'), value: new Uint8Array(0), ignoreValue: true }, h.backend.batch())).toThrow(expect.objectContaining({ code: 'KEY_NOT_FOUND' }));
+    expect(h.store.revision).toBe(1);
   });
 });
 

@@ -32,7 +32,7 @@ import {
 } from './codec.js';
 import { mvccError } from './errors.js';
 import type { KeyAtRevision, KeyIndex } from './key-index.js';
-import { RowCache } from './row-cache.js';
+import { RowCache, type RowId } from './row-cache.js';
 import { TreeIndex } from './tree-index.js';
 import {
   NO_HLC,
@@ -150,8 +150,8 @@ export class MvccStore {
   /** Rows with main revision <= this are on the backend; later ones are in `uncommitted`. */
   private committedRev = INITIAL_REVISION;
   private readonly uncommitted = new Map<number, Uint8Array[]>();
-  /** Committed rows read ahead for the batch being applied, by `main.sub` (see prefetchCurrent). */
-  private readonly prefetched = new Map<string, Uint8Array>();
+  /** Committed rows read ahead for the batch being applied, by rowId (see prefetchCurrent). */
+  private readonly prefetched = new Map<RowId, Uint8Array>();
   /** Rows recently read from the backend (rows never change, so nothing here is ever stale). */
   readonly rowCache: RowCache;
   private physicalCompaction: PhysicalCompaction | undefined;
@@ -205,7 +205,7 @@ export class MvccStore {
       this.uncommitted.delete(main);
       // Written rows go on into the row cache: the next write of the same key reads this row (its event's prev_kv)
       // and a read of a hot key wants it too. Without this every overwrite read its previous row back from LevelDB.
-      for (let sub = 0; sub < rows.length; sub++) this.rowCache.set(rowId({ main, sub }), rows[sub]!);
+      for (let sub = 0; sub < rows.length; sub++) this.rowCache.set(rowId(main, sub), rows[sub]!);
     }
   }
 
@@ -219,15 +219,17 @@ export class MvccStore {
     for (const key of keys) {
       if (wanted.length >= PREFETCH_ROWS_MAX) break;
       const at = this.index.get(bytesToKeyString(key))?.current();
-      if (at === undefined || at.main > this.committedRev || this.prefetched.has(rowId(at))) continue;
-      const cached = this.rowCache.get(rowId(at));
-      this.prefetched.set(rowId(at), cached ?? EMPTY); // EMPTY: claimed, a key named twice is read once
+      if (at === undefined || at.main > this.committedRev) continue;
+      const id = rowId(at.main, at.sub);
+      if (this.prefetched.has(id)) continue;
+      const cached = this.rowCache.get(id);
+      this.prefetched.set(id, cached ?? EMPTY); // EMPTY: claimed, a key named twice is read once
       if (cached !== undefined) continue;
       wanted.push(at);
     }
     const rows = await this.backend.getMany(wanted.map((at) => revisionKey(at.main, at.sub)));
     rows.forEach((row, i) => {
-      const id = rowId(wanted[i]!);
+      const id = rowId(wanted[i]!.main, wanted[i]!.sub);
       if (row === undefined) this.prefetched.delete(id);
       else this.prefetched.set(id, row);
     });
@@ -329,20 +331,13 @@ export class MvccStore {
   }
 
   private async readKv(at: Revision): Promise<KeyValue> {
-    const record = decodeRecord(await this.readRow(at));
-    assert(!record.tombstone && record.kv.modRevision === at.main, () => `row ${at.main}.${at.sub} is not the expected put`);
-    return record.kv;
+    return putOfRow(await this.readRow(at), at);
   }
 
   private async readRow(at: Revision): Promise<Uint8Array> {
-    if (at.main > this.committedRev) {
-      const row = this.uncommitted.get(at.main)?.[at.sub];
-      assert(row !== undefined, () => `uncommitted row ${at.main}.${at.sub} missing`);
-      return row;
-    }
-    const id = rowId(at);
-    const ahead = this.prefetched.get(id) ?? this.rowCache.get(id);
-    if (ahead !== undefined && ahead !== EMPTY) return ahead;
+    const inMemory = this.rowInMemory(at);
+    if (inMemory !== undefined) return inMemory;
+    const id = rowId(at.main, at.sub);
     const row = await this.backend.get(revisionKey(at.main, at.sub));
     if (row !== undefined) {
       this.rowCache.set(id, row);
@@ -353,6 +348,18 @@ export class MvccStore {
     assert(false, () => `row ${at.main}.${at.sub} missing from the backend`);
   }
 
+  /** The row of this revision when memory holds it (uncommitted, read ahead or cached); undefined: ask the backend. */
+  private rowInMemory(at: Revision): Uint8Array | undefined {
+    if (at.main > this.committedRev) {
+      const row = this.uncommitted.get(at.main)?.[at.sub];
+      if (row === undefined) assert(false, `uncommitted row ${at.main}.${at.sub} missing`);
+      return row;
+    }
+    const id = rowId(at.main, at.sub);
+    const ahead = this.prefetched.get(id) ?? this.rowCache.get(id);
+    return ahead !== undefined && ahead !== EMPTY ? ahead : undefined;
+  }
+
   // ---- writes
   //
   // Every write takes the HLC it happens at: the state machine passes the HLC it computed from the log for the
@@ -361,10 +368,31 @@ export class MvccStore {
   // do not model time (benchmarks, tests); every replicated write passes it.
 
   async put(req: PutRequest, batch: KvBatch, hlc: bigint = NO_HLC): Promise<WriteResult<PutResponse>> {
-    checkPutRequest(req, this.config);
+    const done = this.putFromMemory(req, batch, hlc);
+    if (done !== undefined) return done;
     return this.write(batch, hlc, undefined, async (ctx) => {
       this.checkPutAgainstStore(req);
       return this.putInTxn(ctx, req);
+    });
+  }
+
+  /**
+   * put(), done at once when it needs no backend read: the key is new, or the current row it reads (for prev_kv,
+   * ignore_value or its event's prev_kv) is in memory, as prefetchCurrent leaves the rows of an applied batch.
+   * Otherwise it does nothing and answers undefined, and the caller goes on with put(). The apply loop takes most
+   * puts this way, without the promises, suspended frames and microtasks of put()'s chain of awaits.
+   */
+  putFromMemory(req: PutRequest, batch: KvBatch, hlc: bigint = NO_HLC): WriteResult<PutResponse> | undefined {
+    checkPutRequest(req, this.config);
+    const keyString = bytesToKeyString(req.key);
+    const ki = this.index.get(keyString);
+    const prev = ki?.current();
+    const readsPrevious = prev !== undefined && this.putReadsPrevious(req);
+    const prevRow = readsPrevious ? this.rowInMemory(prev) : undefined;
+    if (readsPrevious && prevRow === undefined) return undefined;
+    return this.writeNow(batch, hlc, (ctx) => {
+      this.checkPutAgainstStore(req);
+      return this.stagePut(ctx, req, keyString, ki, prev, prevRow === undefined ? undefined : putOfRow(prevRow, prev!));
     });
   }
 
@@ -403,16 +431,33 @@ export class MvccStore {
   }
 
   private async write<R>(batch: KvBatch, hlc: bigint, budget: ReadBudget | undefined, run: (ctx: WriteContext) => Promise<R>): Promise<WriteResult<R>> {
-    assert(!this.writing, 'write operations must be applied one at a time');
-    this.writing = true;
+    const ctx = this.beginWrite(batch, hlc, budget);
     try {
-      const ctx: WriteContext = { batch, main: this.currentRev + 1, hlc, events: [], budget };
-      const response = await run(ctx);
-      if (ctx.events.length > 0) this.currentRev = ctx.main;
-      return { response, events: ctx.events, revision: this.currentRev };
+      return this.endWrite(ctx, await run(ctx));
     } finally {
       this.writing = false;
     }
+  }
+
+  /** write() of a transaction that runs to the end without awaiting anything. */
+  private writeNow<R>(batch: KvBatch, hlc: bigint, run: (ctx: WriteContext) => R): WriteResult<R> {
+    const ctx = this.beginWrite(batch, hlc, undefined);
+    try {
+      return this.endWrite(ctx, run(ctx));
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private beginWrite(batch: KvBatch, hlc: bigint, budget: ReadBudget | undefined): WriteContext {
+    assert(!this.writing, 'write operations must be applied one at a time');
+    this.writing = true;
+    return { batch, main: this.currentRev + 1, hlc, events: [], budget };
+  }
+
+  private endWrite<R>(ctx: WriteContext, response: R): WriteResult<R> {
+    if (ctx.events.length > 0) this.currentRev = ctx.main;
+    return { response, events: ctx.events, revision: this.currentRev };
   }
 
   /** The revision a write txn reads at: its own changes are visible once it has made any (etcd's rule). */
@@ -435,12 +480,23 @@ export class MvccStore {
     if (rev < this.compactRev) throw mvccError('COMPACTED');
   }
 
+  /** Whether a put of an existing key reads its current row: for prev_kv, ignore_value or its event's prev_kv. */
+  private putReadsPrevious(req: PutRequest): boolean {
+    return req.prevKv === true || req.ignoreValue === true || this.config.prevKvInEvents;
+  }
+
   private async putInTxn(ctx: WriteContext, req: PutRequest): Promise<PutResponse> {
     const keyString = bytesToKeyString(req.key);
-    const prev = this.index.get(keyString)?.current();
-    const needPrev = prev !== undefined && (req.prevKv === true || req.ignoreValue === true || this.config.prevKvInEvents);
-    const prevKv = needPrev ? await this.readKv(prev) : undefined;
-    const ki = this.index.getOrCreate(keyString);
+    // Captured before the read: nothing else writes while this transaction runs (see write()).
+    const known = this.index.get(keyString);
+    const prev = known?.current();
+    const prevKv = prev !== undefined && this.putReadsPrevious(req) ? await this.readKv(prev) : undefined;
+    return this.stagePut(ctx, req, keyString, known, prev, prevKv);
+  }
+
+  /** The put itself, once its previous key-value (when it needs it) is read: the row, the index and the event. */
+  private stagePut(ctx: WriteContext, req: PutRequest, keyString: string, known: KeyIndex | undefined, prev: KeyAtRevision | undefined, prevKv: KeyValue | undefined): PutResponse {
+    const ki = known ?? this.index.getOrCreate(keyString);
     const value = req.ignoreValue === true ? prevKv!.value : copyBytes(req.value);
     const lease = req.ignoreLease === true ? ki.lease : (req.lease ?? NO_LEASE);
     const sub = ctx.events.length;
@@ -741,8 +797,20 @@ export class MvccStore {
 
 // ---- pure helpers
 
-function rowId(at: Revision): string {
-  return `${at.main}.${at.sub}`;
+/** The key-value a put's row holds; the row must be the put at `at` (the index says so). */
+function putOfRow(row: Uint8Array, at: Revision): KeyValue {
+  const record = decodeRecord(row);
+  if (record.tombstone || record.kv.modRevision !== at.main) assert(false, `row ${at.main}.${at.sub} is not the expected put`);
+  return record.kv;
+}
+
+/**
+ * A row's name in the row cache and the read-ahead map: its main revision alone when its sub revision is 0 (every
+ * put or delete outside a txn, most rows), `main.sub` otherwise. A number needs no string built and hashed for
+ * each lookup; a number and a string never name the same entry.
+ */
+function rowId(main: number, sub: number): RowId {
+  return sub === 0 ? main : `${main}.${sub}`;
 }
 
 function toBounds(req: KeyRangeRequest): KeyBounds {
