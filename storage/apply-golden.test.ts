@@ -180,7 +180,9 @@ async function record(): Promise<Golden> {
   const log = new Log();
   const backend = new MemoryBackend();
   const revisionTime = { entriesMax: REVISION_TIME_ENTRIES_MAX };
-  let sm = await StateMachine.open(backend, { revisionTime });
+  // Each batch written at once, as when the recording was made: physical compaction advances only over written
+  // rows, so when the writes land decides which deletions a checkpoint sees (not what any read returns).
+  let sm = await StateMachine.open(backend, { revisionTime, writeDelayMs: 0 });
   const sizes = generator(7);
   const checkpoints: Golden['checkpoints'] = [];
   let results = createHash('sha256');
@@ -197,7 +199,7 @@ async function record(): Promise<Golden> {
     if (b === REOPEN_AFTER) {
       // Reopened with a row cache too small for the rows written, so reads of previous rows go to the backend.
       await sm.flush();
-      sm = await StateMachine.open(backend, { mvcc: { rowCacheBytes: 32 * 1024 }, revisionTime });
+      sm = await StateMachine.open(backend, { mvcc: { rowCacheBytes: 32 * 1024 }, revisionTime, writeDelayMs: 0 });
     }
     if (b % CHECKPOINT_EVERY === 0) {
       await sm.settled();

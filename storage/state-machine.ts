@@ -106,6 +106,11 @@ export interface StateMachineOptions {
   readonly mvcc?: Partial<MvccConfig>;
   /** The revision-at-time index's bound (tests lower it to reach it quickly). */
   readonly revisionTime?: Partial<RevisionTimeIndexConfig>;
+  /**
+   * STATE_WRITE_DELAY_MS by default; 0 writes each applied batch at once (tests whose backend contents must not
+   * depend on timing: physical compaction advances only over written rows).
+   */
+  readonly writeDelayMs?: number;
 }
 
 /** Errors that are answers, not failures: the command is refused the same way on every member. */
@@ -187,6 +192,7 @@ export class StateMachine {
     /** Users, roles and permissions, and whether auth is enabled (storage/auth). */
     readonly auth: AuthStore,
     meta: { applied: number; lastHlc: Hlc; alarms: Set<AlarmType>; members: Map<number, MemberRecord> },
+    private readonly writeDelayMs: number,
   ) {
     this.applied = meta.applied;
     this.lastHlc = meta.lastHlc;
@@ -201,7 +207,9 @@ export class StateMachine {
     const revisionTime = await RevisionTimeIndex.open(backend, options.revisionTime);
     const auth = await AuthStore.open(backend);
     const meta = await readMeta(backend);
-    return new StateMachine(backend, mvcc, leases, dedup, revisionTime, auth, meta);
+    const writeDelayMs = options.writeDelayMs ?? STATE_WRITE_DELAY_MS;
+    assert(Number.isInteger(writeDelayMs) && writeDelayMs >= 0, () => `writeDelayMs must be a non-negative integer, got ${writeDelayMs}`);
+    return new StateMachine(backend, mvcc, leases, dedup, revisionTime, auth, meta, writeDelayMs);
   }
 
   /** The last log index whose effects are in this state. */
@@ -280,8 +288,8 @@ export class StateMachine {
 
   /** Write the open batch now when it is large or writes are backing up (then wait for it), else soon. */
   private async scheduleWrite(open: NonNullable<StateMachine['open']>): Promise<void> {
-    if (open.batch.length < STATE_WRITE_OPS_MAX && this.writesInFlight < STATE_WRITES_IN_FLIGHT_MAX) {
-      open.timer ??= setTimeout(() => void this.writeOpenBatch(), STATE_WRITE_DELAY_MS).unref();
+    if (this.writeDelayMs > 0 && open.batch.length < STATE_WRITE_OPS_MAX && this.writesInFlight < STATE_WRITES_IN_FLIGHT_MAX) {
+      open.timer ??= setTimeout(() => void this.writeOpenBatch(), this.writeDelayMs).unref();
       return;
     }
     const written = this.writeOpenBatch();
