@@ -265,7 +265,8 @@ async function etcdctlWatch(args: string[], until: string, write?: () => Promise
 
 describe.skipIf(!haveEtcdctl)('etcdctl watch against the Watch service', () => {
   it('watch --prefix sees live puts and deletes', async () => {
-    const out = await etcdctlWatch(['--prefix', 'ectl/'], 'ectl/b\n', async () => {
+    // Wait for the last line: etcdctl may print an event's key and value in separate writes.
+    const out = await etcdctlWatch(['--prefix', 'ectl/'], 'ectl/b\ntwo\n', async () => {
       await put(t.member, 'ectl/a', 'one');
       await del(t.member, 'ectl/a');
       await put(t.member, 'ectl/b', 'two');
