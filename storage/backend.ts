@@ -1,6 +1,6 @@
 // The state machine's durable key space. Every module (mvcc, leases, dedup, hlc) keeps its own key prefix and
-// writes its changes into one shared batch per applied Raft batch, so the applied index, the keys, the leases
-// and the dedup table on disk always describe the same point in the log.
+// writes its changes into one shared backend batch (one or more applied Raft batches, see STATE_WRITE_DELAY_MS),
+// so the applied index, the keys, the leases and the dedup table on disk always describe the same point in the log.
 import { ClassicLevel } from 'classic-level';
 
 export interface KvBatch {

@@ -1,7 +1,8 @@
 // The state machine the Raft log drives: the MVCC key space, the lease table, the exactly-once table, the
-// revision-at-time index and the alarms, all in one Backend. Each applied batch of entries becomes ONE backend
-// batch that also records the applied index, so on disk the keys, leases and dedup table always describe the
-// same point in the log; after a crash the member replays the WAL from that point.
+// revision-at-time index and the alarms, all in one Backend. Applied batches of entries are staged into ONE backend
+// batch (those of up to STATE_WRITE_DELAY_MS share it) that also records the applied index, so on disk the keys,
+// leases and dedup table always describe the same point in the log; after a crash the member replays the WAL from
+// that point.
 //
 // Why the batch is written without fsync: the WAL holds every entry above the applied index until the state
 // machine is known durable past it (flush() syncs before the node compacts the WAL), so a lost unsynced apply
