@@ -16,6 +16,7 @@ import { LevelBackend } from '../storage/backend.js';
 import { encodeCommand, type Command as StoredCommand, type Op } from '../storage/command.js';
 import { HybridClock } from '../storage/hlc/index.js';
 import {
+  BACKEND_REFERENCE_BYTES,
   backendReference,
   backendReferenceIndex,
   decodeMemberContext,
@@ -618,8 +619,6 @@ const CLUSTER_ID_FILE = 'cluster-id';
  * callers give up first; this only frees the slots of proposals that were lost on their way to the leader).
  */
 const PROPOSAL_WAIT_MAX_MS = 10_000;
-/** A backend reference is a few dozen bytes; a snapshot file larger than this holds an image. */
-const BACKEND_REFERENCE_MAX_BYTES = 1024;
 /** How often an idle member moves a pending physical compaction on by one bounded chunk. */
 const IDLE_COMPACTION_INTERVAL_MS = 50;
 
@@ -668,7 +667,7 @@ async function installFromSnapshot(wal: WriteAheadLog, backend: LevelBackend, s:
 
 /** Whether a snapshot's data is a reference to its member's backend rather than an image (a tiny file). */
 async function isBackendReference(source: SnapshotSource): Promise<boolean> {
-  if (source.totalBytes > BACKEND_REFERENCE_MAX_BYTES) return false;
+  if (source.totalBytes !== BACKEND_REFERENCE_BYTES) return false;
   const chunks: Uint8Array[] = [];
   for await (const c of source.chunks()) chunks.push(c);
   return backendReferenceIndex(Buffer.concat(chunks)) !== undefined;

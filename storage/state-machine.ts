@@ -254,8 +254,7 @@ export class StateMachine {
     }
     this.applied = index;
     this.writeMeta(batch);
-    void this.writeOpenBatch(); // batches reach LevelDB in apply order
-    await this.enqueueWrite(batch);
+    await this.writeBehindOpenBatch(batch);
   }
 
   private putMember(batch: KvBatch, m: MemberRecord): void {
@@ -340,6 +339,16 @@ export class StateMachine {
     });
   }
 
+  /**
+   * Write a batch of its own (a conf change, an idle compaction step) after the open batch, so batches reach LevelDB
+   * in apply order. Never while an apply is staging: the open batch would then stay behind it.
+   */
+  private writeBehindOpenBatch(batch: BackendBatch): Promise<void> {
+    assert(this.staging === undefined, 'a batch of its own written while an apply is staging');
+    void this.writeOpenBatch();
+    return this.enqueueWrite(batch);
+  }
+
   private dropOpenBatch(e: unknown): void {
     clearTimeout(this.open?.timer);
     this.open = undefined;
@@ -350,10 +359,9 @@ export class StateMachine {
   async compactionStep(): Promise<boolean> {
     this.throwIfWriteFailed();
     if (!this.mvcc.compactionPending) return false;
-    void this.writeOpenBatch(); // batches reach LevelDB in apply order
     const batch = this.backend.batch();
     const r = await this.mvcc.compactionStep(batch);
-    await this.enqueueWrite(batch);
+    await this.writeBehindOpenBatch(batch);
     return !r.done;
   }
 
@@ -637,7 +645,8 @@ function framePair(k: Uint8Array, v: Uint8Array): Uint8Array {
  * the applied index the backend had when the reference was written, as [u32 0][tag][u64 applied].
  */
 const BACKEND_REFERENCE_TAG = new TextEncoder().encode('fulcrum-state-in-backend');
-const BACKEND_REFERENCE_BYTES = 4 + BACKEND_REFERENCE_TAG.byteLength + 8;
+/** A reference's size: a snapshot of any other size holds an image. */
+export const BACKEND_REFERENCE_BYTES = 4 + BACKEND_REFERENCE_TAG.byteLength + 8;
 
 export function backendReference(appliedIndex: number): Uint8Array {
   assert(Number.isSafeInteger(appliedIndex) && appliedIndex >= 0, () => `backend reference at bad index ${appliedIndex}`);
