@@ -237,7 +237,7 @@ export class SnapshotWriter {
     }
     const file = basename(this.tmpPath);
     const reader = new SnapshotReader(this.tmpPath, { index: this.metadata.index, term: this.metadata.term, file }, this.metadata, this.total, this.chunkBytes, this.headerBytes);
-    return { totalBytes: this.total, chunks: () => reader.chunks(), release: () => unlink(this.tmpPath).catch(() => undefined) };
+    return sourceOf(reader, () => unlink(this.tmpPath).catch(() => undefined));
   }
 
   private async writeHeader(): Promise<void> {
@@ -298,6 +298,10 @@ export class SnapshotReader {
   private corrupt(why: string): WalError {
     return errSnapshotCorrupt(this.info.file, why);
   }
+}
+
+function sourceOf(reader: SnapshotReader, release: () => Promise<void>): SnapshotSource {
+  return { totalBytes: reader.totalBytes, chunks: () => reader.chunks(), release };
 }
 
 export class SnapshotStore {
@@ -373,8 +377,7 @@ export class SnapshotStore {
   async source(md: Pick<SnapshotMetadata, 'index' | 'term'>): Promise<SnapshotSource> {
     const info = (await this.list()).find((i) => i.index === md.index && i.term === md.term);
     if (info === undefined) throw new Error(`snapshot ${md.index}@${md.term} is not in the snapshot store`);
-    const reader = await this.reader(info);
-    return { totalBytes: reader.totalBytes, chunks: () => reader.chunks(), release: async () => undefined };
+    return sourceOf(await this.reader(info), async () => undefined);
   }
 
   /** Called by the writer once the temporary file is synced. */
