@@ -89,7 +89,8 @@ export function writeU64(out: Uint8Array, at: number, value: bigint | number): v
   for (let i = 0; i < 8; i++) out[at + i] = BIGINT_SCRATCH.getUint8(i);
 }
 
-function writeU32(out: Uint8Array, at: number, v: number): void {
+/** Big-endian u32 into `out` at `at`, byte by byte (no DataView: see batchBytes on small arrays' ArrayBuffers). */
+export function writeU32(out: Uint8Array, at: number, v: number): void {
   out[at] = v >>> 24;
   out[at + 1] = (v >>> 16) & 0xff;
   out[at + 2] = (v >>> 8) & 0xff;

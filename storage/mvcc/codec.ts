@@ -9,7 +9,7 @@
 import { assert } from '../../raft/errors.js';
 import { NO_HLC, NO_LEASE, type KeyValue } from './types.js';
 import { crc32c } from '../crc32c.js';
-import { batchBytes } from '../hlc/section.js';
+import { batchBytes, writeU32 } from '../hlc/section.js';
 
 export const REVISION_PREFIX = Uint8Array.from([0x6b, 0x2f]); // "k/"
 export const META_PREFIX = Uint8Array.from([0x6d, 0x2f]); // "m/"
@@ -65,13 +65,6 @@ export function compareRevisions(a: Revision, b: Revision): number {
 
 // Fields are written byte by byte rather than through a DataView: a DataView needs the array's ArrayBuffer, and
 // asking a small (on-heap) typed array for it makes V8 move the bytes off the heap, which cost more than the write.
-
-function writeU32(out: Uint8Array, at: number, v: number): void {
-  out[at] = v >>> 24;
-  out[at + 1] = (v >>> 16) & 0xff;
-  out[at + 2] = (v >>> 8) & 0xff;
-  out[at + 3] = v & 0xff;
-}
 
 function writeU64(out: Uint8Array, at: number, n: number): void {
   // A plain test before assert: a message closure per field was measurable on the apply path.
