@@ -18,13 +18,14 @@
 // thread's share of it (Linux only, from /proc, in 10 ms ticks) and wall microseconds, per repetition, then the
 // medians. The main thread's figure is the steadier one on a busy machine: LevelDB's background compactions land
 // in the process total whenever they happen to run.
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LevelBackend } from '../storage/backend.js';
 import { encodeCommand, type Command } from '../storage/command.js';
 import { StateMachine, type AppliedCommand } from '../storage/state-machine.js';
+import { median } from './lib/summary.js';
+import { threadCpuMs } from './lib/systems.js';
 
 const PUTS_PER_BATCH = 100;
 const VALUE_BYTES = 256;
@@ -115,16 +116,8 @@ interface Sample {
 
 /** The main thread's user + system CPU in microseconds (NaN where /proc is not there). */
 function mainThreadCpuUs(): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'latin1');
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_US;
-  } catch {
-    return NaN;
-  }
+  return (threadCpuMs(process.pid, process.pid) ?? Number.NaN) * 1000;
 }
-const CLOCK_TICK_US = 10_000;
 
 async function applyBatches(sm: StateMachine, batches: readonly AppliedCommand[][]): Promise<Sample> {
   const puts = batches.length * PUTS_PER_BATCH;
@@ -141,7 +134,6 @@ async function applyBatches(sm: StateMachine, batches: readonly AppliedCommand[]
 }
 
 const figures = (s: Sample): string => `${s.cpuUs.toFixed(1)} us CPU per put (main thread ${s.mainUs.toFixed(1)}), ${s.wallUs.toFixed(1)} us wall`;
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
@@ -166,7 +158,8 @@ async function main(): Promise<void> {
       samples.push(s);
       console.log(`rep ${rep + 1}: ${figures(s)}`);
     }
-    console.log(`median: ${figures({ cpuUs: median(samples.map((s) => s.cpuUs)), mainUs: median(samples.map((s) => s.mainUs)), wallUs: median(samples.map((s) => s.wallUs)) })}`);
+    const mid = (xs: number[]): number => median(xs) ?? Number.NaN;
+    console.log(`median: ${figures({ cpuUs: mid(samples.map((s) => s.cpuUs)), mainUs: mid(samples.map((s) => s.mainUs)), wallUs: mid(samples.map((s) => s.wallUs)) })}`);
   } finally {
     await backend.close();
     await rm(dir, { recursive: true, force: true });

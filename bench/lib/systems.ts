@@ -221,8 +221,17 @@ const CLOCK_TICKS_PER_SEC = ((): number => {
 
 /** CPU time (user + system) a process has used, in ms; undefined when it is gone. */
 export function processCpuMs(pid: number): number | undefined {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/** CPU time (user + system) one thread of a process has used, in ms (the main thread's id is the pid). */
+export function threadCpuMs(pid: number, tid: number): number | undefined {
+  return statCpuMs(`/proc/${pid}/task/${tid}/stat`);
+}
+
+function statCpuMs(path: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: count fields after its closing ')'.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const utime = Number(rest[11]);
