@@ -50,6 +50,9 @@ export class Peer {
   private call: grpc.ClientUnaryCall | SendStream | undefined;
   private connected = false;
   private closed = false;
+  /** In the back-off sleep between attempts (the only time peerIsUp() has anything to cut short). */
+  private backingOff = false;
+  private retryNow = false;
   /** Failures since the last good connection: only the first of a streak is logged at warn. */
   private failureStreak = 0;
   private readonly running: Promise<void>;
@@ -78,6 +81,19 @@ export class Peer {
   setUrls(urls: readonly string[]): void {
     this.urls = [...urls];
     if (this.client !== undefined && !urls.includes(this.client.url)) this.abortCall();
+  }
+
+  /**
+   * The peer has just dialled us and passed admission, so it is up: if we are waiting out a back-off to reach
+   * it, try now. A member restarting after a crash otherwise hears nothing from the leader until the leader's
+   * back-off (grown while the member was down, up to reconnectMaxMs) runs out, and meanwhile its reads and its
+   * election timer wait (etcd avoids this by having the restarted member open the streams it reads from). The
+   * peer's own back-off paces these calls, so a flapping peer cannot make us hammer it.
+   */
+  peerIsUp(): void {
+    if (!this.backingOff || this.closed) return;
+    this.retryNow = true;
+    this.wake.notify();
   }
 
   /** The client to reach this peer on, for snapshot transfers (same channel, separate HTTP/2 stream). */
@@ -222,15 +238,25 @@ export class Peer {
     return this.client.client;
   }
 
-  /** Sleep `ms`, cut short by close(). */
+  /** Back off for `ms`, cut short by close() or by peerIsUp(). */
   private async sleep(ms: number): Promise<void> {
     let fired = false;
     const t = setTimeout(() => {
       fired = true;
       this.wake.notify();
     }, ms);
-    while (!fired && !this.closed) await this.wake.wait();
+    this.backingOff = true;
+    this.retryNow = false;
+    while (!fired && !this.closed && !this.retryNow) await this.wake.wait();
+    this.backingOff = false;
     clearTimeout(t);
+    if (!this.retryNow) return;
+    this.retryNow = false;
+    this.deps.stats.reconnectsOnPeerUp++;
+    // A fresh channel: the old one is waiting out grpc-js's own reconnect back-off, which would delay the retry
+    // just as much (it is bounded by ours, see newRaftTransportClient).
+    this.client?.client.close();
+    this.client = undefined;
   }
 }
 

@@ -11,6 +11,8 @@ export interface TransportStats {
   messagesRejected: number;
   /** Streams and handshakes refused by a peer, or refused here (cluster id mismatch, removed member, ...). */
   peersRefused: number;
+  /** Back-off waits cut short because the peer dialled us (it is up again): see Peer.peerIsUp. */
+  reconnectsOnPeerUp: number;
   snapshotsSent: number;
   snapshotsSendFailed: number;
   snapshotsReceived: number;
@@ -26,6 +28,7 @@ export function emptyStats(): TransportStats {
     messagesReceived: 0,
     messagesRejected: 0,
     peersRefused: 0,
+    reconnectsOnPeerUp: 0,
     snapshotsSent: 0,
     snapshotsSendFailed: 0,
     snapshotsReceived: 0,

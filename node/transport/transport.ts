@@ -260,6 +260,8 @@ export class GrpcPeerTransport implements MemberTransport {
     if (error !== undefined) return { error };
     const to = tryInt(req.to_member_id);
     if (to !== 0 && to !== this.selfId) return { error: this.refuse(REFUSAL.memberMismatch, req.from ?? undefined) };
+    // It dialled us, so it is up: our own stream to it need not wait out its back-off.
+    this.peers.get(tryInt(req.from!.member_id)!)?.peerIsUp();
     return { member: this.hello };
   }
 
