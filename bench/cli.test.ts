@@ -55,6 +55,7 @@ describe('npm run bench (smoke)', () => {
     const report = JSON.parse(readFileSync(join(out, json!), 'utf8')) as BenchReport;
     const systems = HAS_ETCD ? ['fulcrum', 'etcd'] : ['fulcrum'];
     expect(report.options.targets).toEqual(systems);
+    expect(report.options.fulcrumEntry).toBe('build'); // the compiled server, as the container image runs it
     expect(report.failures).toEqual([]);
     const expectedRows = [...PUT_LEVELS.map((l) => l.row), 'get-linearizable', 'get-serializable', 'cas', 'watch', 'leases', 'failover', 'size'];
     for (const system of systems) {

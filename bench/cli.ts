@@ -69,6 +69,7 @@ const program = new Command('npm run bench --')
   .option('--out-dir <dir>', 'where the JSON and SVG go', join(REPO, 'bench', 'results'))
   .option('--docs <file>', 'the page whose generated section is updated', join(REPO, 'docs', 'performance.md'))
   .option('--no-docs', 'do not update docs/performance.md')
+  .option('--from-source', 'run Fulcrum\'s members from the TypeScript sources through tsx (as npm start) instead of the compiled build the container image runs')
   .parse();
 
 interface CliOptions {
@@ -90,6 +91,7 @@ interface CliOptions {
   etcd: string;
   outDir: string;
   docs: string | false;
+  fromSource?: boolean;
 }
 const opts = program.opts<CliOptions>();
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -112,6 +114,17 @@ function runMicro(): number {
   return status;
 }
 
+/**
+ * Compile the server as the container image does (`npm run build`), so the members run the JavaScript operators
+ * deploy. Same code as from source; it starts about 0.3 s sooner (no TypeScript to transform at start), which the
+ * restart and failover figures include.
+ */
+function buildFulcrum(): void {
+  log('building Fulcrum (npm run build) ...');
+  const r = spawnSync('npm', ['run', '--silent', 'build'], { stdio: ['ignore', 'inherit', 'inherit'], cwd: REPO });
+  if (r.status !== 0) throw new Error('npm run build failed: the benchmark runs the compiled server (or pass --from-source)');
+}
+
 async function runSideBySide(): Promise<number> {
   const preset = SUITES[opts.suite === 'micro' ? 'quick' : opts.suite];
   const targets: SystemName[] = opts.target === 'both' ? ['fulcrum', 'etcd'] : [opts.target];
@@ -123,6 +136,7 @@ async function runSideBySide(): Promise<number> {
     settings: { heartbeatMs: opts.heartbeat, electionMs: opts.election, snapshotCount: opts.snapshotCount },
     basePort: opts.basePort,
     etcdBinary: opts.etcd,
+    fulcrumEntry: opts.fromSource === true ? 'source' : 'build',
     durationMs: (opts.duration ?? preset.durationMs / 1000) * 1000,
     warmupMs: (opts.warmup ?? preset.warmupMs / 1000) * 1000,
     valueBytes: opts.valueBytes,
@@ -132,6 +146,7 @@ async function runSideBySide(): Promise<number> {
     sizeKeys: opts.keys ?? preset.sizeKeys,
     requestTimeoutMs: 5_000,
   };
+  if (o.targets.includes('fulcrum') && o.fulcrumEntry === 'build') buildFulcrum();
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim().replace(/ --$/, '');
   const report: BenchReport = await runSuite(o, REPO, command, log);
   mkdirSync(opts.outDir, { recursive: true });

@@ -21,6 +21,8 @@ export interface SuiteOptions extends WorkloadOptions {
   /** Fulcrum's members use basePort..basePort+5, etcd's the next 6. */
   readonly basePort: number;
   readonly etcdBinary: string;
+  /** Fulcrum's members from the compiled build (what the container image runs; the caller builds it) or from source. */
+  readonly fulcrumEntry: 'source' | 'build';
 }
 
 export interface Failure {
@@ -102,7 +104,7 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-bench-'));
   const clusters: BenchCluster[] = [];
   const fv = fulcrumVersion(repo);
-  if (targets.includes('fulcrum')) clusters.push(fulcrumCluster(join(dir, 'fulcrum'), o.basePort, o.settings, fv));
+  if (targets.includes('fulcrum')) clusters.push(fulcrumCluster(join(dir, 'fulcrum'), o.basePort, o.settings, fv, o.fulcrumEntry));
   if (targets.includes('etcd')) clusters.push(etcdCluster(join(dir, 'etcd'), o.basePort + PORTS_PER_CLUSTER, o.settings, etcdVer!, o.etcdBinary));
   const rows: Row[] = [];
   const failures: Failure[] = [];

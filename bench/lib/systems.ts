@@ -72,7 +72,7 @@ class FulcrumBenchMember implements BenchMember {
   }
 }
 
-export function fulcrumCluster(dir: string, basePort: number, s: ClusterSettings, version: string): BenchCluster {
+export function fulcrumCluster(dir: string, basePort: number, s: ClusterSettings, version: string, entry: 'source' | 'build'): BenchCluster {
   const pc = new ProcessCluster({
     members: [0, 1, 2].map((i) => ({
       name: `f${i + 1}`,
@@ -82,6 +82,7 @@ export function fulcrumCluster(dir: string, basePort: number, s: ClusterSettings
       // Info is where Fulcrum logs Raft state changes and snapshots (a few lines per event, none per request):
       // the tail goes into the report when the leader changes during a workload.
       extraArgs: ['--log-level', 'info'],
+      entry,
     })),
     token: 'fulcrum-bench',
     heartbeatMs: s.heartbeatMs,

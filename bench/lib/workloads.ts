@@ -91,6 +91,8 @@ export interface WorkloadContext {
 
 const CONNECT_WAIT_MS = 10_000;
 const LEADER_WAIT_MS = 30_000;
+/** Pause between attempts of the "serving again" probe after a restart. */
+const SERVING_POLL_MS = 20;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const bytes = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 const round2 = (n: number): number => Math.round(n * 100) / 100;
@@ -612,23 +614,25 @@ async function keysUnder(c: Connection, prefix: string, timeoutMs: number): Prom
   }
 }
 
-/** Polls until a linearizable get on `endpoint` succeeds; returns the ms waited. */
+/**
+ * Polls until a linearizable get on `endpoint` succeeds; returns the ms waited. Each attempt has a channel of its
+ * own: a channel whose first connect was refused (the member not listening yet) waits out grpc-js's reconnect
+ * back-off (1 s, growing) before trying again, which would measure the probe, not the member.
+ */
 async function waitServing(endpoint: string, key: Uint8Array, timeoutMs: number): Promise<number> {
   const start = performance.now();
-  const pool = new ClientPool([endpoint], 1);
-  try {
-    while (performance.now() - start < timeoutMs) {
-      try {
-        await get(pool.for(0), key, false, 1_000);
-        return Math.round(performance.now() - start);
-      } catch {
-        await sleep(50);
-      }
+  while (performance.now() - start < timeoutMs) {
+    const pool = new ClientPool([endpoint], 1);
+    try {
+      await get(pool.for(0), key, false, 1_000);
+      return Math.round(performance.now() - start);
+    } catch {
+      await sleep(SERVING_POLL_MS);
+    } finally {
+      pool.close();
     }
-    throw new Error(`${endpoint} did not serve a linearizable get within ${timeoutMs} ms`);
-  } finally {
-    pool.close();
   }
+  throw new Error(`${endpoint} did not serve a linearizable get within ${timeoutMs} ms`);
 }
 
 export async function failoverWorkload(ctx: WorkloadContext): Promise<Row[]> {

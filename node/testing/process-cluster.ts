@@ -1,12 +1,15 @@
 // Real Fulcrum members as child processes on loopback: what `npm run cluster`, the multi-process tests, the
-// chaos suite and the benchmark start. Each member is `node --import tsx node/cli.ts` with etcd's flags.
+// chaos suite and the benchmark start. Each member is `node --import tsx node/cli.ts` with etcd's flags (or, for
+// the benchmark, the compiled dist/node/cli.js the container image runs).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
+/** The compiled server (`npm run build`), what the container image runs. */
+const BUILT_CLI = fileURLToPath(new URL('../../dist/node/cli.js', import.meta.url));
 /** tsx's loader found from here, not from the working directory: members start wherever the caller runs. */
 const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
 /** Lines of each member's output kept for diagnostics. */
@@ -20,6 +23,11 @@ export interface ProcessMemberSpec {
   readonly extraArgs?: readonly string[];
   /** The member's whole environment, instead of this process's (deploy/ tests give exactly a container's). */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * 'source' (default): the TypeScript sources through tsx, as `npm start` and the tests run them. 'build': the
+   * JavaScript of `npm run build` in dist/, as the container image runs it (the caller builds it first).
+   */
+  readonly entry?: 'source' | 'build';
 }
 
 export interface ProcessClusterOptions {
@@ -38,6 +46,12 @@ export interface ProcessClusterOptions {
   /** https needs the certificate flags in each member's extraArgs (node/testing/certs.ts makes the files). */
   readonly clientScheme?: 'http' | 'https';
   readonly peerScheme?: 'http' | 'https';
+}
+
+function entryArgs(entry: 'source' | 'build'): string[] {
+  if (entry === 'source') return ['--import', TSX, CLI];
+  if (!existsSync(BUILT_CLI)) throw new Error(`${BUILT_CLI} is missing: run \`npm run build\` first`);
+  return [BUILT_CLI];
 }
 
 export class ProcessMember {
@@ -69,7 +83,7 @@ export class ProcessMember {
   start(extra: readonly string[] = []): void {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
     mkdirSync(this.spec.dataDir, { recursive: true });
-    const child = spawn(process.execPath, ['--import', TSX, CLI, ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
+    const child = spawn(process.execPath, [...entryArgs(this.spec.entry ?? 'source'), ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
     this.child = child;
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) {
