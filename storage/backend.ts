@@ -85,15 +85,23 @@ export class LevelBackend implements Backend {
       limit: options.limit ?? -1,
       highWaterMarkBytes: ITERATE_BATCH_BYTES,
     });
+    // Entries come from the thread pool a batch at a time: one round trip per batch rather than per ~16 KiB
+    // (classic-level's default), which left a restart mostly waiting while it read the whole revision space. The
+    // next batch is read while the caller works through this one, so a long scan (a restart's index rebuild)
+    // overlaps LevelDB's reads with its own decoding instead of taking turns.
+    let next: Promise<Array<[Uint8Array, Uint8Array]>> | undefined = it.nextv(ITERATE_BATCH_ENTRIES);
     try {
-      // Entries come from the thread pool a batch at a time: one round trip per batch rather than per ~16 KiB
-      // (classic-level's default), which left a restart mostly waiting while it read the whole revision space.
       for (;;) {
-        const batch = await it.nextv(ITERATE_BATCH_ENTRIES);
+        const batch: Array<[Uint8Array, Uint8Array]> = await next;
+        next = undefined;
         if (batch.length === 0) return;
+        if (batch.length === ITERATE_BATCH_ENTRIES) next = it.nextv(ITERATE_BATCH_ENTRIES);
         for (const [k, v] of batch) yield [k, v];
+        next ??= it.nextv(ITERATE_BATCH_ENTRIES);
       }
     } finally {
+      // A caller that stops early leaves a read in flight: let it finish before the iterator closes.
+      await next?.catch(() => undefined);
       await it.close();
     }
   }
