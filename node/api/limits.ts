@@ -42,9 +42,8 @@ export function clientServerOptions(limits: ApiLimits, interceptors: readonly gr
     'grpc.max_concurrent_streams': limits.concurrentStreamsMax,
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-    // Channelz (grpc-js's introspection service) is not served, yet its per-call counters and listeners cost
-    // allocations on every call; off.
-    'grpc.enable_channelz': 0,
+    // Leave grpc.enable_channelz on: grpc-js 1.14's forceShutdown destroys only the sessions its channelz session
+    // handler recorded, so without channelz a stopped server's open connections keep answering (tried twice).
     interceptors: [...interceptors],
   };
 }

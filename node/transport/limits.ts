@@ -58,8 +58,6 @@ export const PEER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
 /** Channel options for the peer gRPC server (the server composition passes these to `new grpc.Server`). */
 export const PEER_SERVER_OPTIONS = Object.freeze({
   'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
-  // No channelz: its per-call bookkeeping is paid on every stream and read by nothing in Fulcrum.
-  'grpc.enable_channelz': 0,
 });
 
 export function validateTransportLimits(input: Partial<TransportLimits> = {}): TransportLimits {
