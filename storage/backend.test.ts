@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LevelBackend } from './backend.js';
+import { LevelBackend, MemoryBackend, type Backend } from './backend.js';
 
 /** More than two of iterate's 1,000-entry read batches. */
 const KEYS = 2_500;
@@ -15,10 +15,15 @@ afterEach(async () => {
   for (const f of cleanups.splice(0).reverse()) await f();
 });
 
-async function filled(): Promise<LevelBackend> {
-  const dir = mkdtempSync(join(tmpdir(), 'fulcrum-backend-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const backend = await LevelBackend.open(dir);
+async function filled(kind: 'level' | 'memory' = 'level'): Promise<Backend> {
+  let backend: Backend;
+  if (kind === 'memory') {
+    backend = new MemoryBackend();
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-backend-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    backend = await LevelBackend.open(dir);
+  }
   cleanups.push(() => backend.close());
   const batch = backend.batch();
   for (let i = 0; i < KEYS; i++) batch.put(key(i), new Uint8Array([i & 0xff]));
@@ -52,5 +57,24 @@ describe('LevelBackend.iterate', () => {
     expect(await keysOf(b.iterate({ gte: key(0), lt: undefined }), 1_001)).toEqual(names(0, 1_001));
     expect(await keysOf(b.iterate({ gte: key(0), lt: undefined }), 10)).toEqual(names(0, 10));
     expect(await keysOf(b.iterate({ gte: key(2_400), lt: undefined }))).toEqual(names(2_400, KEYS));
+  });
+});
+
+describe.each(['level', 'memory'] as const)('%s backend: scan', (kind) => {
+  it('visits every pair in range once, in order, and a throwing visitor ends the scan with its error', async () => {
+    const b = await filled(kind);
+    const seen: string[] = [];
+    await b.scan({ gte: key(3), lt: key(2_203) }, (k, v) => {
+      seen.push(Buffer.from(k).toString());
+      expect([...v]).toEqual([(3 + seen.length - 1) & 0xff]);
+    });
+    expect(seen).toEqual(names(3, 2_203));
+    let n = 0;
+    const stop = b.scan({ gte: key(0), lt: undefined }, () => {
+      if (++n === 1_500) throw new Error('visitor gave up');
+    });
+    await expect(stop).rejects.toThrow('visitor gave up');
+    expect(n).toBe(1_500);
+    expect(await keysOf(b.iterate({ gte: key(2_498), lt: undefined }))).toEqual(names(2_498, KEYS)); // still usable
   });
 });

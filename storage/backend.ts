@@ -28,6 +28,11 @@ export interface Backend {
   getMany(keys: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>>;
   /** Pairs in key order within the range. */
   iterate(range: KeyRange, options?: { reverse?: boolean; limit?: number }): AsyncIterable<[Uint8Array, Uint8Array]>;
+  /**
+   * Every pair in the range, in key order, handed to `visit` synchronously: iterate() without a promise per pair,
+   * for whole-range scans such as a restart's index rebuild. A throwing `visit` ends the scan with its error.
+   */
+  scan(range: KeyRange, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void>;
   batch(): BackendBatch;
   /** Approximate bytes on disk. */
   sizeBytes(): Promise<number>;
@@ -106,6 +111,24 @@ export class LevelBackend implements Backend {
     }
   }
 
+  async scan(range: KeyRange, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void> {
+    const it = this.db.iterator({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), highWaterMarkBytes: ITERATE_BATCH_BYTES });
+    // As iterate(): a batch per thread-pool round trip, the next one read while this one is visited.
+    let next: Promise<Array<[Uint8Array, Uint8Array]>> | undefined = it.nextv(ITERATE_BATCH_ENTRIES);
+    try {
+      for (;;) {
+        const batch: Array<[Uint8Array, Uint8Array]> = await next;
+        next = undefined;
+        if (batch.length === 0) return;
+        next = it.nextv(ITERATE_BATCH_ENTRIES);
+        for (const [k, v] of batch) visit(k, v);
+      }
+    } finally {
+      await next?.catch(() => undefined);
+      await it.close();
+    }
+  }
+
   batch(): BackendBatch {
     const b = this.db.batch();
     return {
@@ -163,6 +186,10 @@ export class MemoryBackend implements Backend {
       const pair = this.data.get(k);
       if (pair !== undefined) yield pair;
     }
+  }
+
+  async scan(range: KeyRange, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void> {
+    for await (const [k, v] of this.iterate(range)) visit(k, v);
   }
 
   batch(): BackendBatch {

@@ -68,6 +68,11 @@ describe('codec', () => {
     const corrupt = row.slice();
     corrupt[8] = corrupt[8]! ^ 1;
     expect(() => decodeRecord(corrupt)).toThrow(/checksum/);
+    expect(() => decodeRecordHead(corrupt)).toThrow(/checksum/);
+    expect(() => decodeRecordHead(row.subarray(0, 20))).toThrow(/truncated/);
+    const longKey = row.slice();
+    longKey[5] = 200; // a key length running past the fields
+    expect(() => decodeRecordHead(longKey)).toThrow(/truncated/);
   });
 
   it('still reads format-1 records (written before records carried HLCs) with both HLCs 0', () => {
@@ -111,6 +116,8 @@ describe('codec', () => {
         const row = encodeRecord({ tombstone, kv });
         expect(Buffer.from(row).equals(referenceRecord(tombstone, kv))).toBe(true);
         expect(decodeRecord(row)).toEqual({ tombstone, kv });
+        // The head decoder (byte by byte, for restarts) agrees with the full one on every field it reads.
+        expect(decodeRecordHead(row)).toEqual({ tombstone, keyString: bytesToKeyString(kv.key), createRevision: kv.createRevision, version: kv.version, lease: kv.lease, createHlc: kv.createHlc });
       }),
       { numRuns: 500 },
     );
@@ -122,6 +129,7 @@ describe('codec', () => {
         ref.writeBigUInt64BE(BigInt(sub), 10);
         expect(Buffer.from(revisionKey(main, sub)).equals(ref)).toBe(true);
         expect(Buffer.from(encodeU64(main)).equals(ref.subarray(2, 10))).toBe(true);
+        expect(decodeRevisionKey(new Uint8Array(ref))).toEqual({ main, sub });
       }),
       { numRuns: 500 },
     );

@@ -758,11 +758,11 @@ export class MvccStore {
     const scheduled = await this.readMeta(META_COMPACT_SCHEDULED);
     const finished = await this.readMeta(META_COMPACT_FINISHED);
     let lastMain = INITIAL_REVISION;
-    for await (const [key, row] of this.backend.iterate({ gte: REVISION_PREFIX, lt: REVISION_RANGE_END })) {
+    await this.backend.scan({ gte: REVISION_PREFIX, lt: REVISION_RANGE_END }, (key, row) => {
       const rev = decodeRevisionKey(key);
       this.restoreRow(rev, row, scheduled);
       lastMain = Math.max(lastMain, rev.main);
-    }
+    });
     this.currentRev = Math.max(lastMain, scheduled);
     this.committedRev = this.currentRev;
     if (scheduled === NO_COMPACTION) return;
