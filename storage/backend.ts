@@ -83,6 +83,20 @@ export class LevelBackend implements Backend {
   }
 
   async *iterate(range: KeyRange, options: { reverse?: boolean; limit?: number } = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
+    for await (const batch of this.batches(range, options)) yield* batch;
+  }
+
+  async scan(range: KeyRange, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void> {
+    for await (const batch of this.batches(range, {})) for (const [k, v] of batch) visit(k, v);
+  }
+
+  /**
+   * The range a batch at a time: one thread-pool round trip per batch rather than per ~16 KiB (classic-level's
+   * default), which left a restart mostly waiting while it read the whole revision space. The next batch is read
+   * while the caller works through this one, so a long scan (a restart's index rebuild) overlaps LevelDB's reads
+   * with its own decoding instead of taking turns.
+   */
+  private async *batches(range: KeyRange, options: { reverse?: boolean; limit?: number }): AsyncGenerator<Array<[Uint8Array, Uint8Array]>> {
     const it = this.db.iterator({
       gte: range.gte,
       ...(range.lt === undefined ? {} : { lt: range.lt }),
@@ -90,30 +104,6 @@ export class LevelBackend implements Backend {
       limit: options.limit ?? -1,
       highWaterMarkBytes: ITERATE_BATCH_BYTES,
     });
-    // Entries come from the thread pool a batch at a time: one round trip per batch rather than per ~16 KiB
-    // (classic-level's default), which left a restart mostly waiting while it read the whole revision space. The
-    // next batch is read while the caller works through this one, so a long scan (a restart's index rebuild)
-    // overlaps LevelDB's reads with its own decoding instead of taking turns.
-    let next: Promise<Array<[Uint8Array, Uint8Array]>> | undefined = it.nextv(ITERATE_BATCH_ENTRIES);
-    try {
-      for (;;) {
-        const batch: Array<[Uint8Array, Uint8Array]> = await next;
-        next = undefined;
-        if (batch.length === 0) return;
-        if (batch.length === ITERATE_BATCH_ENTRIES) next = it.nextv(ITERATE_BATCH_ENTRIES);
-        for (const [k, v] of batch) yield [k, v];
-        next ??= it.nextv(ITERATE_BATCH_ENTRIES);
-      }
-    } finally {
-      // A caller that stops early leaves a read in flight: let it finish before the iterator closes.
-      await next?.catch(() => undefined);
-      await it.close();
-    }
-  }
-
-  async scan(range: KeyRange, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void> {
-    const it = this.db.iterator({ gte: range.gte, ...(range.lt === undefined ? {} : { lt: range.lt }), highWaterMarkBytes: ITERATE_BATCH_BYTES });
-    // As iterate(): a batch per thread-pool round trip, the next one read while this one is visited.
     let next: Promise<Array<[Uint8Array, Uint8Array]>> | undefined = it.nextv(ITERATE_BATCH_ENTRIES);
     try {
       for (;;) {
@@ -121,9 +111,10 @@ export class LevelBackend implements Backend {
         next = undefined;
         if (batch.length === 0) return;
         next = it.nextv(ITERATE_BATCH_ENTRIES);
-        for (const [k, v] of batch) visit(k, v);
+        yield batch;
       }
     } finally {
+      // A caller that stops early leaves a read in flight: let it finish before the iterator closes.
       await next?.catch(() => undefined);
       await it.close();
     }
