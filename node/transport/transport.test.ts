@@ -133,12 +133,12 @@ describe('streams between two members', () => {
 
   it('a peer that dials us cuts our back-off towards it short: a restarted member hears from us at once', async () => {
     const portB = await freePort();
-    // A's back-off after its first failure is 3-6 s: without the cut, A would not reach B within the 2.5 s below.
-    const a = await node(1, new Map([[2, [`http://127.0.0.1:${portB}`]]]), { limits: { reconnectMinMs: 6_000, reconnectMaxMs: 12_000 } });
+    // A's back-off after its first failure is 4-8 s: without the cut, A would not reach B within the 3.5 s below.
+    const a = await node(1, new Map([[2, [`http://127.0.0.1:${portB}`]]]), { limits: { reconnectMinMs: 8_000, reconnectMaxMs: 16_000 } });
     await waitFor('A reports B unreachable', () => a.hooks.unreachable.includes(2));
     a.t.send([app(1, 2, 7)]); // dropped with the failed attempt's queue or sent once connected; not asserted
     const b = await node(2, new Map([[1, [a.url]]]), {}, portB);
-    await waitFor('A connects to B', () => a.t.stats().peers[0]!.connected, 2_500);
+    await waitFor('A connects to B', () => a.t.stats().peers[0]!.connected, 3_500);
     expect(a.t.stats().reconnectsOnPeerUp).toBe(1);
     a.t.send([app(1, 2, 8)]);
     await waitFor('B receives from A', () => b.hooks.delivered.some((m) => m.index === 8), 10_000);
