@@ -28,7 +28,7 @@ import type { Op } from '../../storage/command.js';
 import { LeaderForwarder, type ForwardedTimeToLive } from './forwarder.js';
 import type { CommandAuth } from '../../storage/auth/index.js';
 import { commandFailure } from './line.js';
-import { RenewalLog, TooManyRenewalsError, checkpointedLeases } from './renewals.js';
+import { RenewalLog, TooManyRenewalsError, checkpointReached, checkpointedLeases } from './renewals.js';
 
 /** How often the leader looks for expired leases (etcd's revoke loop runs every 500 ms). */
 export const LEASE_TICK_INTERVAL_MS = 500;
@@ -323,7 +323,7 @@ export class LeaseManager {
     const ttlMs = this.tracker.ttlMsOf(id) ?? 0;
     const result = await this.logRenewal(id, ttlMs);
     // Revoked in the log before the renewal reached it: the lease is gone, whatever the tracker thinks.
-    if (!checkpointedLeases(result).includes(id)) throw apiError('LEASE_NOT_FOUND');
+    if (!checkpointReached(result, id)) throw apiError('LEASE_NOT_FOUND');
     // Committed: every later leader counts from when it applied this entry. If this member lost the lead while
     // the entry was committing, the acknowledgement is still true; there is just no local deadline to move.
     if (!this.tracker.isLeader) return ttlMs / 1000;

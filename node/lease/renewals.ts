@@ -84,3 +84,20 @@ export function checkpointedLeases(r: CommandResult): readonly LeaseId[] {
   const ids = resp?.leases;
   return Array.isArray(ids) ? ids.filter((x): x is bigint => typeof x === 'bigint') : [];
 }
+
+/** Per applied checkpoint result, the leases it reached: each of up to RENEWALS_PER_ENTRY_MAX waiters asks once. */
+const reachedByResult = new WeakMap<CommandResult, ReadonlySet<LeaseId>>();
+
+/**
+ * Whether the checkpoint entry that produced `r` reached lease `id` (a revoke ordered before it did not). Every
+ * waiter of an entry asks about its own lease; searching the entry's list each time made a full entry cost a
+ * million comparisons, so the list becomes a set once per result.
+ */
+export function checkpointReached(r: CommandResult, id: LeaseId): boolean {
+  let reached = reachedByResult.get(r);
+  if (reached === undefined) {
+    reached = new Set(checkpointedLeases(r));
+    reachedByResult.set(r, reached);
+  }
+  return reached.has(id);
+}
