@@ -187,15 +187,23 @@ interface CheckedRecord {
 }
 
 function checkRecord(bytes: Uint8Array): CheckedRecord {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const fieldsBytes = checkedFieldsBytes(bytes);
+  return { view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), format: bytes[0]!, fieldsBytes };
+}
+
+/**
+ * Check a record's format, that its key and fixed fields fit, and its CRC, byte by byte (no DataView: a restart
+ * checks every row); returns the size of its fixed fields, which depends on the format.
+ */
+function checkedFieldsBytes(bytes: Uint8Array): number {
   assert(bytes.length >= RECORD_HEAD_BYTES + RECORD_FIELDS_BYTES_V1 + RECORD_CRC_BYTES, 'mvcc record truncated');
-  const format = view.getUint8(0);
+  const format = bytes[0]!;
   assert(format === RECORD_FORMAT_V1 || format === RECORD_FORMAT_V2, () => `mvcc record format ${format}`);
   const fieldsBytes = format === RECORD_FORMAT_V1 ? RECORD_FIELDS_BYTES_V1 : RECORD_FIELDS_BYTES_V2;
-  assert(bytes.length >= RECORD_HEAD_BYTES + fieldsBytes + RECORD_CRC_BYTES, 'mvcc record truncated');
+  assert(RECORD_HEAD_BYTES + u32At(bytes, 2) + fieldsBytes + RECORD_CRC_BYTES <= bytes.length, 'mvcc record truncated');
   const body = bytes.length - RECORD_CRC_BYTES;
-  assert(view.getUint32(body) === crc32c(bytes, 0, 0, body), 'mvcc record checksum mismatch');
-  return { view, format, fieldsBytes };
+  assert(u32At(bytes, body) === crc32c(bytes, 0, 0, body), 'mvcc record checksum mismatch');
+  return fieldsBytes;
 }
 
 /** The record's HLCs; a format-1 record has none (0: unknown). */
@@ -221,16 +229,9 @@ export interface RecordHead {
  * every row of the store through here, and a DataView and two result objects per row were a tenth of it.
  */
 export function decodeRecordHead(bytes: Uint8Array): RecordHead {
-  const n = bytes.length;
-  assert(n >= RECORD_HEAD_BYTES + RECORD_FIELDS_BYTES_V1 + RECORD_CRC_BYTES, 'mvcc record truncated');
+  checkedFieldsBytes(bytes);
+  const o = RECORD_HEAD_BYTES + u32At(bytes, 2);
   const format = bytes[0]!;
-  assert(format === RECORD_FORMAT_V1 || format === RECORD_FORMAT_V2, () => `mvcc record format ${format}`);
-  const fieldsBytes = format === RECORD_FORMAT_V1 ? RECORD_FIELDS_BYTES_V1 : RECORD_FIELDS_BYTES_V2;
-  const keyLength = u32At(bytes, 2);
-  const o = RECORD_HEAD_BYTES + keyLength;
-  assert(o + fieldsBytes + RECORD_CRC_BYTES <= n, 'mvcc record truncated');
-  const body = n - RECORD_CRC_BYTES;
-  assert(u32At(bytes, body) === crc32c(bytes, 0, 0, body), 'mvcc record checksum mismatch');
   return {
     tombstone: (bytes[1]! & FLAG_TOMBSTONE) !== 0,
     keyString: bytesToKeyString(bytes.subarray(RECORD_HEAD_BYTES, o)),
