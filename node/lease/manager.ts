@@ -28,7 +28,7 @@ import type { Op } from '../../storage/command.js';
 import { LeaderForwarder, type ForwardedTimeToLive } from './forwarder.js';
 import type { CommandAuth } from '../../storage/auth/index.js';
 import { commandFailure } from './line.js';
-import { RenewalLog, TooManyRenewalsError, checkpointReached, checkpointedLeases } from './renewals.js';
+import { RenewalLog, TooManyRenewalsError, checkpointedLeases, type RenewalLogged } from './renewals.js';
 
 /** How often the leader looks for expired leases (etcd's revoke loop runs every 500 ms). */
 export const LEASE_TICK_INTERVAL_MS = 500;
@@ -321,9 +321,8 @@ export class LeaseManager {
     const loggedAt = this.loggedRenewalAtMs.get(id);
     if (loggedAt !== undefined && renewedAtMs - loggedAt <= this.options.renewalCoalesceMs) return this.tracker.renew(id, renewedAtMs);
     const ttlMs = this.tracker.ttlMsOf(id) ?? 0;
-    const result = await this.logRenewal(id, ttlMs);
     // Revoked in the log before the renewal reached it: the lease is gone, whatever the tracker thinks.
-    if (!checkpointReached(result, id)) throw apiError('LEASE_NOT_FOUND');
+    if (!(await this.logRenewal(id, ttlMs))) throw apiError('LEASE_NOT_FOUND');
     // Committed: every later leader counts from when it applied this entry. If this member lost the lead while
     // the entry was committing, the acknowledgement is still true; there is just no local deadline to move.
     if (!this.tracker.isLeader) return ttlMs / 1000;
@@ -331,17 +330,18 @@ export class LeaseManager {
     return this.tracker.renew(id, renewedAtMs);
   }
 
-  private async logRenewal(id: LeaseId, ttlMs: number): Promise<CommandResult> {
-    let result: CommandResult;
+  /** Log a renewal; resolves with whether its checkpoint entry reached the lease. */
+  private async logRenewal(id: LeaseId, ttlMs: number): Promise<boolean> {
+    let logged: RenewalLogged;
     try {
-      result = await this.renewals.log(id, ttlMs);
+      logged = await this.renewals.log(id, ttlMs);
     } catch (e) {
       if (e instanceof TooManyRenewalsError) throw apiError('TOO_MANY_REQUESTS');
       throw e;
     }
-    const failure = commandFailure(result);
+    const failure = commandFailure(logged.result);
     if (failure !== undefined) throw failure;
-    return result;
+    return logged.reached;
   }
 
   /** The remaining TTL, granted TTL and keys of a lease; undefined when it does not exist. */

@@ -18,8 +18,15 @@ export class TooManyRenewalsError extends Error {
   }
 }
 
+/** A renewal's outcome: the checkpoint entry's result, and whether that entry reached this lease. */
+export interface RenewalLogged {
+  readonly result: CommandResult;
+  /** False when a revoke ordered before the entry removed the lease (or the entry failed). */
+  readonly reached: boolean;
+}
+
 interface Waiter {
-  resolve(r: CommandResult): void;
+  resolve(r: RenewalLogged): void;
   reject(e: unknown): void;
 }
 
@@ -31,10 +38,10 @@ export class RenewalLog {
 
   constructor(private readonly propose: (op: Op) => Promise<CommandResult>) {}
 
-  /** Resolves with the entry's result once a checkpoint carrying this renewal has been applied. */
-  log(id: LeaseId, ttlMs: number): Promise<CommandResult> {
+  /** Resolves once a checkpoint carrying this renewal has been applied: its result, and whether it reached `id`. */
+  log(id: LeaseId, ttlMs: number): Promise<RenewalLogged> {
     if (this.pendingWaiters >= RENEWALS_PENDING_MAX) return Promise.reject(new TooManyRenewalsError());
-    return new Promise<CommandResult>((resolve, reject) => {
+    return new Promise<RenewalLogged>((resolve, reject) => {
       const slot = this.pending.get(id) ?? { ttlMs, waiters: [] };
       slot.waiters.push({ resolve, reject });
       this.pending.set(id, slot);
@@ -70,7 +77,12 @@ export class RenewalLog {
     const checkpoints = batch.map(([id, slot]) => ({ id, remainingTtlMs: slot.ttlMs }));
     try {
       const result = await this.propose({ leaseCheckpoint: { checkpoints } });
-      for (const [, slot] of batch) for (const w of slot.waiters) w.resolve(result);
+      // One set per entry: each of up to RENEWALS_PER_ENTRY_MAX waiters asks about its own lease.
+      const reached = new Set(checkpointedLeases(result));
+      for (const [id, slot] of batch) {
+        const answer = { result, reached: reached.has(id) };
+        for (const w of slot.waiters) w.resolve(answer);
+      }
     } catch (e) {
       for (const [, slot] of batch) for (const w of slot.waiters) w.reject(e);
     }
@@ -83,21 +95,4 @@ export function checkpointedLeases(r: CommandResult): readonly LeaseId[] {
   const resp = r.response as { leases?: unknown } | null | undefined;
   const ids = resp?.leases;
   return Array.isArray(ids) ? ids.filter((x): x is bigint => typeof x === 'bigint') : [];
-}
-
-/** Per applied checkpoint result, the leases it reached: each of up to RENEWALS_PER_ENTRY_MAX waiters asks once. */
-const reachedByResult = new WeakMap<CommandResult, ReadonlySet<LeaseId>>();
-
-/**
- * Whether the checkpoint entry that produced `r` reached lease `id` (a revoke ordered before it did not). Every
- * waiter of an entry asks about its own lease; searching the entry's list each time made a full entry cost a
- * million comparisons, so the list becomes a set once per result.
- */
-export function checkpointReached(r: CommandResult, id: LeaseId): boolean {
-  let reached = reachedByResult.get(r);
-  if (reached === undefined) {
-    reached = new Set(checkpointedLeases(r));
-    reachedByResult.set(r, reached);
-  }
-  return reached.has(id);
 }
