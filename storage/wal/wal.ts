@@ -218,7 +218,8 @@ export class WriteAheadLog {
    * Entries and snapshots are always synced.
    */
   private async saveNow(hardState: HardState | undefined, entries: readonly Entry[], snap: SnapshotMetadata | undefined, syncHint: boolean): Promise<void> {
-    if (hardState !== undefined && !syncHint && entries.length === 0 && snap === undefined) return this.deferHardState(hardState);
+    // A commit-only change: visible to the core now, written with the next batch.
+    if (hardState !== undefined && !syncHint && entries.length === 0 && snap === undefined) return this.showHardState(hardState);
     if (snap !== undefined) await this.assertSnapshotFile(snap);
     const batch = this.db.batch();
     const base = snap?.index ?? this.storage.firstIndex() - 1;
@@ -233,15 +234,12 @@ export class WriteAheadLog {
     // Durable: now the Raft core may see it.
     if (snap !== undefined) this.installSnapshot(snap, toWrite);
     else if (toWrite.length > 0) this.appendDurable(toWrite);
-    if (hardState !== undefined) {
-      this.storage.setHardState(hardState);
-      this.hardState = hardState;
-    }
+    if (hardState !== undefined) this.showHardState(hardState);
     if (hs !== undefined) this.maybeRefreshFence();
   }
 
-  /** A commit-only change: visible to the core now, written with the next batch (see saveNow). */
-  private deferHardState(hardState: HardState): void {
+  /** The hard state the Raft core sees from now on (written already, or with the next batch: see saveNow). */
+  private showHardState(hardState: HardState): void {
     this.storage.setHardState(hardState);
     this.hardState = hardState;
   }
