@@ -366,6 +366,7 @@ export class RaftLoop {
       const applying = this.applyEntries(rd.committedEntries);
       applying.catch(() => {}); // awaited below; a failure here must not surface as unhandled first
       await applying;
+      trace('apply done');
       this.answerProposals();
       await persisted.done;
       trace('persisted');

@@ -17,6 +17,7 @@ import type { DialCredentials } from '../tls.js';
 import { BoundedQueue } from './queue.js';
 import type { PeerStats, TransportStats } from './stats.js';
 import { Wakeup } from './wakeup.js';
+import { trace } from '../trace.js';
 
 /** A message converted for the wire at send() time, with its size estimate. */
 export interface Outbound {
@@ -192,6 +193,7 @@ export class Peer {
       const batch = this.queue.take(batchMessagesMax, batchBytesMax);
       seq++;
       const frame: Encodable<MessageBatch> = { hello: seq === 1 ? this.deps.hello : null, seq, messages: batch.map((o) => o.wire) };
+      trace(() => `send to=${this.id.toString(16)} n=${batch.length}`);
       await this.write(stream, frame, state);
       this.deps.stats.messagesSent += batch.length;
     }
@@ -201,6 +203,7 @@ export class Peer {
   private async write(stream: SendStream, frame: Encodable<MessageBatch>, state: { ended: boolean }): Promise<void> {
     let written = false;
     stream.write(frame, () => {
+      trace(() => `written to=${this.id.toString(16)}`);
       written = true;
       this.wake.notify();
     });

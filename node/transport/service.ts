@@ -6,6 +6,7 @@ import { statusError } from './grpc-util.js';
 import { shouldAck } from './limits.js';
 import { receiveSnapshot } from './snapshot.js';
 import type { GrpcPeerTransport } from './transport.js';
+import { trace } from '../trace.js';
 
 export function createRaftTransportService(transport: GrpcPeerTransport): Handlers<RaftTransportMethods> {
   return {
@@ -31,6 +32,7 @@ export function createRaftTransportService(transport: GrpcPeerTransport): Handle
           }
           from = Number(batch.hello!.member_id); // admit() checked it is an exact id
         }
+        trace(() => `recv from=${from!.toString(16)} n=${batch.messages.length}`);
         transport.receive(from, batch.messages);
         // Acks are flow control for the sender's in-flight window, not delivery guarantees. They are cumulative,
         // so only the first batch (the sender resets its back-off on it) and every SEND_ACK_EVERY-th are acked:
