@@ -51,6 +51,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   authTokenTtlSeconds: 300,
   responseBytesMax: API_LIMITS_DEFAULTS.responseBytesMax,
   concurrentStreamsMax: API_LIMITS_DEFAULTS.concurrentStreamsMax,
+  /** Unary calls are answered straight from HTTP/2 (node/api/fast-unary.ts) unless --grpc-fast-unary=false. */
+  grpcFastUnary: true,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -114,6 +116,8 @@ export interface ServerConfig {
   readonly responseBytesMax: number;
   /** --max-concurrent-streams (etcd): HTTP/2 streams per client connection. */
   readonly concurrentStreamsMax: number;
+  /** --grpc-fast-unary (Fulcrum): unary client calls skip grpc-js's per-call machinery (node/api/fast-unary.ts). */
+  readonly grpcFastUnary: boolean;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
   /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth: for https client (and metrics) URLs. */
@@ -199,6 +203,13 @@ export const SETTINGS: readonly SettingSpec[] = [
     valueName: 'bytes',
     description: 'maximum size of one response (Fulcrum; a larger read fails and should page with limit)',
     defaultText: '16777216 (16 MiB)',
+  },
+  {
+    flag: 'grpc-fast-unary',
+    valueName: 'bool',
+    description: 'answer unary client calls straight from HTTP/2 rather than through grpc-js (Fulcrum; false: grpc-js answers every call)',
+    defaultText: 'true',
+    boolean: true,
   },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
   { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
@@ -427,6 +438,7 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     authTokenTtlSeconds: parseInteger(get('auth-token-ttl'), 1) ?? d.authTokenTtlSeconds,
     responseBytesMax: parseResponseBytes(get('max-response-bytes'), requestBytesMax),
     concurrentStreamsMax: parseInteger(get('max-concurrent-streams'), 1) ?? d.concurrentStreamsMax,
+    grpcFastUnary: parseBool(get('grpc-fast-unary')) ?? d.grpcFastUnary,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
     ...(clientTls === undefined ? {} : { clientTls }),

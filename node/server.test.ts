@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import * as http2 from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +48,47 @@ describe('startServer', () => {
       expect(count('fulcrum_server_apply_duration_seconds')).toBeGreaterThanOrEqual(5);
     } finally {
       await server.close();
+    }
+  });
+
+  it('serves unary calls on the fast path unless --grpc-fast-unary=false, and grpc-js then answers them', async () => {
+    // The one request the two paths answer differently: a message flagged compressed without a grpc-encoding
+    // header. grpc-go (etcd) and the fast path refuse it; grpc-js reads it as uncompressed.
+    // [flag 1 = compressed][length 3] RangeRequest { key: "\0" }
+    const rangeAll = Buffer.from([1, 0, 0, 0, 3, 0x0a, 0x01, 0x00]);
+    const statusOf = async (clientUrl: string): Promise<string> => {
+      const session = http2.connect(clientUrl);
+      try {
+        return await new Promise<string>((resolve, reject) => {
+          const req = session.request({ ':method': 'POST', ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc', te: 'trailers' });
+          let status = '';
+          req.on('response', (h) => (status = String(h['grpc-status'] ?? status)));
+          req.on('trailers', (t) => (status = String(t['grpc-status'])));
+          req.on('data', () => {});
+          req.on('end', () => resolve(status));
+          req.on('error', reject);
+          req.end(rangeAll);
+        });
+      } finally {
+        session.close();
+      }
+    };
+    for (const [fast, expected] of [['true', '13'], ['false', '0']] as const) {
+      const server = await startServer(
+        parseServerConfig([
+          '--name', 's3', '--data-dir', join(dir, `s3-${fast}`),
+          '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
+          '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+          '--initial-cluster', `s3=http://127.0.0.1:${base + 1}`,
+          '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+          `--grpc-fast-unary=${fast}`,
+        ], {}),
+      );
+      try {
+        expect([fast, await statusOf(server.clientUrls[0]!)]).toEqual([fast, expected]);
+      } finally {
+        await server.close();
+      }
     }
   });
 });

@@ -15,7 +15,8 @@ import { createAuthService } from './api/auth.js';
 import { AUTH_GATE_KEY } from './api/authz.js';
 import { createClusterService } from './api/cluster.js';
 import type { ApiContext } from './api/context.js';
-import { CallBudget, checkApiLimits, clientServerOptions } from './api/limits.js';
+import { FastUnaryPath } from './api/fast-unary.js';
+import { CallBudget, checkApiLimits, clientServerOptions, fastUnaryLimits } from './api/limits.js';
 import { createElectionService } from './api/election.js';
 import { createFulcrumService } from './api/fulcrum.js';
 import { createKvService } from './api/kv.js';
@@ -196,7 +197,8 @@ async function serve(
   checkApiLimits(ctx.limits);
   const calls = new CallBudget(ctx.limits);
   const clientServer = new grpc.Server(clientServerOptions(ctx.limits, [calls.interceptor]));
-  const add = (svc: grpc.ServiceDefinition, impl: unknown): void => clientServer.addService(svc, impl as grpc.UntypedServiceImplementation);
+  const fastUnary = new FastUnaryPath(fastUnaryLimits(ctx.limits), calls);
+  const add = (svc: grpc.ServiceDefinition, impl: unknown): void => fastUnary.addService(clientServer, svc, impl as Record<string, unknown>);
   add(api.etcdserverpb.KV.service, createKvService(ctx));
   add(api.etcdserverpb.Watch.service, createWatchService(ctx, hub));
   add(api.etcdserverpb.Lease.service, createLeaseService(ctx, leases));
@@ -208,6 +210,7 @@ async function serve(
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
+  if (config.grpcFastUnary) fastUnary.install(clientServer);
 
   metrics.collectFrom(member, { watchers: () => hub.watcherCount });
   let notLive: string | undefined;

@@ -21,6 +21,8 @@ import {
 } from '../../proto/index.js';
 import { Member, type MemberOptions } from '../member.js';
 import { createClusterService } from './cluster.js';
+import { FastUnaryPath } from './fast-unary.js';
+import { CallBudget, fastUnaryLimits } from './limits.js';
 import { API_LIMITS_DEFAULTS, type ApiContext, type ApiLimits } from './context.js';
 import { createFulcrumService } from './fulcrum.js';
 import { createKvService } from './kv.js';
@@ -33,6 +35,8 @@ export interface Harness {
   readonly ctx: ApiContext;
   readonly port: number;
   readonly endpoint: string;
+  /** The server's fast unary path: `served` counts the calls it answered. */
+  readonly fast: FastUnaryPath;
   readonly kv: TypedClient<KVMethods>;
   readonly maintenance: TypedClient<MaintenanceMethods>;
   readonly cluster: TypedClient<ClusterMethods>;
@@ -61,13 +65,16 @@ export async function startHarness(
     self: { name: 'one', clientUrls: [], peerUrls: [PEER_URL] },
     registry: new Map(),
   };
-  server.addService(api.etcdserverpb.KV.service, createKvService(ctx));
-  server.addService(api.etcdserverpb.Maintenance.service, createMaintenanceService(ctx));
-  server.addService(api.etcdserverpb.Cluster.service, createClusterService(ctx));
-  server.addService(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
+  // Unary calls take the server's fast path (api/fast-unary.ts), as in a real member.
+  const fast = new FastUnaryPath(fastUnaryLimits(ctx.limits), new CallBudget(ctx.limits));
+  fast.addService(server, api.etcdserverpb.KV.service, createKvService(ctx));
+  fast.addService(server, api.etcdserverpb.Maintenance.service, createMaintenanceService(ctx));
+  fast.addService(server, api.etcdserverpb.Cluster.service, createClusterService(ctx));
+  fast.addService(server, api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
+  fast.install(server);
   const endpoint = `127.0.0.1:${port}`;
   if (options.publish !== false) await member.publishAttributes('one', [`http://${endpoint}`]);
   const creds = grpc.credentials.createInsecure();
@@ -82,6 +89,7 @@ export async function startHarness(
     ctx,
     port,
     endpoint,
+    fast,
     ...clients,
     async close() {
       for (const c of Object.values(clients)) c.close();

@@ -48,6 +48,11 @@ export function clientServerOptions(limits: ApiLimits, interceptors: readonly gr
   };
 }
 
+/** The message limits of the fast unary path (api/fast-unary.ts): the same as the grpc-js server's above. */
+export function fastUnaryLimits(limits: ApiLimits): { receiveMessageBytesMax: number; sendMessageBytesMax: number } {
+  return { receiveMessageBytesMax: limits.requestBytesMax + GRPC_OVERHEAD_BYTES, sendMessageBytesMax: limits.responseBytesMax };
+}
+
 /** Bounds that must hold between the limits (checked once, when the server is built). */
 export function checkApiLimits(l: ApiLimits): void {
   for (const [name, v] of Object.entries(l)) {
@@ -106,7 +111,8 @@ export class CallBudget {
     return new grpc.ServerInterceptingCall(call, responder);
   };
 
-  private tryAcquire(streaming: boolean): boolean {
+  /** Take a slot for a call (the fast unary path's interceptor-free equivalent); false when the budget is spent. */
+  tryAcquire(streaming: boolean): boolean {
     if (streaming) {
       if (this.streams >= this.limits.streamsPerMemberMax) return false;
       this.streams++;
@@ -117,7 +123,8 @@ export class CallBudget {
     return true;
   }
 
-  private release(streaming: boolean): void {
+  /** Give back a slot taken with tryAcquire. */
+  release(streaming: boolean): void {
     if (streaming) this.streams--;
     else this.unary--;
   }

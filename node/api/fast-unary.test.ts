@@ -1,0 +1,272 @@
+// The fast unary path against a real grpc-js server and real clients: a grpc-js client for what a well-behaved
+// client sees, raw HTTP/2 for frames no gRPC client would send. Each case also says which path answered
+// (FastUnaryPath.served), so a case that silently fell through to grpc-js fails.
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FastUnaryPath } from './fast-unary.js';
+import { CallBudget, LIMIT_ERRORS } from './limits.js';
+
+const RECEIVE_MAX = 1024;
+const SEND_MAX = 2048;
+const SLOTS = 3;
+
+const identity = (b: Buffer): Buffer => b;
+const method = (path: string, stream = false): grpc.MethodDefinition<Buffer, Buffer> => ({
+  path,
+  requestStream: stream,
+  responseStream: stream,
+  originalName: path.split('/').pop()!.toLowerCase(),
+  requestSerialize: identity,
+  requestDeserialize: identity,
+  responseSerialize: identity,
+  responseDeserialize: identity,
+});
+/** A service of Buffers in and out, so each case controls the bytes exactly. */
+const SERVICE = {
+  Echo: method('/test.Fast/Echo'),
+  Hang: method('/test.Fast/Hang'),
+  Fail: method('/test.Fast/Fail'),
+  Big: method('/test.Fast/Big'),
+  Meta: method('/test.Fast/Meta'),
+  Chat: method('/test.Fast/Chat', true),
+} satisfies grpc.ServiceDefinition;
+
+type Client = grpc.Client & Record<keyof typeof SERVICE, (...args: unknown[]) => grpc.ClientUnaryCall & grpc.ClientDuplexStream<Buffer, Buffer>>;
+
+describe('fast unary path', () => {
+  const budget = new CallBudget({ unaryCallsPerMemberMax: SLOTS, streamsPerMemberMax: 10 });
+  const fast = new FastUnaryPath({ receiveMessageBytesMax: RECEIVE_MAX, sendMessageBytesMax: SEND_MAX }, budget);
+  const hung: Array<{ call: grpc.ServerUnaryCall<Buffer, Buffer>; answer: grpc.sendUnaryData<Buffer> }> = [];
+  const cancelled: string[] = [];
+  let server: grpc.Server;
+  let client: Client;
+  let endpoint: string;
+  let served = 0;
+
+  beforeAll(async () => {
+    server = new grpc.Server({ interceptors: [budget.interceptor] });
+    fast.addService(server, SERVICE, {
+      Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request),
+      Hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        call.once('cancelled', () => cancelled.push(call.request.toString()));
+        hung.push({ call, answer: cb });
+      },
+      Fail: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        const md = new grpc.Metadata();
+        md.set('why', 'because');
+        cb({ code: grpc.status.FAILED_PRECONDITION, details: `refusé: ${call.request.toString()} 100%`, metadata: md, name: 'Error', message: 'x' });
+      },
+      Big: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.alloc(SEND_MAX + 1)),
+      Meta: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        const md = call.metadata;
+        const seen = { text: md.get('x-text'), bin: md.get('x-bin-bin').map((v) => (v as Buffer).toString('hex')), keys: Object.keys(md.getMap()).sort(), deadline: call.getDeadline() !== Infinity, peer: call.getPeer(), path: call.getPath() };
+        cb(null, Buffer.from(JSON.stringify(seen)));
+      },
+      Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        call.on('data', (m: Buffer) => call.write(m));
+        call.on('end', () => call.end());
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    fast.install(server);
+    endpoint = `127.0.0.1:${port}`;
+    const Ctor = grpc.makeGenericClientConstructor(SERVICE, 'Fast');
+    client = new Ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Client;
+  });
+
+  afterAll(() => {
+    client.close();
+    server.forceShutdown();
+  });
+
+  beforeEach(() => {
+    served = fast.served;
+  });
+
+  const call = (name: keyof typeof SERVICE, request: Buffer, md = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      client[name](request, md, options, (err: grpc.ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)));
+    });
+  const failure = async (p: Promise<unknown>): Promise<grpc.ServiceError> => {
+    try {
+      await p;
+    } catch (e) {
+      return e as grpc.ServiceError;
+    }
+    throw new Error('the call succeeded');
+  };
+  const servedHere = (): number => fast.served - served;
+
+  it('answers a unary call itself, with the handler\'s response', async () => {
+    await expect(call('Echo', Buffer.from('hello'))).resolves.toEqual(Buffer.from('hello'));
+    await expect(call('Echo', Buffer.alloc(0))).resolves.toEqual(Buffer.alloc(0));
+    expect(servedHere()).toBe(2);
+  });
+
+  it('hands streaming calls and compressed requests to grpc-js, which answers them', async () => {
+    const chat = client.Chat() as unknown as grpc.ClientDuplexStream<Buffer, Buffer>;
+    const got = new Promise<Buffer>((resolve, reject) => chat.once('data', resolve).once('error', reject));
+    chat.write(Buffer.from('hi'));
+    await expect(got).resolves.toEqual(Buffer.from('hi'));
+    chat.end();
+    const gzip = grpc.makeGenericClientConstructor(SERVICE, 'Fast');
+    const zipped = new gzip(endpoint, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 }) as unknown as Client;
+    const res = await new Promise<Buffer>((resolve, reject) => zipped.Echo(Buffer.alloc(500, 'z'), (e: grpc.ServiceError | null, r?: Buffer) => (e ? reject(e) : resolve(r!))));
+    zipped.close();
+    expect(res).toEqual(Buffer.alloc(500, 'z'));
+    expect(servedHere()).toBe(0);
+  });
+
+  it('passes the handler\'s error code, percent-encoded details and trailing metadata', async () => {
+    const e = await failure(call('Fail', Buffer.from('x')));
+    expect([e.code, e.details, e.metadata.get('why')]).toEqual([grpc.status.FAILED_PRECONDITION, 'refusé: x 100%', ['because']]);
+    expect(servedHere()).toBe(1);
+  });
+
+  it('gives the handler the request metadata without transport headers, the deadline and the peer', async () => {
+    const md = new grpc.Metadata();
+    md.set('x-text', 'plain');
+    md.set('x-bin-bin', Buffer.from([0, 255, 7]));
+    const seen = JSON.parse((await call('Meta', Buffer.alloc(0), md, { deadline: Date.now() + 60_000 })).toString()) as Record<string, unknown>;
+    expect(seen.text).toEqual(['plain']);
+    expect(seen.bin).toEqual(['00ff07']);
+    expect(seen.keys).not.toContain('grpc-timeout');
+    expect(seen.keys).not.toContain('content-type');
+    expect(seen.keys).not.toContain('te');
+    expect(seen.deadline).toBe(true);
+    expect(seen.peer).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(seen.path).toBe('/test.Fast/Meta');
+    expect(servedHere()).toBe(1);
+  });
+
+  it('refuses a request or a response beyond the message limits, with grpc-js\'s codes and messages', async () => {
+    const e1 = await failure(call('Echo', Buffer.alloc(RECEIVE_MAX + 1)));
+    expect([e1.code, e1.details]).toEqual([grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${RECEIVE_MAX + 1} vs ${RECEIVE_MAX})`]);
+    const e2 = await failure(call('Big', Buffer.alloc(0)));
+    expect([e2.code, e2.details]).toEqual([grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${SEND_MAX + 1} vs. ${SEND_MAX})`]);
+    await expect(call('Echo', Buffer.alloc(RECEIVE_MAX))).resolves.toHaveLength(RECEIVE_MAX);
+    expect(servedHere()).toBe(3);
+  });
+
+  it('fails a call whose deadline passes with DEADLINE_EXCEEDED, tells the handler, and frees its slot', async () => {
+    const e = await failure(call('Hang', Buffer.from('late'), new grpc.Metadata(), { deadline: Date.now() + 100 }));
+    expect(e.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    await until(() => cancelled.includes('late'));
+    // A late answer from the handler goes nowhere and breaks nothing.
+    hung.splice(0).forEach((h) => h.answer(null, Buffer.from('too late')));
+    await until(() => budget.inFlight.unary === 0);
+  });
+
+  it('tells the handler when the client cancels, and frees its slot', async () => {
+    const c = client.Hang(Buffer.from('gone'), () => {}) as grpc.ClientUnaryCall;
+    await until(() => hung.length === 1);
+    expect(budget.inFlight.unary).toBe(1);
+    c.cancel();
+    await until(() => cancelled.includes('gone'));
+    await until(() => budget.inFlight.unary === 0);
+    hung.splice(0);
+  });
+
+  it('refuses calls beyond the unary budget with etcd\'s "too many requests", and serves again once slots free up', async () => {
+    const pending = Array.from({ length: SLOTS }, (_, i) => call('Hang', Buffer.from(`slot-${i}`)));
+    await until(() => hung.length === SLOTS);
+    const e = await failure(call('Echo', Buffer.from('one too many')));
+    expect([e.code, e.details]).toEqual([grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.tooManyUnaryCalls]);
+    hung.splice(0).forEach((h) => h.answer(null, h.call.request));
+    await expect(Promise.all(pending)).resolves.toHaveLength(SLOTS);
+    await until(() => budget.inFlight.unary === 0);
+    await expect(call('Echo', Buffer.from('again'))).resolves.toEqual(Buffer.from('again'));
+  });
+
+  describe('frames no gRPC client sends', () => {
+    let session: http2.ClientHttp2Session;
+    beforeAll(() => {
+      session = http2.connect(`http://${endpoint}`);
+    });
+    afterAll(() => session.close());
+
+    /** Send `body` as the request of `path` and read back the status the server answered. */
+    const raw = (body: Buffer, headers: http2.OutgoingHttpHeaders = {}, path = '/test.Fast/Echo'): Promise<{ status: string; message: string; data: Buffer }> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+        let head: http2.IncomingHttpHeaders = {};
+        const data: Buffer[] = [];
+        req.on('response', (h) => (head = h));
+        req.on('data', (d: Buffer) => data.push(d));
+        req.on('trailers', (t) => (head = { ...head, ...t }));
+        req.on('end', () => resolve({ status: String(head['grpc-status']), message: decodeURI(String(head['grpc-message'])), data: Buffer.concat(data) }));
+        req.on('error', reject);
+        req.end(body);
+      });
+    const frame = (message: Buffer, flag = 0): Buffer => Buffer.concat([Buffer.from([flag, ...[24, 16, 8, 0].map((s) => (message.length >>> s) & 0xff)]), message]);
+
+    it('answers a well-formed request like any client\'s', async () => {
+      const r = await raw(frame(Buffer.from('ok')));
+      expect([r.status, r.data.subarray(5).toString()]).toEqual(['0', 'ok']);
+      expect(servedHere()).toBe(1);
+    });
+
+    it('refuses no message, half a message and two messages', async () => {
+      for (const body of [Buffer.alloc(0), Buffer.from([0, 0, 0]), frame(Buffer.from('abc')).subarray(0, 6)]) {
+        const r = await raw(body);
+        expect([r.status, r.message]).toEqual([String(grpc.status.UNIMPLEMENTED), 'Received no request message for unary method /test.Fast/Echo']);
+      }
+      const two = await raw(Buffer.concat([frame(Buffer.from('a')), frame(Buffer.from('b'))]));
+      expect([two.status, two.message]).toEqual([String(grpc.status.UNIMPLEMENTED), 'Received a second request message for unary method /test.Fast/Echo']);
+      expect(servedHere()).toBe(4);
+    });
+
+    it('refuses a message flagged compressed without an encoding, as grpc-go does, and an unknown flag', async () => {
+      const r = await raw(frame(Buffer.from('a'), 1));
+      expect([r.status, r.message]).toEqual([String(grpc.status.INTERNAL), 'grpc: compressed flag set with identity or empty encoding']);
+      const r2 = await raw(frame(Buffer.from('a'), 7));
+      expect([r2.status, r2.message]).toEqual([String(grpc.status.INTERNAL), 'grpc: received unexpected payload format 7']);
+    });
+
+    it('refuses a declared length beyond the limit before the body arrives', async () => {
+      const head = Buffer.from([0, 0, 1, 0, 0]); // 65,536 bytes declared, none sent
+      const r = await raw(head);
+      expect([r.status, r.message]).toEqual([String(grpc.status.RESOURCE_EXHAUSTED), `Received message larger than max (65536 vs ${RECEIVE_MAX})`]);
+    });
+
+    it('answers DEADLINE_EXCEEDED itself when grpc-timeout passes (this client has no deadline of its own)', async () => {
+      const r = await raw(frame(Buffer.from('raw-late')), { 'grpc-timeout': '100m' }, '/test.Fast/Hang');
+      expect([r.status, r.message]).toEqual([String(grpc.status.DEADLINE_EXCEEDED), 'Deadline exceeded']);
+      await until(() => cancelled.includes('raw-late'));
+      hung.splice(0);
+    });
+
+    it('refuses a malformed grpc-timeout as grpc-js does', async () => {
+      const r = await raw(frame(Buffer.from('a')), { 'grpc-timeout': 'soon' });
+      expect([r.status, r.message]).toEqual([String(grpc.status.INTERNAL), 'Invalid grpc-timeout value "soon"']);
+    });
+
+    it('leaves a request that is not gRPC to grpc-js (415), and an unknown method too', async () => {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/test.Fast/Echo', 'content-type': 'text/plain' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.end('hello');
+      });
+      expect(status).toBe(415);
+      const r = await raw(frame(Buffer.from('a')), {}, '/test.Fast/Nothing');
+      expect(r.status).toBe(String(grpc.status.UNIMPLEMENTED));
+      expect(servedHere()).toBe(0);
+    });
+  });
+
+  it('refuses to install on a server grpc-js has not bound (its internals are checked, not assumed)', () => {
+    const unbound = new grpc.Server();
+    expect(() => new FastUnaryPath({ receiveMessageBytesMax: 1, sendMessageBytesMax: 1 }, budget).install(unbound)).toThrow(/fast unary path/);
+    unbound.forceShutdown();
+  });
+});
+
+async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
