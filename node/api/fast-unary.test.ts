@@ -237,6 +237,16 @@ describe('fast unary path', () => {
       hung.splice(0);
     });
 
+    it('takes a deadline beyond a timer\'s range as no deadline (grpc-js would fail it at once)', async () => {
+      const answer = raw(frame(Buffer.from('far')), { 'grpc-timeout': '2592000S' }, '/test.Fast/Hang'); // 30 days, as grpc-go writes it
+      await until(() => hung.length === 1);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(cancelled).not.toContain('far');
+      hung.splice(0).forEach((h) => h.answer(null, h.call.request));
+      const r = await answer;
+      expect([r.status, r.data.subarray(5).toString()]).toEqual(['0', 'far']);
+    });
+
     it('refuses a malformed grpc-timeout as grpc-js does', async () => {
       const r = await raw(frame(Buffer.from('a')), { 'grpc-timeout': 'soon' });
       expect([r.status, r.message]).toEqual([String(grpc.status.INTERNAL), 'Invalid grpc-timeout value "soon"']);

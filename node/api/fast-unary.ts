@@ -33,6 +33,8 @@ const FRAME_HEADER_BYTES = 5;
 /** grpc-js's grpc-timeout syntax (digits and a unit), which it matches anywhere in the value. */
 const GRPC_TIMEOUT = /(\d{1,8})\s*([HMSmun])/;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
+/** The longest delay setTimeout honours (2^31 - 1 ms); longer ones fire at once. */
+const TIMER_MS_MAX = 2 ** 31 - 1;
 /** Request headers that belong to the transport, not to the handler's metadata (grpc-js drops the same). */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'] as const;
 const CONTENT_TYPE = 'application/grpc+proto';
@@ -184,8 +186,11 @@ class FastUnaryCall extends EventEmitter implements grpc.ServerUnaryCall<unknown
       this.stream.resume();
       return false;
     }
-    const timeoutMs = Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]! | 0;
+    const timeoutMs = Math.floor(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!);
     this.deadline = Date.now() + timeoutMs;
+    // Beyond a timer's range (~24.8 days) the deadline is as good as none. (grpc-js truncates the value to 32 bits,
+    // so a client's 30-day deadline fails there at once.)
+    if (timeoutMs > TIMER_MS_MAX) return true;
     this.timer = setTimeout(() => {
       if (this.answered) return;
       this.sendStatus(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded');
