@@ -115,6 +115,9 @@ export function createAuthService(ctx: ApiContext): Handlers<AuthMethods> {
  */
 async function authenticate(ctx: ApiContext, call: Call, name: string, password: string): Promise<string> {
   const gate = authGate(ctx);
+  // Linearizable, as etcd's Authenticate is (it waits for a ReadIndex first): a member that has not yet applied
+  // an AuthEnable or a UserAdd acknowledged elsewhere must not answer "not enabled" or check an old password.
+  await readBarrier(ctx, call);
   if (!gate.store.enabled) throw apiError('AUTH_NOT_ENABLED');
   const peer = peerHost(call.getPeer());
   const delay = gate.throttle.delayMs(name, peer);
