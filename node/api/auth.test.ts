@@ -207,6 +207,15 @@ describe('auth on three members', () => {
     await new Promise((r) => setTimeout(r, 100));
     release();
     const token = await pending;
+    // A token issued by a member ahead of this one: the call waits until this member has applied the token's entry
+    // (etcd waits for the token's index) instead of refusing it as unknown.
+    const third = (leader + 2) % 3;
+    const releaseThird = holdApply(cl.servers[third]!.member.stateMachine);
+    const fresh = await login(cl.clients(leader), 'root', 'pw');
+    const put = rpc(cl.clients(third).kv, 'Put', { key: b('fresh'), value: b('v') }, fresh);
+    await new Promise((r) => setTimeout(r, 100));
+    releaseThird();
+    await put;
     for (let i = 0; i < 3; i++) await rpc(cl.clients(i).kv, 'Put', { key: b(`k${i}`), value: b('v') }, token);
     expect(await failsWith(rpc(cl.clients(2).kv, 'Put', { key: b('k'), value: b('v') }))).toEqual([IA, 'etcdserver: user name is empty']);
   });

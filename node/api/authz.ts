@@ -9,6 +9,7 @@ import { commandNeeds, emptyNeeds, needRead, needWrite, type AccessNeeds, type C
 import type { Op } from '../../storage/command.js';
 import type { KeyRangeRequest } from '../../storage/mvcc/index.js';
 import { AuthGate } from '../auth/index.js';
+import { tokenIndex } from '../auth/tokens.js';
 import type { ApiContext } from './context.js';
 import { apiError, toServiceError } from './errors.js';
 
@@ -42,6 +43,21 @@ export function userFromCertificate(call: AuthCall): string | undefined {
   const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
   const name = Array.isArray(cn) ? cn[0] : cn;
   return name === undefined || name === '' ? undefined : name;
+}
+
+/**
+ * Whether the call's token may be one this member has not applied yet: unknown here, and naming a log index beyond
+ * what this member has applied. Tokens are learnt from the log, so a token issued by a member ahead of this one
+ * reaches a client before this member applies it; etcd waits for the token's index, and the caller should wait
+ * for a ReadIndex barrier (which covers the token's index if the token is real) before looking the token up.
+ */
+export function tokenMayBeAhead(ctx: ApiContext, md: grpc.Metadata): boolean {
+  const token = md.get('token')[0];
+  if (typeof token !== 'string' || token === '') return false;
+  const gate = ctx.registry.get(AUTH_GATE_KEY) as AuthGate | undefined;
+  if (gate?.tokens.has(token) === true) return false;
+  const index = tokenIndex(token);
+  return index !== undefined && index > ctx.member.stateMachine.appliedIndex;
 }
 
 /** The requester of a call. Throws etcd's errors: an unknown or expired token, or no user at all. */

@@ -11,7 +11,7 @@ import type { Command, Op } from '../../storage/command.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
 import { checkDeleteRangeRequest, checkPutRequest, checkRangeRequest, checkTxnIntervals, checkTxnRequest, txnHasWrites } from '../../storage/mvcc/validate.js';
 import type { CommandResult, StateMachine } from '../../storage/state-machine.js';
-import { authorizeOp, authorizeRead } from './authz.js';
+import { authorizeOp, authorizeRead, tokenMayBeAhead } from './authz.js';
 import type { ApiContext } from './context.js';
 import {
   fromMvccDeleteRange,
@@ -46,6 +46,7 @@ export function unary<Q, R>(ctx: ApiContext, method: string, run: (call: grpc.Se
     void (async () => {
       try {
         checkLeaderRequirement(ctx, call.metadata);
+        if (tokenMayBeAhead(ctx, call.metadata)) await readBarrier(ctx, call);
         callback(null, await run(call));
       } catch (e) {
         callback(failure(ctx, method, e));

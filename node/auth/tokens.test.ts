@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LOGIN_DELAY_BASE_MS, LOGIN_DELAY_MAX_MS, LOGIN_FAILURE_MEMORY_MS, LoginThrottle, TokenStore } from './tokens.js';
+import { LOGIN_DELAY_BASE_MS, LOGIN_DELAY_MAX_MS, LOGIN_FAILURE_MEMORY_MS, LoginThrottle, TokenStore, tokenIndex } from './tokens.js';
 
 describe('TokenStore', () => {
   it('expires a token after its TTL unless used, each use renewing it', () => {
@@ -24,6 +24,14 @@ describe('TokenStore', () => {
     expect([tokens.use('a.1'), tokens.use('a.2'), tokens.use('b.3')]).toEqual([undefined, undefined, 'bob']);
     tokens.clear();
     expect(tokens.use('b.3')).toBeUndefined();
+  });
+});
+
+describe('tokenIndex', () => {
+  it('reads the log index after the last dot, and nothing from a token that names none', () => {
+    expect(tokenIndex('abcdefghijklmnop.42')).toBe(42);
+    expect(tokenIndex('a.b.7')).toBe(7);
+    for (const t of ['abcdefghijklmnop', 'x.', 'x.-1', 'x.4e5', 'x.1234567890123456', 'x. 5']) expect(tokenIndex(t)).toBeUndefined();
   });
 });
 

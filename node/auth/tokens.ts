@@ -31,6 +31,11 @@ export class TokenStore {
     this.tokens.set(token, { user, expiresAtMs: this.nowMs() + this.ttlMs });
   }
 
+  /** Whether the token is held (live or not yet swept), without renewing it. */
+  has(token: string): boolean {
+    return this.tokens.has(token);
+  }
+
   /** The user a live token stands for, renewing its TTL; undefined when unknown or expired. */
   use(token: string): string | undefined {
     const e = this.tokens.get(token);
@@ -117,4 +122,13 @@ export class LoginThrottle {
     }
     return f.count;
   }
+}
+
+/** The log index a simple token names (`<random>.<index>`), or undefined when it names none. */
+export function tokenIndex(token: string): number | undefined {
+  const dot = token.lastIndexOf('.');
+  if (dot < 0) return undefined;
+  const digits = token.slice(dot + 1);
+  if (!/^\d{1,15}$/.test(digits)) return undefined;
+  return Number(digits);
 }
