@@ -40,7 +40,7 @@ describe('npm run bench (smoke)', () => {
   it(`runs every workload against Fulcrum${HAS_ETCD ? ' and etcd' : ' (etcd not installed)'} and writes sane JSON and an SVG`, { timeout: 170_000 }, async () => {
     const { code, output } = await run(
       [
-        '--suite', 'quick', '--rounds', '1', '--duration', '0.5', '--warmup', '0.2',
+        '--suite', 'quick', '--rounds', '1', '--duration', '0.5', '--warmup', '0.2', '--server-warmup', '0.4',
         '--keys', '2000', '--leases', '200', '--watchers', '20', '--watch-rate', '20',
         '--base-port', String(BASE_PORT), '--out-dir', out, '--no-docs',
       ],
@@ -56,6 +56,8 @@ describe('npm run bench (smoke)', () => {
     const systems = HAS_ETCD ? ['fulcrum', 'etcd'] : ['fulcrum'];
     expect(report.options.targets).toEqual(systems);
     expect(report.options.fulcrumEntry).toBe('build'); // the compiled server, as the container image runs it
+    expect(report.options.serverWarmupMs).toBe(400);
+    expect(output).toMatch(/fulcrum: 0\.4 s of unmeasured puts and gets[\s\S]*warm-up puts: [\d.]+ ops\/s[\s\S]*warm-up gets: [\d.]+ ops\/s/);
     expect(report.failures).toEqual([]);
     const expectedRows = [...PUT_LEVELS.map((l) => l.row), 'get-linearizable', 'get-serializable', 'cas', 'watch', 'leases', 'failover', 'size'];
     for (const system of systems) {

@@ -2,7 +2,7 @@
 // that prints figures, never a test (docs/performance.md says how to read them).
 //
 //   npm run bench [-- --suite full|quick|micro] [--workloads put,get,cas,watch,leases,failover,size]
-//                 [--duration s] [--warmup s] [--rounds n] [--target fulcrum|etcd|both] [--keys n]
+//                 [--duration s] [--warmup s] [--server-warmup s] [--rounds n] [--target fulcrum|etcd|both] [--keys n]
 //                 [--watchers n] [--watch-rate n] [--leases n] [--no-docs] [--out-dir dir] [--base-port p]
 //
 // Writes bench/results/<date>-<commit>.json (every run and the medians), a latency/throughput chart
@@ -28,8 +28,8 @@ const DOCS_ANCHOR = '## Side by side with etcd: `npm run bench`';
 
 /** Presets; any option given on the command line wins over its suite's value. */
 const SUITES = {
-  full: { durationMs: 10_000, warmupMs: 2_000, rounds: 3, sizeKeys: 1_000_000, watchers: 1_000, watchRate: 100, leases: 10_000 },
-  quick: { durationMs: 3_000, warmupMs: 1_000, rounds: 2, sizeKeys: 100_000, watchers: 1_000, watchRate: 50, leases: 10_000 },
+  full: { durationMs: 10_000, warmupMs: 2_000, serverWarmupMs: 30_000, rounds: 3, sizeKeys: 1_000_000, watchers: 1_000, watchRate: 100, leases: 10_000 },
+  quick: { durationMs: 3_000, warmupMs: 1_000, serverWarmupMs: 10_000, rounds: 2, sizeKeys: 100_000, watchers: 1_000, watchRate: 50, leases: 10_000 },
 } as const;
 
 const number = (v: string): number => {
@@ -54,6 +54,7 @@ const program = new Command('npm run bench --')
   .option('--workloads <list>', `workloads to run, in order (${WORKLOAD_NAMES.join(',')})`, workloadList)
   .option('--duration <s>', 'measured seconds of each timed run', number)
   .option('--warmup <s>', 'warm-up seconds before each timed run', (v) => (v === '0' ? 0 : number(v)))
+  .option('--server-warmup <s>', 'unmeasured puts and gets each cluster gets once before the first workload', (v) => (v === '0' ? 0 : number(v)))
   .option('--rounds <n>', 'rounds per workload (each round runs every target once)', integer)
   .addOption(new Option('--target <which>', 'systems to measure').choices(['fulcrum', 'etcd', 'both']).default('both'))
   .option('--keys <n>', 'keys loaded by the size workload (--suite micro: keys of the MVCC reopen)', integer)
@@ -77,6 +78,7 @@ interface CliOptions {
   workloads?: WorkloadName[];
   duration?: number;
   warmup?: number;
+  serverWarmup?: number;
   rounds?: number;
   target: 'fulcrum' | 'etcd' | 'both';
   keys?: number;
@@ -139,6 +141,7 @@ async function runSideBySide(): Promise<number> {
     fulcrumEntry: opts.fromSource === true ? 'source' : 'build',
     durationMs: (opts.duration ?? preset.durationMs / 1000) * 1000,
     warmupMs: (opts.warmup ?? preset.warmupMs / 1000) * 1000,
+    serverWarmupMs: (opts.serverWarmup ?? preset.serverWarmupMs / 1000) * 1000,
     valueBytes: opts.valueBytes,
     watchers: opts.watchers ?? preset.watchers,
     watchRate: opts.watchRate ?? preset.watchRate,

@@ -28,7 +28,7 @@ export function generatedSection(r: BenchReport, jsonPath: string, svgPath: stri
   );
   out.push(
     `- **Runs:** ${plural(o.rounds, 'round')} per workload, alternating ${o.targets.join(' and ')} run by run; each figure is the median over the rounds ` +
-      `(the size workload runs once per system). Each timed run: ${o.warmupMs / 1000} s warm-up, then ${o.durationMs / 1000} s measured. ` +
+      `(the size workload runs once per system). ${serverWarmUp(o.serverWarmupMs)}Each timed run: ${o.warmupMs / 1000} s warm-up, then ${o.durationMs / 1000} s measured. ` +
       `Watch: ${o.watchers.toLocaleString('en-US')} watchers, writer at ${o.watchRate} puts/s. Leases: ${o.leases.toLocaleString('en-US')}. ` +
       `Size: ${o.sizeKeys.toLocaleString('en-US')} keys.`,
   );
@@ -87,4 +87,10 @@ export function spliceSection(page: string, section: string, anchorHeading: stri
 export function updateDocs(docPath: string, r: BenchReport, jsonPath: string, svgPath: string | null, anchorHeading: string): void {
   const page = readFileSync(docPath, 'utf8');
   writeFileSync(docPath, spliceSection(page, generatedSection(r, jsonPath, svgPath), anchorHeading));
+}
+
+/** The sentence on the clusters' one-time warm-up; old reports (format 1 before it existed) have none. */
+function serverWarmUp(ms: number | undefined): string {
+  if (ms === undefined || ms <= 0) return '';
+  return `Each cluster first gets ${ms / 1000} s of unmeasured puts and gets, so Node.js has compiled Fulcrum's hot code before anything is measured (etcd gets the same). `;
 }

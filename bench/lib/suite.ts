@@ -10,7 +10,7 @@ import { findLeader, type LeaderInfo } from './leader.js';
 import { machineInfo, type MachineInfo } from './report.js';
 import { summarize, type SummaryLine } from './summary.js';
 import { etcdCluster, etcdVersion, fulcrumCluster, PORTS_PER_CLUSTER, type BenchCluster, type ClusterSettings, type SystemName } from './systems.js';
-import { WORKLOADS, type Row, type WorkloadName, type WorkloadOptions } from './workloads.js';
+import { warmUpServers, WORKLOADS, type Row, type WorkloadName, type WorkloadOptions } from './workloads.js';
 
 export interface SuiteOptions extends WorkloadOptions {
   readonly suite: 'full' | 'quick' | 'custom';
@@ -129,6 +129,11 @@ export async function runSuite(o: SuiteOptions, repo: string, command: string, l
         throw new Error(`${c.system} did not elect a leader: ${err instanceof Error ? err.message : String(err)}\n${c.members.map((m) => c.tail(m.name, 20).join('\n')).join('\n')}`);
       });
       log(`${c.system}: leader ${l.endpoint}`);
+    }
+    for (const c of clusters) {
+      if (o.serverWarmupMs <= 0) break;
+      log(`${c.system}: ${o.serverWarmupMs / 1000} s of unmeasured puts and gets (server warm-up)`);
+      await warmUpServers({ cluster: c, round: 0, o, log });
     }
     for (const workload of o.workloads) {
       const rounds = ONCE_PER_SYSTEM.includes(workload) ? 1 : o.rounds;
