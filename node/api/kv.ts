@@ -45,14 +45,24 @@ export function unary<Q, R>(ctx: ApiContext, method: string, run: (call: grpc.Se
   return (call, callback) => {
     void (async () => {
       try {
-        checkLeaderRequirement(ctx, call.metadata);
-        if (tokenMayBeAhead(ctx, call.metadata)) await readBarrier(ctx, call);
+        const wait = beforeCall(ctx, call);
+        if (wait !== undefined) await wait;
         callback(null, await run(call));
       } catch (e) {
         callback(failure(ctx, method, e));
       }
     })();
   };
+}
+
+/**
+ * What every unary call does before its handler: the `hasleader` check (etcd runs it in an interceptor for every
+ * call), and, for a token this member may not have applied yet, a ReadIndex barrier first (see tokenMayBeAhead).
+ * Undefined when there is nothing to wait for, so the common call pays no promise for it.
+ */
+export function beforeCall(ctx: ApiContext, call: SurfaceCall): Promise<void> | undefined {
+  checkLeaderRequirement(ctx, call.metadata);
+  return tokenMayBeAhead(ctx, call.metadata) ? readBarrier(ctx, call) : undefined;
 }
 
 export function checkLeaderRequirement(ctx: ApiContext, md: grpc.Metadata): void {
