@@ -51,8 +51,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   authTokenTtlSeconds: 300,
   responseBytesMax: API_LIMITS_DEFAULTS.responseBytesMax,
   concurrentStreamsMax: API_LIMITS_DEFAULTS.concurrentStreamsMax,
-  /** Unary calls are answered straight from HTTP/2 (node/api/fast-unary.ts) unless --grpc-fast-unary=false. */
-  grpcFastUnary: true,
+  /** Unary calls, watches and keep-alives are served straight from HTTP/2 (node/api/fast-path.ts) unless --grpc-fast-path=false. */
+  grpcFastPath: true,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -116,8 +116,8 @@ export interface ServerConfig {
   readonly responseBytesMax: number;
   /** --max-concurrent-streams (etcd): HTTP/2 streams per client connection. */
   readonly concurrentStreamsMax: number;
-  /** --grpc-fast-unary (Fulcrum): unary client calls skip grpc-js's per-call machinery (node/api/fast-unary.ts). */
-  readonly grpcFastUnary: boolean;
+  /** --grpc-fast-path (Fulcrum): unary calls, watches and keep-alives skip grpc-js's per-call machinery (node/api/fast-path.ts). */
+  readonly grpcFastPath: boolean;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
   /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth: for https client (and metrics) URLs. */
@@ -205,9 +205,9 @@ export const SETTINGS: readonly SettingSpec[] = [
     defaultText: '16777216 (16 MiB)',
   },
   {
-    flag: 'grpc-fast-unary',
+    flag: 'grpc-fast-path',
     valueName: 'bool',
-    description: 'answer unary client calls straight from HTTP/2 rather than through grpc-js (Fulcrum; false: grpc-js answers every call)',
+    description: 'serve unary calls, Watch and LeaseKeepAlive straight from HTTP/2 rather than through grpc-js (Fulcrum; false: grpc-js serves every call)',
     defaultText: 'true',
     boolean: true,
   },
@@ -438,7 +438,7 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     authTokenTtlSeconds: parseInteger(get('auth-token-ttl'), 1) ?? d.authTokenTtlSeconds,
     responseBytesMax: parseResponseBytes(get('max-response-bytes'), requestBytesMax),
     concurrentStreamsMax: parseInteger(get('max-concurrent-streams'), 1) ?? d.concurrentStreamsMax,
-    grpcFastUnary: parseBool(get('grpc-fast-unary')) ?? d.grpcFastUnary,
+    grpcFastPath: parseBool(get('grpc-fast-path')) ?? d.grpcFastPath,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
     ...(clientTls === undefined ? {} : { clientTls }),

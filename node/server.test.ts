@@ -51,7 +51,7 @@ describe('startServer', () => {
     }
   });
 
-  it('serves unary calls on the fast path unless --grpc-fast-unary=false, and grpc-js then answers them', async () => {
+  it('serves unary calls on the fast path unless --grpc-fast-path=false, and grpc-js then answers them', async () => {
     // The one request the two paths answer differently: a message flagged compressed without a grpc-encoding
     // header. grpc-go (etcd) and the fast path refuse it; grpc-js reads it as uncompressed.
     // [flag 1 = compressed][length 3] RangeRequest { key: "\0" }
@@ -81,7 +81,7 @@ describe('startServer', () => {
           '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
           '--initial-cluster', `s3=http://127.0.0.1:${base + 1}`,
           '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
-          `--grpc-fast-unary=${fast}`,
+          `--grpc-fast-path=${fast}`,
         ], {}),
       );
       try {

@@ -15,8 +15,8 @@ import { createAuthService } from './api/auth.js';
 import { AUTH_GATE_KEY } from './api/authz.js';
 import { createClusterService } from './api/cluster.js';
 import type { ApiContext } from './api/context.js';
-import { FastUnaryPath } from './api/fast-unary.js';
-import { CallBudget, checkApiLimits, clientServerOptions, fastUnaryLimits } from './api/limits.js';
+import { FastPath } from './api/fast-path.js';
+import { CallBudget, checkApiLimits, clientServerOptions, fastPathLimits } from './api/limits.js';
 import { createElectionService } from './api/election.js';
 import { createFulcrumService } from './api/fulcrum.js';
 import { createKvService } from './api/kv.js';
@@ -92,6 +92,9 @@ async function openTls(config: ServerConfig, logger: Logger): Promise<MemberTls>
     throw e;
   }
 }
+
+/** The bidirectional streams the client server's fast path serves (api/fast-path.ts); grpc-js serves the others. */
+const FAST_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Watch/Watch', '/etcdserverpb.Lease/LeaseKeepAlive']);
 
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
   const logger = deps.logger ?? createLogger({ level: config.logLevel, memberId: config.memberId });
@@ -197,8 +200,8 @@ async function serve(
   checkApiLimits(ctx.limits);
   const calls = new CallBudget(ctx.limits);
   const clientServer = new grpc.Server(clientServerOptions(ctx.limits, [calls.interceptor]));
-  const fastUnary = new FastUnaryPath(fastUnaryLimits(ctx.limits), calls);
-  const add = (svc: grpc.ServiceDefinition, impl: unknown): void => fastUnary.addService(clientServer, svc, impl as Record<string, unknown>);
+  const fastPath = new FastPath(fastPathLimits(ctx.limits), calls, FAST_STREAMS);
+  const add = (svc: grpc.ServiceDefinition, impl: unknown): void => fastPath.addService(clientServer, svc, impl as Record<string, unknown>);
   add(api.etcdserverpb.KV.service, createKvService(ctx));
   add(api.etcdserverpb.Watch.service, createWatchService(ctx, hub));
   add(api.etcdserverpb.Lease.service, createLeaseService(ctx, leases));
@@ -210,7 +213,7 @@ async function serve(
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
-  if (config.grpcFastUnary) fastUnary.install(clientServer);
+  if (config.grpcFastPath) fastPath.install(clientServer);
 
   metrics.collectFrom(member, { watchers: () => hub.watcherCount });
   let notLive: string | undefined;

@@ -21,8 +21,8 @@ import {
 } from '../../proto/index.js';
 import { Member, type MemberOptions } from '../member.js';
 import { createClusterService } from './cluster.js';
-import { FastUnaryPath } from './fast-unary.js';
-import { CallBudget, fastUnaryLimits } from './limits.js';
+import { FastPath } from './fast-path.js';
+import { CallBudget, fastPathLimits } from './limits.js';
 import { API_LIMITS_DEFAULTS, type ApiContext, type ApiLimits } from './context.js';
 import { createFulcrumService } from './fulcrum.js';
 import { createKvService } from './kv.js';
@@ -35,8 +35,8 @@ export interface Harness {
   readonly ctx: ApiContext;
   readonly port: number;
   readonly endpoint: string;
-  /** The server's fast unary path: `served` counts the calls it answered. */
-  readonly fast: FastUnaryPath;
+  /** The server's fast path: `served` counts the calls it answered. */
+  readonly fast: FastPath;
   readonly kv: TypedClient<KVMethods>;
   readonly maintenance: TypedClient<MaintenanceMethods>;
   readonly cluster: TypedClient<ClusterMethods>;
@@ -65,8 +65,8 @@ export async function startHarness(
     self: { name: 'one', clientUrls: [], peerUrls: [PEER_URL] },
     registry: new Map(),
   };
-  // Unary calls take the server's fast path (api/fast-unary.ts), as in a real member.
-  const fast = new FastUnaryPath(fastUnaryLimits(ctx.limits), new CallBudget(ctx.limits));
+  // Unary calls take the server's fast path (api/fast-path.ts), as in a real member.
+  const fast = new FastPath(fastPathLimits(ctx.limits), new CallBudget(ctx.limits));
   fast.addService(server, api.etcdserverpb.KV.service, createKvService(ctx));
   fast.addService(server, api.etcdserverpb.Maintenance.service, createMaintenanceService(ctx));
   fast.addService(server, api.etcdserverpb.Cluster.service, createClusterService(ctx));

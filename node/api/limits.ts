@@ -48,8 +48,8 @@ export function clientServerOptions(limits: ApiLimits, interceptors: readonly gr
   };
 }
 
-/** The message limits of the fast unary path (api/fast-unary.ts): the same as the grpc-js server's above. */
-export function fastUnaryLimits(limits: ApiLimits): { receiveMessageBytesMax: number; sendMessageBytesMax: number } {
+/** The message limits of the fast path (api/fast-path.ts): the same as the grpc-js server's above. */
+export function fastPathLimits(limits: ApiLimits): { receiveMessageBytesMax: number; sendMessageBytesMax: number } {
   return { receiveMessageBytesMax: limits.requestBytesMax + GRPC_OVERHEAD_BYTES, sendMessageBytesMax: limits.responseBytesMax };
 }
 

@@ -1,10 +1,11 @@
 // The fast unary path against a real grpc-js server and real clients: a grpc-js client for what a well-behaved
 // client sees, raw HTTP/2 for frames no gRPC client would send. Each case also says which path answered
-// (FastUnaryPath.served), so a case that silently fell through to grpc-js fails.
+// (FastPath.served), so a case that silently fell through to grpc-js fails.
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FastUnaryPath } from './fast-unary.js';
+import { FastPath } from './fast-path.js';
+import { WRITE_BUFFER_BYTES_MAX } from './fast-stream.js';
 import { CallBudget, LIMIT_ERRORS } from './limits.js';
 
 const RECEIVE_MAX = 1024;
@@ -30,13 +31,19 @@ const SERVICE = {
   Big: method('/test.Fast/Big'),
   Meta: method('/test.Fast/Meta'),
   Chat: method('/test.Fast/Chat', true),
+  Talk: method('/test.Fast/Talk', true),
 } satisfies grpc.ServiceDefinition;
+/** The one bidirectional method the path under test serves itself; Chat stays with grpc-js. */
+const FAST_STREAMS = new Set(['/test.Fast/Talk']);
+const STREAM_SLOTS = 10;
 
 type Client = grpc.Client & Record<keyof typeof SERVICE, (...args: unknown[]) => grpc.ClientUnaryCall & grpc.ClientDuplexStream<Buffer, Buffer>>;
 
 describe('fast unary path', () => {
-  const budget = new CallBudget({ unaryCallsPerMemberMax: SLOTS, streamsPerMemberMax: 10 });
-  const fast = new FastUnaryPath({ receiveMessageBytesMax: RECEIVE_MAX, sendMessageBytesMax: SEND_MAX }, budget);
+  const budget = new CallBudget({ unaryCallsPerMemberMax: SLOTS, streamsPerMemberMax: STREAM_SLOTS });
+  const fast = new FastPath({ receiveMessageBytesMax: RECEIVE_MAX, sendMessageBytesMax: SEND_MAX }, budget, FAST_STREAMS);
+  /** Server sides of Talk streams, in the order they started. */
+  const talks: TalkServer[] = [];
   const hung: Array<{ call: grpc.ServerUnaryCall<Buffer, Buffer>; answer: grpc.sendUnaryData<Buffer> }> = [];
   const cancelled: string[] = [];
   let server: grpc.Server;
@@ -63,6 +70,7 @@ describe('fast unary path', () => {
         const seen = { text: md.get('x-text'), bin: md.get('x-bin-bin').map((v) => (v as Buffer).toString('hex')), keys: Object.keys(md.getMap()).sort(), deadline: call.getDeadline() !== Infinity, peer: call.getPeer(), path: call.getPath() };
         cb(null, Buffer.from(JSON.stringify(seen)));
       },
+      Talk: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => talks.push(new TalkServer(call)),
       Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
         call.on('data', (m: Buffer) => call.write(m));
         call.on('end', () => call.end());
@@ -266,9 +274,154 @@ describe('fast unary path', () => {
     });
   });
 
+  describe('bidirectional streams it serves', () => {
+    beforeEach(() => {
+      talks.splice(0);
+    });
+    const open = (): grpc.ClientDuplexStream<Buffer, Buffer> => client.Talk() as unknown as grpc.ClientDuplexStream<Buffer, Buffer>;
+    const statusOfStream = (c: grpc.ClientDuplexStream<Buffer, Buffer>): Promise<grpc.StatusObject> => new Promise((resolve) => c.on('status', resolve).on('error', () => {}));
+
+    it('delivers requests in order, sends answers, and ends with OK when the client ends', async () => {
+      const c = open();
+      const got: string[] = [];
+      c.on('data', (m: Buffer) => got.push(m.toString()));
+      const status = statusOfStream(c);
+      await until(() => talks.length === 1);
+      talks[0]!.echo = true;
+      for (let i = 0; i < 50; i++) c.write(Buffer.from(`m${i}`));
+      c.end();
+      expect((await status).code).toBe(grpc.status.OK);
+      expect(got).toEqual(Array.from({ length: 50 }, (_, i) => `m${i}`));
+      expect(talks[0]!.received).toHaveLength(50);
+      expect(servedHere()).toBe(1);
+      await until(() => budget.inFlight.streams === 0);
+    });
+
+    it('ends the call with the status a handler emits as an error, after what it wrote', async () => {
+      const c = open();
+      const got: string[] = [];
+      c.on('data', (m: Buffer) => got.push(m.toString()));
+      const status = statusOfStream(c);
+      await until(() => talks.length === 1);
+      talks[0]!.call.write(Buffer.from('first'));
+      const err = Object.assign(new Error('nope'), { code: grpc.status.FAILED_PRECONDITION, details: 'étape refusée', metadata: new grpc.Metadata() });
+      talks[0]!.call.emit('error', err);
+      const s = await status;
+      expect([s.code, s.details, got]).toEqual([grpc.status.FAILED_PRECONDITION, 'étape refusée', ['first']]);
+      await until(() => budget.inFlight.streams === 0);
+    });
+
+    it('asks a writer to wait once a client stops reading, and tells it when to go on', async () => {
+      const c = open();
+      const status = statusOfStream(c);
+      c.pause(); // the client reads nothing for now
+      await until(() => talks.length === 1);
+      const t = talks[0]!;
+      const chunk = Buffer.alloc(SEND_MAX, 'x');
+      let written = 0;
+      while (t.call.write(chunk)) written += chunk.length;
+      // Refused near the bound (plus what HTTP/2's windows let through), not after unbounded buffering.
+      expect(written).toBeLessThan(WRITE_BUFFER_BYTES_MAX + 2 * 1024 * 1024);
+      const drained = new Promise<void>((resolve) => t.call.once('drain', () => resolve()));
+      let read = 0;
+      c.on('data', (m: Buffer) => (read += m.length));
+      c.resume();
+      await drained;
+      t.call.end();
+      expect((await status).code).toBe(grpc.status.OK);
+      expect(read).toBe(written + chunk.length);
+    });
+
+    it('holds requests while the handler is paused and delivers them, in order, on resume', async () => {
+      const c = open();
+      c.on('error', () => {});
+      await until(() => talks.length === 1);
+      const t = talks[0]!;
+      t.call.pause();
+      for (let i = 0; i < 5; i++) c.write(Buffer.from(`p${i}`));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(t.received).toEqual([]);
+      t.call.resume();
+      await until(() => t.received.length === 5);
+      expect(t.received).toEqual(['p0', 'p1', 'p2', 'p3', 'p4']);
+      // A client that goes away while the handler has the stream paused still frees its slot.
+      t.call.pause();
+      c.cancel();
+      await until(() => t.cancelled);
+      await until(() => budget.inFlight.streams === 0);
+    });
+
+    it('tells the handler when the client cancels, and frees the stream\'s slot', async () => {
+      const c = open();
+      c.on('error', () => {});
+      await until(() => talks.length === 1 && budget.inFlight.streams === 1);
+      c.cancel();
+      await until(() => talks[0]!.cancelled);
+      await until(() => budget.inFlight.streams === 0);
+    });
+
+    it('refuses streams beyond the budget with "too many streams"', async () => {
+      const held = Array.from({ length: STREAM_SLOTS }, () => open());
+      for (const h of held) h.on('error', () => {});
+      await until(() => talks.length === STREAM_SLOTS);
+      const extra = open();
+      const s = await statusOfStream(extra);
+      expect([s.code, s.details]).toEqual([grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.tooManyStreams]);
+      for (const h of held) h.cancel();
+      await until(() => budget.inFlight.streams === 0);
+    });
+
+    it('frees the slot of a client that resets a stream the handler has paused, with requests still unread', async () => {
+      const session = http2.connect(`http://${endpoint}`);
+      session.on('error', () => {});
+      try {
+        const req = session.request({ ':method': 'POST', ':path': '/test.Fast/Talk', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', () => {});
+        await until(() => talks.length === 1);
+        talks[0]!.call.pause();
+        for (let i = 0; i < 20; i++) req.write(Buffer.concat([Buffer.from([0, 0, 0, 4, 0]), Buffer.alloc(1024, 'r')]));
+        await new Promise((r) => setTimeout(r, 50));
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        await until(() => talks[0]!.cancelled);
+        await until(() => budget.inFlight.streams === 0);
+      } finally {
+        session.close();
+      }
+    });
+
+    it('reads frames split across packets and several frames in one, and refuses an oversized one', async () => {
+      const session = http2.connect(`http://${endpoint}`);
+      try {
+        session.on('error', () => {});
+        const req = session.request({ ':method': 'POST', ':path': '/test.Fast/Talk', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', () => {});
+        let trailers: http2.IncomingHttpHeaders = {};
+        req.on('trailers', (t) => (trailers = t));
+        req.on('response', (h) => (trailers = { ...trailers, ...h }));
+        req.on('data', () => {});
+        const ended = new Promise<void>((resolve) => req.on('end', () => resolve()));
+        await until(() => talks.length === 1);
+        const framed = (text: string): Buffer => {
+          const m = Buffer.from(text);
+          return Buffer.concat([Buffer.from([0, 0, 0, 0, m.length]), m]);
+        };
+        for (const byte of framed('split')) req.write(Buffer.from([byte]));
+        req.write(Buffer.concat([framed('two'), framed('three')]));
+        await until(() => talks[0]!.received.length === 3);
+        expect(talks[0]!.received).toEqual(['split', 'two', 'three']);
+        req.write(Buffer.from([0, 0, 1, 0, 0])); // 65,536 bytes declared
+        await ended;
+        expect([trailers['grpc-status'], decodeURI(String(trailers['grpc-message']))]).toEqual([String(grpc.status.RESOURCE_EXHAUSTED), `Received message larger than max (65536 vs ${RECEIVE_MAX})`]);
+        expect(talks[0]!.cancelled).toBe(true);
+      } finally {
+        session.close();
+      }
+    });
+  });
+
   it('refuses to install on a server grpc-js has not bound (its internals are checked, not assumed)', () => {
     const unbound = new grpc.Server();
-    expect(() => new FastUnaryPath({ receiveMessageBytesMax: 1, sendMessageBytesMax: 1 }, budget).install(unbound)).toThrow(/fast unary path/);
+    expect(() => new FastPath({ receiveMessageBytesMax: 1, sendMessageBytesMax: 1 }, budget).install(unbound)).toThrow(/fast path/);
     unbound.forceShutdown();
   });
 });
@@ -278,5 +431,22 @@ async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
   while (!cond()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The server side of a Talk stream: records requests, echoes them when asked, notes a cancel. */
+class TalkServer {
+  readonly received: string[] = [];
+  echo = false;
+  cancelled = false;
+
+  constructor(readonly call: grpc.ServerDuplexStream<Buffer, Buffer>) {
+    call.on('data', (m: Buffer) => {
+      this.received.push(m.toString());
+      if (this.echo) call.write(m);
+    });
+    call.on('end', () => call.end());
+    call.on('cancelled', () => (this.cancelled = true));
+    call.on('error', () => {});
   }
 }

@@ -1,0 +1,179 @@
+// What the fast path's calls (fast-unary.ts, fast-stream.ts) share: gRPC framing, the call's metadata, deadline,
+// peer and TLS identity in grpc-js's shape, and trailers-only error answers. See fast-path.ts for why the path
+// exists and how it is installed.
+import { EventEmitter } from 'node:events';
+import type * as http2 from 'node:http2';
+import { TLSSocket } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import type { CallBudget } from './limits.js';
+
+/** [u8 compressed flag][u32 big-endian length], then the message. */
+export const FRAME_HEADER_BYTES = 5;
+/** grpc-js's grpc-timeout syntax (digits and a unit), which it matches anywhere in the value. */
+const GRPC_TIMEOUT = /(\d{1,8})\s*([HMSmun])/;
+const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
+/** The longest delay setTimeout honours (2^31 - 1 ms); longer ones fire at once. */
+const TIMER_MS_MAX = 2 ** 31 - 1;
+/** Request headers that belong to the transport, not to the handler's metadata (grpc-js drops the same). */
+const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'] as const;
+export const CONTENT_TYPE = 'application/grpc+proto';
+/** The response headers grpc-js sends before a call's first message. */
+export const RESPONSE_HEADERS = { ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' } as const;
+
+type AuthContext = ReturnType<grpc.ServerUnaryCall<unknown, unknown>['getAuthContext']>;
+type MetricsRecorder = ReturnType<grpc.ServerUnaryCall<unknown, unknown>['getMetricsRecorder']>;
+
+export interface FastLimits {
+  /** Largest request message, framing excluded (grpc.max_receive_message_length of the grpc-js server). */
+  readonly receiveMessageBytesMax: number;
+  /** Largest response message (grpc.max_send_message_length). */
+  readonly sendMessageBytesMax: number;
+}
+
+/** A method this path serves: the handler grpc-js would call, and the method's codecs. */
+export interface FastMethod {
+  readonly path: string;
+  readonly kind: 'unary' | 'bidi';
+  readonly handler: (...args: never[]) => void;
+  readonly deserialize: (bytes: Buffer) => unknown;
+  readonly serialize: (value: unknown) => Buffer;
+}
+
+/** What both kinds of call are given. */
+export interface FastCallDeps {
+  readonly limits: FastLimits;
+  readonly budget: CallBudget;
+}
+
+/** A message in a gRPC frame. */
+export function frame(message: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.byteLength);
+  out[0] = 0;
+  out.writeUInt32BE(message.byteLength, 1);
+  message.copy(out, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** The details of a handler's error as grpc-js reads them (serverErrorToStatus). */
+export function statusOf(err: grpc.ServerErrorResponse | Partial<grpc.StatusObject>): { code: grpc.status; details: string; metadata: grpc.Metadata | undefined } {
+  const code = typeof err.code === 'number' && Number.isInteger(err.code) ? err.code : grpc.status.UNKNOWN;
+  const details = code === err.code && typeof err.details === 'string' ? err.details : 'message' in err ? String(err.message) : 'Unknown Error';
+  return { code, details, metadata: err.metadata ?? undefined };
+}
+
+/**
+ * grpc-js's ServerSurfaceCall over one HTTP/2 stream: metadata (built on first use), deadline, peer, host, TLS
+ * identity; and the parts of answering every call shares: the deadline timer and trailers-only errors.
+ */
+export abstract class FastCallBase extends EventEmitter {
+  cancelled = false;
+  /** A status has been sent, or there is no one left to send it to. */
+  protected answered = false;
+  private deadline = Infinity;
+  private timer: NodeJS.Timeout | undefined;
+  private md: grpc.Metadata | undefined;
+
+  constructor(
+    protected readonly stream: http2.ServerHttp2Stream,
+    private readonly headers: http2.IncomingHttpHeaders,
+    protected readonly method: FastMethod,
+    protected readonly deps: FastCallDeps,
+  ) {
+    super();
+  }
+
+  /** grpc-timeout, as grpc-js reads it; false when the header is malformed (the call is answered then). */
+  protected startDeadline(): boolean {
+    const raw = this.headers['grpc-timeout'];
+    if (raw === undefined) return true;
+    const header = Array.isArray(raw) ? raw.join(',') : raw;
+    const match = GRPC_TIMEOUT.exec(header);
+    if (match === null) {
+      this.sendStatus(grpc.status.INTERNAL, `Invalid grpc-timeout value "${header}"`);
+      return false;
+    }
+    const timeoutMs = Math.floor(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!);
+    this.deadline = Date.now() + timeoutMs;
+    // Beyond a timer's range (~24.8 days) the deadline is as good as none. (grpc-js truncates the value to 32 bits,
+    // so a client's 30-day deadline fails there at once.)
+    if (timeoutMs > TIMER_MS_MAX) return true;
+    this.timer = setTimeout(() => {
+      if (this.answered) return;
+      this.sendStatus(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded');
+      this.notifyCancelled();
+    }, timeoutMs);
+    return true;
+  }
+
+  /** Mark the call answered; false when there is no one left to answer. */
+  protected beginAnswer(): boolean {
+    if (this.answered) return false;
+    this.answered = true;
+    clearTimeout(this.timer);
+    return !this.stream.destroyed && !this.stream.closed;
+  }
+
+  /** A trailers-only answer: the call failed before any message. */
+  protected sendStatus(code: grpc.status, details: string, metadata?: grpc.Metadata | null): void {
+    if (!this.beginAnswer()) return;
+    this.stream.respond(
+      { ...metadata?.toHttp2Headers(), ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(code), 'grpc-message': encodeURI(details) },
+      { endStream: true },
+    );
+  }
+
+  /** The stream closed: give back the call's slot, and tell the handler if it never answered. */
+  protected closed(): void {
+    clearTimeout(this.timer);
+    if (this.answered) return;
+    this.answered = true;
+    this.notifyCancelled();
+  }
+
+  protected notifyCancelled(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.emit('cancelled', 'cancelled');
+  }
+
+  // ---- grpc-js's ServerSurfaceCall
+
+  get metadata(): grpc.Metadata {
+    if (this.md === undefined) {
+      const md = grpc.Metadata.fromHttp2Headers(this.headers);
+      for (const h of TRANSPORT_HEADERS) md.remove(h);
+      this.md = md;
+    }
+    return this.md;
+  }
+
+  getPeer(): string {
+    const socket = this.stream.session?.socket;
+    if (socket?.remoteAddress === undefined) return 'unknown';
+    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  getDeadline(): grpc.Deadline {
+    return this.deadline;
+  }
+
+  getPath(): string {
+    return this.method.path;
+  }
+
+  getHost(): string {
+    return this.headers[':authority'] ?? this.headers.host ?? '';
+  }
+
+  getAuthContext(): AuthContext {
+    const socket = this.stream.session?.socket;
+    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
+    const cert = socket.getPeerCertificate();
+    return { transportSecurityType: 'ssl', sslPeerCertificate: cert.raw === undefined ? undefined : cert };
+  }
+
+  getMetricsRecorder(): MetricsRecorder {
+    // ORCA per-request metrics: no Fulcrum handler records any, and the server does not enable them.
+    throw new Error('fulcrum: per-request metric recording is not available to Fulcrum handlers');
+  }
+}

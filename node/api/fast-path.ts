@@ -1,0 +1,110 @@
+// The client server's calls served straight from their HTTP/2 stream, in front of grpc-js's own stream handler on
+// the same listener: every unary call (fast-unary.ts) and the bidirectional streams named when the path is built
+// (fast-stream.ts: Watch and LeaseKeepAlive in a member). Other streaming calls, calls whose request is
+// compressed, and anything this path does not recognise go on to grpc-js unchanged.
+//
+// Why: grpc-js builds for every call an interceptor chain, a stream decoder, a metadata copy, a per-call listener
+// object and several closures and promises, and writes a stream's messages one at a time, each waiting for the
+// previous one's write callback. On a leader taking a few thousand puts a second that was the largest single item
+// of its CPU profile besides Raft itself; on a member feeding a thousand watchers, most of its CPU
+// (docs/performance.md). A unary call needs none of it, and a stream's answers can go out together.
+//
+// What it keeps of grpc-js's behaviour, so a client cannot tell the paths apart:
+//   - the same handlers, called with call objects of grpc-js's shapes (request or 'data', metadata, deadline,
+//     peer, TLS auth context, 'cancelled' when the client goes away or the deadline passes);
+//   - the same limits: --max-request-bytes + gRPC overhead per request, --max-response-bytes per response,
+//     unary calls and streams in flight per member (CallBudget), each with the same status code and message;
+//   - the same wire answer: headers, messages and trailers, or a trailers-only response for an error, with
+//     grpc-message percent-encoded as grpc-js does;
+//   - grpc-timeout: the call fails with DEADLINE_EXCEEDED "Deadline exceeded" when it passes.
+// It differs from grpc-js where grpc-js differs from etcd: a message flagged compressed without a
+// grpc-encoding is refused (INTERNAL) as grpc-go does, where grpc-js would read it as uncompressed; and a
+// grpc-timeout beyond setTimeout's range is no deadline rather than one that fails at once.
+//
+// How it gets in front: grpc-js keeps the HTTP/2 servers it creates in a private map and registers one 'stream'
+// listener on each. install() replaces that listener with one that tries this path first. grpc-js keeps
+// everything else (sessions, keepalive, GOAWAY on shutdown). If a grpc-js upgrade changes those internals,
+// install() throws at start-up rather than serving without the path or twice.
+import type * as http2 from 'node:http2';
+import type * as grpc from '@grpc/grpc-js';
+import type { FastCallDeps, FastLimits, FastMethod } from './fast-call.js';
+import { FastStreamCall } from './fast-stream.js';
+import { FastUnaryCall } from './fast-unary.js';
+import type { CallBudget } from './limits.js';
+
+type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => void;
+
+export class FastPath {
+  private readonly methods = new Map<string, FastMethod>();
+  private readonly installed = new WeakSet<object>();
+  private readonly deps: FastCallDeps;
+  /** Calls this path answered (tests check that calls really went this way). */
+  served = 0;
+
+  /** `streams`: the paths of the bidirectional methods to serve here ('/etcdserverpb.Watch/Watch', ...). */
+  constructor(
+    limits: FastLimits,
+    budget: CallBudget,
+    private readonly streams: ReadonlySet<string> = new Set(),
+  ) {
+    this.deps = { limits, budget };
+  }
+
+  /** Add a service to the grpc-js server, and take its unary methods and listed streams (grpc-js answers the rest). */
+  addService(server: grpc.Server, service: grpc.ServiceDefinition, impl: Readonly<Record<string, unknown>>): void {
+    server.addService(service, impl as grpc.UntypedServiceImplementation);
+    for (const [name, def] of Object.entries(service)) {
+      const bidi = def.requestStream && def.responseStream;
+      if (bidi ? !this.streams.has(def.path) : def.requestStream || def.responseStream) continue;
+      const handler = impl[name] ?? (def.originalName === undefined ? undefined : impl[def.originalName]);
+      if (typeof handler !== 'function') continue;
+      this.methods.set(def.path, {
+        path: def.path,
+        kind: bidi ? 'bidi' : 'unary',
+        handler: handler as FastMethod['handler'],
+        deserialize: def.requestDeserialize as (bytes: Buffer) => unknown,
+        serialize: def.responseSerialize as (value: unknown) => Buffer,
+      });
+    }
+  }
+
+  /** Put this path in front of grpc-js's stream listener on every HTTP/2 server `server` has bound so far. */
+  install(server: grpc.Server): void {
+    const internals = server as unknown as { http2Servers?: unknown; onStreamOpened?: (s: http2.ServerHttp2Stream) => void };
+    const servers = internals.http2Servers;
+    if (!(servers instanceof Map) || servers.size === 0) {
+      throw new Error('fulcrum: cannot install the fast path: grpc-js has no bound HTTP/2 servers where expected (did a grpc-js upgrade change its internals?)');
+    }
+    for (const h2 of servers.keys() as Iterable<http2.Http2Server>) {
+      if (this.installed.has(h2)) continue;
+      const listeners = h2.listeners('stream');
+      if (listeners.length !== 1) throw new Error(`fulcrum: cannot install the fast path: expected grpc-js's one stream listener, found ${listeners.length}`);
+      const grpcListener = listeners[0] as StreamListener;
+      h2.removeListener('stream', grpcListener);
+      h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+        const method = this.claim(headers);
+        if (method === undefined) {
+          grpcListener(stream, headers, ...rest);
+          return;
+        }
+        // grpc-js's idle-connection bookkeeping counts every stream (a no-op unless max_connection_idle_ms is set).
+        internals.onStreamOpened?.call(server, stream);
+        this.served++;
+        if (method.kind === 'unary') new FastUnaryCall(stream, headers, method, this.deps).start();
+        else new FastStreamCall(stream, headers, method, this.deps).start();
+      });
+      this.installed.add(h2);
+    }
+  }
+
+  /** The method when this path serves the call: a known path, a gRPC content type, an uncompressed body. */
+  private claim(headers: http2.IncomingHttpHeaders): FastMethod | undefined {
+    const method = this.methods.get(headers[':path'] ?? '');
+    if (method === undefined) return undefined;
+    const contentType = headers['content-type'];
+    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) return undefined;
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== undefined && encoding !== 'identity') return undefined;
+    return method;
+  }
+}

@@ -1,0 +1,243 @@
+// A bidirectional streaming call (Watch, LeaseKeepAlive) served straight from its HTTP/2 stream, with the surface
+// of grpc-js's ServerDuplexStream that Fulcrum's stream handlers use: 'data', 'end', 'error', 'cancelled',
+// 'close' and 'drain' events; write() with back-pressure; end(); pause() and resume(); emit('error', status) to
+// end the call with that status.
+//
+// Why: grpc-js's server stream writes one message at a time and waits for HTTP/2 to report each written before it
+// hands over the next, so a watch stream that owes a hundred watchers an event makes a hundred native writes and
+// callbacks in a row. Here the messages written in one turn of the event loop go to HTTP/2 as one buffer.
+//
+// Back-pressure: write() returns false once the messages not yet flushed plus what HTTP/2 still buffers reach
+// WRITE_BUFFER_BYTES_MAX, and 'drain' follows when HTTP/2 has written its buffer out. Handlers stop writing on
+// false (watch.ts, lease.ts), so what this call buffers stays near that bound. pause() stops reading requests:
+// HTTP/2 flow control then holds a client that keeps sending without reading its answers.
+import * as grpc from '@grpc/grpc-js';
+import { FastCallBase, FRAME_HEADER_BYTES, frame, RESPONSE_HEADERS, statusOf } from './fast-call.js';
+import { LIMIT_ERRORS } from './limits.js';
+
+/** Bytes a stream may hold unwritten (ours plus HTTP/2's) before write() asks its handler to wait for 'drain'. */
+export const WRITE_BUFFER_BYTES_MAX = 256 * 1024;
+
+export class FastStreamCall extends FastCallBase {
+  private holdsSlot = false;
+  /** Request bytes received and not yet a whole message. */
+  private partial: Buffer[] = [];
+  private partialBytes = 0;
+  /** Decoded requests waiting while the handler has paused the stream. */
+  private readonly inbox: unknown[] = [];
+  private paused = false;
+  private clientEnded = false;
+  private endEmitted = false;
+  /** Framed responses written in this turn of the event loop, flushed together. */
+  private outbox: Buffer[] = [];
+  private outboxBytes = 0;
+  private flushScheduled = false;
+  private headersSent = false;
+  private drainOwed = false;
+  /** end() was called: trailers go out once the outbox is flushed. */
+  private ending = false;
+
+  start(): void {
+    const stream = this.stream;
+    stream.on('error', () => {});
+    stream.once('close', this.onClose);
+    // A handler (or our own refusal) emitting 'error' ends the call with that status, as in grpc-js.
+    this.on('error', (err: grpc.ServerErrorResponse) => this.endWithStatus(statusOf(err)));
+    if (!this.deps.budget.tryAcquire(true)) {
+      this.sendStatus(grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.tooManyStreams);
+      stream.resume();
+      return;
+    }
+    this.holdsSlot = true;
+    if (!this.startDeadline()) {
+      stream.resume();
+      return;
+    }
+    stream.on('data', this.onData);
+    stream.once('end', this.onEnd);
+    stream.on('drain', this.onDrain);
+    (this.method.handler as (call: FastStreamCall) => void)(this);
+  }
+
+  // ---- requests
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.answered) return;
+    this.partial.push(chunk);
+    this.partialBytes += chunk.byteLength;
+    while (this.partialBytes >= FRAME_HEADER_BYTES) {
+      const head = this.partial[0]!.byteLength >= FRAME_HEADER_BYTES ? this.partial[0]! : Buffer.concat(this.partial, this.partialBytes);
+      const flag = head[0];
+      const length = head.readUInt32BE(1);
+      if (length > this.deps.limits.receiveMessageBytesMax) {
+        this.refuse(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${this.deps.limits.receiveMessageBytesMax})`);
+        return;
+      }
+      if (flag !== 0) {
+        this.refuse(grpc.status.INTERNAL, flag === 1 ? 'grpc: compressed flag set with identity or empty encoding' : `grpc: received unexpected payload format ${flag}`);
+        return;
+      }
+      if (this.partialBytes < FRAME_HEADER_BYTES + length) return;
+      const all = this.partial.length === 1 ? this.partial[0]! : Buffer.concat(this.partial, this.partialBytes);
+      const message = all.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
+      const rest = all.subarray(FRAME_HEADER_BYTES + length);
+      this.partial = rest.byteLength > 0 ? [rest] : [];
+      this.partialBytes = rest.byteLength;
+      let request: unknown;
+      try {
+        request = this.method.deserialize(message);
+      } catch {
+        this.refuse(grpc.status.INTERNAL, 'Error deserializing request');
+        return;
+      }
+      this.deliver(request);
+    }
+  };
+
+  private deliver(request: unknown): void {
+    if (this.paused || this.inbox.length > 0) this.inbox.push(request);
+    else this.emit('data', request);
+  }
+
+  private readonly onEnd = (): void => {
+    // Node ends the readable side on a reset too; then the stream is closed already, and the client cancelled.
+    if (this.stream.closed) {
+      this.closed();
+      return;
+    }
+    this.clientEnded = true;
+    this.maybeEmitEnd();
+  };
+
+  private maybeEmitEnd(): void {
+    if (!this.clientEnded || this.endEmitted || this.inbox.length > 0 || this.answered) return;
+    this.endEmitted = true;
+    this.emit('end');
+  }
+
+  pause(): this {
+    this.paused = true;
+    this.stream.pause();
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    while (!this.paused && this.inbox.length > 0 && !this.answered) this.emit('data', this.inbox.shift());
+    if (!this.paused) {
+      this.stream.resume();
+      this.maybeEmitEnd();
+    }
+    return this;
+  }
+
+  // ---- responses
+
+  /** Queue one response; false when the handler should wait for 'drain' before the next. */
+  write(message: unknown): boolean {
+    if (this.answered || this.ending) return false;
+    let framed: Buffer;
+    try {
+      const bytes = this.method.serialize(message);
+      if (bytes.byteLength > this.deps.limits.sendMessageBytesMax) {
+        this.endWithStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.byteLength} vs. ${this.deps.limits.sendMessageBytesMax})`, metadata: undefined });
+        return false;
+      }
+      framed = frame(bytes);
+    } catch {
+      this.endWithStatus({ code: grpc.status.INTERNAL, details: 'Error serializing response', metadata: undefined });
+      return false;
+    }
+    this.outbox.push(framed);
+    this.outboxBytes += framed.byteLength;
+    this.scheduleFlush();
+    if (this.outboxBytes + this.stream.writableLength < WRITE_BUFFER_BYTES_MAX) return true;
+    this.drainOwed = true;
+    return false;
+  }
+
+  /** Finish the call with status OK once every response written so far is out. */
+  end(): this {
+    if (this.answered || this.ending) return this;
+    this.ending = true;
+    this.scheduleFlush();
+    return this;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After the handler's synchronous writes of this turn (a watch pump runs as one microtask).
+    queueMicrotask(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.answered) return;
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed) return;
+    this.sendHeaders();
+    if (this.outbox.length > 0) {
+      const data = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox, this.outboxBytes);
+      this.outbox = [];
+      this.outboxBytes = 0;
+      stream.write(data);
+    }
+    if (this.ending) this.finish({ code: grpc.status.OK, details: 'OK', metadata: undefined });
+    else if (this.drainOwed && stream.writableLength === 0) this.onDrain();
+  };
+
+  private readonly onDrain = (): void => {
+    if (!this.drainOwed || this.outboxBytes + this.stream.writableLength >= WRITE_BUFFER_BYTES_MAX) return;
+    this.drainOwed = false;
+    this.emit('drain');
+  };
+
+  private sendHeaders(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond({ ...RESPONSE_HEADERS }, { waitForTrailers: true });
+  }
+
+  private endWithStatus(s: { code: grpc.status; details: string; metadata: grpc.Metadata | undefined }): void {
+    this.sendStatus(s.code, s.details, s.metadata);
+  }
+
+  /** End with a status: trailers after what was written, or a trailers-only answer when nothing was. */
+  protected override sendStatus(code: grpc.status, details: string, metadata?: grpc.Metadata | null): void {
+    if (this.answered) return;
+    if (!this.headersSent && this.outbox.length === 0) {
+      super.sendStatus(code, details, metadata);
+      return;
+    }
+    this.flush();
+    this.finish({ code, details, metadata: metadata ?? undefined });
+  }
+
+  private finish(s: { code: grpc.status; details: string; metadata: grpc.Metadata | undefined }): void {
+    if (!this.beginAnswer()) return;
+    const stream = this.stream;
+    stream.once('wantTrailers', () => stream.sendTrailers({ ...s.metadata?.toHttp2Headers(), 'grpc-status': String(s.code), 'grpc-message': encodeURI(s.details) }));
+    stream.end();
+  }
+
+  /** A request this call cannot take: end with the status, and read (and drop) the rest. */
+  private refuse(code: grpc.status, details: string): void {
+    this.partial = [];
+    this.partialBytes = 0;
+    this.endWithStatus({ code, details, metadata: undefined });
+    this.notifyCancelled();
+    this.stream.resume();
+  }
+
+  private readonly onClose = (): void => {
+    if (this.holdsSlot) {
+      this.holdsSlot = false;
+      this.deps.budget.release(true);
+    }
+    this.closed();
+    // A client that cancels (grpc-js half-closes and then resets) is gone even if the call had ended meanwhile.
+    if ((this.stream.rstCode ?? 0) !== 0) this.notifyCancelled();
+    this.emit('close');
+  };
+}
