@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type * as http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import type { CallBudget } from './limits.js';
+import { LIMIT_ERRORS, type CallBudget } from './limits.js';
 
 /** [u8 compressed flag][u32 big-endian length], then the message. */
 export const FRAME_HEADER_BYTES = 5;
@@ -69,6 +69,9 @@ export abstract class FastCallBase extends EventEmitter {
   cancelled = false;
   /** A status has been sent, or there is no one left to send it to. */
   protected answered = false;
+  /** Unary calls and streams are counted apart in the member's CallBudget. */
+  protected abstract readonly streaming: boolean;
+  private holdsSlot = false;
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
   private md: grpc.Metadata | undefined;
@@ -82,8 +85,42 @@ export abstract class FastCallBase extends EventEmitter {
     super();
   }
 
+  /**
+   * Take the call's slot and start its deadline; false (and the call answered) when the budget is spent or the
+   * deadline malformed. The stream's close gives the slot back (onStreamClose).
+   */
+  protected admit(): boolean {
+    const stream = this.stream;
+    // Errors on the stream (a reset, a write after the peer left) end in 'close', which is handled there.
+    stream.on('error', () => {});
+    stream.once('close', () => this.onStreamClose());
+    if (!this.deps.budget.tryAcquire(this.streaming)) {
+      this.sendStatus(grpc.status.RESOURCE_EXHAUSTED, this.streaming ? LIMIT_ERRORS.tooManyStreams : LIMIT_ERRORS.tooManyUnaryCalls);
+      stream.resume();
+      return false;
+    }
+    this.holdsSlot = true;
+    if (!this.startDeadline()) {
+      stream.resume();
+      return false;
+    }
+    return true;
+  }
+
+  /** The stream closed: give back the call's slot, and tell the handler if it never answered. */
+  protected onStreamClose(): void {
+    if (this.holdsSlot) {
+      this.holdsSlot = false;
+      this.deps.budget.release(this.streaming);
+    }
+    clearTimeout(this.timer);
+    if (this.answered) return;
+    this.answered = true;
+    this.notifyCancelled();
+  }
+
   /** grpc-timeout, as grpc-js reads it; false when the header is malformed (the call is answered then). */
-  protected startDeadline(): boolean {
+  private startDeadline(): boolean {
     const raw = this.headers['grpc-timeout'];
     if (raw === undefined) return true;
     const header = Array.isArray(raw) ? raw.join(',') : raw;
@@ -120,14 +157,6 @@ export abstract class FastCallBase extends EventEmitter {
       { ...metadata?.toHttp2Headers(), ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(code), 'grpc-message': encodeURI(details) },
       { endStream: true },
     );
-  }
-
-  /** The stream closed: give back the call's slot, and tell the handler if it never answered. */
-  protected closed(): void {
-    clearTimeout(this.timer);
-    if (this.answered) return;
-    this.answered = true;
-    this.notifyCancelled();
   }
 
   protected notifyCancelled(): void {

@@ -13,13 +13,12 @@
 // HTTP/2 flow control then holds a client that keeps sending without reading its answers.
 import * as grpc from '@grpc/grpc-js';
 import { FastCallBase, FRAME_HEADER_BYTES, frame, RESPONSE_HEADERS, statusOf } from './fast-call.js';
-import { LIMIT_ERRORS } from './limits.js';
 
 /** Bytes a stream may hold unwritten (ours plus HTTP/2's) before write() asks its handler to wait for 'drain'. */
 export const WRITE_BUFFER_BYTES_MAX = 256 * 1024;
 
 export class FastStreamCall extends FastCallBase {
-  private holdsSlot = false;
+  protected readonly streaming = true;
   /** Request bytes received and not yet a whole message. */
   private partial: Buffer[] = [];
   private partialBytes = 0;
@@ -38,21 +37,10 @@ export class FastStreamCall extends FastCallBase {
   private ending = false;
 
   start(): void {
-    const stream = this.stream;
-    stream.on('error', () => {});
-    stream.once('close', this.onClose);
     // A handler (or our own refusal) emitting 'error' ends the call with that status, as in grpc-js.
     this.on('error', (err: grpc.ServerErrorResponse) => this.endWithStatus(statusOf(err)));
-    if (!this.deps.budget.tryAcquire(true)) {
-      this.sendStatus(grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.tooManyStreams);
-      stream.resume();
-      return;
-    }
-    this.holdsSlot = true;
-    if (!this.startDeadline()) {
-      stream.resume();
-      return;
-    }
+    if (!this.admit()) return;
+    const stream = this.stream;
     stream.on('data', this.onData);
     stream.once('end', this.onEnd);
     stream.on('drain', this.onDrain);
@@ -91,6 +79,7 @@ export class FastStreamCall extends FastCallBase {
         return;
       }
       this.deliver(request);
+      if (this.answered) return; // the handler ended the call on this request: the rest is dropped
     }
   };
 
@@ -102,7 +91,7 @@ export class FastStreamCall extends FastCallBase {
   private readonly onEnd = (): void => {
     // Node ends the readable side on a reset too; then the stream is closed already, and the client cancelled.
     if (this.stream.closed) {
-      this.closed();
+      this.notifyCancelled(); // 'close' follows and does the rest
       return;
     }
     this.clientEnded = true;
@@ -230,14 +219,10 @@ export class FastStreamCall extends FastCallBase {
     this.stream.resume();
   }
 
-  private readonly onClose = (): void => {
-    if (this.holdsSlot) {
-      this.holdsSlot = false;
-      this.deps.budget.release(true);
-    }
-    this.closed();
+  protected override onStreamClose(): void {
+    super.onStreamClose();
     // A client that cancels (grpc-js half-closes and then resets) is gone even if the call had ended meanwhile.
     if ((this.stream.rstCode ?? 0) !== 0) this.notifyCancelled();
     this.emit('close');
-  };
+  }
 }

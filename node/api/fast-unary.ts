@@ -2,41 +2,19 @@
 // once (or not at all if the client has gone).
 import * as grpc from '@grpc/grpc-js';
 import { FastCallBase, FRAME_HEADER_BYTES, frame, RESPONSE_HEADERS, statusOf } from './fast-call.js';
-import { LIMIT_ERRORS } from './limits.js';
 
 export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<unknown, unknown> {
   request: unknown = undefined;
-  private holdsSlot = false;
+  protected readonly streaming = false;
   private chunks: Buffer[] = [];
   private receivedBytes = 0;
   private responseMetadata: grpc.Metadata | undefined;
 
   start(): void {
-    const stream = this.stream;
-    // Errors on the stream (a reset, a write after the peer left) end in 'close', which is handled below.
-    stream.on('error', () => {});
-    stream.once('close', this.onClose);
-    if (!this.deps.budget.tryAcquire(false)) {
-      this.sendStatus(grpc.status.RESOURCE_EXHAUSTED, LIMIT_ERRORS.tooManyUnaryCalls);
-      stream.resume();
-      return;
-    }
-    this.holdsSlot = true;
-    if (!this.startDeadline()) {
-      stream.resume();
-      return;
-    }
-    stream.on('data', this.onData);
-    stream.once('end', this.onEnd);
+    if (!this.admit()) return;
+    this.stream.on('data', this.onData);
+    this.stream.once('end', this.onEnd);
   }
-
-  private readonly onClose = (): void => {
-    if (this.holdsSlot) {
-      this.holdsSlot = false;
-      this.deps.budget.release(false);
-    }
-    this.closed();
-  };
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.answered) return; // refused already: the rest of the body is read and dropped
