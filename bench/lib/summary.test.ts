@@ -63,6 +63,12 @@ describe('summary', () => {
     expect(st.level.map((s) => s.split(' ')[0])).toEqual(['put-1x1', 'get-linearizable']);
     expect(st.behind.map((s) => s.split(' ')[0])).toEqual(['failover']);
   });
+
+  it('checks a target against the unrounded ratio: 3,858 against 3,871 prints 1.00 but is below 1.0', () => {
+    const lines = summarize([row('fulcrum', 'put-10x100', 1, { opsPerSec: 3858 }), row('etcd', 'put-10x100', 1, { opsPerSec: 3871 })]);
+    const check = targetChecks(lines).find((c) => c.target.startsWith('put throughput'))!;
+    expect([check.value, check.met]).toEqual([0.997, false]);
+  });
 });
 
 describe('docs splice', () => {

@@ -12,8 +12,10 @@ export interface SummaryLine {
   readonly better: 'higher' | 'lower' | 'zero' | 'info';
   readonly fulcrum: number | null;
   readonly etcd: number | null;
-  /** fulcrum / etcd, null when either is missing or etcd's is 0. */
+  /** fulcrum / etcd to two decimals (as printed), null when either is missing or etcd's is 0. */
   readonly ratio: number | null;
+  /** The same ratio unrounded: what a target is checked against (0.996 must not pass "at least 1.0"). */
+  readonly ratioExact: number | null;
   /** How many rounds each median is over. */
   readonly runs: Readonly<Record<SystemName, number>>;
 }
@@ -49,6 +51,7 @@ export function summarize(rows: readonly Row[]): SummaryLine[] {
         fulcrum: f === null ? null : round(f),
         etcd: e === null ? null : round(e),
         ratio: f !== null && e !== null && e !== 0 ? Math.round((f / e) * 100) / 100 : null,
+        ratioExact: f !== null && e !== null && e !== 0 ? f / e : null,
         runs: { fulcrum: of('fulcrum').length, etcd: of('etcd').length },
       });
     }
@@ -100,8 +103,11 @@ export interface TargetCheck {
 export function targetChecks(lines: readonly SummaryLine[]): TargetCheck[] {
   const find = (row: string, metric: string): SummaryLine | undefined => lines.find((l) => l.row === row && l.metric === metric);
   const ratioCheck = (target: string, row: string, metric: string, ok: (r: number) => boolean): TargetCheck => {
-    const r = find(row, metric)?.ratio ?? null;
-    return { target, value: r, met: r === null ? null : ok(r) };
+    const line = find(row, metric);
+    // Reports written before ratioExact existed have the medians (rounded to the unit above 100) to work it out from.
+    const exact = line === undefined ? null : (line.ratioExact ?? (line.fulcrum !== null && line.etcd !== null && line.etcd !== 0 ? line.fulcrum / line.etcd : null));
+    // Three decimals, so a figure just short of its target does not print as the target itself.
+    return { target, value: exact === null ? null : Math.round(exact * 1000) / 1000, met: exact === null ? null : ok(exact) };
   };
   const lost = find('failover', 'lostWrites')?.fulcrum ?? null;
   return [
