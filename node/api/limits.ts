@@ -9,7 +9,8 @@
 //   min-ping-interval enforcement on the server side). Connections are bounded by the operating system (ulimit
 //   -n) or a proxy in front; ping floods are bounded by nghttp2, which ends a session whose unanswered PING
 //   acknowledgements pile up (ENHANCE_YOUR_CALM).
-// - Calls in flight are bounded per member by the interceptor below, so that a flood of connections each
+// - Calls in flight are bounded per member by CallBudget below (its interceptor for calls grpc-js serves, tryAcquire
+//   for those the fast path serves, fast-call.ts), so that a flood of connections each
 //   using all its streams cannot grow the member's memory without bound: a unary call holds its slot until
 //   its stream is closed (its response written out, or the client gone), so a client that never reads its
 //   responses holds at most unaryCallsPerMemberMax of them, each at most responseBytesMax.
