@@ -46,12 +46,55 @@ export interface FastCallDeps {
 }
 
 /** A message in a gRPC frame. */
-export function frame(message: Buffer): Buffer {
+function frame(message: Buffer): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.byteLength);
   out[0] = 0;
   out.writeUInt32BE(message.byteLength, 1);
   message.copy(out, FRAME_HEADER_BYTES);
   return out;
+}
+
+/** Why a frame or a message cannot go through: the status to end the call with. */
+export interface Refusal {
+  readonly code: grpc.status;
+  readonly details: string;
+}
+
+/**
+ * What is wrong with a request frame's head (its first five bytes), if anything: a length beyond the limit, or a
+ * compressed flag (this path only takes calls without grpc-encoding; the answers are grpc-go's, an etcd member's).
+ */
+export function frameHeadRefusal(head: Buffer, limits: FastLimits): Refusal | undefined {
+  const length = head.readUInt32BE(1);
+  if (length > limits.receiveMessageBytesMax) {
+    return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs ${limits.receiveMessageBytesMax})` };
+  }
+  const flag = head[0];
+  if (flag === 0) return undefined;
+  return { code: grpc.status.INTERNAL, details: flag === 1 ? 'grpc: compressed flag set with identity or empty encoding' : `grpc: received unexpected payload format ${flag}` };
+}
+
+/** A request message decoded, or grpc-js's refusal of one that does not decode. */
+export function decodeRequest(method: FastMethod, message: Buffer): { request: unknown } | Refusal {
+  try {
+    return { request: method.deserialize(message) };
+  } catch {
+    return { code: grpc.status.INTERNAL, details: 'Error deserializing request' };
+  }
+}
+
+/** A response encoded and framed, or grpc-js's refusal of one that does not encode or is beyond the limit. */
+export function encodeResponse(method: FastMethod, value: unknown, limits: FastLimits): Buffer | Refusal {
+  let bytes: Buffer;
+  try {
+    bytes = method.serialize(value);
+  } catch {
+    return { code: grpc.status.INTERNAL, details: 'Error serializing response' };
+  }
+  if (bytes.byteLength > limits.sendMessageBytesMax) {
+    return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.byteLength} vs. ${limits.sendMessageBytesMax})` };
+  }
+  return frame(bytes);
 }
 
 /** The details of a handler's error as grpc-js reads them (serverErrorToStatus). */

@@ -12,7 +12,7 @@
 // false (watch.ts, lease.ts), so what this call buffers stays near that bound. pause() stops reading requests:
 // HTTP/2 flow control then holds a client that keeps sending without reading its answers.
 import * as grpc from '@grpc/grpc-js';
-import { FastCallBase, FRAME_HEADER_BYTES, frame, RESPONSE_HEADERS, statusOf } from './fast-call.js';
+import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, RESPONSE_HEADERS, statusOf } from './fast-call.js';
 
 /** Bytes a stream may hold unwritten (ours plus HTTP/2's) before write() asks its handler to wait for 'drain'. */
 export const WRITE_BUFFER_BYTES_MAX = 256 * 1024;
@@ -38,7 +38,10 @@ export class FastStreamCall extends FastCallBase {
 
   start(): void {
     // A handler (or our own refusal) emitting 'error' ends the call with that status, as in grpc-js.
-    this.on('error', (err: grpc.ServerErrorResponse) => this.endWithStatus(statusOf(err)));
+    this.on('error', (err: grpc.ServerErrorResponse) => {
+      const s = statusOf(err);
+      this.sendStatus(s.code, s.details, s.metadata);
+    });
     if (!this.admit()) return;
     const stream = this.stream;
     stream.on('data', this.onData);
@@ -55,30 +58,24 @@ export class FastStreamCall extends FastCallBase {
     this.partialBytes += chunk.byteLength;
     while (this.partialBytes >= FRAME_HEADER_BYTES) {
       const head = this.partial[0]!.byteLength >= FRAME_HEADER_BYTES ? this.partial[0]! : Buffer.concat(this.partial, this.partialBytes);
-      const flag = head[0];
+      const refusal = frameHeadRefusal(head, this.deps.limits);
+      if (refusal !== undefined) {
+        this.refuse(refusal.code, refusal.details);
+        return;
+      }
       const length = head.readUInt32BE(1);
-      if (length > this.deps.limits.receiveMessageBytesMax) {
-        this.refuse(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${this.deps.limits.receiveMessageBytesMax})`);
-        return;
-      }
-      if (flag !== 0) {
-        this.refuse(grpc.status.INTERNAL, flag === 1 ? 'grpc: compressed flag set with identity or empty encoding' : `grpc: received unexpected payload format ${flag}`);
-        return;
-      }
       if (this.partialBytes < FRAME_HEADER_BYTES + length) return;
       const all = this.partial.length === 1 ? this.partial[0]! : Buffer.concat(this.partial, this.partialBytes);
       const message = all.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
       const rest = all.subarray(FRAME_HEADER_BYTES + length);
       this.partial = rest.byteLength > 0 ? [rest] : [];
       this.partialBytes = rest.byteLength;
-      let request: unknown;
-      try {
-        request = this.method.deserialize(message);
-      } catch {
-        this.refuse(grpc.status.INTERNAL, 'Error deserializing request');
+      const decoded = decodeRequest(this.method, message);
+      if ('code' in decoded) {
+        this.refuse(decoded.code, decoded.details);
         return;
       }
-      this.deliver(request);
+      this.deliver(decoded.request);
       if (this.answered) return; // the handler ended the call on this request: the rest is dropped
     }
   };
@@ -125,16 +122,9 @@ export class FastStreamCall extends FastCallBase {
   /** Queue one response; false when the handler should wait for 'drain' before the next. */
   write(message: unknown): boolean {
     if (this.answered || this.ending) return false;
-    let framed: Buffer;
-    try {
-      const bytes = this.method.serialize(message);
-      if (bytes.byteLength > this.deps.limits.sendMessageBytesMax) {
-        this.endWithStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.byteLength} vs. ${this.deps.limits.sendMessageBytesMax})`, metadata: undefined });
-        return false;
-      }
-      framed = frame(bytes);
-    } catch {
-      this.endWithStatus({ code: grpc.status.INTERNAL, details: 'Error serializing response', metadata: undefined });
+    const framed = encodeResponse(this.method, message, this.deps.limits);
+    if ('code' in framed) {
+      this.sendStatus(framed.code, framed.details);
       return false;
     }
     this.outbox.push(framed);
@@ -188,10 +178,6 @@ export class FastStreamCall extends FastCallBase {
     this.stream.respond({ ...RESPONSE_HEADERS }, { waitForTrailers: true });
   }
 
-  private endWithStatus(s: { code: grpc.status; details: string; metadata: grpc.Metadata | undefined }): void {
-    this.sendStatus(s.code, s.details, s.metadata);
-  }
-
   /** End with a status: trailers after what was written, or a trailers-only answer when nothing was. */
   protected override sendStatus(code: grpc.status, details: string, metadata?: grpc.Metadata | null): void {
     if (this.answered) return;
@@ -214,7 +200,7 @@ export class FastStreamCall extends FastCallBase {
   private refuse(code: grpc.status, details: string): void {
     this.partial = [];
     this.partialBytes = 0;
-    this.endWithStatus({ code, details, metadata: undefined });
+    this.sendStatus(code, details);
     this.notifyCancelled();
     this.stream.resume();
   }

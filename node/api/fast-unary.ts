@@ -1,7 +1,7 @@
 // One unary call on the fast path (fast-path.ts): read the one length-prefixed request, run the handler, answer
 // once (or not at all if the client has gone).
 import * as grpc from '@grpc/grpc-js';
-import { FastCallBase, FRAME_HEADER_BYTES, frame, RESPONSE_HEADERS, statusOf } from './fast-call.js';
+import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, RESPONSE_HEADERS, statusOf } from './fast-call.js';
 
 export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<unknown, unknown> {
   request: unknown = undefined;
@@ -21,23 +21,17 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
     this.receivedBytes += chunk.byteLength;
     this.chunks.push(chunk);
     if (this.receivedBytes < FRAME_HEADER_BYTES) return;
-    const declared = this.declaredLength();
-    const max = this.deps.limits.receiveMessageBytesMax;
-    if (declared > max) {
+    const first = this.chunks[0]!;
+    const head = first.byteLength >= FRAME_HEADER_BYTES ? first : Buffer.concat(this.chunks, this.receivedBytes);
+    const refusal = frameHeadRefusal(head, this.deps.limits);
+    if (refusal !== undefined) {
       this.chunks = [];
-      this.sendStatus(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs ${max})`);
-    } else if (this.receivedBytes > FRAME_HEADER_BYTES + declared) {
+      this.sendStatus(refusal.code, refusal.details);
+    } else if (this.receivedBytes > FRAME_HEADER_BYTES + head.readUInt32BE(1)) {
       this.chunks = [];
       this.sendStatus(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.method.path}`);
     }
   };
-
-  /** The length prefix of the request's frame (the first five bytes have arrived). */
-  private declaredLength(): number {
-    const first = this.chunks[0]!;
-    const head = first.byteLength >= FRAME_HEADER_BYTES ? first : Buffer.concat(this.chunks, this.receivedBytes);
-    return head.readUInt32BE(1);
-  }
 
   private readonly onEnd = (): void => {
     if (this.answered) return;
@@ -47,18 +41,13 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
       this.sendStatus(grpc.status.UNIMPLEMENTED, `Received no request message for unary method ${this.method.path}`);
       return;
     }
-    const flag = body[0];
-    if (flag !== 0) {
-      // grpc-go's answers, which is what an etcd member gives: this path only takes calls without grpc-encoding.
-      this.sendStatus(grpc.status.INTERNAL, flag === 1 ? 'grpc: compressed flag set with identity or empty encoding' : `grpc: received unexpected payload format ${flag}`);
+    // The head was checked as it arrived (onData).
+    const decoded = decodeRequest(this.method, body.subarray(FRAME_HEADER_BYTES));
+    if ('code' in decoded) {
+      this.sendStatus(decoded.code, decoded.details);
       return;
     }
-    try {
-      this.request = this.method.deserialize(body.subarray(FRAME_HEADER_BYTES));
-    } catch {
-      this.sendStatus(grpc.status.INTERNAL, 'Error deserializing request');
-      return;
-    }
+    this.request = decoded.request;
     try {
       (this.method.handler as grpc.handleUnaryCall<unknown, unknown>)(this, this.respond);
     } catch {
@@ -74,27 +63,20 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
       this.sendStatus(s.code, s.details, trailer ?? s.metadata);
       return;
     }
-    let message: Buffer;
-    try {
-      message = this.method.serialize(value);
-    } catch {
-      this.sendStatus(grpc.status.INTERNAL, 'Error serializing response');
+    const framed = encodeResponse(this.method, value, this.deps.limits);
+    if ('code' in framed) {
+      this.sendStatus(framed.code, framed.details);
       return;
     }
-    const max = this.deps.limits.sendMessageBytesMax;
-    if (message.byteLength > max) {
-      this.sendStatus(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.byteLength} vs. ${max})`);
-      return;
-    }
-    this.sendMessage(message, trailer);
+    this.sendMessage(framed, trailer);
   };
 
-  private sendMessage(message: Buffer, trailer: grpc.Metadata | undefined): void {
+  private sendMessage(framed: Buffer, trailer: grpc.Metadata | undefined): void {
     if (!this.beginAnswer()) return;
     const stream = this.stream;
     stream.respond({ ...this.responseMetadata?.toHttp2Headers(), ...RESPONSE_HEADERS }, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers({ ...trailer?.toHttp2Headers(), 'grpc-status': '0', 'grpc-message': 'OK' }));
-    stream.end(frame(message));
+    stream.end(framed);
   }
 
   sendMetadata(responseMetadata: grpc.Metadata): void {
