@@ -47,7 +47,7 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
   const line = new Line(member);
   const header = (revision?: number): ReturnType<typeof responseHeader> => responseHeader(member, revision);
   return {
-    Campaign: unary(ctx, async (req, call) => {
+    Campaign: unary(ctx, 'Campaign', async (req, call) => {
       const prefix = concat(req.name, SLASH);
       const auth = authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
       const signal = cancelSignal(call);
@@ -67,7 +67,7 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
       }
     }),
 
-    Proclaim: unary(ctx, async (req, call) => {
+    Proclaim: unary(ctx, 'Proclaim', async (req, call) => {
       if (req.leader === null) throw recipeError.missingLeaderKey();
       const auth = authorizeKeys(ctx, call, { key: req.leader.key }, { read: true, write: true });
       const r = await proclaim(member, req.leader.key, Number(req.leader.rev), parseLeaseId(req.leader.lease, { zeroAllowed: true }), req.value, auth);
@@ -75,7 +75,7 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
       return { header: header(r.revision) };
     }),
 
-    Leader: unary(ctx, async (req, call) => {
+    Leader: unary(ctx, 'Leader', async (req, call) => {
       const prefix = concat(req.name, SLASH);
       authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: false });
       await member.linearizableBarrier();
@@ -95,7 +95,7 @@ export function createElectionService(ctx: ApiContext, leases: LeaseManager): Ha
       new Observer(call, member, prefix).start();
     },
 
-    Resign: unary(ctx, async (req, call) => {
+    Resign: unary(ctx, 'Resign', async (req, call) => {
       if (req.leader === null) throw recipeError.missingLeaderKey();
       const auth = authorizeKeys(ctx, call, { key: req.leader.key }, { read: true, write: true });
       const r = await line.leave(req.leader.key, Number(req.leader.rev), auth);

@@ -16,8 +16,8 @@ import type { LeaseManager } from '../lease/manager.js';
 import { intervalOf, type CommandAuth } from '../../storage/auth/index.js';
 import { authGate, authorize, authorizeOp } from './authz.js';
 import type { ApiContext } from './context.js';
-import { apiError, endStreamWithError, isCodedError, toServiceError } from './errors.js';
-import { beforeCall } from './kv.js';
+import { apiError, endStreamWithError, isCodedError } from './errors.js';
+import { unary as unaryCall } from './kv.js';
 import { responseHeader } from './header.js';
 import { untilWritable } from './limits.js';
 
@@ -28,7 +28,7 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
   const member = ctx.member;
   const header = (revision?: number): ReturnType<typeof responseHeader> => responseHeader(member, revision);
   return {
-    LeaseGrant: unary(ctx, async (req, call) => {
+    LeaseGrant: unary(ctx, 'LeaseGrant', async (req, call) => {
       const auth = authorize(ctx, call, 'user');
       const ttl = parseInt64(req.TTL, 'TTL');
       if (ttl > BigInt(LEASE_TTL_MAX_SECONDS)) throw apiError('LEASE_TTL_TOO_LARGE');
@@ -42,7 +42,7 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
       return { header: header(r.revision), ID: info.id, TTL: info.ttlSeconds, error: '' };
     }),
 
-    LeaseRevoke: unary(ctx, async (req, call) => {
+    LeaseRevoke: unary(ctx, 'LeaseRevoke', async (req, call) => {
       const id = parseLeaseId(req.ID, { zeroAllowed: false });
       const r = await leases.revoke(id, authorizeOp(ctx, call, { leaseRevoke: { id } })); // write on every attached key
       throwIfFailed(r);
@@ -51,7 +51,7 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
 
     LeaseKeepAlive: (call) => keepAliveStream(call, leases, header, () => authorize(ctx, call, 'user')),
 
-    LeaseTimeToLive: unary(ctx, async (req, call) => {
+    LeaseTimeToLive: unary(ctx, 'LeaseTimeToLive', async (req, call) => {
       const id = parseLeaseId(req.ID, { zeroAllowed: true });
       const who = authorize(ctx, call, 'user');
       const ttl = id === 0n ? undefined : await leases.timeToLive(id, req.keys, { forwarded: isForwarded(call.metadata), ...callToken(call) });
@@ -60,7 +60,7 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
       return { header: header(), ID: id, TTL: ttl.ttlSeconds, grantedTTL: ttl.grantedTtlSeconds, keys: ttl.keys };
     }),
 
-    LeaseLeases: unary(ctx, async (_req, call) => {
+    LeaseLeases: unary(ctx, 'LeaseLeases', async (_req, call) => {
       authorize(ctx, call, 'user');
       const list = await leases.list();
       return { header: header(), leases: list.map((l) => ({ ID: l.id })) };
@@ -70,19 +70,9 @@ export function createLeaseService(ctx: ApiContext, leases: LeaseManager): Handl
 
 type Unary<Q, R> = grpc.handleUnaryCall<Q, R>;
 
-/** A unary handler from an async function, after the checks every call gets (beforeCall); every error goes through the one mapping. */
-export function unary<Q, R>(ctx: ApiContext, fn: (req: Q, call: grpc.ServerUnaryCall<Q, R>) => Promise<R>): Unary<Q, R> {
-  return (call, callback) => {
-    const run = async (): Promise<R> => {
-      const wait = beforeCall(ctx, call);
-      if (wait !== undefined) await wait;
-      return fn(call.request, call);
-    };
-    run().then(
-      (res) => callback(null, res),
-      (e: unknown) => callback(toServiceError(e)),
-    );
-  };
+/** kv.ts's unary wrapper (the checks every call gets, the one error mapping) for a handler of (request, call). */
+export function unary<Q, R>(ctx: ApiContext, method: string, fn: (req: Q, call: grpc.ServerUnaryCall<Q, R>) => Promise<R>): Unary<Q, R> {
+  return unaryCall(ctx, method, (call) => fn(call.request, call));
 }
 
 function keepAliveStream(

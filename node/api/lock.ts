@@ -24,7 +24,7 @@ export function createLockService(ctx: ApiContext, leases: LeaseManager): Handle
   const member = ctx.member;
   const line = new Line(member);
   return {
-    Lock: unary(ctx, async (req, call) => {
+    Lock: unary(ctx, 'Lock', async (req, call) => {
       const prefix = concat(req.name, SLASH);
       const auth = authorizeKeys(ctx, call, { key: prefix, rangeEnd: prefixEnd(prefix) }, { read: true, write: true });
       const signal = cancelSignal(call);
@@ -40,7 +40,7 @@ export function createLockService(ctx: ApiContext, leases: LeaseManager): Handle
       }
     }),
 
-    Unlock: unary(ctx, async (req, call) => {
+    Unlock: unary(ctx, 'Unlock', async (req, call) => {
       const auth = authorizeOp(ctx, call, { deleteRange: { key: req.key } });
       const r = await leases.proposeWithDeadline({ deleteRange: { key: req.key } }, auth);
       const failure = commandFailure(r);
