@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
 import { EntryType, message, MessageType, Role, type Entry, type Message, type Snapshot } from '../raft/types.js';
 import { MemoryLogStore } from './memory-log-store.js';
-import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, wrapProposal, type Applier, type Command, type Ticker } from './raft-loop.js';
+import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, CommitNotices, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, wrapProposal, type Applier, type Command, type Ticker } from './raft-loop.js';
 
 /** A ticker the test drives by hand: time is explicit, nothing depends on wall-clock speed. */
 class ManualTicker implements Ticker {
@@ -250,5 +250,72 @@ describe('coalesceAppends', () => {
     const appends = delivered.filter((m) => m.type === MessageType.App && m.entries.length > 0);
     expect(appends.reduce((n, m) => n + m.entries.length, 0)).toBeGreaterThanOrEqual(200);
     expect(appends.length).toBeLessThan(20); // uncoalesced: one per proposal per follower, 200
+  });
+});
+
+describe('CommitNotices', () => {
+  const entry = (index: number): Entry => ({ type: EntryType.Normal, index, term: 2, data: new Uint8Array(8) });
+  const notice = (to: number, commit: number): Message => message({ type: MessageType.App, from: 1, to, term: 2, index: commit, logTerm: 2, commit });
+  const append = (to: number, index: number, commit: number): Message =>
+    message({ type: MessageType.App, from: 1, to, term: 2, index: index - 1, logTerm: 2, commit, entries: [entry(index)] });
+  const heartbeat = (to: number): Message => message({ type: MessageType.Heartbeat, from: 1, to, term: 2 });
+  const summary = (ms: readonly Message[]): string => ms.map((m) => `${MessageType[m.type]}>${m.to}:${m.entries.length}c${m.commit}`).join(' ');
+
+  function notices(holdMs: number): { n: CommitNotices; sent: string[] } {
+    const sent: string[] = [];
+    return { n: new CommitNotices(holdMs, (msgs) => sent.push(summary(msgs))), sent };
+  }
+
+  afterEach(() => vi.useRealTimers());
+
+  it('holds a commit notice back for holdMs and sends everything else at once', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { n, sent } = notices(2);
+    n.send([notice(2, 7), heartbeat(2), append(3, 8, 7), notice(2, 8)]);
+    expect(sent).toEqual(['Heartbeat>2:0c0 App>3:1c7']);
+    vi.advanceTimersByTime(1);
+    expect(sent).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    // only the newest notice to follower 2: it carries the newer commit index
+    expect(sent).toEqual(['Heartbeat>2:0c0 App>3:1c7', 'App>2:0c8']);
+  });
+
+  it('drops a held notice when an append with entries (or a snapshot) reaches that follower first', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { n, sent } = notices(2);
+    n.send([notice(2, 7), notice(3, 7)]);
+    n.send([append(2, 8, 7)]);
+    n.send([message({ type: MessageType.Snap, from: 1, to: 3, term: 2 })]);
+    vi.advanceTimersByTime(10);
+    expect(sent).toEqual(['App>2:1c7', 'Snap>3:0c0']);
+  });
+
+  it('sends notices at once when holdMs is 0, and sends nothing held after stop()', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const off = notices(0);
+    off.n.send([notice(2, 7)]);
+    expect(off.sent).toEqual(['App>2:0c7']);
+    const on = notices(2);
+    on.n.send([notice(2, 7)]);
+    on.n.stop();
+    vi.advanceTimersByTime(10);
+    expect(on.sent).toEqual([]);
+  });
+
+  it('in a running cluster, followers learn the last commit from the held notice once writes stop', async () => {
+    const delivered: Message[] = [];
+    const { members, ticker } = cluster(3, delivered);
+    const lead = await electLeader(members, ticker);
+    const loop = members.get(lead)!.loop;
+    for (let i = 0; i < 5; i++) await loop.propose(enc(`k${i}=v${i}`));
+    // no tick fires, so no heartbeat can carry the commit index: only the held notice does
+    await vi.waitFor(() => {
+      for (const m of members.values()) expect(m.applier.data.get('k4')).toBe('v4');
+    });
+    const notices = delivered.filter((m) => m.type === MessageType.App && m.entries.length === 0);
+    const withEntries = delivered.filter((m) => m.type === MessageType.App && m.entries.length > 0);
+    // one entry per write per follower; a notice per write would double the appends
+    expect(withEntries.length).toBeGreaterThanOrEqual(10);
+    expect(notices.length).toBeLessThan(withEntries.length);
   });
 });

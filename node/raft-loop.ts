@@ -89,6 +89,8 @@ export interface RaftLoopOptions {
   readonly onFatal?: (err: unknown) => void;
   /** How long persisting one Ready took, and whether it was synced (the WAL fsync histogram). */
   readonly onPersist?: (ms: number, synced: boolean) => void;
+  /** How long a leader holds a commit notice (an append without entries) back; 0 sends it at once (CommitNotices). */
+  readonly commitNoticeHoldMs: number;
 }
 
 export const RAFT_LOOP_DEFAULTS = {
@@ -97,6 +99,7 @@ export const RAFT_LOOP_DEFAULTS = {
   maxPendingReads: 10_000,
   readRetryTicks: 10,
   proposalTimeoutTicks: 100,
+  commitNoticeHoldMs: 2,
 } as const;
 
 /** A typed failure a caller can act on: the proposal or read did not happen here and may be retried. */
@@ -178,6 +181,7 @@ export class RaftLoop {
   private idle: Array<() => void> = [];
   /** Proposals applied in the Ready being handled, with their results: answered at the end of the Ready. */
   private answers: Array<[ProposalWaiter, unknown]> = [];
+  private readonly notices: CommitNotices;
 
   constructor(
     readonly node: RawNode,
@@ -188,6 +192,7 @@ export class RaftLoop {
   ) {
     this.appliedIndex = node.status().applied;
     this.reportedApplied = this.appliedIndex;
+    this.notices = new CommitNotices(options.commitNoticeHoldMs, (msgs) => this.peers.send(msgs));
   }
 
   start(): void {
@@ -199,6 +204,7 @@ export class RaftLoop {
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopTicker?.();
+    this.notices.stop();
     await this.whenIdle();
     this.failAll(new LoopError('STOPPED', 'fulcrum: member is stopping'));
   }
@@ -355,7 +361,7 @@ export class RaftLoop {
     if (rd.softState !== undefined) this.options.onSoftState?.(rd.softState);
     trace(() => `ready entries=${rd.entries.length} committed=${rd.committedEntries.length} messages=${rd.messages.map((m) => MessageType[m.type]).join(',')}`);
     const [early, late] = splitMessages(coalesceAppends(rd.messages));
-    if (early.length > 0) this.peers.send(early);
+    this.notices.send(early);
     f?.('before-persist');
     const persisted = this.persist(rd);
     if (persisted.overlapsApply) {
@@ -490,6 +496,7 @@ export class RaftLoop {
     this.fatal = e;
     this.stopped = true;
     this.stopTicker?.();
+    this.notices.stop();
     this.failAll(new LoopError('STOPPED', `fulcrum: member stopped after a fatal error: ${String(e)}`));
     this.options.onFatal?.(e);
   }
@@ -520,6 +527,60 @@ function splitMessages(msgs: readonly Message[]): [Message[], Message[]] {
     else late.push(m);
   }
   return [early, late];
+}
+
+/**
+ * Commit notices held back for a moment. Once a write commits, the leader sends each follower an append without
+ * entries that carries the new commit index; at one request in flight that was a second wake-up of every follower
+ * per write (the entry, then its commit) and a second acknowledgement for the leader to take in. Held for up to
+ * holdMs, a notice is dropped when another append to the same follower goes out first: every append carries the
+ * leader's commit index, so the follower learns it from that one (the next write's entry, under load). Delaying or
+ * dropping a message is always safe in Raft, whose network may do both. What it costs: when writes stop, a
+ * follower applies the last of them up to holdMs later, and its serializable reads and watchers see it that much
+ * later. Linearizable reads on a follower do not wait for it: their ReadIndex round's heartbeats carry the commit.
+ */
+export class CommitNotices {
+  /** Per follower, the newest notice not yet sent (a later one carries a commit index at least as new). */
+  private readonly held = new Map<number, Message>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly holdMs: number,
+    private readonly deliver: (msgs: Message[]) => void,
+  ) {}
+
+  /** Send `msgs` now, except the commit notices among them, which wait (see the class comment). */
+  send(msgs: readonly Message[]): void {
+    const now: Message[] = [];
+    for (const m of msgs) {
+      if (this.holdMs > 0 && isCommitNotice(m)) {
+        this.held.set(m.to, m);
+        continue;
+      }
+      if (m.type === MessageType.App || m.type === MessageType.Snap) this.held.delete(m.to);
+      now.push(m);
+    }
+    if (now.length > 0) this.deliver(now);
+    if (this.held.size > 0 && this.timer === undefined) this.timer = setTimeout(this.flush, this.holdMs);
+  }
+
+  /** Drop what is held: a stopping member's notices do not matter (the next leader sends its own). */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.held.clear();
+  }
+
+  private readonly flush = (): void => {
+    this.timer = undefined;
+    const msgs = [...this.held.values()];
+    this.held.clear();
+    if (msgs.length > 0) this.deliver(msgs);
+  };
+}
+
+function isCommitNotice(m: Message): boolean {
+  return m.type === MessageType.App && m.entries.length === 0 && m.snapshot === undefined;
 }
 
 /** Entries bytes one coalesced append may carry (Raft's own maxSizePerMsg default). */
