@@ -70,6 +70,12 @@ export class RowCache {
     this.bytes = 0;
   }
 
+  /** Forget this row (the store calls it for a revision that stopped being its key's current one). */
+  delete(id: RowId): void {
+    const e = this.rows.get(id);
+    if (e !== undefined) this.remove(e);
+  }
+
   private remove(e: Entry): void {
     this.rows.delete(e.id);
     this.unlink(e);

@@ -135,6 +135,31 @@ describe('row cache', () => {
     expect(reads() - before).toBe(0);
   });
 
+  it('holds current rows only: an overwritten or deleted revision leaves the cache, and is still read from the backend', async () => {
+    const { backend, reads } = countingBackend();
+    const h = await Harness.open({}, backend);
+    for (let i = 0; i < 50; i++) await h.put('a', `v${i}`);
+    await h.put('b', '1');
+    await h.write((st, batch) => st.deleteRange({ key: b('b') }, batch));
+    // 'a' at its current revision, and the tombstone of 'b' (a delete's row is current until the key is written again)
+    expect(h.store.rowCache.size).toBe(2);
+    const before = reads();
+    expect((await h.store.range({ key: b('a'), revision: 10 })).kvs.map((kv) => s(kv.value))).toEqual(['v8']);
+    expect(reads() - before).toBe(1);
+  });
+
+  it('leaves out of the cache a row overwritten before its batch was committed', async () => {
+    const h = await Harness.open();
+    const batch = h.backend.batch();
+    const first = await h.store.put({ key: b('a'), value: b('1') }, batch);
+    const second = await h.store.put({ key: b('a'), value: b('2'), prevKv: true }, batch);
+    expect(s(second.response.prevKv!.value)).toBe('1');
+    await batch.write({ sync: false });
+    h.store.committed(second.revision);
+    expect(h.store.rowCache.size).toBe(1);
+    expect((await h.store.range({ key: b('a'), revision: first.revision })).kvs.map((kv) => s(kv.value))).toEqual(['1']);
+  });
+
   it('without the cache the same overwrite reads the previous row from the backend (control)', async () => {
     const { backend, reads } = countingBackend();
     const h = await Harness.open({ rowCacheBytes: 0 }, backend);
