@@ -2,12 +2,14 @@
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
 //   npm run bench:profile -- [--op put|get|sget] [--in-flight 100] [--duration 5] [--cpu-prof DIR] [--trace FILE]
-//                            [--system etcd]
+//                            [--system etcd] [--base-port 13940]
 //
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
 // covering only the measured part (flame graphs in Chrome DevTools or speedscope). --trace runs the members with
 // FULCRUM_TRACE=1 and writes their merged timeline (see node/trace.ts), one line per event, oldest first.
+// Two runs at once on different --base-port values (say two builds, or a setting on and off) share the machine's
+// noise, which on a shared 2-core machine moves figures from one minute to the next by more than most changes do.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +22,7 @@ import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
 import { etcdCluster, etcdVersion, processCpuMs } from './lib/systems.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
-/** Loopback ports of the three members (inside the benchmark's 12400-13999 range). */
+/** Loopback ports of the three members (inside the benchmark's 12400-13999 range): six from --base-port. */
 const BASE_PORT = 13_940;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
@@ -39,6 +41,7 @@ const program = new Command('npm run bench:profile --')
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
   .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
+  .option('--base-port <p>', 'first of the six loopback ports (two runs at once need different ones)', positive, BASE_PORT)
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
 interface Options {
@@ -48,6 +51,7 @@ interface Options {
   valueBytes: number;
   cpuProf?: string;
   trace?: string;
+  basePort: number;
   system: 'fulcrum' | 'etcd';
 }
 
@@ -68,8 +72,8 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
   const cluster = new ProcessCluster({
     members: [0, 1, 2].map((i) => ({
       name: `p${i + 1}`,
-      clientPort: BASE_PORT + 2 * i,
-      peerPort: BASE_PORT + 2 * i + 1,
+      clientPort: o.basePort + 2 * i,
+      peerPort: o.basePort + 2 * i + 1,
       dataDir: join(dir, `p${i + 1}`),
       env: {
         ...process.env,
@@ -94,11 +98,11 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
 }
 
 /** etcd with the timing and snapshot settings Fulcrum's members run with by default. */
-function etcdMembers(dir: string): Measured {
+function etcdMembers(dir: string, basePort: number): Measured {
   const version = etcdVersion();
   if (version === undefined) throw new Error('no `etcd` binary on the PATH: apt-get install etcd-server');
   const d = SERVER_CONFIG_DEFAULTS;
-  const cluster = etcdCluster(dir, BASE_PORT, { heartbeatMs: d.heartbeatIntervalMs, electionMs: d.electionTimeoutMs, snapshotCount: d.snapshotCount }, version);
+  const cluster = etcdCluster(dir, basePort, { heartbeatMs: d.heartbeatIntervalMs, electionMs: d.electionTimeoutMs, snapshotCount: d.snapshotCount }, version);
   cluster.start();
   return {
     endpoints: cluster.endpoints,
@@ -111,7 +115,7 @@ async function main(o: Options): Promise<void> {
   if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined)) throw new InvalidArgumentError('--cpu-prof and --trace are for Fulcrum only');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
   const traces: Array<[bigint, string]> = [];
-  const cluster = o.system === 'etcd' ? etcdMembers(dir) : fulcrumMembers(o, dir, traces);
+  const cluster = o.system === 'etcd' ? etcdMembers(dir, o.basePort) : fulcrumMembers(o, dir, traces);
   try {
     const leader = await findLeader(cluster.endpoints, 30_000);
     const client = new EtcdTestClient(leader.endpoint, 5_000);
