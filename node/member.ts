@@ -423,7 +423,8 @@ export class Member {
    */
   async propose(op: Op, opts: Pick<StoredCommand, 'clientId' | 'seq' | 'auth'> = {}, how: { leaderOnly?: boolean } = {}): Promise<CommandResult> {
     if (this.closed) throw new MemberError('STOPPED', 'fulcrum: member is stopping');
-    await reserveClock(this.clock, this.backend);
+    // Nearly every proposal needs no new reservation: skip the call and its await then.
+    if (this.clock.needsReservation()) await reserveClock(this.clock, this.backend);
     const payload = encodeCommand({ hlc: this.clock.now(), op, ...opts });
     if (payload.byteLength > this.options.maxRequestBytes) throw new MemberError('REQUEST_TOO_LARGE', 'etcdserver: request is too large');
     const result = (await this.loop.propose(payload, how)) as CommandResult | null;

@@ -114,10 +114,13 @@ describe('HybridClock', () => {
     const physical = manualClock(1_000_000);
     const backend = new MemoryBackend();
     const clock = await openReserved(backend, physical, 1000);
+    expect(clock.needsReservation()).toBe(false); // 1,000,000 is within half a window of the bound 1,001,000
     physical.set(1_002_000);
+    expect(clock.needsReservation()).toBe(true);
     const batch = backend.batch();
     const bound = clock.reserve(batch);
     expect(bound).toBe(1_003_000);
+    expect(clock.needsReservation()).toBe(false); // pending counts: one reservation in flight at a time
     expect(hlcWallMs(clock.now())).toBe(1_001_000); // still clamped: the batch was not written
     await batch.write({ sync: true });
     clock.reservationPersisted(bound!);

@@ -109,13 +109,25 @@ export class HybridClock {
    * The caller writes the batch with `{ sync: true }` and then calls `reservationPersisted(bound)`.
    */
   reserve(batch: KvBatch): number | undefined {
-    const head = Math.max(this.physicalMs(), hlcWallMs(this.last));
-    const halfWindow = Math.floor(this.config.reservationWindowMs / 2);
-    if (head + halfWindow <= this.pendingBoundMs) return undefined;
+    const head = this.head();
+    if (!this.nearBound(head)) return undefined;
     const bound = Math.min(head + this.config.reservationWindowMs, HLC_WALL_MS_MAX);
     batch.put(HLC_RESERVATION_KEY, u64(bound));
     this.pendingBoundMs = bound;
     return bound;
+  }
+
+  /** Whether reserve() would write a new bound now (callers skip building a batch when it would not). */
+  needsReservation(): boolean {
+    return this.nearBound(this.head());
+  }
+
+  private head(): number {
+    return Math.max(this.physicalMs(), hlcWallMs(this.last));
+  }
+
+  private nearBound(head: number): boolean {
+    return head + Math.floor(this.config.reservationWindowMs / 2) > this.pendingBoundMs;
   }
 
   /** The batch holding `bound` is durable: values up to it may be issued. */
