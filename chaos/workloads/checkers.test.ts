@@ -77,6 +77,37 @@ describe('watch checker', () => {
     expect(verdicts(disagree)['watch-agreed']).toBe('invalid');
   });
 
+  it('across revisions no watcher saw, takes a prev_kv from the gap if it fits what is known, and flags one that does not', () => {
+    // Every watcher resumed past a compaction at 6: nobody saw revisions 3-5, where the client wrote a=2 at 4.
+    const before = batch([{ type: 'put', kv: kv('w/a', '1', 2), prev: undefined }]);
+    const after = (prev: KV | undefined): WatchBatch => batch([{ type: 'put', kv: kv('w/a', '3', 6), prev }]);
+    const gapWritten = [
+      { revision: 2, changes: [{ key: 'w/a', value: '1' }] },
+      { revision: 4, changes: [{ key: 'w/a', value: '2' }] },
+      { revision: 5, changes: [{ key: 'w/b', value: '1' }] },
+      { revision: 6, changes: [{ key: 'w/a', value: '3' }] },
+    ];
+    const run = (prev: KV | undefined, known = gapWritten): string => {
+      const streams = [
+        { start: 1, responses: [before], compactedAt: undefined },
+        { start: 6, responses: [after(prev)], compactedAt: undefined },
+      ];
+      return verdicts({ watchers: [watcher(streams, 6)], written: known, finalRevision: 6, caughtUp: true, maxCompaction: 6 })['watch-prevKv']!;
+    };
+    expect(run(kv('w/a', '2', 4))).toBe('valid'); // the acknowledged write in the gap
+    expect(run(kv('w/a', '1', 2))).toBe('invalid'); // skips the acknowledged write of a at 4
+    expect(run(kv('w/a', '9', 3))).toBe('invalid'); // also skips the write at 4
+    expect(run(kv('w/a', '9', 3), gapWritten.filter((w) => w.revision !== 4))).toBe('valid'); // nothing known after 2
+    expect(run(undefined)).toBe('valid'); // a delete may hide in the gap
+    expect(run(kv('w/a', 'X', 4))).toBe('invalid'); // 4 wrote a=2
+    expect(run(kv('w/a', '1', 5))).toBe('invalid'); // 5 wrote only b
+    expect(run(kv('w/a', '0', 1))).toBe('invalid'); // older than the version seen at 2
+    // Without the gap (a second watcher saw 3-5, none of them touching a) the previous version must be the one at 2.
+    const seen = watcher([{ start: 3, responses: [batch([{ type: 'put', kv: kv('w/b', '1', 5), prev: undefined }])], compactedAt: undefined }], 5);
+    const covered = verdicts({ watchers: [watcher([{ start: 1, responses: [before, after(kv('w/a', '2', 4))], compactedAt: undefined }], 6), seen], written: [], finalRevision: 6, caughtUp: true, maxCompaction: 0 });
+    expect(covered['watch-prevKv']).toBe('invalid');
+  });
+
   it('excuses a compacted gap, and flags a compaction cancel for a revision that was not compacted', () => {
     const [, r3, r4] = good();
     const canceled = batch([], { canceled: true, compactRevision: 3 });

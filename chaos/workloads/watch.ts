@@ -194,6 +194,17 @@ interface SeenEvent {
   readonly text: string;
 }
 
+/** Revision ranges joined where they overlap or touch: [[1, 5], [6, 9], [12, 14]] -> [[1, 9], [12, 14]]. */
+export function mergedSpans(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const [a, b] of [...ranges].sort((x, y) => x[0] - y[0])) {
+    const last = out[out.length - 1];
+    if (last !== undefined && a <= last[1] + 1) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
 export function checkWatch(st: WatchState): CheckOutcome[] {
   // etcd (and Fulcrum, like it) sends an event without prev_kv when the previous version was compacted away
   // (it reads revision - 1 and drops prev_kv on ErrCompacted): not a violation when a compaction could cover it.
@@ -276,17 +287,54 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
       if (e === undefined || (ch.value === undefined ? e.type !== 'delete' : e.type !== 'put' || e.value !== ch.value)) note('complete', { revision: rev, wrote: ch, saw: ev });
     }
   }
-  // prev_kv: the previous event on the same key, when the union holds it.
+  // prev_kv: the previous event on the same key. The union is that key's whole history between two of its events
+  // only where some watcher covered every revision in between; a gap that every watcher missed (each resumed past a
+  // compaction, say) may hold writes to the key that no one saw. Across such a gap the previous version must still
+  // lie between the two events, and match what is known at its revision (an event someone saw, or a write the
+  // client had acknowledged).
+  const spans = mergedSpans(st.watchers.flatMap((w) => (w as Watcher & { covered?: Array<[number, number]> }).covered ?? []));
+  const observedThrough = (from: number, to: number): boolean => spans.some(([a, b]) => from >= a && to <= b);
+  const knownAt = (rev: number, key: string): { type: string; value: string | undefined } | 'unknown' | 'not-written' => {
+    const seen = unionEvents.get(rev);
+    const w = written.get(rev);
+    const e = seen?.find((x) => x.key === key);
+    if (e !== undefined) return { type: e.type, value: e.value };
+    const ch = w?.changes.find((x) => x.key === key);
+    if (ch !== undefined) return { type: ch.value === undefined ? 'delete' : 'put', value: ch.value };
+    // A revision someone saw, or one of an acknowledged write, lists all of its changes: the key was not among them.
+    return seen !== undefined || w !== undefined ? 'not-written' : 'unknown';
+  };
+  /** Per key, the revisions known to have changed it (seen by a watcher, or an acknowledged write), ascending. */
+  const changedAt = new Map<string, number[]>();
+  for (const [rev, events] of unionEvents) for (const e of events) (changedAt.get(e.key) ?? changedAt.set(e.key, []).get(e.key)!).push(rev);
+  for (const [rev, w] of written) for (const ch of w.changes) (changedAt.get(ch.key) ?? changedAt.set(ch.key, []).get(ch.key)!).push(rev);
+  for (const revs of changedAt.values()) revs.sort((a, b) => a - b);
+  const changedBetween = (key: string, from: number, to: number): number | undefined => changedAt.get(key)?.find((r) => r > from && r < to);
   const lastOnKey = new Map<string, { rev: number; type: string; value: string }>();
   for (const rev of [...unionEvents.keys()].sort((a, b) => a - b)) {
     for (const e of unionEvents.get(rev)!) {
       const before = lastOnKey.get(e.key);
-      if (before !== undefined) {
-        const excused = e.prevRev === undefined && prevCompacted(rev);
-        if (before.type === 'put' && !excused && (e.prevRev !== before.rev || e.prevValue !== before.value)) note('prevKv', { revision: rev, key: e.key, prev: [e.prevRev, e.prevValue], expected: [before.rev, before.value] });
-        if (before.type === 'delete' && e.prevRev !== undefined) note('prevKv', { revision: rev, key: e.key, prev: [e.prevRev, e.prevValue], expected: 'none (deleted before)' });
-      }
       lastOnKey.set(e.key, { rev, type: e.type, value: e.value });
+      if (before === undefined || (e.prevRev === undefined && prevCompacted(rev))) continue;
+      const prev = [e.prevRev, e.prevValue];
+      if (observedThrough(before.rev, rev)) {
+        if (before.type === 'put' && (e.prevRev !== before.rev || e.prevValue !== before.value)) note('prevKv', { revision: rev, key: e.key, prev, expected: [before.rev, before.value] });
+        if (before.type === 'delete' && e.prevRev !== undefined) note('prevKv', { revision: rev, key: e.key, prev, expected: 'none (deleted before)' });
+        continue;
+      }
+      if (e.prevRev === undefined) continue; // the key may have been deleted in the gap
+      if (e.prevRev < before.rev || e.prevRev >= rev) {
+        note('prevKv', { revision: rev, key: e.key, prev, expected: `a version between ${before.rev} and ${rev}` });
+        continue;
+      }
+      const later = changedBetween(e.key, e.prevRev, rev);
+      if (later !== undefined) {
+        note('prevKv', { revision: rev, key: e.key, prev, expected: `the change of ${e.key} at ${later} or a later one` });
+        continue;
+      }
+      const at = knownAt(e.prevRev, e.key);
+      if (at === 'unknown') continue;
+      if (at === 'not-written' || at.type !== 'put' || at.value !== e.prevValue) note('prevKv', { revision: rev, key: e.key, prev, expected: at === 'not-written' ? `no write of ${e.key} at ${e.prevRev}` : [e.prevRev, at.value] });
     }
   }
   const outcomes: CheckOutcome[] = Object.entries(problems).map(([kind, list]) => ({
