@@ -108,6 +108,25 @@ describe('watch checker', () => {
     expect(covered['watch-prevKv']).toBe('invalid');
   });
 
+  it('excuses a delete at the compaction revision missing from a stream that starts there (etcd drops that tombstone), and nothing else', () => {
+    const [r2, r3, r4] = good();
+    const r5 = batch([{ type: 'put', kv: kv('w/b', '2', 5), prev: kv('w/b', '1', 3) }]);
+    const written5 = [...written, { revision: 5, changes: [{ key: 'w/b', value: '2' }] }];
+    const canceled = batch([], { canceled: true, compactRevision: 4 });
+    // Watcher 1 saw everything. Watcher 0's second stream covers 4..5 without the delete at 4.
+    const check = (first: Watcher['streams'][number], second: Watcher['streams'][number], maxCompaction: number): string =>
+      verdicts({ watchers: [watcher([first, second], 5), watcher([{ start: 1, responses: [...good(), r5], compactedAt: undefined }], 5)], written: written5, finalRevision: 5, caughtUp: true, maxCompaction })['watch-complete']!;
+    const toldCompacted = { start: 1, responses: [canceled], compactedAt: 4 };
+    // Told "compacted at 4", it resumed at 4, where the only change is a delete: etcd has dropped that tombstone.
+    expect(check(toldCompacted, { start: 4, responses: [r5], compactedAt: undefined }, 4)).toBe('valid');
+    // Nothing was compacted: the delete at 4 was there to read.
+    expect(check(toldCompacted, { start: 4, responses: [r5], compactedAt: undefined }, 0)).toBe('invalid');
+    // A stream that started before the delete (at 2) and went on past it must have it, compaction or not.
+    expect(check({ start: 1, responses: [r2!], compactedAt: undefined }, { start: 2, responses: [r3!, r5], compactedAt: undefined }, 4)).toBe('invalid');
+    // A put at the compaction revision is kept: a stream starting at 3 must see it.
+    expect(check({ start: 1, responses: [r2!], compactedAt: undefined }, { start: 3, responses: [r4!, r5], compactedAt: undefined }, 3)).toBe('invalid');
+  });
+
   it('excuses a compacted gap, and flags a compaction cancel for a revision that was not compacted', () => {
     const [, r3, r4] = good();
     const canceled = batch([], { canceled: true, compactRevision: 3 });

@@ -266,17 +266,30 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   });
   // Completeness: within each covered range, every revision anyone saw (or anyone wrote) must be there.
   const written = new Map(st.written.map((x) => [x.revision, x]));
+  // One exception, as in etcd: compacting at a revision whose only change is a delete drops that tombstone (the
+  // key's life is over and history before the compaction is gone), so a stream that starts at the compaction
+  // revision, as a watcher told "compacted" does, cannot see that delete. Only the first revision of a stream, only
+  // deletes, and only at or below a requested compaction.
+  const onlyDeletesAt = (rev: number): boolean => {
+    const seen = unionEvents.get(rev);
+    if (seen !== undefined) return seen.length > 0 && seen.every((e) => e.type === 'delete');
+    const w = written.get(rev);
+    return w !== undefined && w.changes.every((c) => c.value === undefined);
+  };
+  const compactedTombstone = (rev: number, streamFrom: number): boolean => rev === streamFrom && rev <= st.maxCompaction && onlyDeletesAt(rev);
   st.watchers.forEach((w, wi) => {
     const covered = (w as Watcher & { covered?: Array<[number, number]> }).covered ?? [];
     const seen = new Set<number>();
     for (const s of w.streams) for (const r of s.responses) for (const e of r.events) seen.add(e.kv.modRevision);
     for (const [from, to] of covered) {
-      for (const rev of [...union.keys(), ...written.keys()]) if (rev >= from && rev <= to && !seen.has(rev)) note('complete', { watcher: wi, missing: rev, range: [from, to] });
+      for (const rev of [...union.keys(), ...written.keys()]) {
+        if (rev >= from && rev <= to && !seen.has(rev) && !compactedTombstone(rev, from)) note('complete', { watcher: wi, missing: rev, range: [from, to] });
+      }
     }
   });
   for (const [rev, wr] of written) {
     const ev = unionEvents.get(rev);
-    const inSomeRange = st.watchers.some((w) => ((w as Watcher & { covered?: Array<[number, number]> }).covered ?? []).some(([a, b]) => rev >= a && rev <= b));
+    const inSomeRange = st.watchers.some((w) => ((w as Watcher & { covered?: Array<[number, number]> }).covered ?? []).some(([a, b]) => rev >= a && rev <= b && !compactedTombstone(rev, a)));
     if (!inSomeRange) continue;
     if (ev === undefined) {
       note('complete', { acknowledgedWriteNeverSeen: rev });
