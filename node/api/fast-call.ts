@@ -97,6 +97,11 @@ export function encodeResponse(method: FastMethod, value: unknown, limits: FastL
   return frame(bytes);
 }
 
+/** A call's status as headers (trailers, or a trailers-only answer): the metadata, grpc-status, grpc-message. */
+function statusHeaders(code: grpc.status, details: string, metadata: grpc.Metadata | null | undefined): http2.OutgoingHttpHeaders {
+  return { ...metadata?.toHttp2Headers(), 'grpc-status': String(code), 'grpc-message': encodeURI(details) };
+}
+
 /** The details of a handler's error as grpc-js reads them (serverErrorToStatus). */
 export function statusOf(err: grpc.ServerErrorResponse | Partial<grpc.StatusObject>): { code: grpc.status; details: string; metadata: grpc.Metadata | undefined } {
   const code = typeof err.code === 'number' && Number.isInteger(err.code) ? err.code : grpc.status.UNKNOWN;
@@ -196,10 +201,15 @@ export abstract class FastCallBase extends EventEmitter {
   /** A trailers-only answer: the call failed before any message. */
   protected sendStatus(code: grpc.status, details: string, metadata?: grpc.Metadata | null): void {
     if (!this.beginAnswer()) return;
-    this.stream.respond(
-      { ...metadata?.toHttp2Headers(), ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(code), 'grpc-message': encodeURI(details) },
-      { endStream: true },
-    );
+    this.stream.respond({ ...statusHeaders(code, details, metadata), ':status': 200, 'content-type': CONTENT_TYPE }, { endStream: true });
+  }
+
+  /** End the stream after `data` (if any) with trailers carrying the status; the caller has called beginAnswer(). */
+  protected endWithTrailers(code: grpc.status, details: string, metadata: grpc.Metadata | null | undefined, data?: Buffer): void {
+    const stream = this.stream;
+    stream.once('wantTrailers', () => stream.sendTrailers(statusHeaders(code, details, metadata)));
+    if (data === undefined) stream.end();
+    else stream.end(data);
   }
 
   protected notifyCancelled(): void {

@@ -191,9 +191,7 @@ export class FastStreamCall extends FastCallBase {
 
   private finish(s: { code: grpc.status; details: string; metadata: grpc.Metadata | undefined }): void {
     if (!this.beginAnswer()) return;
-    const stream = this.stream;
-    stream.once('wantTrailers', () => stream.sendTrailers({ ...s.metadata?.toHttp2Headers(), 'grpc-status': String(s.code), 'grpc-message': encodeURI(s.details) }));
-    stream.end();
+    this.endWithTrailers(s.code, s.details, s.metadata);
   }
 
   /** A request this call cannot take: end with the status, and read (and drop) the rest. */

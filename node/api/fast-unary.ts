@@ -75,8 +75,7 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
     if (!this.beginAnswer()) return;
     const stream = this.stream;
     stream.respond({ ...this.responseMetadata?.toHttp2Headers(), ...RESPONSE_HEADERS }, { waitForTrailers: true });
-    stream.once('wantTrailers', () => stream.sendTrailers({ ...trailer?.toHttp2Headers(), 'grpc-status': '0', 'grpc-message': 'OK' }));
-    stream.end(framed);
+    this.endWithTrailers(grpc.status.OK, 'OK', trailer, framed);
   }
 
   sendMetadata(responseMetadata: grpc.Metadata): void {
