@@ -216,6 +216,8 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   const union = new Map<number, string>();
   const unionEvents = new Map<number, Array<{ key: string; type: string; value: string; prevRev: number | undefined; prevValue: string | undefined }>>();
   let seenTotal = 0;
+  /** Per watcher, the revision ranges its streams covered (from a stream's start, or its compaction, to its last event). */
+  const coveredBy: Array<Array<[number, number]>> = [];
   st.watchers.forEach((w, wi) => {
     const perRevisionResponse = new Map<number, number>();
     let responseNo = 0;
@@ -262,7 +264,7 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
       const from = s.compactedAt !== undefined && s.compactedAt > s.start ? s.compactedAt : s.start;
       if (streamLast >= from) covered.push([from, streamLast]);
     }
-    (w as Watcher & { covered?: Array<[number, number]> }).covered = covered;
+    coveredBy[wi] = covered;
   });
   // Completeness: within each covered range, every revision anyone saw (or anyone wrote) must be there.
   const written = new Map(st.written.map((x) => [x.revision, x]));
@@ -278,7 +280,7 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   };
   const compactedTombstone = (rev: number, streamFrom: number): boolean => rev === streamFrom && rev <= st.maxCompaction && onlyDeletesAt(rev);
   st.watchers.forEach((w, wi) => {
-    const covered = (w as Watcher & { covered?: Array<[number, number]> }).covered ?? [];
+    const covered = coveredBy[wi] ?? [];
     const seen = new Set<number>();
     for (const s of w.streams) for (const r of s.responses) for (const e of r.events) seen.add(e.kv.modRevision);
     for (const [from, to] of covered) {
@@ -289,7 +291,7 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   });
   for (const [rev, wr] of written) {
     const ev = unionEvents.get(rev);
-    const inSomeRange = st.watchers.some((w) => ((w as Watcher & { covered?: Array<[number, number]> }).covered ?? []).some(([a, b]) => rev >= a && rev <= b && !compactedTombstone(rev, a)));
+    const inSomeRange = coveredBy.some((ranges) => ranges.some(([a, b]) => rev >= a && rev <= b && !compactedTombstone(rev, a)));
     if (!inSomeRange) continue;
     if (ev === undefined) {
       note('complete', { acknowledgedWriteNeverSeen: rev });
@@ -305,7 +307,7 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   // compaction, say) may hold writes to the key that no one saw. Across such a gap the previous version must still
   // lie between the two events, and match what is known at its revision (an event someone saw, or a write the
   // client had acknowledged).
-  const spans = mergedSpans(st.watchers.flatMap((w) => (w as Watcher & { covered?: Array<[number, number]> }).covered ?? []));
+  const spans = mergedSpans(coveredBy.flat());
   const observedThrough = (from: number, to: number): boolean => spans.some(([a, b]) => from >= a && to <= b);
   const knownAt = (rev: number, key: string): { type: string; value: string | undefined } | 'unknown' | 'not-written' => {
     const seen = unionEvents.get(rev);
@@ -319,8 +321,9 @@ export function checkWatch(st: WatchState): CheckOutcome[] {
   };
   /** Per key, the revisions known to have changed it (seen by a watcher, or an acknowledged write), ascending. */
   const changedAt = new Map<string, number[]>();
-  for (const [rev, events] of unionEvents) for (const e of events) (changedAt.get(e.key) ?? changedAt.set(e.key, []).get(e.key)!).push(rev);
-  for (const [rev, w] of written) for (const ch of w.changes) (changedAt.get(ch.key) ?? changedAt.set(ch.key, []).get(ch.key)!).push(rev);
+  const changed = (key: string, rev: number): void => void (changedAt.get(key) ?? changedAt.set(key, []).get(key)!).push(rev);
+  for (const [rev, events] of unionEvents) for (const e of events) changed(e.key, rev);
+  for (const [rev, w] of written) for (const ch of w.changes) changed(ch.key, rev);
   for (const revs of changedAt.values()) revs.sort((a, b) => a - b);
   const changedBetween = (key: string, from: number, to: number): number | undefined => changedAt.get(key)?.find((r) => r > from && r < to);
   const lastOnKey = new Map<string, { rev: number; type: string; value: string }>();
