@@ -42,6 +42,7 @@ export function summarize(rows: readonly Row[]): SummaryLine[] {
       const f = median(of('fulcrum'));
       const e = median(of('etcd'));
       const info = METRICS[metric] ?? { label: metric, unit: '', better: 'lower' as const };
+      const exact = f !== null && e !== null && e !== 0 ? f / e : null;
       lines.push({
         row: name,
         metric,
@@ -50,8 +51,8 @@ export function summarize(rows: readonly Row[]): SummaryLine[] {
         better: info.better,
         fulcrum: f === null ? null : round(f),
         etcd: e === null ? null : round(e),
-        ratio: f !== null && e !== null && e !== 0 ? Math.round((f / e) * 100) / 100 : null,
-        ratioExact: f !== null && e !== null && e !== 0 ? f / e : null,
+        ratio: exact === null ? null : Math.round(exact * 100) / 100,
+        ratioExact: exact,
         runs: { fulcrum: of('fulcrum').length, etcd: of('etcd').length },
       });
     }
