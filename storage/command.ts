@@ -179,13 +179,20 @@ class Writer {
       return;
     }
     // Absent optional fields are left out, so an object encodes the same whether a field is missing or undefined.
-    const keys = Object.keys(v).filter((k) => v[k] !== undefined);
+    // The count is written once the fields are (no key arrays per object: a put has five objects).
     this.u8(9);
-    this.u32(keys.length);
-    for (const k of keys) {
+    this.ensure(4);
+    const countAt = this.len;
+    this.len += 4;
+    let count = 0;
+    for (const k in v) {
+      const x = v[k];
+      if (x === undefined || !Object.hasOwn(v, k)) continue;
       this.bytes(encodedKey(k));
-      this.value(v[k], depth + 1);
+      this.value(x, depth + 1);
+      count++;
     }
+    this.view.setUint32(countAt, count);
   }
 
 }

@@ -15,7 +15,9 @@ const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_
 /** The longest delay setTimeout honours (2^31 - 1 ms); longer ones fire at once. */
 const TIMER_MS_MAX = 2 ** 31 - 1;
 /** Request headers that belong to the transport, not to the handler's metadata (grpc-js drops the same). */
-const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'] as const;
+const TRANSPORT_HEADERS: ReadonlySet<string> = new Set(['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type']);
+/** ':', which starts HTTP/2's pseudo-headers (reserved: never metadata). */
+const PSEUDO_HEADER_MARK = 0x3a;
 export const CONTENT_TYPE = 'application/grpc+proto';
 /** The response headers grpc-js sends before a call's first message. */
 export const RESPONSE_HEADERS = { ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' } as const;
@@ -43,6 +45,15 @@ export interface FastMethod {
 export interface FastCallDeps {
   readonly limits: FastLimits;
   readonly budget: CallBudget;
+}
+
+/** The request headers a handler sees as metadata: neither pseudo-headers nor the transport's. */
+function applicationHeaders(headers: http2.IncomingHttpHeaders): http2.IncomingHttpHeaders {
+  const out: http2.IncomingHttpHeaders = {};
+  for (const key of Object.keys(headers)) {
+    if (key.charCodeAt(0) !== PSEUDO_HEADER_MARK && !TRANSPORT_HEADERS.has(key)) out[key] = headers[key];
+  }
+  return out;
 }
 
 /** A message in a gRPC frame. */
@@ -221,11 +232,9 @@ export abstract class FastCallBase extends EventEmitter {
   // ---- grpc-js's ServerSurfaceCall
 
   get metadata(): grpc.Metadata {
-    if (this.md === undefined) {
-      const md = grpc.Metadata.fromHttp2Headers(this.headers);
-      for (const h of TRANSPORT_HEADERS) md.remove(h);
-      this.md = md;
-    }
+    // Built from the application's headers only: every call reads its metadata (hasleader, token, request id),
+    // and converting the transport's headers only to remove them again was a twentieth of a put's allocation.
+    this.md ??= grpc.Metadata.fromHttp2Headers(applicationHeaders(this.headers));
     return this.md;
   }
 

@@ -77,7 +77,7 @@ export function failure(ctx: ApiContext, method: string, e: unknown): grpc.Servi
 }
 
 /** What every kind of server call has in common (grpc-js does not export its ServerSurfaceCall type). */
-export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'metadata' | 'getDeadline' | 'once' | 'removeListener'>;
+export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'metadata' | 'getDeadline' | 'on' | 'once' | 'removeListener'>;
 
 export function remainingMs(deadline: grpc.Deadline): number {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
@@ -91,7 +91,8 @@ export function remainingMs(deadline: grpc.Deadline): number {
  * fulcrum-request-id when they need exactly-once.
  */
 export function untilDeadline<T>(ctx: ApiContext, call: SurfaceCall, work: Promise<T>): Promise<T> {
-  work.catch(() => {}); // a failure after we stopped waiting must not become an unhandled rejection
+  // `work` is handled below whatever happens (its then has both handlers), so a failure after we stopped
+  // waiting cannot become an unhandled rejection.
   const waitMs = Math.max(0, Math.min(ctx.limits.requestTimeoutMs, remainingMs(call.getDeadline())));
   return new Promise<T>((resolve, reject) => {
     const settle = (): void => {
@@ -106,7 +107,8 @@ export function untilDeadline<T>(ctx: ApiContext, call: SurfaceCall, work: Promi
       settle();
       reject(apiError('TIMEOUT'));
     }, waitMs);
-    call.once('cancelled', onCancelled);
+    // `on`, not `once`: settle() removes it either way, and once() wraps every listener in two more objects.
+    call.on('cancelled', onCancelled);
     work.then(
       (v) => {
         settle();
