@@ -51,6 +51,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   authTokenTtlSeconds: 300,
   responseBytesMax: API_LIMITS_DEFAULTS.responseBytesMax,
   concurrentStreamsMax: API_LIMITS_DEFAULTS.concurrentStreamsMax,
+  /** Client connections open at once per client listener (Fulcrum; etcd has no limit). */
+  clientConnectionsMax: 10_000,
   /** Unary calls, watches and keep-alives are served straight from HTTP/2 (node/api/fast-path.ts) unless --grpc-fast-path=false. */
   grpcFastPath: true,
   logLevel: 'info' as LogLevel,
@@ -116,6 +118,8 @@ export interface ServerConfig {
   readonly responseBytesMax: number;
   /** --max-concurrent-streams (etcd): HTTP/2 streams per client connection. */
   readonly concurrentStreamsMax: number;
+  /** --max-client-connections (Fulcrum): connections open at once on each client listener; more are closed at once. */
+  readonly clientConnectionsMax: number;
   /** --grpc-fast-path (Fulcrum): unary calls, watches and keep-alives skip grpc-js's per-call machinery (node/api/fast-path.ts). */
   readonly grpcFastPath: boolean;
   readonly listenMetricsUrls: readonly string[];
@@ -197,6 +201,12 @@ export const SETTINGS: readonly SettingSpec[] = [
     valueName: 'n',
     description: 'maximum number of concurrent streams that each client connection can have open',
     defaultText: String(SERVER_CONFIG_DEFAULTS.concurrentStreamsMax),
+  },
+  {
+    flag: 'max-client-connections',
+    valueName: 'n',
+    description: 'maximum number of client connections open at once on each client URL; further ones are closed as they are accepted (Fulcrum)',
+    defaultText: String(SERVER_CONFIG_DEFAULTS.clientConnectionsMax),
   },
   {
     flag: 'max-response-bytes',
@@ -438,6 +448,7 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     authTokenTtlSeconds: parseInteger(get('auth-token-ttl'), 1) ?? d.authTokenTtlSeconds,
     responseBytesMax: parseResponseBytes(get('max-response-bytes'), requestBytesMax),
     concurrentStreamsMax: parseInteger(get('max-concurrent-streams'), 1) ?? d.concurrentStreamsMax,
+    clientConnectionsMax: parseInteger(get('max-client-connections'), 1) ?? d.clientConnectionsMax,
     grpcFastPath: parseBool(get('grpc-fast-path')) ?? d.grpcFastPath,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,

@@ -78,6 +78,7 @@ class Families {
   readonly alarms: Gauge<'member' | 'alarm'>;
   readonly peerSent: Counter<PeerLabels>;
   readonly peerDropped: Counter<PeerLabels>;
+  readonly connectionsDropped: Counter<'member' | 'listener'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -126,6 +127,12 @@ class Families {
       labelNames: ['member', 'to'],
       registers,
     });
+    this.connectionsDropped = new Counter({
+      name: 'fulcrum_server_connections_dropped_total',
+      help: 'Connections closed as they were accepted because the listener had its limit open (--max-client-connections; peer: PEER_CONNECTIONS_MAX).',
+      labelNames: ['member', 'listener'],
+      registers,
+    });
   }
 }
 
@@ -146,6 +153,10 @@ export interface MemberMetricsOptions {
 }
 
 /** One member's metrics. The server calls the observe/inc methods; collectFrom fills the rest at scrape time. */
+/** The listeners whose dropped connections are counted apart. */
+const LISTENERS = ['client', 'peer'] as const;
+type Listener = (typeof LISTENERS)[number];
+
 export class MemberMetrics {
   private readonly f: Families;
   private readonly label: { member: string };
@@ -167,6 +178,7 @@ export class MemberMetrics {
     this.f.proposalsPending.set(this.label, 0);
     this.f.applyDuration.zero(this.label);
     this.f.walFsyncDuration.zero(this.label);
+    for (const listener of LISTENERS) this.f.connectionsDropped.inc({ ...this.label, listener }, 0);
     if (options.quotaBackendBytes !== undefined) this.f.quota.set(this.label, options.quotaBackendBytes);
   }
 
@@ -189,6 +201,11 @@ export class MemberMetrics {
     if (s.lead !== 0 && s.lead !== this.lastLeader) this.f.leaderChanges.inc(this.label);
     this.lastLeader = s.lead;
     this.f.hasLeader.set(this.label, s.lead !== 0 ? 1 : 0);
+  }
+
+  /** A connection closed as it was accepted: its listener had its limit of connections open. */
+  connectionDropped(listener: Listener): void {
+    this.f.connectionsDropped.inc({ ...this.label, listener });
   }
 
   proposalFailed(): void {
@@ -321,6 +338,7 @@ export class MemberMetrics {
     const perMember = [f.term, f.hasLeader, f.isLeader, f.leaderChanges, f.proposalsCommitted, f.proposalsApplied, f.proposalsPending, f.proposalsFailed];
     for (const metric of [...perMember, f.applyDuration, f.walFsyncDuration, f.dbSize, f.quota, f.revision, f.watchers, f.leases]) metric.remove(this.label);
     for (const alarm of ALARMS) f.alarms.remove({ ...this.label, alarm });
+    for (const listener of LISTENERS) f.connectionsDropped.remove({ ...this.label, listener });
     for (const to of this.peersSeen) {
       f.peerSent.remove({ ...this.label, to });
       f.peerDropped.remove({ ...this.label, to });

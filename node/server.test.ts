@@ -95,4 +95,64 @@ describe('startServer', () => {
       }
     }
   });
+  it('closes client connections past --max-client-connections as they are accepted, counts them, and serves again once one closes', async () => {
+    const server = await startServer(
+      parseServerConfig([
+        '--name', 's4', '--data-dir', join(dir, 's4'),
+        '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
+        '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+        '--initial-cluster', `s4=http://127.0.0.1:${base + 1}`,
+        '--listen-metrics-urls', 'http://127.0.0.1:0',
+        '--max-client-connections', '2',
+        '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+      ], {}),
+    );
+    const sessions: http2.ClientHttp2Session[] = [];
+    // A session is served once the server's SETTINGS arrive; a dropped connection closes before they do.
+    const open = (): Promise<{ session: http2.ClientHttp2Session; served: boolean }> =>
+      new Promise((resolve) => {
+        const session = http2.connect(server.clientUrls[0]!);
+        sessions.push(session);
+        session.on('error', () => {});
+        session.once('remoteSettings', () => resolve({ session, served: true }));
+        session.once('close', () => resolve({ session, served: false }));
+      });
+    // A real call: Range of key "a" (uncompressed frame), answered with grpc-status 0.
+    const rangeStatus = (session: http2.ClientHttp2Session): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc', te: 'trailers' });
+        let status = '';
+        req.on('trailers', (t) => (status = String(t['grpc-status'])));
+        req.on('data', () => {});
+        req.on('end', () => resolve(status));
+        req.on('error', reject);
+        req.end(Buffer.from([0, 0, 0, 0, 3, 0x0a, 0x01, 0x61]));
+      });
+    const dropped = async (listener: string): Promise<number> => {
+      const text = await (await fetch(`${server.metricsUrls[0]}/metrics`)).text();
+      return Number(new RegExp(`^fulcrum_server_connections_dropped_total\\{[^}]*listener="${listener}"[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    };
+    try {
+      const first = await open();
+      const second = await open();
+      expect([first.served, second.served]).toEqual([true, true]);
+      expect((await open()).served).toBe(false);
+      expect(await dropped('client')).toBe(1);
+      expect(await dropped('peer')).toBe(0);
+      // The connections already open go on serving.
+      expect(await Promise.all([rangeStatus(first.session), rangeStatus(second.session)])).toEqual(['0', '0']);
+      // One closes: the next connection is served once the server has seen it go.
+      await new Promise<void>((resolve) => first.session.close(() => resolve()));
+      let next: { session: http2.ClientHttp2Session; served: boolean } | undefined;
+      for (let attempt = 0; attempt < 50 && next?.served !== true; attempt++) {
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 20));
+        next = await open();
+      }
+      expect(next?.served).toBe(true);
+      expect(await rangeStatus(next!.session)).toBe('0');
+    } finally {
+      for (const session of sessions) session.destroy();
+      await server.close();
+    }
+  });
 });

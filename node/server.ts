@@ -30,17 +30,20 @@ import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
+import { limitConnections, type DroppedConnection } from './grpc-listeners.js';
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
-import { createRaftTransportService, GrpcPeerTransport, PEER_SERVER_OPTIONS } from './transport/index.js';
+import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
 /** How long stopping waits for in-flight client calls before cutting them off. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 /** How often the member compares its database size with --quota-backend-bytes. */
 export const QUOTA_CHECK_INTERVAL_MS = 1_000;
+/** A listener at its connection limit says so in the log at most this often (the metric counts every one). */
+const CONNECTION_DROP_LOG_INTERVAL_MS = 10_000;
 /** Retry interval for publishing this member's name and client URLs until a leader takes it. */
 const PUBLISH_RETRY_MS = 500;
 
@@ -132,6 +135,7 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   // Test-only (FULCRUM_FAILPOINTS): crash at named steps of the write path, or make the WAL lie about fsync.
   const failpoints = Failpoints.fromEnv(process.env);
   const metricsFaults = metrics.faultHook();
+  limitConnections(peerServer, PEER_CONNECTIONS_MAX, dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics));
   const member = await Member.start({
     ...memberOptionsFrom(config),
     bootstrap: config.initialClusterState === 'new',
@@ -213,6 +217,7 @@ async function serve(
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
+  limitConnections(clientServer, config.clientConnectionsMax, dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics));
   if (config.grpcFastPath) fastPath.install(clientServer);
 
   metrics.collectFrom(member, { watchers: () => hub.watcherCount });
@@ -285,6 +290,21 @@ async function hasClusterId(dataDir: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Count each connection a listener closes at its limit, and log it at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
+function dropReporter(listener: 'client' | 'peer', limit: string, logger: Logger, metrics: MemberMetrics): (c: DroppedConnection) => void {
+  let loggedAt = -Infinity;
+  let unlogged = 0;
+  return (c) => {
+    metrics.connectionDropped(listener);
+    unlogged++;
+    const now = Date.now();
+    if (now - loggedAt < CONNECTION_DROP_LOG_INTERVAL_MS) return;
+    logger.warn({ listener, limit, dropped: unlogged, remote: `${c.remoteAddress ?? '?'}:${c.remotePort ?? '?'}` }, `fulcrum: ${listener} connections at the limit of ${limit}; closing new ones as they are accepted`);
+    loggedAt = now;
+    unlogged = 0;
+  };
 }
 
 /** Bind each address: https ones with the listener's certificate (config validation guarantees there is one). */

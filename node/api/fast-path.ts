@@ -21,16 +21,17 @@
 // grpc-encoding is refused (INTERNAL) as grpc-go does, where grpc-js would read it as uncompressed; and a
 // grpc-timeout beyond setTimeout's range is no deadline rather than one that fails at once.
 //
-// How it gets in front: grpc-js keeps the HTTP/2 servers it creates in a private map and registers one 'stream'
-// listener on each. install() replaces that listener with one that tries this path first. grpc-js keeps
-// everything else (sessions, keepalive, GOAWAY on shutdown). If a grpc-js upgrade changes those internals,
-// install() throws at start-up rather than serving without the path or twice.
+// How it gets in front: grpc-js keeps the HTTP/2 servers it creates in a private map (../grpc-listeners.ts) and
+// registers one 'stream' listener on each. install() replaces that listener with one that tries this path first.
+// grpc-js keeps everything else (sessions, keepalive, GOAWAY on shutdown). If a grpc-js upgrade changes those
+// internals, install() throws at start-up rather than serving without the path or twice.
 import type * as http2 from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import type { FastCallDeps, FastLimits, FastMethod } from './fast-call.js';
 import { FastStreamCall } from './fast-stream.js';
 import { FastUnaryCall } from './fast-unary.js';
 import type { CallBudget } from './limits.js';
+import { boundHttp2Servers } from '../grpc-listeners.js';
 
 type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => void;
 
@@ -70,12 +71,8 @@ export class FastPath {
 
   /** Put this path in front of grpc-js's stream listener on every HTTP/2 server `server` has bound so far. */
   install(server: grpc.Server): void {
-    const internals = server as unknown as { http2Servers?: unknown; onStreamOpened?: (s: http2.ServerHttp2Stream) => void };
-    const servers = internals.http2Servers;
-    if (!(servers instanceof Map) || servers.size === 0) {
-      throw new Error('fulcrum: cannot install the fast path: grpc-js has no bound HTTP/2 servers where expected (did a grpc-js upgrade change its internals?)');
-    }
-    for (const h2 of servers.keys() as Iterable<http2.Http2Server>) {
+    const internals = server as unknown as { onStreamOpened?: (s: http2.ServerHttp2Stream) => void };
+    for (const h2 of boundHttp2Servers(server)) {
       if (this.installed.has(h2)) continue;
       const listeners = h2.listeners('stream');
       if (listeners.length !== 1) throw new Error(`fulcrum: cannot install the fast path: expected grpc-js's one stream listener, found ${listeners.length}`);

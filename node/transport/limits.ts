@@ -55,6 +55,13 @@ export function shouldAck(seq: number): boolean {
 /** Largest gRPC message the peer server must accept: one append of maxSizePerMsg plus one maximal request. */
 export const PEER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
 
+/**
+ * Connections open at once on each peer listener. A member dials each peer over one channel (plus short-lived
+ * ones for snapshots, joins and forwarded requests), so a 7-member cluster needs a few dozen; the bound is for
+ * whoever else reaches the peer port (docs/limits.md).
+ */
+export const PEER_CONNECTIONS_MAX = 1_000;
+
 /** Channel options for the peer gRPC server (the server composition passes these to `new grpc.Server`). */
 export const PEER_SERVER_OPTIONS = Object.freeze({
   'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,

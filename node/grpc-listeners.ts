@@ -1,0 +1,37 @@
+// What grpc-js does not offer on its server: reach into the HTTP/2 servers it created for its bound addresses,
+// and bound how many connections each accepts.
+//
+// grpc-js keeps those servers in a private map (`http2Servers`). Both the fast path (api/fast-path.ts) and the
+// connection limit below need them; if a grpc-js upgrade moves them, boundHttp2Servers throws at start-up rather
+// than let the member serve without its limit or its fast path.
+import type * as http2 from 'node:http2';
+import type * as grpc from '@grpc/grpc-js';
+
+/** The HTTP/2 servers `server` has bound so far (one per bound address). */
+export function boundHttp2Servers(server: grpc.Server): http2.Http2Server[] {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) {
+    throw new Error('fulcrum: grpc-js has no bound HTTP/2 servers where expected (did a grpc-js upgrade change its internals?)');
+  }
+  return [...(servers.keys() as Iterable<http2.Http2Server>)];
+}
+
+/** Who was refused: the remote address of a connection dropped at the limit. */
+export interface DroppedConnection {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+}
+
+/**
+ * Accept at most `max` connections at once on each of `server`'s listeners. Past it, a new connection is closed as
+ * soon as it is accepted (Node's net.Server `maxConnections`), before TLS or HTTP/2 start on it, so it costs the
+ * member a file descriptor for an instant and nothing else; the client sees the connection reset and retries
+ * with its back-off. The ones already open are untouched.
+ */
+export function limitConnections(server: grpc.Server, max: number, onDropped: (c: DroppedConnection) => void): void {
+  if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`connection limit must be a positive integer, got ${String(max)}`);
+  for (const listener of boundHttp2Servers(server)) {
+    listener.maxConnections = max;
+    listener.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => onDropped({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }));
+  }
+}
