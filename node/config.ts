@@ -237,6 +237,19 @@ export const SETTINGS: readonly SettingSpec[] = [
     defaultText: 'false',
     boolean: true,
   },
+  {
+    flag: 'client-cert-allowed-hostname',
+    valueName: 'name',
+    description: 'accept only client certificates valid for this host name (needs --client-cert-auth)',
+    defaultText: '(any)',
+  },
+  { flag: 'peer-cert-allowed-cn', valueName: 'cn', description: 'accept only peer certificates with this subject CN (needs --peer-client-cert-auth)', defaultText: '(any)' },
+  {
+    flag: 'peer-cert-allowed-hostname',
+    valueName: 'name',
+    description: 'accept only peer certificates valid for this host name (needs --peer-client-cert-auth)',
+    defaultText: '(any)',
+  },
 ];
 
 export function envNameFor(flag: string, prefix: 'FULCRUM_' | 'ETCD_'): string {
@@ -515,6 +528,7 @@ function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: ''
   const keyFile = parseNonEmpty(get(`${prefix}key-file`), flags.key);
   const trustedCaFile = parseNonEmpty(get(`${prefix}trusted-ca-file`), flags.ca);
   const clientCertAuth = parseBool(get(`${prefix}client-cert-auth`)) ?? false;
+  const names = parseAllowedNames(get, prefix, clientCertAuth);
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new ConfigError(certFile === undefined ? `${flags.key} needs ${flags.cert}` : `${flags.cert} needs ${flags.key}`);
   }
@@ -525,7 +539,27 @@ function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: ''
     if (trustedCaFile !== undefined || clientCertAuth) warnings.push(`${flags.ca} and --${prefix}client-cert-auth have no effect without ${flags.cert} and ${flags.key}`);
     return undefined;
   }
-  return { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, flags };
+  return { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, ...names, flags };
+}
+
+/**
+ * etcd 3.4's name checks on client certificates: --peer-cert-allowed-cn, --peer-cert-allowed-hostname (peers) and
+ * --client-cert-allowed-hostname (clients). Only a verified certificate has a name worth checking, so each needs
+ * its listener's client-cert-auth; a CN and a host name together are refused, as etcd refuses them.
+ */
+function parseAllowedNames(get: (flag: string) => RawSetting | undefined, prefix: '' | 'peer-', clientCertAuth: boolean): { allowedCn?: string; allowedHostname?: string } {
+  const cnFlag = prefix === 'peer-' ? 'peer-cert-allowed-cn' : undefined;
+  const hostnameFlag = `${prefix === 'peer-' ? 'peer' : 'client'}-cert-allowed-hostname`;
+  // Empty is etcd's default for these flags: no check.
+  const optional = (flag: string | undefined): string | undefined => (flag === undefined ? undefined : get(flag)?.value.trim() || undefined);
+  const allowedCn = optional(cnFlag);
+  const allowedHostname = optional(hostnameFlag);
+  if (allowedCn !== undefined && allowedHostname !== undefined) {
+    throw new ConfigError(`--${cnFlag} and --${hostnameFlag} are mutually exclusive (cn=${allowedCn}, hostname=${allowedHostname})`);
+  }
+  const given = allowedCn !== undefined ? cnFlag : allowedHostname !== undefined ? hostnameFlag : undefined;
+  if (given !== undefined && !clientCertAuth) throw new ConfigError(`--${given} needs --${prefix}client-cert-auth: only a verified client certificate has a name to check`);
+  return { ...(allowedCn === undefined ? {} : { allowedCn }), ...(allowedHostname === undefined ? {} : { allowedHostname }) };
 }
 
 /** An https URL is served, advertised or dialled with TLS: without a certificate there is nothing to serve it with. */

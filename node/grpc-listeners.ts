@@ -5,6 +5,7 @@
 // connection limit below need them; if a grpc-js upgrade moves them, boundHttp2Servers throws at start-up rather
 // than let the member serve without its limit or its fast path.
 import type * as http2 from 'node:http2';
+import { Server as TlsServer, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 
 /** The HTTP/2 servers `server` has bound so far (one per bound address). */
@@ -33,5 +34,22 @@ export function limitConnections(server: grpc.Server, max: number, onDropped: (c
   for (const listener of boundHttp2Servers(server)) {
     listener.maxConnections = max;
     listener.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => onDropped({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }));
+  }
+}
+
+/**
+ * Close every TLS connection whose client certificate `refusal` finds fault with, as soon as its handshake is done
+ * and before any request on it is read (etcd fails the handshake itself; Node offers no hook inside it). Plaintext
+ * listeners have no certificate to check and are left alone.
+ */
+export function checkClientCertificates(server: grpc.Server, refusal: (cert: PeerCertificate) => string | undefined, onRefused: (reason: string, c: DroppedConnection) => void): void {
+  for (const listener of boundHttp2Servers(server)) {
+    if (!(listener instanceof TlsServer)) continue;
+    listener.on('secureConnection', (socket: TLSSocket) => {
+      const reason = refusal(socket.getPeerCertificate());
+      if (reason === undefined) return;
+      onRefused(reason, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort });
+      socket.destroy();
+    });
   }
 }

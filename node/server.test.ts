@@ -4,8 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { loadEtcdApi } from '../proto/index.js';
 import { parseServerConfig } from './config.js';
 import { startServer } from './server.js';
+import { TestPki } from './testing/certs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-server-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -153,6 +157,49 @@ describe('startServer', () => {
     } finally {
       for (const session of sessions) session.destroy();
       await server.close();
+    }
+  });
+  it('closes client connections whose certificate fails --client-cert-allowed-hostname, and serves the ones that pass', async () => {
+    const pki = await TestPki.create();
+    try {
+      const ca = await pki.ca('ca');
+      const [member, app, other] = await Promise.all([
+        pki.issue(ca, 'member'),
+        pki.issue(ca, 'app', { sans: ['DNS:app.fulcrum.example'] }),
+        pki.issue(ca, 'other', { sans: ['DNS:other.fulcrum.example'] }),
+      ]);
+      const server = await startServer(
+        parseServerConfig([
+          '--name', 's5', '--data-dir', join(dir, 's5'),
+          '--listen-client-urls', 'https://127.0.0.1:0', '--advertise-client-urls', `https://127.0.0.1:${base + 2}`,
+          '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+          '--initial-cluster', `s5=http://127.0.0.1:${base + 1}`,
+          '--cert-file', member.certFile, '--key-file', member.keyFile, '--trusted-ca-file', ca.certFile, '--client-cert-auth',
+          '--client-cert-allowed-hostname', 'app.fulcrum.example',
+          '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+        ], {}),
+      );
+      const caPem = await readFile(ca.certFile);
+      const rangeAs = async (cert: typeof app): Promise<void> => {
+        const creds = grpc.credentials.createSsl(caPem, await readFile(cert.keyFile), await readFile(cert.certFile));
+        const kv = new (loadEtcdApi().etcdserverpb.KV)(server.clientUrls[0]!.replace('https://', ''), creds);
+        try {
+          await new Promise<void>((resolve, reject) =>
+            kv.Range({ key: Buffer.from('k') } as never, new grpc.Metadata(), { deadline: Date.now() + 3_000 }, ((e: grpc.ServiceError | null) => (e ? reject(e) : resolve())) as never),
+          );
+        } finally {
+          kv.close();
+        }
+      };
+      try {
+        await rangeAs(app);
+        await expect(rangeAs(other)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+        await rangeAs(app);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await pki.cleanup();
     }
   });
 });

@@ -30,11 +30,11 @@ import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
-import { limitConnections, type DroppedConnection } from './grpc-listeners.js';
+import { checkClientCertificates, limitConnections, type DroppedConnection } from './grpc-listeners.js';
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
-import { dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
+import { certificateNameRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
 import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
@@ -126,6 +126,7 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   const api = loadEtcdApi();
   peerServer.addService(api.fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
   const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
+  if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => certificateNameRefusal(cert, config.peerTls!), certificateRefusalReporter('peer', logger));
 
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.
   const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
@@ -217,6 +218,7 @@ async function serve(
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
+  if (config.clientTls !== undefined) checkClientCertificates(clientServer, (cert) => certificateNameRefusal(cert, config.clientTls!), certificateRefusalReporter('client', logger));
   limitConnections(clientServer, config.clientConnectionsMax, dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics));
   if (config.grpcFastPath) fastPath.install(clientServer);
 
@@ -294,17 +296,45 @@ async function hasClusterId(dataDir: string): Promise<boolean> {
 
 /** Count each connection a listener closes at its limit, and log it at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
 function dropReporter(listener: 'client' | 'peer', limit: string, logger: Logger, metrics: MemberMetrics): (c: DroppedConnection) => void {
-  let loggedAt = -Infinity;
-  let unlogged = 0;
+  let last: DroppedConnection | undefined;
+  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (dropped) =>
+    logger.warn({ listener, limit, dropped, remote: describeRemote(last) }, `fulcrum: ${listener} connections at the limit of ${limit}; closing new ones as they are accepted`),
+  );
   return (c) => {
     metrics.connectionDropped(listener);
+    last = c;
+    log();
+  };
+}
+
+/** Log connections closed for their client certificate's name, at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
+function certificateRefusalReporter(listener: 'client' | 'peer', logger: Logger): (reason: string, c: DroppedConnection) => void {
+  let last: { reason: string; c: DroppedConnection } | undefined;
+  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (refused) =>
+    logger.warn({ listener, refused, remote: describeRemote(last?.c), reason: last?.reason }, `fulcrum: closed a ${listener} connection: its certificate failed the name check (${last?.reason})`),
+  );
+  return (reason, c) => {
+    last = { reason, c };
+    log();
+  };
+}
+
+/** `log(n)` at most once per interval, n being the calls it stands for (a flood of refusals is one line in ten seconds). */
+function throttled(intervalMs: number, log: (count: number) => void): () => void {
+  let loggedAt = -Infinity;
+  let unlogged = 0;
+  return () => {
     unlogged++;
     const now = Date.now();
-    if (now - loggedAt < CONNECTION_DROP_LOG_INTERVAL_MS) return;
-    logger.warn({ listener, limit, dropped: unlogged, remote: `${c.remoteAddress ?? '?'}:${c.remotePort ?? '?'}` }, `fulcrum: ${listener} connections at the limit of ${limit}; closing new ones as they are accepted`);
+    if (now - loggedAt < intervalMs) return;
+    log(unlogged);
     loggedAt = now;
     unlogged = 0;
   };
+}
+
+function describeRemote(c: DroppedConnection | undefined): string {
+  return `${c?.remoteAddress ?? '?'}:${c?.remotePort ?? '?'}`;
 }
 
 /** Bind each address: https ones with the listener's certificate (config validation guarantees there is one). */

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEtcdApi } from '../proto/index.js';
 import { ConfigError } from './config.js';
 import { daysFromNow, TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
-import { loadTlsFiles, TlsFileWatcher, type TlsFiles } from './tls.js';
+import { checkClientCertificates } from './grpc-listeners.js';
+import { certificateNameRefusal, loadTlsFiles, TlsFileWatcher, type TlsFiles } from './tls.js';
 
 const FLAGS = { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file' };
 const quiet = pino({ level: 'silent' });
@@ -105,6 +106,8 @@ interface Served {
   readonly watcher: TlsFileWatcher;
   /** The serial of the client certificate on each call, '' without one. */
   readonly seen: string[];
+  /** Why connections were closed by the name check (allowedCn / allowedHostname), in order. */
+  readonly refused: string[];
   close(): Promise<void>;
 }
 
@@ -120,10 +123,14 @@ async function serve(f: TlsFiles): Promise<Served> {
     },
   } as unknown as grpc.UntypedServiceImplementation);
   const port = await new Promise<number>((res, rej) => s.bindAsync('127.0.0.1:0', watcher.serverCredentials(), (e, p) => (e ? rej(e) : res(p))));
+  const refused: string[] = [];
+  // As the server does (node/server.ts).
+  checkClientCertificates(s, (cert) => certificateNameRefusal(cert, f), (reason) => refused.push(reason));
   return {
     port,
     watcher,
     seen,
+    refused,
     close: async () => {
       s.forceShutdown();
       watcher.close();
@@ -237,6 +244,51 @@ describe('grpc-js over a TlsFileWatcher', () => {
       expect(s.seen).toEqual([dialer.serial, renewed.serial]);
     } finally {
       w.close();
+      await s.close();
+    }
+  });
+});
+
+describe('client certificate names (--peer-cert-allowed-cn, --*-cert-allowed-hostname)', () => {
+  it('a CN check admits the named certificate and closes the connection of any other, as the handshake ends', async () => {
+    const memberA = await pki.issue(ca, 'member-a');
+    const s = await serve(files(server, { clientCertAuth: true, allowedCn: 'member-a' }));
+    try {
+      await range(kvClient(s.port, await sslCreds(memberA)));
+      await expect(range(kvClient(s.port, await sslCreds(client)))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      // Only the admitted certificate's call reached a handler.
+      expect(s.seen).toEqual([memberA.serial]);
+      expect(s.refused.length).toBeGreaterThan(0);
+      expect(new Set(s.refused)).toEqual(new Set(['CommonName authentication failed']));
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a host name check matches the subjectAltName, wildcards included, not the CN', async () => {
+    const exact = await pki.issue(ca, 'exact', { sans: ['DNS:node1.fulcrum.example'] });
+    const wildcard = await pki.issue(ca, 'wildcard', { sans: ['DNS:*.fulcrum.example'] });
+    // Its CN is the allowed name, but its subjectAltName is not: a name in the SAN list is what counts.
+    const cnOnly = await pki.issue(ca, 'cn-only', { commonName: 'node1.fulcrum.example', sans: ['DNS:localhost'] });
+    const s = await serve(files(server, { clientCertAuth: true, allowedHostname: 'node1.fulcrum.example' }));
+    try {
+      await range(kvClient(s.port, await sslCreds(exact)));
+      await range(kvClient(s.port, await sslCreds(wildcard)));
+      await expect(range(kvClient(s.port, await sslCreds(cnOnly)))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      await expect(range(kvClient(s.port, await sslCreds(client)))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(s.seen).toEqual([exact.serial, wildcard.serial]);
+      expect(new Set(s.refused)).toEqual(new Set(['hostname authentication failed']));
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('without a name to check, every certificate from the CA gets in (the check is off by default)', async () => {
+    const s = await serve(files(server, { clientCertAuth: true }));
+    try {
+      await range(kvClient(s.port, await sslCreds(client)));
+      expect([s.seen, s.refused]).toEqual([[client.serial], []]);
+    } finally {
       await s.close();
     }
   });

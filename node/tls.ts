@@ -16,7 +16,7 @@
 // takes a member off the air, and writing the key and certificate in either order is safe.
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { rootCertificates, type SecureContextOptions } from 'node:tls';
+import { checkServerIdentity, rootCertificates, type PeerCertificate, type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from './config.js';
 import type { Logger } from './log.js';
@@ -38,6 +38,10 @@ export interface TlsFiles {
   readonly trustedCaFile?: string;
   /** Require a client certificate signed by trustedCaFile (mutual TLS). */
   readonly clientCertAuth: boolean;
+  /** --peer-cert-allowed-cn: a client certificate must carry this subject CN (peers only, as in etcd). */
+  readonly allowedCn?: string;
+  /** --client-cert-allowed-hostname, --peer-cert-allowed-hostname: a client certificate must be valid for this name. */
+  readonly allowedHostname?: string;
   /** The flag names, for messages: `--cert-file` or `--peer-cert-file`, ... */
   readonly flags: { readonly cert: string; readonly key: string; readonly ca: string };
 }
@@ -114,6 +118,23 @@ function checkCaBundle(flag: string, file: string, pem: Buffer, now: number): vo
   const blocks = pem.toString('latin1').match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new ConfigError(`${flag} ${file}: no PEM certificate in the file`);
   for (const block of blocks) checkValidity(flag, file, parseCertificate(flag, file, Buffer.from(block)), now);
+}
+
+/**
+ * Why a verified client certificate fails the listener's name check (--peer-cert-allowed-cn,
+ * --*-cert-allowed-hostname), in etcd's words; undefined when it passes or nothing is checked. The CN is the
+ * subject's last one, as Go reads it; a host name is matched as for a server (subjectAltName, wildcards).
+ */
+export function certificateNameRefusal(cert: PeerCertificate | undefined, files: Pick<TlsFiles, 'allowedCn' | 'allowedHostname'>): string | undefined {
+  if (files.allowedCn === undefined && files.allowedHostname === undefined) return undefined;
+  if (cert === undefined || cert.raw === undefined) return 'no client certificate to check';
+  if (files.allowedCn !== undefined) {
+    const cn: unknown = cert.subject?.CN;
+    const last = Array.isArray(cn) ? (cn[cn.length - 1] as unknown) : cn;
+    if (last !== files.allowedCn) return 'CommonName authentication failed';
+  }
+  if (files.allowedHostname !== undefined && checkServerIdentity(files.allowedHostname, cert) !== undefined) return 'hostname authentication failed';
+  return undefined;
 }
 
 /** What a log line or a test needs to recognize a certificate. */
