@@ -114,6 +114,8 @@ describe('every flag', () => {
     '--peer-trusted-ca-file', '/pki/peer-ca.crt',
     '--peer-client-cert-auth=true',
     '--client-cert-allowed-hostname', 'app.example',
+    '--client-crl-file', '/pki/client.crl',
+    '--peer-crl-file', '/pki/peer.crl',
     '--peer-cert-allowed-hostname', 'member.example',
   ];
   /** Flags left out of argv because they exclude one that is in it (etcd 3.4 takes a CN or a host name, not both). */
@@ -146,8 +148,8 @@ describe('every flag', () => {
       responseBytesMax: 32 * 1024 ** 2,
       listenMetricsUrls: ['http://127.0.0.1:9100', 'http://localhost:0'],
       logLevel: 'debug',
-      clientTls: { certFile: '/pki/s.crt', keyFile: '/pki/s.key', trustedCaFile: '/pki/ca.crt', clientCertAuth: true, allowedHostname: 'app.example' },
-      peerTls: { certFile: '/pki/p.crt', keyFile: '/pki/p.key', trustedCaFile: '/pki/peer-ca.crt', clientCertAuth: true, allowedHostname: 'member.example' },
+      clientTls: { certFile: '/pki/s.crt', keyFile: '/pki/s.key', trustedCaFile: '/pki/ca.crt', clientCertAuth: true, allowedHostname: 'app.example', crlFile: '/pki/client.crl' },
+      peerTls: { certFile: '/pki/p.crt', keyFile: '/pki/p.key', trustedCaFile: '/pki/peer-ca.crt', clientCertAuth: true, allowedHostname: 'member.example', crlFile: '/pki/peer.crl' },
     });
     expect(c.listen.metrics).toEqual([
       { url: 'http://127.0.0.1:9100', host: '127.0.0.1', port: 9100 },

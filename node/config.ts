@@ -237,6 +237,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     defaultText: 'false',
     boolean: true,
   },
+  { flag: 'client-crl-file', valueName: 'path', description: 'refuse client certificates this certificate revocation list (PEM or DER) names', defaultText: '(none)' },
+  { flag: 'peer-crl-file', valueName: 'path', description: 'refuse peer certificates this certificate revocation list (PEM or DER) names', defaultText: '(none)' },
   {
     flag: 'client-cert-allowed-hostname',
     valueName: 'name',
@@ -529,6 +531,9 @@ function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: ''
   const trustedCaFile = parseNonEmpty(get(`${prefix}trusted-ca-file`), flags.ca);
   const clientCertAuth = parseBool(get(`${prefix}client-cert-auth`)) ?? false;
   const names = parseAllowedNames(get, prefix, clientCertAuth);
+  const crlFlag = `${prefix === 'peer-' ? 'peer' : 'client'}-crl-file`;
+  // Empty is etcd's default: no list.
+  const crlFile = get(crlFlag)?.value.trim() || undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new ConfigError(certFile === undefined ? `${flags.key} needs ${flags.cert}` : `${flags.cert} needs ${flags.key}`);
   }
@@ -537,9 +542,10 @@ function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: ''
   }
   if (certFile === undefined || keyFile === undefined) {
     if (trustedCaFile !== undefined || clientCertAuth) warnings.push(`${flags.ca} and --${prefix}client-cert-auth have no effect without ${flags.cert} and ${flags.key}`);
+    if (crlFile !== undefined) warnings.push(`--${crlFlag} has no effect without ${flags.cert} and ${flags.key}`);
     return undefined;
   }
-  return { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, ...names, flags };
+  return { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, ...names, ...(crlFile === undefined ? {} : { crlFile }), flags };
 }
 
 /**

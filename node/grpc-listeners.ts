@@ -5,7 +5,7 @@
 // connection limit below need them; if a grpc-js upgrade moves them, boundHttp2Servers throws at start-up rather
 // than let the member serve without its limit or its fast path.
 import type * as http2 from 'node:http2';
-import { Server as TlsServer, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { Server as TlsServer, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 
 /** The HTTP/2 servers `server` has bound so far (one per bound address). */
@@ -42,11 +42,11 @@ export function limitConnections(server: grpc.Server, max: number, onDropped: (c
  * and before any request on it is read (etcd fails the handshake itself; Node offers no hook inside it). Plaintext
  * listeners have no certificate to check and are left alone.
  */
-export function checkClientCertificates(server: grpc.Server, refusal: (cert: PeerCertificate) => string | undefined, onRefused: (reason: string, c: DroppedConnection) => void): void {
+export function checkClientCertificates(server: grpc.Server, refusal: (cert: DetailedPeerCertificate) => string | undefined, onRefused: (reason: string, c: DroppedConnection) => void): void {
   for (const listener of boundHttp2Servers(server)) {
     if (!(listener instanceof TlsServer)) continue;
     listener.on('secureConnection', (socket: TLSSocket) => {
-      const reason = refusal(socket.getPeerCertificate());
+      const reason = refusal(socket.getPeerCertificate(true));
       if (reason === undefined) return;
       onRefused(reason, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort });
       socket.destroy();

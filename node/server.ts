@@ -34,7 +34,7 @@ import { checkClientCertificates, limitConnections, type DroppedConnection } fro
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
-import { certificateNameRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
+import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
 import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
@@ -126,7 +126,7 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   const api = loadEtcdApi();
   peerServer.addService(api.fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
   const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
-  if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => certificateNameRefusal(cert, config.peerTls!), certificateRefusalReporter('peer', logger));
+  if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls.peer?.current.revoked), certificateRefusalReporter('peer', logger));
 
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.
   const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
@@ -218,7 +218,7 @@ async function serve(
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
   started.push(() => clientServer.forceShutdown());
   const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
-  if (config.clientTls !== undefined) checkClientCertificates(clientServer, (cert) => certificateNameRefusal(cert, config.clientTls!), certificateRefusalReporter('client', logger));
+  if (config.clientTls !== undefined) checkClientCertificates(clientServer, (cert) => clientCertificateRefusal(cert, config.clientTls!, tls.client?.current.revoked), certificateRefusalReporter('client', logger));
   limitConnections(clientServer, config.clientConnectionsMax, dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics));
   if (config.grpcFastPath) fastPath.install(clientServer);
 
@@ -307,11 +307,11 @@ function dropReporter(listener: 'client' | 'peer', limit: string, logger: Logger
   };
 }
 
-/** Log connections closed for their client certificate's name, at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
+/** Log connections closed for their client certificate (revoked, or the wrong name), at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
 function certificateRefusalReporter(listener: 'client' | 'peer', logger: Logger): (reason: string, c: DroppedConnection) => void {
   let last: { reason: string; c: DroppedConnection } | undefined;
   const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (refused) =>
-    logger.warn({ listener, refused, remote: describeRemote(last?.c), reason: last?.reason }, `fulcrum: closed a ${listener} connection: its certificate failed the name check (${last?.reason})`),
+    logger.warn({ listener, refused, remote: describeRemote(last?.c), reason: last?.reason }, `fulcrum: closed a ${listener} connection: its client certificate was refused (${last?.reason})`),
   );
   return (reason, c) => {
     last = { reason, c };

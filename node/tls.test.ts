@@ -9,7 +9,7 @@ import { loadEtcdApi } from '../proto/index.js';
 import { ConfigError } from './config.js';
 import { daysFromNow, TestPki, type IssuedCert, type TestCa } from './testing/certs.js';
 import { checkClientCertificates } from './grpc-listeners.js';
-import { certificateNameRefusal, loadTlsFiles, TlsFileWatcher, type TlsFiles } from './tls.js';
+import { clientCertificateRefusal, loadTlsFiles, TlsFileWatcher, type TlsFiles } from './tls.js';
 
 const FLAGS = { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file' };
 const quiet = pino({ level: 'silent' });
@@ -125,7 +125,7 @@ async function serve(f: TlsFiles): Promise<Served> {
   const port = await new Promise<number>((res, rej) => s.bindAsync('127.0.0.1:0', watcher.serverCredentials(), (e, p) => (e ? rej(e) : res(p))));
   const refused: string[] = [];
   // As the server does (node/server.ts).
-  checkClientCertificates(s, (cert) => certificateNameRefusal(cert, f), (reason) => refused.push(reason));
+  checkClientCertificates(s, (cert) => clientCertificateRefusal(cert, f, watcher.current.revoked), (reason) => refused.push(reason));
   return {
     port,
     watcher,
@@ -291,5 +291,35 @@ describe('client certificate names (--peer-cert-allowed-cn, --*-cert-allowed-hos
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('certificate revocation lists (--client-crl-file, --peer-crl-file)', () => {
+  it('a revoked client certificate is closed as its handshake ends; the others get in; a new list is picked up without a restart', async () => {
+    const crlCa = await pki.ca('crl-ca');
+    const [crlServer, alice, bob] = await Promise.all([pki.issue(crlCa, 'crl-server'), pki.issue(crlCa, 'alice'), pki.issue(crlCa, 'bob')]);
+    await pki.revoke(crlCa, bob);
+    const crlFile = await pki.crl(crlCa);
+    const f: TlsFiles = { certFile: crlServer.certFile, keyFile: crlServer.keyFile, trustedCaFile: crlCa.certFile, clientCertAuth: true, crlFile, flags: FLAGS };
+    const s = await serve(f);
+    try {
+      await range(kvClient(s.port, await sslCreds(alice, crlCa.certFile)));
+      await expect(range(kvClient(s.port, await sslCreds(bob, crlCa.certFile)))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(s.seen).toEqual([alice.serial]);
+      expect(new Set(s.refused)).toEqual(new Set([`transport: certificate serial ${bob.serial.toLowerCase().replace(/^(00)+/, '')} revoked`]));
+      // Alice is revoked too: the watcher reads the new list, and her next connection is refused.
+      await pki.revoke(crlCa, alice);
+      await pki.crl(crlCa, crlFile);
+      await s.watcher.check();
+      await expect(range(kvClient(s.port, await sslCreds(alice, crlCa.certFile), 'localhost'))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(s.seen).toEqual([alice.serial]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a file that is not a CRL stops the member at start with the flag and the file named', async () => {
+    const message = await configErrorOf(files(server, { crlFile: server.certFile }));
+    expect(message).toBe(`--client-crl-file ${server.certFile}: not a certificate revocation list (no "X509 CRL" PEM block in the file)`);
   });
 });

@@ -16,9 +16,10 @@
 // takes a member off the air, and writing the key and certificate in either order is safe.
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { checkServerIdentity, rootCertificates, type PeerCertificate, type SecureContextOptions } from 'node:tls';
+import { checkServerIdentity, rootCertificates, type DetailedPeerCertificate, type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from './config.js';
+import { CRL_BYTES_MAX, CrlError, normalizeSerial, revokedSerials } from './crl.js';
 import type { Logger } from './log.js';
 
 export const TLS_LIMITS = {
@@ -42,6 +43,8 @@ export interface TlsFiles {
   readonly allowedCn?: string;
   /** --client-cert-allowed-hostname, --peer-cert-allowed-hostname: a client certificate must be valid for this name. */
   readonly allowedHostname?: string;
+  /** --client-crl-file, --peer-crl-file: client certificates (and their issuers) listed here are refused. */
+  readonly crlFile?: string;
   /** The flag names, for messages: `--cert-file` or `--peer-cert-file`, ... */
   readonly flags: { readonly cert: string; readonly key: string; readonly ca: string };
 }
@@ -53,6 +56,8 @@ export interface LoadedTls {
   /** The trusted CA bundle, or undefined when no --trusted-ca-file was given. */
   readonly ca?: Buffer;
   readonly certificate: X509Certificate;
+  /** The serials the CRL file names (crl.ts normalizeSerial form), or undefined without one. */
+  readonly revoked?: ReadonlySet<string>;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -70,14 +75,30 @@ export async function loadTlsFiles(files: TlsFiles, now = Date.now()): Promise<L
     throw new ConfigError(`${files.flags.key} ${files.keyFile}: the private key does not match the certificate in ${files.flags.cert} ${files.certFile}`);
   }
   if (ca !== undefined) checkCaBundle(files.flags.ca, files.trustedCaFile!, ca, now);
-  return { cert, key, ca, certificate };
+  const revoked = files.crlFile === undefined ? undefined : await loadCrl(crlFlag(files), files.crlFile);
+  return { cert, key, ca, certificate, ...(revoked === undefined ? {} : { revoked }) };
 }
 
-async function readTlsFile(flag: string, file: string): Promise<Buffer> {
+/** `--client-crl-file` or `--peer-crl-file`, after the listener's other flags. */
+function crlFlag(files: TlsFiles): string {
+  return files.flags.cert === '--peer-cert-file' ? '--peer-crl-file' : '--client-crl-file';
+}
+
+async function loadCrl(flag: string, file: string): Promise<Set<string>> {
+  const bytes = await readTlsFile(flag, file, CRL_BYTES_MAX);
+  try {
+    return revokedSerials(bytes);
+  } catch (e) {
+    if (!(e instanceof CrlError)) throw e;
+    throw new ConfigError(`${flag} ${file}: not a certificate revocation list (${e.message})`);
+  }
+}
+
+async function readTlsFile(flag: string, file: string, bytesMax: number = TLS_LIMITS.fileBytesMax): Promise<Buffer> {
   try {
     const info = await stat(file);
     if (!info.isFile()) throw new ConfigError(`${flag} ${file}: not a regular file`);
-    if (info.size > TLS_LIMITS.fileBytesMax) throw new ConfigError(`${flag} ${file}: ${info.size} bytes; a PEM file is at most ${TLS_LIMITS.fileBytesMax}`);
+    if (info.size > bytesMax) throw new ConfigError(`${flag} ${file}: ${info.size} bytes; the file is at most ${bytesMax}`);
     return await readFile(file);
   } catch (e) {
     if (e instanceof ConfigError) throw e;
@@ -121,13 +142,26 @@ function checkCaBundle(flag: string, file: string, pem: Buffer, now: number): vo
 }
 
 /**
- * Why a verified client certificate fails the listener's name check (--peer-cert-allowed-cn,
- * --*-cert-allowed-hostname), in etcd's words; undefined when it passes or nothing is checked. The CN is the
- * subject's last one, as Go reads it; a host name is matched as for a server (subjectAltName, wildcards).
+ * Why a client certificate is refused after its handshake, in etcd's words; undefined when it passes or nothing is
+ * checked. `revoked`: the listener's CRL (LoadedTls.revoked); the certificate and every issuer it was presented
+ * with are looked up, as etcd does. The name checks (--peer-cert-allowed-cn, --*-cert-allowed-hostname) apply
+ * to a verified certificate: the CN is the subject's last one, as Go reads it; a host name is matched as for a
+ * server (subjectAltName, wildcards).
  */
-export function certificateNameRefusal(cert: PeerCertificate | undefined, files: Pick<TlsFiles, 'allowedCn' | 'allowedHostname'>): string | undefined {
+export function clientCertificateRefusal(
+  cert: DetailedPeerCertificate | undefined,
+  files: Pick<TlsFiles, 'allowedCn' | 'allowedHostname'>,
+  revoked?: ReadonlySet<string>,
+): string | undefined {
+  const present = cert !== undefined && cert.raw !== undefined;
+  if (present && revoked !== undefined && revoked.size > 0) {
+    for (const c of chainOf(cert)) {
+      const serial = normalizeSerial(c.serialNumber ?? '');
+      if (revoked.has(serial)) return `transport: certificate serial ${serial.toLowerCase()} revoked`;
+    }
+  }
   if (files.allowedCn === undefined && files.allowedHostname === undefined) return undefined;
-  if (cert === undefined || cert.raw === undefined) return 'no client certificate to check';
+  if (!present) return 'no client certificate to check';
   if (files.allowedCn !== undefined) {
     const cn: unknown = cert.subject?.CN;
     const last = Array.isArray(cn) ? (cn[cn.length - 1] as unknown) : cn;
@@ -135,6 +169,22 @@ export function certificateNameRefusal(cert: PeerCertificate | undefined, files:
   }
   if (files.allowedHostname !== undefined && checkServerIdentity(files.allowedHostname, cert) !== undefined) return 'hostname authentication failed';
   return undefined;
+}
+
+/** The certificate and the issuers it came with, each once (a self-signed root names itself as its issuer). */
+function chainOf(cert: DetailedPeerCertificate): DetailedPeerCertificate[] {
+  const out: DetailedPeerCertificate[] = [];
+  const seen = new Set<string>();
+  for (let c: DetailedPeerCertificate | undefined = cert; c?.raw !== undefined && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    out.push(c);
+  }
+  return out;
+}
+
+/** For the load and reload log lines: how many serials the CRL names, when there is one. */
+function revokedCount(t: LoadedTls): { revokedSerials?: number } {
+  return t.revoked === undefined ? {} : { revokedSerials: t.revoked.size };
 }
 
 /** What a log line or a test needs to recognize a certificate. */
@@ -150,7 +200,7 @@ type IdentityListener = (update: { certificate: Buffer; privateKey: Buffer } | n
 
 /** The files' identity as far as stat tells: a change in any of them means "read them all again". */
 async function signature(files: TlsFiles): Promise<string> {
-  const paths = [files.certFile, files.keyFile, ...(files.trustedCaFile === undefined ? [] : [files.trustedCaFile])];
+  const paths = [files.certFile, files.keyFile, ...(files.trustedCaFile === undefined ? [] : [files.trustedCaFile]), ...(files.crlFile === undefined ? [] : [files.crlFile])];
   const parts = await Promise.all(paths.map((p) => stat(p).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}`, () => 'missing')));
   return parts.join('|');
 }
@@ -188,7 +238,7 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
     const w = new TlsFileWatcher(files, await loadTlsFiles(files), sig, logger);
     w.#timer = setInterval(() => void w.check(), intervalMs);
     w.#timer.unref();
-    logger.info({ ...describeCertificate(w.#current.certificate), certFile: files.certFile, clientCertAuth: files.clientCertAuth }, 'fulcrum: TLS certificate loaded');
+    logger.info({ ...describeCertificate(w.#current.certificate), certFile: files.certFile, clientCertAuth: files.clientCertAuth, ...revokedCount(w.#current) }, 'fulcrum: TLS certificate loaded');
     w.warnNearExpiry();
     return w;
   }
@@ -210,7 +260,7 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
       this.#signature = sig;
       this.#lastError = '';
       this.#current = next;
-      this.logger.info({ ...describeCertificate(next.certificate), certFile: this.files.certFile }, 'fulcrum: TLS certificate reloaded');
+      this.logger.info({ ...describeCertificate(next.certificate), certFile: this.files.certFile, ...revokedCount(next) }, 'fulcrum: TLS certificate reloaded');
       this.publish();
     } finally {
       this.#checking = false;

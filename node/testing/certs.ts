@@ -7,6 +7,7 @@
 //   const server = await pki.issue(ca, 'server');        // SAN IP:127.0.0.1, DNS:localhost; serverAuth + clientAuth
 //   const expired = await pki.issue(ca, 'old', { notBefore: daysFromNow(-2), notAfter: daysFromNow(-1) });
 //   const other = await pki.issue(await pki.ca('rogue-ca'), 'intruder');
+//   await pki.revoke(ca, server); const crlFile = await pki.crl(ca);   // a CRL (PEM; { der: true } for DER)
 //
 // Keys are EC P-256: fast to make, and every client under test (grpc-js, Go's etcdctl) takes them. Signing goes
 // through `openssl ca` because it is the one openssl 3.0 command that sets both ends of the validity period.
@@ -112,6 +113,25 @@ export class TestPki {
     await rename(`${certFile}.new`, certFile);
     const x = new X509Certificate(await readFile(certFile));
     return { name, certFile, keyFile, caFile: ca.certFile, serial: x.serialNumber, fingerprint256: x.fingerprint256 };
+  }
+
+  /** Mark `cert` revoked in `ca`'s database: the next crl() lists it. */
+  async revoke(ca: TestCa, cert: IssuedCert): Promise<void> {
+    await this.serially(() => openssl(['ca', '-batch', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-revoke', cert.certFile]));
+  }
+
+  /** A CRL signed by `ca` listing what it has revoked so far: PEM, or DER with `der`. Written whole (renamed into place). */
+  async crl(ca: TestCa, file: string = join(this.dir, `${ca.name}.crl`), o: { der?: boolean } = {}): Promise<string> {
+    const pem = `${file}.pem.new`;
+    await this.serially(() => openssl(['ca', '-batch', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-gencrl', '-crldays', '30', '-out', pem]));
+    if (o.der === true) {
+      await openssl(['crl', '-in', pem, '-outform', 'DER', '-out', `${file}.new`]);
+      await rm(pem);
+    } else {
+      await rename(pem, `${file}.new`);
+    }
+    await rename(`${file}.new`, file);
+    return file;
   }
 
   private serially<T>(fn: () => Promise<T>): Promise<T> {
