@@ -1,3 +1,4 @@
+import { createConnection } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -166,6 +167,35 @@ describe('with a stub member', () => {
     expect(rejected.body).toBe('too many requests\n');
     expect((await Promise.all(slow)).map((r) => r.status)).toEqual([503, 503]); // timed out, slots freed
     expect((await get(s, '/metrics')).status).toBe(200);
+  });
+
+  it('connections beyond connectionsMax are closed as they are accepted; the open one keeps serving', async () => {
+    const s = await serve(stubMember({ leader: 2, alarms: [], read: 'ok' }), { limits: { connectionsMax: 1 } });
+    const { port } = new URL(s.url);
+    const held = createConnection({ host: '127.0.0.1', port: Number(port) });
+    await new Promise<void>((resolve) => held.once('connect', () => resolve()));
+    try {
+      // A second connection is accepted by the kernel and closed by the server without an answer.
+      const second = createConnection({ host: '127.0.0.1', port: Number(port) });
+      second.on('error', () => {});
+      second.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      const answer = await new Promise<string>((resolve) => {
+        let got = '';
+        second.on('data', (d: Buffer) => (got += d.toString()));
+        second.once('close', () => resolve(got));
+      });
+      expect(answer).toBe('');
+      // The held connection is served.
+      held.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      const reply = await new Promise<string>((resolve) => {
+        let got = '';
+        held.on('data', (d: Buffer) => (got += d.toString()));
+        held.once('close', () => resolve(got));
+      });
+      expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      held.destroy();
+    }
   });
 
   it('a failing collector gives 500 and a log line, and the server keeps serving', async () => {

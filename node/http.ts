@@ -12,16 +12,19 @@
 // and the wait for a linearizable read. A scrape storm gets 503s instead of a growing queue.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { ListenAddress } from './config.js';
 import type { Member } from './member.js';
-import type { TlsFileWatcher } from './tls.js';
+import { clientCertificateRefusal, type TlsFileWatcher } from './tls.js';
 
 export const HTTP_LIMITS = {
   /** Requests handled at once; more get 503 with Retry-After. */
   concurrentRequestsMax: 32,
+  /** Connections open at once per metrics URL; more are closed as they are accepted (a scraper needs one or two). */
+  connectionsMax: 256,
   /** A whole request, from first byte to last: a slow client cannot hold a slot for long. */
   requestTimeoutMs: 10_000,
   headersTimeoutMs: 5_000,
@@ -241,6 +244,10 @@ function createEndpointServer(secure: boolean, limits: HttpLimits, options: Http
   if (tls === undefined) throw new Error('fulcrum: an https metrics URL needs the client TLS settings (--cert-file, --key-file)');
   const auth = tls.files.clientCertAuth;
   const server = createHttpsServer({ ...serverOptions, ...tls.secureContextOptions(), requestCert: auth, rejectUnauthorized: auth }, createHttpHandler(options));
+  // The client listener's CRL and name checks hold here too (the gRPC listeners: node/grpc-listeners.ts).
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (clientCertificateRefusal(socket.getPeerCertificate(true), tls.files, tls.current.revoked) !== undefined) socket.destroy();
+  });
   const stopFollowing = tls.onChange(() => server.setSecureContext(tls.secureContextOptions()));
   return { server, stopFollowing };
 }
@@ -251,6 +258,7 @@ export async function startHttpServer(address: { host: string; port: number; sec
   const secure = address.secure === true;
   const { server, stopFollowing } = createEndpointServer(secure, limits, options);
   server.maxHeadersCount = limits.headersCountMax;
+  server.maxConnections = limits.connectionsMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: address.host, port: address.port }, () => {
