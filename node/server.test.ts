@@ -99,6 +99,7 @@ describe('startServer', () => {
       }
     }
   });
+
   it('closes client connections past --max-client-connections as they are accepted, counts them, and serves again once one closes', async () => {
     const server = await startServer(
       parseServerConfig([
@@ -159,6 +160,7 @@ describe('startServer', () => {
       await server.close();
     }
   });
+
   it('closes client connections whose certificate fails --client-cert-allowed-hostname, and serves the ones that pass', async () => {
     const pki = await TestPki.create();
     try {
