@@ -440,7 +440,7 @@ describe('TLS flags', () => {
     expect(c.memberId).not.toBe(memberIdFor(['http://127.0.0.1:2380'], TOKEN));
     expect(c.clientTls).toEqual({
       certFile: '/pki/s.crt', keyFile: '/pki/s.key', trustedCaFile: '/pki/ca.crt', clientCertAuth: true,
-      flags: { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file' },
+      flags: { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file', crl: '--client-crl-file' },
     });
     expect(c.peerTls).toMatchObject({ certFile: '/pki/p.crt', clientCertAuth: true, flags: { cert: '--peer-cert-file' } });
     expect(c.warnings).toEqual([]);

@@ -525,13 +525,13 @@ function parseBool(s: RawSetting | undefined): boolean | undefined {
  * files are read and checked at start (node/tls.ts loadTlsFiles), so parsing stays pure.
  */
 function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: '' | 'peer-', warnings: string[]): TlsFiles | undefined {
-  const flags = { cert: `--${prefix}cert-file`, key: `--${prefix}key-file`, ca: `--${prefix}trusted-ca-file` };
+  const crlFlag = `${prefix === 'peer-' ? 'peer' : 'client'}-crl-file`;
+  const flags = { cert: `--${prefix}cert-file`, key: `--${prefix}key-file`, ca: `--${prefix}trusted-ca-file`, crl: `--${crlFlag}` };
   const certFile = parseNonEmpty(get(`${prefix}cert-file`), flags.cert);
   const keyFile = parseNonEmpty(get(`${prefix}key-file`), flags.key);
   const trustedCaFile = parseNonEmpty(get(`${prefix}trusted-ca-file`), flags.ca);
   const clientCertAuth = parseBool(get(`${prefix}client-cert-auth`)) ?? false;
   const names = parseAllowedNames(get, prefix, clientCertAuth);
-  const crlFlag = `${prefix === 'peer-' ? 'peer' : 'client'}-crl-file`;
   // Empty is etcd's default: no list.
   const crlFile = get(crlFlag)?.value.trim() || undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) {
@@ -542,7 +542,7 @@ function parseTlsFiles(get: (flag: string) => RawSetting | undefined, prefix: ''
   }
   if (certFile === undefined || keyFile === undefined) {
     if (trustedCaFile !== undefined || clientCertAuth) warnings.push(`${flags.ca} and --${prefix}client-cert-auth have no effect without ${flags.cert} and ${flags.key}`);
-    if (crlFile !== undefined) warnings.push(`--${crlFlag} has no effect without ${flags.cert} and ${flags.key}`);
+    if (crlFile !== undefined) warnings.push(`${flags.crl} has no effect without ${flags.cert} and ${flags.key}`);
     return undefined;
   }
   return { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, ...names, ...(crlFile === undefined ? {} : { crlFile }), flags };

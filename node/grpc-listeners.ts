@@ -1,5 +1,5 @@
-// What grpc-js does not offer on its server: reach into the HTTP/2 servers it created for its bound addresses,
-// and bound how many connections each accepts.
+// What grpc-js does not offer on its server, done on the HTTP/2 servers it created for its bound addresses: bound
+// how many connections each keeps open, and refuse client certificates after the handshake (revoked, wrong name).
 //
 // grpc-js keeps those servers in a private map (`http2Servers`). Both the fast path (api/fast-path.ts) and the
 // connection limit below need them; if a grpc-js upgrade moves them, boundHttp2Servers throws at start-up rather

@@ -11,7 +11,7 @@ import { daysFromNow, TestPki, type IssuedCert, type TestCa } from './testing/ce
 import { checkClientCertificates } from './grpc-listeners.js';
 import { clientCertificateRefusal, loadTlsFiles, TlsFileWatcher, type TlsFiles } from './tls.js';
 
-const FLAGS = { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file' };
+const FLAGS = { cert: '--cert-file', key: '--key-file', ca: '--trusted-ca-file', crl: '--client-crl-file' };
 const quiet = pino({ level: 'silent' });
 
 let pki: TestPki;

@@ -46,7 +46,7 @@ export interface TlsFiles {
   /** --client-crl-file, --peer-crl-file: client certificates (and their issuers) listed here are refused. */
   readonly crlFile?: string;
   /** The flag names, for messages: `--cert-file` or `--peer-cert-file`, ... */
-  readonly flags: { readonly cert: string; readonly key: string; readonly ca: string };
+  readonly flags: { readonly cert: string; readonly key: string; readonly ca: string; readonly crl: string };
 }
 
 /** A set of files that passed the checks. */
@@ -75,13 +75,8 @@ export async function loadTlsFiles(files: TlsFiles, now = Date.now()): Promise<L
     throw new ConfigError(`${files.flags.key} ${files.keyFile}: the private key does not match the certificate in ${files.flags.cert} ${files.certFile}`);
   }
   if (ca !== undefined) checkCaBundle(files.flags.ca, files.trustedCaFile!, ca, now);
-  const revoked = files.crlFile === undefined ? undefined : await loadCrl(crlFlag(files), files.crlFile);
+  const revoked = files.crlFile === undefined ? undefined : await loadCrl(files.flags.crl, files.crlFile);
   return { cert, key, ca, certificate, ...(revoked === undefined ? {} : { revoked }) };
-}
-
-/** `--client-crl-file` or `--peer-crl-file`, after the listener's other flags. */
-function crlFlag(files: TlsFiles): string {
-  return files.flags.cert === '--peer-cert-file' ? '--peer-crl-file' : '--client-crl-file';
 }
 
 async function loadCrl(flag: string, file: string): Promise<Set<string>> {
