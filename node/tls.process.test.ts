@@ -51,6 +51,8 @@ function tlsArgs(name: string): string[] {
   return [
     '--cert-file', c.client.certFile, '--key-file', c.client.keyFile, '--trusted-ca-file', clientCa.certFile, '--client-cert-auth',
     '--peer-cert-file', c.peer.certFile, '--peer-key-file', c.peer.keyFile, '--peer-trusted-ca-file', peerCa.certFile, '--peer-client-cert-auth',
+    // Every member's peer certificate names localhost (LOOPBACK_SANS): the cluster runs with the name check on.
+    '--peer-cert-allowed-hostname', 'localhost',
   ];
 }
 
@@ -176,6 +178,11 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
     // From another CA (or the client CA): the TLS handshake fails, so no hello, no Send stream, no Raft message.
     await expect(handshake(intruder)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     await expect(handshake(user)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    // From the peer CA but not for the allowed host name (--peer-cert-allowed-hostname localhost): closed as the
+    // handshake ends, and the member says why.
+    const misnamed = await pki.issue(peerCa, 'misnamed-peer', { sans: ['DNS:elsewhere.example'] });
+    await expect(handshake(misnamed)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    await eventually('m1 logs the refusal', async () => (m1.output.some((l) => l.includes('hostname authentication failed')) ? true : undefined), 5_000, 100);
   }, 30_000);
 
   it('a member with a wrong-CA peer certificate cannot join; with a good one it joins over TLS, from a snapshot', async () => {
