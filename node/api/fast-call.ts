@@ -49,7 +49,8 @@ export interface FastCallDeps {
 
 /** The request headers a handler sees as metadata: neither pseudo-headers nor the transport's. */
 function applicationHeaders(headers: http2.IncomingHttpHeaders): http2.IncomingHttpHeaders {
-  const out: http2.IncomingHttpHeaders = {};
+  // No prototype, like Node's own headers object: a header named __proto__ stays an entry.
+  const out = Object.create(null) as http2.IncomingHttpHeaders;
   for (const key of Object.keys(headers)) {
     if (key.charCodeAt(0) !== PSEUDO_HEADER_MARK && !TRANSPORT_HEADERS.has(key)) out[key] = headers[key];
   }

@@ -67,7 +67,7 @@ describe('fast unary path', () => {
       Big: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.alloc(SEND_MAX + 1)),
       Meta: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         const md = call.metadata;
-        const seen = { text: md.get('x-text'), bin: md.get('x-bin-bin').map((v) => (v as Buffer).toString('hex')), keys: Object.keys(md.getMap()).sort(), deadline: call.getDeadline() !== Infinity, peer: call.getPeer(), path: call.getPath() };
+        const seen = { text: md.get('x-text'), proto: md.get('__proto__'), bin: md.get('x-bin-bin').map((v) => (v as Buffer).toString('hex')), keys: Object.keys(md.getMap()).sort(), deadline: call.getDeadline() !== Infinity, peer: call.getPeer(), path: call.getPath() };
         cb(null, Buffer.from(JSON.stringify(seen)));
       },
       Talk: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => talks.push(new TalkServer(call)),
@@ -213,6 +213,14 @@ describe('fast unary path', () => {
       const r = await raw(frame(Buffer.from('ok')));
       expect([r.status, r.data.subarray(5).toString()]).toEqual(['0', 'ok']);
       expect(servedHere()).toBe(1);
+    });
+
+    it('gives a header named __proto__ to the handler as metadata, like any other', async () => {
+      const headers: http2.OutgoingHttpHeaders = {};
+      Object.defineProperty(headers, '__proto__', { value: 'p', enumerable: true });
+      const r = await raw(frame(Buffer.alloc(0)), headers, '/test.Fast/Meta');
+      expect(r.status).toBe('0');
+      expect((JSON.parse(r.data.subarray(5).toString()) as { proto: string[] }).proto).toEqual(['p']);
     });
 
     it('refuses no message, half a message and two messages', async () => {
