@@ -30,9 +30,20 @@ class KvApplier implements Applier {
       return prev ?? null;
     });
   }
-  async restore(_s: Snapshot): Promise<void> {
-    throw new Error('not used in these tests');
+  /** A snapshot's data is the map as JSON (what snapshotOf writes). */
+  async restore(s: Snapshot): Promise<void> {
+    this.data.clear();
+    for (const [k, v] of Object.entries(JSON.parse(new TextDecoder().decode(s.data)) as Record<string, string>)) this.data.set(k, v);
   }
+}
+
+/** Record a snapshot of `m` at its applied index and compact its log there, as a member's snapshotting does. */
+function snapshotAndCompact(m: Member): number {
+  const index = m.loop.applied;
+  const data = new TextEncoder().encode(JSON.stringify(Object.fromEntries(m.applier.data)));
+  m.log.storage.createSnapshot(index, m.loop.node.status().confState, data);
+  m.log.storage.compact(index);
+  return index;
 }
 
 /** A one-member loop (member id 1) that has campaigned and leads. */
@@ -63,10 +74,12 @@ afterEach(async () => {
   for (const l of loops.splice(0)) await l.stop();
 });
 
-function cluster(size: number, delivered: Message[] = []): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number> } {
+function cluster(size: number, delivered: Message[] = []): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number>; deaf: Set<number> } {
   const ticker = new ManualTicker();
   const members = new Map<number, Member>();
   const cut = new Set<number>();
+  /** Members that receive nothing but are still heard (a one-way partition). */
+  const deaf = new Set<number>();
   const ids = Array.from({ length: size }, (_, i) => i + 1);
   const rng = new SeededRandom(3);
   for (const id of ids) {
@@ -77,7 +90,7 @@ function cluster(size: number, delivered: Message[] = []): { members: Map<number
     const peers = {
       send: (msgs: readonly Message[]) => {
         for (const m of msgs) {
-          if (cut.has(m.from) || cut.has(m.to)) continue;
+          if (cut.has(m.from) || cut.has(m.to) || deaf.has(m.to)) continue;
           delivered.push(m);
           setImmediate(() => members.get(m.to)?.loop.step(m));
         }
@@ -93,7 +106,7 @@ function cluster(size: number, delivered: Message[] = []): { members: Map<number
     loops.push(loop);
     loop.start();
   }
-  return { members, ticker, cut };
+  return { members, ticker, cut, deaf };
 }
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
@@ -179,6 +192,45 @@ describe('RaftLoop', () => {
     ticker.fire();
     expect(await outcome).toMatchObject({ code: 'TIMEOUT', message: 'etcdserver: request timed out' });
     expect((loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
+  });
+
+  it('a forwarded proposal whose entry reaches its follower only inside a snapshot fails with TIMEOUT, though it took effect', async () => {
+    const { members, ticker, deaf } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const followerId = [...members.keys()].find((id) => id !== lead)!;
+    const follower = members.get(followerId)!;
+    for (let i = 0; i < 50 && follower.loop.node.status().softState.lead !== lead; i++) {
+      ticker.fire();
+      await settle();
+    }
+    expect(follower.loop.node.status().softState.lead).toBe(lead);
+    // The follower is heard but hears nothing: its forwarded proposal reaches the leader and commits with the
+    // third member, while its own log stays behind.
+    deaf.add(followerId);
+    const forwarded = follower.loop.propose(enc('x=forwarded'));
+    const outcome = forwarded.then((r) => ({ answered: r }), (e: unknown) => e);
+    const leader = members.get(lead)!;
+    for (let i = 0; i < 400 && leader.applier.data.get('x') !== 'forwarded'; i++) await settle();
+    expect(leader.applier.data.get('x')).toBe('forwarded');
+    expect(await leader.loop.propose(enc('y=after'))).toBeNull();
+    // The leader compacts its log past the entry: the follower can only catch up from the snapshot.
+    const snapshotIndex = snapshotAndCompact(leader);
+    const appliedBefore = follower.applier.appliedIndexes.length;
+    deaf.delete(followerId);
+    for (let i = 0; i < 400 && follower.loop.applied < snapshotIndex; i++) {
+      ticker.fire();
+      await settle();
+    }
+    expect(follower.loop.applied).toBeGreaterThanOrEqual(snapshotIndex);
+    expect(Object.fromEntries(follower.applier.data)).toMatchObject({ x: 'forwarded', y: 'after' });
+    // It came in the snapshot: no entry at or below the snapshot's index went through the follower's apply.
+    expect(follower.applier.appliedIndexes.slice(appliedBefore).filter((i) => i <= snapshotIndex)).toEqual([]);
+    // The write took effect, but its own entry was never applied here, so no answer can be given: the proposal
+    // fails as lost (an ambiguous outcome, as in etcd) once proposalTimeoutTicks pass, and never with another's
+    // answer. Its slot is freed.
+    for (let i = 0; i < RAFT_LOOP_DEFAULTS.proposalTimeoutTicks; i++) ticker.fire();
+    expect(await outcome).toMatchObject({ code: 'TIMEOUT', message: 'etcdserver: request timed out' });
+    expect((follower.loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
   });
 
   it('refuses a leader-only proposal on a follower, and takes it on the leader', async () => {
