@@ -152,11 +152,11 @@ export interface MemberMetricsOptions {
   readonly quotaBackendBytes?: number;
 }
 
-/** One member's metrics. The server calls the observe/inc methods; collectFrom fills the rest at scrape time. */
 /** The listeners whose dropped connections are counted apart. */
 const LISTENERS = ['client', 'peer'] as const;
 type Listener = (typeof LISTENERS)[number];
 
+/** One member's metrics. The server calls the observe/inc methods; collectFrom fills the rest at scrape time. */
 export class MemberMetrics {
   private readonly f: Families;
   private readonly label: { member: string };

@@ -131,12 +131,13 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.
   const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
   const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
+  // Bounded here rather than at the bind above: the metrics count what the limit drops.
+  limitConnections(peerServer, PEER_CONNECTIONS_MAX, dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics));
   // The member reports a fatal error through a hook that needs the rest of the server; it is set below.
   const onFatal: { fn?: (e: unknown) => void } = {};
   // Test-only (FULCRUM_FAILPOINTS): crash at named steps of the write path, or make the WAL lie about fsync.
   const failpoints = Failpoints.fromEnv(process.env);
   const metricsFaults = metrics.faultHook();
-  limitConnections(peerServer, PEER_CONNECTIONS_MAX, dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics));
   const member = await Member.start({
     ...memberOptionsFrom(config),
     bootstrap: config.initialClusterState === 'new',
