@@ -121,6 +121,64 @@ export function statusOf(err: grpc.ServerErrorResponse | Partial<grpc.StatusObje
   return { code, details, metadata: err.metadata ?? undefined };
 }
 
+/** A stream's native side, as far as endJoinedWithOk uses it. */
+interface NativeStream {
+  /** Submit trailers; the argument is Node 20's header list, [name\0value\0flags... , count]; < 0 on failure. */
+  trailers(list: readonly [string, number]): number;
+}
+
+/** The trailers of a call that succeeded without trailing metadata, as Node 20's header list. */
+const OK_TRAILER_LIST = ['grpc-status\x000\x00\x00grpc-message\x00OK\x00\x00', 2] as const;
+/** The Node major whose native trailers(list) endJoinedWithOk was written against and tested on. */
+const JOINED_TRAILERS_NODE_MAJOR = '20';
+const joinedTrailersAvailable = process.versions.node.split('.')[0] === JOINED_TRAILERS_NODE_MAJOR;
+/** Node's Symbol(kHandle) on its HTTP/2 streams, found on first use; null when a stream has none. */
+let handleSymbol: symbol | null | undefined;
+
+function nativeStream(stream: http2.ServerHttp2Stream): NativeStream | undefined {
+  if (!joinedTrailersAvailable) return undefined;
+  handleSymbol ??= Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kHandle') ?? null;
+  if (handleSymbol === null) return undefined;
+  const handle = (stream as unknown as Record<symbol, unknown>)[handleSymbol];
+  if (typeof handle !== 'object' || handle === null || typeof (handle as Partial<NativeStream>).trailers !== 'function') return undefined;
+  return handle as NativeStream;
+}
+
+/**
+ * End a successful call with `data` (if any) and OK trailers in one write; false (nothing done) where this Node
+ * does not allow it, and the caller answers the documented way.
+ *
+ * Why: Node's HTTP/2 lets a server send trailers only once the stream's data has been written (its write
+ * callback) and its writable side has shut down, and then defers them once more (sendTrailers uses setImmediate).
+ * So a unary answer left as a write of HEADERS and DATA and, one or two event-loop turns later, a write of the
+ * trailers: the client woke twice per call and waited for the second. etcd's server sends all three at once.
+ *
+ * How: the writable side is shut down as soon as the data is queued (stream._final, which Node's own end() would
+ * call later, finding it done). nghttp2 then reaches the data's end in the same send as the data, and asks for
+ * trailers from inside that send ('wantTrailers' is emitted there); submitting them there is what nghttp2's API
+ * provides for, and they leave in the same write. Node's sendTrailers would defer them, so they go to the native
+ * handle directly: Symbol(kHandle) and its trailers(list) are Node internals, used only on the major they were
+ * tested on (fast-path.test.ts reads what the client receives, chunk by chunk).
+ */
+function endJoinedWithOk(stream: http2.ServerHttp2Stream, data: Buffer | undefined): boolean {
+  // end(data) must hand the data to the native side at once (no write in progress, not corked): the shutdown
+  // below would otherwise overtake it. A stream's earlier messages still being written go the documented way.
+  if (stream.writableLength !== 0 || stream.writableCorked !== 0) return false;
+  const handle = nativeStream(stream);
+  if (handle === undefined) return false;
+  stream.once('wantTrailers', () => {
+    if (handle.trailers(OK_TRAILER_LIST) < 0) stream.destroy(new Error('fulcrum: HTTP/2 refused the trailers of an answer'));
+  });
+  if (data === undefined) stream.end();
+  else stream.end(data);
+  stream._final(ignoreShutdownResult);
+  return true;
+}
+
+function ignoreShutdownResult(): void {
+  // The shutdown's outcome reaches the stream through its own 'error' and 'close'.
+}
+
 /**
  * grpc-js's ServerSurfaceCall over one HTTP/2 stream: metadata (built on first use), deadline, peer, host, TLS
  * identity; and the parts of answering every call shares: the deadline timer and trailers-only errors.
@@ -219,6 +277,7 @@ export abstract class FastCallBase extends EventEmitter {
   /** End the stream after `data` (if any) with trailers carrying the status; the caller has called beginAnswer(). */
   protected endWithTrailers(code: grpc.status, details: string, metadata: grpc.Metadata | null | undefined, data?: Buffer): void {
     const stream = this.stream;
+    if (code === grpc.status.OK && details === 'OK' && (metadata === undefined || metadata === null) && endJoinedWithOk(stream, data)) return;
     stream.once('wantTrailers', () => stream.sendTrailers(statusHeaders(code, details, metadata)));
     if (data === undefined) stream.end();
     else stream.end(data);

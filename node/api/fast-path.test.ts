@@ -2,6 +2,7 @@
 // client sees, raw HTTP/2 for frames no gRPC client would send. Each case also says which path answered
 // (FastPath.served), so a case that silently fell through to grpc-js fails.
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FastPath } from './fast-path.js';
@@ -110,6 +111,26 @@ describe('fast unary path', () => {
     await expect(call('Echo', Buffer.from('hello'))).resolves.toEqual(Buffer.from('hello'));
     await expect(call('Echo', Buffer.alloc(0))).resolves.toEqual(Buffer.alloc(0));
     expect(servedHere()).toBe(2);
+  });
+
+  it('sends a successful answer\'s headers, message and trailers in one write', async () => {
+    // What the client receives, chunk by chunk, through a TCP relay: one write on loopback arrives as one chunk.
+    const relay = await Relay.start(endpoint);
+    const relayed = new (grpc.makeGenericClientConstructor(SERVICE, 'Fast'))(relay.endpoint, grpc.credentials.createInsecure()) as unknown as Client;
+    try {
+      for (let i = 0; i < 20; i++) {
+        const res = await new Promise<Buffer>((resolve, reject) => relayed.Echo(Buffer.from(`one-${i}`), (e: grpc.ServiceError | null, r?: Buffer) => (e ? reject(e) : resolve(r!))));
+        expect(res.toString()).toBe(`one-${i}`);
+      }
+    } finally {
+      relayed.close();
+      relay.close();
+    }
+    const answers = relay.answers();
+    expect(answers).toHaveLength(20);
+    // Each stream's DATA frame and its closing HEADERS (the trailers) came in the same chunk.
+    expect(answers.filter((a) => a.dataChunk !== a.trailersChunk)).toEqual([]);
+    expect(servedHere()).toBe(20);
   });
 
   it('hands streaming calls and compressed requests to grpc-js, which answers them', async () => {
@@ -353,6 +374,7 @@ describe('fast unary path', () => {
       await until(() => t.received.length === 5);
       expect(t.received).toEqual(['p0', 'p1', 'p2', 'p3', 'p4']);
       // A client that goes away while the handler has the stream paused still frees its slot.
+      t.endsWithClient = false;
       t.call.pause();
       c.cancel();
       await until(() => t.cancelled);
@@ -363,6 +385,7 @@ describe('fast unary path', () => {
       const c = open();
       c.on('error', () => {});
       await until(() => talks.length === 1 && budget.inFlight.streams === 1);
+      talks[0]!.endsWithClient = false;
       c.cancel();
       await until(() => talks[0]!.cancelled);
       await until(() => budget.inFlight.streams === 0);
@@ -443,9 +466,86 @@ async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
 }
 
 /** The server side of a Talk stream: records requests, echoes them when asked, notes a cancel. */
+/** Where a server's answer on one HTTP/2 stream arrived: the index of the chunk with its DATA and with its trailers. */
+interface AnswerChunks {
+  readonly streamId: number;
+  dataChunk: number;
+  trailersChunk: number;
+}
+
+/** A TCP relay in front of a server that records the server's bytes as the chunks they arrived in, and their frames. */
+class Relay {
+  private chunks = 0;
+  private pending = Buffer.alloc(0);
+  private pendingChunk = 0;
+  private readonly byStream = new Map<number, AnswerChunks>();
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(private readonly server: net.Server) {}
+
+  static async start(target: string): Promise<Relay & { endpoint: string }> {
+    const [host, port] = target.split(':') as [string, string];
+    const server = net.createServer();
+    const relay = new Relay(server);
+    server.on('connection', (client) => {
+      const upstream = net.connect(Number(port), host);
+      relay.sockets.add(client).add(upstream);
+      client.on('data', (b) => upstream.write(b));
+      upstream.on('data', (b) => {
+        relay.record(b);
+        client.write(b);
+      });
+      for (const s of [client, upstream]) s.on('error', () => {}).on('close', () => (client.destroy(), upstream.destroy()));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return Object.assign(relay, { endpoint: `127.0.0.1:${(server.address() as net.AddressInfo).port}` });
+  }
+
+  /** Answers (streams with a DATA frame) in stream order. */
+  answers(): AnswerChunks[] {
+    return [...this.byStream.values()].filter((a) => a.dataChunk >= 0);
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+  }
+
+  private record(chunk: Buffer): void {
+    const index = this.chunks++;
+    if (this.pending.byteLength === 0) this.pendingChunk = index;
+    this.pending = Buffer.concat([this.pending, chunk]);
+    // A frame counts in the chunk its head arrived in; a frame split across chunks would show as a split answer.
+    for (;;) {
+      if (this.pending.byteLength < H2_FRAME_HEAD_BYTES) return;
+      const length = this.pending.readUIntBE(0, 3);
+      if (this.pending.byteLength < H2_FRAME_HEAD_BYTES + length) return;
+      this.frame(this.pending[3]!, this.pending[4]!, this.pending.readUInt32BE(5) & 0x7fff_ffff, this.pendingChunk);
+      this.pending = this.pending.subarray(H2_FRAME_HEAD_BYTES + length);
+      this.pendingChunk = index;
+    }
+  }
+
+  private frame(type: number, flags: number, streamId: number, chunk: number): void {
+    if (streamId === 0) return;
+    const answer = this.byStream.get(streamId) ?? { streamId, dataChunk: -1, trailersChunk: -1 };
+    this.byStream.set(streamId, answer);
+    if (type === H2_DATA && answer.dataChunk < 0) answer.dataChunk = chunk;
+    if (type === H2_HEADERS && (flags & H2_END_STREAM) !== 0) answer.trailersChunk = chunk;
+  }
+}
+
+/** HTTP/2 (RFC 9113): a frame's 9-byte head, and the frame types and flag the relay reads. The preface is the client's. */
+const H2_FRAME_HEAD_BYTES = 9;
+const H2_DATA = 0x0;
+const H2_HEADERS = 0x1;
+const H2_END_STREAM = 0x1;
+
 class TalkServer {
   readonly received: string[] = [];
   echo = false;
+  /** End the call (OK) when the client ends its side. Off where a test cancels: the answer would race the reset. */
+  endsWithClient = true;
   cancelled = false;
 
   constructor(readonly call: grpc.ServerDuplexStream<Buffer, Buffer>) {
@@ -453,7 +553,9 @@ class TalkServer {
       this.received.push(m.toString());
       if (this.echo) call.write(m);
     });
-    call.on('end', () => call.end());
+    call.on('end', () => {
+      if (this.endsWithClient) call.end();
+    });
     call.on('cancelled', () => (this.cancelled = true));
     call.on('error', () => {});
   }
