@@ -256,6 +256,8 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
       let seconds: number;
       let terms = '';
       let revisionAfter: number;
+      // The members' own warnings (elections, slow applies), for the report when writes fail.
+      let memberLogs = '';
       try {
         // Warm up (the members' code is compiled lazily by tsx and the JIT): a few hundred writes on each member.
         const warm = procs.endpoints.map((ep) => new EtcdTestClient(ep, 10_000));
@@ -279,6 +281,7 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
           expect(old.stderr).toContain('mvcc: required revision has been compacted');
         }
       } finally {
+        memberLogs = procs.cluster.members.map((m) => `${m.spec.name}:\n${m.output.slice(-20).join('\n')}`).join('\n');
         await procs.close();
       }
       const lines = `${r.stdout}\n${r.stderr}`
@@ -288,7 +291,7 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
       console.info(`interop etcdctl check perf --load=s: ${seconds.toFixed(1)} s, ${terms}, revision ${revisionAfter}; ${lines.join(' | ')}`);
       // Every one of the 9,000 writes succeeded: check perf prints "FAIL: too many errors" and one
       // "FAIL: ERROR(...)" line per kind of error otherwise.
-      expect(lines.filter((l) => /^FAIL: (too many errors|ERROR|Cleanup failed)/.test(l)), r.stdout.slice(-2000)).toEqual([]);
+      expect(lines.filter((l) => /^FAIL: (too many errors|ERROR|Cleanup failed)/.test(l)), `${r.stdout.slice(-2000)}\n${terms}\nmember logs:\n${memberLogs}`).toEqual([]);
       // It ran to its end and judged all three figures, whatever the verdicts.
       expect(lines.some((l) => /^(PASS|FAIL): Throughput (is|too low:) \d+ writes\/s$/.test(l)), r.stdout.slice(-2000)).toBe(true);
       expect(lines.some((l) => /^(PASS: Slowest request took|Slowest request took too long:) [\d.]+s$/.test(l))).toBe(true);
