@@ -16,15 +16,16 @@ const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('t
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Run the program; it must report 4 puts in flight for 1 s, and CPU per operation of each member, one the leader. */
-function expectFiguresFor(members: readonly string[], args: readonly string[]): void {
+/** Run the program; it must report 4 puts in flight (or `op` x `inFlight`) for 1 s, and CPU per operation of each member, one the leader. */
+function expectFiguresFor(members: readonly string[], args: readonly string[], op = 'put', inFlight = 4): string {
   const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, ...args], { encoding: 'utf8', timeout: 90_000 });
   expect(r.status, r.stdout + r.stderr).toBe(0);
-  expect(r.stdout).toMatch(/^put x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
+  expect(r.stdout).toMatch(new RegExp(`^${op} x${inFlight}: \\d+ in 1 s = \\d+/s, p50 [\\d.]+ ms, p99 [\\d.]+ ms$`, 'm'));
   const perMember = [...r.stdout.matchAll(/^ {2}([a-z]\d)( \(leader\))? {2}([\d.]+)$/gm)];
   expect(perMember.map((m) => m[1])).toEqual(members);
   expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
   expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
+  return r.stdout;
 }
 
 describe('npm run bench:profile', () => {
@@ -42,6 +43,14 @@ describe('npm run bench:profile', () => {
     expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
     expect(new Set(lines.map((l) => l.split(' ')[1]))).toEqual(new Set(['p1', 'p2', 'p3']));
     expect(lines.some((l) => l.includes('api put answered'))).toBe(true);
+  }, 120_000);
+
+  it('loads new keys in transactions of 100 puts with --op load, and every transaction\'s keys are in the store', () => {
+    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'load', '--in-flight', '2', '--duration', '1'], 'load', 2);
+    const ran = Number(/^load x2: (\d+) in 1 s/m.exec(out)?.[1]);
+    const stored = /^load: (\d+) keys in the store after (\d+) transactions of 100 puts$/m.exec(out);
+    expect(ran).toBeGreaterThan(0);
+    expect([Number(stored?.[1]), Number(stored?.[2])]).toEqual([100 * ran, ran]);
   }, 120_000);
 
   it.runIf(etcdVersion() !== undefined)('measures etcd under the same load with --system etcd', () => {

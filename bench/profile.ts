@@ -1,7 +1,7 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget] [--in-flight 100] [--duration 5] [--cpu-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--cpu-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940]
 //
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
@@ -24,6 +24,8 @@ import { etcdCluster, etcdVersion, processCpuMs } from './lib/systems.js';
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 /** Loopback ports of the three members (inside the benchmark's 12400-13999 range): six from --base-port. */
 const BASE_PORT = 13_940;
+/** Puts per transaction of --op load: the size workload's (bench/lib/workloads.ts). */
+const LOAD_PUTS_PER_TXN = 100;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
 
@@ -35,7 +37,7 @@ const positive = (v: string): number => {
 
 const program = new Command('npm run bench:profile --')
   .description('CPU per operation, CPU profiles and a request timeline of a local 3-member cluster')
-  .addOption(new Option('--op <op>', 'put, linearizable get, or serializable get').choices(['put', 'get', 'sget']).default('put'))
+  .addOption(new Option('--op <op>', 'put, linearizable get, serializable get, or load (transactions of 100 puts of new keys, as the size workload)').choices(['put', 'get', 'sget', 'load']).default('put'))
   .option('--in-flight <n>', 'requests in flight (one connection)', positive, 100)
   .option('--duration <s>', 'measured seconds', positive, 5)
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
@@ -45,7 +47,7 @@ const program = new Command('npm run bench:profile --')
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
 interface Options {
-  op: 'put' | 'get' | 'sget';
+  op: 'put' | 'get' | 'sget' | 'load';
   inFlight: number;
   duration: number;
   valueBytes: number;
@@ -129,11 +131,13 @@ async function main(o: Options): Promise<void> {
     const latencies: number[] = [];
     const end = performance.now() + o.duration * 1000;
     let n = 0;
+    let loaded = 0;
     await Promise.all(
       Array.from({ length: o.inFlight }, async () => {
         while (performance.now() < end) {
           const t = performance.now();
           if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
+          else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(loaded++).toString().padStart(8, '0')}`), value);
           else await client.get(`warm-${n % 50}`, o.op === 'sget');
           latencies.push(performance.now() - t);
           n++;
@@ -142,6 +146,8 @@ async function main(o: Options): Promise<void> {
     );
     const self = process.cpuUsage(selfBefore);
     const after = members.map((m) => cpuSeconds(m.pid));
+    // The transactions really wrote their keys (counted after the window, so not in the figures).
+    if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${n} transactions of ${LOAD_PUTS_PER_TXN} puts\n`);
     latencies.sort((a, b) => a - b);
     const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
     const leaderName = members.find((m) => m.endpoint === leader.endpoint)?.name;

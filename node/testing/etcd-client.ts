@@ -36,6 +36,14 @@ export class EtcdTestClient {
     return Number(r.header!.revision);
   }
 
+  /** Put every key (with the same value) in one transaction; the revision it made. */
+  async putAll(keys: readonly string[], value: string): Promise<number> {
+    const v = Buffer.from(value);
+    const success = keys.map((key) => ({ request_put: { key: Buffer.from(key), value: v } }));
+    const r = await call<{ header: { revision: string } | null }>((cb) => this.kv.Txn({ success }, new grpc.Metadata(), this.opts(), cb as never));
+    return Number(r.header!.revision);
+  }
+
   async get(key: string, serializable = false): Promise<string | undefined> {
     const r = await call<{ kvs: Array<{ value: Buffer }> }>((cb) => this.kv.Range({ key: Buffer.from(key), serializable }, new grpc.Metadata(), this.opts(), cb as never));
     return r.kvs[0]?.value.toString();
