@@ -466,6 +466,56 @@ async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
 }
 
 /** The server side of a Talk stream: records requests, echoes them when asked, notes a cancel. */
+describe('fast unary path, answers beyond the client\'s flow-control window', () => {
+  const BIG = 1024 * 1024;
+  const fast = new FastPath({ receiveMessageBytesMax: BIG, sendMessageBytesMax: BIG }, new CallBudget({ unaryCallsPerMemberMax: SLOTS, streamsPerMemberMax: STREAM_SLOTS }));
+  let server: grpc.Server;
+  let endpoint: string;
+
+  beforeAll(async () => {
+    server = new grpc.Server();
+    fast.addService(server, { Echo: SERVICE.Echo }, { Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request) });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    fast.install(server);
+    endpoint = `127.0.0.1:${port}`;
+  });
+
+  afterAll(() => {
+    server.forceShutdown();
+  });
+
+  it('sends all of an answer a slow reader with a 16 KiB window takes in pieces, then its trailers', async () => {
+    // The writable side is shut down before the data has left (endJoinedWithOk): the data must still all go, as
+    // the window opens, and the trailers after it.
+    const session = http2.connect(`http://${endpoint}`, { settings: { initialWindowSize: 16 * 1024 } });
+    session.on('error', () => {});
+    try {
+      const message = Buffer.alloc(300 * 1024);
+      for (let i = 0; i < message.length; i++) message[i] = i % 251;
+      const req = session.request({ ':method': 'POST', ':path': '/test.Fast/Echo', 'content-type': 'application/grpc', te: 'trailers' });
+      let trailers: http2.IncomingHttpHeaders = {};
+      req.on('trailers', (t) => (trailers = t));
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(message.length, 1);
+      req.end(Buffer.concat([head, message]));
+      req.pause();
+      await new Promise((r) => setTimeout(r, 100)); // the server has answered and waits for the window
+      const data: Buffer[] = [];
+      req.on('data', (d: Buffer) => data.push(d));
+      const ended = new Promise<void>((resolve, reject) => req.on('end', () => resolve()).on('error', reject));
+      req.resume();
+      await ended;
+      const body = Buffer.concat(data);
+      expect([trailers['grpc-status'], trailers['grpc-message']]).toEqual(['0', 'OK']);
+      expect(body.readUInt32BE(1)).toBe(message.length);
+      expect(body.subarray(5).equals(message)).toBe(true);
+      expect(fast.served).toBe(1);
+    } finally {
+      session.close();
+    }
+  }, 20_000); // an answer whose data never leaves would otherwise hang the file for a minute
+});
+
 /** Where a server's answer on one HTTP/2 stream arrived: the index of the chunk with its DATA and with its trailers. */
 interface AnswerChunks {
   readonly streamId: number;
