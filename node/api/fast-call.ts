@@ -154,11 +154,11 @@ function nativeStream(stream: http2.ServerHttp2Stream): NativeStream | undefined
  * trailers: the client woke twice per call and waited for the second. etcd's server sends all three at once.
  *
  * How: the writable side is shut down as soon as the data is queued (stream._final, which Node's own end() would
- * call later, finding it done). nghttp2 then reaches the data's end in the same send as the data, and asks for
- * trailers from inside that send ('wantTrailers' is emitted there); submitting them there is what nghttp2's API
- * provides for, and they leave in the same write. Node's sendTrailers would defer them, so they go to the native
- * handle directly: Symbol(kHandle) and its trailers(list) are Node internals, used only on the major they were
- * tested on (fast-path.test.ts reads what the client receives, chunk by chunk).
+ * call later, finding it done). nghttp2 then reaches the data's end in the same send as the data and asks for
+ * trailers: 'wantTrailers' is emitted from nghttp2's data source callback, inside which nghttp2's documentation
+ * allows nghttp2_submit_trailer, so trailers submitted there leave in the same write. Node's sendTrailers would
+ * defer them, so they go to the native handle directly: Symbol(kHandle) and its trailers(list) are Node internals,
+ * used only on the major they were tested on (fast-path.test.ts reads what the client receives, chunk by chunk).
  */
 function endJoinedWithOk(stream: http2.ServerHttp2Stream, data: Buffer | undefined): boolean {
   // end(data) must hand the data to the native side at once (no write in progress, not corked): the shutdown
