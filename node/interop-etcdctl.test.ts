@@ -49,6 +49,75 @@ async function leaderTerm(endpoints: readonly string[]): Promise<string> {
   return [...new Set(st.map((s) => s.Status.raftTerm))].join('/');
 }
 
+/** One `etcdctl check perf` against a fresh cluster of three member processes, and what it left behind. */
+interface CheckPerfRun {
+  readonly r: EtcdctlRun;
+  /** Its verdict lines (PASS, FAIL, Slowest, Stddev). */
+  readonly lines: readonly string[];
+  /** "raft term A -> B" across the run. */
+  readonly terms: string;
+  readonly termChanged: boolean;
+  readonly revisionAfter: number;
+  readonly endpoints: readonly string[];
+  /** The members' last log lines (elections, slow applies), for the report when writes fail. */
+  readonly memberLogs: string;
+}
+
+async function checkPerfOnce(): Promise<CheckPerfRun> {
+  const procs = await startProcessCluster({ portOffset: 10 });
+  closers.push(procs.close);
+  let run: Omit<CheckPerfRun, 'memberLogs'>;
+  let memberLogs = '';
+  try {
+    // Warm up (the members' code is compiled lazily by tsx and the JIT): a few hundred writes on each member.
+    const warm = procs.endpoints.map((ep) => new EtcdTestClient(ep, 10_000));
+    try {
+      await Promise.all(warm.flatMap((c, i) => Array.from({ length: 100 }, (_, n) => c.put(`warmup/${i}/${n}`, 'x'.repeat(1024)))));
+    } finally {
+      for (const c of warm) c.close();
+    }
+    const termBefore = await leaderTerm(procs.endpoints);
+    const started = Date.now();
+    const r = await runEtcdctl(procs.endpoints, ['check', 'perf', '--load=s', '--auto-compact', '--auto-defrag'], { timeoutMs: 200_000 });
+    const seconds = (Date.now() - started) / 1000;
+    const termAfter = await leaderTerm(procs.endpoints);
+    // check perf deletes what it wrote, then compacts at the revision of that delete.
+    expect((await runEtcdctl(procs.endpoints, ['get', '--prefix', '/etcdctl-check-perf/', '--keys-only'])).stdout).toBe('');
+    const status = JSON.parse((await runEtcdctl(procs.endpoints, ['endpoint', 'status', '-w', 'json'])).stdout) as { Status: { header: { revision: number } } }[];
+    const revisionAfter = status[0]!.Status.header.revision;
+    // Reading before the compaction point fails with etcd's error on every member.
+    for (const ep of procs.endpoints) {
+      const old = await runEtcdctl([ep], ['get', 'warmup/0/0', `--rev=${revisionAfter - 1}`]);
+      expect(old.stderr).toContain('mvcc: required revision has been compacted');
+    }
+    const lines = `${r.stdout}\n${r.stderr}`
+      .split(/[\r\n]+/)
+      .map((l) => l.trim())
+      .filter((l) => /^(PASS|FAIL|Slowest|Stddev)/.test(l));
+    const terms = `raft term ${termBefore} -> ${termAfter}`;
+    console.info(`interop etcdctl check perf --load=s: ${seconds.toFixed(1)} s, ${terms}, revision ${revisionAfter}; ${lines.join(' | ')}`);
+    run = { r, lines, terms, termChanged: termBefore !== termAfter, revisionAfter, endpoints: procs.endpoints };
+  } finally {
+    memberLogs = procs.cluster.members.map((m) => `${m.spec.name}:\n${m.output.slice(-20).join('\n')}`).join('\n');
+    await procs.close();
+  }
+  return { ...run, memberLogs };
+}
+
+/** check perf's lines that say writes failed: "FAIL: too many errors" and one "FAIL: ERROR(...) -> n" per kind. */
+function writeFailures(lines: readonly string[]): string[] {
+  return lines.filter((l) => /^FAIL: (too many errors|ERROR|Cleanup failed)/.test(l));
+}
+
+/** The errors a leader change causes to the writes in flight, as etcd words them. */
+const LEADER_CHANGE_FAILURE = /^FAIL: (too many errors|ERROR\(etcdserver: (request timed out.*|no leader|leader changed)\) -> \d+)$/;
+
+/** Writes failed, the term changed, and every failure is one a leader change causes. */
+function explainedByLeaderChange(run: CheckPerfRun): boolean {
+  const failures = writeFailures(run.lines);
+  return run.termChanged && failures.length > 0 && failures.every((l) => LEADER_CHANGE_FAILURE.test(l));
+}
+
 async function keysUnder(prefix: string): Promise<string[]> {
   const out = await ok(['get', '--prefix', prefix, '--keys-only']);
   return out.split('\n').filter((l) => l !== '');
@@ -250,60 +319,31 @@ describe.skipIf(etcdctlPath === undefined)('etcdctl 3.4 against a 3-member Fulcr
       // judges latency (slowest request over 0.5 s, or a standard deviation over 0.1 s, fails it): those verdicts
       // depend on this machine's disk and load, so they are reported below, not asserted (speed belongs to
       // `npm run bench`). CI once saw a 0.64 s slowest request on a slower disk, where this machine shows 0.1 s.
-      const procs = await startProcessCluster({ portOffset: 10 });
-      closers.push(procs.close);
-      let r: EtcdctlRun;
-      let seconds: number;
-      let terms = '';
-      let revisionAfter: number;
-      // The members' own warnings (elections, slow applies), for the report when writes fail.
-      let memberLogs = '';
-      try {
-        // Warm up (the members' code is compiled lazily by tsx and the JIT): a few hundred writes on each member.
-        const warm = procs.endpoints.map((ep) => new EtcdTestClient(ep, 10_000));
-        try {
-          await Promise.all(warm.flatMap((c, i) => Array.from({ length: 100 }, (_, n) => c.put(`warmup/${i}/${n}`, 'x'.repeat(1024)))));
-        } finally {
-          for (const c of warm) c.close();
-        }
-        const termBefore = await leaderTerm(procs.endpoints);
-        const started = Date.now();
-        r = await runEtcdctl(procs.endpoints, ['check', 'perf', '--load=s', '--auto-compact', '--auto-defrag'], { timeoutMs: 200_000 });
-        seconds = (Date.now() - started) / 1000;
-        terms = `raft term ${termBefore} -> ${await leaderTerm(procs.endpoints)}`;
-        // check perf deletes what it wrote, then compacts at the revision of that delete.
-        expect((await runEtcdctl(procs.endpoints, ['get', '--prefix', '/etcdctl-check-perf/', '--keys-only'])).stdout).toBe('');
-        const status = JSON.parse((await runEtcdctl(procs.endpoints, ['endpoint', 'status', '-w', 'json'])).stdout) as { Status: { header: { revision: number } } }[];
-        revisionAfter = status[0]!.Status.header.revision;
-        // Reading before the compaction point fails with etcd's error on every member.
-        for (const ep of procs.endpoints) {
-          const old = await runEtcdctl([ep], ['get', 'warmup/0/0', `--rev=${revisionAfter - 1}`]);
-          expect(old.stderr).toContain('mvcc: required revision has been compacted');
-        }
-      } finally {
-        memberLogs = procs.cluster.members.map((m) => `${m.spec.name}:\n${m.output.slice(-20).join('\n')}`).join('\n');
-        await procs.close();
+      let run = await checkPerfOnce();
+      // A leader change in the middle of the run fails the writes in flight (as it would against etcd): a member
+      // that cannot heartbeat for an election timeout (1 s) on a machine starved of CPU or disk. Once in four
+      // local runs here it did (term 2 -> 3, 49 timeouts). Such a run is reported and the whole check is run once
+      // more on a fresh cluster, which must then pass; any other failure, or failures without a term change, fail.
+      if (explainedByLeaderChange(run)) {
+        console.info(`interop etcdctl check perf: the raft term changed (${run.terms}) and every failure is one a leader change causes; running it once more.\nmember logs:\n${run.memberLogs}`);
+        run = await checkPerfOnce();
       }
-      const lines = `${r.stdout}\n${r.stderr}`
-        .split(/[\r\n]+/)
-        .map((l) => l.trim())
-        .filter((l) => /^(PASS|FAIL|Slowest|Stddev)/.test(l));
-      console.info(`interop etcdctl check perf --load=s: ${seconds.toFixed(1)} s, ${terms}, revision ${revisionAfter}; ${lines.join(' | ')}`);
+      const { r, lines, terms, memberLogs, revisionAfter, endpoints } = run;
       // Every one of the 9,000 writes succeeded: check perf prints "FAIL: too many errors" and one
       // "FAIL: ERROR(...)" line per kind of error otherwise.
-      expect(lines.filter((l) => /^FAIL: (too many errors|ERROR|Cleanup failed)/.test(l)), `${r.stdout.slice(-2000)}\n${terms}\nmember logs:\n${memberLogs}`).toEqual([]);
+      expect(writeFailures(lines), `${r.stdout.slice(-2000)}\n${terms}\nmember logs:\n${memberLogs}`).toEqual([]);
       // It ran to its end and judged all three figures, whatever the verdicts.
       expect(lines.some((l) => /^(PASS|FAIL): Throughput (is|too low:) \d+ writes\/s$/.test(l)), r.stdout.slice(-2000)).toBe(true);
       expect(lines.some((l) => /^(PASS: Slowest request took|Slowest request took too long:) [\d.]+s$/.test(l))).toBe(true);
       expect(lines.some((l) => /^(PASS: Stddev is|Stddev too high:) [\d.]+s$/.test(l))).toBe(true);
       // --auto-compact and --auto-defrag ran against the cluster.
       expect(r.stdout).toContain(`Compacted with revision ${revisionAfter}`);
-      for (const ep of procs.endpoints) expect(r.stdout).toContain(`Defragmented "${ep}"`);
+      for (const ep of endpoints) expect(r.stdout).toContain(`Defragmented "${ep}"`);
       // Its exit code follows its verdict and nothing else (an error or a crash exits otherwise).
       expect(r.code, `stderr: ${r.stderr.slice(-2000)}`).toBe(lines.includes('PASS') ? 0 : 1);
       expect(lines.includes('PASS') !== lines.includes('FAIL')).toBe(true);
     },
-    240_000,
+    480_000,
   );
 
   itEtcdctl('move-leader: leadership moves to the named follower, and every member agrees', async () => {
