@@ -35,6 +35,18 @@ describe('chaos: negative controls (real processes)', () => {
   );
 
   it(
+    'a leader that never revokes expired leases leaves keys past their expiry bound, and the lease checker says so',
+    async () => {
+      const s = await run({ workloads: ['lease'], nemeses: 'none', timeS: 8, failpoints: 'no-lease-expiry' }, true);
+      const lease = s.checks.find((c) => c.checker === 'lease-promise')!;
+      expect(lease.verdict).toBe('invalid');
+      expect(lease.summary).toMatch(/; [1-9]\d* keys still there past their expiry bound/);
+      expect(lease.summary).toMatch(/ 0 reads found a key gone while its lease was promised/);
+    },
+    RUN_TIMEOUT_MS,
+  );
+
+  it(
     'locks without fencing lose updates when holders stall past their lease',
     async () => {
       const s = await run({ workloads: ['lock'], nemeses: 'none', timeS: 15, noFencing: true }, true);

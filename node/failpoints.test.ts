@@ -16,6 +16,9 @@ describe('failpoints', () => {
     expect(() => parseFailpoints('before-persit=crash')).toThrow(/unknown failpoint "before-persit"/);
     expect(() => parseFailpoints('after-apply=explode')).toThrow(/want crash, crash@N or crash%P/);
     expect(() => parseFailpoints('no-fsync=crash')).toThrow(/takes no action/);
+    expect(() => parseFailpoints('no-lease-expiry=1')).toThrow(/failpoint no-lease-expiry takes no action/);
+    expect(parseFailpoints('no-lease-expiry')).toMatchObject({ noLeaseExpiry: true, noFsync: false });
+    expect(parseFailpoints('no-fsync').noLeaseExpiry).toBe(false);
     expect(() => parseFailpoints('after-apply=crash%2')).toThrow(/0 < P <= 1/);
   });
 

@@ -7,12 +7,14 @@
 //     <point>=crash%P      ... each time with probability P (0 < P <= 1)
 //     no-fsync             WAL writes skip fsync and never count as durable: only a power loss can tell (the
 //                          chaos suite emulates one by restoring an earlier crash image of the data directory)
+//     no-lease-expiry      the leader never revokes an expired lease: keys on a lease let go stay for good
 //   FULCRUM_FAILPOINTS_FILE=<path>   the same syntax, re-read while the member runs (points armed at run time)
 //
 // Points: the Ready loop's (before-persist, after-persist, before-apply, after-apply, before-restore,
 // after-restore: a follower installing a snapshot) and the snapshot store's (before-snapshot-commit,
 // after-snapshot-commit: a member saving a snapshot).
 import { readFileSync, unwatchFile, watchFile, writeSync } from 'node:fs';
+import { leaseTestHooks } from './lease/test-hooks.js';
 import { walTestHooks } from '../storage/wal/test-hooks.js';
 
 export const FAILPOINT_NAMES = [
@@ -36,24 +38,28 @@ export interface CrashAction {
 export interface FailpointSpec {
   readonly crash: ReadonlyMap<FailpointName, CrashAction>;
   readonly noFsync: boolean;
+  readonly noLeaseExpiry: boolean;
 }
+
+/** Failpoints that are a flag, not a crash at a point. */
+const FLAG_FAILPOINTS = ['no-fsync', 'no-lease-expiry'] as const;
 
 /** How often the failpoint file is polled for changes. */
 const FILE_POLL_MS = 100;
 
 export function parseFailpoints(text: string): FailpointSpec {
   const crash = new Map<FailpointName, CrashAction>();
-  let noFsync = false;
+  const flags = new Set<string>();
   for (const raw of text.split(/[,\n]/)) {
     const item = raw.trim();
     if (item === '') continue;
     const [name, action = ''] = item.split('=', 2) as [string, string?];
-    if (name === 'no-fsync') {
-      if (action !== '') throw new Error(`failpoint no-fsync takes no action (got "${action}")`);
-      noFsync = true;
+    if ((FLAG_FAILPOINTS as readonly string[]).includes(name)) {
+      if (action !== '') throw new Error(`failpoint ${name} takes no action (got "${action}")`);
+      flags.add(name);
       continue;
     }
-    if (!(FAILPOINT_NAMES as readonly string[]).includes(name)) throw new Error(`unknown failpoint "${name}" (known: ${FAILPOINT_NAMES.join(', ')}, no-fsync)`);
+    if (!(FAILPOINT_NAMES as readonly string[]).includes(name)) throw new Error(`unknown failpoint "${name}" (known: ${[...FAILPOINT_NAMES, ...FLAG_FAILPOINTS].join(', ')})`);
     const m = /^crash(?:@(\d+)|%([0-9.]+))?$/.exec(action);
     if (m === null) throw new Error(`failpoint ${name}=${action}: want crash, crash@N or crash%P`);
     const onHit = m[1] !== undefined ? Number(m[1]) : m[2] !== undefined ? 0 : 1;
@@ -61,7 +67,7 @@ export function parseFailpoints(text: string): FailpointSpec {
     if (onHit < 0 || !(probability > 0 && probability <= 1)) throw new Error(`failpoint ${name}=${action}: N must be >= 1 and 0 < P <= 1`);
     crash.set(name as FailpointName, { onHit, probability });
   }
-  return { crash, noFsync };
+  return { crash, noFsync: flags.has('no-fsync'), noLeaseExpiry: flags.has('no-lease-expiry') };
 }
 
 export class Failpoints {
@@ -75,6 +81,7 @@ export class Failpoints {
   ) {
     this.spec = parseFailpoints(staticSpec);
     walTestHooks.skipFsync = this.spec.noFsync;
+    leaseTestHooks.skipExpiry = this.spec.noLeaseExpiry;
     if (file !== undefined) {
       this.reload(staticSpec);
       watchFile(file, { interval: FILE_POLL_MS, persistent: false }, () => this.reload(staticSpec));
@@ -117,6 +124,7 @@ export class Failpoints {
     if (this.file !== undefined) unwatchFile(this.file);
     walTestHooks.fault = undefined;
     walTestHooks.skipFsync = false;
+    leaseTestHooks.skipExpiry = false;
   }
 }
 

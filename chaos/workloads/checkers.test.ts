@@ -4,13 +4,27 @@
 import { describe, expect, it } from 'vitest';
 import type { KV, WatchBatch } from '../harness/client.js';
 import { checkClock, type Observation } from './clock.js';
-import { checkLeases, type LeaseTrack } from './lease.js';
+import type { NemesisEvent } from '../history.js';
+import { checkLeases, EXPIRY_BOUND_NS, expiryBoundNs, FAULT_RECOVERY_BOUND_NS, faultSpans, type LeaseTrack } from './lease.js';
 import { checkWatch, type WatchState, type Watcher } from './watch.js';
 
 const S = 1e9;
 
 describe('lease checker', () => {
-  const track = (goneAtS: number[], promisedUntilS: number): LeaseTrack => ({ id: '7', key: 'lease/0/0', promisedUntilNs: promisedUntilS * S, goneAtNs: goneAtS.map((g) => g * S), firstGoneNs: goneAtS[0] === undefined ? undefined : goneAtS[0] * S });
+  /** A lease promised until `promisedUntilS` (and, at the latest, `expiresByS`), reads that found it gone, and the last that found it there. */
+  const track = (goneAtS: number[], promisedUntilS: number, lastPresentS?: number, expiresByS = promisedUntilS + 0.1): LeaseTrack => ({
+    id: '7',
+    key: 'lease/0/0',
+    promisedUntilNs: promisedUntilS * S,
+    expiresByNs: expiresByS * S,
+    lastPresentInvokeNs: lastPresentS === undefined ? undefined : lastPresentS * S,
+    goneAtNs: goneAtS.map((g) => g * S),
+    firstGoneNs: goneAtS[0] === undefined ? undefined : goneAtS[0] * S,
+  });
+  const fault = (fault: string, startS: number, stopS?: number): NemesisEvent[] => [
+    { time: startS * S, phase: 'start', fault },
+    ...(stopS === undefined ? [] : [{ time: stopS * S, phase: 'stop' as const, fault }]),
+  ];
 
   it('accepts keys that go after the promise', () => {
     expect(checkLeases([track([10.5], 10), track([], 12)]).verdict).toBe('valid');
@@ -20,6 +34,38 @@ describe('lease checker', () => {
     const r = checkLeases([track([9.2], 10)]);
     expect(r.verdict).toBe('invalid');
     expect(r.anomalies).toEqual([{ lease: '7', key: 'lease/0/0', goneAtMs: 9200, promisedUntilMs: 10000 }]);
+  });
+
+  it('flags a key still there past its expiry bound when no fault intervened, and judges only leases watched that long', () => {
+    // Bound: expiresBy (10.1 s) + EXPIRY_BOUND_NS.
+    const bound = 10.1 + EXPIRY_BOUND_NS / S;
+    const r = checkLeases([track([], 10, bound + 0.3), track([], 10, bound - 0.3), track([14], 10, 13.9)]);
+    expect(r.verdict).toBe('invalid');
+    expect(r.anomalies).toHaveLength(1);
+    const a = r.anomalies![0] as { lease: string; boundMs: number; stillThereAtMs: number };
+    expect([a.lease, Math.round(a.boundMs), Math.round(a.stillThereAtMs)]).toEqual(['7', Math.round(bound * 1000), Math.round((bound + 0.3) * 1000)]);
+    expect(r.summary).toContain('1 keys still there past their expiry bound (2 of 3 leases judged on that side; the nearest went 2100 ms before its bound)');
+  });
+
+  it('moves the bound past a fault that began before it, and past the faults that began before the moved bound', () => {
+    const late = 10.1 + EXPIRY_BOUND_NS / S + 5;
+    // A partition from 12 to 14 s, then a kill from 23 to 26 s (before 14 + recovery): bound 26 + recovery.
+    const faults = [...fault('partition', 12, 14), ...fault('kill', 23, 26)];
+    expect(expiryBoundNs(10.1 * S, faultSpans(faults))).toBe(26 * S + FAULT_RECOVERY_BOUND_NS);
+    expect(checkLeases([track([], 10, late)], faults).verdict).toBe('valid');
+    // A fault that began after the bound does not move it.
+    expect(checkLeases([track([], 10, late)], fault('pause', 17, 20)).verdict).toBe('invalid');
+    // A fault never healed: no bound at all.
+    expect(expiryBoundNs(10.1 * S, faultSpans(fault('partition', 12)))).toBe(Infinity);
+  });
+
+  it('pairs each fault start with the next stop of the same fault, whatever else happens in between', () => {
+    const events = [...fault('member', 1), ...fault('pause', 2, 3), { time: 4 * S, phase: 'stop' as const, fault: 'member' }, ...fault('member', 5, 6)];
+    expect(faultSpans(events).map((f) => [f.fault, f.startNs / S, f.stopNs / S])).toEqual([
+      ['member', 1, 4],
+      ['pause', 2, 3],
+      ['member', 5, 6],
+    ]);
   });
 });
 

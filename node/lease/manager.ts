@@ -18,6 +18,7 @@
 //
 // Revokes proposed here are followed from their own results; a revoke proposed by another member is noticed
 // lazily: before the tracker is trusted about a lease, the table is asked whether it still exists.
+import { leaseTestHooks } from './test-hooks.js';
 import { apiError } from '../api/errors.js';
 import { LoopError } from '../raft-loop.js';
 import { LeaseExpiryTracker, type LeaseId, type LeaseInfo } from '../../storage/lease/index.js';
@@ -268,7 +269,7 @@ export class LeaseManager {
   async tick(): Promise<void> {
     const slack = LAST_WORDS_SLACK + this.member.stateMachine.leases.size;
     if (this.lastWordAtMs.size > slack || this.loggedRenewalAtMs.size > slack) this.pruneLastWords();
-    if (!this.tracker.isLeader) return;
+    if (!this.tracker.isLeader || leaseTestHooks.skipExpiry) return;
     const work: Array<Promise<void>> = [];
     for (const id of this.tracker.expiredLeases()) {
       if (!this.existsOrForget(id) || this.revokesInFlight.has(id)) continue;
