@@ -92,6 +92,8 @@ export interface MemberOptions {
   readonly onFatal?: (err: unknown) => void;
   /** Each persisted Ready: how long it took and whether it was synced. */
   readonly onPersist?: (ms: number, synced: boolean) => void;
+  /** Ticks that came late (the event loop was blocked): the gap in ms (RaftLoopOptions.onTickLate). */
+  readonly onTickLate?: (gapMs: number) => void;
   /** Where the member reports what an operator should see (Raft state changes, snapshot failures). */
   readonly logger?: Logger;
 }
@@ -213,6 +215,7 @@ export class Member {
       onApplied: (i) => self.member!.releaseAppliedWaiters(i),
       onFatal: (e) => options.onFatal?.(e),
       ...(options.onPersist ? { onPersist: options.onPersist } : {}),
+      ...(options.onTickLate ? { onTickLate: options.onTickLate } : {}),
     });
     const member = new Member(options, wal, backend, sm, clock, node, loop);
     self.member = member;

@@ -89,9 +89,17 @@ export interface RaftLoopOptions {
   readonly onFatal?: (err: unknown) => void;
   /** How long persisting one Ready took, and whether it was synced (the WAL fsync histogram). */
   readonly onPersist?: (ms: number, synced: boolean) => void;
+  /**
+   * Two ticks came more than TICK_LATE_FACTOR tick intervals apart: the event loop was blocked that long, and with
+   * it heartbeats (a leader) or the reading of them (a follower). Called with the gap in ms.
+   */
+  readonly onTickLate?: (gapMs: number) => void;
   /** How long a leader holds a commit notice (an append without entries) back; 0 sends it at once (CommitNotices). */
   readonly commitNoticeHoldMs: number;
 }
+
+/** Ticks further apart than this many intervals are reported (onTickLate): 5 x 100 ms is half an election timeout. */
+export const TICK_LATE_FACTOR = 5;
 
 export const RAFT_LOOP_DEFAULTS = {
   tickMs: 100,
@@ -169,6 +177,8 @@ export class RaftLoop {
    */
   private readonly proposals = new Map<number, ProposalWaiter>();
   private ticks = 0;
+  /** When the last tick ran (performance.now()), to notice ticks that came late. */
+  private lastTickAt: number | undefined;
   /** Reads not yet covered by a ReadIndex request. */
   private readsWaitingForIndex: Waiter[] = [];
   /** The ReadIndex request in flight: its context and the reads it covers. */
@@ -216,6 +226,9 @@ export class RaftLoop {
   tick(): void {
     if (this.stopped) return;
     this.ticks++;
+    const now = performance.now();
+    if (this.lastTickAt !== undefined && now - this.lastTickAt > this.options.tickMs * TICK_LATE_FACTOR) this.options.onTickLate?.(now - this.lastTickAt);
+    this.lastTickAt = now;
     this.node.tick();
     this.retryStaleRead();
     this.expireProposals();

@@ -44,6 +44,8 @@ export const SHUTDOWN_GRACE_MS = 5_000;
 export const QUOTA_CHECK_INTERVAL_MS = 1_000;
 /** A listener at its connection limit says so in the log at most this often (the metric counts every one). */
 const CONNECTION_DROP_LOG_INTERVAL_MS = 10_000;
+/** A synced WAL write longer than this many heartbeat intervals is logged (5 x 100 ms: half an election timeout). */
+const SLOW_WAL_SYNC_HEARTBEATS = 5;
 /** Retry interval for publishing this member's name and client URLs until a leader takes it. */
 const PUBLISH_RETRY_MS = 500;
 
@@ -145,7 +147,8 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
     transport,
     logger: componentLogger(logger, 'raft'),
     faults: failpoints === undefined ? metricsFaults : (p) => (metricsFaults(p), failpoints.hit(p)),
-    onPersist: (ms, synced) => synced && metrics.observeWalFsync(ms),
+    onPersist: walSyncReporter(logger, metrics, config.heartbeatIntervalMs),
+    onTickLate: tickLateReporter(logger, config.heartbeatIntervalMs),
     onFatal: (e) => onFatal.fn?.(e),
   });
 
@@ -316,6 +319,39 @@ function certificateRefusalReporter(listener: 'client' | 'peer', logger: Logger)
   );
   return (reason, c) => {
     last = { reason, c };
+    log();
+  };
+}
+
+/**
+ * The WAL fsync histogram, and a warning (at most every CONNECTION_DROP_LOG_INTERVAL_MS) for a synced write that
+ * took longer than SLOW_WAL_SYNC_HEARTBEATS heartbeat intervals: the Ready loop waits for it, and with it the
+ * heartbeats a leader owes and the acknowledgements a follower owes. etcd warns the same way ("slow fdatasync").
+ */
+function walSyncReporter(logger: Logger, metrics: MemberMetrics, heartbeatMs: number): (ms: number, synced: boolean) => void {
+  let slowest = 0;
+  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (count) => {
+    logger.warn({ slowWrites: count, slowestMs: Math.round(slowest) }, `fulcrum: slow WAL sync: ${Math.round(slowest)} ms (heartbeats wait for it; the election timeout is what a member may miss)`);
+    slowest = 0;
+  });
+  return (ms, synced) => {
+    if (!synced) return;
+    metrics.observeWalFsync(ms);
+    if (ms <= heartbeatMs * SLOW_WAL_SYNC_HEARTBEATS) return;
+    slowest = Math.max(slowest, ms);
+    log();
+  };
+}
+
+/** A warning (at most every CONNECTION_DROP_LOG_INTERVAL_MS) when Raft ticks come late: the event loop was blocked. */
+function tickLateReporter(logger: Logger, heartbeatMs: number): (gapMs: number) => void {
+  let longest = 0;
+  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (count) => {
+    logger.warn({ lateTicks: count, longestGapMs: Math.round(longest), tickMs: heartbeatMs }, `fulcrum: raft ticks ${Math.round(longest)} ms apart (every ${heartbeatMs} ms expected): the event loop was blocked, and heartbeats with it`);
+    longest = 0;
+  });
+  return (gapMs) => {
+    longest = Math.max(longest, gapMs);
     log();
   };
 }
