@@ -90,7 +90,7 @@ export interface RaftLoopOptions {
   /** How long persisting one Ready took, and whether it was synced (the WAL fsync histogram). */
   readonly onPersist?: (ms: number, synced: boolean) => void;
   /**
-   * Two ticks came more than TICK_LATE_FACTOR tick intervals apart: the event loop was blocked that long, and with
+   * Two ticks came more than HEARTBEAT_HOLDUP_WARN_INTERVALS tick intervals apart: the event loop was blocked that long, and with
    * it heartbeats (a leader) or the reading of them (a follower). Called with the gap in ms.
    */
   readonly onTickLate?: (gapMs: number) => void;
@@ -98,8 +98,11 @@ export interface RaftLoopOptions {
   readonly commitNoticeHoldMs: number;
 }
 
-/** Ticks further apart than this many intervals are reported (onTickLate): 5 x 100 ms is half an election timeout. */
-export const TICK_LATE_FACTOR = 5;
+/**
+ * A hold-up of heartbeats worth a warning, in heartbeat intervals (5 x 100 ms is half an election timeout): ticks
+ * further apart (onTickLate), and a synced WAL write that takes longer (the Ready loop waits for it; server.ts).
+ */
+export const HEARTBEAT_HOLDUP_WARN_INTERVALS = 5;
 
 export const RAFT_LOOP_DEFAULTS = {
   tickMs: 100,
@@ -227,7 +230,7 @@ export class RaftLoop {
     if (this.stopped) return;
     this.ticks++;
     const now = performance.now();
-    if (this.lastTickAt !== undefined && now - this.lastTickAt > this.options.tickMs * TICK_LATE_FACTOR) this.options.onTickLate?.(now - this.lastTickAt);
+    if (this.lastTickAt !== undefined && now - this.lastTickAt > this.options.tickMs * HEARTBEAT_HOLDUP_WARN_INTERVALS) this.options.onTickLate?.(now - this.lastTickAt);
     this.lastTickAt = now;
     this.node.tick();
     this.retryStaleRead();

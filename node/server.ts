@@ -34,6 +34,7 @@ import { checkClientCertificates, limitConnections, type DroppedConnection } fro
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
+import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
 import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
@@ -42,10 +43,11 @@ import { WatchHub } from './watch/index.js';
 export const SHUTDOWN_GRACE_MS = 5_000;
 /** How often the member compares its database size with --quota-backend-bytes. */
 export const QUOTA_CHECK_INTERVAL_MS = 1_000;
-/** A listener at its connection limit says so in the log at most this often (the metric counts every one). */
-const CONNECTION_DROP_LOG_INTERVAL_MS = 10_000;
-/** A synced WAL write longer than this many heartbeat intervals is logged (5 x 100 ms: half an election timeout). */
-const SLOW_WAL_SYNC_HEARTBEATS = 5;
+/**
+ * A repeated warning (a listener at its connection limit, refused certificates, slow WAL syncs, late ticks) is
+ * logged at most this often, with how many it stands for; metrics count every one.
+ */
+const WARNING_LOG_INTERVAL_MS = 10_000;
 /** Retry interval for publishing this member's name and client URLs until a leader takes it. */
 const PUBLISH_RETRY_MS = 500;
 
@@ -298,10 +300,10 @@ async function hasClusterId(dataDir: string): Promise<boolean> {
   }
 }
 
-/** Count each connection a listener closes at its limit, and log it at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
+/** Count each connection a listener closes at its limit, and log it at most every WARNING_LOG_INTERVAL_MS. */
 function dropReporter(listener: 'client' | 'peer', limit: string, logger: Logger, metrics: MemberMetrics): (c: DroppedConnection) => void {
   let last: DroppedConnection | undefined;
-  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (dropped) =>
+  const log = throttled(WARNING_LOG_INTERVAL_MS, (dropped) =>
     logger.warn({ listener, limit, dropped, remote: describeRemote(last) }, `fulcrum: ${listener} connections at the limit of ${limit}; closing new ones as they are accepted`),
   );
   return (c) => {
@@ -311,10 +313,10 @@ function dropReporter(listener: 'client' | 'peer', limit: string, logger: Logger
   };
 }
 
-/** Log connections closed for their client certificate (revoked, or the wrong name), at most every CONNECTION_DROP_LOG_INTERVAL_MS. */
+/** Log connections closed for their client certificate (revoked, or the wrong name), at most every WARNING_LOG_INTERVAL_MS. */
 function certificateRefusalReporter(listener: 'client' | 'peer', logger: Logger): (reason: string, c: DroppedConnection) => void {
   let last: { reason: string; c: DroppedConnection } | undefined;
-  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (refused) =>
+  const log = throttled(WARNING_LOG_INTERVAL_MS, (refused) =>
     logger.warn({ listener, refused, remote: describeRemote(last?.c), reason: last?.reason }, `fulcrum: closed a ${listener} connection: its client certificate was refused (${last?.reason})`),
   );
   return (reason, c) => {
@@ -324,35 +326,38 @@ function certificateRefusalReporter(listener: 'client' | 'peer', logger: Logger)
 }
 
 /**
- * The WAL fsync histogram, and a warning (at most every CONNECTION_DROP_LOG_INTERVAL_MS) for a synced write that
- * took longer than SLOW_WAL_SYNC_HEARTBEATS heartbeat intervals: the Ready loop waits for it, and with it the
- * heartbeats a leader owes and the acknowledgements a follower owes. etcd warns the same way ("slow fdatasync").
+ * The WAL fsync histogram, and a warning for a synced write that took longer than HEARTBEAT_HOLDUP_WARN_INTERVALS
+ * heartbeat intervals: the Ready loop waits for it, and with it the heartbeats a leader owes and the
+ * acknowledgements a follower owes. etcd warns the same way ("slow fdatasync").
  */
 function walSyncReporter(logger: Logger, metrics: MemberMetrics, heartbeatMs: number): (ms: number, synced: boolean) => void {
-  let slowest = 0;
-  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (count) => {
-    logger.warn({ slowWrites: count, slowestMs: Math.round(slowest) }, `fulcrum: slow WAL sync: ${Math.round(slowest)} ms (heartbeats wait for it; the election timeout is what a member may miss)`);
-    slowest = 0;
-  });
+  const slow = throttledWorst(WARNING_LOG_INTERVAL_MS, (slowWrites, slowestMs) =>
+    logger.warn({ slowWrites, slowestMs: Math.round(slowestMs) }, `fulcrum: slow WAL sync: ${Math.round(slowestMs)} ms (heartbeats wait for it; the election timeout is what a member may miss)`),
+  );
   return (ms, synced) => {
     if (!synced) return;
     metrics.observeWalFsync(ms);
-    if (ms <= heartbeatMs * SLOW_WAL_SYNC_HEARTBEATS) return;
-    slowest = Math.max(slowest, ms);
-    log();
+    if (ms > heartbeatMs * HEARTBEAT_HOLDUP_WARN_INTERVALS) slow(ms);
   };
 }
 
-/** A warning (at most every CONNECTION_DROP_LOG_INTERVAL_MS) when Raft ticks come late: the event loop was blocked. */
+/** A warning when Raft ticks come late (RaftLoop's onTickLate): the event loop was blocked. */
 function tickLateReporter(logger: Logger, heartbeatMs: number): (gapMs: number) => void {
-  let longest = 0;
-  const log = throttled(CONNECTION_DROP_LOG_INTERVAL_MS, (count) => {
-    logger.warn({ lateTicks: count, longestGapMs: Math.round(longest), tickMs: heartbeatMs }, `fulcrum: raft ticks ${Math.round(longest)} ms apart (every ${heartbeatMs} ms expected): the event loop was blocked, and heartbeats with it`);
-    longest = 0;
+  return throttledWorst(WARNING_LOG_INTERVAL_MS, (lateTicks, longestGapMs) =>
+    logger.warn({ lateTicks, longestGapMs: Math.round(longestGapMs), tickMs: heartbeatMs }, `fulcrum: raft ticks ${Math.round(longestGapMs)} ms apart (every ${heartbeatMs} ms expected): the event loop was blocked, and heartbeats with it`),
+  );
+}
+
+/** `log(n, worst)` at most once per interval: n the values it stands for, worst the largest of them. */
+function throttledWorst(intervalMs: number, log: (count: number, worst: number) => void): (value: number) => void {
+  let worst = 0;
+  const logged = throttled(intervalMs, (count) => {
+    log(count, worst);
+    worst = 0;
   });
-  return (gapMs) => {
-    longest = Math.max(longest, gapMs);
-    log();
+  return (value) => {
+    worst = Math.max(worst, value);
+    logged();
   };
 }
 
