@@ -102,8 +102,9 @@ async function read(ctx: WorkloadContext, w: Worker, t: LeaseTrack): Promise<boo
   const r = await w.op('lease-read', t.key, null, true, () => w.client.get(t.key), (x) => (x.kv ? x.kv.lease : null));
   if (!r.ok) return undefined;
   const present = r.result.kv !== undefined;
-  if (present) t.lastPresentInvokeNs = Math.max(t.lastPresentInvokeNs ?? 0, invokedNs);
-  if (!present) {
+  if (present) {
+    t.lastPresentInvokeNs = Math.max(t.lastPresentInvokeNs ?? 0, invokedNs);
+  } else {
     const at = ctx.recorder.now();
     t.goneAtNs.push(at);
     t.firstGoneNs ??= at;
