@@ -31,7 +31,7 @@ function expectFiguresFor(members: readonly string[], args: readonly string[], o
 describe('npm run bench:profile', () => {
   it('reports CPU per operation for each member, and writes profiles and a merged timeline', () => {
     const trace = join(dir, 'timeline.txt');
-    expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--cpu-prof', dir, '--trace', trace]);
+    expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace]);
     for (const p of ['p1', 'p2', 'p3']) {
       const profile = JSON.parse(readFileSync(join(dir, `${p}.cpuprofile`), 'utf8')) as { samples: number[]; endTime: number; startTime: number };
       expect(profile.samples.length).toBeGreaterThan(0);
@@ -45,15 +45,17 @@ describe('npm run bench:profile', () => {
     expect(lines.some((l) => l.includes('api put answered'))).toBe(true);
   }, 120_000);
 
-  it('loads new keys in transactions of 100 puts with --op load, and every transaction\'s keys are in the store', () => {
-    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'load', '--in-flight', '2', '--duration', '1'], 'load', 2);
+  it('loads new keys in transactions of 100 puts with --op load, warm-up included, and every transaction\'s keys are in the store', () => {
+    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'load', '--in-flight', '2', '--duration', '1', '--warm-up', '1'], 'load', 2);
     const ran = Number(/^load x2: (\d+) in 1 s/m.exec(out)?.[1]);
-    const stored = /^load: (\d+) keys in the store after (\d+) transactions of 100 puts$/m.exec(out);
+    const stored = /^load: (\d+) keys in the store after (\d+) transactions of 100 puts \((\d+) in the warm-up\)$/m.exec(out);
+    const warm = Number(stored?.[3]);
     expect(ran).toBeGreaterThan(0);
-    expect([Number(stored?.[1]), Number(stored?.[2])]).toEqual([100 * ran, ran]);
+    expect(warm).toBeGreaterThan(0);
+    expect([Number(stored?.[1]), Number(stored?.[2])]).toEqual([100 * (ran + warm), ran + warm]);
   }, 120_000);
 
   it.runIf(etcdVersion() !== undefined)('measures etcd under the same load with --system etcd', () => {
-    expectFiguresFor(['e1', 'e2', 'e3'], ['--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1']);
+    expectFiguresFor(['e1', 'e2', 'e3'], ['--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0']);
   }, 120_000);
 });

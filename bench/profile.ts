@@ -1,7 +1,7 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--cpu-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 5] [--cpu-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940]
 //
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
@@ -29,6 +29,15 @@ const LOAD_PUTS_PER_TXN = 100;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
 
+/** Seconds of unmeasured load before the window: a fresh member runs its hot paths unoptimised for seconds. */
+const WARM_UP_S = 5;
+
+const nonNegative = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`not a non-negative number: ${v}`);
+  return n;
+};
+
 const positive = (v: string): number => {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`not a positive number: ${v}`);
@@ -40,6 +49,7 @@ const program = new Command('npm run bench:profile --')
   .addOption(new Option('--op <op>', 'put, linearizable get, serializable get, or load (transactions of 100 puts of new keys, as the size workload)').choices(['put', 'get', 'sget', 'load']).default('put'))
   .option('--in-flight <n>', 'requests in flight (one connection)', positive, 100)
   .option('--duration <s>', 'measured seconds', positive, 5)
+  .option('--warm-up <s>', 'unmeasured seconds of the same load first, so that the members\' hot code is compiled (0: none)', nonNegative, WARM_UP_S)
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
   .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
@@ -50,6 +60,7 @@ interface Options {
   op: 'put' | 'get' | 'sget' | 'load';
   inFlight: number;
   duration: number;
+  warmUp: number;
   valueBytes: number;
   cpuProf?: string;
   trace?: string;
@@ -113,6 +124,37 @@ function etcdMembers(dir: string, basePort: number): Measured {
   };
 }
 
+/** The operation under measurement, `inFlight` at a time; `load` keeps writing new keys from one run to the next. */
+class Load {
+  private loaded = 0;
+
+  constructor(
+    private readonly o: Options,
+    private readonly client: EtcdTestClient,
+    private readonly value: string,
+  ) {}
+
+  async run(seconds: number): Promise<{ n: number; latencies: number[] }> {
+    const { o, client, value } = this;
+    const latencies: number[] = [];
+    const end = performance.now() + seconds * 1000;
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: o.inFlight }, async () => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
+          else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(this.loaded++).toString().padStart(8, '0')}`), value);
+          else await client.get(`warm-${n % 50}`, o.op === 'sget');
+          latencies.push(performance.now() - t);
+          n++;
+        }
+      }),
+    );
+    return { n, latencies };
+  }
+}
+
 async function main(o: Options): Promise<void> {
   if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined)) throw new InvalidArgumentError('--cpu-prof and --trace are for Fulcrum only');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
@@ -123,31 +165,18 @@ async function main(o: Options): Promise<void> {
     const client = new EtcdTestClient(leader.endpoint, 5_000);
     const value = 'v'.repeat(o.valueBytes);
     for (let i = 0; i < 200; i++) await client.put(`warm-${i % 50}`, value);
+    const load = new Load(o, client, value);
+    const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
     if (o.cpuProf !== undefined) for (const m of members) m.signal('SIGUSR2');
     traces.length = 0;
     const before = members.map((m) => cpuSeconds(m.pid));
     const selfBefore = process.cpuUsage();
-    const latencies: number[] = [];
-    const end = performance.now() + o.duration * 1000;
-    let n = 0;
-    let loaded = 0;
-    await Promise.all(
-      Array.from({ length: o.inFlight }, async () => {
-        while (performance.now() < end) {
-          const t = performance.now();
-          if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
-          else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(loaded++).toString().padStart(8, '0')}`), value);
-          else await client.get(`warm-${n % 50}`, o.op === 'sget');
-          latencies.push(performance.now() - t);
-          n++;
-        }
-      }),
-    );
+    const { n, latencies } = await load.run(o.duration);
     const self = process.cpuUsage(selfBefore);
     const after = members.map((m) => cpuSeconds(m.pid));
     // The transactions really wrote their keys (counted after the window, so not in the figures).
-    if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${n} transactions of ${LOAD_PUTS_PER_TXN} puts\n`);
+    if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${warmedUp.n + n} transactions of ${LOAD_PUTS_PER_TXN} puts (${warmedUp.n} in the warm-up)\n`);
     latencies.sort((a, b) => a - b);
     const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
     const leaderName = members.find((m) => m.endpoint === leader.endpoint)?.name;
