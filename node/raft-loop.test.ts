@@ -74,7 +74,13 @@ afterEach(async () => {
   for (const l of loops.splice(0)) await l.stop();
 });
 
-function cluster(size: number, delivered: Message[] = []): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number>; deaf: Set<number> } {
+/** What the in-memory network reports: a message handed to it (sent) and, one setImmediate later, put on the wire (left). */
+interface WireHooks {
+  sent?(m: Message): void;
+  left?(m: Message): void;
+}
+
+function cluster(size: number, delivered: Message[] = [], wire: WireHooks = {}): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number>; deaf: Set<number> } {
   const ticker = new ManualTicker();
   const members = new Map<number, Member>();
   const cut = new Set<number>();
@@ -92,7 +98,12 @@ function cluster(size: number, delivered: Message[] = []): { members: Map<number
         for (const m of msgs) {
           if (cut.has(m.from) || cut.has(m.to) || deaf.has(m.to)) continue;
           delivered.push(m);
-          setImmediate(() => members.get(m.to)?.loop.step(m));
+          wire.sent?.(m);
+          // As Node's HTTP/2 does: the bytes go out in the check phase, not when the stream is written to.
+          setImmediate(() => {
+            wire.left?.(m);
+            members.get(m.to)?.loop.step(m);
+          });
         }
       },
     };
@@ -165,6 +176,32 @@ describe('RaftLoop', () => {
     loop.tick();
     expect(late).toHaveLength(1);
     expect(late[0]).toBeGreaterThan(10 * HEARTBEAT_HOLDUP_WARN_INTERVALS);
+  });
+
+  it('lets a follower\'s acknowledgements leave before it applies, so the leader\'s commit does not wait for that apply', async () => {
+    const waiting = new Map<number, number>(); // member -> AppResps handed to the network and not yet on the wire
+    const count = (m: Message, d: number): void => void (m.type === MessageType.AppResp && waiting.set(m.from, (waiting.get(m.from) ?? 0) + d));
+    const { members, ticker } = cluster(3, [], { sent: (m) => count(m, 1), left: (m) => count(m, -1) });
+    const lead = await electLeader(members, ticker);
+    const followers = [...members.keys()].filter((id) => id !== lead);
+    const heldBack: number[] = [];
+    let checked = 0;
+    for (const id of followers) {
+      const applier = members.get(id)!.applier;
+      const apply = applier.apply.bind(applier);
+      applier.apply = (commands) => {
+        checked++;
+        if ((waiting.get(id) ?? 0) > 0) heldBack.push(id);
+        return apply(commands);
+      };
+    }
+    for (let i = 0; i < 10; i++) await members.get(lead)!.loop.propose(enc(`k=${i}`));
+    await settle();
+    ticker.fire();
+    await settle();
+    for (const id of followers) expect(members.get(id)!.applier.data.get('k')).toBe('9');
+    expect(checked).toBeGreaterThanOrEqual(10);
+    expect(heldBack).toEqual([]);
   });
 
   it('rejects a proposal with a typed error when there is no leader', async () => {
