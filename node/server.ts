@@ -36,7 +36,7 @@ import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
-import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
+import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS, peerTransportService } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
 /** How long stopping waits for in-flight client calls before cutting them off. */
@@ -128,7 +128,7 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   });
   const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
   const api = loadEtcdApi();
-  peerServer.addService(api.fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
+  peerServer.addService(peerTransportService(), createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
   const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
   if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls.peer?.current.revoked), certificateRefusalReporter('peer', logger));
 

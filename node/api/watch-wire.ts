@@ -7,11 +7,10 @@
 // as these bytes or, for the rare ones (created, canceled, progress), as an object encoded as before.
 import type protobuf from 'protobufjs';
 import { loadProtoRoot, type Encodable, type ResponseHeader } from '../../proto/index.js';
+import { ProtoWriter } from '../../proto/wire.js';
 import type { MvccEvent } from '../../storage/mvcc/index.js';
 import { fromMvccKv } from './convert.js';
 
-const WIRE_LENGTH_DELIMITED = 2;
-const WIRE_VARINT = 0;
 const FIELD_HEADER = 1;
 const FIELD_WATCH_ID = 2;
 const FIELD_FRAGMENT = 7;
@@ -44,65 +43,11 @@ export function encodeEventsResponse(header: Encodable<ResponseHeader>, watchId:
   const { header: headerType } = protoTypes();
   const headerBytes = headerType.encode(headerType.fromObject(header)).finish();
   const eventBytes = events.map(encodeEvent);
-  const w = new Framer(16 + headerBytes.length + eventBytes.reduce((n, b) => n + b.length + 6, 0));
+  const w = new ProtoWriter(16 + headerBytes.length + eventBytes.reduce((n, b) => n + b.length + 6, 0));
   w.bytesField(FIELD_HEADER, headerBytes);
-  if (watchId !== 0n) w.varintField(FIELD_WATCH_ID, BigInt.asUintN(64, watchId));
-  if (fragment) w.varintField(FIELD_FRAGMENT, 1n);
+  if (watchId !== 0n) w.uint64Field(FIELD_WATCH_ID, BigInt.asUintN(64, watchId));
+  w.boolField(FIELD_FRAGMENT, fragment);
   for (const b of eventBytes) w.bytesField(FIELD_EVENTS, b);
   return w.finish();
 }
 
-class Framer {
-  private buf: Buffer;
-  private len = 0;
-
-  constructor(capacity: number) {
-    this.buf = Buffer.allocUnsafe(capacity);
-  }
-
-  bytesField(field: number, b: Uint8Array): void {
-    this.varint((field << 3) | WIRE_LENGTH_DELIMITED);
-    this.varint(b.length);
-    this.ensure(b.length);
-    this.buf.set(b, this.len);
-    this.len += b.length;
-  }
-
-  varintField(field: number, v: bigint): void {
-    this.varint((field << 3) | WIRE_VARINT);
-    this.varint64(v);
-  }
-
-  finish(): Buffer {
-    return this.buf.subarray(0, this.len);
-  }
-
-  /** A non-negative number below 2^31 (tags and lengths). */
-  private varint(v: number): void {
-    this.ensure(5);
-    let n = v;
-    while (n >= 0x80) {
-      this.buf[this.len++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    this.buf[this.len++] = n;
-  }
-
-  /** An unsigned 64-bit value (a negative int64 arrives here as its two's complement). */
-  private varint64(v: bigint): void {
-    this.ensure(10);
-    let n = v;
-    while (n >= 0x80n) {
-      this.buf[this.len++] = Number(n & 0x7fn) | 0x80;
-      n >>= 7n;
-    }
-    this.buf[this.len++] = Number(n);
-  }
-
-  private ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
-    this.buf.copy(next, 0, 0, this.len);
-    this.buf = next;
-  }
-}

@@ -1,10 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CONVERSION_OPTIONS, loadPackageDefinition, loadProtoRoot, type MessageBatch, type RaftMessage } from '../../proto/index.js';
-import { EntryType, MessageType, message, type Entry, type Message } from '../../raft/types.js';
+import { EntryType, MessageType, message, type Message } from '../../raft/types.js';
 import { int, messageFromWire, messageToWire, WireFormatError } from './convert.js';
+import { arbMessage, plain } from './message-arbitraries.js';
 
-/** Through grpc-js's own (de)serializer for Send, exactly as a batch travels between members. */
+/**
+ * Through proto-loader's (de)serializer for Send: how the tests' raw clients send batches. Members use
+ * batch-codec.ts (its own tests); these conversions carry a snapshot transfer's first message.
+ */
 function viaGrpc(m: Message): Message {
   const def = loadPackageDefinition()['fulcrum.raftpb.RaftTransport'] as unknown as Record<
     string,
@@ -22,41 +26,6 @@ function viaProtobufjs(m: Message): Message {
   const decoded = type.toObject(type.decode(type.encode(type.fromObject(messageToWire(m) as Record<string, unknown>)).finish()), CONVERSION_OPTIONS);
   return messageFromWire(decoded as RaftMessage);
 }
-
-/** Bytes compared by content: decoded bytes are Buffers, the originals plain Uint8Arrays. */
-function plain(m: Message): unknown {
-  return {
-    ...m,
-    context: [...m.context],
-    entries: m.entries.map((e) => ({ ...e, data: [...e.data] })),
-    snapshot: m.snapshot === undefined ? undefined : { ...m.snapshot, data: [...m.snapshot.data] },
-  };
-}
-
-const u53 = fc.maxSafeNat();
-const small = fc.nat({ max: 1 << 20 });
-const bytes = fc.uint8Array({ maxLength: 64 });
-const entry: fc.Arbitrary<Entry> = fc.record({ term: u53, index: u53, type: fc.constantFrom(EntryType.Normal, EntryType.ConfChange), data: bytes });
-const ids = fc.array(u53, { maxLength: 7 });
-const arbMessage: fc.Arbitrary<Message> = fc.record({
-  type: fc.integer({ min: 0, max: MessageType.CheckQuorum }) as fc.Arbitrary<MessageType>,
-  from: u53,
-  to: u53,
-  term: u53,
-  logTerm: u53,
-  index: u53,
-  entries: fc.array(entry, { maxLength: 5 }),
-  commit: u53,
-  reject: fc.boolean(),
-  rejectHint: u53,
-  snapshot: fc.option(
-    fc.record({ metadata: fc.record({ index: small, term: small, confState: fc.record({ voters: ids, learners: ids }) }), data: bytes }),
-    { nil: undefined },
-  ),
-  context: bytes,
-  readRound: u53,
-  transfer: fc.boolean(),
-});
 
 describe('raftpb <-> raft/types conversion', () => {
   it('round-trips every field of a fully populated message (non-default everywhere)', () => {

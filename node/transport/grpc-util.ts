@@ -1,8 +1,39 @@
 // Small gRPC helpers shared by both ends of the transport.
 import * as grpc from '@grpc/grpc-js';
-import { loadEtcdApi, type RaftTransportMethods, type TypedClient } from '../../proto/index.js';
+import { loadEtcdApi, type BidiStream, type BidiStreamCall, type ClientMethod, type Handlers, type RaftTransportMethods, type SendAck } from '../../proto/index.js';
+import { decodePeerBatch, type PeerBatch } from './batch-codec.js';
 
-export type RaftTransportClient = TypedClient<RaftTransportMethods>;
+/**
+ * RaftTransport as members serve it: Send's batches arrive decoded by batch-codec.ts (Raft messages, not
+ * proto-loader objects), and go out as the bytes encodePeerBatch wrote.
+ */
+export type PeerTransportMethods = Omit<RaftTransportMethods, 'Send'> & { Send: BidiStream<PeerBatch, SendAck> };
+export type PeerTransportHandlers = Handlers<PeerTransportMethods>;
+
+export type RaftTransportClient = grpc.Client & {
+  Handshake: ClientMethod<RaftTransportMethods['Handshake']>;
+  SendSnapshot: ClientMethod<RaftTransportMethods['SendSnapshot']>;
+  /** Writes a batch's bytes from encodePeerBatch. */
+  Send: BidiStreamCall<Buffer, SendAck>;
+};
+
+let peerService: grpc.ServiceDefinition | undefined;
+let PeerClient: grpc.ServiceClientConstructor | undefined;
+
+/**
+ * The RaftTransport service definition with Send's requests in the peer transport's own codec: what a member's
+ * peer server adds (`server.addService(peerTransportService(), handlers)`) and its peers dial. The bytes are the
+ * same MessageBatch as the .proto's, so a client encoding objects with protobufjs (the tests' raw clients) is
+ * understood too.
+ */
+export function peerTransportService(): grpc.ServiceDefinition {
+  if (peerService !== undefined) return peerService;
+  const base = loadEtcdApi().fulcrum.raftpb.RaftTransport.service;
+  const send = base['Send'] as grpc.MethodDefinition<unknown, unknown>;
+  const requestSerialize = (v: unknown): Buffer => (Buffer.isBuffer(v) ? v : send.requestSerialize(v));
+  peerService = { ...base, Send: { ...send, requestSerialize, requestDeserialize: decodePeerBatch } };
+  return peerService;
+}
 
 /** The peer protocol version this build speaks (MemberInfo.protocol_version). */
 export const PEER_PROTOCOL_VERSION = 1;
@@ -33,7 +64,8 @@ export function newRaftTransportClient(
   credentials: grpc.ChannelCredentials,
   backoff: { reconnectMinMs: number; reconnectMaxMs: number },
 ): RaftTransportClient {
-  return new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(grpcTarget(peerUrl), credentials, {
+  PeerClient ??= grpc.makeGenericClientConstructor(peerTransportService(), 'RaftTransport');
+  return new PeerClient(grpcTarget(peerUrl), credentials, {
     // Members reconnect on their own schedule (Backoff); keep grpc-js's own retries out of the way.
     'grpc.enable_retries': 0,
     // The channel has its own reconnect back-off (1 s growing to 120 s by default): after a long outage it would
@@ -43,7 +75,7 @@ export function newRaftTransportClient(
     // Detect a dead peer behind a silent network within seconds, not at the next TCP timeout.
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
-  });
+  }) as unknown as RaftTransportClient;
 }
 
 /** An error that ends a call with this status, for a handler's callback or a stream's 'error' event. */

@@ -4,4 +4,4 @@ export { createRaftTransportService } from './service.js';
 export { TRANSPORT_LIMITS_DEFAULTS, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS, PEER_MESSAGE_BYTES_MAX, validateTransportLimits, type TransportLimits } from './limits.js';
 export type { TransportStats, PeerStats } from './stats.js';
 export { messageFromWire, messageToWire, WireFormatError } from './convert.js';
-export { REFUSAL, PEER_PROTOCOL_VERSION } from './grpc-util.js';
+export { REFUSAL, PEER_PROTOCOL_VERSION, peerTransportService } from './grpc-util.js';

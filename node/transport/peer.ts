@@ -8,8 +8,9 @@
 // slow or dead peer. One pump per peer writes batches in queue order, so messages to one peer keep their order.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { Encodable, HandshakeResponse, MemberInfo, MessageBatch, RaftMessage, SendAck } from '../../proto/index.js';
-import type { NodeId } from '../../raft/types.js';
+import type { Encodable, HandshakeResponse, MemberInfo, SendAck } from '../../proto/index.js';
+import type { Message, NodeId } from '../../raft/types.js';
+import { encodeHello, encodePeerBatch } from './batch-codec.js';
 import { Backoff } from './backoff.js';
 import { deadlineIn, isServiceError, newRaftTransportClient, REFUSAL, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
@@ -19,9 +20,9 @@ import type { PeerStats, TransportStats } from './stats.js';
 import { Wakeup } from './wakeup.js';
 import { trace } from '../trace.js';
 
-/** A message converted for the wire at send() time, with its size estimate. */
+/** A message queued for a peer, with its size estimate. Encoded when its batch is written. */
 export interface Outbound {
-  readonly wire: Encodable<RaftMessage>;
+  readonly message: Message;
   readonly bytes: number;
 }
 
@@ -38,7 +39,7 @@ export interface PeerDeps {
   readonly random: () => number;
 }
 
-type SendStream = grpc.ClientDuplexStream<Encodable<MessageBatch>, SendAck>;
+type SendStream = grpc.ClientDuplexStream<Buffer, SendAck>;
 
 export class Peer {
   private readonly queue: BoundedQueue<Outbound>;
@@ -48,6 +49,8 @@ export class Peer {
   private urls: readonly string[];
   private urlIndex = 0;
   private client: { url: string; client: RaftTransportClient } | undefined;
+  /** deps.hello as encodeHello wrote it: the first batch of every stream carries it. */
+  private helloBytes: Uint8Array | undefined;
   private call: grpc.ClientUnaryCall | SendStream | undefined;
   private connected = false;
   private closed = false;
@@ -192,7 +195,8 @@ export class Peer {
       }
       const batch = this.queue.take(batchMessagesMax, batchBytesMax);
       seq++;
-      const frame: Encodable<MessageBatch> = { hello: seq === 1 ? this.deps.hello : null, seq, messages: batch.map((o) => o.wire) };
+      this.helloBytes ??= encodeHello(this.deps.hello);
+      const frame = encodePeerBatch(seq === 1 ? this.helloBytes : null, seq, batch.map((o) => o.message));
       trace(() => `send to=${this.id.toString(16)} n=${batch.length}`);
       await this.write(stream, frame, state);
       this.deps.stats.messagesSent += batch.length;
@@ -200,7 +204,7 @@ export class Peer {
   }
 
   /** Wait for the write callback (grpc-js has handed the frame to HTTP/2): one frame buffered at a time. */
-  private async write(stream: SendStream, frame: Encodable<MessageBatch>, state: { ended: boolean }): Promise<void> {
+  private async write(stream: SendStream, frame: Buffer, state: { ended: boolean }): Promise<void> {
     let written = false;
     stream.write(frame, () => {
       trace(() => `written to=${this.id.toString(16)}`);

@@ -1,14 +1,15 @@
 // The RaftTransport service a member registers on its peer gRPC server:
-//   server.addService(loadEtcdApi().fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport))
+//   server.addService(peerTransportService(), createRaftTransportService(transport))
 import * as grpc from '@grpc/grpc-js';
-import type { Handlers, MessageBatch, RaftTransportMethods, SnapshotChunk } from '../../proto/index.js';
-import { statusError } from './grpc-util.js';
+import type { SnapshotChunk } from '../../proto/index.js';
+import type { PeerBatch } from './batch-codec.js';
+import { statusError, type PeerTransportHandlers } from './grpc-util.js';
 import { shouldAck } from './limits.js';
 import { receiveSnapshot } from './snapshot.js';
 import type { GrpcPeerTransport } from './transport.js';
 import { trace } from '../trace.js';
 
-export function createRaftTransportService(transport: GrpcPeerTransport): Handlers<RaftTransportMethods> {
+export function createRaftTransportService(transport: GrpcPeerTransport): PeerTransportHandlers {
   return {
     Handshake(call, callback) {
       const r = transport.handshake(call.request);
@@ -21,7 +22,7 @@ export function createRaftTransportService(transport: GrpcPeerTransport): Handle
       let from: number | undefined;
       let refused = false;
       const forget = transport.trackInbound(call);
-      call.on('data', (batch: MessageBatch) => {
+      call.on('data', (batch: PeerBatch) => {
         if (refused) return;
         if (from === undefined) {
           const error = transport.admit(batch.hello);
@@ -33,11 +34,11 @@ export function createRaftTransportService(transport: GrpcPeerTransport): Handle
           from = Number(batch.hello!.member_id); // admit() checked it is an exact id
         }
         trace(() => `recv from=${from!.toString(16)} n=${batch.messages.length}`);
-        transport.receive(from, batch.messages);
+        transport.receive(from, batch);
         // Acks are flow control for the sender's in-flight window, not delivery guarantees. They are cumulative,
         // so only the first batch (the sender resets its back-off on it) and every SEND_ACK_EVERY-th are acked:
         // an ack per batch was half the frames on the wire at low load, each costing both ends a wake-up.
-        if (shouldAck(Number(batch.seq))) call.write({ seq: batch.seq });
+        if (shouldAck(batch.seq)) call.write({ seq: batch.seq });
       });
       call.on('end', () => call.end());
       call.on('error', () => forget()); // cancelled by the sender: nothing to answer

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
-import { loadEtcdApi } from '../../proto/index.js';
 import type { NodeId } from '../../raft/types.js';
 import type { MemberContext } from '../../storage/state-machine.js';
 import { clusterIdFor, memberIdFor } from '../ids.js';
 import { Member, type MemberOptions } from '../member.js';
 import { PEER_SERVER_OPTIONS, type TransportLimits } from './limits.js';
+import { peerTransportService } from './grpc-util.js';
 import { createRaftTransportService } from './service.js';
 import { GrpcPeerTransport } from './transport.js';
 
@@ -101,7 +101,7 @@ export class TestCluster {
       selfPeerUrls: [node.url],
       limits: this.limits,
     });
-    node.server.addService(loadEtcdApi().fulcrum.raftpb.RaftTransport.service, createRaftTransportService(transport));
+    node.server.addService(peerTransportService(), createRaftTransportService(transport));
     node.transport = transport;
     node.member = await Member.start({
       heartbeatMs: 20,

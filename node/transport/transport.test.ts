@@ -11,7 +11,7 @@ import { encodeMemberContext } from '../../storage/state-machine.js';
 import { SnapshotStore } from '../../storage/wal/snapshot.js';
 import type { TransportHooks } from '../member.js';
 import { messageToWire } from './convert.js';
-import { REFUSAL } from './grpc-util.js';
+import { peerTransportService, REFUSAL } from './grpc-util.js';
 import { createRaftTransportService } from './service.js';
 import { bindServer, memoryLogger, waitFor } from './testkit.js';
 import { GrpcPeerTransport, type GrpcPeerTransportOptions } from './transport.js';
@@ -56,7 +56,7 @@ async function node(selfId: NodeId, peers: Map<NodeId, string[]>, opts: Partial<
   const { server, port: bound } = await bindServer(port);
   cleanups.push(() => server.forceShutdown());
   const t = transport({ selfId, peers, ...opts });
-  server.addService(loadEtcdApi().fulcrum.raftpb.RaftTransport.service, createRaftTransportService(t));
+  server.addService(peerTransportService(), createRaftTransportService(t));
   const hooks = await recorder();
   t.start(hooks);
   return { t, hooks, server, url: `http://127.0.0.1:${bound}`, port: bound };
@@ -146,7 +146,7 @@ describe('streams between two members', () => {
     expect(b.t.stats().reconnectsOnPeerUp).toBe(0);
   });
 
-  it('drops messages not addressed to this member or not from the stream\'s sender', async () => {
+  it('drops messages not addressed to this member, not from the stream\'s sender, or not understood', async () => {
     const b = await node(2, new Map());
     const client = new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
@@ -156,10 +156,11 @@ describe('streams between two members', () => {
     stream.on('error', () => {});
     const hello = { cluster_id: CLUSTER, member_id: 1, protocol_version: 1, peer_urls: ['http://127.0.0.1:1'] };
     const msgs = [app(1, 3, 10), app(1, 2, 11), app(5, 2, 12), message({ type: MessageType.Hup, from: 1, to: 2 })].map(messageToWire);
-    stream.write({ hello, seq: 1, messages: msgs });
+    const unknownType = { ...messageToWire(app(1, 2, 13)), type: 99 as MessageType }; // from a newer build, say
+    stream.write({ hello, seq: 1, messages: [...msgs, unknownType] });
     await waitFor('the batch is acknowledged', () => acks.includes(1));
     expect(b.hooks.delivered.map((m) => m.index)).toEqual([11]);
-    expect(b.t.stats().messagesRejected).toBe(3);
+    expect(b.t.stats().messagesRejected).toBe(4);
     // The unknown sender told us its URL in the hello: B can now answer it.
     expect(b.t.stats().peers.map((p) => p.id)).toEqual([1]);
     stream.end();

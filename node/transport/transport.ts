@@ -5,11 +5,12 @@
 // which refuses a member of another cluster, a removed member and a peer speaking another protocol version.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { Encodable, HandshakeRequest, MemberInfo, RaftMessage } from '../../proto/index.js';
+import type { Encodable, HandshakeRequest, MemberInfo } from '../../proto/index.js';
 import { ConfChangeType, isLocalMessage, MessageType, type ConfChange, type ConfState, type Message, type NodeId } from '../../raft/types.js';
 import { decodeMemberContext } from '../../storage/state-machine.js';
 import type { MemberTransport, TransportHooks } from '../member.js';
-import { messageFromWire, messageToWire, tryInt } from './convert.js';
+import type { PeerBatch } from './batch-codec.js';
+import { tryInt } from './convert.js';
 import { isServiceError, PEER_PROTOCOL_VERSION, REFUSAL, statusError } from './grpc-util.js';
 import { validateTransportLimits, type TransportLimits } from './limits.js';
 import { Peer, type Outbound } from './peer.js';
@@ -89,7 +90,7 @@ export class GrpcPeerTransport implements MemberTransport {
       }
       let list = byPeer.get(m.to);
       if (list === undefined) byPeer.set(m.to, (list = []));
-      list.push({ wire: messageToWire(m), bytes: messageBytes(m) });
+      list.push({ message: m, bytes: messageBytes(m) });
     }
     for (const [to, list] of byPeer) this.enqueue(to, list);
   }
@@ -266,10 +267,13 @@ export class GrpcPeerTransport implements MemberTransport {
   }
 
   /** Raft messages from an admitted peer: only those addressed to us, from that peer, and meant for the wire. */
-  receive(from: NodeId, wires: readonly RaftMessage[]): void {
-    for (const w of wires) {
-      const m = this.acceptable(from, w);
-      if (m === undefined || this.hooks === undefined || this.closed) {
+  receive(from: NodeId, batch: Pick<PeerBatch, 'messages' | 'malformed'>): void {
+    for (const reason of batch.malformed) {
+      this.counters.messagesRejected++;
+      this.log.warn({ err: `fulcrum: malformed raft message: ${reason}`, from: from.toString(16) }, 'dropped a malformed message from a peer');
+    }
+    for (const m of batch.messages) {
+      if (!this.acceptable(from, m) || this.hooks === undefined || this.closed) {
         this.counters.messagesRejected++;
         continue;
       }
@@ -283,17 +287,9 @@ export class GrpcPeerTransport implements MemberTransport {
     }
   }
 
-  private acceptable(from: NodeId, w: RaftMessage): Message | undefined {
-    let m: Message;
-    try {
-      m = messageFromWire(w);
-    } catch (e) {
-      this.log.warn({ err: String(e), from: from.toString(16) }, 'dropped a malformed message from a peer');
-      return undefined;
-    }
+  private acceptable(from: NodeId, m: Message): boolean {
     // A MsgSnap inline would carry no image: images only come through SendSnapshot.
-    if (m.to !== this.selfId || m.from !== from || isLocalMessage(m.type) || m.type === MessageType.Snap) return undefined;
-    return m;
+    return m.to === this.selfId && m.from === from && !isLocalMessage(m.type) && m.type !== MessageType.Snap;
   }
 
   /** Track an incoming call so close() can end it. Returns the function that forgets it. */
