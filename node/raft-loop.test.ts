@@ -390,6 +390,19 @@ describe('CommitNotices', () => {
     expect(sent).toEqual(['App>2:1c7', 'Snap>3:0c0']);
   });
 
+  it('holds each notice the full holdMs, even when an earlier one was overtaken by an append just before', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { n, sent } = notices(4);
+    n.send([notice(2, 7)]); // t=0
+    vi.advanceTimersByTime(3);
+    n.send([append(2, 8, 7)]); // t=3: the next write's entry carries commit 7, the notice is dropped
+    n.send([notice(2, 8)]); // t=3: write 8 commits
+    vi.advanceTimersByTime(2); // t=5: past the first notice's hold, not the second's
+    expect(sent).toEqual(['App>2:1c7']);
+    vi.advanceTimersByTime(2); // t=7
+    expect(sent).toEqual(['App>2:1c7', 'App>2:0c8']);
+  });
+
   it('sends notices at once when holdMs is 0, and sends nothing held after stop()', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const off = notices(0);

@@ -590,7 +590,14 @@ export class CommitNotices {
       now.push(m);
     }
     if (now.length > 0) this.deliver(now);
-    if (this.held.size > 0 && this.timer === undefined) this.timer = setTimeout(this.flush, this.holdMs);
+    if (this.held.size === 0) {
+      // Every held notice was overtaken by an append: a timer left running would cut the next notice's hold
+      // short. At one write in flight it fired just after the next commit and sent nearly every notice at once.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else {
+      this.timer ??= setTimeout(this.flush, this.holdMs);
+    }
   }
 
   /** Drop what is held: a stopping member's notices do not matter (the next leader sends its own). */
