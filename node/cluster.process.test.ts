@@ -13,11 +13,16 @@ const ELECTION_MS = 500;
 // Test ports stay below Linux's ephemeral range (32768+), where outgoing connections could take them.
 const BASE_PORT = 14_000 + (process.pid % 190) * 10;
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-procs-'));
+/** Members' log lines saying their transport lost the leader and its lease ended early (raft/raft.ts leaderUnreachable). */
+const leaderLossLines: string[] = [];
 const cluster = new ProcessCluster({
   members: [0, 1, 2].map((i) => ({ name: `p${i + 1}`, clientPort: BASE_PORT + 2 * i, peerPort: BASE_PORT + 2 * i + 1, dataDir: join(dir, `p${i + 1}`) })),
   heartbeatMs: HEARTBEAT_MS,
   electionMs: ELECTION_MS,
   snapshotCount: 100,
+  echo: (name, line) => {
+    if (line.includes('lost the connection to leader')) leaderLossLines.push(`${name} ${line}`);
+  },
 });
 for (const m of cluster.members) (m.spec as { extraArgs?: string[] }).extraArgs = ['--experimental-snapshot-catchup-entries', '20'];
 const clients = new Map(cluster.members.map((m) => [m.spec.name, new EtcdTestClient(m.clientEndpoint, 2_000)]));
@@ -76,6 +81,8 @@ describe('a 3-member cluster of real processes', () => {
     await eventually('writes after the kill', async () => (acked.size >= ackedBeforeKill + 300 ? true : undefined), 30_000);
     const second = await leader();
     expect(second).not.toBe(first);
+    // The survivors did not wait out a heartbeat-less election timeout: the closed connections told them.
+    expect(leaderLossLines.filter((l) => !l.startsWith(`${first.spec.name} `)).length, leaderLossLines.join('\n')).toBeGreaterThan(0);
     stop = true;
     await Promise.all(writers);
     // Reported, and bounded loosely: a wedged election fails here; speed is the benchmark's business.

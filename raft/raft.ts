@@ -751,7 +751,25 @@ export class Raft {
       case MessageType.ReadIndexResp:
         this.readStates.push({ index: m.index, context: m.context });
         return;
+      case MessageType.Unreachable:
+        if (m.from === this.lead) this.leaderUnreachable();
+        return;
     }
+  }
+
+  /**
+   * The transport lost its connection to our leader: typically its process died and its kernel closed the
+   * sockets, which the members see at once, long before an election timeout without heartbeats. Act as if that
+   * timeout had passed: campaign after the randomized rest of it (0 to electionTicks - 1 ticks, so members that
+   * both saw it do not collide), and stop ignoring (pre-)votes under the leader lease. Nothing else changes, so it
+   * is safe however wrong the report: a leader that is alive resets the timer with its next heartbeat, and a member
+   * that alone lost the leader cannot disturb it, since the others, still in the lease, refuse its pre-vote. A
+   * leader whose host is gone or cut off says nothing, and is found out by the timeout as before.
+   */
+  private leaderUnreachable(): void {
+    if (this.electionElapsed >= this.config.electionTicks) return;
+    this.logLine(() => `lost the connection to leader ${this.lead} at term ${this.term}; its lease ends now`);
+    this.electionElapsed = this.config.electionTicks;
   }
 
   /** Accept entries that extend a matching prefix; otherwise reject with a hint for fast back-off. */

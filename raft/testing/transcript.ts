@@ -99,6 +99,8 @@ export class TranscriptRunner {
         return this.guard(() => this.c.member(num(0)).node.readIndex(new TextEncoder().encode(args[1] ?? '')));
       case 'transfer':
         return this.c.member(num(0)).node.transferLeadership(num(1));
+      case 'unreachable':
+        return this.c.member(num(0)).node.reportUnreachable(num(1));
       case 'isolate':
         return this.c.isolate(num(0));
       case 'cut':
