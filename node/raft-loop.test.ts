@@ -74,10 +74,14 @@ afterEach(async () => {
   for (const l of loops.splice(0)) await l.stop();
 });
 
-/** What the in-memory network reports: a message handed to it (sent) and, one setImmediate later, put on the wire (left). */
+/**
+ * What the in-memory network reports: a message handed to it (sent) and, one setImmediate later, put on the wire
+ * (left); and which messages it loses (lose).
+ */
 interface WireHooks {
   sent?(m: Message): void;
   left?(m: Message): void;
+  lose?(m: Message): boolean;
 }
 
 function cluster(size: number, delivered: Message[] = [], wire: WireHooks = {}): { members: Map<number, Member>; ticker: ManualTicker; cut: Set<number>; deaf: Set<number> } {
@@ -96,7 +100,7 @@ function cluster(size: number, delivered: Message[] = [], wire: WireHooks = {}):
     const peers = {
       send: (msgs: readonly Message[]) => {
         for (const m of msgs) {
-          if (cut.has(m.from) || cut.has(m.to) || deaf.has(m.to)) continue;
+          if (cut.has(m.from) || cut.has(m.to) || deaf.has(m.to) || wire.lose?.(m) === true) continue;
           delivered.push(m);
           wire.sent?.(m);
           // As Node's HTTP/2 does: the bytes go out in the check phase, not when the stream is written to.
@@ -221,7 +225,8 @@ describe('RaftLoop', () => {
   });
 
   it('fails a proposal whose forward was lost after proposalTimeoutTicks, and frees its slot', async () => {
-    const { members, ticker, cut } = cluster(3);
+    let loseProposals = false;
+    const { members, ticker } = cluster(3, [], { lose: (m) => loseProposals && m.type === MessageType.Prop });
     const lead = await electLeader(members, ticker);
     const follower = [...members.keys()].find((id) => id !== lead)!;
     const loop = members.get(follower)!.loop;
@@ -231,15 +236,46 @@ describe('RaftLoop', () => {
       await settle();
     }
     expect(loop.node.status().softState.lead).toBe(lead);
-    cut.add(lead); // the follower still believes in the leader, but its forwarded proposal never arrives
+    loseProposals = true; // the leader stays, but the follower's forwarded proposal never arrives
     const lost = loop.propose(enc('lost=1'));
     const outcome = lost.then(() => 'applied', (e: unknown) => e);
-    for (let i = 0; i < RAFT_LOOP_DEFAULTS.proposalTimeoutTicks - 1; i++) ticker.fire();
-    await settle();
+    // Ticks with the messages between them delivered: the leader's heartbeats keep it the leader.
+    for (let i = 0; i < RAFT_LOOP_DEFAULTS.proposalTimeoutTicks - 1; i++) {
+      ticker.fire();
+      await settle();
+    }
+    expect(loop.node.status().softState.lead).toBe(lead);
     expect(await Promise.race([outcome, settle().then(() => 'still waiting')])).toBe('still waiting');
     ticker.fire();
     expect(await outcome).toMatchObject({ code: 'TIMEOUT', message: 'etcdserver: request timed out' });
     expect((loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
+  });
+
+  it('fails what went to a leader that is gone as soon as another is elected, not after proposalTimeoutTicks', async () => {
+    const { members, ticker, cut } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const [follower, other] = [...members.keys()].filter((id) => id !== lead) as [number, number];
+    const loop = members.get(follower)!.loop;
+    for (let i = 0; i < 50 && loop.node.status().softState.lead !== lead; i++) {
+      ticker.fire();
+      await settle();
+    }
+    expect(loop.node.status().softState.lead).toBe(lead);
+    cut.add(lead); // the leader's process is gone: the forward is lost with it
+    const lost = loop.propose(enc('lost=1'));
+    const outcome = lost.then(() => 'applied', (e: unknown) => e);
+    let ticks = 0;
+    for (; ticks < RAFT_LOOP_DEFAULTS.proposalTimeoutTicks / 2; ticks++) {
+      const lead2 = members.get(other)!.loop.node.status().softState.lead;
+      if (lead2 !== lead && lead2 !== 0) break;
+      ticker.fire();
+      await settle();
+    }
+    expect(ticks).toBeLessThan(RAFT_LOOP_DEFAULTS.proposalTimeoutTicks / 2); // a new leader, long before any timeout
+    expect(await outcome).toMatchObject({ code: 'TIMEOUT_DUE_TO_LEADER_FAIL', message: 'etcdserver: request timed out, possibly due to previous leader failure' });
+    expect((loop as unknown as { proposals: Map<string, unknown> }).proposals.size).toBe(0);
+    // The member goes on: the next proposal reaches the new leader and is applied.
+    expect(await loop.propose(enc('after=1'))).toBeNull();
   });
 
   it('a forwarded proposal whose entry reaches its follower only inside a snapshot fails with TIMEOUT, though it took effect', async () => {

@@ -19,6 +19,7 @@ import type { Storage } from '../raft/storage.js';
 import {
   EntryType,
   MessageType,
+  NONE,
   Role,
   type ConfChange,
   type ConfState,
@@ -116,7 +117,7 @@ export const RAFT_LOOP_DEFAULTS = {
 /** A typed failure a caller can act on: the proposal or read did not happen here and may be retried. */
 export class LoopError extends Error {
   constructor(
-    readonly code: 'TOO_MANY_REQUESTS' | 'STOPPED' | 'PROPOSAL_DROPPED' | 'TIMEOUT',
+    readonly code: 'TOO_MANY_REQUESTS' | 'STOPPED' | 'PROPOSAL_DROPPED' | 'TIMEOUT' | 'TIMEOUT_DUE_TO_LEADER_FAIL',
     message: string,
   ) {
     super(message);
@@ -204,6 +205,8 @@ export class RaftLoop {
   /** Proposals applied in the Ready being handled, with their results: answered at the end of the Ready. */
   private answers: Array<[ProposalWaiter, unknown]> = [];
   private readonly notices: CommitNotices;
+  /** The leader as of the last soft state (NONE: none known). */
+  private knownLead = NONE;
 
   constructor(
     readonly node: RawNode,
@@ -383,7 +386,12 @@ export class RaftLoop {
 
   private async handleReady(rd: Ready): Promise<void> {
     const f = this.options.faults;
-    if (rd.softState !== undefined) this.options.onSoftState?.(rd.softState);
+    let leaderLost = false;
+    if (rd.softState !== undefined) {
+      leaderLost = this.knownLead !== NONE && rd.softState.lead !== this.knownLead;
+      this.knownLead = rd.softState.lead;
+      this.options.onSoftState?.(rd.softState);
+    }
     trace(() => `ready entries=${rd.entries.length} committed=${rd.committedEntries.length} messages=${rd.messages.map((m) => MessageType[m.type]).join(',')}`);
     const [early, late] = splitMessages(coalesceAppends(rd.messages));
     this.notices.send(early);
@@ -427,6 +435,23 @@ export class RaftLoop {
     }
     this.releaseReads();
     this.maybeRequestRead();
+    if (leaderLost) this.failProposalsOfLostLeader();
+  }
+
+  /**
+   * The leader changed: whatever is still waiting went to the leader that is gone (forwarded to it, or proposed
+   * by this member while it led), after this Ready answered what it applied. Such a proposal may yet commit, or
+   * may be lost with the old leader's log; no one can tell before it applies, and the proposal would wait out
+   * proposalTimeoutTicks (10 s by default) to say so. It fails now with etcd's error for this case (Unavailable,
+   * "request timed out, possibly due to previous leader failure"): the outcome is unknown, as after any
+   * timeout, and the client can retry on a member that knows the new leader. Its entry, if it commits, is still
+   * applied; only the answer is given up.
+   */
+  private failProposalsOfLostLeader(): void {
+    if (this.proposals.size === 0) return;
+    const err = new LoopError('TIMEOUT_DUE_TO_LEADER_FAIL', 'etcdserver: request timed out, possibly due to previous leader failure');
+    for (const w of this.proposals.values()) w.reject(err);
+    this.proposals.clear();
   }
 
   /**

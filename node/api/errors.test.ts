@@ -12,6 +12,8 @@ describe('toServiceError', () => {
     expect([noLeader.code, noLeader.details]).toEqual([status.UNAVAILABLE, 'etcdserver: no leader']);
     const busy = toServiceError(new LoopError('TOO_MANY_REQUESTS', 'x'));
     expect([busy.code, busy.details]).toEqual([status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests']);
+    const leaderGone = toServiceError(new LoopError('TIMEOUT_DUE_TO_LEADER_FAIL', 'x'));
+    expect([leaderGone.code, leaderGone.details]).toEqual([status.UNAVAILABLE, 'etcdserver: request timed out, possibly due to previous leader failure']);
   });
 
   it('hides unknown errors behind INTERNAL', () => {

@@ -53,6 +53,7 @@ const BY_CODE: Readonly<Record<string, Mapping>> = {
   NO_LEADER: { status: Status.UNAVAILABLE, message: 'etcdserver: no leader' },
   LEADER_CHANGED: { status: Status.UNAVAILABLE, message: 'etcdserver: leader changed' },
   TIMEOUT: { status: Status.UNAVAILABLE, message: 'etcdserver: request timed out' },
+  TIMEOUT_DUE_TO_LEADER_FAIL: { status: Status.UNAVAILABLE, message: 'etcdserver: request timed out, possibly due to previous leader failure' },
   LEADER_TRANSFER_TIMEOUT: { status: Status.UNAVAILABLE, message: 'etcdserver: request timed out, leader transfer took too long' },
   BEFORE_HISTORY: { status: Status.FAILED_PRECONDITION },
   STOPPED: { status: Status.UNAVAILABLE, message: 'etcdserver: server stopped' },
