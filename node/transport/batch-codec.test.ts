@@ -3,10 +3,10 @@ import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { CONVERSION_OPTIONS, loadProtoRoot, type MessageBatch, type RaftMessage } from '../../proto/index.js';
 import { WIRE_LENGTH_DELIMITED, WIRE_VARINT } from '../../proto/wire.js';
-import { EntryType, message, MessageType, type Message } from '../../raft/types.js';
+import { message, MessageType, type Message } from '../../raft/types.js';
 import { decodePeerBatch, encodeHello, encodePeerBatch } from './batch-codec.js';
 import { messageFromWire, messageToWire, WireFormatError } from './convert.js';
-import { arbMessage, plain } from './message-arbitraries.js';
+import { arbMessage, FULL_MESSAGE, plain } from './message-arbitraries.js';
 
 const batchType = loadProtoRoot().lookupType('fulcrum.raftpb.MessageBatch');
 const hello = { cluster_id: '12345678901234567', member_id: '2', name: 'm2', peer_urls: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], version: '0.1.0', protocol_version: 1 };
@@ -22,25 +22,6 @@ function encodedByProtobufjs(seq: number, messages: readonly Message[], withHell
   return batchType.encode(batchType.fromObject({ ...(withHello ? { hello } : {}), seq, messages: messages.map(messageToWire) })).finish();
 }
 
-const fullMessage: Message = {
-  type: MessageType.App,
-  from: 2 ** 52 - 1,
-  to: 3,
-  term: 7,
-  logTerm: 6,
-  index: 41,
-  entries: [
-    { term: 7, index: 42, type: EntryType.Normal, data: new Uint8Array([1, 2, 3]) },
-    { term: 7, index: 43, type: EntryType.ConfChange, data: new Uint8Array([9]) },
-  ],
-  commit: 40,
-  reject: true,
-  rejectHint: 39,
-  snapshot: { metadata: { index: 30, term: 5, confState: { voters: [1, 2, 3], learners: [4] } }, data: new Uint8Array([5]) },
-  context: new Uint8Array([0xca, 0xfe]),
-  readRound: 11,
-  transfer: true,
-};
 
 describe('the peer transport\'s MessageBatch codec', () => {
   it('writes bytes protobufjs reads back as the same batch, and reads protobufjs\'s bytes as the same batch (property)', () => {
@@ -64,10 +45,10 @@ describe('the peer transport\'s MessageBatch codec', () => {
   });
 
   it('round-trips every field of a fully populated message, and an all-default one without a snapshot', () => {
-    expect(Object.keys(fullMessage).sort()).toEqual(Object.keys(message({ type: MessageType.App })).sort());
+    expect(Object.keys(FULL_MESSAGE).sort()).toEqual(Object.keys(message({ type: MessageType.App })).sort());
     const empty = message({ type: MessageType.Hup });
-    const back = decodePeerBatch(encodePeerBatch(null, 1, [fullMessage, empty])).messages;
-    expect(back.map(plain)).toEqual([fullMessage, empty].map(plain));
+    const back = decodePeerBatch(encodePeerBatch(null, 1, [FULL_MESSAGE, empty])).messages;
+    expect(back.map(plain)).toEqual([FULL_MESSAGE, empty].map(plain));
     expect(back[1]!.snapshot).toBeUndefined();
     // Every field of the all-default message is its proto3 default, so nothing of it is written.
     expect(encodePeerBatch(null, 0, [empty])).toEqual(Buffer.from([(3 << 3) | WIRE_LENGTH_DELIMITED, 0]));
@@ -102,7 +83,7 @@ describe('the peer transport\'s MessageBatch codec', () => {
   });
 
   it('fails the whole batch on bytes that are not a MessageBatch', () => {
-    const bytes = encodePeerBatch(null, 5, [fullMessage]);
+    const bytes = encodePeerBatch(null, 5, [FULL_MESSAGE]);
     expect(() => decodePeerBatch(bytes.subarray(0, bytes.length - 1))).toThrow(WireFormatError);
     // seq sent as a length-delimited field: the wrong wire type for a known field.
     expect(() => decodePeerBatch(Uint8Array.of((2 << 3) | WIRE_LENGTH_DELIMITED, 0))).toThrow('wire type 2 where 0 was expected');
@@ -110,7 +91,7 @@ describe('the peer transport\'s MessageBatch codec', () => {
   });
 
   it('keeps entry payloads as views of the received bytes rather than copying them', () => {
-    const bytes = encodePeerBatch(null, 1, [fullMessage]);
+    const bytes = encodePeerBatch(null, 1, [FULL_MESSAGE]);
     const entry = decodePeerBatch(bytes).messages[0]!.entries[0]!;
     expect(entry.data.buffer).toBe(bytes.buffer);
   });

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CONVERSION_OPTIONS, loadPackageDefinition, loadProtoRoot, type MessageBatch, type RaftMessage } from '../../proto/index.js';
-import { EntryType, MessageType, message, type Message } from '../../raft/types.js';
+import { MessageType, message, type Message } from '../../raft/types.js';
 import { int, messageFromWire, messageToWire, WireFormatError } from './convert.js';
-import { arbMessage, plain } from './message-arbitraries.js';
+import { arbMessage, FULL_MESSAGE, plain } from './message-arbitraries.js';
 
 /**
  * Through proto-loader's (de)serializer for Send: how the tests' raw clients send batches. Members use
@@ -29,25 +29,7 @@ function viaProtobufjs(m: Message): Message {
 
 describe('raftpb <-> raft/types conversion', () => {
   it('round-trips every field of a fully populated message (non-default everywhere)', () => {
-    const m: Message = {
-      type: MessageType.App,
-      from: 2 ** 52 - 1, // largest member id node/ids.ts hands out
-      to: 3,
-      term: 7,
-      logTerm: 6,
-      index: 41,
-      entries: [
-        { term: 7, index: 42, type: EntryType.Normal, data: new Uint8Array([1, 2, 3]) },
-        { term: 7, index: 43, type: EntryType.ConfChange, data: new Uint8Array([9]) },
-      ],
-      commit: 40,
-      reject: true,
-      rejectHint: 39,
-      snapshot: { metadata: { index: 30, term: 5, confState: { voters: [1, 2, 3], learners: [4] } }, data: new Uint8Array([5]) },
-      context: new Uint8Array([0xca, 0xfe]),
-      readRound: 11,
-      transfer: true,
-    };
+    const m = FULL_MESSAGE;
     // Every field is set to a non-default value, so a forgotten field would fail the comparison.
     expect(Object.keys(m).sort()).toEqual(Object.keys(message({ type: MessageType.App })).sort());
     expect(plain(viaGrpc(m))).toEqual(plain(m));

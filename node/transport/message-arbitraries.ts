@@ -38,3 +38,24 @@ export const arbMessage: fc.Arbitrary<Message> = fc.record({
   transfer: fc.boolean(),
 });
 
+
+/** A message with every field set to something other than its default, so a codec that forgets one field fails. */
+export const FULL_MESSAGE: Message = {
+  type: MessageType.App,
+  from: 2 ** 52 - 1, // largest member id node/ids.ts hands out
+  to: 3,
+  term: 7,
+  logTerm: 6,
+  index: 41,
+  entries: [
+    { term: 7, index: 42, type: EntryType.Normal, data: new Uint8Array([1, 2, 3]) },
+    { term: 7, index: 43, type: EntryType.ConfChange, data: new Uint8Array([9]) },
+  ],
+  commit: 40,
+  reject: true,
+  rejectHint: 39,
+  snapshot: { metadata: { index: 30, term: 5, confState: { voters: [1, 2, 3], learners: [4] } }, data: new Uint8Array([5]) },
+  context: new Uint8Array([0xca, 0xfe]),
+  readRound: 11,
+  transfer: true,
+};
