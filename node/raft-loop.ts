@@ -26,6 +26,7 @@ import {
   type Entry,
   type HardState,
   type Message,
+  type NodeId,
   type ReadState,
   type Ready,
   type Snapshot,
@@ -133,6 +134,8 @@ interface Waiter {
 interface ProposalWaiter extends Waiter {
   /** The loop's tick count when it was proposed. */
   readonly bornTick: number;
+  /** The leader the core knew when it took the proposal: where its entry went (this member, or a forward). */
+  readonly lead: NodeId;
 }
 
 const TEXT_ENCODER = new TextEncoder();
@@ -279,7 +282,7 @@ export class RaftLoop {
       if (e instanceof ProposalDroppedError) return Promise.reject(new LoopError('PROPOSAL_DROPPED', e.message));
       throw e;
     }
-    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(seq, { resolve, reject, bornTick: this.ticks }));
+    const p = new Promise<unknown>((resolve, reject) => this.proposals.set(seq, { resolve, reject, bornTick: this.ticks, lead: this.node.lead }));
     this.kick();
     return p;
   }
@@ -386,9 +389,9 @@ export class RaftLoop {
 
   private async handleReady(rd: Ready): Promise<void> {
     const f = this.options.faults;
-    let leaderLost = false;
+    let lostLead = NONE;
     if (rd.softState !== undefined) {
-      leaderLost = this.knownLead !== NONE && rd.softState.lead !== this.knownLead;
+      if (rd.softState.lead !== this.knownLead) lostLead = this.knownLead;
       this.knownLead = rd.softState.lead;
       this.options.onSoftState?.(rd.softState);
     }
@@ -435,23 +438,25 @@ export class RaftLoop {
     }
     this.releaseReads();
     this.maybeRequestRead();
-    if (leaderLost) this.failProposalsOfLostLeader();
+    if (lostLead !== NONE) this.failProposalsOfLostLeader(lostLead);
   }
 
   /**
-   * The leader changed: whatever is still waiting went to the leader that is gone (forwarded to it, or proposed
-   * by this member while it led), after this Ready answered what it applied. Such a proposal may yet commit, or
-   * may be lost with the old leader's log; no one can tell before it applies, and the proposal would wait out
+   * The leader changed: the proposals still waiting that went to the leader that is gone (forwarded to it, or
+   * proposed by this member while it led) fail, once this Ready has answered what it applied. Such a proposal may
+   * yet commit, or may be lost with the old leader's log; no one can tell before it applies, and it would wait out
    * proposalTimeoutTicks (10 s by default) to say so. It fails now with etcd's error for this case (Unavailable,
-   * "request timed out, possibly due to previous leader failure"): the outcome is unknown, as after any
-   * timeout, and the client can retry on a member that knows the new leader. Its entry, if it commits, is still
-   * applied; only the answer is given up.
+   * "request timed out, possibly due to previous leader failure"): the outcome is unknown, as after any timeout,
+   * and the client can retry on a member that knows the new leader. Its entry, if it commits, is still applied;
+   * only the answer is given up. Proposals that went to the new leader (taken while this Ready was handled) wait on.
    */
-  private failProposalsOfLostLeader(): void {
-    if (this.proposals.size === 0) return;
+  private failProposalsOfLostLeader(lost: NodeId): void {
     const err = new LoopError('TIMEOUT_DUE_TO_LEADER_FAIL', 'etcdserver: request timed out, possibly due to previous leader failure');
-    for (const w of this.proposals.values()) w.reject(err);
-    this.proposals.clear();
+    for (const [seq, w] of this.proposals) {
+      if (w.lead !== lost) continue;
+      this.proposals.delete(seq);
+      w.reject(err);
+    }
   }
 
   /**
