@@ -8,9 +8,12 @@ export class MemoryLogStore implements LogStore {
   /** Set to make the next save fail, as a full or broken disk would. */
   failNextSave: Error | undefined = undefined;
   saves = 0;
+  /** A synced save takes at least this long, as on a disk whose fsync is slow. */
+  syncDelayMs = 0;
 
-  async save(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined, _options: { sync: boolean }): Promise<void> {
+  async save(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined, options: { sync: boolean }): Promise<void> {
     await Promise.resolve(); // a real store answers asynchronously; keep the same interleavings
+    if (options.sync && this.syncDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.syncDelayMs));
     if (this.failNextSave !== undefined) {
       const e = this.failNextSave;
       this.failNextSave = undefined;

@@ -47,11 +47,19 @@ function snapshotAndCompact(m: Member): number {
 }
 
 /** A one-member loop (member id 1) that has campaigned and leads. */
-async function singleLeader(options: { bootNonce: number; maxPendingProposals?: number; tickMs?: number; onTickLate?: (gapMs: number) => void }): Promise<{ node: RawNode; loop: RaftLoop }> {
-  const log = new MemoryLogStore();
+async function singleLeader(options: {
+  bootNonce: number;
+  maxPendingProposals?: number;
+  tickMs?: number;
+  onTickLate?: (gapMs: number) => void;
+  onPersist?: (ms: number, synced: boolean) => void;
+  log?: MemoryLogStore;
+}): Promise<{ node: RawNode; loop: RaftLoop }> {
+  const { log: given, ...loopOptions } = options;
+  const log = given ?? new MemoryLogStore();
   const node = new RawNode({ id: 1, random: new SeededRandom(1) }, log.storage);
   node.bootstrap([1]);
-  const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), { ...RAFT_LOOP_DEFAULTS, ...options, memberId: 1, ticker: new ManualTicker() });
+  const loop = new RaftLoop(node, log, { send: () => {} }, new KvApplier(), { ...RAFT_LOOP_DEFAULTS, ...loopOptions, memberId: 1, ticker: new ManualTicker() });
   loops.push(loop);
   loop.start();
   await settle();
@@ -206,6 +214,18 @@ describe('RaftLoop', () => {
     for (const id of followers) expect(members.get(id)!.applier.data.get('k')).toBe('9');
     expect(checked).toBeGreaterThanOrEqual(10);
     expect(heldBack).toEqual([]);
+  });
+
+  it('reports each persist\'s duration and whether it synced (the slow-WAL-sync warning\'s input)', async () => {
+    const log = new MemoryLogStore();
+    const persists: Array<[number, boolean]> = [];
+    const { loop } = await singleLeader({ bootNonce: 9, log, onPersist: (ms, synced) => persists.push([ms, synced]) });
+    log.syncDelayMs = 40; // a slow fsync from now on
+    persists.length = 0;
+    await loop.propose(enc('slow=1'));
+    const synced = persists.filter(([, s]) => s).map(([ms]) => ms);
+    expect(synced.length).toBeGreaterThan(0);
+    expect(Math.min(...synced)).toBeGreaterThanOrEqual(39); // setTimeout's own rounding aside
   });
 
   it('rejects a proposal with a typed error when there is no leader', async () => {

@@ -330,7 +330,7 @@ function certificateRefusalReporter(listener: 'client' | 'peer', logger: Logger)
  * heartbeat intervals: the Ready loop waits for it, and with it the heartbeats a leader owes and the
  * acknowledgements a follower owes. etcd warns the same way ("slow fdatasync").
  */
-function walSyncReporter(logger: Logger, metrics: MemberMetrics, heartbeatMs: number): (ms: number, synced: boolean) => void {
+export function walSyncReporter(logger: Logger, metrics: Pick<MemberMetrics, 'observeWalFsync'>, heartbeatMs: number): (ms: number, synced: boolean) => void {
   const slow = throttledWorst(WARNING_LOG_INTERVAL_MS, (slowWrites, slowestMs) =>
     logger.warn({ slowWrites, slowestMs: Math.round(slowestMs) }, `fulcrum: slow WAL sync: ${Math.round(slowestMs)} ms (heartbeats wait for it; the election timeout is what a member may miss)`),
   );
