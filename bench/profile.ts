@@ -90,7 +90,8 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
       dataDir: join(dir, `p${i + 1}`),
       env: {
         ...process.env,
-        NODE_OPTIONS: `--import ${HOOK}`,
+        // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
+        NODE_OPTIONS: `${process.env.FULCRUM_MEMBER_NODE_OPTIONS ?? ''} --import ${HOOK}`.trim(),
         FULCRUM_PROFILE_DIR: o.cpuProf ?? '',
         FULCRUM_PROFILE_NAME: `p${i + 1}`,
         FULCRUM_TRACE: o.trace === undefined ? '' : '1',
