@@ -47,6 +47,7 @@ describe('fast unary path', () => {
   const talks: TalkServer[] = [];
   const hung: Array<{ call: grpc.ServerUnaryCall<Buffer, Buffer>; answer: grpc.sendUnaryData<Buffer> }> = [];
   const cancelled: string[] = [];
+  const echoClosed: Array<{ finished: boolean }> = [];
   let server: grpc.Server;
   let client: Client;
   let endpoint: string;
@@ -55,7 +56,12 @@ describe('fast unary path', () => {
   beforeAll(async () => {
     server = new grpc.Server({ interceptors: [budget.interceptor] });
     fast.addService(server, SERVICE, {
-      Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request),
+      Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        // Whether the answer's write had completed ('finish') when its stream closed (see the case below).
+        const stream = (call as unknown as { stream?: http2.ServerHttp2Stream }).stream;
+        stream?.once('close', () => echoClosed.push({ finished: stream.writableFinished }));
+        cb(null, call.request);
+      },
       Hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         call.once('cancelled', () => cancelled.push(call.request.toString()));
         hung.push({ call, answer: cb });
@@ -130,6 +136,17 @@ describe('fast unary path', () => {
     expect(answers).toHaveLength(20);
     // Each stream's DATA frame and its closing HEADERS (the trailers) came in the same chunk.
     expect(answers.filter((a) => a.dataChunk !== a.trailersChunk)).toEqual([]);
+    expect(servedHere()).toBe(20);
+  });
+
+  it('lets an answer\'s write complete before its stream is destroyed (no ERR_STREAM_DESTROYED built per call)', async () => {
+    // A joined answer's stream closes inside the send that carries its data. Destroyed there, before the write's
+    // callback, Node 20 builds an error for that callback that nobody reads: 4 % of a busy leader's CPU. The
+    // destroy is held until the check phase, so the write completes first and the stream finishes normally.
+    echoClosed.length = 0;
+    for (let i = 0; i < 20; i++) await call('Echo', Buffer.from(`w-${i}`));
+    await until(() => echoClosed.length === 20);
+    expect(echoClosed.filter((c) => !c.finished)).toEqual([]);
     expect(servedHere()).toBe(20);
   });
 
