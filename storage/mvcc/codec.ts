@@ -170,6 +170,16 @@ export function encodeRecord(record: RevisionRecord): Uint8Array {
   return out;
 }
 
+/**
+ * The value inside a record encodeRecord made for a key of `keyLength` bytes and a value of `valueLength`, as a
+ * view (no copy): a put's key-value then shares the record's bytes instead of holding a copy of its own.
+ */
+export function recordValueView(record: Uint8Array, keyLength: number, valueLength: number): Uint8Array {
+  const start = RECORD_HEAD_BYTES + keyLength + RECORD_FIELDS_BYTES_V2;
+  assert(record[0] === RECORD_FORMAT_V2 && start + valueLength + RECORD_CRC_BYTES === record.length, 'record value view: not a record of these lengths');
+  return record.subarray(start, start + valueLength);
+}
+
 /** The largest HLC a record holds: HLCs are unsigned 64-bit values (wall ms in bits 63..16, logical below). */
 const HLC_MAX = (1n << 64n) - 1n;
 

@@ -56,6 +56,20 @@ describe('revisions and put', () => {
     expect(kvView((await h.store.range({ key: b('a') })).kvs[0]!)).toMatchObject({ value: 'z', lease: 9n });
   });
 
+  it('keeps no reference to the request\'s bytes: its event and later reads see the value as put', async () => {
+    // A request's value is a view into the whole decoded command; the store copies it once, into the row.
+    const h = await Harness.open();
+    const command = b('..key..value..');
+    const req = { key: command.subarray(2, 5), value: command.subarray(9, 14) };
+    const r = await h.write((st, batch) => st.put(req, batch));
+    command.fill(0x21);
+    const event = r.events[0]!;
+    expect(s(event.kv.key)).toBe('key');
+    expect(s(event.kv.value)).toBe('value');
+    expect(event.kv.value.buffer).not.toBe(command.buffer);
+    expect((await h.store.range({ key: b('key') })).kvs.map(kvView)).toMatchObject([{ key: 'key', value: 'value' }]);
+  });
+
   it('rejects bad puts with etcd errors', async () => {
     const h = await Harness.open({ valueBytesMax: 4 });
     const batch = h.backend.batch();

@@ -27,6 +27,7 @@ import {
   encodeRecord,
   encodeU64,
   keyStringToBytes,
+  recordValueView,
   revisionKey,
   type Revision,
 } from './codec.js';
@@ -502,21 +503,24 @@ export class MvccStore {
   /** The put itself, once its previous key-value (when it needs it) is read: the row, the index and the event. */
   private stagePut(ctx: WriteContext, req: PutRequest, keyString: string, known: KeyIndex | undefined, prev: KeyAtRevision | undefined, prevKv: KeyValue | undefined): PutResponse {
     const ki = known ?? this.index.getOrCreate(keyString);
-    const value = req.ignoreValue === true ? prevKv!.value : copyBytes(req.value);
     const lease = req.ignoreLease === true ? ki.lease : (req.lease ?? NO_LEASE);
     const sub = ctx.events.length;
-    const kv: Required<KeyValue> = {
+    const kv: { -readonly [F in keyof KeyValue]-?: KeyValue[F] } = {
       key: copyBytes(req.key),
       createRevision: prev?.createRevision ?? ctx.main,
       modRevision: ctx.main,
       version: (prev?.version ?? 0) + 1,
-      value,
+      // The request's value is a view into the whole command: the record copies it, and the key-value (for
+      // watch events) then views the record's copy rather than pinning the command or making a second copy.
+      value: req.ignoreValue === true ? prevKv!.value : req.value,
       lease,
       // The generation's createHlc from the index: an update needs no read of the previous row for it.
       createHlc: prev !== undefined ? ki.createHlc : ctx.hlc,
       modHlc: ctx.hlc,
     };
-    this.stageRow(ctx, sub, encodeRecord({ tombstone: false, kv }));
+    const row = encodeRecord({ tombstone: false, kv });
+    kv.value = recordValueView(row, kv.key.length, kv.value.length);
+    this.stageRow(ctx, sub, row);
     if (prev !== undefined) this.retire(prev);
     ki.put(ctx.main, sub, ctx.hlc);
     this.attachLease(ki, lease);
