@@ -67,6 +67,23 @@ describe('startMember (embedded)', () => {
     expect(replay).toEqual(['PUT app/a', 'PUT app/b', 'DELETE app/b']);
   });
 
+  it('gives each watcher events of its own: changing a value it got changes nothing the store or others see', async () => {
+    const m = await startMember({ dataDir: tempDir(), heartbeatMs: 20 });
+    running.push(m);
+    const c = m.client;
+    const first = async (): Promise<MvccEvent> => {
+      for await (const e of c.watch('shared', { prevKv: true })) return e;
+      throw new Error('the watch ended');
+    };
+    const [a, b] = [first(), first()];
+    await c.put('shared', 'original');
+    const [ea, eb] = await Promise.all([a, b]);
+    ea.kv.value.fill(0x21);
+    expect(dec(eb.kv.value)).toBe('original');
+    // The store's row (cached after the put) is untouched: reading it back checks its CRC and finds the value.
+    expect(dec((await c.get('shared'))!.value)).toBe('original');
+  });
+
   it('reports refusals with the same codes and messages as the gRPC API', async () => {
     const m = await startMember({ dataDir: tempDir(), heartbeatMs: 20 });
     running.push(m);

@@ -120,6 +120,21 @@ export interface WatchStream extends AsyncIterable<MvccEvent> {
   cancel(): void;
 }
 
+/**
+ * An event the watcher may do anything with. The hub hands one event object to every watcher it matches, and a
+ * put's value views the row the store writes and caches (the store copies a value once): an application that
+ * changed a value it was given in place would change what other watchers see, and the cached row, whose
+ * checksum would then fail a later read. Over gRPC events are encoded, so only this in-process path copies.
+ */
+function ownCopy(e: MvccEvent): MvccEvent {
+  const kv = copyKv(e.kv);
+  return e.prevKv === undefined ? { type: e.type, kv } : { type: e.type, kv, prevKv: copyKv(e.prevKv) };
+}
+
+function copyKv(kv: KeyValue): KeyValue {
+  return { ...kv, key: kv.key.slice(), value: kv.value.slice() };
+}
+
 /** The in-process client: the store's semantics without a network hop. */
 export class LocalClient {
   constructor(
@@ -184,7 +199,7 @@ export class LocalClient {
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
-            for (const group of w.take(1000, 16 * 1024 * 1024)) yield* group.events;
+            for (const group of w.take(1000, 16 * 1024 * 1024)) for (const e of group.events) yield ownCopy(e);
             const c = w.canceled;
             if (c !== undefined) {
               if (c.compactRevision > 0) throw new FulcrumError('COMPACTED', 'etcdserver: mvcc: required revision has been compacted');
