@@ -60,7 +60,7 @@ describe('revisions and put', () => {
     // A request's value is a view into the whole decoded command; the store copies it once, into the row.
     const h = await Harness.open();
     const command = b('..key..value..');
-    const req = { key: command.subarray(2, 5), value: command.subarray(9, 14) };
+    const req = { key: command.subarray(2, 5), value: command.subarray(7, 12) };
     const r = await h.write((st, batch) => st.put(req, batch));
     command.fill(0x21);
     const event = r.events[0]!;
