@@ -147,6 +147,15 @@ async function electLeader(members: Map<number, Member>, ticker: ManualTicker): 
   throw new Error('no leader');
 }
 
+/** Tick, delivering what each tick sends, until `loop`'s member knows `lead` as its leader. */
+async function untilKnowsLeader(loop: RaftLoop, lead: number, ticker: ManualTicker): Promise<void> {
+  for (let i = 0; i < 50 && loop.node.status().softState.lead !== lead; i++) {
+    ticker.fire();
+    await settle();
+  }
+  expect(loop.node.status().softState.lead).toBe(lead);
+}
+
 describe('RaftLoop', () => {
   it('resolves a proposal with the applier result once applied, on every member', async () => {
     const { members, ticker } = cluster(3);
@@ -251,11 +260,7 @@ describe('RaftLoop', () => {
     const follower = [...members.keys()].find((id) => id !== lead)!;
     const loop = members.get(follower)!.loop;
     // The follower must know the leader (a heartbeat reached it), or its proposal is dropped at once, not lost.
-    for (let i = 0; i < 50 && loop.node.status().softState.lead !== lead; i++) {
-      ticker.fire();
-      await settle();
-    }
-    expect(loop.node.status().softState.lead).toBe(lead);
+    await untilKnowsLeader(loop, lead, ticker);
     loseProposals = true; // the leader stays, but the follower's forwarded proposal never arrives
     const lost = loop.propose(enc('lost=1'));
     const outcome = lost.then(() => 'applied', (e: unknown) => e);
@@ -276,11 +281,7 @@ describe('RaftLoop', () => {
     const lead = await electLeader(members, ticker);
     const [follower, other] = [...members.keys()].filter((id) => id !== lead) as [number, number];
     const loop = members.get(follower)!.loop;
-    for (let i = 0; i < 50 && loop.node.status().softState.lead !== lead; i++) {
-      ticker.fire();
-      await settle();
-    }
-    expect(loop.node.status().softState.lead).toBe(lead);
+    await untilKnowsLeader(loop, lead, ticker);
     cut.add(lead); // the leader's process is gone: the forward is lost with it
     const lost = loop.propose(enc('lost=1'));
     const outcome = lost.then(() => 'applied', (e: unknown) => e);
@@ -303,11 +304,7 @@ describe('RaftLoop', () => {
     const lead = await electLeader(members, ticker);
     const followerId = [...members.keys()].find((id) => id !== lead)!;
     const follower = members.get(followerId)!;
-    for (let i = 0; i < 50 && follower.loop.node.status().softState.lead !== lead; i++) {
-      ticker.fire();
-      await settle();
-    }
-    expect(follower.loop.node.status().softState.lead).toBe(lead);
+    await untilKnowsLeader(follower.loop, lead, ticker);
     // The follower is heard but hears nothing: its forwarded proposal reaches the leader and commits with the
     // third member, while its own log stays behind.
     deaf.add(followerId);
