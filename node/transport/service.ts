@@ -22,19 +22,21 @@ export function createRaftTransportService(transport: GrpcPeerTransport): PeerTr
       let from: number | undefined;
       let refused = false;
       const forget = transport.trackInbound(call);
+      const refuse = (error: grpc.ServiceError): void => {
+        refused = true;
+        call.emit('error', error);
+      };
       call.on('data', (batch: PeerBatch) => {
         if (refused) return;
         if (from === undefined) {
           const error = transport.admit(batch.hello);
-          if (error !== undefined) {
-            refused = true;
-            call.emit('error', error);
-            return;
-          }
+          if (error !== undefined) return refuse(error);
           from = Number(batch.hello!.member_id); // admit() checked it is an exact id
         }
         trace(() => `recv from=${from!.toString(16)} n=${batch.messages.length}`);
         transport.receive(from, batch);
+        const removed = transport.refusalAfterBatch(from);
+        if (removed !== undefined) return refuse(removed);
         // Acks are flow control for the sender's in-flight window, not delivery guarantees. They are cumulative,
         // so only the first batch (the sender resets its back-off on it) and every SEND_ACK_EVERY-th are acked:
         // an ack per batch was half the frames on the wire at low load, each costing both ends a wake-up.

@@ -26,6 +26,7 @@ interface Recorder extends TransportHooks {
   readonly delivered: Message[];
   readonly unreachable: NodeId[];
   readonly snapshotReports: Array<[NodeId, boolean]>;
+  removedReports: number;
 }
 
 async function recorder(): Promise<Recorder & { dir: string }> {
@@ -37,10 +38,12 @@ async function recorder(): Promise<Recorder & { dir: string }> {
     delivered: [] as Message[],
     unreachable: [] as NodeId[],
     snapshotReports: [] as Array<[NodeId, boolean]>,
+    removedReports: 0,
     snapshots,
     deliver: (m: Message) => void r.delivered.push(m),
     reportUnreachable: (id: NodeId) => void r.unreachable.push(id),
     reportSnapshot: (id: NodeId, ok: boolean) => void r.snapshotReports.push([id, ok]),
+    reportRemoved: () => void r.removedReports++,
   };
   return r;
 }
@@ -181,6 +184,24 @@ describe('streams between two members', () => {
     expect(await handshake(8, 2)).toBeNull();
     // An id beyond 2^53 cannot be a Fulcrum member id: refused as an argument error, never rounded.
     expect((await handshake('18446744073709551615', 2))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('ends the stream a member already had open once it is removed: it learns so even if nothing reconnects', async () => {
+    // The leader stops sending to a member it removed, which may then never see the removal committed in its
+    // own log. Its streams to the others stay up, so only their refusal on those streams can tell it.
+    const b = await node(2, new Map());
+    const a = await node(1, new Map([[2, [b.url]]]));
+    b.t.onConfChange({ type: ConfChangeType.AddVoter, nodeId: 1, context: encodeMemberContext({ peerUrls: [a.url] }) }, { voters: [1, 2], learners: [] });
+    a.t.send([app(1, 2, 1)]);
+    await waitFor('B receives from A', () => b.hooks.delivered.some((m) => m.index === 1));
+    b.t.onConfChange({ type: ConfChangeType.RemoveNode, nodeId: 1, context: new Uint8Array(0) }, { voters: [2], learners: [] });
+    // The next batch is still stepped (a leader that removed itself sends its successor MsgTimeoutNow), then refused.
+    a.t.send([app(1, 2, 2)]);
+    await waitFor('A hears that it was removed', () => a.hooks.removedReports > 0, 5_000);
+    expect(b.hooks.delivered.some((m) => m.index === 2)).toBe(true);
+    a.t.send([app(1, 2, 3)]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.hooks.delivered.some((m) => m.index === 3)).toBe(false);
   });
 });
 

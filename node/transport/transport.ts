@@ -292,6 +292,19 @@ export class GrpcPeerTransport implements MemberTransport {
     return m.to === this.selfId && m.from === from && !isLocalMessage(m.type) && m.type !== MessageType.Snap;
   }
 
+  /**
+   * Called after each batch of an admitted stream: the sender may have been removed since. Its batch was still
+   * stepped (a leader that removed itself sends MsgTimeoutNow to its successor right after), and the stream is then
+   * ended with this refusal. The leader stops sending to a member it removes, often before that member learns the
+   * removal committed: with its own streams up and nothing refusing them, it would never learn it was removed.
+   */
+  refusalAfterBatch(from: NodeId): grpc.ServiceError | undefined {
+    if (!this.removed.has(from)) return undefined;
+    this.counters.peersRefused++;
+    this.log.info({ peer: from.toString(16) }, 'ended the stream of a removed member');
+    return statusError(grpc.status.FAILED_PRECONDITION, REFUSAL.memberRemoved);
+  }
+
   /** Track an incoming call so close() can end it. Returns the function that forgets it. */
   trackInbound(call: Closable): () => void {
     this.inbound.add(call);
