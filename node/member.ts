@@ -99,7 +99,7 @@ export interface MemberOptions {
 }
 
 /** Raft lines worth an operator's attention at info level; the rest (every vote, every rejection) are debug. */
-const RAFT_INFO_LINE = /became |stepped down|stepping down|applied conf change|transfer leadership|restored snapshot|attempted to restore snapshot|lost the connection to leader/;
+const RAFT_INFO_LINE = /became |stepped down|stepping down|applied conf change|transfer leadership|restored snapshot|attempted to restore snapshot|lost the connection to leader|MsgTimeoutNow/;
 
 export const MEMBER_DEFAULTS = {
   heartbeatMs: 100,

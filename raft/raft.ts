@@ -55,6 +55,8 @@ export class Raft {
   readStates: ReadState[] = [];
   /** The member leadership is being handed to, or NONE. */
   leadTransferee: NodeId = NONE;
+  /** A MsgTimeoutNow came while committed conf changes were still unapplied: campaign once they are (afterApplied). */
+  private transferDeferred = false;
   /** Index of the last conf change proposed by this leader; no new one until it is applied. */
   pendingConfIndex = 0;
   /** Bytes of entries appended by this leader and not yet committed (the no-op is free). */
@@ -135,6 +137,7 @@ export class Raft {
       this.vote = NONE;
     }
     this.lead = NONE;
+    this.transferDeferred = false;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.resetRandomizedElectionTimeout();
@@ -225,7 +228,15 @@ export class Raft {
 
   // ---- elections -----------------------------------------------------------------------------------------
 
+  /** The application applied entries (RawNode.advance): a transfer election put off for them may start now. */
+  afterApplied(): void {
+    if (!this.transferDeferred || this.role !== Role.Follower || this.hasUnappliedConfChanges()) return;
+    this.logLine(() => `applied its pending configuration changes; starts the election MsgTimeoutNow asked for`);
+    this.hup('transfer');
+  }
+
   private hup(type: CampaignType): void {
+    this.transferDeferred = false;
     if (this.role === Role.Leader) return;
     if (!this.promotable()) {
       this.logLine(() => `is unpromotable and can not campaign`);
@@ -352,9 +363,11 @@ export class Raft {
       return true;
     }
     if (m.term < this.term) {
-      if ((this.config.checkQuorum || this.config.preVote) && (m.type === MessageType.Heartbeat || m.type === MessageType.App)) {
+      if (m.type === MessageType.Heartbeat || m.type === MessageType.App) {
         // A leader cut off long enough to be deposed may never see a higher term (pre-vote keeps terms still);
-        // tell it, so it steps down instead of staying leader of nothing.
+        // tell it, so it steps down instead of staying leader of nothing. Also without pre-vote and check-quorum
+        // (unlike etcd's raft, which then counts on our Vote requests reaching the leader): a member whose stale
+        // configuration leaves the leader out never asks it for a vote (simulator seed 368).
         this.send(message({ type: MessageType.AppResp, to: m.from }));
       } else if (m.type === MessageType.PreVote) {
         this.send(message({ type: MessageType.PreVoteResp, to: m.from, term: this.term, reject: true }));
@@ -740,6 +753,13 @@ export class Raft {
         this.msgs.push({ ...m, to: this.lead, term: 0 });
         return;
       case MessageType.TimeoutNow:
+        if (this.hasUnappliedConfChanges()) {
+          // Typical when a leader removed itself: the commit of its removal and this message arrive together.
+          // Campaigning before the change is applied would use the old membership, so wait for it (afterApplied).
+          this.logLine(() => `received MsgTimeoutNow from ${m.from}; campaigns once its pending configuration changes are applied`);
+          this.transferDeferred = true;
+          return;
+        }
         this.logLine(() => `received MsgTimeoutNow from ${m.from} and starts an election to get leadership`);
         // Leadership transfers never use pre-vote: the leader asked for this election.
         this.hup('transfer');
@@ -873,13 +893,26 @@ export class Raft {
     return this.confState();
   }
 
+  /**
+   * Removed from the voters while leading: step down, first asking a voter that already holds our whole log to
+   * campaign at once (MsgTimeoutNow), so the others need not wait out an election timeout with no leader. With
+   * no such voter, they elect one the usual way.
+   */
+  private stepDownRemoved(): void {
+    const last = this.log.lastIndex();
+    const successor = this.tracker.voters().find((id) => id !== this.id && this.tracker.progress.get(id)?.match === last);
+    this.logLine(() => `stepping down: removed from the voters`);
+    if (successor !== undefined) {
+      this.logLine(() => `sends MsgTimeoutNow to ${successor}: its log is up to date`);
+      this.sendTimeoutNow(successor);
+    }
+    this.becomeFollower(this.term, NONE);
+  }
+
   private afterConfChange(): void {
     if (this.role !== Role.Leader) return;
     if (!this.tracker.isVoter(this.id)) {
-      if (this.config.stepDownOnRemoval) {
-        this.logLine(() => `stepping down: removed from the voters`);
-        this.becomeFollower(this.term, NONE);
-      }
+      if (this.config.stepDownOnRemoval) this.stepDownRemoved();
       return;
     }
     // Quorums changed: the commit index may move now. Otherwise only send what members lack; a new member

@@ -196,6 +196,7 @@ export class RawNode {
       r.log.appliedTo(lastCommitted.index);
       r.reduceUncommittedSize(rd.committedEntries);
     }
+    if (rd.snapshot !== undefined || lastCommitted !== undefined) r.afterApplied();
   }
 
   /** The current term, role and known leader, without building a whole status() (asked on every response). */

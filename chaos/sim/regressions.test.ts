@@ -27,6 +27,33 @@ const REGRESSIONS: readonly Regression[] = [
       "lower-term Vote with a rejection carrying the current term (as the Raft paper's RequestVote does, and as " +
       'raft.ts already does for PreVote).',
   },
+  {
+    seed: 368,
+    nodes: 3,
+    ticks: 10_000,
+    fixed: true,
+    why:
+      'liveness, pre-vote and check-quorum off: after the heal member 1 leads configuration [1,2] at term 464. ' +
+      'Member 2 (log behind, still on config [2,3,4], term 501) campaigns among 3 and 4, both stopped, so it ' +
+      'never sends 1 a Vote; it drops 1\'s appends of a lower term without answering, so 1 never learns term ' +
+      '501 and 2 never follows it. Fix: answer a lower-term App or Heartbeat with the current term whatever the ' +
+      'configuration (etcd\'s raft answers only with pre-vote or check-quorum on). Found once leaders that remove ' +
+      'themselves began handing over with MsgTimeoutNow, which changed the seed\'s course.',
+  },
+  {
+    seed: 902,
+    nodes: 3,
+    ticks: 10_000,
+    fixed: false,
+    why:
+      'liveness, pre-vote off (not fixed): after the heal the configuration is [1,3]. Member 3 (log behind) times ' +
+      'out and asks 1 for its vote; 1 refuses (its log is ahead) but, moving to the higher term, restarts its own ' +
+      'election timer, as etcd\'s raft does. Both timers then start together, every round; when 1 times out first ' +
+      'it is usually too late to reach 3 before 3 times out too, and 150 ticks pass without a leader. The Raft ' +
+      'paper restarts the timer only on granting a vote: a refused candidate would then not hold back the member ' +
+      'with the better log. Production members run with pre-vote, which avoids this. Found once members began ' +
+      'answering lower-term appends whatever the configuration (seed 368), which changed the seed\'s course.',
+  },
 ];
 
 describe('regression seeds', () => {
