@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TestCluster } from './testing/cluster.js';
-import { ConfChangeType, MessageType } from './types.js';
+import { ConfChangeType, message, MessageType, Role } from './types.js';
 import { ProposalDroppedError } from './errors.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -102,6 +102,27 @@ describe('raft core in a synchronous cluster', () => {
     c.member(3).node.propose(bytes('after'));
     c.stabilize();
     expect(c.member(1).applied.map(text)).toEqual(['after']);
+  });
+
+  it('campaigns for a MsgTimeoutNow that came before a conf change was applied once it is, unless the term moved', () => {
+    // Bring member 2 to where the successor of a leader that removed itself stands: a conf change committed, not yet
+    // applied, and a MsgTimeoutNow. Rule 2 of docs/raft.md forbids campaigning then; the request waits.
+    const deferredTransfer = (moveTerm: boolean): { role: Role; term: number } => {
+      const c = new TestCluster({ size: 3 });
+      c.elect(1);
+      const term = c.member(2).node.term;
+      c.member(1).node.proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: 3, context: new Uint8Array(0) });
+      for (let i = 0; i < 3; i++) {
+        c.processReadies();
+        c.deliverAll(); // the entry out, the acks back, the commit out: 2 knows it committed and has not applied it
+      }
+      c.deliver(message({ type: MessageType.TimeoutNow, from: 1, to: 2, term }));
+      if (moveTerm) c.deliver(message({ type: MessageType.Heartbeat, from: 1, to: 2, term: term + 1 }));
+      c.processReadies();
+      return { role: c.member(2).node.role, term: c.member(2).node.term };
+    };
+    expect(deferredTransfer(false)).toEqual({ role: Role.Candidate, term: 3 });
+    expect(deferredTransfer(true)).toEqual({ role: Role.Follower, term: 3 });
   });
 
   it('catches up a lagging follower with a snapshot after compaction', () => {
