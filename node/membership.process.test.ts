@@ -28,7 +28,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-
 describe('membership changes with real processes', () => {
   it('removes a member, adds and promotes a learner, and moves the leadership to it', async () => {
     cluster.start();

@@ -22,7 +22,6 @@ function encodedByProtobufjs(seq: number, messages: readonly Message[], withHell
   return batchType.encode(batchType.fromObject({ ...(withHello ? { hello } : {}), seq, messages: messages.map(messageToWire) })).finish();
 }
 
-
 describe('the peer transport\'s MessageBatch codec', () => {
   it('writes bytes protobufjs reads back as the same batch, and reads protobufjs\'s bytes as the same batch (property)', () => {
     fc.assert(

@@ -38,7 +38,6 @@ export const arbMessage: fc.Arbitrary<Message> = fc.record({
   transfer: fc.boolean(),
 });
 
-
 /** A message with every field set to something other than its default, so a codec that forgets one field fails. */
 export const FULL_MESSAGE: Message = {
   type: MessageType.App,
