@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ClientPool, unary } from './lib/clients.js';
+import { ClientPool, errorKey, unary } from './lib/clients.js';
 import { findLeader } from './lib/leader.js';
 import { etcdCluster, etcdVersion, fulcrumCluster } from './lib/systems.js';
 
@@ -81,6 +81,8 @@ interface Window {
   readonly loop: ReturnType<typeof monitorEventLoopDelay>;
   readonly gcs: Gc[];
   readonly cpuCores: number;
+  /** Failed puts in the window, by gRPC status and message. */
+  readonly errors: Map<string, number>;
 }
 
 /** Closed-loop puts for warm-up + duration; only puts started and finished inside the window are kept. */
@@ -90,6 +92,7 @@ async function drive(pool: ClientPool): Promise<Window> {
   const until = from + o.duration * 1000;
   const latenciesMs: number[] = [];
   const gcs: Gc[] = [];
+  const errors = new Map<string, number>();
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   const gcObserver = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) if (e.startTime >= from && e.startTime <= until) gcs.push({ ms: e.duration, kind: gcKind(e) });
@@ -106,7 +109,13 @@ async function drive(pool: ClientPool): Promise<Window> {
       const t0 = performance.now();
       if (t0 > until) return;
       const key = Buffer.from(`tail/${(w * 7_919 + seq) % PUT_KEYS}`);
-      const ok = await unary(c.kv.Put.bind(c.kv) as never, { key, value }, REQUEST_TIMEOUT_MS).then(() => true, () => false);
+      const ok = await unary(c.kv.Put.bind(c.kv) as never, { key, value }, REQUEST_TIMEOUT_MS).then(
+        () => true,
+        (e: unknown) => {
+          if (t0 >= from) errors.set(errorKey(e), (errors.get(errorKey(e)) ?? 0) + 1);
+          return false;
+        },
+      );
       const t1 = performance.now();
       if (ok && t0 >= from && t1 <= until && latenciesMs.length < LATENCIES_MAX) latenciesMs.push(t1 - t0);
     }
@@ -116,7 +125,7 @@ async function drive(pool: ClientPool): Promise<Window> {
   loop.disable();
   gcObserver.disconnect();
   const cpu = process.cpuUsage(cpu0);
-  return { latenciesMs, loop, gcs, cpuCores: (cpu.user + cpu.system) / 1000 / (o.duration * 1000) };
+  return { latenciesMs, loop, gcs, cpuCores: (cpu.user + cpu.system) / 1000 / (o.duration * 1000), errors };
 }
 
 function gcKind(e: PerformanceEntry): string {
@@ -132,6 +141,7 @@ function report(w: Window): void {
   const long = w.gcs.filter((g) => g.ms >= LONG_GC_MS);
   console.log(`${o.system}, ${o.connections} connections, ${o.inFlight} puts in flight, ${o.duration} s after ${o.warmUp} s of warm-up`);
   console.log(`  puts/s ${(lat.length / o.duration).toFixed(0)}; latency ms p50 ${q(0.5)} p90 ${q(0.9)} p99 ${q(0.99)} max ${q(1)}`);
+  console.log(`  failed puts: ${[...w.errors].map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}`);
   console.log(`  load generator CPU ${w.cpuCores.toFixed(2)} cores`);
   console.log(`  its event loop ran late by (ms) p50 ${ms(w.loop.percentile(50))} p90 ${ms(w.loop.percentile(90))} p99 ${ms(w.loop.percentile(99))} max ${ms(w.loop.max)}`);
   console.log(`  its GC: ${w.gcs.length} pauses, ${total(w.gcs)} ms; ${long.length} of them >= ${LONG_GC_MS} ms (${total(long)} ms): ${summariseKinds(long)}`);
