@@ -178,6 +178,11 @@ export class ChaosMember {
     return this.exited;
   }
 
+  /** The member may stop on its own (it is being removed from the cluster): not an unexpected exit. */
+  expectExit(expect = true): void {
+    this.expectingExit = expect;
+  }
+
   /** Offset the member's wall clock (libfaketime re-reads the file on every clock call). Monotonic is left alone. */
   setClock(offsetS: number): void {
     this.clockOffsetS = offsetS;

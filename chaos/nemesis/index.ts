@@ -27,6 +27,14 @@ export interface Nemesis {
 const pick = <T>(xs: readonly T[], random: () => number): T => xs[Math.floor(random() * xs.length)]!;
 const names = (xs: readonly number[]): string => xs.map((i) => `m${i + 1}`).join(' ');
 
+async function stopsWithin(exited: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const stopped = await Promise.race([exited.then(() => true), timeout]);
+  clearTimeout(timer);
+  return stopped;
+}
+
 function all(ctx: NemesisContext): number[] {
   return ctx.cluster.members.map((m) => m.index);
 }
@@ -158,7 +166,13 @@ export const transfer: Nemesis = {
   async stop() {},
 };
 
-/** Remove a follower, wipe it, add it back as a learner, and promote it once it has caught up. */
+/** How long a removed member gets to notice its removal and stop by itself before the nemesis kills it. */
+const REMOVED_STOP_MS = 15_000;
+
+/**
+ * Remove a member (the leader, a third of the time with three members), let it stop by itself, wipe it, add it back
+ * as a learner, and promote it once it has caught up.
+ */
 export const member: Nemesis = {
   name: 'member',
   async start(ctx) {
@@ -166,21 +180,26 @@ export const member: Nemesis = {
     if (cl.options.size < 3) return undefined;
     const leader = await cl.leader();
     if (leader === undefined) return undefined;
-    const target = pick(all(ctx).filter((i) => i !== leader), ctx.random);
+    const target = pick(all(ctx).filter((i) => cl.members[i]!.running), ctx.random);
     const m = cl.members[target]!;
     if (m.id === undefined) return undefined;
     const c = new ChaosClient(cl.directEndpoint(leader), 10_000);
     try {
+      m.expectExit();
       await c.memberRemove(BigInt(`0x${m.id}`).toString());
     } catch (e) {
+      m.expectExit(false);
       return `remove m${target + 1} refused: ${errorText(e)}`;
     } finally {
       c.close();
     }
     m.removed = true;
+    const stopped = await stopsWithin(m.waitExit(), REMOVED_STOP_MS);
     await m.kill();
     rmSync(m.dataDir, { recursive: true, force: true });
-    return `removed m${target + 1} (data wiped)`;
+    const who = `m${target + 1}${target === leader ? ' (the leader)' : ''}`;
+    if (!stopped) ctx.log(`removed ${who} was still running ${REMOVED_STOP_MS} ms after its removal`);
+    return `removed ${who}, ${stopped ? 'which stopped by itself' : `still running after ${REMOVED_STOP_MS} ms, killed`} (data wiped)`;
   },
   async stop(ctx) {
     const cl = ctx.cluster;
