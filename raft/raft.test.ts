@@ -125,6 +125,28 @@ describe('raft core in a synchronous cluster', () => {
     expect(deferredTransfer(true)).toEqual({ role: Role.Follower, term: 3 });
   });
 
+  it('a refused vote request of a higher term does not restart the election timer (as in the Raft paper)', () => {
+    // Member 2 follows; nothing reaches it but, in one twin, a Vote of a higher term from a candidate whose log is
+    // behind. It refuses, moves to that term, and must still campaign at the tick it would have anyway: restarting
+    // its timer would let such a candidate hold back the member with the better log (simulator seed 902).
+    const ticksUntilCampaign = (staleVoteAfter: number | undefined): number => {
+      const c = new TestCluster({ size: 3, seed: 11, config: { preVote: false, checkQuorum: false } });
+      c.elect(1);
+      const term = c.member(2).node.term;
+      for (let tick = 1; tick <= 100; tick++) {
+        c.tick(2);
+        if (c.member(2).node.role === Role.Candidate) return tick;
+        if (tick === staleVoteAfter) {
+          c.deliver(message({ type: MessageType.Vote, from: 3, to: 2, term: term + 1, index: 0, logTerm: 0 }));
+          expect([c.member(2).node.role, c.member(2).node.term, c.member(2).node.status().hardState.vote]).toEqual([Role.Follower, term + 1, 0]);
+        }
+      }
+      throw new Error('member 2 never campaigned');
+    };
+    const undisturbed = ticksUntilCampaign(undefined);
+    expect(ticksUntilCampaign(undisturbed - 1)).toBe(undisturbed);
+  });
+
   it('catches up a lagging follower with a snapshot after compaction', () => {
     const c = new TestCluster({ size: 3 });
     c.elect(1);

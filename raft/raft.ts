@@ -358,7 +358,15 @@ export class Raft {
       } else {
         this.logLine(() => `received a ${MessageType[m.type]} message with higher term from ${m.from} [term: ${m.term}]`);
         const fromLeader = m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
+        const timer = { elapsed: this.electionElapsed, timeout: this.randomizedElectionTimeout };
         this.becomeFollower(m.term, fromLeader ? m.from : NONE);
+        if (m.type === MessageType.Vote) {
+          // As in the Raft paper, a vote request restarts the election timer only if it is granted (handleVoteRequest).
+          // Restarting it on every higher-term request, as etcd's raft does, lets a candidate with a worse log keep
+          // holding back the member with a better one, round after round, without pre-vote (simulator seed 902).
+          this.electionElapsed = timer.elapsed;
+          this.randomizedElectionTimeout = timer.timeout;
+        }
       }
       return true;
     }

@@ -44,14 +44,13 @@ const REGRESSIONS: readonly Regression[] = [
     seed: 902,
     nodes: 3,
     ticks: 10_000,
-    fixed: false,
+    fixed: true,
     why:
-      'liveness, pre-vote off (not fixed): after the heal the configuration is [1,3]. Member 3 (log behind) times ' +
-      'out and asks 1 for its vote; 1 refuses (its log is ahead) but, moving to the higher term, restarts its own ' +
-      'election timer, as etcd\'s raft does. Both timers then start together, every round; when 1 times out first ' +
-      'it is usually too late to reach 3 before 3 times out too, and 150 ticks pass without a leader. The Raft ' +
-      'paper restarts the timer only on granting a vote: a refused candidate would then not hold back the member ' +
-      'with the better log. Production members run with pre-vote, which avoids this. Found once members began ' +
+      'liveness, pre-vote off: after the heal the configuration is [1,3]. Member 3 (log behind) times out and ' +
+      'asks 1 for its vote; 1 refuses (its log is ahead) but, moving to the higher term, restarted its own ' +
+      'election timer, as etcd\'s raft does. Both timers then started together every round, and when 1 timed out ' +
+      'first it was usually too late to reach 3 before 3 timed out too: 150 ticks passed without a leader. Fix: as ' +
+      'in the Raft paper, a vote request restarts the timer only when it is granted. Found once members began ' +
       'answering lower-term appends whatever the configuration (seed 368), which changed the seed\'s course.',
   },
 ];
