@@ -5,6 +5,8 @@ import { runSeed } from './cluster.js';
 import { MUTANTS } from './mutants.js';
 
 const TICKS = 3_000;
+/** Seeds searched for one on which the double-vote mutant fails. */
+const FAILING_SEED_SEARCH = 40;
 
 describe('replay', () => {
   it('the same seed gives the same digest, the same statistics and the same verdict', () => {
@@ -23,9 +25,13 @@ describe('replay', () => {
   });
 
   it('a failing seed fails again at the same step with the same context', () => {
-    const run = () => runSeed({ seed: 1, ticks: TICKS, nodes: 5, makeCore: MUTANTS['double-vote'] });
-    const a = run();
-    const b = run();
+    const run = (seed: number) => runSeed({ seed, ticks: TICKS, nodes: 5, makeCore: MUTANTS['double-vote'] });
+    // Which seed the mutant fails on first depends on the core's course (any change to it moves every trajectory),
+    // so it is searched for rather than fixed.
+    const seed = Array.from({ length: FAILING_SEED_SEARCH }, (_, i) => i + 1).find((s) => !run(s).ok);
+    expect(seed, `the double-vote mutant failed none of seeds 1-${FAILING_SEED_SEARCH}`).toBeDefined();
+    const a = run(seed!);
+    const b = run(seed!);
     expect(a.ok).toBe(false);
     expect(b.violation?.message).toBe(a.violation?.message);
     expect(b.digest).toBe(a.digest);
