@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { nonNegative, positive } from './lib/args.js';
 import { EtcdTestClient } from '../node/testing/etcd-client.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
@@ -31,18 +32,6 @@ const TRACE_LINES_MAX = 2_000_000;
 
 /** Seconds of unmeasured load before the window: a fresh member runs its hot paths unoptimised for seconds. */
 const WARM_UP_S = 5;
-
-const nonNegative = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`not a non-negative number: ${v}`);
-  return n;
-};
-
-const positive = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`not a positive number: ${v}`);
-  return n;
-};
 
 const program = new Command('npm run bench:profile --')
   .description('CPU per operation, CPU profiles and a request timeline of a local 3-member cluster')

@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positive } from './lib/args.js';
 import { ClientPool, errorKey, unary } from './lib/clients.js';
 import { findLeader } from './lib/leader.js';
 import { etcdCluster, etcdVersion, fulcrumCluster } from './lib/systems.js';
@@ -30,12 +31,6 @@ const LOOP_RESOLUTION_MS = 10;
 const LONG_GC_MS = 20;
 /** Largest latency the histogram keeps exactly (ms); beyond it is clamped (the max is still printed). */
 const LATENCIES_MAX = 5_000_000;
-
-const positive = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`not a positive number: ${v}`);
-  return n;
-};
 
 const program = new Command('npm run bench:tail --')
   .description('put latency at high concurrency beside the load generator\'s own event-loop delay and GC pauses')
