@@ -14,23 +14,22 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 import { positive } from './lib/args.js';
-import { ClientPool, errorKey, unary } from './lib/clients.js';
+import { ClientPool, unary } from './lib/clients.js';
 import { findLeader } from './lib/leader.js';
-import { etcdCluster, etcdVersion, fulcrumCluster } from './lib/systems.js';
+import { runPhase, type PhaseResult } from './lib/phase.js';
+import { cpuMeter, etcdCluster, etcdVersion, fulcrumCluster, type BenchCluster } from './lib/systems.js';
 
 /** Six loopback ports from here (inside the benchmark's 12400-13999 range, clear of bench:profile's). */
 const BASE_PORT = 13_970;
-/** Distinct keys the puts go over, as in the side-by-side put workloads. */
+/** Distinct keys the puts go over, as in the side-by-side put workloads (bench/lib/workloads.ts). */
 const PUT_KEYS = 1_000;
-/** Deadline of each put; one that fails is retried by the same worker and not measured. */
+/** Deadline of each put; a failed put is counted by kind (bench/lib/phase.ts), not measured. */
 const REQUEST_TIMEOUT_MS = 10_000;
 const LEADER_WAIT_MS = 30_000;
 /** Resolution of the event-loop delay histogram. */
 const LOOP_RESOLUTION_MS = 10;
 /** GC pauses at least this long are counted apart: they are what a request can notice. */
 const LONG_GC_MS = 20;
-/** Largest latency the histogram keeps exactly (ms); beyond it is clamped (the max is still printed). */
-const LATENCIES_MAX = 5_000_000;
 
 const program = new Command('npm run bench:tail --')
   .description('put latency at high concurrency beside the load generator\'s own event-loop delay and GC pauses')
@@ -62,65 +61,65 @@ async function main(): Promise<void> {
   try {
     const leader = await findLeader(cluster.endpoints, LEADER_WAIT_MS);
     const pool = new ClientPool([leader.endpoint], o.connections);
-    await pool.ready(LEADER_WAIT_MS);
-    report(await drive(pool));
-    pool.close();
+    try {
+      await pool.ready(LEADER_WAIT_MS);
+      report(await drive(cluster, pool));
+    } finally {
+      pool.close();
+    }
   } finally {
     await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/** The phase, and what the generator's event loop and GC did during its measured window. */
 interface Window {
-  readonly latenciesMs: number[];
+  readonly phase: PhaseResult;
   readonly loop: ReturnType<typeof monitorEventLoopDelay>;
   readonly gcs: Gc[];
-  readonly cpuCores: number;
-  /** Failed puts in the window, by gRPC status and message. */
-  readonly errors: Map<string, number>;
 }
 
-/** Closed-loop puts for warm-up + duration; only puts started and finished inside the window are kept. */
-async function drive(pool: ClientPool): Promise<Window> {
-  const value = Buffer.alloc(o.valueBytes, 0x61);
-  const from = performance.now() + o.warmUp * 1000;
-  const until = from + o.duration * 1000;
-  const latenciesMs: number[] = [];
+/**
+ * The put-30x1000 row's phase (bench/lib/phase.ts: closed-loop workers, warm-up, measured window, errors by kind).
+ * The window hook that measures the servers' CPU also starts and stops the generator's own meters, so that they
+ * cover exactly the window.
+ */
+async function drive(cluster: BenchCluster, pool: ClientPool): Promise<Window> {
+  const value = new Uint8Array(o.valueBytes).fill(0x61);
   const gcs: Gc[] = [];
-  const errors = new Map<string, number>();
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  let measuring = false;
   const gcObserver = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (e.startTime >= from && e.startTime <= until) gcs.push({ ms: e.duration, kind: gcKind(e) });
+    if (measuring) for (const e of list.getEntries()) gcs.push({ ms: e.duration, kind: gcKind(e) });
   });
   gcObserver.observe({ entryTypes: ['gc'] });
-  let cpu0: NodeJS.CpuUsage | undefined;
-  const opened = setTimeout(() => {
-    loop.enable();
-    cpu0 = process.cpuUsage();
-  }, o.warmUp * 1000);
-  const worker = async (w: number): Promise<void> => {
-    const c = pool.for(w);
-    for (let seq = 0; ; seq++) {
-      const t0 = performance.now();
-      if (t0 > until) return;
-      const key = Buffer.from(`tail/${(w * 7_919 + seq) % PUT_KEYS}`);
-      const ok = await unary(c.kv.Put.bind(c.kv) as never, { key, value }, REQUEST_TIMEOUT_MS).then(
-        () => true,
-        (e: unknown) => {
-          if (t0 >= from) errors.set(errorKey(e), (errors.get(errorKey(e)) ?? 0) + 1);
-          return false;
-        },
-      );
-      const t1 = performance.now();
-      if (ok && t0 >= from && t1 <= until && latenciesMs.length < LATENCIES_MAX) latenciesMs.push(t1 - t0);
-    }
-  };
-  await Promise.all(Array.from({ length: o.inFlight }, (_, w) => worker(w)));
-  clearTimeout(opened);
-  loop.disable();
+  const phase = await runPhase({
+    name: 'put-tail',
+    description: `put ${o.valueBytes}-byte values, ${o.connections} conn × ${o.inFlight} in flight, to the leader`,
+    target: pool.connections[0]!.endpoint,
+    inFlight: o.inFlight,
+    connections: o.connections,
+    warmupMs: o.warmUp * 1000,
+    durationMs: o.duration * 1000,
+    serverCpu: () => {
+      const servers = cpuMeter(cluster);
+      loop.enable();
+      measuring = true;
+      return () => {
+        measuring = false;
+        loop.disable();
+        return servers().totalCores;
+      };
+    },
+    op: async (w, seq) => {
+      const key = Buffer.from(`/bench/tail/${((seq * o.inFlight + w) % PUT_KEYS).toString().padStart(6, '0')}`);
+      const c = pool.for(w);
+      await unary(c.kv.Put.bind(c.kv), { key, value }, REQUEST_TIMEOUT_MS);
+    },
+  });
   gcObserver.disconnect();
-  const cpu = process.cpuUsage(cpu0);
-  return { latenciesMs, loop, gcs, cpuCores: (cpu.user + cpu.system) / 1000 / (o.duration * 1000), errors };
+  return { phase, loop, gcs };
 }
 
 function gcKind(e: PerformanceEntry): string {
@@ -129,16 +128,16 @@ function gcKind(e: PerformanceEntry): string {
 }
 
 function report(w: Window): void {
-  const lat = [...w.latenciesMs].sort((a, b) => a - b);
-  const q = (p: number): string => (lat.length === 0 ? '-' : lat[Math.min(lat.length - 1, Math.floor(lat.length * p))]!.toFixed(0));
+  const { phase: p, loop } = w;
   const ms = (ns: number): string => (ns / 1e6).toFixed(0);
   const total = (gcs: readonly Gc[]): string => gcs.reduce((s, g) => s + g.ms, 0).toFixed(0);
   const long = w.gcs.filter((g) => g.ms >= LONG_GC_MS);
-  console.log(`${o.system}, ${o.connections} connections, ${o.inFlight} puts in flight, ${o.duration} s after ${o.warmUp} s of warm-up`);
-  console.log(`  puts/s ${(lat.length / o.duration).toFixed(0)}; latency ms p50 ${q(0.5)} p90 ${q(0.9)} p99 ${q(0.99)} max ${q(1)}`);
-  console.log(`  failed puts: ${[...w.errors].map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}`);
-  console.log(`  load generator CPU ${w.cpuCores.toFixed(2)} cores`);
-  console.log(`  its event loop ran late by (ms) p50 ${ms(w.loop.percentile(50))} p90 ${ms(w.loop.percentile(90))} p99 ${ms(w.loop.percentile(99))} max ${ms(w.loop.max)}`);
+  const errors = Object.entries(p.errors.byKind).map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
+  console.log(`${o.system}, ${o.connections} connections, ${o.inFlight} puts in flight, ${(p.windowMs / 1000).toFixed(1)} s after ${(p.warmupActualMs / 1000).toFixed(1)} s of warm-up`);
+  console.log(`  puts/s ${p.opsPerSec.toFixed(0)}; latency ms p50 ${p.latency.p50Ms.toFixed(0)} p90 ${p.latency.p90Ms.toFixed(0)} p99 ${p.latency.p99Ms.toFixed(0)} max ${p.latency.maxMs.toFixed(0)}`);
+  console.log(`  failed puts: ${errors}`);
+  console.log(`  servers' CPU ${p.serverCpuCores?.toFixed(2) ?? '-'} cores; load generator CPU ${p.clientCpuCores.toFixed(2)} cores`);
+  console.log(`  its event loop ran late by (ms) p50 ${ms(loop.percentile(50))} p90 ${ms(loop.percentile(90))} p99 ${ms(loop.percentile(99))} max ${ms(loop.max)}`);
   console.log(`  its GC: ${w.gcs.length} pauses, ${total(w.gcs)} ms; ${long.length} of them >= ${LONG_GC_MS} ms (${total(long)} ms): ${summariseKinds(long)}`);
 }
 
