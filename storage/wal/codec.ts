@@ -3,11 +3,15 @@
 // caught as surely as a flipped bit.
 //
 // Key space (one LevelDB per member, binary keys; the first byte is the record kind):
-//   [0x00]                  meta: magic + format version, written once when the log is created
-//   [0x01]                  hard state: term, vote, commit
+//   [0x00]                  meta: magic + format version, written when the log is created (and by a migration)
 //   [0x02][index u64 BE]    snapshot marker: a snapshot file the log may start from (index, term, conf state)
 //   [0x03][index u64 BE]    entry: term, type, data
+//   [0x04]                  hard state: term, vote, commit (format 2; format 1 kept it at [0x01])
 // Fixed-width big-endian indexes make LevelDB's key order the log order, so a range scan reads the log in order.
+// The hard state is rewritten with nearly every batch, so it sorts after every entry: a LevelDB table file then
+// spans only the entries it holds and the hard state, and compacting new tables into the level below rewrites
+// that level's last file only. At [0x01] every new table spanned the whole log, and each compaction rewrote
+// every older file of the level (format 1; `open` moves such a log to format 2, see wal.ts).
 //
 // Value layouts (integers big-endian):
 //   meta      crc u32 | magic "FWAL" | version u32
@@ -20,12 +24,17 @@ import { assert } from '../../raft/errors.js';
 import type { ConfState, Entry, EntryType, HardState, SnapshotMetadata } from '../../raft/types.js';
 
 export const KEY_META = 0x00;
-export const KEY_HARD_STATE = 0x01;
+/** Format 1's hard state key, read only to move a format 1 log to format 2. */
+export const KEY_HARD_STATE_V1 = 0x01;
 export const KEY_SNAPSHOT_MARKER = 0x02;
 export const KEY_ENTRY = 0x03;
+export const KEY_HARD_STATE = 0x04;
 
 export const WAL_MAGIC = 0x4657414c; // "FWAL"
-export const WAL_FORMAT_VERSION = 1;
+/** The format this code writes. */
+export const WAL_FORMAT_VERSION = 2;
+/** Formats this code opens: format 1 differs only in where the hard state is kept. */
+export const WAL_FORMAT_V1 = 1;
 
 /** Largest membership a conf state may list; bounds the marker and snapshot header sizes. */
 export const CONF_STATE_MEMBERS_MAX = 1024;
@@ -57,6 +66,7 @@ export const entryKey = (index: number): Uint8Array => indexedKey(KEY_ENTRY, ind
 export const markerKey = (index: number): Uint8Array => indexedKey(KEY_SNAPSHOT_MARKER, index);
 export const META_KEY = Uint8Array.of(KEY_META);
 export const HARD_STATE_KEY = Uint8Array.of(KEY_HARD_STATE);
+export const HARD_STATE_KEY_V1 = Uint8Array.of(KEY_HARD_STATE_V1);
 
 /** The index of an indexed key, or undefined when the key is not of that kind and shape. */
 export function indexOfKey(kind: number, key: Uint8Array): number | undefined {
@@ -143,20 +153,22 @@ export function encodeHardState(hs: HardState): Uint8Array {
   return seal(HARD_STATE_KEY, value);
 }
 
-export function decodeHardState(value: Uint8Array): HardState | Bad {
+/** `key`: where the record was read from (its CRC covers the key), HARD_STATE_KEY_V1 for a format 1 log. */
+export function decodeHardState(value: Uint8Array, key: Uint8Array = HARD_STATE_KEY): HardState | Bad {
   if (value.length !== CRC_BYTES + 24) return { bad: `wrong length: ${value.length} bytes` };
-  if (!checksumOk(HARD_STATE_KEY, value)) return { bad: 'checksum mismatch' };
+  if (!checksumOk(key, value)) return { bad: 'checksum mismatch' };
   const v = viewOf(value);
   return { term: getU64(v, 4), vote: getU64(v, 12), commit: getU64(v, 20) };
 }
 
 // ---- meta
 
-export function encodeMeta(): Uint8Array {
+/** `version`: WAL_FORMAT_VERSION; tests write format 1 logs with WAL_FORMAT_V1. */
+export function encodeMeta(version: number = WAL_FORMAT_VERSION): Uint8Array {
   const value = new Uint8Array(CRC_BYTES + 8);
   const v = viewOf(value);
   v.setUint32(4, WAL_MAGIC);
-  v.setUint32(8, WAL_FORMAT_VERSION);
+  v.setUint32(8, version);
   return seal(META_KEY, value);
 }
 
@@ -164,8 +176,9 @@ export function decodeMeta(value: Uint8Array): { version: number } | Bad {
   if (value.length !== CRC_BYTES + 8 || !checksumOk(META_KEY, value)) return { bad: 'checksum mismatch' };
   const v = viewOf(value);
   if (v.getUint32(4) !== WAL_MAGIC) return { bad: 'bad magic' };
-  if (v.getUint32(8) !== WAL_FORMAT_VERSION) return { bad: `unknown format version ${v.getUint32(8)}` };
-  return { version: v.getUint32(8) };
+  const version = v.getUint32(8);
+  if (version !== WAL_FORMAT_VERSION && version !== WAL_FORMAT_V1) return { bad: `unknown format version ${version}` };
+  return { version };
 }
 
 // ---- conf state (shared with the snapshot file header)

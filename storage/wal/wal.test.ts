@@ -3,7 +3,8 @@ import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AssertionError } from '../../raft/errors.js';
 import type { Entry, HardState } from '../../raft/types.js';
-import { entryKey, indexOfKey, KEY_ENTRY } from './codec.js';
+import { crc32c } from '../crc32c.js';
+import { decodeMeta, encodeHardState, encodeMeta, entryKey, HARD_STATE_KEY, HARD_STATE_KEY_V1, indexOfKey, isBad, KEY_ENTRY, META_KEY, WAL_FORMAT_V1, WAL_FORMAT_VERSION } from './codec.js';
 import { WalError } from './errors.js';
 import { WriteAheadLog, type WalOptions } from './wal.js';
 import { captureLogger, CONF, makeEntries, tempDir, writeSnapshotFile } from './testutil.js';
@@ -191,5 +192,69 @@ describe('WriteAheadLog', () => {
     await w.save({ term: 4, vote: 2, commit: 2 }, []);
     const r = await reopen();
     expect(r.storage.initialState().hardState).toEqual({ term: 4, vote: 2, commit: 2 });
+  });
+
+  describe('format 1 logs (hard state at [0x01])', () => {
+    /** Rewrite the closed log at `dir` as format 1 wrote it: its hard state at [0x01], sealed for that key. */
+    async function downgradeToV1(): Promise<void> {
+      await wal?.close();
+      wal = undefined;
+      const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'log'), { keyEncoding: 'view', valueEncoding: 'view' });
+      const current = await db.get(HARD_STATE_KEY);
+      const legacy = Uint8Array.from(current!);
+      new DataView(legacy.buffer).setUint32(0, crc32c(legacy, crc32c(HARD_STATE_KEY_V1), 4));
+      await db.batch().del(HARD_STATE_KEY).put(HARD_STATE_KEY_V1, legacy).put(META_KEY, encodeMeta(WAL_FORMAT_V1)).write({ sync: true });
+      await db.close();
+    }
+
+    async function rawRecords(): Promise<{ version: number | undefined; current: boolean; legacy: boolean }> {
+      await wal?.close();
+      wal = undefined;
+      const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'log'), { keyEncoding: 'view', valueEncoding: 'view' });
+      const meta = decodeMeta((await db.get(META_KEY))!);
+      const out = { version: isBad(meta) ? undefined : meta.version, current: (await db.get(HARD_STATE_KEY)) !== undefined, legacy: (await db.get(HARD_STATE_KEY_V1)) !== undefined };
+      await db.close();
+      return out;
+    }
+
+    it('opens a format 1 log with its hard state and entries, and moves it to the current format', async () => {
+      const w = await reopen();
+      const ents = makeEntries(1, 30, 2);
+      await w.save({ term: 2, vote: 3, commit: 25 }, ents);
+      await downgradeToV1();
+      expect(await rawRecords()).toEqual({ version: WAL_FORMAT_V1, current: false, legacy: true });
+      const r = await reopen();
+      expect(r.storage.initialState().hardState).toEqual({ term: 2, vote: 3, commit: 25 });
+      expect(logOf(r)).toEqual(ents);
+      expect(await rawRecords()).toEqual({ version: WAL_FORMAT_VERSION, current: true, legacy: false });
+      const again = await reopen();
+      expect(again.storage.initialState().hardState).toEqual({ term: 2, vote: 3, commit: 25 });
+    });
+
+    it('reports a corrupt format 1 hard state instead of moving it', async () => {
+      const w = await reopen();
+      await w.save({ term: 2, vote: 3, commit: 1 }, makeEntries(1, 2, 2));
+      await downgradeToV1();
+      const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'log'), { keyEncoding: 'view', valueEncoding: 'view' });
+      // A record sealed for the current key does not verify at [0x01]: the CRC covers the key.
+      await db.put(HARD_STATE_KEY_V1, encodeHardState({ term: 2, vote: 3, commit: 1 }), { sync: true });
+      await db.close();
+      const err = await WriteAheadLog.open(dir, opts()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WalError);
+      expect((err as WalError).code).toBe('WAL_CORRUPT');
+      expect(await rawRecords()).toEqual({ version: WAL_FORMAT_V1, current: false, legacy: true });
+    });
+
+    it('refuses a log of an unknown format version', async () => {
+      await (await reopen()).save(hs(1, 0), makeEntries(1, 2, 1));
+      await wal!.close();
+      wal = undefined;
+      const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'log'), { keyEncoding: 'view', valueEncoding: 'view' });
+      await db.put(META_KEY, encodeMeta(WAL_FORMAT_VERSION + 1), { sync: true });
+      await db.close();
+      const err = await WriteAheadLog.open(dir, opts()).catch((e: unknown) => e);
+      expect((err as WalError).code).toBe('WAL_CORRUPT');
+      expect(String(err)).toContain(`unknown format version ${WAL_FORMAT_VERSION + 1}`);
+    });
   });
 });

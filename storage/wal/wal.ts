@@ -43,6 +43,7 @@ import {
   entryKey,
   getU64,
   HARD_STATE_KEY,
+  HARD_STATE_KEY_V1,
   indexOfKey,
   isBad,
   KEY_ENTRY,
@@ -50,6 +51,8 @@ import {
   markerKey,
   META_KEY,
   putU64,
+  WAL_FORMAT_V1,
+  WAL_FORMAT_VERSION,
 } from './codec.js';
 import { crc32c } from '../crc32c.js';
 import {
@@ -173,7 +176,8 @@ export class WriteAheadLog {
 
   private static async recover(dir: string, db: Db, snapshots: SnapshotStore, created: boolean, logger: WalLogger): Promise<WriteAheadLog> {
     const fence = await readFence(dir);
-    await ensureMeta(db, created || (fence === undefined && (await isEmpty(db))));
+    const format = await ensureMeta(db, created || (fence === undefined && (await isEmpty(db))));
+    if (format === WAL_FORMAT_V1) await migrateFromV1(db, logger);
     const hardState = await readHardState(db);
     checkFence(fence, hardState);
     const markers = await readMarkers(db);
@@ -490,12 +494,33 @@ function mapOpenError(path: string, e: unknown): Error {
  * Write the meta record into a new log, else require it. It is the first record ever written, so a log without
  * it has lost its oldest data. A log that is completely empty and has no fence crashed while being created.
  */
-async function ensureMeta(db: Db, fresh: boolean): Promise<void> {
+async function ensureMeta(db: Db, fresh: boolean): Promise<number> {
   if (fresh) await db.put(META_KEY, encodeMeta(), { sync: true });
   const v = await db.get(META_KEY);
   if (v === undefined) throw errMissingFile('the log has no metadata record: LevelDB lost its oldest data (a deleted .log or .ldb file?)');
   const meta = decodeMeta(v);
   if (isBad(meta)) throw errCorruptRecord('the log metadata record', meta.bad);
+  return meta.version;
+}
+
+/**
+ * Move a format 1 log to format 2 (codec.ts): the hard state from [0x01] to [0x04], and the meta record's
+ * version, in one synced batch, so a crash leaves one format or the other, whole. The meta record changes too so
+ * that an older Fulcrum refuses the log (unknown format version) instead of finding no hard state at [0x01] and
+ * starting as a member that never voted.
+ */
+async function migrateFromV1(db: Db, logger: WalLogger): Promise<void> {
+  const batch = db.batch();
+  const v = await db.get(HARD_STATE_KEY_V1);
+  if (v !== undefined) {
+    const hs = decodeHardState(v, HARD_STATE_KEY_V1);
+    if (isBad(hs)) throw errCorruptRecord('the hard state (term, vote, commit)', hs.bad);
+    batch.put(HARD_STATE_KEY, encodeHardState(hs));
+    batch.del(HARD_STATE_KEY_V1);
+  }
+  batch.put(META_KEY, encodeMeta());
+  await batch.write({ sync: true });
+  logger.info({ from: WAL_FORMAT_V1, to: WAL_FORMAT_VERSION }, 'wal: log moved to the current format');
 }
 
 async function isEmpty(db: Db): Promise<boolean> {
