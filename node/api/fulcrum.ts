@@ -2,7 +2,7 @@
 // and ServerInfo, one call that tells tooling and the client's endpoint selection who a member is.
 import type { Encodable, FulcrumMethods, Handlers, ServerInfoResponse } from '../../proto/index.js';
 import { Role } from '../../raft/types.js';
-import { decodeHlc, hlcMax, hlcOf, HLC_WALL_MS_MAX, type Hlc, type RevisionTimeIndex } from '../../storage/hlc/index.js';
+import { hlcMax, hlcOf, HLC_WALL_MS_MAX, type RevisionTimeIndex } from '../../storage/hlc/index.js';
 import type { ApiContext } from './context.js';
 import { toNumber } from './convert.js';
 import { apiError, isCodedError } from './errors.js';
@@ -12,8 +12,6 @@ import { ETCD_API_VERSION, FULCRUM_VERSION } from './maintenance.js';
 
 /** Capabilities a client may rely on without probing (ServerInfo.features). */
 export const FEATURES: readonly string[] = Object.freeze(['revision-at', 'exactly-once', 'hlc', 'hasleader']);
-/** Bytes of the revision index's entry key prefix ('hlc/r/e/') before the u64 revision. */
-const REVISION_ENTRY_PREFIX = new TextEncoder().encode('hlc/r/e/');
 
 export function createFulcrumService(ctx: ApiContext): Handlers<FulcrumMethods> {
   return {
@@ -23,7 +21,7 @@ export function createFulcrumService(ctx: ApiContext): Handlers<FulcrumMethods> 
       if (!call.request.serializable) await readBarrier(ctx, call);
       const index = ctx.member.stateMachine.revisionTime;
       const revision = revisionAt(index, Math.min(wallMs, HLC_WALL_MS_MAX));
-      return { header: readHeader(ctx, ctx.member.stateMachine.revision), revision: int64(revision), hlc: int64(hlcOfRevision(index, revision) ?? 0n) };
+      return { header: readHeader(ctx, ctx.member.stateMachine.revision), revision: int64(revision), hlc: int64(index.hlcOfRevision(revision) ?? 0n) };
     }),
 
     ServerInfo: unary(ctx, 'ServerInfo', async () => serverInfo(ctx)),
@@ -41,29 +39,6 @@ function revisionAt(index: RevisionTimeIndex, wallMs: number): number {
     if (isCodedError(e) && e.code === 'BEFORE_HISTORY') throw apiError('STALE_SEQUENCE', 'fulcrum: wall time is before the first recorded revision');
     throw e;
   }
-}
-
-/**
- * The HLC recorded with a revision. The index offers only last() and its durable pairs (no lookup by revision),
- * so anything but the newest revision is found by binary search over pairs(): O(records) to build, which is fine
- * for a tooling call. (Range's create_hlc/mod_hlc do not use it: the store keeps them with every version.)
- */
-export function hlcOfRevision(index: RevisionTimeIndex, revision: number): Hlc | undefined {
-  const last = index.last();
-  if (last === undefined) return undefined;
-  if (last.revision === revision) return last.hlc;
-  const entries = index.pairs().filter(([k]) => k.byteLength === REVISION_ENTRY_PREFIX.byteLength + 8);
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const [k, v] = entries[mid]!;
-    const r = Number(Buffer.from(k).readBigUInt64BE(REVISION_ENTRY_PREFIX.byteLength));
-    if (r === revision) return decodeHlc(v);
-    if (r < revision) lo = mid + 1;
-    else hi = mid;
-  }
-  return undefined;
 }
 
 function roleOf(ctx: ApiContext): string {

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryBackend } from '../backend.js';
 import { hlcOf, type Hlc } from './hlc.js';
-import { REVISION_INDEX_PREFIX, RevisionTimeIndex } from './revision-index.js';
-import { readPrefix } from './section.js';
+import { LEGACY_REVISION_INDEX_PREFIX, REVISION_INDEX_PREFIX, RevisionTimeIndex } from './revision-index.js';
+import { concatBytes, readPrefix } from './section.js';
 
 async function dump(backend: MemoryBackend): Promise<string> {
   const pairs = await readPrefix(backend, new Uint8Array([]));
@@ -62,6 +62,44 @@ describe('RevisionTimeIndex', () => {
     const reopened = await RevisionTimeIndex.open(backend);
     expect(reopened.size).toBe(2);
     expect(() => reopened.revisionAt(999)).toThrow(expect.objectContaining({ code: 'COMPACTED' }));
+  });
+
+  it('looks up the hlc recorded for exactly one revision', async () => {
+    const { backend, index } = await sample();
+    expect([1, 2, 3, 4, 5].map((r) => index.hlcOfRevision(r))).toEqual([undefined, hlcOf(1000, 0), hlcOf(1000, 5), hlcOf(1007, 0), undefined]);
+    await commit(backend, (b) => index.compact(3, b));
+    expect([2, 3, 4].map((r) => index.hlcOfRevision(r))).toEqual([undefined, hlcOf(1000, 5), hlcOf(1007, 0)]);
+  });
+
+  it('moves an index kept under the legacy prefix (hlc/r/) to kt/ at open, pair for pair, leaving other keys alone', async () => {
+    const { backend, index } = await sample();
+    await commit(backend, (b) => index.compact(3, b)); // so the dropped-through pair moves too
+    const current = await readPrefix(backend, REVISION_INDEX_PREFIX);
+    expect(current.map(([k]) => Buffer.from(k).toString())).toEqual(['kt/e/\0\0\0\0\0\0\0\x03', 'kt/e/\0\0\0\0\0\0\0\x04', 'kt/m/dropped']);
+    // Rewrite the store as one written before the move kept it.
+    await commit(backend, (b) => {
+      for (const [k, v] of current) {
+        b.del(k);
+        b.put(concatBytes(LEGACY_REVISION_INDEX_PREFIX, k.subarray(REVISION_INDEX_PREFIX.byteLength)), v);
+      }
+      b.put(new TextEncoder().encode('k/other'), Uint8Array.of(1));
+    });
+    expect(await readPrefix(backend, REVISION_INDEX_PREFIX)).toEqual([]);
+    const reopened = await RevisionTimeIndex.open(backend);
+    expect(reopened.pairs()).toEqual(index.pairs());
+    expect(reopened.revisionAt(1000)).toBe(3);
+    expect(() => reopened.revisionAt(999)).toThrow(expect.objectContaining({ code: 'COMPACTED' }));
+    expect(await readPrefix(backend, LEGACY_REVISION_INDEX_PREFIX)).toEqual([]);
+    expect(await readPrefix(backend, REVISION_INDEX_PREFIX)).toEqual(current);
+    expect(await readPrefix(backend, new TextEncoder().encode('k/other'))).toHaveLength(1);
+  });
+
+  it('sorts after the revision rows and before every key written with nearly every batch', () => {
+    const key = (s: string): Buffer => Buffer.from(s);
+    const prefix = Buffer.from(REVISION_INDEX_PREFIX);
+    // 'k/' followed by any revision bytes, up to 0xff...
+    expect(Buffer.compare(Buffer.concat([key('k/'), Buffer.alloc(16, 0xff)]), prefix)).toBe(-1);
+    expect(Buffer.compare(prefix, key('sm/applied'))).toBe(-1);
   });
 
   it('is bounded: recording past the limit drops the oldest record', async () => {

@@ -23,11 +23,20 @@ import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
 import { errBeforeHistory, errTimeCompacted } from './errors.js';
 import { decodeHlc, encodeHlc, HLC_BYTES, hlcCeiling, hlcMax, isHlc, writeHlc, type Hlc } from './hlc.js';
-import { batchBytes, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
+import { batchBytes, concatBytes, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
 
-export const REVISION_INDEX_PREFIX = utf8('hlc/r/');
-const ENTRY_PREFIX = utf8('hlc/r/e/');
-const DROPPED_KEY = utf8('hlc/r/m/dropped');
+//
+// Key prefix: 'kt/' sorts right after the revision rows ('k/'). A backend batch holds new rows and new records
+// together, so every table LevelDB flushes spans from the first new key of one family to the last of the other,
+// and compacting it into the next level rewrites every older file inside that span. The rows are the bulk of
+// the data: they must come first, so that a span covers only old records (small) and not old rows. Stores
+// written before kept the index under 'hlc/r/', in front of the rows, and each compaction of new tables rewrote
+// every row file of the level below; open() moves such an index (docs/performance.md has the measurement).
+export const REVISION_INDEX_PREFIX = utf8('kt/');
+const ENTRY_PREFIX = utf8('kt/e/');
+const DROPPED_KEY = utf8('kt/m/dropped');
+/** Where stores written before the move kept the index (same pairs, same layout after the prefix). */
+export const LEGACY_REVISION_INDEX_PREFIX = utf8('hlc/r/');
 
 /** Default bound: at one record per write, about a day of history at 1 write/s, a few MB in memory. */
 export const REVISION_INDEX_ENTRIES_MAX = 100_000;
@@ -48,7 +57,7 @@ export class RevisionTimeIndex {
   /** Records were dropped since the pair holding the two fields above was last put into a batch. */
   private droppedUnwritten = false;
 
-  private constructor(private readonly config: RevisionTimeIndexConfig) {
+  private constructor(readonly config: RevisionTimeIndexConfig) {
     assert(Number.isSafeInteger(config.entriesMax) && config.entriesMax >= 1, 'entriesMax must be a positive integer');
   }
 
@@ -58,6 +67,7 @@ export class RevisionTimeIndex {
 
   static async open(backend: Backend, config: Partial<RevisionTimeIndexConfig> = {}): Promise<RevisionTimeIndex> {
     const index = RevisionTimeIndex.empty(config);
+    await moveLegacyPairs(backend, index.config.entriesMax + 1);
     index.load(await readPrefix(backend, REVISION_INDEX_PREFIX));
     return index;
   }
@@ -113,6 +123,18 @@ export class RevisionTimeIndex {
     if (!this.droppedUnwritten) return;
     batch.put(DROPPED_KEY, this.encodeDropped());
     this.droppedUnwritten = false;
+  }
+
+  /** The hlc recorded for exactly `revision`, or undefined when it has no record (none made, or dropped). */
+  hlcOfRevision(revision: number): Hlc | undefined {
+    let lo = this.head;
+    let hi = this.revisions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.revisions[mid]! < revision) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.revisions.length && this.revisions[lo] === revision ? this.hlcs[lo] : undefined;
   }
 
   /** The revision current at wall time `wallMs`: the last one recorded at or before the end of that millisecond. */
@@ -190,6 +212,23 @@ export class RevisionTimeIndex {
     }
     return lo === this.head ? undefined : lo - 1;
   }
+}
+
+/**
+ * Move an index kept under LEGACY_REVISION_INDEX_PREFIX to REVISION_INDEX_PREFIX: every pair in one synced batch,
+ * so a crash leaves the whole index in one place or the other. `pairsMax`: the bound the index obeys (its
+ * records plus the dropped-through pair), which also bounds the batch.
+ */
+async function moveLegacyPairs(backend: Backend, pairsMax: number): Promise<void> {
+  const legacy = await readPrefix(backend, LEGACY_REVISION_INDEX_PREFIX);
+  if (legacy.length === 0) return;
+  assert(legacy.length <= pairsMax, () => `legacy revision index holds ${legacy.length} pairs, more than its bound ${pairsMax}`);
+  const batch = backend.batch();
+  for (const [k, v] of legacy) {
+    batch.put(concatBytes(REVISION_INDEX_PREFIX, k.subarray(LEGACY_REVISION_INDEX_PREFIX.byteLength)), v);
+    batch.del(k);
+  }
+  await batch.write({ sync: true });
 }
 
 function entryKey(revision: number): Uint8Array {
