@@ -647,11 +647,14 @@ async function persistedClusterId(dataDir: string, proposed: number): Promise<nu
 async function reserveClock(clock: HybridClock, backend: LevelBackend): Promise<void> {
   // Nearly every call needs no new reservation: collect the writes first, and make a backend batch only when
   // there is one (a LevelDB batch per proposal showed in the profile).
-  const writes: Array<[Uint8Array, Uint8Array]> = [];
-  const bound = clock.reserve({ put: (k, v) => writes.push([k, v]), del: () => assert(false, 'a clock reservation deletes nothing') });
+  const writes: Array<[Uint8Array, Uint8Array | undefined]> = [];
+  const bound = clock.reserve({ put: (k, v) => writes.push([k, v]), del: (k) => writes.push([k, undefined]) });
   if (bound === undefined) return;
   const batch = backend.batch();
-  for (const [k, v] of writes) batch.put(k, v);
+  for (const [k, v] of writes) {
+    if (v === undefined) batch.del(k);
+    else batch.put(k, v);
+  }
   // The reservation must be on disk before any HLC value under it is handed out.
   await batch.write({ sync: true });
   clock.reservationPersisted(bound);

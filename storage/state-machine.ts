@@ -22,8 +22,12 @@ import { MvccError, MvccStore, type MvccConfig, type MvccEvent } from './mvcc/in
 import type { PutRequest, TxnRequest } from './mvcc/types.js';
 
 const META_APPLIED = new TextEncoder().encode('sm/applied');
-/** Keys that belong to this member alone (its clock reservation) and never travel in a snapshot image. */
-const MEMBER_LOCAL_PREFIX = new TextEncoder().encode('hlc/c/');
+/**
+ * Keys that belong to this member alone (its clock reservation) and never travel in a snapshot image: 'local/',
+ * and 'hlc/c/', where stores written before kept the reservation until the clock's next one deletes it.
+ */
+const MEMBER_LOCAL_PREFIXES = [new TextEncoder().encode('local/'), new TextEncoder().encode('hlc/c/')];
+const isMemberLocal = (k: Uint8Array): boolean => MEMBER_LOCAL_PREFIXES.some((p) => hasPrefix(k, p));
 /** Target size of one chunk of a snapshot image. */
 export const IMAGE_CHUNK_BYTES = 256 * 1024;
 /** Pairs written per batch while installing an image. */
@@ -605,7 +609,7 @@ export async function* stateMachineImage(backend: Backend): AsyncGenerator<Uint8
   const view = new DataView(chunk.buffer);
   let size = 0;
   for await (const [k, v] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
-    if (hasPrefix(k, MEMBER_LOCAL_PREFIX)) continue;
+    if (isMemberLocal(k)) continue;
     const need = 8 + k.byteLength + v.byteLength;
     if (size + need > chunk.byteLength && size > 0) {
       yield chunk.slice(0, size);
@@ -708,7 +712,7 @@ export async function installStateMachineImage(backend: Backend, chunks: AsyncIt
 async function deleteReplicatedState(backend: Backend): Promise<BackendBatch> {
   let batch = backend.batch();
   for await (const [k] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
-    if (hasPrefix(k, MEMBER_LOCAL_PREFIX)) continue;
+    if (isMemberLocal(k)) continue;
     batch.del(k);
     if (batch.length >= IMAGE_INSTALL_BATCH_PAIRS) {
       await batch.write({ sync: false });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryBackend, type BackendBatch } from '../backend.js';
-import { readPrefix } from '../hlc/section.js';
-import { DEDUP_PREFIX, DedupTable, type DedupTableConfig } from './dedup-table.js';
+import { concatBytes, readPrefix } from '../hlc/section.js';
+import { DEDUP_PREFIX, DedupTable, LEGACY_DEDUP_PREFIX, type DedupTableConfig } from './dedup-table.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -31,6 +31,31 @@ describe('DedupTable', () => {
     expect(() => table.check('c1', 1)).toThrow(expect.objectContaining({ code: 'STALE_SEQUENCE' }));
     const reopened = await DedupTable.open(backend);
     expect(reopened.check('c1', 5)).toEqual({ kind: 'duplicate', response: bytes('resp-5') });
+  });
+
+  it('opens a table kept under the legacy prefix (dedup/), moved to once/ with the same clients and answers', async () => {
+    const backend = new MemoryBackend();
+    const table = await DedupTable.open(backend);
+    await commit(backend, (b) => {
+      table.record('c1', 3, bytes('resp-3'), 1000, b);
+      table.record('c2', 7, bytes('resp-7'), 1001, b);
+    });
+    const pairs = table.pairs();
+    expect(await readPrefix(backend, DEDUP_PREFIX)).toEqual(pairs);
+    // Rewrite the store as one written before the move kept it.
+    await commit(backend, (b) => {
+      for (const [k, v] of pairs) {
+        b.del(k);
+        b.put(concatBytes(LEGACY_DEDUP_PREFIX, k.subarray(DEDUP_PREFIX.byteLength)), v);
+      }
+    });
+    expect(await readPrefix(backend, DEDUP_PREFIX)).toEqual([]);
+    const reopened = await DedupTable.open(backend);
+    expect(reopened.check('c1', 3)).toEqual({ kind: 'duplicate', response: bytes('resp-3') });
+    expect(() => reopened.check('c2', 6)).toThrow(expect.objectContaining({ code: 'STALE_SEQUENCE' }));
+    expect(reopened.pairs()).toEqual(pairs);
+    expect(await readPrefix(backend, DEDUP_PREFIX)).toEqual(pairs);
+    expect(await readPrefix(backend, LEGACY_DEDUP_PREFIX)).toEqual([]);
   });
 
   it('asserts that record() follows check(): the sequence must be newer', () => {

@@ -13,14 +13,19 @@
 // (lastSeenMs, clientId), kept in a min-heap, so two members with the same log forget the same clients even if one
 // of them restarted and rebuilt the heap from disk in another order.
 //
-// Durable form: dedup/c/<client id, utf-8> -> u64 seq | u64 lastSeenMs | response bytes.
+// Durable form: once/c/<client id, utf-8> -> u64 seq | u64 lastSeenMs | response bytes. The prefix sorts after the
+// revision rows ('k/'): with exactly-once clients nearly every backend batch writes here, and a family written
+// with every batch must not sort in front of the rows (docs/storage.md, "Key order and LevelDB compaction").
+// Stores written before kept the table under 'dedup/'; open() moves it.
 import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
-import { batchBytes, concatBytes, fromUtf8, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from '../hlc/section.js';
+import { batchBytes, concatBytes, fromUtf8, movePrefix, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from '../hlc/section.js';
 import { errInvalidDedupRequest, errStaleSequence } from './errors.js';
 
-export const DEDUP_PREFIX = utf8('dedup/');
-const CLIENT_PREFIX = utf8('dedup/c/');
+export const DEDUP_PREFIX = utf8('once/');
+const CLIENT_PREFIX = utf8('once/c/');
+/** Where stores written before the move kept the table (same layout after the prefix). */
+export const LEGACY_DEDUP_PREFIX = utf8('dedup/');
 const CLIENT_RECORD_HEADER_BYTES = 16;
 
 /** Clients remembered at once: about one per live client process. */
@@ -92,6 +97,7 @@ export class DedupTable {
 
   static async open(backend: Backend, config: Partial<DedupTableConfig> = {}): Promise<DedupTable> {
     const table = DedupTable.empty(config);
+    await movePrefix(backend, LEGACY_DEDUP_PREFIX, DEDUP_PREFIX);
     table.load(await readPrefix(backend, DEDUP_PREFIX));
     return table;
   }

@@ -4,7 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LevelBackend, MemoryBackend } from '../backend.js';
-import { HybridClock } from './clock.js';
+import { HLC_RESERVATION_KEY, HybridClock, LEGACY_HLC_RESERVATION_KEY } from './clock.js';
+import { u64 } from './section.js';
 import { HlcError } from './errors.js';
 import { HLC_LOGICAL_MAX, hlcLogical, hlcOf, hlcWallMs, type Hlc } from './hlc.js';
 
@@ -36,6 +37,23 @@ describe('HybridClock', () => {
     expect(clock.now()).toBe(hlcOf(1_000_000, 0));
     physical.set(1_000_005);
     expect(clock.now()).toBe(hlcOf(1_000_005, 0));
+  });
+
+  it('resumes above a reservation kept under the legacy key, and its next reservation deletes that key', async () => {
+    const backend = new MemoryBackend();
+    const seed = backend.batch();
+    seed.put(LEGACY_HLC_RESERVATION_KEY, u64(2_000_000));
+    await seed.write({ sync: true });
+    const physical = manualClock(1_000_000); // set back below the reservation while the member was down
+    const clock = await HybridClock.open(backend, { physicalNowMs: physical.nowMs, reservationWindowMs: 10_000 });
+    expect(clock.reservedThroughMs()).toBe(2_000_000);
+    const bound = await persistReservation(clock, backend);
+    expect(bound).toBeGreaterThan(2_000_000);
+    expect(hlcWallMs(clock.now())).toBeGreaterThan(2_000_000);
+    expect(await backend.get(LEGACY_HLC_RESERVATION_KEY)).toBeUndefined();
+    expect(await backend.get(HLC_RESERVATION_KEY)).toEqual(u64(bound!));
+    const reopened = await HybridClock.open(backend, { physicalNowMs: physical.nowMs, reservationWindowMs: 10_000 });
+    expect(reopened.reservedThroughMs()).toBe(bound);
   });
 
   it('counts logically within one millisecond', async () => {

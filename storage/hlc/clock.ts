@@ -27,8 +27,14 @@ import { errClockOffsetTooLarge, errReservationExhausted } from './errors.js';
 import { HLC_LOGICAL_MAX, HLC_WALL_MS_MAX, HLC_ZERO, hlcLogical, hlcMax, hlcOf, hlcWallMs, isHlc, type Hlc } from './hlc.js';
 import { readSafeU64, u64, utf8 } from './section.js';
 
-/** The one key the clock owns: the durable reservation (u64 wall milliseconds). */
-export const HLC_RESERVATION_KEY = utf8('hlc/c/reserved');
+/**
+ * The one key the clock owns: the durable reservation (u64 wall milliseconds). Member-local keys live under
+ * 'local/' (never in a snapshot image), which sorts after the revision rows: a key written every few seconds must
+ * not sort in front of them (docs/storage.md, "Key order and LevelDB compaction").
+ */
+export const HLC_RESERVATION_KEY = utf8('local/hlc/reserved');
+/** Where stores written before kept the reservation: read at open, deleted with the next reservation. */
+export const LEGACY_HLC_RESERVATION_KEY = utf8('hlc/c/reserved');
 
 export interface HybridClockConfig {
   /** Physical wall clock in milliseconds. Injected: tests drive it by hand; production passes Date.now. */
@@ -56,6 +62,8 @@ export class HybridClock {
   private last: Hlc;
   private durableBoundMs: number;
   private pendingBoundMs: number;
+  /** The store still holds LEGACY_HLC_RESERVATION_KEY: the next reservation deletes it. */
+  private legacyKeyStored = false;
 
   private constructor(
     private readonly config: Readonly<HybridClockConfig>,
@@ -73,7 +81,11 @@ export class HybridClock {
     config: Partial<HybridClockConfig> & Pick<HybridClockConfig, 'physicalNowMs'>,
   ): Promise<HybridClock> {
     const stored = await backend.get(HLC_RESERVATION_KEY);
-    return new HybridClock(validateHybridClockConfig(config), stored === undefined ? 0 : readSafeU64(stored));
+    const legacy = await backend.get(LEGACY_HLC_RESERVATION_KEY);
+    const bound = Math.max(stored === undefined ? 0 : readSafeU64(stored), legacy === undefined ? 0 : readSafeU64(legacy));
+    const clock = new HybridClock(validateHybridClockConfig(config), bound);
+    clock.legacyKeyStored = legacy !== undefined;
+    return clock;
   }
 
   /** Issue a value greater than every value issued or observed before. */
@@ -113,6 +125,7 @@ export class HybridClock {
     if (!this.nearBound(head)) return undefined;
     const bound = Math.min(head + this.config.reservationWindowMs, HLC_WALL_MS_MAX);
     batch.put(HLC_RESERVATION_KEY, u64(bound));
+    if (this.legacyKeyStored) batch.del(LEGACY_HLC_RESERVATION_KEY);
     this.pendingBoundMs = bound;
     return bound;
   }
@@ -134,6 +147,7 @@ export class HybridClock {
   reservationPersisted(boundMs: number): void {
     assert(Number.isSafeInteger(boundMs) && boundMs <= this.pendingBoundMs, () => `unknown reservation ${boundMs}`);
     this.durableBoundMs = Math.max(this.durableBoundMs, boundMs);
+    this.legacyKeyStored = false; // deleted by the batch that held the bound
   }
 
   private physicalMs(): number {

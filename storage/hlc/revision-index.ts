@@ -23,7 +23,7 @@ import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
 import { errBeforeHistory, errTimeCompacted } from './errors.js';
 import { decodeHlc, encodeHlc, HLC_BYTES, hlcCeiling, hlcMax, isHlc, writeHlc, type Hlc } from './hlc.js';
-import { batchBytes, concatBytes, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
+import { batchBytes, movePrefix, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
 
 //
 // Key prefix: 'kt/' sorts right after the revision rows ('k/'). A backend batch holds new rows and new records
@@ -31,7 +31,7 @@ import { batchBytes, concatBytes, readPrefix, readSafeU64, startsWith, utf8, wri
 // and compacting it into the next level rewrites every older file inside that span. The rows are the bulk of
 // the data: they must come first, so that a span covers only old records (small) and not old rows. Stores
 // written before kept the index under 'hlc/r/', in front of the rows, and each compaction of new tables rewrote
-// every row file of the level below; open() moves such an index (docs/performance.md has the measurement).
+// every row file of the level below; open() moves such an index (docs/storage.md).
 export const REVISION_INDEX_PREFIX = utf8('kt/');
 const ENTRY_PREFIX = utf8('kt/e/');
 const DROPPED_KEY = utf8('kt/m/dropped');
@@ -57,7 +57,7 @@ export class RevisionTimeIndex {
   /** Records were dropped since the pair holding the two fields above was last put into a batch. */
   private droppedUnwritten = false;
 
-  private constructor(readonly config: RevisionTimeIndexConfig) {
+  private constructor(private readonly config: RevisionTimeIndexConfig) {
     assert(Number.isSafeInteger(config.entriesMax) && config.entriesMax >= 1, 'entriesMax must be a positive integer');
   }
 
@@ -67,7 +67,7 @@ export class RevisionTimeIndex {
 
   static async open(backend: Backend, config: Partial<RevisionTimeIndexConfig> = {}): Promise<RevisionTimeIndex> {
     const index = RevisionTimeIndex.empty(config);
-    await moveLegacyPairs(backend, index.config.entriesMax + 1);
+    await movePrefix(backend, LEGACY_REVISION_INDEX_PREFIX, REVISION_INDEX_PREFIX);
     index.load(await readPrefix(backend, REVISION_INDEX_PREFIX));
     return index;
   }
@@ -212,23 +212,6 @@ export class RevisionTimeIndex {
     }
     return lo === this.head ? undefined : lo - 1;
   }
-}
-
-/**
- * Move an index kept under LEGACY_REVISION_INDEX_PREFIX to REVISION_INDEX_PREFIX: every pair in one synced batch,
- * so a crash leaves the whole index in one place or the other. `pairsMax`: the bound the index obeys (its
- * records plus the dropped-through pair), which also bounds the batch.
- */
-async function moveLegacyPairs(backend: Backend, pairsMax: number): Promise<void> {
-  const legacy = await readPrefix(backend, LEGACY_REVISION_INDEX_PREFIX);
-  if (legacy.length === 0) return;
-  assert(legacy.length <= pairsMax, () => `legacy revision index holds ${legacy.length} pairs, more than its bound ${pairsMax}`);
-  const batch = backend.batch();
-  for (const [k, v] of legacy) {
-    batch.put(concatBytes(REVISION_INDEX_PREFIX, k.subarray(LEGACY_REVISION_INDEX_PREFIX.byteLength)), v);
-    batch.del(k);
-  }
-  await batch.write({ sync: true });
 }
 
 function entryKey(revision: number): Uint8Array {

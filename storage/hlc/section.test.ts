@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { batchBytes, readU64, u64, writeU64 } from './section.js';
+import { MemoryBackend } from '../backend.js';
+import { batchBytes, MOVE_BATCH_BYTES_MAX, movePrefix, readPrefix, readU64, u64, utf8, writeU64 } from './section.js';
 
 /** What u64() wrote before it had a path for numbers: every value through BigInt and a DataView. */
 function reference(value: bigint | number): Uint8Array {
@@ -65,3 +66,37 @@ describe('batchBytes', () => {
     expect([large.byteLength, large.byteOffset, large.buffer.byteLength]).toEqual([64 * 1024, 0, 64 * 1024]);
   });
 });
+
+describe('movePrefix', () => {
+  it('moves every pair under one prefix to the same key under another, in batches of bounded size, once', async () => {
+    const backend = new MemoryBackend();
+    const big = new Uint8Array(MOVE_BATCH_BYTES_MAX / 2).fill(7);
+    const seed = backend.batch();
+    for (const id of ['a', 'b', 'c']) seed.put(utf8(`old/c/${id}`), big);
+    seed.put(utf8('old/m'), Uint8Array.of(1));
+    seed.put(utf8('olden'), Uint8Array.of(2)); // shares bytes with the prefix, is not under it
+    await seed.write({ sync: true });
+    const batches: number[] = [];
+    const counting = Object.assign(Object.create(backend) as MemoryBackend, {
+      batch: () => {
+        const b = backend.batch();
+        const write = b.write.bind(b);
+        return Object.assign(b, { write: (o: { sync: boolean }) => (batches.push(b.length), write(o)) });
+      },
+    });
+    expect(await movePrefix(counting, utf8('old/'), utf8('new/'))).toBe(4);
+    // 4 pairs of which three are half the byte bound: at most two per batch, each a put and a delete.
+    expect(batches.length).toBeGreaterThan(1);
+    expect(batches.every((n) => n <= 4)).toBe(true);
+    expect((await readPrefix(backend, utf8('new/'))).map(([k, v]) => [Buffer.from(k).toString(), v.byteLength])).toEqual([
+      ['new/c/a', big.byteLength],
+      ['new/c/b', big.byteLength],
+      ['new/c/c', big.byteLength],
+      ['new/m', 1],
+    ]);
+    expect(await readPrefix(backend, utf8('old/'))).toEqual([]);
+    expect(await readPrefix(backend, utf8('olden'))).toEqual([[utf8('olden'), Uint8Array.of(2)]]);
+    expect(await movePrefix(backend, utf8('old/'), utf8('new/'))).toBe(0);
+  });
+});
+

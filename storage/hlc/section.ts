@@ -117,3 +117,31 @@ export async function readPrefix(backend: Backend, prefix: Uint8Array): Promise<
   }
   return out;
 }
+
+/** Bytes of pairs movePrefix() puts into one backend batch. */
+export const MOVE_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+
+/**
+ * Move every pair under `from` to the same key under `to` (a store written before a module's keys moved; see
+ * docs/storage.md, "Key order and LevelDB compaction"). Each synced batch puts pairs under `to` and deletes
+ * them under `from`, so a pair is always in exactly one place, and a move cut short by a crash is finished by
+ * the next open. Returns how many pairs moved.
+ */
+export async function movePrefix(backend: Backend, from: Uint8Array, to: Uint8Array): Promise<number> {
+  const pairs = await readPrefix(backend, from);
+  let batch = backend.batch();
+  let bytes = 0;
+  for (const [k, v] of pairs) {
+    if (bytes + k.byteLength + v.byteLength > MOVE_BATCH_BYTES_MAX && batch.length > 0) {
+      await batch.write({ sync: true });
+      batch = backend.batch();
+      bytes = 0;
+    }
+    batch.put(concatBytes(to, k.subarray(from.byteLength)), v);
+    batch.del(k);
+    bytes += k.byteLength + v.byteLength;
+  }
+  if (batch.length > 0) await batch.write({ sync: true });
+  return pairs.length;
+}
+
