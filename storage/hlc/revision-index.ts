@@ -25,7 +25,6 @@ import { errBeforeHistory, errTimeCompacted } from './errors.js';
 import { decodeHlc, encodeHlc, HLC_BYTES, hlcCeiling, hlcMax, isHlc, writeHlc, type Hlc } from './hlc.js';
 import { batchBytes, movePrefix, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
 
-//
 // Key prefix: 'kt/' sorts right after the revision rows ('k/'). A backend batch holds new rows and new records
 // together, so every table LevelDB flushes spans from the first new key of one family to the last of the other,
 // and compacting it into the next level rewrites every older file inside that span. The rows are the bulk of

@@ -144,4 +144,3 @@ export async function movePrefix(backend: Backend, from: Uint8Array, to: Uint8Ar
   if (batch.length > 0) await batch.write({ sync: true });
   return pairs.length;
 }
-
