@@ -23,6 +23,7 @@ import { eventually } from './testing/eventually.js';
 import { BackgroundEtcdctl, findEtcdctl, runEtcdctl, type EtcdctlRun } from './testing/interop-etcdctl.js';
 import { freeConsecutivePorts } from './testing/ports.js';
 import { ProcessCluster, ProcessMember, memberArgs, type ProcessMemberSpec } from './testing/process-cluster.js';
+import { PEER_PROTOCOL_VERSION } from './transport/index.js';
 
 const haveEtcdctl = findEtcdctl() !== undefined;
 /** Snapshot and compact the log early, so that a member joining later is sent a snapshot (over TLS). */
@@ -163,7 +164,7 @@ describe.skipIf(!haveEtcdctl)('a 3-member cluster with mutual TLS on client and 
       try {
         return await new Promise((resolve, reject) =>
           c.Handshake(
-            { from: { cluster_id: '0', member_id: '1', name: 'probe', peer_urls: [], version: '', protocol_version: 1 }, to_member_id: '0' } as never,
+            { from: { cluster_id: '0', member_id: '1', name: 'probe', peer_urls: [], version: '', protocol_version: PEER_PROTOCOL_VERSION }, to_member_id: '0' } as never,
             new grpc.Metadata(),
             { deadline: Date.now() + 3_000 },
             ((e: grpc.ServiceError | null, r: unknown) => (e ? reject(e) : resolve(r))) as never,

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadEtcdApi, type SendAck } from '../../proto/index.js';
 import { MessageType, message } from '../../raft/types.js';
 import { clusterIdFor } from '../ids.js';
-import { REFUSAL } from './grpc-util.js';
+import { PEER_PROTOCOL_VERSION, REFUSAL } from './grpc-util.js';
 import { dump, memoryLogger, put, TestCluster, waitFor } from './testkit.js';
 import { GrpcPeerTransport } from './transport.js';
 
@@ -72,7 +72,7 @@ describe('GrpcPeerTransport: three members over gRPC', () => {
 
     // The raw protocol: Handshake and a Send stream with a foreign hello both end in FAILED_PRECONDITION.
     const client = new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(`127.0.0.1:${next.port}`, grpc.credentials.createInsecure());
-    const hello = { cluster_id: 1, member_id: 4242, protocol_version: 1 };
+    const hello = { cluster_id: 1, member_id: 4242, protocol_version: PEER_PROTOCOL_VERSION };
     const hs = await new Promise<grpc.ServiceError | null>((resolve) => client.Handshake({ from: hello, to_member_id: next.id }, (err) => resolve(err)));
     expect(hs?.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(hs?.details).toBe(REFUSAL.clusterMismatch);

@@ -35,8 +35,14 @@ export function peerTransportService(): grpc.ServiceDefinition {
   return peerService;
 }
 
-/** The peer protocol version this build speaks (MemberInfo.protocol_version). */
-export const PEER_PROTOCOL_VERSION = 1;
+/**
+ * The peer protocol version this build speaks (MemberInfo.protocol_version); members refuse any other, so members
+ * of two versions never exchange anything and act as partitioned from each other. Version 2: the state machine's
+ * key layout changed (docs/storage.md, "Key order and LevelDB compaction"), and a snapshot image from a version 2
+ * leader installed by a version 1 member would leave it without its exactly-once table, so its later applies
+ * could differ from the others'.
+ */
+export const PEER_PROTOCOL_VERSION = 2;
 
 /** Status details a refusing member sends; the sender logs them as they are. */
 export const REFUSAL = Object.freeze({

@@ -11,7 +11,7 @@ import { encodeMemberContext } from '../../storage/state-machine.js';
 import { SnapshotStore } from '../../storage/wal/snapshot.js';
 import type { TransportHooks } from '../member.js';
 import { messageToWire } from './convert.js';
-import { peerTransportService, REFUSAL } from './grpc-util.js';
+import { PEER_PROTOCOL_VERSION, peerTransportService, REFUSAL } from './grpc-util.js';
 import { createRaftTransportService } from './service.js';
 import { bindServer, memoryLogger, waitFor } from './testkit.js';
 import { GrpcPeerTransport, type GrpcPeerTransportOptions } from './transport.js';
@@ -157,7 +157,7 @@ describe('streams between two members', () => {
     const acks: number[] = [];
     stream.on('data', (ack: { seq: string }) => acks.push(Number(ack.seq)));
     stream.on('error', () => {});
-    const hello = { cluster_id: CLUSTER, member_id: 1, protocol_version: 1, peer_urls: ['http://127.0.0.1:1'] };
+    const hello = { cluster_id: CLUSTER, member_id: 1, protocol_version: PEER_PROTOCOL_VERSION, peer_urls: ['http://127.0.0.1:1'] };
     const msgs = [app(1, 3, 10), app(1, 2, 11), app(5, 2, 12), message({ type: MessageType.Hup, from: 1, to: 2 })].map(messageToWire);
     const unknownType = { ...messageToWire(app(1, 2, 13)), type: 99 as MessageType }; // from a newer build, say
     stream.write({ hello, seq: 1, messages: [...msgs, unknownType] });
@@ -178,10 +178,15 @@ describe('streams between two members', () => {
     const client = new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
     const handshake = (from: number | string, to: number) =>
-      new Promise<grpc.ServiceError | null>((resolve) => client.Handshake({ from: { cluster_id: CLUSTER, member_id: from, protocol_version: 1 }, to_member_id: to }, (e) => resolve(e)));
+      new Promise<grpc.ServiceError | null>((resolve) => client.Handshake({ from: { cluster_id: CLUSTER, member_id: from, protocol_version: PEER_PROTOCOL_VERSION }, to_member_id: to }, (e) => resolve(e)));
     expect((await handshake(9, 2))?.details).toBe(REFUSAL.memberRemoved);
     expect((await handshake(8, 3))?.details).toBe(REFUSAL.memberMismatch);
     expect(await handshake(8, 2)).toBeNull();
+    // A build of another peer protocol (a mixed-version cluster): refused, so the two versions act as partitioned.
+    const other = await new Promise<grpc.ServiceError | null>((resolve) =>
+      client.Handshake({ from: { cluster_id: CLUSTER, member_id: 8, protocol_version: PEER_PROTOCOL_VERSION + 1 }, to_member_id: 2 }, (e) => resolve(e)),
+    );
+    expect([other?.code, other?.details]).toEqual([grpc.status.FAILED_PRECONDITION, `${REFUSAL.protocolVersion} ${PEER_PROTOCOL_VERSION + 1}`]);
     // An id beyond 2^53 cannot be a Fulcrum member id: refused as an argument error, never rounded.
     expect((await handshake('18446744073709551615', 2))?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
@@ -295,7 +300,7 @@ describe('snapshots over SendSnapshot', () => {
   }
 
   const first = (data: Uint8Array, total: number, extra: Record<string, unknown> = {}) => ({
-    hello: { cluster_id: CLUSTER, member_id: 1, protocol_version: 1 },
+    hello: { cluster_id: CLUSTER, member_id: 1, protocol_version: PEER_PROTOCOL_VERSION },
     message: messageToWire(message({ type: MessageType.Snap, from: 1, to: 2, term: 3, snapshot: { metadata, data: new Uint8Array(0) } })),
     offset: 0,
     data,
@@ -339,7 +344,7 @@ describe('snapshots over SendSnapshot', () => {
   it('refuses a snapshot from another cluster', async () => {
     const b = await node(2, new Map());
     const d = new Uint8Array([1]);
-    const r = (await rawTransfer(b.port, [{ ...first(d, 1, { last: true }), hello: { cluster_id: CLUSTER + 1, member_id: 1, protocol_version: 1 } }], 'end')) as grpc.ServiceError;
+    const r = (await rawTransfer(b.port, [{ ...first(d, 1, { last: true }), hello: { cluster_id: CLUSTER + 1, member_id: 1, protocol_version: PEER_PROTOCOL_VERSION } }], 'end')) as grpc.ServiceError;
     expect([r.code, r.details]).toEqual([grpc.status.FAILED_PRECONDITION, REFUSAL.clusterMismatch]);
     expect(await b.hooks.snapshots.list()).toEqual([]);
   });
