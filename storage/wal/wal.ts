@@ -510,14 +510,11 @@ async function ensureMeta(db: Db, fresh: boolean): Promise<number> {
  * starting as a member that never voted.
  */
 async function migrateFromV1(db: Db, logger: WalLogger): Promise<void> {
-  const batch = db.batch();
   const v = await db.get(HARD_STATE_KEY_V1);
-  if (v !== undefined) {
-    const hs = decodeHardState(v, HARD_STATE_KEY_V1);
-    if (isBad(hs)) throw errCorruptRecord('the hard state (term, vote, commit)', hs.bad);
-    batch.put(HARD_STATE_KEY, encodeHardState(hs));
-    batch.del(HARD_STATE_KEY_V1);
-  }
+  const hs = v === undefined ? undefined : decodeHardState(v, HARD_STATE_KEY_V1);
+  if (isBad(hs)) throw errCorruptRecord('the hard state (term, vote, commit)', hs.bad);
+  const batch = db.batch();
+  if (hs !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(hs)).del(HARD_STATE_KEY_V1);
   batch.put(META_KEY, encodeMeta());
   await batch.write({ sync: true });
   logger.info({ from: WAL_FORMAT_V1, to: WAL_FORMAT_VERSION }, 'wal: log moved to the current format');
