@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LevelBackend, MemoryBackend, type Backend, type BackendBatch } from './backend.js';
 import { encodeCommand, type Command, type Op } from './command.js';
+import { DEDUP_PREFIX } from './dedup/index.js';
+import { HLC_RESERVATION_KEY, REVISION_INDEX_PREFIX } from './hlc/index.js';
 import { ConfChangeType } from '../raft/types.js';
 import type { KeyValue } from './mvcc/index.js';
 import {
@@ -452,5 +454,13 @@ describe('StateMachine', () => {
     expect(await dump(backend)).toEqual([`${Buffer.from('k').toString('hex')}=${'00'.repeat(ref.byteLength - 9)}`]); // untouched
     // Cut in pieces it is not recognised up front, but its zero key length still stops the install.
     await expect(installStateMachineImage(new MemoryBackend(), once(ref.subarray(0, 10), ref.subarray(10)))).rejects.toThrow('empty key');
+  });
+});
+
+describe('key order (docs/storage.md, "Key order and LevelDB compaction")', () => {
+  it('puts every family written with nearly every batch after every revision row', () => {
+    const lastRow = Buffer.concat([Buffer.from('k/'), Buffer.alloc(16, 0xff)]);
+    const hot = { index: REVISION_INDEX_PREFIX, exactlyOnce: DEDUP_PREFIX, clock: HLC_RESERVATION_KEY, applied: Buffer.from('sm/applied') };
+    for (const [name, key] of Object.entries(hot)) expect([name, Buffer.compare(lastRow, Buffer.from(key))]).toEqual([name, -1]);
   });
 });

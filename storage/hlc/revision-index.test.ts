@@ -94,14 +94,6 @@ describe('RevisionTimeIndex', () => {
     expect(await readPrefix(backend, new TextEncoder().encode('k/other'))).toHaveLength(1);
   });
 
-  it('sorts after the revision rows and before every key written with nearly every batch', () => {
-    const key = (s: string): Buffer => Buffer.from(s);
-    const prefix = Buffer.from(REVISION_INDEX_PREFIX);
-    // 'k/' followed by any revision bytes, up to 0xff...
-    expect(Buffer.compare(Buffer.concat([key('k/'), Buffer.alloc(16, 0xff)]), prefix)).toBe(-1);
-    expect(Buffer.compare(prefix, key('sm/applied'))).toBe(-1);
-  });
-
   it('is bounded: recording past the limit drops the oldest record', async () => {
     const backend = new MemoryBackend();
     const index = await RevisionTimeIndex.open(backend, { entriesMax: 2 });

@@ -99,4 +99,3 @@ describe('movePrefix', () => {
     expect(await movePrefix(backend, utf8('old/'), utf8('new/'))).toBe(0);
   });
 });
-
