@@ -31,7 +31,16 @@ function expectFiguresFor(members: readonly string[], args: readonly string[], o
 describe('npm run bench:profile', () => {
   it('reports CPU per operation for each member, and writes profiles and a merged timeline', () => {
     const trace = join(dir, 'timeline.txt');
-    expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace]);
+    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace, '--series', '250', '--gc']);
+    // --series: the window slice by slice, every operation in exactly one slice.
+    const ran = Number(/^put x4: (\d+) in 1 s/m.exec(out)?.[1]);
+    const slices = [...out.matchAll(/^ +(\d+) +(\d+) +([\d.]+|-) +([\d.]+|-) +([\d.]+|-) {2}(.*)$/gm)];
+    expect(slices.map((m) => Number(m[1])).slice(0, 4)).toEqual([0, 250, 500, 750]);
+    expect(slices.reduce((sum, m) => sum + Number(m[2]), 0)).toBe(ran);
+    // --gc: a line per member; a second of puts makes at least one member collect.
+    const gc = [...out.matchAll(/^ {2}(p\d) {2}(none recorded|.+)$/gm)].filter((m) => m[2]!.includes('scavenge') || m[2] === 'none recorded');
+    expect(gc.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
+    expect(gc.some((m) => /scavenge \d+ \([\d.]+ ms, longest [\d.]+\)/.test(m[2]!))).toBe(true);
     for (const p of ['p1', 'p2', 'p3']) {
       const profile = JSON.parse(readFileSync(join(dir, `${p}.cpuprofile`), 'utf8')) as { samples: number[]; endTime: number; startTime: number };
       expect(profile.samples.length).toBeGreaterThan(0);

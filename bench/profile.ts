@@ -2,15 +2,18 @@
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
 //   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 5] [--cpu-prof DIR] [--trace FILE]
-//                            [--system etcd] [--base-port 13940]
+//                            [--system etcd] [--base-port 13940] [--series 250] [--gc]
 //
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
 // covering only the measured part (flame graphs in Chrome DevTools or speedscope). --trace runs the members with
 // FULCRUM_TRACE=1 and writes their merged timeline (see node/trace.ts), one line per event, oldest first.
+// --series MS prints the window again slice by slice (operations finished, p50, p99 and the slowest), which shows
+// whether a tail comes in bursts (a pause somewhere) or is spread evenly (queueing). --gc records each member's
+// garbage-collection pauses and prints those of the window (with --series, the slices a mark-compact began in).
 // Two runs at once on different --base-port values (say two builds, or a setting on and off) share the machine's
 // noise, which on a shared 2-core machine moves figures from one minute to the next by more than most changes do.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +26,10 @@ import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
 import { etcdCluster, etcdVersion, processCpuMs } from './lib/systems.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
+const GC_HOOK = fileURLToPath(new URL('./lib/gc-hook.mjs', import.meta.url));
+/** perf_hooks' kinds of collection (NODE_PERFORMANCE_GC_*). */
+const GC_KINDS: Readonly<Record<number, string>> = { 1: 'scavenge', 2: 'minor mark-compact', 4: 'mark-compact', 8: 'incremental marking', 16: 'weak callbacks' };
+const MARK_COMPACT = 4;
 /** Loopback ports of the three members (inside the benchmark's 12400-13999 range): six from --base-port. */
 const BASE_PORT = 13_940;
 /** Puts per transaction of --op load: the size workload's (bench/lib/workloads.ts). */
@@ -42,6 +49,8 @@ const program = new Command('npm run bench:profile --')
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
   .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
+  .option('--series <ms>', 'also print throughput and latency per slice of this many ms of the window', positive)
+  .option('--gc', 'record the members\' garbage-collection pauses and print those of the window')
   .option('--base-port <p>', 'first of the six loopback ports (two runs at once need different ones)', positive, BASE_PORT)
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
@@ -53,6 +62,8 @@ interface Options {
   valueBytes: number;
   cpuProf?: string;
   trace?: string;
+  series?: number;
+  gc?: boolean;
   basePort: number;
   system: 'fulcrum' | 'etcd';
 }
@@ -80,7 +91,8 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
       env: {
         ...process.env,
         // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
-        NODE_OPTIONS: `${process.env.FULCRUM_MEMBER_NODE_OPTIONS ?? ''} --import ${HOOK}`.trim(),
+        NODE_OPTIONS: `${process.env.FULCRUM_MEMBER_NODE_OPTIONS ?? ''} --import ${HOOK}${o.gc === true ? ` --import ${GC_HOOK}` : ''}`.trim(),
+        FULCRUM_GC_LOG: o.gc === true ? gcLogFile(dir, `p${i + 1}`) : '',
         FULCRUM_PROFILE_DIR: o.cpuProf ?? '',
         FULCRUM_PROFILE_NAME: `p${i + 1}`,
         FULCRUM_TRACE: o.trace === undefined ? '' : '1',
@@ -98,6 +110,46 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
     members: cluster.members.map((m) => ({ name: m.spec.name, endpoint: m.clientEndpoint, pid: m.child?.pid, signal: (sig) => m.child?.kill(sig) })),
     stop: () => cluster.stop(),
   };
+}
+
+function gcLogFile(dir: string, member: string): string {
+  return join(dir, `gc-${member}.log`);
+}
+
+/** One collection of a member, as bench/lib/gc-hook.mjs wrote it. */
+interface Collection {
+  readonly member: string;
+  /** Ms since the epoch. */
+  readonly at: number;
+  readonly pauseMs: number;
+  readonly kind: number;
+}
+
+function readCollections(dir: string, member: string): Collection[] {
+  let text: string;
+  try {
+    text = readFileSync(gcLogFile(dir, member), 'utf8');
+  } catch {
+    return []; // the member did not exit cleanly, so wrote nothing
+  }
+  return text.split('\n').filter((l) => l !== '').map((l) => {
+    const [at, pause, kind] = l.split(' ').map(Number);
+    return { member, at: at!, pauseMs: pause!, kind: kind! };
+  });
+}
+
+/** Per member and kind: how many collections began in the window, their pauses in total and the longest. */
+function printCollections(all: readonly Collection[], members: readonly string[]): void {
+  process.stdout.write('garbage-collection pauses in the window (main thread):\n');
+  for (const member of members) {
+    const own = all.filter((c) => c.member === member);
+    const kinds = [...new Set(own.map((c) => c.kind))].sort((a, b) => a - b);
+    const parts = kinds.map((k) => {
+      const of = own.filter((c) => c.kind === k);
+      return `${GC_KINDS[k] ?? `kind ${k}`} ${of.length} (${of.reduce((s, c) => s + c.pauseMs, 0).toFixed(0)} ms, longest ${Math.max(...of.map((c) => c.pauseMs)).toFixed(1)})`;
+    });
+    process.stdout.write(`  ${member}  ${parts.length === 0 ? 'none recorded' : parts.join(', ')}\n`);
+  }
 }
 
 /** etcd with the timing and snapshot settings Fulcrum's members run with by default. */
@@ -124,10 +176,13 @@ class Load {
     private readonly value: string,
   ) {}
 
-  async run(seconds: number): Promise<{ n: number; latencies: number[] }> {
+  async run(seconds: number): Promise<{ n: number; latencies: number[]; finished: number[]; startedAt: number }> {
     const { o, client, value } = this;
     const latencies: number[] = [];
-    const end = performance.now() + seconds * 1000;
+    /** When each operation of `latencies` finished, ms from the start of the run. */
+    const finished: number[] = [];
+    const start = performance.now();
+    const end = start + seconds * 1000;
     let n = 0;
     await Promise.all(
       Array.from({ length: o.inFlight }, async () => {
@@ -136,20 +191,24 @@ class Load {
           if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
           else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(this.loaded++).toString().padStart(8, '0')}`), value);
           else await client.get(`warm-${n % 50}`, o.op === 'sget');
-          latencies.push(performance.now() - t);
+          const now = performance.now();
+          latencies.push(now - t);
+          finished.push(now - start);
           n++;
         }
       }),
     );
-    return { n, latencies };
+    return { n, latencies, finished, startedAt: performance.timeOrigin + start };
   }
 }
 
 async function main(o: Options): Promise<void> {
-  if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined)) throw new InvalidArgumentError('--cpu-prof and --trace are for Fulcrum only');
+  if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --trace and --gc are for Fulcrum only');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
   const traces: Array<[bigint, string]> = [];
   const cluster = o.system === 'etcd' ? etcdMembers(dir, o.basePort) : fulcrumMembers(o, dir, traces);
+  let series: Series | undefined;
+  let collections: Collection[] = [];
   try {
     const leader = await findLeader(cluster.endpoints, 30_000);
     const client = new EtcdTestClient(leader.endpoint, 5_000);
@@ -162,11 +221,12 @@ async function main(o: Options): Promise<void> {
     traces.length = 0;
     const before = members.map((m) => cpuSeconds(m.pid));
     const selfBefore = process.cpuUsage();
-    const { n, latencies } = await load.run(o.duration);
+    const { n, latencies, finished, startedAt } = await load.run(o.duration);
     const self = process.cpuUsage(selfBefore);
     const after = members.map((m) => cpuSeconds(m.pid));
     // The transactions really wrote their keys (counted after the window, so not in the figures).
     if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${warmedUp.n + n} transactions of ${LOAD_PUTS_PER_TXN} puts (${warmedUp.n} in the warm-up)\n`);
+    if (o.series !== undefined) series = { latencies: [...latencies], finished, sliceMs: o.series, startedAt, windowMs: o.duration * 1000 };
     latencies.sort((a, b) => a - b);
     const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
     const leaderName = members.find((m) => m.endpoint === leader.endpoint)?.name;
@@ -176,15 +236,52 @@ async function main(o: Options): Promise<void> {
     process.stdout.write(`  load generator  ${((self.user + self.system) / 1000 / n).toFixed(3)}\n`);
     client.close();
   } finally {
+    // The members write their collections as they exit, so the figures that need them come after the stop.
     await cluster.stop();
+    if (o.gc === true) collections = cluster.members.flatMap((m) => readCollections(dir, m.name));
     rmSync(dir, { recursive: true, force: true });
   }
+  if (series !== undefined) {
+    const inWindow = collections.filter((c) => c.at >= series!.startedAt && c.at < series!.startedAt + series!.windowMs);
+    printSeries(series, o.gc === true ? inWindow : undefined);
+  }
+  if (o.gc === true) printCollections(collections.filter((c) => series === undefined || (c.at >= series.startedAt && c.at < series.startedAt + series.windowMs)), cluster.members.map((m) => m.name));
   if (o.cpuProf !== undefined) process.stdout.write(`CPU profiles: ${o.cpuProf}/p1..p3.cpuprofile\n`);
   if (o.trace !== undefined) {
     traces.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const t0 = traces[0]?.[0] ?? 0n;
     writeFileSync(o.trace, traces.map(([t, l]) => `${(Number(t - t0) / 1e6).toFixed(3)} ${l}`).join('\n') + '\n');
     process.stdout.write(`trace: ${o.trace} (${traces.length} events; ms since the first)\n`);
+  }
+}
+
+/** The measured window's operations, for --series. */
+interface Series {
+  readonly latencies: readonly number[];
+  /** When each operation finished, ms from the window's start. */
+  readonly finished: readonly number[];
+  readonly sliceMs: number;
+  /** The window's start, ms since the epoch. */
+  readonly startedAt: number;
+  readonly windowMs: number;
+}
+
+/**
+ * One line per slice of the window: operations finished in it, their p50, p99 and slowest latency; with
+ * `collections`, the members whose mark-compact began in the slice or in the 100 ms before it (a pause there
+ * delays requests that finish here).
+ */
+function printSeries(s: Series, collections: readonly Collection[] | undefined): void {
+  const slices: number[][] = [];
+  s.finished.forEach((at, i) => (slices[Math.floor(at / s.sliceMs)] ??= []).push(s.latencies[i]!));
+  const gcColumn = collections === undefined ? '' : ', members whose mark-compact began in or just before the slice';
+  process.stdout.write(`per ${s.sliceMs} ms of the window: from (ms), finished, p50, p99, max (ms)${gcColumn}\n`);
+  for (let k = 0; k < slices.length; k++) {
+    const l = (slices[k] ?? []).sort((a, b) => a - b);
+    const at = (p: number): string => (l.length === 0 ? '-' : l[Math.min(l.length - 1, Math.floor(l.length * p))]!.toFixed(1));
+    const from = s.startedAt + k * s.sliceMs;
+    const pausedBy = (collections ?? []).filter((c) => c.kind === MARK_COMPACT && c.at >= from - 100 && c.at < from + s.sliceMs).map((c) => `${c.member} ${c.pauseMs.toFixed(0)} ms`);
+    process.stdout.write(`  ${String(k * s.sliceMs).padStart(6)} ${String(l.length).padStart(6)} ${at(0.5).padStart(7)} ${at(0.99).padStart(7)} ${(l.length === 0 ? '-' : l[l.length - 1]!.toFixed(1)).padStart(7)}  ${pausedBy.join(', ')}\n`);
   }
 }
 
