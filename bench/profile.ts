@@ -208,6 +208,8 @@ async function main(o: Options): Promise<void> {
   const traces: Array<[bigint, string]> = [];
   const cluster = o.system === 'etcd' ? etcdMembers(dir, o.basePort) : fulcrumMembers(o, dir, traces);
   let series: Series | undefined;
+  /** The measured window, ms since the epoch. */
+  let window: { from: number; to: number } | undefined;
   let collections: Collection[] = [];
   try {
     const leader = await findLeader(cluster.endpoints, 30_000);
@@ -226,7 +228,8 @@ async function main(o: Options): Promise<void> {
     const after = members.map((m) => cpuSeconds(m.pid));
     // The transactions really wrote their keys (counted after the window, so not in the figures).
     if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${warmedUp.n + n} transactions of ${LOAD_PUTS_PER_TXN} puts (${warmedUp.n} in the warm-up)\n`);
-    if (o.series !== undefined) series = { latencies: [...latencies], finished, sliceMs: o.series, startedAt, windowMs: o.duration * 1000 };
+    window = { from: startedAt, to: startedAt + o.duration * 1000 };
+    if (o.series !== undefined) series = { latencies: [...latencies], finished, sliceMs: o.series, startedAt };
     latencies.sort((a, b) => a - b);
     const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
     const leaderName = members.find((m) => m.endpoint === leader.endpoint)?.name;
@@ -241,11 +244,9 @@ async function main(o: Options): Promise<void> {
     if (o.gc === true) collections = cluster.members.flatMap((m) => readCollections(dir, m.name));
     rmSync(dir, { recursive: true, force: true });
   }
-  if (series !== undefined) {
-    const inWindow = collections.filter((c) => c.at >= series!.startedAt && c.at < series!.startedAt + series!.windowMs);
-    printSeries(series, o.gc === true ? inWindow : undefined);
-  }
-  if (o.gc === true) printCollections(collections.filter((c) => series === undefined || (c.at >= series.startedAt && c.at < series.startedAt + series.windowMs)), cluster.members.map((m) => m.name));
+  const inWindow = collections.filter((c) => window !== undefined && c.at >= window.from && c.at < window.to);
+  if (series !== undefined) printSeries(series, o.gc === true ? inWindow : undefined);
+  if (o.gc === true) printCollections(inWindow, cluster.members.map((m) => m.name));
   if (o.cpuProf !== undefined) process.stdout.write(`CPU profiles: ${o.cpuProf}/p1..p3.cpuprofile\n`);
   if (o.trace !== undefined) {
     traces.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -263,7 +264,6 @@ interface Series {
   readonly sliceMs: number;
   /** The window's start, ms since the epoch. */
   readonly startedAt: number;
-  readonly windowMs: number;
 }
 
 /**
