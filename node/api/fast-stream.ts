@@ -50,6 +50,12 @@ export class FastStreamCall extends FastCallBase {
     (this.method.handler as (call: FastStreamCall) => void)(this);
   }
 
+  protected detach(): void {
+    this.stream.removeListener('data', this.onData);
+    this.stream.removeListener('end', this.onEnd);
+    this.stream.removeListener('drain', this.onDrain);
+  }
+
   // ---- requests
 
   private readonly onData = (chunk: Buffer): void => {

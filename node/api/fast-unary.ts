@@ -16,6 +16,11 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
     this.stream.once('end', this.onEnd);
   }
 
+  protected detach(): void {
+    this.stream.removeListener('data', this.onData);
+    this.stream.removeListener('end', this.onEnd);
+  }
+
   private readonly onData = (chunk: Buffer): void => {
     if (this.answered) return; // refused already: the rest of the body is read and dropped
     this.receivedBytes += chunk.byteLength;
