@@ -16,6 +16,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { constants as gcKinds } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegative, positive } from './lib/args.js';
@@ -27,9 +28,15 @@ import { etcdCluster, etcdVersion, processCpuMs } from './lib/systems.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 const GC_HOOK = fileURLToPath(new URL('./lib/gc-hook.mjs', import.meta.url));
-/** perf_hooks' kinds of collection (NODE_PERFORMANCE_GC_*). */
-const GC_KINDS: Readonly<Record<number, string>> = { 1: 'scavenge', 2: 'minor mark-compact', 4: 'mark-compact', 8: 'incremental marking', 16: 'weak callbacks' };
-const MARK_COMPACT = 4;
+/** perf_hooks' kinds of collection. */
+const GC_KINDS: Readonly<Record<number, string>> = {
+  [gcKinds.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+  2: 'minor mark-compact', // V8's kMinorMarkCompact: off by default, and without a name in Node 20's constants
+  [gcKinds.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+  [gcKinds.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental marking',
+  [gcKinds.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+};
+const MARK_COMPACT = gcKinds.NODE_PERFORMANCE_GC_MAJOR;
 /** Loopback ports of the three members (inside the benchmark's 12400-13999 range): six from --base-port. */
 const BASE_PORT = 13_940;
 /** Puts per transaction of --op load: the size workload's (bench/lib/workloads.ts). */
@@ -231,7 +238,7 @@ async function main(o: Options): Promise<void> {
     window = { from: startedAt, to: startedAt + o.duration * 1000 };
     if (o.series !== undefined) series = { latencies: [...latencies], finished, sliceMs: o.series, startedAt };
     latencies.sort((a, b) => a - b);
-    const pct = (p: number): string => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!.toFixed(2);
+    const pct = (p: number): string => nearestRank(latencies, p)!.toFixed(2);
     const leaderName = members.find((m) => m.endpoint === leader.endpoint)?.name;
     process.stdout.write(`${o.op} x${o.inFlight}: ${n} in ${o.duration} s = ${Math.round(n / o.duration)}/s, p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms\n`);
     process.stdout.write('CPU ms per operation:\n');
@@ -256,6 +263,11 @@ async function main(o: Options): Promise<void> {
   }
 }
 
+/** The value at fraction `p` of an ascending list (nearest rank); undefined for an empty one. */
+function nearestRank(sorted: readonly number[], p: number): number | undefined {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
 /** The measured window's operations, for --series. */
 interface Series {
   readonly latencies: readonly number[];
@@ -278,7 +290,7 @@ function printSeries(s: Series, collections: readonly Collection[] | undefined):
   process.stdout.write(`per ${s.sliceMs} ms of the window: from (ms), finished, p50, p99, max (ms)${gcColumn}\n`);
   for (let k = 0; k < slices.length; k++) {
     const l = (slices[k] ?? []).sort((a, b) => a - b);
-    const at = (p: number): string => (l.length === 0 ? '-' : l[Math.min(l.length - 1, Math.floor(l.length * p))]!.toFixed(1));
+    const at = (p: number): string => nearestRank(l, p)?.toFixed(1) ?? '-';
     const from = s.startedAt + k * s.sliceMs;
     const pausedBy = (collections ?? []).filter((c) => c.kind === MARK_COMPACT && c.at >= from - 100 && c.at < from + s.sliceMs).map((c) => `${c.member} ${c.pauseMs.toFixed(0)} ms`);
     process.stdout.write(`  ${String(k * s.sliceMs).padStart(6)} ${String(l.length).padStart(6)} ${at(0.5).padStart(7)} ${at(0.99).padStart(7)} ${(l.length === 0 ? '-' : l[l.length - 1]!.toFixed(1)).padStart(7)}  ${pausedBy.join(', ')}\n`);
