@@ -86,7 +86,9 @@ export function remainingMs(deadline: grpc.Deadline): number {
 
 /**
  * Wait for work that goes through Raft, but no longer than the request timeout or the client's deadline,
- * whichever comes first (then etcd's "request timed out"); stop waiting as soon as the client cancels. The work
+ * whichever comes first (then etcd's "request timed out"); stop waiting as soon as the client cancels. etcd bounds
+ * its wait by the call's deadline too, so a client whose deadline passes sees this or its own DEADLINE_EXCEEDED,
+ * whichever timer fires first, from either server. The work
  * itself may still complete later (a proposal cannot be taken back), which is why clients retry with a
  * fulcrum-request-id when they need exactly-once.
  */
