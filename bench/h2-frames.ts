@@ -7,6 +7,7 @@
 // Buffer.allocUnsafe per frame; reading with FrameReader over the turn's bytes as one chunk, and in 1,400-byte
 // pieces (a TCP segment's worth) so payloads cross chunk boundaries, each frame passed to its payload parser.
 import { Flag, FrameReader, FrameType, FrameWriter, parseData, parseHeaders, type Frame } from '../node/h2/frames.js';
+import { nsPerCall, parseIterations } from './lib/micro-timing.js';
 
 const DEFAULT_ITERATIONS = 20_000;
 /** Rounds before timing, so the JIT has compiled the code being measured. */
@@ -19,24 +20,16 @@ const SEGMENT_BYTES = 1_400;
 
 // Sizes of what the server sends per call: HPACK-indexed response headers, a small protobuf reply in its gRPC
 // length prefix, and trailers.
+/** ns per frame of `turn`, which handles FRAMES_PER_TURN frames. */
+function time(iterations: number, turn: () => unknown): number {
+  return nsPerCall(iterations, WARMUP_ITERATIONS, turn) / FRAMES_PER_TURN;
+}
+
 const RESPONSE_HEADERS = Buffer.from([0x88, 0xbf, 0xbe]);
 const MESSAGE = Buffer.alloc(5 + 48, 0x2a);
 const TRAILERS = Buffer.from([0xbd, 0xbc]);
 
-function parseIterations(argv: readonly string[]): number {
-  if (argv.length === 0) return DEFAULT_ITERATIONS;
-  const n = Number(argv[1]);
-  if (argv[0] !== '--iterations' || !Number.isSafeInteger(n) || n <= 0) throw new Error('usage: bench/h2-frames.ts [--iterations N]');
-  return n;
-}
 
-/** ns per frame of `turn`, which handles FRAMES_PER_TURN frames, after a warm-up. */
-function time(iterations: number, turn: () => unknown): number {
-  for (let i = 0; i < WARMUP_ITERATIONS; i++) turn();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) turn();
-  return Number(process.hrtime.bigint() - start) / iterations / FRAMES_PER_TURN;
-}
 
 function report(what: string, ns: number): void {
   console.log(`${what.padEnd(52)} ${ns.toFixed(1).padStart(7)} ns/frame`);
@@ -89,7 +82,7 @@ function readTurn(chunks: readonly Buffer[]): number {
 }
 
 function main(): void {
-  const iterations = parseIterations(process.argv.slice(2));
+  const iterations = parseIterations(process.argv.slice(2), 'bench/h2-frames.ts', DEFAULT_ITERATIONS);
   const writer = new FrameWriter();
   const turnBytes = Buffer.concat(writeTurn(writer));
   console.log(`one turn: ${CALLS_PER_TURN} calls, ${FRAMES_PER_TURN} frames, ${turnBytes.length} bytes`);

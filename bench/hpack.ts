@@ -6,6 +6,7 @@
 // response headers and trailers we send back: decoding a first block (literals, Huffman-encoded, as a new
 // connection sees it), decoding a repeat (all indexes, the steady state), and encoding both kinds.
 import { HpackDecoder, HpackEncoder, type HeaderField } from '../node/h2/hpack.js';
+import { nsPerCall, parseIterations } from './lib/micro-timing.js';
 
 const DEFAULT_ITERATIONS = 200_000;
 /** Rounds before timing, so the JIT has compiled the code being measured. */
@@ -33,43 +34,30 @@ const TRAILERS: readonly HeaderField[] = [
   { name: 'grpc-message', value: '' },
 ];
 
-function parseIterations(argv: readonly string[]): number {
-  if (argv.length === 0) return DEFAULT_ITERATIONS;
-  const n = Number(argv[1]);
-  if (argv[0] !== '--iterations' || !Number.isSafeInteger(n) || n <= 0) throw new Error('usage: bench/hpack.ts [--iterations N]');
-  return n;
-}
 
-/** ns per call of `fn`, after a warm-up. */
-function time(iterations: number, fn: () => unknown): number {
-  for (let i = 0; i < WARMUP_ITERATIONS; i++) fn();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) fn();
-  return Number(process.hrtime.bigint() - start) / iterations;
-}
 
 function report(what: string, ns: number, bytes: number): void {
   console.log(`${what.padEnd(44)} ${ns.toFixed(0).padStart(6)} ns/block  (${bytes} bytes)`);
 }
 
 function main(): void {
-  const iterations = parseIterations(process.argv.slice(2));
+  const iterations = parseIterations(process.argv.slice(2), 'bench/hpack.ts', DEFAULT_ITERATIONS);
   const encoder = new HpackEncoder();
   const firstBlock = encoder.encode(REQUEST);
   const repeatBlock = encoder.encode(REQUEST);
 
   // A first block re-decoded by fresh decoders: the literals and their Huffman strings every time.
-  report('decode first request block (new decoder)', time(iterations, () => new HpackDecoder().decode(firstBlock)), firstBlock.length);
+  report('decode first request block (new decoder)', nsPerCall(iterations, WARMUP_ITERATIONS, () => new HpackDecoder().decode(firstBlock)), firstBlock.length);
   const steady = new HpackDecoder();
   steady.decode(firstBlock);
-  report('decode repeated request block (indexes)', time(iterations, () => steady.decode(repeatBlock)), repeatBlock.length);
+  report('decode repeated request block (indexes)', nsPerCall(iterations, WARMUP_ITERATIONS, () => steady.decode(repeatBlock)), repeatBlock.length);
 
-  report('encode first request block (new encoder)', time(iterations, () => new HpackEncoder().encode(REQUEST)), firstBlock.length);
+  report('encode first request block (new encoder)', nsPerCall(iterations, WARMUP_ITERATIONS, () => new HpackEncoder().encode(REQUEST)), firstBlock.length);
   const responder = new HpackEncoder();
   const responseBlock = responder.encode(RESPONSE);
   const trailersBlock = responder.encode(TRAILERS);
-  report('encode repeated response headers', time(iterations, () => responder.encode(RESPONSE)), responder.encode(RESPONSE).length);
-  report('encode repeated response trailers', time(iterations, () => responder.encode(TRAILERS)), responder.encode(TRAILERS).length);
+  report('encode repeated response headers', nsPerCall(iterations, WARMUP_ITERATIONS, () => responder.encode(RESPONSE)), responder.encode(RESPONSE).length);
+  report('encode repeated response trailers', nsPerCall(iterations, WARMUP_ITERATIONS, () => responder.encode(TRAILERS)), responder.encode(TRAILERS).length);
   console.log(`(first response headers ${responseBlock.length} bytes, first trailers ${trailersBlock.length} bytes)`);
 }
 
