@@ -20,16 +20,14 @@ const SEGMENT_BYTES = 1_400;
 
 // Sizes of what the server sends per call: HPACK-indexed response headers, a small protobuf reply in its gRPC
 // length prefix, and trailers.
-/** ns per frame of `turn`, which handles FRAMES_PER_TURN frames. */
-function time(iterations: number, turn: () => unknown): number {
-  return nsPerCall(iterations, WARMUP_ITERATIONS, turn) / FRAMES_PER_TURN;
-}
-
 const RESPONSE_HEADERS = Buffer.from([0x88, 0xbf, 0xbe]);
 const MESSAGE = Buffer.alloc(5 + 48, 0x2a);
 const TRAILERS = Buffer.from([0xbd, 0xbc]);
 
-
+/** ns per frame of `turn`, which handles FRAMES_PER_TURN frames. */
+function time(iterations: number, turn: () => unknown): number {
+  return nsPerCall(iterations, WARMUP_ITERATIONS, turn) / FRAMES_PER_TURN;
+}
 
 function report(what: string, ns: number): void {
   console.log(`${what.padEnd(52)} ${ns.toFixed(1).padStart(7)} ns/frame`);

@@ -34,8 +34,6 @@ const TRAILERS: readonly HeaderField[] = [
   { name: 'grpc-message', value: '' },
 ];
 
-
-
 function report(what: string, ns: number, bytes: number): void {
   console.log(`${what.padEnd(44)} ${ns.toFixed(0).padStart(6)} ns/block  (${bytes} bytes)`);
 }
