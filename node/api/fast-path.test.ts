@@ -62,7 +62,7 @@ describe('fast unary path', () => {
     fast.addService(server, SERVICE, {
       Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         // Whether the answer's write had completed ('finish') when its stream closed (see the case below).
-        const stream = (call as unknown as { stream?: http2.ServerHttp2Stream }).stream;
+        const stream = (call as unknown as { transport?: { stream?: http2.ServerHttp2Stream } }).transport?.stream;
         stream?.once('close', () => echoClosed.push({ finished: stream.writableFinished }));
         if (stream !== undefined && call.request.toString() === 'retain') retained.push({ stream, call: new WeakRef(call) });
         cb(null, call.request);
@@ -157,7 +157,7 @@ describe('fast unary path', () => {
 
   it('leaves nothing on a closed stream that reaches its call (a stream Node still holds would carry the call into the old generation)', async () => {
     // Node 20 keeps a closed HTTP/2 stream through every scavenge until the next mark-compact (ignoreStreamError in
-    // fast-call.ts). Here the test holds the streams itself; a full collection must still reclaim the calls.
+    // call-transport.ts). Here the test holds the streams itself; a full collection must still reclaim the calls.
     v8.setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     retained.length = 0;

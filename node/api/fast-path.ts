@@ -27,6 +27,7 @@
 // internals, install() throws at start-up rather than serving without the path or twice.
 import type * as http2 from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
+import { NodeCallTransport } from './call-transport.js';
 import type { FastCallDeps, FastLimits, FastMethod } from './fast-call.js';
 import { FastStreamCall } from './fast-stream.js';
 import { FastUnaryCall } from './fast-unary.js';
@@ -87,8 +88,9 @@ export class FastPath {
         // grpc-js's idle-connection bookkeeping counts every stream (a no-op unless max_connection_idle_ms is set).
         internals.onStreamOpened?.call(server, stream);
         this.served++;
-        if (method.kind === 'unary') new FastUnaryCall(stream, headers, method, this.deps).start();
-        else new FastStreamCall(stream, headers, method, this.deps).start();
+        const transport = new NodeCallTransport(stream);
+        if (method.kind === 'unary') new FastUnaryCall(transport, headers, method, this.deps).start();
+        else new FastStreamCall(transport, headers, method, this.deps).start();
       });
       this.installed.add(h2);
     }

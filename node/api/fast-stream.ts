@@ -12,7 +12,8 @@
 // false (watch.ts, lease.ts), so what this call buffers stays near that bound. pause() stops reading requests:
 // HTTP/2 flow control then holds a client that keeps sending without reading its answers.
 import * as grpc from '@grpc/grpc-js';
-import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, RESPONSE_HEADERS, statusOf } from './fast-call.js';
+import { OK_STATUS, type CallStatus } from './call-transport.js';
+import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, statusOf } from './fast-call.js';
 
 /** Bytes a stream may hold unwritten (ours plus HTTP/2's) before write() asks its handler to wait for 'drain'. */
 export const WRITE_BUFFER_BYTES_MAX = 256 * 1024;
@@ -43,22 +44,12 @@ export class FastStreamCall extends FastCallBase {
       this.sendStatus(s.code, s.details, s.metadata);
     });
     if (!this.admit()) return;
-    const stream = this.stream;
-    stream.on('data', this.onData);
-    stream.once('end', this.onEnd);
-    stream.on('drain', this.onDrain);
     (this.method.handler as (call: FastStreamCall) => void)(this);
-  }
-
-  protected detach(): void {
-    this.stream.removeListener('data', this.onData);
-    this.stream.removeListener('end', this.onEnd);
-    this.stream.removeListener('drain', this.onDrain);
   }
 
   // ---- requests
 
-  private readonly onData = (chunk: Buffer): void => {
+  onRequestData(chunk: Buffer): void {
     if (this.answered) return;
     this.partial.push(chunk);
     this.partialBytes += chunk.byteLength;
@@ -84,22 +75,22 @@ export class FastStreamCall extends FastCallBase {
       this.deliver(decoded.request);
       if (this.answered) return; // the handler ended the call on this request: the rest is dropped
     }
-  };
+  }
 
   private deliver(request: unknown): void {
     if (this.paused || this.inbox.length > 0) this.inbox.push(request);
     else this.emit('data', request);
   }
 
-  private readonly onEnd = (): void => {
-    // Node ends the readable side on a reset too; then the stream is closed already, and the client cancelled.
-    if (this.stream.closed) {
-      this.notifyCancelled(); // 'close' follows and does the rest
+  onRequestEnd(): void {
+    // Node ends the readable side on a reset too; then the exchange is closed already, and the client cancelled.
+    if (!this.transport.open) {
+      this.notifyCancelled(); // onTransportClose follows and does the rest
       return;
     }
     this.clientEnded = true;
     this.maybeEmitEnd();
-  };
+  }
 
   private maybeEmitEnd(): void {
     if (!this.clientEnded || this.endEmitted || this.inbox.length > 0 || this.answered) return;
@@ -109,7 +100,7 @@ export class FastStreamCall extends FastCallBase {
 
   pause(): this {
     this.paused = true;
-    this.stream.pause();
+    this.transport.pause();
     return this;
   }
 
@@ -117,7 +108,7 @@ export class FastStreamCall extends FastCallBase {
     this.paused = false;
     while (!this.paused && this.inbox.length > 0 && !this.answered) this.emit('data', this.inbox.shift());
     if (!this.paused) {
-      this.stream.resume();
+      this.transport.resume();
       this.maybeEmitEnd();
     }
     return this;
@@ -136,7 +127,7 @@ export class FastStreamCall extends FastCallBase {
     this.outbox.push(framed);
     this.outboxBytes += framed.byteLength;
     this.scheduleFlush();
-    if (this.outboxBytes + this.stream.writableLength < WRITE_BUFFER_BYTES_MAX) return true;
+    if (this.outboxBytes + this.transport.bufferedBytes < WRITE_BUFFER_BYTES_MAX) return true;
     this.drainOwed = true;
     return false;
   }
@@ -159,29 +150,29 @@ export class FastStreamCall extends FastCallBase {
   private readonly flush = (): void => {
     this.flushScheduled = false;
     if (this.answered) return;
-    const stream = this.stream;
-    if (stream.destroyed || stream.closed) return;
+    const transport = this.transport;
+    if (!transport.open) return;
     this.sendHeaders();
     if (this.outbox.length > 0) {
       const data = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox, this.outboxBytes);
       this.outbox = [];
       this.outboxBytes = 0;
-      stream.write(data);
+      transport.write(data);
     }
-    if (this.ending) this.finish({ code: grpc.status.OK, details: 'OK', metadata: undefined });
-    else if (this.drainOwed && stream.writableLength === 0) this.onDrain();
+    if (this.ending) this.finish(OK_STATUS);
+    else if (this.drainOwed && transport.bufferedBytes === 0) this.onWritable();
   };
 
-  private readonly onDrain = (): void => {
-    if (!this.drainOwed || this.outboxBytes + this.stream.writableLength >= WRITE_BUFFER_BYTES_MAX) return;
+  override onWritable(): void {
+    if (!this.drainOwed || this.outboxBytes + this.transport.bufferedBytes >= WRITE_BUFFER_BYTES_MAX) return;
     this.drainOwed = false;
     this.emit('drain');
-  };
+  }
 
   private sendHeaders(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond({ ...RESPONSE_HEADERS }, { waitForTrailers: true });
+    this.transport.respond(undefined);
   }
 
   /** End with a status: trailers after what was written, or a trailers-only answer when nothing was. */
@@ -195,9 +186,9 @@ export class FastStreamCall extends FastCallBase {
     this.finish({ code, details, metadata: metadata ?? undefined });
   }
 
-  private finish(s: { code: grpc.status; details: string; metadata: grpc.Metadata | undefined }): void {
+  private finish(status: CallStatus): void {
     if (!this.beginAnswer()) return;
-    this.endWithTrailers(s.code, s.details, s.metadata);
+    this.transport.end(status);
   }
 
   /** A request this call cannot take: end with the status, and read (and drop) the rest. */
@@ -206,13 +197,13 @@ export class FastStreamCall extends FastCallBase {
     this.partialBytes = 0;
     this.sendStatus(code, details);
     this.notifyCancelled();
-    this.stream.resume();
+    this.transport.resume();
   }
 
-  protected override onStreamClose(): void {
-    super.onStreamClose();
+  override onTransportClose(resetCode: number): void {
+    super.onTransportClose(resetCode);
     // A client that cancels (grpc-js half-closes and then resets) is gone even if the call had ended meanwhile.
-    if ((this.stream.rstCode ?? 0) !== 0) this.notifyCancelled();
+    if (resetCode !== 0) this.notifyCancelled();
     this.emit('close');
   }
 }

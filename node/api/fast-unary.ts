@@ -1,7 +1,8 @@
 // One unary call on the fast path (fast-path.ts): read the one length-prefixed request, run the handler, answer
 // once (or not at all if the client has gone).
 import * as grpc from '@grpc/grpc-js';
-import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, RESPONSE_HEADERS, statusOf } from './fast-call.js';
+import { OK_STATUS } from './call-transport.js';
+import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, statusOf } from './fast-call.js';
 
 export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<unknown, unknown> {
   request: unknown = undefined;
@@ -11,17 +12,10 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
   private responseMetadata: grpc.Metadata | undefined;
 
   start(): void {
-    if (!this.admit()) return;
-    this.stream.on('data', this.onData);
-    this.stream.once('end', this.onEnd);
+    this.admit();
   }
 
-  protected detach(): void {
-    this.stream.removeListener('data', this.onData);
-    this.stream.removeListener('end', this.onEnd);
-  }
-
-  private readonly onData = (chunk: Buffer): void => {
+  onRequestData(chunk: Buffer): void {
     if (this.answered) return; // refused already: the rest of the body is read and dropped
     this.receivedBytes += chunk.byteLength;
     this.chunks.push(chunk);
@@ -36,9 +30,9 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
       this.chunks = [];
       this.sendStatus(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.method.path}`);
     }
-  };
+  }
 
-  private readonly onEnd = (): void => {
+  onRequestEnd(): void {
     if (this.answered) return;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.receivedBytes);
     this.chunks = [];
@@ -58,7 +52,7 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
     } catch {
       this.sendStatus(grpc.status.UNKNOWN, 'Unknown error');
     }
-  };
+  }
 
   /** The handler's callback: grpc-js's sendUnaryData. */
   private readonly respond = (err: grpc.ServerErrorResponse | Partial<grpc.StatusObject> | null, value?: unknown, trailer?: grpc.Metadata): void => {
@@ -78,9 +72,8 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
 
   private sendMessage(framed: Buffer, trailer: grpc.Metadata | undefined): void {
     if (!this.beginAnswer()) return;
-    const stream = this.stream;
-    stream.respond({ ...this.responseMetadata?.toHttp2Headers(), ...RESPONSE_HEADERS }, { waitForTrailers: true });
-    this.endWithTrailers(grpc.status.OK, 'OK', trailer, framed);
+    this.transport.respond(this.responseMetadata);
+    this.transport.end(trailer === undefined ? OK_STATUS : { code: grpc.status.OK, details: 'OK', metadata: trailer }, framed);
   }
 
   sendMetadata(responseMetadata: grpc.Metadata): void {
