@@ -100,8 +100,8 @@ async function openTls(config: ServerConfig, logger: Logger): Promise<MemberTls>
   }
 }
 
-/** The bidirectional streams the client server's fast path serves (api/fast-path.ts); grpc-js serves the others. */
-const FAST_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Watch/Watch', '/etcdserverpb.Lease/LeaseKeepAlive']);
+/** The streams the client server's fast path serves (api/fast-path.ts), bidirectional and server-streaming: all of them. */
+const FAST_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Watch/Watch', '/etcdserverpb.Lease/LeaseKeepAlive', '/etcdserverpb.Maintenance/Snapshot', '/v3electionpb.Election/Observe']);
 
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
   const logger = deps.logger ?? createLogger({ level: config.logLevel, memberId: config.memberId });

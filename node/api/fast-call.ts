@@ -1,4 +1,4 @@
-// What the fast path's calls (fast-unary.ts, fast-stream.ts) share: gRPC framing, the call's metadata, deadline,
+// What the fast path's calls (fast-unary.ts, fast-stream.ts, fast-server-stream.ts) share: gRPC framing, the call's metadata, deadline,
 // peer and TLS identity in grpc-js's shape, and trailers-only error answers. See fast-path.ts for why the path
 // exists and how it is installed, and call-transport.ts for the HTTP/2 stream under a call.
 import { EventEmitter } from 'node:events';
@@ -33,13 +33,14 @@ export interface FastLimits {
 /** A method this path serves: the handler grpc-js would call, and the method's codecs. */
 export interface FastMethod {
   readonly path: string;
-  readonly kind: 'unary' | 'bidi';
+  /** 'serverStream': one request, many responses (grpc-js's name for the type). */
+  readonly kind: 'unary' | 'bidi' | 'serverStream';
   readonly handler: (...args: never[]) => void;
   readonly deserialize: (bytes: Buffer) => unknown;
   readonly serialize: (value: unknown) => Buffer;
 }
 
-/** What both kinds of call are given. */
+/** What every kind of call is given. */
 export interface FastCallDeps {
   readonly limits: FastLimits;
   readonly budget: CallBudget;
@@ -82,6 +83,32 @@ export function frameHeadRefusal(head: Buffer, limits: FastLimits): Refusal | un
   const flag = head[0];
   if (flag === 0) return undefined;
   return { code: grpc.status.INTERNAL, details: flag === 1 ? 'grpc: compressed flag set with identity or empty encoding' : `grpc: received unexpected payload format ${flag}` };
+}
+
+/** How grpc-js names a method's kind in its refusals. */
+const KIND_NAMES: Readonly<Record<FastMethod['kind'], string>> = { unary: 'unary', serverStream: 'server streaming', bidi: 'bidirectional streaming' };
+
+/**
+ * What is wrong, if anything, with the request so far (`chunks`, `bytes` in all) of a call that takes exactly one
+ * message (unary, server-streaming): a frame head refused, or bytes beyond the one message (grpc-js's answers).
+ */
+export function oneMessageRefusal(chunks: readonly Buffer[], bytes: number, method: FastMethod, limits: FastLimits): Refusal | undefined {
+  if (bytes < FRAME_HEADER_BYTES) return undefined;
+  const first = chunks[0]!;
+  const head = first.byteLength >= FRAME_HEADER_BYTES ? first : Buffer.concat(chunks, bytes);
+  const refusal = frameHeadRefusal(head, limits);
+  if (refusal !== undefined) return refusal;
+  if (bytes <= FRAME_HEADER_BYTES + head.readUInt32BE(1)) return undefined;
+  return { code: grpc.status.UNIMPLEMENTED, details: `Received a second request message for ${KIND_NAMES[method.kind]} method ${method.path}` };
+}
+
+/** The one request message of an ended request (its head checked by oneMessageRefusal), decoded; or the refusal. */
+export function oneMessage(chunks: readonly Buffer[], bytes: number, method: FastMethod): { request: unknown } | Refusal {
+  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
+  if (body.byteLength < FRAME_HEADER_BYTES || body.byteLength !== FRAME_HEADER_BYTES + body.readUInt32BE(1)) {
+    return { code: grpc.status.UNIMPLEMENTED, details: `Received no request message for ${KIND_NAMES[method.kind]} method ${method.path}` };
+  }
+  return decodeRequest(method, body.subarray(FRAME_HEADER_BYTES));
 }
 
 /** A request message decoded, or grpc-js's refusal of one that does not decode. */

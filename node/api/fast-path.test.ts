@@ -16,10 +16,10 @@ const SEND_MAX = 2048;
 const SLOTS = 3;
 
 const identity = (b: Buffer): Buffer => b;
-const method = (path: string, stream = false): grpc.MethodDefinition<Buffer, Buffer> => ({
+const method = (path: string, requestStream = false, responseStream = requestStream): grpc.MethodDefinition<Buffer, Buffer> => ({
   path,
-  requestStream: stream,
-  responseStream: stream,
+  requestStream,
+  responseStream,
   originalName: path.split('/').pop()!.toLowerCase(),
   requestSerialize: identity,
   requestDeserialize: identity,
@@ -35,18 +35,23 @@ const SERVICE = {
   Meta: method('/test.Fast/Meta'),
   Chat: method('/test.Fast/Chat', true),
   Talk: method('/test.Fast/Talk', true),
+  Feed: method('/test.Fast/Feed', false, true),
+  Drip: method('/test.Fast/Drip', false, true),
 } satisfies grpc.ServiceDefinition;
-/** The one bidirectional method the path under test serves itself; Chat stays with grpc-js. */
-const FAST_STREAMS = new Set(['/test.Fast/Talk']);
+/** The streaming methods the path under test serves itself, one bidirectional and one server-streaming; Chat and Drip stay with grpc-js. */
+const FAST_STREAMS = new Set(['/test.Fast/Talk', '/test.Fast/Feed']);
 const STREAM_SLOTS = 10;
 
 type Client = grpc.Client & Record<keyof typeof SERVICE, (...args: unknown[]) => grpc.ClientUnaryCall & grpc.ClientDuplexStream<Buffer, Buffer>>;
+type ServerStream = grpc.ServerWritableStream<Buffer, Buffer>;
 
 describe('fast unary path', () => {
   const budget = new CallBudget({ unaryCallsPerMemberMax: SLOTS, streamsPerMemberMax: STREAM_SLOTS });
   const fast = new FastPath({ receiveMessageBytesMax: RECEIVE_MAX, sendMessageBytesMax: SEND_MAX }, budget, FAST_STREAMS);
   /** Server sides of Talk streams, in the order they started. */
   const talks: TalkServer[] = [];
+  /** Server sides of Feed calls, in the order their handler ran. */
+  const feeds: FeedServer[] = [];
   const hung: Array<{ call: grpc.ServerUnaryCall<Buffer, Buffer>; answer: grpc.sendUnaryData<Buffer> }> = [];
   const cancelled: string[] = [];
   const echoClosed: Array<{ finished: boolean }> = [];
@@ -83,6 +88,14 @@ describe('fast unary path', () => {
         cb(null, Buffer.from(JSON.stringify(seen)));
       },
       Talk: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => talks.push(new TalkServer(call)),
+      Feed: (call: ServerStream) => {
+        if (call.request.toString() === 'throw') throw new Error('the handler fails at once');
+        feeds.push(new FeedServer(call));
+      },
+      Drip: (call: ServerStream) => {
+        call.write(call.request);
+        call.end();
+      },
       Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
         call.on('data', (m: Buffer) => call.write(m));
         call.on('end', () => call.end());
@@ -488,6 +501,174 @@ describe('fast unary path', () => {
     });
   });
 
+  describe('server-streaming calls it serves', () => {
+    /** Stream slots held when the case began (a raw client above that never ends its side keeps its refused stream open). */
+    let base = 0;
+    beforeEach(() => {
+      feeds.splice(0);
+      base = budget.inFlight.streams;
+    });
+    const open = (request: string, md = new grpc.Metadata(), options: grpc.CallOptions = {}): grpc.ClientReadableStream<Buffer> =>
+      client.Feed(Buffer.from(request), md, options) as unknown as grpc.ClientReadableStream<Buffer>;
+    const received = (c: grpc.ClientReadableStream<Buffer>): { messages: string[]; status: Promise<grpc.StatusObject> } => {
+      const messages: string[] = [];
+      c.on('data', (m: Buffer) => messages.push(m.toString()));
+      return { messages, status: new Promise((resolve) => c.on('status', resolve).on('error', () => {})) };
+    };
+
+    it('gives the handler the request and metadata, sends its headers and what it writes in order, and ends with OK and its trailers', async () => {
+      const md = new grpc.Metadata();
+      md.set('x-text', 'feed me');
+      const c = open('first', md);
+      const r = received(c);
+      const headers = new Promise<grpc.Metadata>((resolve) => c.once('metadata', resolve));
+      await until(() => feeds.length === 1);
+      const f = feeds[0]!;
+      expect([f.call.request.toString(), f.call.metadata.get('x-text'), f.call.getPath()]).toEqual(['first', ['feed me'], '/test.Fast/Feed']);
+      expect(budget.inFlight.streams).toBe(base + 1);
+      const head = new grpc.Metadata();
+      head.set('x-head', 'on top');
+      f.call.sendMetadata(head);
+      for (let i = 0; i < 100; i++) expect(f.call.write(Buffer.from(`f${i}`))).toBe(true);
+      const trailer = new grpc.Metadata();
+      trailer.set('x-done', 'yes');
+      f.call.end(trailer);
+      const s = await r.status;
+      expect([s.code, s.metadata.get('x-done'), (await headers).get('x-head')]).toEqual([grpc.status.OK, ['yes'], ['on top']]);
+      expect(r.messages).toEqual(Array.from({ length: 100 }, (_, i) => `f${i}`));
+      expect(servedHere()).toBe(1);
+      await until(() => budget.inFlight.streams === base);
+      expect(f.cancelled).toBe(false);
+    });
+
+    it('leaves a server-streaming method it was not given to grpc-js', async () => {
+      const c = client.Drip(Buffer.from('drop')) as unknown as grpc.ClientReadableStream<Buffer>;
+      const r = received(c);
+      expect((await r.status).code).toBe(grpc.status.OK);
+      expect(r.messages).toEqual(['drop']);
+      expect(servedHere()).toBe(0);
+    });
+
+    it('asks a writer to wait once the client stops reading, and tells it when to go on', async () => {
+      const c = open('slow');
+      c.pause(); // the client reads nothing for now
+      const status = new Promise<grpc.StatusObject>((resolve) => c.on('status', resolve).on('error', () => {}));
+      await until(() => feeds.length === 1);
+      const f = feeds[0]!;
+      const chunk = Buffer.alloc(SEND_MAX, 'y');
+      const bound = WRITE_BUFFER_BYTES_MAX + 2 * 1024 * 1024;
+      let written = 0;
+      while (written < 2 * bound && f.call.write(chunk)) written += chunk.length;
+      // Refused near the bound (plus what HTTP/2's windows let through), not after unbounded buffering.
+      expect(written).toBeGreaterThan(0);
+      expect(written).toBeLessThan(bound);
+      let drained = false;
+      f.call.once('drain', () => (drained = true));
+      let read = 0;
+      c.on('data', (m: Buffer) => (read += m.length));
+      c.resume();
+      await until(() => drained);
+      f.call.end();
+      expect((await status).code).toBe(grpc.status.OK);
+      expect(read).toBe(written + chunk.length);
+    });
+
+    it('tells the handler when the client cancels, refuses its later writes, and frees the stream\'s slot', async () => {
+      const c = open('leaving');
+      const r = received(c);
+      await until(() => feeds.length === 1 && budget.inFlight.streams === base + 1);
+      const f = feeds[0]!;
+      f.call.write(Buffer.from('one'));
+      await until(() => r.messages.length === 1);
+      c.cancel();
+      await until(() => f.cancelled && f.closed);
+      expect(f.call.cancelled).toBe(true);
+      expect(f.call.write(Buffer.from('after'))).toBe(false);
+      await until(() => budget.inFlight.streams === base);
+      expect((await r.status).code).toBe(grpc.status.CANCELLED);
+    });
+
+    it('ends the call with the status a handler emits as an error, after the messages it wrote', async () => {
+      const c = open('doomed');
+      const r = received(c);
+      await until(() => feeds.length === 1);
+      const f = feeds[0]!;
+      f.call.write(Buffer.from('a'));
+      await new Promise((resolve) => setTimeout(resolve, 20)); // the first message leaves on its own
+      f.call.write(Buffer.from('b'));
+      const md = new grpc.Metadata();
+      md.set('why', 'snapshot failed');
+      f.call.emit('error', Object.assign(new Error('x'), { code: grpc.status.UNAVAILABLE, details: 'arrêt: 50% lu', metadata: md }));
+      expect(f.call.write(Buffer.from('c'))).toBe(false);
+      const s = await r.status;
+      expect([s.code, s.details, s.metadata.get('why'), r.messages]).toEqual([grpc.status.UNAVAILABLE, 'arrêt: 50% lu', ['snapshot failed'], ['a', 'b']]);
+      expect(f.errors).toBe(1); // the handler's own 'error' listener heard it (election.ts closes its observer so)
+      await until(() => budget.inFlight.streams === base);
+    });
+
+    it('answers UNKNOWN when the handler throws', async () => {
+      const r = received(open('throw'));
+      const s = await r.status;
+      expect([s.code, s.details, r.messages]).toEqual([grpc.status.UNKNOWN, 'Unknown error', []]);
+      expect(servedHere()).toBe(1);
+      await until(() => budget.inFlight.streams === base);
+    });
+
+    describe('over raw HTTP/2', () => {
+      let session: http2.ClientHttp2Session;
+      beforeAll(() => {
+        session = http2.connect(`http://${endpoint}`);
+        session.on('error', () => {});
+      });
+      afterAll(() => session.close());
+      const frame = (text: string): Buffer => {
+        const m = Buffer.from(text);
+        return Buffer.concat([Buffer.from([0, 0, 0, 0, m.length]), m]);
+      };
+      /** Send `body` to Feed; the messages and status it answers. */
+      const feed = (body: Buffer, headers: http2.OutgoingHttpHeaders = {}): Promise<{ status: string; message: string; messages: string[] }> =>
+        new Promise((resolve, reject) => {
+          const req = session.request({ ':method': 'POST', ':path': '/test.Fast/Feed', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+          let head: http2.IncomingHttpHeaders = {};
+          const data: Buffer[] = [];
+          req.on('response', (h) => (head = h));
+          req.on('data', (d: Buffer) => data.push(d));
+          req.on('trailers', (t) => (head = { ...head, ...t }));
+          req.on('end', () => {
+            const messages: string[] = [];
+            for (let all = Buffer.concat(data); all.length >= 5; all = all.subarray(5 + all.readUInt32BE(1))) messages.push(all.subarray(5, 5 + all.readUInt32BE(1)).toString());
+            resolve({ status: String(head['grpc-status']), message: decodeURI(String(head['grpc-message'])), messages });
+          });
+          req.on('error', reject);
+          req.end(body);
+        });
+
+      it('fails the call with DEADLINE_EXCEEDED after the messages it sent when grpc-timeout passes, and tells the handler', async () => {
+        const answer = feed(frame('late'), { 'grpc-timeout': '200m' });
+        await until(() => feeds.length === 1);
+        const f = feeds[0]!;
+        f.call.write(Buffer.from('in time'));
+        const r = await answer;
+        expect([r.status, r.message, r.messages]).toEqual([String(grpc.status.DEADLINE_EXCEEDED), 'Deadline exceeded', ['in time']]);
+        expect(f.cancelled).toBe(true);
+        expect(f.call.write(Buffer.from('too late'))).toBe(false);
+        await until(() => budget.inFlight.streams === base);
+      });
+
+      it('refuses no request message and two, with grpc-js\'s messages, without calling the handler', async () => {
+        const none = await feed(Buffer.alloc(0));
+        expect([none.status, none.message]).toEqual([String(grpc.status.UNIMPLEMENTED), 'Received no request message for server streaming method /test.Fast/Feed']);
+        const two = await feed(Buffer.concat([frame('a'), frame('b')]));
+        expect([two.status, two.message]).toEqual([String(grpc.status.UNIMPLEMENTED), 'Received a second request message for server streaming method /test.Fast/Feed']);
+        const big = await feed(Buffer.from([0, 0, 1, 0, 0]));
+        expect([big.status, big.message]).toEqual([String(grpc.status.RESOURCE_EXHAUSTED), `Received message larger than max (65536 vs ${RECEIVE_MAX})`]);
+        expect(feeds).toHaveLength(0);
+        expect(servedHere()).toBe(3);
+        await until(() => budget.inFlight.streams === base);
+      });
+    });
+  });
+
   it('refuses to install on a server grpc-js has not bound (its internals are checked, not assumed)', () => {
     const unbound = new grpc.Server();
     expect(() => new FastPath({ receiveMessageBytesMax: 1, sendMessageBytesMax: 1 }, budget).install(unbound)).toThrow(/no bound HTTP\/2 servers/);
@@ -646,5 +827,18 @@ class TalkServer {
     });
     call.on('cancelled', () => (this.cancelled = true));
     call.on('error', () => {});
+  }
+}
+
+/** The server side of a Feed call: notes a cancel, its close and the errors its handler's listener heard. */
+class FeedServer {
+  cancelled = false;
+  closed = false;
+  errors = 0;
+
+  constructor(readonly call: ServerStream) {
+    call.on('cancelled', () => (this.cancelled = true));
+    call.on('close', () => (this.closed = true));
+    call.on('error', () => this.errors++);
   }
 }

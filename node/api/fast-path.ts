@@ -1,7 +1,8 @@
 // The client server's calls served straight from their HTTP/2 stream, in front of grpc-js's own stream handler on
-// the same listener: every unary call (fast-unary.ts) and the bidirectional streams named when the path is built
-// (fast-stream.ts: Watch and LeaseKeepAlive in a member). Other streaming calls, calls whose request is
-// compressed, and anything this path does not recognise go on to grpc-js unchanged.
+// the same listener: every unary call (fast-unary.ts) and the streaming calls named when the path is built,
+// bidirectional (fast-stream.ts: Watch and LeaseKeepAlive in a member) and server-streaming (fast-server-stream.ts:
+// Snapshot and Observe). Other streaming calls, calls whose request is compressed, and anything this path does not
+// recognise go on to grpc-js unchanged.
 //
 // Why: grpc-js builds for every call an interceptor chain, a stream decoder, a metadata copy, a per-call listener
 // object and several closures and promises, and writes a stream's messages one at a time, each waiting for the
@@ -29,6 +30,7 @@ import type * as http2 from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import { NodeCallTransport } from './call-transport.js';
 import type { FastCallDeps, FastLimits, FastMethod } from './fast-call.js';
+import { FastServerStreamCall } from './fast-server-stream.js';
 import { FastStreamCall } from './fast-stream.js';
 import { FastUnaryCall } from './fast-unary.js';
 import type { CallBudget } from './limits.js';
@@ -43,7 +45,10 @@ export class FastPath {
   /** Calls this path answered (tests check that calls really went this way). */
   served = 0;
 
-  /** `streams`: the paths of the bidirectional methods to serve here ('/etcdserverpb.Watch/Watch', ...). */
+  /**
+   * `streams`: the paths of the streaming methods to serve here, bidirectional or server-streaming
+   * ('/etcdserverpb.Watch/Watch', '/etcdserverpb.Maintenance/Snapshot', ...). Client-streaming ones stay with grpc-js.
+   */
   constructor(
     limits: FastLimits,
     budget: CallBudget,
@@ -56,13 +61,13 @@ export class FastPath {
   addService(server: grpc.Server, service: grpc.ServiceDefinition, impl: Readonly<Record<string, unknown>>): void {
     server.addService(service, impl as grpc.UntypedServiceImplementation);
     for (const [name, def] of Object.entries(service)) {
-      const bidi = def.requestStream && def.responseStream;
-      if (bidi ? !this.streams.has(def.path) : def.requestStream || def.responseStream) continue;
+      const kind = methodKind(def);
+      if (kind === undefined || (kind !== 'unary' && !this.streams.has(def.path))) continue;
       const handler = impl[name] ?? (def.originalName === undefined ? undefined : impl[def.originalName]);
       if (typeof handler !== 'function') continue;
       this.methods.set(def.path, {
         path: def.path,
-        kind: bidi ? 'bidi' : 'unary',
+        kind,
         handler: handler as FastMethod['handler'],
         deserialize: def.requestDeserialize as (bytes: Buffer) => unknown,
         serialize: def.responseSerialize as (value: unknown) => Buffer,
@@ -90,7 +95,8 @@ export class FastPath {
         this.served++;
         const transport = new NodeCallTransport(stream);
         if (method.kind === 'unary') new FastUnaryCall(transport, headers, method, this.deps).start();
-        else new FastStreamCall(transport, headers, method, this.deps).start();
+        else if (method.kind === 'bidi') new FastStreamCall(transport, headers, method, this.deps).start();
+        else new FastServerStreamCall(transport, headers, method, this.deps).start();
       });
       this.installed.add(h2);
     }
@@ -106,4 +112,10 @@ export class FastPath {
     if (encoding !== undefined && encoding !== 'identity') return undefined;
     return method;
   }
+}
+
+/** The kind of call a method is, as this path serves it; undefined for client-streaming methods (grpc-js's). */
+function methodKind(def: grpc.MethodDefinition<unknown, unknown>): FastMethod['kind'] | undefined {
+  if (!def.requestStream) return def.responseStream ? 'serverStream' : 'unary';
+  return def.responseStream ? 'bidi' : undefined;
 }

@@ -2,7 +2,7 @@
 // once (or not at all if the client has gone).
 import * as grpc from '@grpc/grpc-js';
 import { OK_STATUS } from './call-transport.js';
-import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, statusOf } from './fast-call.js';
+import { encodeResponse, FastCallBase, oneMessage, oneMessageRefusal, statusOf } from './fast-call.js';
 
 export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<unknown, unknown> {
   request: unknown = undefined;
@@ -19,29 +19,16 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
     if (this.answered) return; // refused already: the rest of the body is read and dropped
     this.receivedBytes += chunk.byteLength;
     this.chunks.push(chunk);
-    if (this.receivedBytes < FRAME_HEADER_BYTES) return;
-    const first = this.chunks[0]!;
-    const head = first.byteLength >= FRAME_HEADER_BYTES ? first : Buffer.concat(this.chunks, this.receivedBytes);
-    const refusal = frameHeadRefusal(head, this.deps.limits);
-    if (refusal !== undefined) {
-      this.chunks = [];
-      this.sendStatus(refusal.code, refusal.details);
-    } else if (this.receivedBytes > FRAME_HEADER_BYTES + head.readUInt32BE(1)) {
-      this.chunks = [];
-      this.sendStatus(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.method.path}`);
-    }
+    const refusal = oneMessageRefusal(this.chunks, this.receivedBytes, this.method, this.deps.limits);
+    if (refusal === undefined) return;
+    this.chunks = [];
+    this.sendStatus(refusal.code, refusal.details);
   }
 
   onRequestEnd(): void {
     if (this.answered) return;
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.receivedBytes);
+    const decoded = oneMessage(this.chunks, this.receivedBytes, this.method);
     this.chunks = [];
-    if (body.byteLength < FRAME_HEADER_BYTES || body.byteLength !== FRAME_HEADER_BYTES + body.readUInt32BE(1)) {
-      this.sendStatus(grpc.status.UNIMPLEMENTED, `Received no request message for unary method ${this.method.path}`);
-      return;
-    }
-    // The head was checked as it arrived (onData).
-    const decoded = decodeRequest(this.method, body.subarray(FRAME_HEADER_BYTES));
     if ('code' in decoded) {
       this.sendStatus(decoded.code, decoded.details);
       return;
