@@ -103,6 +103,7 @@ describe('every flag', () => {
     '--max-client-connections', '500',
     '--max-response-bytes', '33554432',
     '--grpc-fast-path=false',
+    '--http2-engine', 'node',
     '--listen-metrics-urls', 'http://127.0.0.1:9100,http://localhost:0',
     '--log-level', 'debug',
     '--cert-file', '/pki/s.crt',
@@ -145,6 +146,7 @@ describe('every flag', () => {
       concurrentStreamsMax: 200,
       clientConnectionsMax: 500,
       grpcFastPath: false,
+      http2Engine: 'node',
       responseBytesMax: 32 * 1024 ** 2,
       listenMetricsUrls: ['http://127.0.0.1:9100', 'http://localhost:0'],
       logLevel: 'debug',
@@ -186,6 +188,16 @@ describe('every flag', () => {
       expect(text).toContain(envNameFor(s.flag, 'FULCRUM_'));
       expect(text).toContain(envNameFor(s.flag, 'ETCD_'));
     }
+  });
+});
+
+describe('--http2-engine', () => {
+  it("is node by default, takes fulcrum, refuses anything else, and refuses fulcrum without the fast path", () => {
+    expect(parse([]).http2Engine).toBe('node');
+    expect(parse(['--http2-engine', 'fulcrum']).http2Engine).toBe('fulcrum');
+    expect(parse([], { FULCRUM_HTTP2_ENGINE: 'fulcrum' }).http2Engine).toBe('fulcrum');
+    expect(errorOf(['--http2-engine', 'nghttp2'])).toMatch(/"nghttp2" is not one of node, fulcrum/);
+    expect(errorOf(['--http2-engine', 'fulcrum', '--grpc-fast-path=false'])).toMatch(/--grpc-fast-path=false needs --http2-engine=node/);
   });
 });
 

@@ -27,6 +27,8 @@ export const FULCRUM_VERSION: string = packageJson.version;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+export type Http2Engine = 'node' | 'fulcrum';
+export const HTTP2_ENGINES: readonly Http2Engine[] = ['node', 'fulcrum'];
 export type InitialClusterState = 'new' | 'existing';
 
 const MiB = 1024 * 1024;
@@ -55,6 +57,8 @@ export const SERVER_CONFIG_DEFAULTS = {
   clientConnectionsMax: 10_000,
   /** Unary calls, watches and keep-alives are served straight from HTTP/2 (node/api/fast-path.ts) unless --grpc-fast-path=false. */
   grpcFastPath: true,
+  /** Node's HTTP/2 (with grpc-js behind the fast path) until Fulcrum's own engine has been measured and soaked. */
+  http2Engine: 'node' as Http2Engine,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -122,6 +126,11 @@ export interface ServerConfig {
   readonly clientConnectionsMax: number;
   /** --grpc-fast-path (Fulcrum): unary calls, watches and keep-alives skip grpc-js's per-call machinery (node/api/fast-path.ts). */
   readonly grpcFastPath: boolean;
+  /**
+   * --http2-engine (Fulcrum): which HTTP/2 serves the client API. 'node': Node's node:http2 with grpc-js, the fast
+   * path in front when --grpc-fast-path. 'fulcrum': Fulcrum's own engine (node/h2/), every call on the fast path.
+   */
+  readonly http2Engine: Http2Engine;
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
   /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth: for https client (and metrics) URLs. */
@@ -220,6 +229,12 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'serve unary calls, Watch and LeaseKeepAlive straight from HTTP/2 rather than through grpc-js (Fulcrum; false: grpc-js serves every call)',
     defaultText: 'true',
     boolean: true,
+  },
+  {
+    flag: 'http2-engine',
+    valueName: 'engine',
+    description: "the client API's HTTP/2: node (node:http2 and grpc-js) or fulcrum (Fulcrum's own engine; every call on the fast path)",
+    defaultText: 'node',
   },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },
   { flag: 'log-level', valueName: 'level', description: 'debug, info, warn or error', defaultText: 'info' },
@@ -427,6 +442,11 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
   const requestBytesMax = parseInteger(get('max-request-bytes'), 1) ?? d.requestBytesMax;
   warnings.push(...limitWarnings(quotaBackendBytes, requestBytesMax));
 
+  const grpcFastPath = parseBool(get('grpc-fast-path')) ?? d.grpcFastPath;
+  const http2Engine = parseChoice(get('http2-engine'), HTTP2_ENGINES) ?? d.http2Engine;
+  // Fulcrum's engine has no grpc-js behind it: the fast path is how it serves every call.
+  if (http2Engine === 'fulcrum' && !grpcFastPath) throw new ConfigError('--grpc-fast-path=false needs --http2-engine=node: Fulcrum\'s engine serves every call on the fast path');
+
   const memberIds = [...founding.keys()];
   const metrics = get('listen-metrics-urls') === undefined ? [] : parseListenUrls(get('listen-metrics-urls')!);
   const clientTls = parseTlsFiles(get, '', warnings);
@@ -464,7 +484,8 @@ function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.Pr
     responseBytesMax: parseResponseBytes(get('max-response-bytes'), requestBytesMax),
     concurrentStreamsMax: parseInteger(get('max-concurrent-streams'), 1) ?? d.concurrentStreamsMax,
     clientConnectionsMax: parseInteger(get('max-client-connections'), 1) ?? d.clientConnectionsMax,
-    grpcFastPath: parseBool(get('grpc-fast-path')) ?? d.grpcFastPath,
+    grpcFastPath,
+    http2Engine,
     listenMetricsUrls: metrics.map((a) => a.url),
     logLevel: parseChoice(get('log-level'), LOG_LEVELS) ?? d.logLevel,
     ...(clientTls === undefined ? {} : { clientTls }),

@@ -14,6 +14,7 @@ import { TestPki } from './testing/certs.js';
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-server-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const base = 24_000 + (process.pid % 190) * 4; // below the ephemeral range (32768+)
+const ENGINES = ['node', 'fulcrum'] as const;
 
 describe('startServer', () => {
   it('leaves nothing running when the client port is taken, and the data dir can be opened again', async () => {
@@ -77,10 +78,11 @@ describe('startServer', () => {
         session.close();
       }
     };
-    for (const [fast, expected] of [['true', '13'], ['false', '0']] as const) {
+    // Fulcrum's engine serves every call on the fast path, so it answers as the fast path does.
+    for (const [fast, engine, expected] of [['true', 'node', '13'], ['false', 'node', '0'], ['true', 'fulcrum', '13']] as const) {
       const server = await startServer(
         parseServerConfig([
-          '--name', 's3', '--data-dir', join(dir, `s3-${fast}`),
+          '--name', 's3', '--data-dir', join(dir, `s3-${fast}-${engine}`), '--http2-engine', engine,
           '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
           '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
           '--initial-cluster', `s3=http://127.0.0.1:${base + 1}`,
@@ -93,17 +95,57 @@ describe('startServer', () => {
         // is ignored, and the stream ends OK when the client does).
         const url = server.clientUrls[0]!;
         const watchStatus = await statusOf(url, '/etcdserverpb.Watch/Watch', Buffer.from([1, 0, 0, 0, 0]));
-        expect([fast, await statusOf(url, '/etcdserverpb.KV/Range', rangeAll), watchStatus]).toEqual([fast, expected, expected]);
+        expect([fast, engine, await statusOf(url, '/etcdserverpb.KV/Range', rangeAll), watchStatus]).toEqual([fast, engine, expected, expected]);
       } finally {
         await server.close();
       }
     }
   });
 
-  it('closes client connections past --max-client-connections as they are accepted, counts them, and serves again once one closes', async () => {
+  it("answers on Fulcrum's engine what grpc-js would have: UNIMPLEMENTED for an unknown method or a compressed request, HTTP 415 for a request that is not gRPC", async () => {
     const server = await startServer(
       parseServerConfig([
-        '--name', 's4', '--data-dir', join(dir, 's4'),
+        '--name', 's6', '--data-dir', join(dir, 's6'), '--http2-engine', 'fulcrum',
+        '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
+        '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+        '--initial-cluster', `s6=http://127.0.0.1:${base + 1}`,
+        '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+      ], {}),
+    );
+    const session = http2.connect(server.clientUrls[0]!);
+    // [status, grpc-status, grpc-message] of one request (grpc-status from the headers of a trailers-only answer).
+    const answer = (headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<[number, string, string]> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', te: 'trailers', ...headers });
+        const got: [number, string, string] = [0, '', ''];
+        const take = (h: http2.IncomingHttpHeaders): void => {
+          if (h[':status'] !== undefined) got[0] = Number(h[':status']);
+          if (h['grpc-status'] !== undefined) got[1] = String(h['grpc-status']);
+          if (h['grpc-message'] !== undefined) got[2] = decodeURIComponent(String(h['grpc-message']));
+        };
+        req.on('response', take);
+        req.on('trailers', take);
+        req.on('data', () => {});
+        req.on('end', () => resolve(got));
+        req.on('error', reject);
+        req.end(body);
+      });
+    const rangeA = Buffer.from([0, 0, 0, 0, 3, 0x0a, 0x01, 0x61]);
+    try {
+      expect(await answer({ ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc' }, rangeA)).toEqual([200, '0', 'OK']);
+      expect(await answer({ ':path': '/etcdserverpb.KV/Nothing', 'content-type': 'application/grpc' }, rangeA)).toEqual([200, '12', 'The server does not implement the method /etcdserverpb.KV/Nothing']);
+      expect(await answer({ ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc', 'grpc-encoding': 'gzip' }, rangeA)).toEqual([200, '12', 'grpc: Decompressor is not installed for grpc-encoding "gzip"']);
+      expect(await answer({ ':path': '/etcdserverpb.KV/Range', 'content-type': 'text/plain' }, rangeA)).toEqual([415, '', '']);
+    } finally {
+      session.close();
+      await server.close();
+    }
+  });
+
+  it.each(ENGINES)('closes client connections past --max-client-connections as they are accepted, counts them, and serves again once one closes (--http2-engine=%s)', async (engine) => {
+    const server = await startServer(
+      parseServerConfig([
+        '--name', 's4', '--data-dir', join(dir, `s4-${engine}`), '--http2-engine', engine,
         '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
         '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
         '--initial-cluster', `s4=http://127.0.0.1:${base + 1}`,
@@ -161,7 +203,7 @@ describe('startServer', () => {
     }
   });
 
-  it('closes client connections whose certificate fails --client-cert-allowed-hostname, and serves the ones that pass', async () => {
+  it.each(ENGINES)('closes client connections whose certificate fails --client-cert-allowed-hostname, and serves the ones that pass (--http2-engine=%s)', async (engine) => {
     const pki = await TestPki.create();
     try {
       const ca = await pki.ca('ca');
@@ -172,7 +214,7 @@ describe('startServer', () => {
       ]);
       const server = await startServer(
         parseServerConfig([
-          '--name', 's5', '--data-dir', join(dir, 's5'),
+          '--name', 's5', '--data-dir', join(dir, `s5-${engine}`), '--http2-engine', engine,
           '--listen-client-urls', 'https://127.0.0.1:0', '--advertise-client-urls', `https://127.0.0.1:${base + 2}`,
           '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
           '--initial-cluster', `s5=http://127.0.0.1:${base + 1}`,

@@ -8,15 +8,16 @@
 // (which syncs), then close the peer listener.
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DetailedPeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { loadEtcdApi } from '../proto/index.js';
 import { createAuthService } from './api/auth.js';
 import { AUTH_GATE_KEY } from './api/authz.js';
 import { createClusterService } from './api/cluster.js';
-import type { ApiContext } from './api/context.js';
+import type { ApiContext, ApiLimits } from './api/context.js';
 import { FastPath } from './api/fast-path.js';
-import { CallBudget, checkApiLimits, clientServerOptions, fastPathLimits } from './api/limits.js';
+import { CallBudget, checkApiLimits, clientServerOptions, fastPathLimits, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS } from './api/limits.js';
 import { createElectionService } from './api/election.js';
 import { createFulcrumService } from './api/fulcrum.js';
 import { createKvService } from './api/kv.js';
@@ -25,6 +26,8 @@ import { createLockService } from './api/lock.js';
 import { createMaintenanceService } from './api/maintenance.js';
 import { createWatchService } from './api/watch.js';
 import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig } from './config.js';
+import { listenEngine } from './engine-listeners.js';
+import { H2Server } from './h2/server.js';
 import { startMetricsServers, type HttpEndpoint } from './http.js';
 import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
@@ -222,11 +225,11 @@ async function serve(
   add(api.v3lockpb.Lock.service, createLockService(ctx, leases));
   add(api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
   add(api.etcdserverpb.Auth.service, createAuthService(ctx));
-  started.push(() => clientServer.forceShutdown());
-  const clientUrls = await bindAll(clientServer, config.listen.client, tls.client);
-  if (config.clientTls !== undefined) checkClientCertificates(clientServer, (cert) => clientCertificateRefusal(cert, config.clientTls!, tls.client?.current.revoked), certificateRefusalReporter('client', logger));
-  limitConnections(clientServer, config.clientConnectionsMax, dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics));
-  if (config.grpcFastPath) fastPath.install(clientServer);
+  const clients = config.http2Engine === 'fulcrum'
+    ? await serveClientsOnEngine(config, fastPath, ctx.limits, tls.client, logger, metrics)
+    : await serveClientsOnGrpcJs(config, clientServer, fastPath, tls.client, logger, metrics, started);
+  started.push(() => clients.close(0));
+  const clientUrls = clients.urls;
 
   metrics.collectFrom(member, { watchers: () => hub.watcherCount });
   let notLive: string | undefined;
@@ -248,7 +251,7 @@ async function serve(
       // Leading: hand over first, so clients see a quick leader change instead of an election timeout.
       const successor = await member.handOverLeadership(config.electionTimeoutMs).catch(() => undefined);
       if (successor !== undefined) logger.info({ successor: successor.toString(16) }, 'fulcrum: handed the leadership over before stopping');
-      await shutdownGrpc(clientServer, SHUTDOWN_GRACE_MS);
+      await clients.close(SHUTDOWN_GRACE_MS);
       hub.stop();
       leases.stop();
       authGate.stop();
@@ -392,6 +395,64 @@ async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[],
     urls.push(`${secure ? 'https' : 'http'}://${a.host}:${port}`);
   }
   return urls;
+}
+
+/** The client API's listeners, whichever HTTP/2 serves them. */
+interface ClientListeners {
+  readonly urls: string[];
+  /** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** --http2-engine=node: grpc-js's server on Node's HTTP/2, the fast path in front of it when --grpc-fast-path. */
+async function serveClientsOnGrpcJs(
+  config: ServerConfig,
+  server: grpc.Server,
+  fastPath: FastPath,
+  tls: TlsFileWatcher | undefined,
+  logger: Logger,
+  metrics: MemberMetrics,
+  started: Array<() => unknown>,
+): Promise<ClientListeners> {
+  started.push(() => server.forceShutdown());
+  const urls = await bindAll(server, config.listen.client, tls);
+  if (config.clientTls !== undefined) checkClientCertificates(server, (cert) => clientCertificateRefusal(cert, config.clientTls!, tls?.current.revoked), certificateRefusalReporter('client', logger));
+  limitConnections(server, config.clientConnectionsMax, dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics));
+  if (config.grpcFastPath) fastPath.install(server);
+  return { urls, close: (graceMs) => shutdownGrpc(server, graceMs) };
+}
+
+/** --http2-engine=fulcrum: Fulcrum's own HTTP/2 engine, every call on the fast path (grpc-js's server unused). */
+async function serveClientsOnEngine(
+  config: ServerConfig,
+  fastPath: FastPath,
+  limits: ApiLimits,
+  tls: TlsFileWatcher | undefined,
+  logger: Logger,
+  metrics: MemberMetrics,
+): Promise<ClientListeners> {
+  const engine = new H2Server({
+    onStream: fastPath.engineStreamHandler,
+    connection: { limits: { concurrentStreamsMax: limits.concurrentStreamsMax } },
+    keepaliveTimeMs: KEEPALIVE_TIME_MS,
+    keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+  });
+  const listeners = await listenEngine(engine, {
+    addresses: config.listen.client,
+    tls,
+    connectionsMax: config.clientConnectionsMax,
+    onDropped: dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics),
+    ...(config.clientTls === undefined
+      ? {}
+      : { certificateRefusal: (cert: DetailedPeerCertificate) => clientCertificateRefusal(cert, config.clientTls!, tls?.current.revoked), onRefused: certificateRefusalReporter('client', logger) }),
+  });
+  return {
+    urls: listeners.urls,
+    async close(graceMs) {
+      listeners.close();
+      await engine.close(graceMs);
+    },
+  };
 }
 
 /** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */

@@ -27,14 +27,20 @@
 // grpc-js keeps everything else (sessions, keepalive, GOAWAY on shutdown). If a grpc-js upgrade changes those
 // internals, install() throws at start-up rather than serving without the path or twice.
 import type * as http2 from 'node:http2';
-import type * as grpc from '@grpc/grpc-js';
-import { NodeCallTransport } from './call-transport.js';
+import * as grpc from '@grpc/grpc-js';
+import { type CallTransport, NodeCallTransport } from './call-transport.js';
 import type { FastCallDeps, FastLimits, FastMethod } from './fast-call.js';
 import { FastServerStreamCall } from './fast-server-stream.js';
 import { FastStreamCall } from './fast-stream.js';
 import { FastUnaryCall } from './fast-unary.js';
+import { H2CallTransport } from './h2-transport.js';
 import type { CallBudget } from './limits.js';
 import { boundHttp2Servers } from '../grpc-listeners.js';
+import type { HeaderField } from '../h2/hpack.js';
+import type { StreamHandler } from '../h2/server.js';
+
+/** grpc-js's answer to a request whose content-type is not gRPC's. */
+const UNSUPPORTED_MEDIA_TYPE: readonly HeaderField[] = [{ name: ':status', value: '415' }];
 
 type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => void;
 
@@ -92,14 +98,40 @@ export class FastPath {
         }
         // grpc-js's idle-connection bookkeeping counts every stream (a no-op unless max_connection_idle_ms is set).
         internals.onStreamOpened?.call(server, stream);
-        this.served++;
-        const transport = new NodeCallTransport(stream);
-        if (method.kind === 'unary') new FastUnaryCall(transport, headers, method, this.deps).start();
-        else if (method.kind === 'bidi') new FastStreamCall(transport, headers, method, this.deps).start();
-        else new FastServerStreamCall(transport, headers, method, this.deps).start();
+        this.start(new NodeCallTransport(stream), headers, method);
       });
       this.installed.add(h2);
     }
+  }
+
+  /**
+   * Fulcrum's own HTTP/2 engine's stream handler (node/h2/server.ts): every call on the engine comes here, with no
+   * grpc-js behind this path. So what this path does not serve is answered here as grpc-js would answer it: a
+   * method it does not know (client-streaming ones included) UNIMPLEMENTED, a compressed request UNIMPLEMENTED
+   * (grpc-go's answer for an encoding it has no decompressor for; Fulcrum installs none), and a request that is
+   * not gRPC at all HTTP 415.
+   */
+  readonly engineStreamHandler: StreamHandler = (stream, headers, endStream, session) => {
+    const transport = new H2CallTransport(stream, session.socket, endStream);
+    const method = this.methods.get(headers[':path'] ?? '');
+    const contentType = headers['content-type'];
+    if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+      stream.respond(UNSUPPORTED_MEDIA_TYPE, true);
+    } else if (method === undefined) {
+      transport.endTrailersOnly({ code: grpc.status.UNIMPLEMENTED, details: `The server does not implement the method ${headers[':path'] ?? ''}` });
+    } else if (headers['grpc-encoding'] !== undefined && headers['grpc-encoding'] !== 'identity') {
+      transport.endTrailersOnly({ code: grpc.status.UNIMPLEMENTED, details: `grpc: Decompressor is not installed for grpc-encoding "${headers['grpc-encoding']}"` });
+    } else {
+      this.start(transport, headers, method);
+    }
+    return transport;
+  };
+
+  private start(transport: CallTransport, headers: http2.IncomingHttpHeaders, method: FastMethod): void {
+    this.served++;
+    if (method.kind === 'unary') new FastUnaryCall(transport, headers, method, this.deps).start();
+    else if (method.kind === 'bidi') new FastStreamCall(transport, headers, method, this.deps).start();
+    else new FastServerStreamCall(transport, headers, method, this.deps).start();
   }
 
   /** The method when this path serves the call: a known path, a gRPC content type, an uncompressed body. */

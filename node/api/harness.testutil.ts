@@ -1,8 +1,15 @@
 // Test harness for the client-facing services: a real single-voter Member on a temporary data dir, a grpc-js
 // server on 127.0.0.1:0 with the KV, Maintenance, Cluster and Fulcrum services, and typed clients. Used by the
 // node/api tests only.
+//
+// FULCRUM_HTTP2_ENGINE=fulcrum serves the same calls on Fulcrum's own HTTP/2 engine (node/h2/) instead, with no
+// grpc-js server behind the fast path, so the API tests can be run against both engines:
+//
+//   FULCRUM_HTTP2_ENGINE=fulcrum npx vitest run node/api
 import { execFile, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,8 +34,13 @@ import { API_LIMITS_DEFAULTS, type ApiContext, type ApiLimits } from './context.
 import { createFulcrumService } from './fulcrum.js';
 import { createKvService } from './kv.js';
 import { createMaintenanceService } from './maintenance.js';
+import { H2Server } from '../h2/server.js';
 
 export const PEER_URL = 'http://127.0.0.1:12380';
+/** Which HTTP/2 engine serves the harness: Node's with grpc-js (the default), or Fulcrum's own. */
+export const HARNESS_ENGINE: 'node' | 'fulcrum' = process.env.FULCRUM_HTTP2_ENGINE === 'fulcrum' ? 'fulcrum' : 'node';
+/** The harness's streaming methods served by the fast path (the rest of the streams go to grpc-js). */
+const FAST_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Maintenance/Snapshot']);
 
 export interface Harness {
   readonly member: Member;
@@ -66,15 +78,12 @@ export async function startHarness(
     registry: new Map(),
   };
   // Unary calls take the server's fast path (api/fast-path.ts), as in a real member.
-  const fast = new FastPath(fastPathLimits(ctx.limits), new CallBudget(ctx.limits));
+  const fast = new FastPath(fastPathLimits(ctx.limits), new CallBudget(ctx.limits), FAST_STREAMS);
   fast.addService(server, api.etcdserverpb.KV.service, createKvService(ctx));
   fast.addService(server, api.etcdserverpb.Maintenance.service, createMaintenanceService(ctx));
   fast.addService(server, api.etcdserverpb.Cluster.service, createClusterService(ctx));
   fast.addService(server, api.fulcrum.v1.Fulcrum.service, createFulcrumService(ctx));
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  fast.install(server);
+  const { port, stop } = HARNESS_ENGINE === 'fulcrum' ? await serveOnEngine(fast) : await serveOnGrpcJs(server, fast);
   const endpoint = `127.0.0.1:${port}`;
   if (options.publish !== false) await member.publishAttributes('one', [`http://${endpoint}`]);
   const creds = grpc.credentials.createInsecure();
@@ -93,11 +102,28 @@ export async function startHarness(
     ...clients,
     async close() {
       for (const c of Object.values(clients)) c.close();
-      server.forceShutdown();
+      await stop();
       await member.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+async function serveOnGrpcJs(server: grpc.Server, fast: FastPath): Promise<{ port: number; stop: () => Promise<void> }> {
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  fast.install(server);
+  return { port, stop: async () => server.forceShutdown() };
+}
+
+async function serveOnEngine(fast: FastPath): Promise<{ port: number; stop: () => Promise<void> }> {
+  const engine = new H2Server({ onStream: fast.engineStreamHandler });
+  const listener = net.createServer();
+  engine.attach(listener);
+  listener.listen(0, '127.0.0.1');
+  await once(listener, 'listening');
+  return { port: (listener.address() as net.AddressInfo).port, stop: () => engine.close(0) };
 }
 
 type ReqOf<M> = M extends Unary<infer Q, unknown> ? Encodable<Q> : never;

@@ -92,6 +92,8 @@ export class InteropCluster {
           '--heartbeat-interval', String(options.heartbeatMs ?? 50),
           '--election-timeout', String(options.electionMs ?? 500),
           '--log-level', options.logLevel ?? 'error',
+          // FULCRUM_HTTP2_ENGINE=fulcrum runs the interop tests against Fulcrum's own HTTP/2 engine.
+          ...(process.env.FULCRUM_HTTP2_ENGINE === undefined ? [] : ['--http2-engine', process.env.FULCRUM_HTTP2_ENGINE]),
         ],
         {},
       ),

@@ -1,0 +1,121 @@
+// The fast path's calls over Fulcrum's own HTTP/2 engine (node/h2/): a CallTransport (call-transport.ts) over one
+// H2Stream, which is also the StreamListener the connection reports the stream's events to, so a call costs one
+// object here besides itself.
+import type * as net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { CallSink, CallStatus, CallTransport } from './call-transport.js';
+import { CONTENT_TYPE, RESPONSE_HEADERS } from './call-transport.js';
+import type { H2Stream, StreamListener } from '../h2/connection.js';
+import type { HeaderField } from '../h2/hpack.js';
+
+/** The response headers of every call without leading metadata, built once. */
+const RESPONSE_FIELDS: readonly HeaderField[] = Object.freeze(Object.entries(RESPONSE_HEADERS).map(([name, value]) => ({ name, value: String(value) })));
+/** The trailers of a call that succeeded without trailing metadata: nearly every call's. */
+const OK_TRAILERS: readonly HeaderField[] = Object.freeze([
+  { name: 'grpc-status', value: '0' },
+  { name: 'grpc-message', value: 'OK' },
+]);
+const TRAILERS_ONLY_HEAD: readonly HeaderField[] = Object.freeze([
+  { name: ':status', value: '200' },
+  { name: 'content-type', value: CONTENT_TYPE },
+]);
+
+/** Metadata as header fields: binary values base64, repeated keys as repeated fields (grpc-js's own encoding). */
+function metadataFields(metadata: grpc.Metadata | null | undefined, out: HeaderField[]): HeaderField[] {
+  if (metadata === null || metadata === undefined) return out;
+  for (const [name, value] of Object.entries(metadata.toHttp2Headers())) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.push({ name, value: v });
+    else out.push({ name, value: String(value) });
+  }
+  return out;
+}
+
+/** A status as trailer fields: trailing metadata, grpc-status, grpc-message percent-encoded as grpc-js sends it. */
+function statusFields(status: CallStatus, out: HeaderField[]): HeaderField[] {
+  metadataFields(status.metadata, out);
+  out.push({ name: 'grpc-status', value: String(status.code) }, { name: 'grpc-message', value: encodeURI(status.details) });
+  return out;
+}
+
+function isPlainOk(status: CallStatus): boolean {
+  return status.code === grpc.status.OK && status.details === 'OK' && (status.metadata === undefined || status.metadata === null);
+}
+
+export class H2CallTransport implements CallTransport, StreamListener {
+  private sink: CallSink | null = null;
+
+  /**
+   * `requestEnded`: the request's headers ended the stream (no body follows). The call hears it just after
+   * attach(), never during it (CallSink's rule).
+   */
+  constructor(
+    private readonly stream: H2Stream,
+    private readonly socket: net.Socket,
+    private readonly requestEnded: boolean,
+  ) {}
+
+  // ---- CallTransport
+
+  attach(sink: CallSink): void {
+    this.sink = sink;
+    if (this.requestEnded) queueMicrotask(() => this.sink?.onRequestEnd());
+  }
+
+  detach(): void {
+    this.sink = null;
+  }
+
+  respond(metadata: grpc.Metadata | undefined): void {
+    // Pseudo-headers (:status) must lead the block (RFC 9113 8.3), so the metadata follows the fixed fields.
+    this.stream.respond(metadata === undefined ? RESPONSE_FIELDS : metadataFields(metadata, [...RESPONSE_FIELDS]), false);
+  }
+
+  write(bytes: Buffer): boolean {
+    return this.stream.write(bytes);
+  }
+
+  end(status: CallStatus, data?: Buffer): void {
+    if (data !== undefined) this.stream.write(data);
+    this.stream.end(isPlainOk(status) ? OK_TRAILERS : statusFields(status, []));
+  }
+
+  endTrailersOnly(status: CallStatus): void {
+    this.stream.respond(statusFields(status, [...TRAILERS_ONLY_HEAD]), true);
+  }
+
+  pause(): void {
+    this.stream.pause();
+  }
+
+  resume(): void {
+    this.stream.resume();
+  }
+
+  get bufferedBytes(): number {
+    return this.stream.queuedBytes;
+  }
+
+  get open(): boolean {
+    return !this.stream.closed;
+  }
+
+  get peerSocket(): net.Socket | undefined {
+    return this.socket;
+  }
+
+  // ---- StreamListener (the connection's events)
+
+  data(bytes: Buffer, endStream: boolean): void {
+    if (bytes.length > 0) this.sink?.onRequestData(bytes);
+    if (endStream) this.sink?.onRequestEnd();
+  }
+
+  writable(): void {
+    this.sink?.onWritable();
+  }
+
+  closed(code: number): void {
+    this.sink?.onTransportClose(code);
+  }
+}
