@@ -950,6 +950,25 @@ describe('flow control: sending', () => {
     expect(c.frames()).toEqual(['DATA 1 565 bytes']);
   });
 
+  it('holdOutput(true) frames no DATA (write() pushes back at the queue bound) while headers still go; release frames the queues in order', () => {
+    const c = new Client({ limits: { streamSendQueueBytes: 1000 } }).handshake();
+    const [a, b] = [c.open(1, true), c.open(3, true)];
+    c.frames();
+    c.conn.holdOutput(true);
+    a.respond(RESPONSE, false);
+    expect(a.write(bytes(600))).toBe(true);
+    expect(a.write(bytes(600))).toBe(false);
+    b.respond(RESPONSE, false);
+    b.write(bytes(10));
+    b.end(TRAILERS);
+    expect(c.frames()).toEqual(['HEADERS 1 :status=200 content-type=application/grpc', 'HEADERS 3 :status=200 content-type=application/grpc']);
+    expect([a.queuedBytes, b.queuedBytes]).toEqual([1200, 10]);
+    expect(c.events()).toEqual([]);
+    c.conn.holdOutput(false);
+    expect(c.frames()).toEqual(['DATA 1 600 bytes', 'DATA 1 600 bytes', 'DATA 3 10 bytes', 'HEADERS 3 grpc-status=0 end_stream']);
+    expect(c.events()).toEqual(['writable 1', 'closed 3 NO_ERROR']);
+  });
+
   it('a stream that uses up the window again goes behind those still waiting', () => {
     const c = new Client().handshake([[SettingId.INITIAL_WINDOW_SIZE, 1 << 20]]);
     const [a, b] = [c.open(1, true), c.open(3, true)];

@@ -469,6 +469,14 @@ export class ServerConnection {
     this.#connection.terminate();
   }
 
+  /**
+   * Hold (or release) the framing of response DATA, for while the socket has too much unwritten: responses queue
+   * on their streams and write() returns false as if the client had granted no credit.
+   */
+  holdOutput(held: boolean): void {
+    this.#connection.holdOutput(held);
+  }
+
   /** The peer acknowledged our SETTINGS. */
   get settingsAcknowledged(): boolean {
     return this.#connection.settingsAcknowledged;
@@ -520,6 +528,8 @@ class Connection {
   private goawayReceived = false;
   closed = false;
   private outputSignalled = false;
+  /** holdOutput(true): no DATA framed until holdOutput(false). */
+  private outputHeld = false;
 
   constructor(
     private readonly events: ConnectionEvents,
@@ -1003,7 +1013,7 @@ class Connection {
     const n = bytes.length;
     if (n > 0) {
       // The common case, framed at once: nothing queued before it and credit enough.
-      if (stream.queuedBytes === 0 && n <= stream.sendWindow && n <= this.connectionSendWindow && n <= this.peerMaxFrameBytes) {
+      if (stream.queuedBytes === 0 && !this.outputHeld && n <= stream.sendWindow && n <= this.connectionSendWindow && n <= this.peerMaxFrameBytes) {
         this.writer.data(stream.id, bytes, false);
         stream.sendWindow -= n;
         this.connectionSendWindow -= n;
@@ -1042,6 +1052,8 @@ class Connection {
    * trailers to follow, END_STREAM rides on the last DATA frame.
    */
   private flushStream(stream: Stream): void {
+    // Held: the queue waits for release(), which flushes every stream.
+    if (this.outputHeld) return;
     const queue = stream.queue!;
     while (stream.queuedBytes > 0) {
       const head = queue[stream.queueHead]!;
@@ -1076,6 +1088,20 @@ class Connection {
       queue.splice(0, stream.queueHead);
       stream.queueHead = 0;
     }
+  }
+
+  /**
+   * While held, no DATA is framed: responses queue on their streams, whose write() then returns false at
+   * streamSendQueueBytes, as if the client's windows were empty. The socket glue holds output while the socket
+   * has more unwritten than it allows, so a client that grants large windows and reads nothing cannot make us
+   * buffer more than the queues' bounds. Header blocks and control frames still go out.
+   */
+  holdOutput(held: boolean): void {
+    if (this.outputHeld === held || this.closed) return;
+    this.outputHeld = held;
+    if (held) return;
+    for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
+    this.signalOutput();
   }
 
   private waitForConnectionWindow(stream: Stream): void {

@@ -70,6 +70,8 @@ async function request(session: http2.ClientHttp2Session, body: Buffer): Promise
 /** A hand-driven client: sends frames of its choosing and reads the server's. */
 class RawClient {
   readonly frames: Frame[] = [];
+  /** DATA payload bytes received, all streams. */
+  dataBytes = 0;
   readonly writer = new FrameWriter();
   readonly encoder = new HpackEncoder();
   private readonly reader = new FrameReader({ maxFrameBytes: MAX_FRAME_SIZE_LIMIT });
@@ -80,6 +82,7 @@ class RawClient {
       this.reader.push(chunk);
       // DATA payloads are not kept (a test may move megabytes); every other frame's is, copied out of the chunk.
       for (let f = this.reader.next(); f !== undefined; f = this.reader.next()) {
+        if (f.type === FrameType.DATA) this.dataBytes += f.payload.length;
         this.frames.push({ ...f, payload: f.type === FrameType.DATA ? Buffer.alloc(0) : Buffer.from(f.payload) });
       }
     });
@@ -353,6 +356,49 @@ describe('H2Session timers and back-pressure', () => {
     client.socket.resume();
     await client.until(() => seen.length === 11, 10_000);
     expect(seen.at(-1)).toBe(21);
+    client.socket.destroy();
+  });
+
+  it('pushes back on a stream (write() false) while its client grants credit but reads nothing, and goes on once it reads', async () => {
+    const total = 16 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    let written = 0;
+    let writtenAtFirstRefusal = -1;
+    const onStream = (stream: H2Stream): StreamListener => {
+      // One chunk per turn, as a handler fed by events would write; stop on false, go on at writable().
+      const pump = (): void => {
+        while (written < total) {
+          written += chunk.length;
+          if (!stream.write(chunk)) {
+            if (writtenAtFirstRefusal < 0) writtenAtFirstRefusal = written;
+            return;
+          }
+          if (written < total) return void setImmediate(pump);
+        }
+        stream.end();
+      };
+      return {
+        data(_bytes, end) {
+          if (!end) return;
+          stream.respond(OK_HEADERS, false);
+          pump();
+        },
+        writable: pump,
+        closed() {},
+      };
+    };
+    const { port } = await start({ onStream, writeBufferBytesMax: 64 * 1024 });
+    const client = await RawClient.connect(port);
+    client.socket.pause();
+    client.handshake(true);
+    client.request(1, Buffer.alloc(0));
+    await new Promise((r) => setTimeout(r, 500));
+    // Held at the socket's and the kernel's buffers plus the stream's queue, far short of the whole response.
+    expect(writtenAtFirstRefusal).toBeGreaterThan(0);
+    expect(written).toBeLessThan(total / 2);
+    client.socket.resume();
+    await client.until(() => client.dataBytes === total, 10_000);
+    expect(written).toBe(total);
     client.socket.destroy();
   });
 

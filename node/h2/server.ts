@@ -9,9 +9,13 @@
 // system call per connection rather than one per answer.
 //
 // Back-pressure: while a socket holds more than writeBufferBytesMax unwritten bytes, the session stops reading
-// from it. A client that sends requests but does not read its answers is then held by TCP, and what it can make
-// the member buffer is bounded by this limit plus the answers of the streams it already has open (each stream's
-// own queue is bounded by the connection's flow control and streamSendQueueBytes).
+// from it and holds the connection's DATA (ServerConnection.holdOutput). A client that sends requests but does not
+// read its answers is then held by TCP, and responses wait on their streams, whose write() pushes back at
+// streamSendQueueBytes, however much flow-control credit the client granted. What one client can make the
+// member buffer is bounded by this limit plus its open streams' queues.
+//
+// A bug in the layer above that throws out of a stream's events ends that connection (reported through
+// onInternalError), not the member.
 import type * as net from 'node:net';
 import { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { ConnectionError, ConnectionOptions, H2Stream, StreamListener } from './connection.js';
@@ -34,6 +38,8 @@ export interface H2ServerOptions {
   readonly writeBufferBytesMax?: number;
   /** A session is over (for logs and metrics): its connection error, if it ended on one. */
   readonly onSessionClosed?: (session: H2Session, error: ConnectionError | undefined) => void;
+  /** Something threw out of the connection or the layer above (a bug): the session was destroyed. */
+  readonly onInternalError?: (session: H2Session, error: unknown) => void;
 }
 
 export const H2_SERVER_DEFAULTS = {
@@ -139,6 +145,7 @@ export class H2Session {
     if (!this.readingPaused && socket.writableLength > this.writeBufferBytesMax) {
       this.readingPaused = true;
       socket.pause();
+      this.connection.holdOutput(true);
     }
   }
 
@@ -151,7 +158,13 @@ export class H2Session {
 
   private onData(chunk: Buffer): void {
     this.readSinceKeepalive = true;
-    this.connection.receive(chunk);
+    try {
+      this.connection.receive(chunk);
+    } catch (e) {
+      this.options.onInternalError?.(this, e);
+      this.destroy();
+      return;
+    }
     if (this.handshakeTimer !== undefined && this.connection.settingsAcknowledged) {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = undefined;
@@ -161,6 +174,7 @@ export class H2Session {
   private onDrain(): void {
     if (!this.readingPaused || this.ended) return;
     this.readingPaused = false;
+    this.connection.holdOutput(false);
     this.socket.resume();
   }
 
