@@ -192,10 +192,12 @@ describe('every flag', () => {
 });
 
 describe('--http2-engine', () => {
-  it("is node by default, takes fulcrum, refuses anything else, and refuses fulcrum without the fast path", () => {
-    expect(parse([]).http2Engine).toBe('node');
+  it('is fulcrum by default, node with --grpc-fast-path=false, takes either by name, refuses anything else, and refuses fulcrum without the fast path', () => {
+    expect(parse([]).http2Engine).toBe('fulcrum');
+    expect(parse(['--grpc-fast-path=false']).http2Engine).toBe('node');
+    expect(parse(['--http2-engine', 'node']).http2Engine).toBe('node');
+    expect(parse([], { FULCRUM_HTTP2_ENGINE: 'node' }).http2Engine).toBe('node');
     expect(parse(['--http2-engine', 'fulcrum']).http2Engine).toBe('fulcrum');
-    expect(parse([], { FULCRUM_HTTP2_ENGINE: 'fulcrum' }).http2Engine).toBe('fulcrum');
     expect(errorOf(['--http2-engine', 'nghttp2'])).toMatch(/"nghttp2" is not one of node, fulcrum/);
     expect(errorOf(['--http2-engine', 'fulcrum', '--grpc-fast-path=false'])).toMatch(/--grpc-fast-path=false needs --http2-engine=node/);
   });

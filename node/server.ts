@@ -436,6 +436,8 @@ async function serveClientsOnEngine(
     connection: { limits: { concurrentStreamsMax: limits.concurrentStreamsMax } },
     keepaliveTimeMs: KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+    onInternalError: (session, err) =>
+      logger.error({ err, remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort }, 'fulcrum: a client connection was closed on an internal error in the HTTP/2 engine'),
   });
   const listeners = await listenEngine(engine, {
     addresses: config.listen.client,
