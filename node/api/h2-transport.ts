@@ -8,8 +8,13 @@ import { CONTENT_TYPE, RESPONSE_HEADERS } from './call-transport.js';
 import type { H2Stream, StreamListener } from '../h2/connection.js';
 import type { HeaderField } from '../h2/hpack.js';
 
-/** The response headers of every call without leading metadata, built once. */
-const RESPONSE_FIELDS: readonly HeaderField[] = Object.freeze(Object.entries(RESPONSE_HEADERS).map(([name, value]) => ({ name, value: String(value) })));
+/**
+ * The response headers of every call without leading metadata, built once: grpc-js's, except that the engine
+ * accepts only uncompressed requests (engineStreamHandler refuses the others), so it says so.
+ */
+const RESPONSE_FIELDS: readonly HeaderField[] = Object.freeze(
+  Object.entries({ ...RESPONSE_HEADERS, 'grpc-accept-encoding': 'identity' }).map(([name, value]) => ({ name, value: String(value) })),
+);
 /** The trailers of a call that succeeded without trailing metadata: nearly every call's. */
 const OK_TRAILERS: readonly HeaderField[] = Object.freeze([
   { name: 'grpc-status', value: '0' },
