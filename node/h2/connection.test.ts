@@ -28,6 +28,7 @@ import {
   parseWindowUpdate,
   SettingId,
 } from './frames.js';
+import { rawFrame } from './frames.testutil.js';
 import { type HeaderField, HpackDecoder, HpackEncoder } from './hpack.js';
 
 const SETTING_NAMES = new Map<number, string>(Object.entries(SettingId).map(([name, id]) => [id, name]));
@@ -47,15 +48,6 @@ const REQUEST = fields(
 const RESPONSE = fields([':status', '200'], ['content-type', 'application/grpc']);
 const TRAILERS = fields(['grpc-status', '0']);
 
-/** A frame's bytes, built by hand for what FrameWriter cannot make (padding, priority, bad frames). */
-function rawFrame(type: number, flags: number, streamId: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId >>> 0, 5);
-  return Buffer.concat([header, payload]);
-}
 
 function u32(value: number): Buffer {
   const b = Buffer.alloc(4);

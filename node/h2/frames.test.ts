@@ -27,16 +27,8 @@ import {
   rejectPushPromise,
   SettingId,
 } from './frames.js';
+import { rawFrame } from './frames.testutil.js';
 
-/** A frame's bytes, encoded here independently of FrameWriter. */
-function rawFrame(type: number, flags: number, streamId: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId >>> 0, 5);
-  return Buffer.concat([header, payload]);
-}
 
 function frame(type: number, flags: number, streamId: number, payload: number[] | Buffer = []): Frame {
   return { type, flags, streamId, payload: Buffer.from(payload) };
