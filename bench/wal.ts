@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { EntryType, type Entry } from '../raft/types.js';
 import { WriteAheadLog } from '../storage/wal/index.js';
+import { LatencyHistogram, type LatencySummary } from './lib/histogram.js';
 
 const ENTRIES_PER_BATCH = 100;
 const VALUE_BYTES = 256;
@@ -82,9 +83,15 @@ function perSec(r: Result): number {
   return (r.batches * 1000) / r.ms;
 }
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+/** p50 and p99 through the load programs' histogram, so every bench reports percentiles the same way. */
+function latencySummary(latenciesMs: readonly number[]): LatencySummary {
+  const h = new LatencyHistogram();
+  try {
+    for (const ms of latenciesMs) h.recordMs(ms);
+    return h.summary();
+  } finally {
+    h.destroy();
+  }
 }
 
 function merge(rs: Result[]): Result {
@@ -97,14 +104,15 @@ function merge(rs: Result[]): Result {
 
 function row(name: string, r: Result): string {
   const bps = perSec(r);
+  const latency = latencySummary(r.latenciesMs);
   const mbps = (bps * ENTRIES_PER_BATCH * VALUE_BYTES) / (1024 * 1024);
   return [
     name.padEnd(34),
     bps.toFixed(0).padStart(9),
     (bps * ENTRIES_PER_BATCH).toFixed(0).padStart(11),
     mbps.toFixed(1).padStart(7),
-    percentile(r.latenciesMs, 50).toFixed(2).padStart(8),
-    percentile(r.latenciesMs, 99).toFixed(2).padStart(8),
+    latency.p50Ms.toFixed(2).padStart(8),
+    latency.p99Ms.toFixed(2).padStart(8),
   ].join(' ');
 }
 

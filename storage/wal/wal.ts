@@ -36,7 +36,7 @@ import {
   decodeHardState,
   decodeMarker,
   decodeMeta,
-  encodeEntry,
+  encodeEntries,
   encodeHardState,
   encodeMarker,
   encodeMeta,
@@ -299,7 +299,7 @@ export class WriteAheadLog {
       if (!replaceLog) this.assertNoCommittedConflict(toWrite);
     }
     const newLast = toWrite.length > 0 ? toWrite[toWrite.length - 1]!.index : last;
-    for (const e of toWrite) batch.put(entryKey(e.index), encodeEntry(e));
+    for (const r of encodeEntries(toWrite)) batch.put(r.key, r.value);
     if (replaceLog) this.stageDeleteOutside(batch, base + 1, newLast);
     else if (toWrite.length > 0) this.stageDeleteOutside(batch, -Infinity, newLast);
     return toWrite;
