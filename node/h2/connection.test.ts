@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import { type ConnectionLimits, CONNECTION_DEFAULTS, type H2Stream, ServerConnection, type StreamListener, validateLimits } from './connection.js';
 import {
   CLIENT_PREFACE,
@@ -438,6 +438,38 @@ describe('handshake', () => {
   });
 });
 
+// With headerTableBytes below 4096 the decoder held the client to it from the start, while the client encodes for
+// the protocol's 4096 bytes until it has read our SETTINGS: a client that sent requests right after its preface
+// (as node:http2 and grpc-js do) lost its connection to COMPRESSION_ERROR as soon as it used the table.
+describe('a header table smaller than 4096 (RFC 7541 4.2, RFC 9113 6.5.3)', () => {
+  const twice = [...REQUEST, ...fields(['x-a', 'one'])];
+
+  it('decodes what the client encoded for 4096 bytes before it read our SETTINGS', () => {
+    const c = new Client({ limits: { headerTableBytes: 0 } });
+    c.frames();
+    c.preface().headers(1, twice, true).headers(3, twice, true).send();
+    expect(c.frames()).toEqual(['SETTINGS ack']);
+    expect(c.events()).toEqual(['stream 1 POST /etcdserverpb.KV/Range end_stream', 'stream 3 POST /etcdserverpb.KV/Range end_stream']);
+    expect(c.headersOf.get(3)!['x-a']).toBe('one');
+  });
+
+  it('after its ACK, holds the client to the smaller table: the next block opens with a size update', () => {
+    const c = new Client({ limits: { headerTableBytes: 0 } });
+    c.frames();
+    c.preface().headers(1, twice, true).settingsAck().send();
+    c.frames();
+    c.encoder.setPeerTableBytesMax(0);
+    c.headers(3, twice, true).send();
+    expect(c.frames()).toEqual([]);
+    expect(c.events()).toEqual(['stream 1 POST /etcdserverpb.KV/Range end_stream', 'stream 3 POST /etcdserverpb.KV/Range end_stream']);
+    // A client that kept its 4096-byte table fails (negative control).
+    const d = new Client({ limits: { headerTableBytes: 0 } });
+    d.frames();
+    d.preface().headers(1, twice, true).settingsAck().headers(3, twice, true).send();
+    expect(d.frames()).toEqual(['SETTINGS ack', 'GOAWAY 1 COMPRESSION_ERROR']);
+  });
+});
+
 describe('a call', () => {
   it('unary: request headers and body in; response headers, data and trailers out; closed NO_ERROR', () => {
     const c = echoClient().handshake();
@@ -506,9 +538,9 @@ describe('a call', () => {
     s.respond(fields([':status', '200'], ['grpc-status', '3']), true);
     expect(c.frames()).toEqual(['HEADERS 1 :status=200 grpc-status=3 end_stream', 'RST_STREAM 1 NO_ERROR']);
     expect(c.events()).toEqual(['closed 1 NO_ERROR']);
-    // The client's DATA already in flight finds the stream closed.
+    // The client's DATA already in flight is dropped: it was sent before the client read our RST_STREAM (5.1).
     c.data(1, 3).send();
-    expect(c.frames()).toEqual(['RST_STREAM 1 STREAM_CLOSED']);
+    expect(c.frames()).toEqual([]);
     expect(c.events()).toEqual([]);
   });
 
@@ -582,6 +614,39 @@ describe('a call', () => {
     t.write(Buffer.from('x'));
     t.end();
     expect(t.closed).toBe(true);
+  });
+});
+
+describe("the client's SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2)", () => {
+  // RESPONSE is 102 bytes as the limit counts: ':status' '200' + 32, 'content-type' 'application/grpc' + 32.
+  it('response headers past it are not sent: the stream is reset with INTERNAL_ERROR, and HPACK stays in step', () => {
+    const c = new Client().handshake([[SettingId.MAX_HEADER_LIST_SIZE, 101]]);
+    const s = c.open(1, true);
+    s.respond([...RESPONSE, { name: 'x-new', value: 'indexed' }], false);
+    expect(c.frames()).toEqual(['RST_STREAM 1 INTERNAL_ERROR']);
+    expect(c.events()).toEqual(['closed 1 INTERNAL_ERROR']);
+    expect(s.closed).toBe(true);
+    // The next response fits: its block decodes (the refused one never reached the encoder's table).
+    c.open(3, true).respond(fields([':status', '200'], ['x-new', 'indexed']), true);
+    expect(c.frames()).toEqual(['HEADERS 3 :status=200 x-new=indexed end_stream']);
+  });
+
+  it('a list exactly at the limit is sent; trailers past it reset the stream after the data', () => {
+    const c = new Client().handshake([[SettingId.MAX_HEADER_LIST_SIZE, 102]]);
+    const s = c.open(1, true);
+    s.respond(RESPONSE, false);
+    s.write(bytes(10));
+    s.end(fields(['grpc-status', '13'], ['grpc-message', 'x'.repeat(100)]));
+    expect(c.frames()).toEqual(['HEADERS 1 :status=200 content-type=application/grpc', 'DATA 1 10 bytes', 'RST_STREAM 1 INTERNAL_ERROR']);
+    expect(c.events()).toEqual(['closed 1 INTERNAL_ERROR']);
+    // Trailers waiting for credit are checked when they go (negative control: these fit).
+    const d = new Client().handshake([[SettingId.MAX_HEADER_LIST_SIZE, 102], [SettingId.INITIAL_WINDOW_SIZE, 5]]);
+    const t = d.open(1, true);
+    t.respond(RESPONSE, false);
+    t.write(bytes(10));
+    t.end(TRAILERS);
+    d.windowUpdate(1, 5).send();
+    expect(d.frames()).toEqual(['HEADERS 1 :status=200 content-type=application/grpc', 'DATA 1 5 bytes', 'DATA 1 5 bytes', 'HEADERS 1 grpc-status=0 end_stream']);
   });
 });
 
@@ -731,6 +796,27 @@ describe('stream ids and states', () => {
     expect(c.events()).toEqual(['closed 9 PROTOCOL_ERROR']);
   });
 
+  // RFC 9113 6.4: RST_STREAM must not be sent for an idle stream (the client treats it as a connection error). A
+  // malformed PRIORITY on an idle stream got one.
+  it('a malformed PRIORITY on an idle stream fails the connection rather than reset a stream that does not exist', () => {
+    const selfDependent = (id: number): Buffer => Buffer.concat([u32(id), Buffer.from([15])]);
+    const short = (): Buffer => Buffer.alloc(4);
+    for (const [payload, code] of [
+      [selfDependent, 'PROTOCOL_ERROR'],
+      [short, 'FRAME_SIZE_ERROR'],
+    ] as const) {
+      const c = new Client().handshake();
+      c.open(1);
+      c.raw(FrameType.PRIORITY, 0, 9, payload(9)).send();
+      expect(c.frames()).toEqual([`GOAWAY 1 ${code}`]);
+      // On a stream that exists, it stays a stream error (negative control).
+      const d = new Client().handshake();
+      d.open(1);
+      d.raw(FrameType.PRIORITY, 0, 1, payload(1)).send();
+      expect(d.frames()).toEqual([`RST_STREAM 1 ${code}`]);
+    }
+  });
+
   it('RST_STREAM and WINDOW_UPDATE on closed streams are ignored', () => {
     const c = new Client().handshake();
     c.open(1).reset(ErrorCode.CANCEL);
@@ -740,15 +826,70 @@ describe('stream ids and states', () => {
     expect(c.conn.closed).toBe(false);
   });
 
-  it('DATA on a closed stream: RST_STREAM STREAM_CLOSED, and its bytes still count against and credit the connection window', () => {
+  it('DATA on a stream closed by both END_STREAMs: RST_STREAM STREAM_CLOSED once, and its bytes still count against and credit the connection window', () => {
     const c = new Client({ limits: { connectionWindowBytes: 65_535, streamWindowBytes: 65_535 } }).handshake();
-    c.open(1).reset(ErrorCode.CANCEL);
+    c.open(1, true).respond(RESPONSE, true);
     c.frames();
     c.data(1, 16_384).data(1, 16_382).send();
-    expect(c.frames()).toEqual(['RST_STREAM 1 STREAM_CLOSED', 'RST_STREAM 1 STREAM_CLOSED']);
+    // The second DATA was sent before the client could read our RST_STREAM: dropped.
+    expect(c.frames()).toEqual(['RST_STREAM 1 STREAM_CLOSED']);
     // Half the window (32,767) is owed: credited.
     c.data(1, 1).send();
-    expect(c.frames()).toEqual(['WINDOW_UPDATE 0 +32767', 'RST_STREAM 1 STREAM_CLOSED']);
+    expect(c.frames()).toEqual(['WINDOW_UPDATE 0 +32767']);
+  });
+
+  // RFC 9113 5.1, "closed": after our RST_STREAM the client may still have frames in flight on the stream, which we
+  // must drop (DATA still counting for the connection window, header blocks still decoded). Answering each with
+  // RST_STREAM STREAM_CLOSED spent the reset budget, so a client whose many streams we ended early (a leader change
+  // ending every watch) lost its connection to ENHANCE_YOUR_CALM; its trailers failed the connection (STREAM_CLOSED).
+  it('frames the client sent before reading our RST_STREAM are dropped: on streams we ended early, reset or refused', () => {
+    const c = new Client({ limits: { resetBudget: { burst: 3, perSecond: 0 }, concurrentStreamsMax: 1 } }).handshake();
+    for (let id = 1; id <= 9; id += 2) c.headers(id).send().streams.get(id)!.respond(fields([':status', '200'], ['grpc-status', '3']), true);
+    c.headers(11).headers(13).send();
+    c.streams.get(11)!.reset(ErrorCode.CANCEL);
+    expect(c.frames().filter((f) => f.startsWith('RST_STREAM'))).toEqual([
+      'RST_STREAM 1 NO_ERROR',
+      'RST_STREAM 3 NO_ERROR',
+      'RST_STREAM 5 NO_ERROR',
+      'RST_STREAM 7 NO_ERROR',
+      'RST_STREAM 9 NO_ERROR',
+      'RST_STREAM 13 REFUSED_STREAM',
+      'RST_STREAM 11 CANCEL',
+    ]);
+    c.events();
+    // What the client had sent meanwhile: more body, the end of it, trailers.
+    for (let id = 1; id <= 13; id += 2) c.data(id, 10).data(id, 0, true);
+    c.headers(11, fields(['x-checksum', 'abc']), true).headers(13, fields(['x-checksum', 'def']), true).send();
+    expect(c.frames()).toEqual([]);
+    expect(c.events()).toEqual([]);
+    expect(c.conn.closed).toBe(false);
+    // HPACK stayed in step: the trailers' indexed fields decode in the next request.
+    c.headers(15, [...REQUEST, ...fields(['x-checksum', 'abc'], ['x-checksum', 'def'])], true).send();
+    expect(c.events()).toEqual(['stream 15 POST /etcdserverpb.KV/Range end_stream']);
+    expect(c.headersOf.get(15)!['x-checksum']).toBe('abc, def');
+  });
+
+  it('trailers whose CONTINUATION arrives after the layer above reset the stream are decoded and dropped', () => {
+    const c = new Client().handshake();
+    const s = c.open(1);
+    const block = c.encoder.encode(fields(['x-t', 'v1']));
+    c.raw(FrameType.HEADERS, Flag.END_STREAM, 1, block.subarray(0, 2)).send();
+    s.reset(ErrorCode.CANCEL);
+    c.raw(FrameType.CONTINUATION, Flag.END_HEADERS, 1, block.subarray(2)).send();
+    // Not taken for a new stream 1 (whose "request" would be malformed): only our RST_STREAM goes out.
+    expect(c.frames()).toEqual(['RST_STREAM 1 CANCEL']);
+    c.headers(3, [...REQUEST, ...fields(['x-t', 'v1'])], true).send();
+    expect(c.headersOf.get(3)!['x-t']).toBe('v1');
+  });
+
+  it('remembers the last 2048 streams it reset: DATA on one reset before them is a STREAM_CLOSED error again', () => {
+    const c = new Client().handshake();
+    for (let i = 0; i <= 2048; i++) c.open(2 * i + 1).reset(ErrorCode.CANCEL);
+    c.frames();
+    c.data(3, 1).send();
+    expect(c.frames()).toEqual([]);
+    c.data(1, 1).send();
+    expect(c.frames()).toEqual(['RST_STREAM 1 STREAM_CLOSED']);
   });
 
   it('DATA on stream 0 fails the connection', () => {
@@ -892,6 +1033,34 @@ describe('flow control: receiving', () => {
     c.open(1);
     c.data(1, 16_384).data(1, 7_232).data(1, 16_384).send();
     expect(c.frames()).toEqual(['WINDOW_UPDATE 0 +40000']);
+  });
+
+  it('10,000 DATA frames of mixed sizes and padding: the credit keeps pace, and no byte of window leaks', () => {
+    const c = new Client({ limits: small }).handshake();
+    c.open(1);
+    // The client's view of its windows, from what it sent and the WINDOW_UPDATEs it read.
+    const windows = { stream: 65_535, connection: 65_535 };
+    let delivered = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const body = 1 + ((i * 7919) % 3000);
+      const padding = i % 5;
+      const cost = body + padding + (padding > 0 ? 1 : 0);
+      expect(Math.min(windows.stream, windows.connection)).toBeGreaterThanOrEqual(cost);
+      if (padding > 0) c.paddedData(1, bytes(body), padding);
+      else c.data(1, body);
+      c.send();
+      windows.stream -= cost;
+      windows.connection -= cost;
+      delivered += body;
+      for (const f of c.frames()) {
+        const [, id, n] = /^WINDOW_UPDATE (\d+) \+(\d+)$/.exec(f)!;
+        windows[id === '0' ? 'connection' : 'stream'] += Number(n);
+      }
+    }
+    expect(Buffer.concat(c.requestBodies.get(1)!).length).toBe(delivered);
+    // What is not yet credited is less than the batch threshold (half a window): nothing leaked.
+    expect(65_535 - windows.stream).toBeLessThan(32_767);
+    expect(65_535 - windows.connection).toBeLessThan(32_767);
   });
 
   it('resume() below the threshold sends nothing: the client still has more than half a window', () => {
@@ -1093,6 +1262,68 @@ describe('the end of a connection', () => {
     expect(c.frames()).toEqual([]);
   });
 
+  describe('shutdown({ twoStep: true }) (RFC 9113 6.8)', () => {
+    const SHUTDOWN_PING = Buffer.from('goaway:2').toString('hex');
+
+    it('GOAWAY 2^31-1 and a PING; streams opened meanwhile are processed; the real GOAWAY on the ACK, then it drains', () => {
+      const c = echoClient().handshake();
+      const s = c.open(1);
+      c.conn.shutdown({ twoStep: true });
+      expect(c.frames()).toEqual([`GOAWAY ${MAX_WINDOW_SIZE} NO_ERROR`, `PING ${SHUTDOWN_PING}`]);
+      // A stream the client opened before it read the GOAWAY: served, and no close while the ACK is awaited.
+      c.headers(3, REQUEST, true).send();
+      expect(c.events()).toEqual(['stream 3 POST /etcdserverpb.KV/Range end_stream', 'closed 3 NO_ERROR']);
+      expect(c.frames()).toEqual(['HEADERS 3 :status=200 content-type=application/grpc', 'HEADERS 3 grpc-status=0 end_stream']);
+      c.conn.shutdown({ twoStep: true }); // again: nothing more
+      expect(c.frames()).toEqual([]);
+      // The ACK: the real last stream id, not reported as the layer above's PING.
+      c.ping(SHUTDOWN_PING, true).send();
+      expect(c.frames()).toEqual(['GOAWAY 3 NO_ERROR']);
+      expect(c.events()).toEqual([]);
+      // Now new streams are ignored (but decoded), and the last open one ends the connection.
+      c.headers(5, REQUEST, true).send();
+      expect(c.events()).toEqual([]);
+      s.respond(RESPONSE, true);
+      expect(c.frames()).toEqual(['HEADERS 1 :status=200 content-type=application/grpc end_stream', 'RST_STREAM 1 NO_ERROR']);
+      expect(c.events()).toEqual(['closed 1 NO_ERROR', 'connection closed']);
+    });
+
+    it('with no stream open, the ACK closes the connection; other PING ACKs are still reported', () => {
+      const c = new Client().handshake();
+      c.conn.shutdown({ twoStep: true });
+      c.frames();
+      c.ping('0102030405060708', true).send();
+      expect(c.events()).toEqual(['ping acknowledged 0102030405060708']);
+      expect(c.conn.closed).toBe(false);
+      c.ping(SHUTDOWN_PING, true).send();
+      expect(c.frames()).toEqual(['GOAWAY 0 NO_ERROR']);
+      expect(c.events()).toEqual(['connection closed']);
+    });
+
+    it('a plain shutdown() before the ACK (the caller\'s timeout) sends the real GOAWAY at once; a late ACK does nothing', () => {
+      const c = new Client().handshake();
+      const s = c.open(1, true);
+      c.conn.shutdown({ twoStep: true });
+      c.frames();
+      c.conn.shutdown();
+      expect(c.frames()).toEqual(['GOAWAY 1 NO_ERROR']);
+      c.ping(SHUTDOWN_PING, true).send();
+      expect(c.frames()).toEqual([]);
+      expect(c.events()).toEqual([]);
+      s.respond(RESPONSE, true);
+      expect(c.events()).toEqual(['closed 1 NO_ERROR', 'connection closed']);
+    });
+
+    it('fail() after the first step sends the real last stream id', () => {
+      const c = new Client().handshake();
+      c.open(1);
+      c.conn.shutdown({ twoStep: true });
+      c.frames();
+      c.conn.fail(ErrorCode.INTERNAL_ERROR, 'going');
+      expect(c.frames()).toEqual(['GOAWAY 1 INTERNAL_ERROR']);
+    });
+  });
+
   it('shutdown() with no stream open closes at once', () => {
     const c = new Client().handshake();
     c.conn.shutdown();
@@ -1100,11 +1331,13 @@ describe('the end of a connection', () => {
     expect(c.events()).toEqual(['connection closed']);
   });
 
-  it("the client's GOAWAY: open streams finish, new ones are ignored, then closed()", () => {
+  it("the client's GOAWAY: open streams finish, new ones are refused, then closed()", () => {
     const c = new Client().handshake();
     const s = c.open(1, true);
-    c.goaway(0).headers(3, REQUEST, true).send();
+    c.goaway(0).headers(3, REQUEST).data(3, 4, true).send();
     expect(c.events()).toEqual([]);
+    // Refused, not silently ignored: its client would wait on it for as long as stream 1 lasts.
+    expect(c.frames()).toEqual(['RST_STREAM 3 REFUSED_STREAM']);
     s.respond(RESPONSE, true);
     expect(c.events()).toEqual(['closed 1 NO_ERROR', 'connection closed']);
     const d = new Client().handshake();
@@ -1133,6 +1366,22 @@ describe('the end of a connection', () => {
     expect(c.frames()).toEqual([]);
     expect(c.events()).toEqual([]);
     expect(c.connectionClosed).toBe(1);
+  });
+
+  // ConnectionEvents.closed() is documented to come after every stream's closed(). A connection that ended inside
+  // events.stream() reported its closed() first, and the new stream's closed() after it.
+  it('a connection that ends inside stream() reports closed() after that stream\'s closed()', () => {
+    const drained = new Client({ hooks: { stream: (s) => (drained.conn.shutdown(), s.respond(RESPONSE, true)) } }).handshake();
+    drained.headers(1, REQUEST, true).send();
+    expect(drained.events()).toEqual(['stream 1 POST /etcdserverpb.KV/Range end_stream', 'closed 1 NO_ERROR', 'connection closed']);
+    const failed = new Client({ hooks: { stream: () => failed.conn.fail(ErrorCode.INTERNAL_ERROR, 'no') } }).handshake();
+    failed.headers(1, REQUEST, true).send();
+    expect(failed.events()).toEqual(['stream 1 POST /etcdserverpb.KV/Range end_stream', 'closed 1 INTERNAL_ERROR', 'connection closed INTERNAL_ERROR']);
+    // A stream() that throws after ending the connection: closed() is still reported, once.
+    const thrown = new Client({ hooks: { stream: () => (thrown.conn.terminate(), assert.fail('boom')) } }).handshake();
+    expect(() => thrown.headers(1, REQUEST, true).send()).toThrow('boom');
+    expect(thrown.events()).toEqual(['stream 1 POST /etcdserverpb.KV/Range end_stream', 'connection closed']);
+    expect(thrown.connectionClosed).toBe(1);
   });
 
   it('terminate(): every stream closed with CANCEL, closed(undefined), nothing sent', () => {
@@ -1464,6 +1713,36 @@ describe('interop with node:http2', () => {
       conns[0]!.shutdown();
       const [code] = (await goaway) as [number];
       expect(code).toBe(ErrorCode.NO_ERROR);
+      expect(conns[0]!.closed).toBe(true);
+    } finally {
+      session.destroy();
+      server.close();
+    }
+  });
+
+  it('a two-step shutdown with a node:http2 client: its ACK brings the real GOAWAY, and a call in progress completes', async () => {
+    const conns: ServerConnection[] = [];
+    const server = net.createServer((socket) => conns.push(serve(socket, [])));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/late' });
+      req.write(Buffer.from('abc'));
+      const goaways: number[] = [];
+      session.on('goaway', (_code, lastStreamId) => goaways.push(lastStreamId));
+      for (let i = 0; i < 200 && conns[0]?.openStreams !== 1; i++) await new Promise((r) => setTimeout(r, 5));
+      conns[0]!.shutdown({ twoStep: true });
+      for (let i = 0; i < 200 && goaways.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(goaways).toEqual([2 ** 31 - 1, 1]);
+      expect(conns[0]!.closed).toBe(false);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.end(Buffer.from('def'));
+      await once(req, 'end');
+      expect(Buffer.concat(chunks).toString()).toBe('fedcba');
+      for (let i = 0; i < 200 && !conns[0]!.closed; i++) await new Promise((r) => setTimeout(r, 5));
       expect(conns[0]!.closed).toBe(true);
     } finally {
       session.destroy();

@@ -17,9 +17,12 @@
 //                                              respond(): HEADERS 1; write(): DATA 1; end(trailers): HEADERS 1
 //                                              end_stream -> both sides ended: listener.closed(NO_ERROR)
 //
-// Closed streams are not remembered: a stream id at or below the highest the client used that is not open is
-// closed (RFC 9113 5.1.1: using an id closes every idle one below it). Streams never linger half-closed (local):
-// once our END_STREAM is out, the stream closes, with RST_STREAM NO_ERROR if the request had not ended (8.1).
+// Closed streams are not kept: a stream id at or below the highest the client used that is not open is closed
+// (RFC 9113 5.1.1: using an id closes every idle one below it). Streams never linger half-closed (local): once our
+// END_STREAM is out, the stream closes, with RST_STREAM NO_ERROR if the request had not ended (8.1). Only the ids
+// of the last streams we sent RST_STREAM for are remembered, because the client may have sent more on them before
+// reading it: that DATA and those trailers are dropped (5.1, "closed"), where on any other closed stream they are
+// a STREAM_CLOSED error.
 
 import {
   connectionError,
@@ -48,9 +51,10 @@ import {
   type PriorityFields,
   rejectPushPromise,
   SettingId,
+  STREAM_ID_MAX,
   streamError,
 } from './frames.js';
-import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
+import { fieldBytes, type HeaderField, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
 
 /** Our side's settings and the limits on what a peer may make us hold. Every field has a default (CONNECTION_DEFAULTS). */
 export interface ConnectionLimits {
@@ -78,7 +82,10 @@ export interface ConnectionLimits {
   readonly resetBudget: RateBudget;
   /** PING and SETTINGS frames we must answer (CVE-2019-9512, CVE-2019-9515). */
   readonly controlBudget: RateBudget;
-  /** Frames that carry nothing: empty DATA without END_STREAM, empty CONTINUATION, PRIORITY, WINDOW_UPDATE to closed streams (CVE-2019-9518). */
+  /**
+   * Frames that carry nothing: empty DATA without END_STREAM, empty CONTINUATION, PRIORITY, WINDOW_UPDATE to closed
+   * streams, header blocks on streams we reset (CVE-2019-9518).
+   */
   readonly emptyFrameBudget: RateBudget;
 }
 
@@ -91,6 +98,20 @@ export interface ConnectionOptions {
   readonly limits?: Partial<ConnectionLimits>;
   /** Milliseconds, for the flood limits' rates: Date.now by default, a test's own clock in transcript tests. */
   readonly now?: () => number;
+}
+
+/** How shutdown() ends the connection. */
+export interface ShutdownOptions {
+  /**
+   * RFC 9113 6.8's graceful shutdown in two steps, for a client that may be opening streams as we decide to go:
+   * first GOAWAY NO_ERROR with the last stream id 2^31-1 (no stream is refused yet, but the client opens no
+   * more) and a PING; then, on the PING's ACK (a round trip later, so every stream the client opened before it
+   * read the first GOAWAY has arrived), the real GOAWAY with the last stream processed, after which the
+   * connection drains as with a plain shutdown(). The state machine sets no timers: for a client that never
+   * answers, the caller calls shutdown() without twoStep after a timeout, which sends the real GOAWAY at once.
+   * Without twoStep (the default) the real GOAWAY goes at once.
+   */
+  readonly twoStep?: boolean;
 }
 
 /** What the layer above is told about the connection. */
@@ -135,7 +156,10 @@ export interface ConnectionError {
 /** One request/response exchange. Methods called after the stream closed do nothing (write() returns false). */
 export interface H2Stream {
   readonly id: number;
-  /** Response headers, once, before any data; `endStream` for a trailers-only answer. */
+  /**
+   * Response headers, once, before any data; `endStream` for a trailers-only answer. Headers (or trailers, at
+   * end()) past the client's SETTINGS_MAX_HEADER_LIST_SIZE are not sent: the stream is reset with INTERNAL_ERROR.
+   */
   respond(fields: readonly HeaderField[], endStream: boolean): void;
   /**
    * Queue response bytes; false when the queue holds streamSendQueueBytes or more (wait for writable()). The
@@ -204,7 +228,16 @@ const HPACK_SIZE_MAX = 2 ** 31 - 1;
 const DEBUG_MESSAGE_BYTES_MAX = 256;
 /** Spent entries at the head of a send queue before it is compacted: rare, cheap, and keeps memory bounded. */
 const QUEUE_COMPACT_MIN = 64;
+/**
+ * Streams we sent RST_STREAM for that are remembered, so that what the peer sent before it read our RST_STREAM is
+ * dropped rather than answered (RFC 9113 5.1). Twice the default concurrentStreamsMax: every open stream can be
+ * ended early at once (a leader change ending every watch) with room for as many refused. Frames arrive within a
+ * round trip of the reset, so an id that has left the list is one the peer had plenty of time to stop using.
+ */
+const RESET_STREAMS_REMEMBERED = 2048;
 const EMPTY = Buffer.alloc(0);
+/** The opaque data of a two-step shutdown's PING, to know its ACK from those of the layer above's PINGs. */
+const SHUTDOWN_PING_DATA = Buffer.from('goaway:2', 'latin1');
 
 /** The limits with defaults filled in, checked and frozen. RangeError for a bad or unknown field. */
 export function validateLimits(partial: Partial<ConnectionLimits> = {}): ConnectionLimits {
@@ -236,6 +269,35 @@ export function validateLimits(partial: Partial<ConnectionLimits> = {}): Connect
 function checkInteger(name: string, value: unknown, min: number, max: number): void {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+}
+
+/**
+ * The last `capacity` ids added, in a ring: adding and looking up are O(1), and memory stays bounded whatever
+ * the peer does.
+ */
+class RecentIds {
+  private readonly ids = new Set<number>();
+  /** Grown up to `capacity` as ids arrive, then overwritten oldest first: most connections reset few streams. */
+  private readonly ring: number[] = [];
+  private next = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  add(id: number): void {
+    if (this.ids.has(id)) return;
+    if (this.ring.length < this.capacity) {
+      this.ring.push(id);
+    } else {
+      this.ids.delete(this.ring[this.next]!);
+      this.ring[this.next] = id;
+      this.next = (this.next + 1) % this.capacity;
+    }
+    this.ids.add(id);
+  }
+
+  has(id: number): boolean {
+    return this.ids.has(id);
   }
 }
 
@@ -454,9 +516,13 @@ export class ServerConnection {
     this.#connection.ping(opaqueData);
   }
 
-  /** Graceful: GOAWAY NO_ERROR, no new streams, closed() when the last open stream ends. */
-  shutdown(): void {
-    this.#connection.shutdown();
+  /**
+   * Graceful: GOAWAY NO_ERROR, no new streams, closed() when the last open stream ends. With `twoStep`, a first
+   * GOAWAY announces it and the real one follows the ACK of a PING (see ShutdownOptions); calling shutdown()
+   * without it meanwhile sends the real one at once.
+   */
+  shutdown(options: ShutdownOptions = {}): void {
+    this.#connection.shutdown(options);
   }
 
   /** A connection error we decide (SETTINGS_TIMEOUT, keepalive): GOAWAY, every stream closed with `code`. */
@@ -513,23 +579,34 @@ class Connection {
   private lastProcessedId = 0;
   /** The block being assembled from HEADERS and CONTINUATION frames; no other frame may come between them. */
   private block: PendingBlock | null = null;
+  /** Closed streams we sent RST_STREAM for: the peer's frames already in flight on them are dropped. */
+  private readonly resetStreams = new RecentIds(RESET_STREAMS_REMEMBERED);
 
   private peerSettingsSeen = false;
   settingsAcknowledged = false;
   private peerInitialWindow = DEFAULT_INITIAL_WINDOW_SIZE;
   private peerMaxFrameBytes = DEFAULT_MAX_FRAME_SIZE;
+  /** The client's SETTINGS_MAX_HEADER_LIST_SIZE: unlimited until it sets one (6.5.2). */
+  private peerHeaderListBytesMax = Number.POSITIVE_INFINITY;
   private connectionSendWindow = DEFAULT_INITIAL_WINDOW_SIZE;
   private connectionRecvWindow: number;
   private connectionCreditOwed = 0;
   /** Streams with queued bytes and stream credit but no connection credit, served in order of arrival. */
   private blocked: Stream[] = [];
 
+  /** The GOAWAY with the real last stream id is out: no new stream is processed. */
   private goawaySent = false;
+  /** A two-step shutdown's first GOAWAY (last stream id 2^31-1) and PING are out; the real GOAWAY waits for the ACK. */
+  private shutdownAnnounced = false;
   private goawayReceived = false;
   closed = false;
   private outputSignalled = false;
   /** holdOutput(true): no DATA framed until holdOutput(false). */
   private outputHeld = false;
+  /** Inside events.stream(): the new stream's closed() can only be reported once it returns its listener. */
+  private streamOpening = false;
+  /** The connection closed inside events.stream(): closed() is reported after that stream's closed(). */
+  private closeReportOwed: { error: ConnectionError | undefined } | null = null;
 
   constructor(
     private readonly events: ConnectionEvents,
@@ -538,7 +615,10 @@ class Connection {
     const limits = validateLimits(options.limits);
     this.limits = limits;
     this.now = options.now ?? Date.now;
-    this.decoder = new HpackDecoder({ tableBytesMax: limits.headerTableBytes, headerListBytesMax: limits.headerListBytesMax });
+    // Until it has read our SETTINGS the client encodes for the protocol's 4096 bytes; a smaller table holds it
+    // from its ACK on (onSettings).
+    const tableBytesMax = Math.max(limits.headerTableBytes, DEFAULT_HEADER_TABLE_SIZE);
+    this.decoder = new HpackDecoder({ tableBytesMax, headerListBytesMax: limits.headerListBytesMax });
     const nowMs = this.now();
     this.resetBucket = new TokenBucket(limits.resetBudget, nowMs);
     this.controlBucket = new TokenBucket(limits.controlBudget, nowMs);
@@ -598,12 +678,27 @@ class Connection {
     this.signalOutput();
   }
 
-  shutdown(): void {
+  shutdown(options: ShutdownOptions): void {
     if (this.closed || this.goawaySent) return;
+    if (options.twoStep === true) {
+      if (!this.shutdownAnnounced) this.announceShutdown();
+      return;
+    }
     this.goawaySent = true;
     this.writer.goaway(this.lastProcessedId, ErrorCode.NO_ERROR);
     if (this.streams.size === 0) this.close(ErrorCode.NO_ERROR, undefined);
     else this.signalOutput();
+  }
+
+  /**
+   * A two-step shutdown's first step: GOAWAY with the largest stream id says the client may open no more streams
+   * while refusing none, and the PING's ACK tells when the client has read it (RFC 9113 6.8).
+   */
+  private announceShutdown(): void {
+    this.shutdownAnnounced = true;
+    this.writer.goaway(STREAM_ID_MAX, ErrorCode.NO_ERROR);
+    this.writer.ping(SHUTDOWN_PING_DATA, false);
+    this.signalOutput();
   }
 
   fail(code: number, message: string): void {
@@ -626,7 +721,16 @@ class Connection {
     this.blocked = [];
     for (const stream of [...this.streams.values()]) this.closeStream(stream, streamCode);
     this.signalOutput();
-    this.events.closed(error);
+    if (this.streamOpening) this.closeReportOwed = { error };
+    else this.events.closed(error);
+  }
+
+  /** The closed() that close() held back while a stream was being opened. */
+  private reportOwedClose(): void {
+    const owed = this.closeReportOwed;
+    if (owed === null) return;
+    this.closeReportOwed = null;
+    this.events.closed(owed.error);
   }
 
   private signalOutput(): void {
@@ -653,15 +757,32 @@ class Connection {
     throw e;
   }
 
-  /** RST_STREAM for a stream error the peer caused; these count against the reset budget like its own resets. */
+  /**
+   * RST_STREAM for a stream error the peer caused; these count against the reset budget like its own resets. On an
+   * idle stream (a PRIORITY frame, the one frame allowed there, that is malformed) there is nothing to reset, and
+   * RST_STREAM is forbidden (6.4): the peer would fail the connection on it, so we do (5.4.1 allows it).
+   */
   private streamFailed(streamId: number, code: number, message: string): void {
+    if (this.isIdle(streamId)) {
+      this.fail(code, message);
+      return;
+    }
     if (!this.resetBucket.take(this.now())) {
       this.fail(ErrorCode.ENHANCE_YOUR_CALM, `too many streams reset or refused (last: ${message})`);
       return;
     }
-    this.writer.rstStream(streamId, code);
+    this.sendRstStream(streamId, code);
     const stream = this.streams.get(streamId);
     if (stream !== undefined) this.closeStream(stream, code);
+  }
+
+  /**
+   * Our RST_STREAM. The peer may have sent frames on the stream before it reads it: those are dropped when they
+   * arrive, not answered (RFC 9113 5.1, "closed"), so the stream is remembered.
+   */
+  private sendRstStream(streamId: number, code: number): void {
+    this.writer.rstStream(streamId, code);
+    this.resetStreams.add(streamId);
   }
 
   /** A frame counted by a flood limit; without a token the connection fails with ENHANCE_YOUR_CALM. */
@@ -727,6 +848,7 @@ class Connection {
       if (this.settingsAcknowledged) throw connectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS ACK with no SETTINGS unacknowledged');
       // Frames the peer sent before its ACK were bound by the default; from here on, by ours (6.5.3).
       this.reader.setMaxFrameBytes(this.limits.frameBytesMax);
+      if (this.limits.headerTableBytes < DEFAULT_HEADER_TABLE_SIZE) this.decoder.lowerTableBytesMax(this.limits.headerTableBytes);
       this.settingsAcknowledged = true;
       return;
     }
@@ -736,8 +858,8 @@ class Connection {
       if (id === SettingId.HEADER_TABLE_SIZE) this.encoder.setPeerTableBytesMax(value);
       else if (id === SettingId.INITIAL_WINDOW_SIZE) windowGrew = this.setPeerInitialWindow(value) || windowGrew;
       else if (id === SettingId.MAX_FRAME_SIZE) this.peerMaxFrameBytes = value;
-      // MAX_CONCURRENT_STREAMS and ENABLE_PUSH limit streams we would open, and we open none; we keep our
-      // response headers small, so MAX_HEADER_LIST_SIZE needs no check.
+      else if (id === SettingId.MAX_HEADER_LIST_SIZE) this.peerHeaderListBytesMax = value;
+      // MAX_CONCURRENT_STREAMS and ENABLE_PUSH limit streams we would open, and we open none.
     }
     this.writer.settingsAck();
     if (windowGrew) for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
@@ -762,6 +884,8 @@ class Connection {
   private onPing(frame: Frame): void {
     const ping = parsePing(frame);
     if (ping.ack) {
+      // Our two-step shutdown's PING is ours alone: the layer above did not send it.
+      if (this.shutdownAnnounced && ping.opaqueData.equals(SHUTDOWN_PING_DATA)) return this.shutdown({});
       this.events.pingAcknowledged?.(Buffer.from(ping.opaqueData));
       return;
     }
@@ -813,7 +937,7 @@ class Connection {
   private onHeaders(frame: Frame): void {
     const headers = parseHeaders(frame);
     const streamId = frame.streamId;
-    if (!this.streams.has(streamId)) this.checkNewStreamId(streamId);
+    if (!this.streams.has(streamId) && !this.resetStreams.has(streamId)) this.checkNewStreamId(streamId);
     if (headers.endHeaders) {
       this.onHeaderBlock(streamId, headers.fragment, headers.endStream, headers.priority);
       return;
@@ -870,9 +994,15 @@ class Connection {
     const decoded = this.decoder.decode(block);
     const stream = this.streams.get(streamId);
     if (stream !== undefined) return this.onTrailers(stream, decoded.fields, endStream, priority);
+    // Trailers the client sent before it read our RST_STREAM (or the stream was reset while its block arrived):
+    // decoded for HPACK's sake, then dropped (RFC 9113 5.1).
+    if (streamId <= this.highestStreamId) return this.spend(this.emptyFrameBucket, 'header blocks on streams we reset');
     this.highestStreamId = streamId;
-    // After a GOAWAY either way no new stream is processed; ours told the client so (6.8).
-    if (this.goawaySent || this.goawayReceived) return;
+    // After our GOAWAY no new stream is processed, and the GOAWAY told the client so (6.8).
+    if (this.goawaySent) return;
+    // After the client's, none either, as the connection closes with its last stream; the client heard nothing
+    // from us, so it is told: ignored, its stream would hang while other streams (a watch) keep the connection.
+    if (this.goawayReceived) throw streamError(streamId, ErrorCode.REFUSED_STREAM, `stream ${streamId} opened after the client's GOAWAY`);
     if (priority !== undefined && priority.dependency === streamId) throw streamError(streamId, ErrorCode.PROTOCOL_ERROR, `stream ${streamId} depends on itself`);
     // Past SETTINGS_MAX_HEADER_LIST_SIZE: ENHANCE_YOUR_CALM, as Node's HTTP/2 (over nghttp2) answers. Not
     // REFUSED_STREAM, which invites the client to retry the same request, nor PROTOCOL_ERROR, as the request is
@@ -893,9 +1023,20 @@ class Connection {
     const stream = new Stream(this, streamId, endStream, length, this.limits.streamWindowBytes, this.peerInitialWindow);
     this.streams.set(streamId, stream);
     this.lastProcessedId = streamId;
-    const listener = this.events.stream(stream, headers, endStream);
+    // The layer above may end the stream, or the whole connection, before it returns the listener: the stream's
+    // closed() then waits for the listener, and the connection's closed() for the stream's (as documented).
+    let listener: StreamListener | undefined;
+    this.streamOpening = true;
+    try {
+      listener = this.events.stream(stream, headers, endStream);
+    } finally {
+      this.streamOpening = false;
+      // stream() threw: there is no listener to tell, and the connection fails on the throw.
+      if (listener === undefined) this.reportOwedClose();
+    }
     stream.listener = listener;
     if (stream.closed) listener.closed(stream.closeCode);
+    this.reportOwedClose();
   }
 
   /**
@@ -960,6 +1101,8 @@ class Connection {
     if (length === 0 && !endStream) this.spend(this.emptyFrameBucket, 'empty DATA frames');
     // A stream our GOAWAY told the client we ignore: its frames are dropped without a word (6.8).
     if (this.goawaySent && streamId > this.lastProcessedId) return;
+    // DATA the client sent before it read our RST_STREAM (or our END_STREAM and RST_STREAM NO_ERROR).
+    if (this.resetStreams.has(streamId)) return;
     throw streamError(streamId, ErrorCode.STREAM_CLOSED, `DATA on closed stream ${streamId}`);
   }
 
@@ -1002,6 +1145,7 @@ class Connection {
     if (stream.closed) return;
     if (stream.responded) throw new Error(`stream ${stream.id}: respond() called twice`);
     stream.responded = true;
+    if (!this.fitsPeerHeaderList(fields)) return this.reset(stream, ErrorCode.INTERNAL_ERROR);
     this.writer.headers(stream.id, this.encoder.encode(fields), endStream, this.peerMaxFrameBytes);
     if (endStream) this.endedLocally(stream);
     this.signalOutput();
@@ -1041,7 +1185,7 @@ class Connection {
 
   reset(stream: Stream, code: number): void {
     if (stream.closed) return;
-    this.writer.rstStream(stream.id, code);
+    this.sendRstStream(stream.id, code);
     this.closeStream(stream, code);
     this.signalOutput();
   }
@@ -1129,10 +1273,27 @@ class Connection {
     }
   }
 
-  /** END_STREAM after the queue: trailers as HEADERS, or an empty DATA (it needs no credit). */
+  /**
+   * Whether a header list is within the client's SETTINGS_MAX_HEADER_LIST_SIZE, counted as RFC 9113 6.5.2 does
+   * (name and value bytes plus 32 per field; names and values are latin1, a byte a char). A list past it is
+   * never sent: the client would refuse it, most likely by failing the whole connection. The check comes before
+   * encoding, as a block encoded and not sent would leave HPACK's tables out of step.
+   */
+  private fitsPeerHeaderList(fields: readonly HeaderField[]): boolean {
+    if (this.peerHeaderListBytesMax === Number.POSITIVE_INFINITY) return true;
+    let bytes = 0;
+    for (const field of fields) bytes += fieldBytes(field.name, field.value);
+    return bytes <= this.peerHeaderListBytesMax;
+  }
+
+  /**
+   * END_STREAM after the queue: trailers as HEADERS, or an empty DATA (it needs no credit). Trailers past the
+   * client's header list limit reset the stream (INTERNAL_ERROR) instead, as response headers do.
+   */
   private sendEndStream(stream: Stream): void {
     const trailers = stream.trailers;
     stream.trailers = null;
+    if (trailers !== null && !this.fitsPeerHeaderList(trailers)) return this.reset(stream, ErrorCode.INTERNAL_ERROR);
     if (trailers !== null) this.writer.headers(stream.id, this.encoder.encode(trailers), true, this.peerMaxFrameBytes);
     else this.writer.data(stream.id, EMPTY, true);
     this.endedLocally(stream);
@@ -1143,7 +1304,7 @@ class Connection {
    * and RST_STREAM NO_ERROR tells the client to stop sending the body (8.1).
    */
   private endedLocally(stream: Stream): void {
-    if (!stream.remoteEnded) this.writer.rstStream(stream.id, ErrorCode.NO_ERROR);
+    if (!stream.remoteEnded) this.sendRstStream(stream.id, ErrorCode.NO_ERROR);
     this.closeStream(stream, ErrorCode.NO_ERROR);
   }
 

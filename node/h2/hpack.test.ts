@@ -394,6 +394,28 @@ describe('HPACK decoder errors', () => {
     expect(decoder.dynamicTable).toEqual({ entries: [], bytes: 0, maxBytes: 4096 }); // the 0 emptied it
   });
 
+  it('after lowerTableBytesMax() the next block must open with a size update down to it (RFC 7541 4.2)', () => {
+    const decoder = new HpackDecoder();
+    decoder.decode(hex('400161 0162')); // a: b, indexed
+    decoder.lowerTableBytesMax(0);
+    expect(() => decoder.decode(hex('82'))).toThrow('does not open with a dynamic table size update down to SETTINGS_HEADER_TABLE_SIZE 0');
+    const next = new HpackDecoder();
+    next.decode(hex('400161 0162'));
+    next.lowerTableBytesMax(100);
+    expect(() => next.decode(hex('3f 82 01'))).toThrow('exceeds SETTINGS_HEADER_TABLE_SIZE 100'); // 127 is still too big
+    expect(next.decode(hex('3f 45 82'))).toEqual({ fields: fields([':method', 'GET']), oversized: false });
+    expect(next.dynamicTable).toEqual({ entries: [['a', 'b']], bytes: 34, maxBytes: 100 });
+    // Once it fits, blocks need no size update; a later one may not exceed the new maximum.
+    expect(next.decode(hex('be'))).toEqual({ fields: fields(['a', 'b']), oversized: false });
+    expect(() => next.decode(hex('3f 46'))).toThrow('exceeds SETTINGS_HEADER_TABLE_SIZE 100');
+    // A peer that shrank its table before we lowered the maximum owes nothing more.
+    const early = new HpackDecoder();
+    early.decode(hex('20'));
+    early.lowerTableBytesMax(0);
+    expect(early.decode(hex('82'))).toEqual({ fields: fields([':method', 'GET']), oversized: false });
+    expect(() => early.lowerTableBytesMax(1)).toThrow(RangeError);
+  });
+
   it('rejects a bad option', () => {
     expect(() => new HpackDecoder({ tableBytesMax: -1 })).toThrow(RangeError);
     expect(() => new HpackEncoder({ tableBytesMax: 1.5 })).toThrow(RangeError);

@@ -65,6 +65,8 @@ const LITERAL_INCREMENTAL = 0x40;
 const LITERAL_INCREMENTAL_PREFIX_BITS = 6;
 const SIZE_UPDATE = 0x20;
 const SIZE_UPDATE_PREFIX_BITS = 5;
+/** The leading bits that tell a size update (001) from the other representations. */
+const SIZE_UPDATE_MASK = 0xe0;
 const LITERAL_NEVER_INDEXED = 0x10;
 const LITERAL_WITHOUT_INDEXING = 0x00;
 const LITERAL_PREFIX_BITS = 4;
@@ -255,10 +257,10 @@ function asBuffer(b: Uint8Array): Buffer {
 
 export interface HpackDecoderOptions {
   /**
-   * The SETTINGS_HEADER_TABLE_SIZE we advertise (default 4096): the peer's size updates may not exceed it. The
+   * The SETTINGS_HEADER_TABLE_SIZE the peer is held to (default 4096): its size updates may not exceed it. The
    * table starts at 4096, the protocol's initial size (a peer that wants more says so with a size update), or at
-   * this value when it is smaller. Advertise less than 4096 only if the peer cannot have encoded a block before
-   * seeing it, since until then its encoder assumes 4096.
+   * this value when it is smaller. A connection that advertises less than 4096 passes 4096 here, as the peer
+   * encodes for 4096 until it has read our SETTINGS, and lowers it with lowerTableBytesMax() on their ACK.
    */
   tableBytesMax?: number;
   /** Decoded list size (RFC 9113 6.5.2) past which a block is `oversized`. */
@@ -267,7 +269,7 @@ export interface HpackDecoderOptions {
 
 /** Decodes the header blocks one peer sends on one connection, in order. */
 export class HpackDecoder {
-  private readonly tableBytesMax: number;
+  private tableBytesMax: number;
   private readonly headerListBytesMax: number;
   private readonly table: DynamicTable;
   // The block being decoded and the position in it.
@@ -283,6 +285,17 @@ export class HpackDecoder {
       throw new RangeError(`headerListBytesMax must be a non-negative integer, got ${this.headerListBytesMax}`);
     }
     this.table = new DynamicTable(Math.min(this.tableBytesMax, DEFAULT_TABLE_BYTES));
+  }
+
+  /**
+   * The peer acknowledged a SETTINGS_HEADER_TABLE_SIZE below tableBytesMax. Its encoder shrank its table on
+   * reading it, so if ours is still larger its next block must open with a size update down to `n` at most
+   * (RFC 7541 4.2); from then on its size updates may not exceed `n`.
+   */
+  lowerTableBytesMax(n: number): void {
+    checkTableBytes('tableBytesMax', n);
+    if (n > this.tableBytesMax) throw new RangeError(`lowerTableBytesMax(${n}) is above the current ${this.tableBytesMax}`);
+    this.tableBytesMax = n;
   }
 
   /** Decodes a complete header block (HEADERS or PUSH_PROMISE plus its CONTINUATIONs). Throws HpackError. */
@@ -303,10 +316,10 @@ export class HpackDecoder {
   }
 
   private fields(): DecodedBlock {
+    this.leadingSizeUpdates();
     const fields: HeaderField[] = [];
     let listBytes = 0;
     let oversized = false;
-    let atStart = true;
     while (this.pos < this.end) {
       const first = this.buf[this.pos]!;
       let field: HeaderField;
@@ -317,13 +330,10 @@ export class HpackDecoder {
         this.table.add(field.name, field.value);
       } else if (first >= SIZE_UPDATE) {
         // RFC 7541 4.2: only before the block's first field.
-        if (!atStart) throw new HpackError('dynamic table size update after a header field');
-        this.sizeUpdate();
-        continue;
+        throw new HpackError('dynamic table size update after a header field');
       } else {
         field = this.literalField(LITERAL_PREFIX_BITS, (first & LITERAL_NEVER_INDEXED) !== 0);
       }
-      atStart = false;
       // Past the limit the fields are still decoded (the table must follow the peer's) but no longer kept.
       listBytes += fieldBytes(field.name, field.value);
       if (listBytes > this.headerListBytesMax) oversized = true;
@@ -350,6 +360,17 @@ export class HpackDecoder {
     }
     const value = this.string();
     return neverIndexed ? { name, value, neverIndexed } : { name, value };
+  }
+
+  /**
+   * The size updates that may open a block (RFC 7541 4.2; the encoder sends at most two, but more do no harm).
+   * After them the table must fit tableBytesMax: it may not, just after lowerTableBytesMax().
+   */
+  private leadingSizeUpdates(): void {
+    while (this.pos < this.end && (this.buf[this.pos]! & SIZE_UPDATE_MASK) === SIZE_UPDATE) this.sizeUpdate();
+    if (this.table.maxBytes > this.tableBytesMax) {
+      throw new HpackError(`the block does not open with a dynamic table size update down to SETTINGS_HEADER_TABLE_SIZE ${this.tableBytesMax}`);
+    }
   }
 
   private sizeUpdate(): void {

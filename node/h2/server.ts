@@ -62,6 +62,12 @@ export const H2_SERVER_DEFAULTS = {
  */
 const LINGER_AFTER_CLOSE_MS = 2_000;
 
+/**
+ * A graceful shutdown goes in two steps (ServerConnection.shutdown({ twoStep: true })): the real GOAWAY follows the
+ * client's ACK of our PING, or this long after the first GOAWAY if no ACK comes.
+ */
+export const SHUTDOWN_ACK_TIMEOUT_MS = 1_000;
+
 /** Sessions with output, flushed together in the next check phase. */
 const dirty = new Set<H2Session>();
 let flushScheduled = false;
@@ -81,6 +87,7 @@ export class H2Session {
   private handshakeTimer: NodeJS.Timeout | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
+  private shutdownTimer: NodeJS.Timeout | undefined;
   /** Bytes read since the keepalive timer last started: a connection that talks needs no PING. */
   private readSinceKeepalive = false;
   private readingPaused = false;
@@ -119,9 +126,15 @@ export class H2Session {
     return this.socket instanceof TLSSocket ? this.socket : undefined;
   }
 
-  /** Graceful: GOAWAY, no new streams, the socket closes once the open streams are done. */
+  /**
+   * Graceful: GOAWAY, no new streams, the socket closes once the open streams are done. In two steps, so that a
+   * stream the client opened before it read the first GOAWAY is still served rather than refused.
+   */
   shutdown(): void {
-    this.connection.shutdown();
+    if (this.shutdownTimer !== undefined || this.ended) return;
+    this.connection.shutdown({ twoStep: true });
+    this.shutdownTimer = setTimeout(() => this.connection.shutdown(), SHUTDOWN_ACK_TIMEOUT_MS);
+    this.shutdownTimer.unref();
   }
 
   /** Now: every open stream is cancelled and the socket destroyed. */
@@ -240,7 +253,8 @@ export class H2Session {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.keepaliveTimer);
     clearTimeout(this.pingTimer);
-    this.handshakeTimer = this.keepaliveTimer = this.pingTimer = undefined;
+    clearTimeout(this.shutdownTimer);
+    this.handshakeTimer = this.keepaliveTimer = this.pingTimer = this.shutdownTimer = undefined;
   }
 }
 
