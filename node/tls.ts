@@ -337,6 +337,11 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
     return this.#channelCredentials;
   }
 
+  /** For dialling other members without grpc-js: verified against the CA (the system's roots without one), our certificate as the client's. */
+  dialSecureContext(): SecureContextOptions {
+    return { cert: this.#current.cert, key: this.#current.key, ca: this.#current.ca ?? rootCertificates.join('\n') };
+  }
+
   /** For node:https (the metrics listener): the current set; follow onChange with server.setSecureContext(). */
   secureContextOptions(): SecureContextOptions {
     return { cert: this.#current.cert, key: this.#current.key, ...(this.#current.ca === undefined ? {} : { ca: this.#current.ca }) };
@@ -354,14 +359,25 @@ export class TlsFileWatcher implements grpc.experimental.CertificateProvider {
 // Dialling: the scheme of a URL decides.
 
 /** Credentials for dialling a member's URL: TLS from this watcher for https, plaintext for http. */
-export type DialCredentials = (url: string) => grpc.ChannelCredentials;
+export interface DialCredentials {
+  /** For a grpc-js client. */
+  (url: string): grpc.ChannelCredentials;
+  /**
+   * The same choice for node:http2 and node:tls (the peer transport's Send connection, node/transport/h2-send.ts):
+   * undefined for http, the current certificate, key and CA for https. A connection keeps the set it was opened
+   * with, as grpc-js's channels do; the next one takes a reloaded set.
+   */
+  readonly secureContext: (url: string) => SecureContextOptions | undefined;
+}
 
 export function dialCredentials(tls: TlsFileWatcher | undefined, flag: string): DialCredentials {
-  return (url) => {
-    if (!url.startsWith('https://')) return grpc.credentials.createInsecure();
+  const watcher = (url: string): TlsFileWatcher | undefined => {
+    if (!url.startsWith('https://')) return undefined;
     if (tls === undefined) throw new Error(`fulcrum: ${url} is https but this member has no ${flag}`);
-    return tls.channelCredentials();
+    return tls;
   };
+  const credentials = (url: string): grpc.ChannelCredentials => watcher(url)?.channelCredentials() ?? grpc.credentials.createInsecure();
+  return Object.assign(credentials, { secureContext: (url: string) => watcher(url)?.dialSecureContext() });
 }
 
 /** http:// only: for callers given no TLS settings (tests, tools). */

@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadEtcdApi, type BidiStream, type BidiStreamCall, type ClientMethod, type Handlers, type RaftTransportMethods, type SendAck } from '../../proto/index.js';
 import { decodePeerBatch, type PeerBatch } from './batch-codec.js';
+import { PEER_KEEPALIVE_MS, PEER_KEEPALIVE_TIMEOUT_MS } from './limits.js';
 
 /**
  * RaftTransport as members serve it: Send's batches arrive decoded by batch-codec.ts (Raft messages, not
@@ -78,9 +79,8 @@ export function newRaftTransportClient(
     // keep failing our attempts fast for up to two minutes after the peer is back. Bound it by ours.
     'grpc.initial_reconnect_backoff_ms': backoff.reconnectMinMs,
     'grpc.max_reconnect_backoff_ms': backoff.reconnectMaxMs,
-    // Detect a dead peer behind a silent network within seconds, not at the next TCP timeout.
-    'grpc.keepalive_time_ms': 10_000,
-    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_time_ms': PEER_KEEPALIVE_MS,
+    'grpc.keepalive_timeout_ms': PEER_KEEPALIVE_TIMEOUT_MS,
   }) as unknown as RaftTransportClient;
 }
 

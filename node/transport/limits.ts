@@ -56,13 +56,22 @@ export function shouldAck(seq: number): boolean {
 export const PEER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
 
 /**
- * Connections open at once on each peer listener. A member dials each peer over one channel (plus short-lived
- * ones for snapshots, joins and forwarded requests), so a 7-member cluster needs a few dozen; the bound is for
- * whoever else reaches the peer port (docs/limits.md).
+ * Connections open at once on each peer listener. A member dials each peer over two connections (a grpc-js channel
+ * for Handshake, and its Send connection, h2-send.ts) plus short-lived ones for snapshots, joins and forwarded
+ * requests, so a 7-member cluster needs a few dozen; the bound is for whoever else reaches the peer port
+ * (docs/limits.md).
  */
 export const PEER_CONNECTIONS_MAX = 1_000;
 
 /** Channel options for the peer gRPC server (the server composition passes these to `new grpc.Server`). */
+/**
+ * A connection to a peer is pinged after this long and dropped if the ping is not answered within the timeout:
+ * a peer behind a silent network is noticed in seconds, not at TCP's timeout. Both the grpc-js channel
+ * (Handshake, snapshots) and the Send connection (h2-send.ts) use them.
+ */
+export const PEER_KEEPALIVE_MS = 10_000;
+export const PEER_KEEPALIVE_TIMEOUT_MS = 5_000;
+
 export const PEER_SERVER_OPTIONS = Object.freeze({
   'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
 });

@@ -12,6 +12,7 @@ import type { Encodable, HandshakeResponse, MemberInfo, SendAck } from '../../pr
 import type { Message, NodeId } from '../../raft/types.js';
 import { encodeHello, encodePeerBatch } from './batch-codec.js';
 import { Backoff } from './backoff.js';
+import { PeerSendChannel, type SendStream } from './h2-send.js';
 import { deadlineIn, isServiceError, newRaftTransportClient, REFUSAL, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
 import type { DialCredentials } from '../tls.js';
@@ -37,9 +38,15 @@ export interface PeerDeps {
   /** A peer says this member was removed from the cluster: it may never learn so from its own log. */
   readonly reportRemoved: () => void;
   readonly random: () => number;
+  /**
+   * What carries the Send stream: a bare HTTP/2 connection of its own (h2-send.ts, the default) or grpc-js's
+   * channel, as before (FULCRUM_PEER_SEND=grpc-js; kept for side-by-side measurements). Either way the peer
+   * sees the same gRPC call.
+   */
+  readonly sendOver: PeerSendOver;
 }
 
-type SendStream = grpc.ClientDuplexStream<Buffer, SendAck>;
+export type PeerSendOver = 'http2' | 'grpc-js';
 
 export class Peer {
   private readonly queue: BoundedQueue<Outbound>;
@@ -49,6 +56,7 @@ export class Peer {
   private urls: readonly string[];
   private urlIndex = 0;
   private client: { url: string; client: RaftTransportClient } | undefined;
+  private sendChannel: { url: string; channel: PeerSendChannel } | undefined;
   /** deps.hello as encodeHello wrote it: the first batch of every stream carries it. */
   private helloBytes: Uint8Array | undefined;
   private call: grpc.ClientUnaryCall | SendStream | undefined;
@@ -117,8 +125,14 @@ export class Peer {
     this.abortCall();
     this.wake.notify();
     await this.running;
+    this.dropConnections();
+  }
+
+  private dropConnections(): void {
     this.client?.client.close();
     this.client = undefined;
+    this.sendChannel?.channel.close();
+    this.sendChannel = undefined;
   }
 
   private abortCall(): void {
@@ -144,7 +158,7 @@ export class Peer {
     const client = this.clientFor(url);
     await this.handshake(client);
     if (this.closed) return;
-    const stream = client.Send();
+    const stream: SendStream = this.deps.sendOver === 'grpc-js' ? client.Send() : this.sendChannelFor(url).openSend();
     this.call = stream;
     const state = { ended: false, error: undefined as Error | undefined, acked: 0 };
     stream.on('data', (ack: SendAck) => {
@@ -238,6 +252,13 @@ export class Peer {
     return this.urls[this.urlIndex % this.urls.length]!;
   }
 
+  private sendChannelFor(url: string): PeerSendChannel {
+    if (this.sendChannel?.url === url) return this.sendChannel.channel;
+    this.sendChannel?.channel.close();
+    this.sendChannel = { url, channel: new PeerSendChannel(url, this.deps.dial.secureContext(url), { connectTimeoutMs: this.deps.limits.handshakeTimeoutMs }) };
+    return this.sendChannel.channel;
+  }
+
   private clientFor(url: string): RaftTransportClient {
     if (this.client?.url === url) return this.client.client;
     this.client?.client.close();
@@ -262,8 +283,7 @@ export class Peer {
     this.deps.stats.reconnectsOnPeerUp++;
     // A fresh channel: the old one is waiting out grpc-js's own reconnect back-off, which would delay the retry
     // just as much (it is bounded by ours, see newRaftTransportClient).
-    this.client?.client.close();
-    this.client = undefined;
+    this.dropConnections();
   }
 }
 

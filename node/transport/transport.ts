@@ -13,7 +13,7 @@ import type { PeerBatch } from './batch-codec.js';
 import { tryInt } from './convert.js';
 import { isServiceError, PEER_PROTOCOL_VERSION, REFUSAL, statusError } from './grpc-util.js';
 import { validateTransportLimits, type TransportLimits } from './limits.js';
-import { Peer, type Outbound } from './peer.js';
+import { Peer, type Outbound, type PeerSendOver } from './peer.js';
 import { PLAINTEXT_DIAL, type DialCredentials } from '../tls.js';
 import { messageBytes } from './queue.js';
 import { sendSnapshot, type SnapshotReceiveContext } from './snapshot.js';
@@ -39,6 +39,12 @@ export interface GrpcPeerTransportOptions {
   readonly random?: () => number;
   /** Credentials for dialling peers (node/tls.ts dialCredentials); plaintext http:// only when absent. */
   readonly dial?: DialCredentials;
+  /** What carries Send streams (peer.ts PeerDeps.sendOver); from FULCRUM_PEER_SEND when absent, else http2. */
+  readonly sendOver?: PeerSendOver;
+}
+
+function peerSendOverFromEnv(): PeerSendOver {
+  return process.env['FULCRUM_PEER_SEND'] === 'grpc-js' ? 'grpc-js' : 'http2';
 }
 
 type Closable = { end(): void };
@@ -143,6 +149,7 @@ export class GrpcPeerTransport implements MemberTransport {
       reportRemoved: () => this.hooks?.reportRemoved?.(),
       random: this.options.random ?? Math.random,
       dial: this.options.dial ?? PLAINTEXT_DIAL,
+      sendOver: this.options.sendOver ?? peerSendOverFromEnv(),
     });
   }
 

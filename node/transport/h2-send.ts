@@ -1,0 +1,217 @@
+// The sending side of RaftTransport/Send over node:http2 itself, without grpc-js.
+//
+// Why: a batch written through grpc-js's client cost the sending process 60-70 µs more CPU than the same bytes
+// written on a bare HTTP/2 stream when the process had been idle in between (one put in flight: the leader writes
+// two batches per put, each follower one), and 5-7 µs more when busy (docs/performance.md, nineteenth session).
+// The bytes on the wire are gRPC's, so the receiving side is unchanged: a member's grpc-js peer server serves these
+// streams as it serves grpc-js's. Handshake and SendSnapshot, once per connection and per snapshot, stay on
+// grpc-js (peer.ts).
+//
+//   PeerSendChannel: one HTTP/2 connection to a peer's URL, with keepalive pings and a connect timeout.
+//   H2SendStream:    one Send call on it: gRPC-framed writes, acks decoded, the call's status turned into the
+//                    same ServiceError grpc-js would give (a refusal's FAILED_PRECONDITION and its details).
+import { EventEmitter } from 'node:events';
+import http2 from 'node:http2';
+import type { SecureContextOptions } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import type { SendAck } from '../../proto/index.js';
+import { peerTransportService, statusError } from './grpc-util.js';
+import { PEER_KEEPALIVE_MS, PEER_KEEPALIVE_TIMEOUT_MS } from './limits.js';
+
+/** What peer.ts needs of a Send call; grpc-js's ClientDuplexStream offers the same. */
+export interface SendStream {
+  /** `written` runs once the frame has left for the socket (or the call has failed): one frame buffered at a time. */
+  write(frame: Buffer, written: () => void): void;
+  cancel(): void;
+  on(event: 'data', listener: (ack: SendAck) => void): this;
+  on(event: 'error', listener: (e: Error) => void): this;
+  on(event: 'end', listener: () => void): this;
+}
+
+/** An ack is a sequence number: a larger message is a broken or hostile peer, not an ack. */
+export const ACK_MESSAGE_BYTES_MAX = 64;
+/** gRPC's message header: a compressed flag and a big-endian u32 length. */
+const GRPC_HEADER_BYTES = 5;
+
+const sendMethod = (): grpc.MethodDefinition<unknown, SendAck> => peerTransportService()['Send'] as grpc.MethodDefinition<unknown, SendAck>;
+
+/** One HTTP/2 connection to a peer for its Send streams; reconnects on the next open() once it has gone. */
+export class PeerSendChannel {
+  private session: http2.ClientHttp2Session | undefined;
+  private closed = false;
+
+  private readonly timing: ConnectionTiming;
+
+  constructor(
+    private readonly url: string,
+    /** TLS for https URLs (node/tls.ts DialCredentials.secureContext); undefined for http. */
+    private readonly tls: SecureContextOptions | undefined,
+    timing: Partial<ConnectionTiming> & Pick<ConnectionTiming, 'connectTimeoutMs'>,
+  ) {
+    this.timing = { keepaliveMs: PEER_KEEPALIVE_MS, keepaliveTimeoutMs: PEER_KEEPALIVE_TIMEOUT_MS, ...timing };
+  }
+
+  openSend(): SendStream {
+    if (this.closed) throw new Error('fulcrum: send channel closed');
+    return new H2SendStream(this.connected(), sendMethod());
+  }
+
+  close(): void {
+    this.closed = true;
+    this.session?.destroy();
+    this.session = undefined;
+  }
+
+  private connected(): http2.ClientHttp2Session {
+    if (this.session !== undefined && !this.session.closed && !this.session.destroyed) return this.session;
+    const session = http2.connect(this.url, { ...this.tls, settings: { enablePush: false } });
+    this.session = session;
+    // Errors reach the streams on the session (each fails its call); the session's own must not go unhandled.
+    session.on('error', () => {});
+    session.once('close', () => {
+      if (this.session === session) this.session = undefined;
+    });
+    watchConnection(session, this.timing);
+    return session;
+  }
+}
+
+export interface ConnectionTiming {
+  readonly connectTimeoutMs: number;
+  /** Quiet or not, a ping this often (PEER_KEEPALIVE_MS by default)... */
+  readonly keepaliveMs: number;
+  /** ...that must be answered within this (PEER_KEEPALIVE_TIMEOUT_MS). */
+  readonly keepaliveTimeoutMs: number;
+}
+
+/**
+ * A connection that does not come up within connectTimeoutMs, or stops answering pings, is destroyed, so a peer
+ * behind a silent network is noticed in seconds rather than at TCP's timeout: the bounds grpc-js's channel has
+ * (grpc-util.ts).
+ */
+function watchConnection(session: http2.ClientHttp2Session, { connectTimeoutMs, keepaliveMs, keepaliveTimeoutMs }: ConnectionTiming): void {
+  const connectTimer = setTimeout(() => session.destroy(new Error(`connect timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
+  let pingTimer: NodeJS.Timeout | undefined;
+  const answered = (): void => {
+    clearTimeout(pingTimer);
+    pingTimer = undefined;
+  };
+  const keepalive = setInterval(() => {
+    if (pingTimer !== undefined || session.closed || session.destroyed || session.connecting) return;
+    if (!session.ping(answered)) return;
+    pingTimer = setTimeout(() => session.destroy(new Error(`keepalive ping unanswered for ${keepaliveTimeoutMs} ms`)), keepaliveTimeoutMs);
+  }, keepaliveMs);
+  keepalive.unref();
+  session.once('connect', () => clearTimeout(connectTimer));
+  session.once('close', () => {
+    clearTimeout(connectTimer);
+    clearInterval(keepalive);
+    clearTimeout(pingTimer);
+  });
+}
+
+/** One Send call: writes gRPC-framed batches, emits decoded acks, ends with 'end' (OK) or 'error' (a status). */
+export class H2SendStream extends EventEmitter implements SendStream {
+  private readonly stream: http2.ClientHttp2Stream;
+  private pending: Buffer | undefined;
+  private done = false;
+
+  constructor(
+    session: http2.ClientHttp2Session,
+    private readonly method: grpc.MethodDefinition<unknown, SendAck>,
+  ) {
+    super();
+    this.stream = session.request(
+      { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'fulcrum-peer' },
+      { endStream: false },
+    );
+    this.stream.on('response', (headers) => this.onResponse(headers));
+    this.stream.on('trailers', (trailers) => this.onStatus(trailers));
+    this.stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.stream.on('error', (e: Error) => this.fail(statusError(grpc.status.UNAVAILABLE, e.message)));
+    this.stream.on('close', () => this.fail(statusError(grpc.status.UNAVAILABLE, `stream closed (HTTP/2 code ${this.stream.rstCode ?? 'none'})`)));
+    // The request side is never ended by us: the call lasts until cancel(), a failure, or the peer's status.
+  }
+
+  write(frame: Buffer, written: () => void): void {
+    const framed = Buffer.allocUnsafe(GRPC_HEADER_BYTES + frame.length);
+    framed[0] = 0;
+    framed.writeUInt32BE(frame.length, 1);
+    frame.copy(framed, GRPC_HEADER_BYTES);
+    if (this.stream.destroyed) return void queueMicrotask(written);
+    this.stream.write(framed, () => written());
+  }
+
+  /** As grpc-js's cancel(): the call ends with CANCELLED, which is what wakes a pump waiting on it (peer.ts). */
+  cancel(): void {
+    this.fail(statusError(grpc.status.CANCELLED, 'Cancelled on client'));
+    if (!this.stream.closed && !this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
+  }
+
+  private onResponse(headers: http2.IncomingHttpHeaders): void {
+    const status = Number(headers[':status']);
+    if (status !== 200) return this.refuse(statusError(grpc.status.UNAVAILABLE, `peer answered HTTP status ${status}`));
+    if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) return this.refuse(statusError(grpc.status.UNKNOWN, `peer answered content-type ${String(headers['content-type'])}`));
+    // Trailers-only: the status came with the headers (a refusal before any message).
+    if (headers['grpc-status'] !== undefined) this.onStatus(headers);
+  }
+
+  private onStatus(fields: http2.IncomingHttpHeaders): void {
+    const code = Number(fields['grpc-status']);
+    if (code === grpc.status.OK) return this.finish();
+    const raw = fields['grpc-message'];
+    this.fail(statusError(Number.isInteger(code) ? code : grpc.status.UNKNOWN, typeof raw === 'string' ? decodeGrpcMessage(raw) : ''));
+  }
+
+  /** Acks, reassembled from however the DATA frames cut them. */
+  private onData(chunk: Buffer): void {
+    let buf = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+    while (!this.done && buf.length >= GRPC_HEADER_BYTES) {
+      const length = buf.readUInt32BE(1);
+      if (buf[0] !== 0) return this.refuse(statusError(grpc.status.INTERNAL, 'peer sent a compressed ack; none was offered'));
+      if (length > ACK_MESSAGE_BYTES_MAX) return this.refuse(statusError(grpc.status.RESOURCE_EXHAUSTED, `ack of ${length} bytes exceeds ${ACK_MESSAGE_BYTES_MAX}`));
+      if (buf.length < GRPC_HEADER_BYTES + length) break;
+      const ack = this.decodeAck(buf.subarray(GRPC_HEADER_BYTES, GRPC_HEADER_BYTES + length));
+      if (ack === undefined) return;
+      buf = buf.subarray(GRPC_HEADER_BYTES + length);
+      this.emit('data', ack);
+    }
+    this.pending = buf.length > 0 ? Buffer.from(buf) : undefined;
+  }
+
+  private decodeAck(bytes: Buffer): SendAck | undefined {
+    try {
+      return this.method.responseDeserialize(bytes);
+    } catch (e) {
+      this.refuse(statusError(grpc.status.INTERNAL, `undecodable ack: ${e instanceof Error ? e.message : String(e)}`));
+      return undefined;
+    }
+  }
+
+  /** The peer broke the protocol: end the call from our side too (the first status stands). */
+  private refuse(e: grpc.ServiceError): void {
+    this.fail(e);
+    this.cancel();
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.emit('end');
+  }
+
+  private fail(e: grpc.ServiceError): void {
+    if (this.done) return;
+    this.done = true;
+    this.emit('error', e);
+  }
+}
+
+/** grpc-message is percent-encoded (gRPC over HTTP/2); a malformed one is shown as it came. */
+function decodeGrpcMessage(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
