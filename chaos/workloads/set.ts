@@ -42,7 +42,7 @@ export async function readFinal(ctx: WorkloadContext, prefix: string): Promise<S
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     const c = new ChaosClient(ctx.cluster.directEndpoint(attempt % ctx.cluster.options.size), 10_000);
     try {
-      const r = await c.range(prefix);
+      const r = await c.rangeAll(prefix);
       const values = new Set(r.kvs.map((kv) => Number(kv.value)));
       ctx.recorder.complete(inv, 'ok', values.size);
       return values;
