@@ -93,7 +93,11 @@ export abstract class FastResponseStream extends FastCallBase {
       transport.write(data);
     }
     if (this.ending) this.finish(this.trailer === undefined ? OK_STATUS : { code: grpc.status.OK, details: 'OK', metadata: this.trailer });
-    else if (this.drainOwed && transport.bufferedBytes === 0) this.onWritable();
+    // write() said "wait" counting the outbox, which the transport has now taken. What it holds is below the
+    // bound, so the handler may go on at once: the transport owes onWritable() only after a write() of its own
+    // returned false, and its last one may have returned true with bytes still queued (a 1 MiB message framed
+    // but for its last 100 KiB), which would leave the handler waiting for a 'drain' nobody sends.
+    else if (this.drainOwed) this.onWritable();
   };
 
   override onWritable(): void {

@@ -1,11 +1,11 @@
-// Test harness for the client-facing services: a real single-voter Member on a temporary data dir, a grpc-js
-// server on 127.0.0.1:0 with the KV, Maintenance, Cluster and Fulcrum services, and typed clients. Used by the
-// node/api tests only.
+// Test harness for the client-facing services: a real single-voter Member on a temporary data dir, the KV,
+// Maintenance, Cluster and Fulcrum services on 127.0.0.1:0, and typed clients. Used by the node/api tests only.
 //
-// FULCRUM_HTTP2_ENGINE=fulcrum serves the same calls on Fulcrum's own HTTP/2 engine (node/h2/) instead, with no
-// grpc-js server behind the fast path, so the API tests can be run against both engines:
+// The calls are served as a member serves them by default: on Fulcrum's own HTTP/2 engine (node/h2/), with no
+// grpc-js server behind the fast path. FULCRUM_HTTP2_ENGINE=node serves them on Node's http2 under grpc-js with
+// the fast path installed (--http2-engine=node); `npm test` runs node/api both ways:
 //
-//   FULCRUM_HTTP2_ENGINE=fulcrum npx vitest run node/api
+//   FULCRUM_HTTP2_ENGINE=node npx vitest run node/api
 import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,8 +37,8 @@ import { createMaintenanceService } from './maintenance.js';
 import { H2Server } from '../h2/server.js';
 
 export const PEER_URL = 'http://127.0.0.1:12380';
-/** Which HTTP/2 engine serves the harness: Node's with grpc-js (the default), or Fulcrum's own. */
-export const HARNESS_ENGINE: 'node' | 'fulcrum' = process.env.FULCRUM_HTTP2_ENGINE === 'fulcrum' ? 'fulcrum' : 'node';
+/** Which HTTP/2 engine serves the harness: Fulcrum's own (a member's default), or Node's with grpc-js. */
+export const HARNESS_ENGINE: 'node' | 'fulcrum' = process.env.FULCRUM_HTTP2_ENGINE === 'node' ? 'node' : 'fulcrum';
 /** The harness's streaming methods served by the fast path (the rest of the streams go to grpc-js). */
 const FAST_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Maintenance/Snapshot']);
 

@@ -92,7 +92,7 @@ export class InteropCluster {
           '--heartbeat-interval', String(options.heartbeatMs ?? 50),
           '--election-timeout', String(options.electionMs ?? 500),
           '--log-level', options.logLevel ?? 'error',
-          // FULCRUM_HTTP2_ENGINE=fulcrum runs the interop tests against Fulcrum's own HTTP/2 engine.
+          // FULCRUM_HTTP2_ENGINE=node runs the interop tests on node:http2 with grpc-js (the default is the engine).
           ...(process.env.FULCRUM_HTTP2_ENGINE === undefined ? [] : ['--http2-engine', process.env.FULCRUM_HTTP2_ENGINE]),
         ],
         {},
