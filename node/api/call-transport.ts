@@ -53,8 +53,11 @@ export interface CallSink {
   onRequestEnd(): void;
   /** After write() returned false, the transport has written out what it held (or enough of it). */
   onWritable(): void;
-  /** The exchange is over, once: `resetCode` 0 (NO_ERROR) when both sides ended it, else the RST_STREAM code. */
-  onTransportClose(resetCode: number): void;
+  /**
+   * The exchange is over, once: `resetCode` 0 (NO_ERROR) when both sides ended it, else the RST_STREAM code. True
+   * when the handler is still running (it will call handlerDone() when it returns).
+   */
+  onTransportClose(resetCode: number): boolean;
 }
 
 /** One gRPC exchange's HTTP/2 stream, as the fast path's calls use it. Operations after it closed do nothing. */
@@ -63,6 +66,11 @@ export interface CallTransport {
   attach(sink: CallSink): void;
   /** Stop delivering events and drop every reference from the stream to the sink (the call is over). */
   detach(): void;
+  /**
+   * The handler that was still running when the transport closed has returned. Fulcrum's engine counts the stream
+   * against the connection's stream limit until then (rapid reset: node/h2/connection.ts); Node's http2 does not.
+   */
+  handlerDone(): void;
   /** The response headers (RESPONSE_HEADERS after `metadata`), once, before any data; trailers will follow. */
   respond(metadata: grpc.Metadata | undefined): void;
   /**
@@ -157,6 +165,10 @@ export class NodeCallTransport implements CallTransport {
     stream.removeListener('data', onNodeData);
     stream.removeListener('end', onNodeEnd);
     if (this.drainListened) stream.removeListener('drain', onNodeDrain);
+  }
+
+  handlerDone(): void {
+    // Node's http2 forgets a stream when it closes; nothing counts the handler's work.
   }
 
   respond(metadata: grpc.Metadata | undefined): void {

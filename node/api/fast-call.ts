@@ -153,6 +153,11 @@ export abstract class FastCallBase extends EventEmitter implements CallSink {
   protected answered = false;
   /** Unary calls and streams are counted apart in the member's CallBudget. */
   protected abstract readonly streaming: boolean;
+  /**
+   * A unary handler has been called and has not called back. Streaming handlers stop on 'cancelled' and are
+   * over when the transport closes.
+   */
+  protected handlerRunning = false;
   private holdsSlot = false;
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
@@ -195,17 +200,29 @@ export abstract class FastCallBase extends EventEmitter implements CallSink {
     // Only calls that write with back-pressure (streams) wait for it.
   }
 
-  /** The exchange is over: give back the call's slot, and tell the handler if it never answered. */
-  onTransportClose(_resetCode: number): void {
+  /**
+   * The exchange is over: give back the call's slot, and tell the handler if it never answered. True when the
+   * handler is still running (a unary handler that has not called back yet).
+   */
+  onTransportClose(_resetCode: number): boolean {
     this.transport.detach();
     if (this.holdsSlot) {
       this.holdsSlot = false;
       this.deps.budget.release(this.streaming);
     }
     clearTimeout(this.timer);
-    if (this.answered) return;
-    this.answered = true;
-    this.notifyCancelled();
+    if (!this.answered) {
+      this.answered = true;
+      this.notifyCancelled();
+    }
+    return this.handlerRunning;
+  }
+
+  /** The handler returned (called back, or threw): the transport stops counting its stream. */
+  protected handlerReturned(): void {
+    if (!this.handlerRunning) return;
+    this.handlerRunning = false;
+    this.transport.handlerDone();
   }
 
   /** grpc-timeout, as grpc-js reads it; false when the header is malformed (the call is answered then). */

@@ -133,11 +133,12 @@ export abstract class FastResponseStream extends FastCallBase {
     this.transport.end(status);
   }
 
-  override onTransportClose(resetCode: number): void {
-    super.onTransportClose(resetCode);
+  override onTransportClose(resetCode: number): boolean {
+    const running = super.onTransportClose(resetCode);
     // A client that cancels (grpc-js half-closes and then resets) is gone even if the call had ended meanwhile.
     if (resetCode !== 0) this.notifyCancelled();
     this.emit('close');
+    return running;
   }
 }
 

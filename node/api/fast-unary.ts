@@ -34,15 +34,18 @@ export class FastUnaryCall extends FastCallBase implements grpc.ServerUnaryCall<
       return;
     }
     this.request = decoded.request;
+    this.handlerRunning = true;
     try {
       (this.method.handler as grpc.handleUnaryCall<unknown, unknown>)(this, this.respond);
     } catch {
+      this.handlerReturned();
       this.sendStatus(grpc.status.UNKNOWN, 'Unknown error');
     }
   }
 
   /** The handler's callback: grpc-js's sendUnaryData. */
   private readonly respond = (err: grpc.ServerErrorResponse | Partial<grpc.StatusObject> | null, value?: unknown, trailer?: grpc.Metadata): void => {
+    this.handlerReturned();
     if (this.answered) return;
     if (err !== null && err !== undefined) {
       const s = statusOf(err);

@@ -71,6 +71,10 @@ export class H2CallTransport implements CallTransport, StreamListener {
     this.sink = null;
   }
 
+  handlerDone(): void {
+    this.stream.done();
+  }
+
   respond(metadata: grpc.Metadata | undefined): void {
     // Pseudo-headers (:status) must lead the block (RFC 9113 8.3), so the metadata follows the fixed fields.
     this.stream.respond(metadata === undefined ? RESPONSE_FIELDS : metadataFields(metadata, [...RESPONSE_FIELDS]), false);
@@ -120,7 +124,8 @@ export class H2CallTransport implements CallTransport, StreamListener {
     this.sink?.onWritable();
   }
 
-  closed(code: number): void {
-    this.sink?.onTransportClose(code);
+  /** True while the call's handler is still running: the connection counts the stream until handlerDone(). */
+  closed(code: number): boolean {
+    return this.sink?.onTransportClose(code) ?? false;
   }
 }

@@ -66,6 +66,8 @@ interface Hooks {
   stream?(stream: H2Stream, headers: Record<string, string>, endStream: boolean): void;
   data?(stream: H2Stream, bytes: Buffer, endStream: boolean): void;
   writable?(stream: H2Stream): void;
+  /** The listener's answer to closed(): true when the stream's work goes on (until stream.done()). */
+  closed?(stream: H2Stream, code: number): boolean | void;
 }
 
 /**
@@ -133,6 +135,7 @@ class Client {
         this.closedCount.set(id, n);
         if (n > 1) throw new Error(`stream ${id} closed twice`);
         this.log.push(`closed ${id} ${errorCodeName(code)}`);
+        return this.hooks.closed?.(stream, code);
       },
     };
   }
@@ -1430,12 +1433,48 @@ describe('flood limits', () => {
     return c.frames().filter((f) => f.startsWith('GOAWAY'));
   }
 
-  it('resetBudget: streams the client resets', () => {
+  const workGoesOn: Hooks = { closed: () => true };
+
+  it('resetBudget: streams the client resets whose work is still going on at the next read', () => {
     const reset = (c: Client, i: number): void => void c.headers(2 * i + 1).rst(2 * i + 1, ErrorCode.CANCEL);
-    expect(flood(new Client({ limits: { resetBudget: tight } }).handshake(), 4, 0, reset)).toEqual(['GOAWAY 7 ENHANCE_YOUR_CALM']);
-    // The same four spread over time pass: the bucket refills (negative control).
-    expect(flood(new Client({ limits: { resetBudget: tight } }).handshake(), 4, 1000, reset)).toEqual([]);
-    expect(flood(new Client({ limits: { resetBudget: tight } }).handshake(), 8, 1000, reset)).toEqual([]);
+    // Each read charges the resets of the one before: the fifth read finds the fourth reset over the budget.
+    expect(flood(new Client({ limits: { resetBudget: tight }, hooks: workGoesOn }).handshake(), 5, 0, reset)).toEqual(['GOAWAY 7 ENHANCE_YOUR_CALM']);
+    // The same spread over time pass: the bucket refills (negative control).
+    expect(flood(new Client({ limits: { resetBudget: tight }, hooks: workGoesOn }).handshake(), 8, 1000, reset)).toEqual([]);
+  });
+
+  it('resetBudget: a reset whose work stops, at once or before the next read, costs nothing (a client cancelling calls)', () => {
+    const reset = (c: Client, i: number): void => void c.headers(2 * i + 1).rst(2 * i + 1, ErrorCode.CANCEL);
+    expect(flood(new Client({ limits: { resetBudget: tight } }).handshake(), 200, 0, reset)).toEqual([]);
+    const c = new Client({ limits: { resetBudget: tight }, hooks: workGoesOn }).handshake();
+    const doneBeforeNextRead = (cl: Client, i: number): void => {
+      reset(cl, i);
+      cl.send();
+      cl.streams.get(2 * i + 1)!.done();
+    };
+    expect(flood(c, 200, 0, doneBeforeNextRead)).toEqual([]);
+    expect(c.conn.lingeringStreams).toBe(0);
+  });
+
+  it('streams whose work goes on after they closed count against concurrentStreamsMax until done()', () => {
+    const c = new Client({ limits: { concurrentStreamsMax: 2 }, hooks: workGoesOn }).handshake();
+    c.headers(1).headers(3).rst(1, ErrorCode.CANCEL).send();
+    c.streams.get(3)!.respond(RESPONSE, true); // closed normally, its work going on too
+    expect(c.conn.openStreams).toBe(0);
+    expect(c.conn.lingeringStreams).toBe(2);
+    c.headers(5).send();
+    expect(c.frames()).toEqual(['HEADERS 3 :status=200 content-type=application/grpc end_stream', 'RST_STREAM 3 NO_ERROR', 'RST_STREAM 5 REFUSED_STREAM']);
+    c.streams.get(1)!.done();
+    c.streams.get(1)!.done(); // twice: counted once
+    expect(c.conn.lingeringStreams).toBe(1);
+    c.headers(7).send();
+    expect(c.events()).toContain('stream 7 POST /etcdserverpb.KV/Range');
+    expect(c.frames()).toEqual([]);
+    // Without the listener's true (negative control) nothing lingers: the limit is the open streams alone.
+    const plain = new Client({ limits: { concurrentStreamsMax: 1 } }).handshake();
+    plain.headers(1).rst(1, ErrorCode.CANCEL).headers(3).send();
+    expect(plain.conn.lingeringStreams).toBe(0);
+    expect(plain.frames()).toEqual([]);
   });
 
   it('resetBudget: streams we refuse count too', () => {

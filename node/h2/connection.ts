@@ -78,7 +78,11 @@ export interface ConnectionLimits {
   readonly streamSendQueueBytes: number;
   // Flood limits: token buckets of `burst` tokens refilled at `perSecond`; a frame without a token fails the
   // connection with GOAWAY ENHANCE_YOUR_CALM.
-  /** Streams the peer resets (RST_STREAM) before they finish, and streams we refuse (rapid reset, CVE-2023-44487). */
+  /**
+   * Rapid reset (CVE-2023-44487): streams the peer reset whose work was still going on when the next bytes arrived
+   * (their listener's closed() returned true and done() had not come yet), and streams we refuse or reset for an
+   * error. A reset whose work stops at once costs nothing, as a finished call costs nothing.
+   */
   readonly resetBudget: RateBudget;
   /** PING and SETTINGS frames we must answer (CVE-2019-9512, CVE-2019-9515). */
   readonly controlBudget: RateBudget;
@@ -143,8 +147,13 @@ export interface StreamListener {
   /**
    * The stream closed, once: NO_ERROR when both sides ended it, else the RST_STREAM code (the peer's, or ours on a
    * stream error) or the connection's error code. Nothing written afterwards is sent.
+   *
+   * Return true when work for the stream goes on after it closed (a handler still running that will learn of the
+   * close later): the stream then keeps counting against concurrentStreamsMax until H2Stream.done(). The client no
+   * longer counts it, so it may open a stream we refuse (REFUSED_STREAM); that is what bounds the work a client
+   * can leave running by resetting streams and opening new ones (rapid reset).
    */
-  closed(code: number): void;
+  closed(code: number): boolean | void;
 }
 
 /** A connection error, as sent in GOAWAY. */
@@ -170,6 +179,8 @@ export interface H2Stream {
   end(trailers?: readonly HeaderField[]): void;
   /** RST_STREAM with `code`; the stream closes at once. */
   reset(code: number): void;
+  /** The work that the listener's closed() said went on is over: the stream stops counting against the limit. */
+  done(): void;
   /** Stop giving the peer credit for this stream's data until resume(): at most one window more arrives. */
   pause(): void;
   resume(): void;
@@ -435,6 +446,8 @@ class Stream implements H2Stream {
   writableOwed = false;
   /** In the connection's FIFO of streams waiting for connection-window credit. */
   waitingForConnection = false;
+  /** Closed, with work going on until done() (the listener's closed() returned true). */
+  lingering = false;
 
   constructor(
     private readonly connection: Connection,
@@ -464,6 +477,10 @@ class Stream implements H2Stream {
 
   reset(code: number): void {
     this.connection.reset(this, code);
+  }
+
+  done(): void {
+    this.connection.lingeringDone(this);
   }
 
   pause(): void {
@@ -552,6 +569,11 @@ export class ServerConnection {
     return this.#connection.streams.size;
   }
 
+  /** Closed streams whose work goes on (their listener's closed() returned true, done() has not come). */
+  get lingeringStreams(): number {
+    return this.#connection.lingeringStreams;
+  }
+
   get closed(): boolean {
     return this.#connection.closed;
   }
@@ -573,6 +595,10 @@ class Connection {
   private readonly connectionCreditThreshold: number;
 
   readonly streams = new Map<number, Stream>();
+  /** Closed streams whose work goes on; they count against concurrentStreamsMax with the open ones. */
+  lingeringStreams = 0;
+  /** Streams the peer reset whose work went on; the next receive() charges those still lingering to the reset budget. */
+  private resetWhileWorking: Stream[] = [];
   /** Highest stream id the client used: ids at or below it that are not open are closed. */
   private highestStreamId = 0;
   /** Highest stream handed to the layer above: GOAWAY's last stream id. */
@@ -651,6 +677,8 @@ class Connection {
   // ---- the public operations
 
   receive(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.resetWhileWorking.length > 0) this.chargeResetsWhileWorking();
     if (this.closed) return;
     this.reader.push(chunk);
     for (;;) {
@@ -927,9 +955,26 @@ class Connection {
       if (this.isIdle(frame.streamId)) throw connectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${frame.streamId}`);
       return this.spend(this.emptyFrameBucket, 'RST_STREAM frames on closed streams');
     }
-    // Every open stream is one we have not finished (we close a stream as we end it): rapid reset's pattern.
-    this.spend(this.resetBucket, 'streams reset by the client');
     this.closeStream(stream, code);
+    // Rapid reset's harm is the work a reset stream leaves running while the client opens the next. A handler
+    // hears of the close synchronously but may finish a few microtasks later (a rejected promise), which this
+    // call cannot see: the stream is charged at the next receive() if its work is still going on then.
+    if (stream.lingering) this.resetWhileWorking.push(stream);
+  }
+
+  /**
+   * The reset budget's charge for the peer's resets since the last read whose work has not stopped. Past the
+   * budget: GOAWAY ENHANCE_YOUR_CALM, as for any flood.
+   */
+  private chargeResetsWhileWorking(): void {
+    const streams = this.resetWhileWorking;
+    this.resetWhileWorking = [];
+    for (const stream of streams) {
+      if (stream.lingering && !this.resetBucket.take(this.now())) {
+        this.fail(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by the client while their work went on');
+        return;
+      }
+    }
   }
 
   // ---- receiving: header blocks
@@ -1008,8 +1053,9 @@ class Connection {
     // REFUSED_STREAM, which invites the client to retry the same request, nor PROTOCOL_ERROR, as the request is
     // well formed, just more than we take.
     if (decoded.oversized) throw streamError(streamId, ErrorCode.ENHANCE_YOUR_CALM, `headers of stream ${streamId} past ${this.limits.headerListBytesMax} bytes`);
-    if (this.streams.size >= this.limits.concurrentStreamsMax) {
-      throw streamError(streamId, ErrorCode.REFUSED_STREAM, `stream ${streamId} beyond ${this.limits.concurrentStreamsMax} open streams`);
+    if (this.streams.size + this.lingeringStreams >= this.limits.concurrentStreamsMax) {
+      const lingering = this.lingeringStreams === 0 ? '' : ` (${this.lingeringStreams} of them closed, their work still going on)`;
+      throw streamError(streamId, ErrorCode.REFUSED_STREAM, `stream ${streamId} beyond ${this.limits.concurrentStreamsMax} open streams${lingering}`);
     }
     const headers = requestHeaders(decoded.fields);
     if (typeof headers === 'string') throw streamError(streamId, ErrorCode.PROTOCOL_ERROR, `malformed request on stream ${streamId}: ${headers}`);
@@ -1035,7 +1081,7 @@ class Connection {
       if (listener === undefined) this.reportOwedClose();
     }
     stream.listener = listener;
-    if (stream.closed) listener.closed(stream.closeCode);
+    if (stream.closed) this.tellClosed(stream);
     this.reportOwedClose();
   }
 
@@ -1308,6 +1354,19 @@ class Connection {
     this.closeStream(stream, ErrorCode.NO_ERROR);
   }
 
+  /** The listener hears of the close; if its work goes on, the stream lingers until done(). */
+  private tellClosed(stream: Stream): void {
+    if (stream.listener!.closed(stream.closeCode) !== true || this.closed) return;
+    stream.lingering = true;
+    this.lingeringStreams++;
+  }
+
+  lingeringDone(stream: Stream): void {
+    if (!stream.lingering) return;
+    stream.lingering = false;
+    this.lingeringStreams--;
+  }
+
   /** Closes a stream once: it leaves the map, drops its queue, and its listener hears `code`. */
   private closeStream(stream: Stream, code: number): void {
     if (stream.closed) return;
@@ -1317,7 +1376,7 @@ class Connection {
     stream.queue = null;
     stream.queuedBytes = 0;
     stream.writableOwed = false;
-    stream.listener?.closed(code);
+    if (stream.listener !== null) this.tellClosed(stream);
     if (!this.closed && (this.goawaySent || this.goawayReceived) && this.streams.size === 0) this.close(ErrorCode.NO_ERROR, undefined);
   }
 }
