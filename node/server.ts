@@ -39,7 +39,7 @@ import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
-import { createRaftTransportService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS, peerTransportService } from './transport/index.js';
+import { addPeerService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
 /** How long stopping waits for in-flight client calls before cutting them off. */
@@ -131,8 +131,9 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   });
   const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
   const api = loadEtcdApi();
-  peerServer.addService(peerTransportService(), createRaftTransportService(transport) as unknown as grpc.UntypedServiceImplementation);
+  const peerService = addPeerService(peerServer, transport);
   const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
+  peerService.install(peerServer);
   if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls.peer?.current.revoked), certificateRefusalReporter('peer', logger));
 
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.

@@ -9,8 +9,7 @@ import type { MemberContext } from '../../storage/state-machine.js';
 import { clusterIdFor, memberIdFor } from '../ids.js';
 import { Member, type MemberOptions } from '../member.js';
 import { PEER_SERVER_OPTIONS, type TransportLimits } from './limits.js';
-import { peerTransportService } from './grpc-util.js';
-import { createRaftTransportService } from './service.js';
+import { addPeerService, type PeerService } from './peer-server.js';
 import { GrpcPeerTransport } from './transport.js';
 
 export const TOKEN = 'transport-test';
@@ -48,6 +47,8 @@ export interface TestNode {
   readonly dir: string;
   readonly logs: string[];
   server?: grpc.Server;
+  /** The RaftTransport service on `server`, as a member's server registers it (node/server.ts). */
+  peerService?: PeerService;
   transport?: GrpcPeerTransport;
   member?: Member;
 }
@@ -101,7 +102,8 @@ export class TestCluster {
       selfPeerUrls: [node.url],
       limits: this.limits,
     });
-    node.server.addService(peerTransportService(), createRaftTransportService(transport));
+    node.peerService = addPeerService(node.server, transport);
+    node.peerService.install(node.server);
     node.transport = transport;
     node.member = await Member.start({
       heartbeatMs: 20,
@@ -123,6 +125,7 @@ export class TestCluster {
     node.server?.forceShutdown();
     node.member = undefined;
     node.server = undefined;
+    node.peerService = undefined;
     node.transport = undefined;
   }
 

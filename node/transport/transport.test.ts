@@ -11,8 +11,8 @@ import { encodeMemberContext } from '../../storage/state-machine.js';
 import { SnapshotStore } from '../../storage/wal/snapshot.js';
 import type { TransportHooks } from '../member.js';
 import { messageToWire } from './convert.js';
-import { PEER_PROTOCOL_VERSION, peerTransportService, REFUSAL } from './grpc-util.js';
-import { createRaftTransportService } from './service.js';
+import { PEER_PROTOCOL_VERSION, REFUSAL } from './grpc-util.js';
+import { addPeerService } from './peer-server.js';
 import { bindServer, memoryLogger, waitFor } from './testkit.js';
 import { GrpcPeerTransport, type GrpcPeerTransportOptions } from './transport.js';
 
@@ -54,15 +54,19 @@ function transport(opts: Partial<GrpcPeerTransportOptions> & Pick<GrpcPeerTransp
   return t;
 }
 
-/** A transport with its own server, started with a recorder. */
-async function node(selfId: NodeId, peers: Map<NodeId, string[]>, opts: Partial<GrpcPeerTransportOptions> = {}, port = 0) {
+/**
+ * A transport with its own server, its service registered as a member's server registers it (receiving on the fast
+ * path unless `env` says FULCRUM_PEER_RECV=grpc-js), started with a recorder.
+ */
+async function node(selfId: NodeId, peers: Map<NodeId, string[]>, opts: Partial<GrpcPeerTransportOptions> = {}, port = 0, env: NodeJS.ProcessEnv = {}) {
   const { server, port: bound } = await bindServer(port);
   cleanups.push(() => server.forceShutdown());
   const t = transport({ selfId, peers, ...opts });
-  server.addService(peerTransportService(), createRaftTransportService(t));
+  const service = addPeerService(server, t, env);
+  service.install(server);
   const hooks = await recorder();
   t.start(hooks);
-  return { t, hooks, server, url: `http://127.0.0.1:${bound}`, port: bound };
+  return { t, hooks, server, service, url: `http://127.0.0.1:${bound}`, port: bound };
 }
 
 /** A loopback port nothing listens on (bound, then released). */
@@ -119,12 +123,15 @@ describe('outbound queue', () => {
 });
 
 describe('streams between two members', () => {
-  it('delivers every message in order across many send() calls, and reconnects after the peer starts late', async () => {
+  it.each<[string, NodeJS.ProcessEnv]>([
+    ['the fast path', {}],
+    ['grpc-js (FULCRUM_PEER_RECV=grpc-js)', { FULCRUM_PEER_RECV: 'grpc-js' }],
+  ])('received on %s: delivers every message in order across many send() calls, and reconnects after the peer starts late', async (_path, env) => {
     const portB = await freePort();
     const a = await node(1, new Map([[2, [`http://127.0.0.1:${portB}`]]]), { limits: { reconnectMinMs: 10, reconnectMaxMs: 100 } });
     a.t.send([app(1, 2, 0)]); // goes nowhere: B is not up yet
     await waitFor('A reports B unreachable', () => a.hooks.unreachable.includes(2));
-    const b = await node(2, new Map([[1, [a.url]]]), {}, portB);
+    const b = await node(2, new Map([[1, [a.url]]]), {}, portB, env);
     await waitFor('A connects to B', () => a.t.stats().peers[0]!.connected);
     for (let i = 1; i <= 3000; i++) a.t.send([app(1, 2, i)]);
     await waitFor('B receives 3000 messages', () => b.hooks.delivered.filter((m) => m.index >= 1).length >= 3000);
@@ -132,6 +139,9 @@ describe('streams between two members', () => {
     expect(indexes).toEqual(Array.from({ length: 3000 }, (_, i) => i + 1));
     expect(b.t.stats().messagesReceived).toBeGreaterThanOrEqual(3000);
     expect(a.t.stats().messagesSent).toBeGreaterThanOrEqual(3000);
+    // The Send stream (and the handshake, if any) went the way asked for.
+    if (env.FULCRUM_PEER_RECV === undefined) expect(b.service.served).toBeGreaterThanOrEqual(1);
+    else expect(b.service.served).toBe(0);
   });
 
   it('a peer that dials us cuts our back-off towards it short: a restarted member hears from us at once', async () => {
