@@ -17,8 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Run the program; it must report 4 puts in flight (or `op` x `inFlight`) for 1 s, and CPU per operation of each member, one the leader. */
-function expectFiguresFor(members: readonly string[], args: readonly string[], op = 'put', inFlight = 4): string {
-  const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, ...args], { encoding: 'utf8', timeout: 90_000 });
+function expectFiguresFor(members: readonly string[], args: readonly string[], op = 'put', inFlight = 4, env: NodeJS.ProcessEnv = {}): string {
+  // From source: the program's default, the build, would run `npm run build` under the tests.
+  const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, '--from-source', ...args], { encoding: 'utf8', timeout: 90_000, env: { ...process.env, ...env } });
   expect(r.status, r.stdout + r.stderr).toBe(0);
   expect(r.stdout).toMatch(new RegExp(`^${op} x${inFlight}: \\d+ in 1 s = \\d+/s, p50 [\\d.]+ ms, p99 [\\d.]+ ms$`, 'm'));
   const perMember = [...r.stdout.matchAll(/^ {2}([a-z]\d)( \(leader\))? {2}([\d.]+)$/gm)];
@@ -31,13 +32,16 @@ function expectFiguresFor(members: readonly string[], args: readonly string[], o
 describe('npm run bench:profile', () => {
   it('reports CPU per operation for each member, and writes profiles and a merged timeline', () => {
     const trace = join(dir, 'timeline.txt');
-    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace, '--series', '250', '--gc']);
+    // A young generation of 1 MiB, so that a second of puts makes the members collect however slow the machine (at
+    // the default 16 MiB a slow run could pass the second without a collection for --gc to report).
+    const smallYoungGeneration = { FULCRUM_MEMBER_NODE_OPTIONS: '--max-semi-space-size=1' };
+    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace, '--series', '250', '--gc'], 'put', 4, smallYoungGeneration);
     // --series: the window slice by slice, every operation in exactly one slice.
     const ran = Number(/^put x4: (\d+) in 1 s/m.exec(out)?.[1]);
     const slices = [...out.matchAll(/^ +(\d+) +(\d+) +([\d.]+|-) +([\d.]+|-) +([\d.]+|-) {2}(.*)$/gm)];
     expect(slices.map((m) => Number(m[1])).slice(0, 4)).toEqual([0, 250, 500, 750]);
     expect(slices.reduce((sum, m) => sum + Number(m[2]), 0)).toBe(ran);
-    // --gc: a line per member; a second of puts makes at least one member collect.
+    // --gc: a line per member; a second of puts in a small young generation makes at least one member collect.
     const gc = [...out.matchAll(/^ {2}(p\d) {2}(none recorded|.+)$/gm)].filter((m) => m[2]!.includes('scavenge') || m[2] === 'none recorded');
     expect(gc.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
     expect(gc.some((m) => /scavenge \d+ \([\d.]+ ms, longest [\d.]+\)/.test(m[2]!))).toBe(true);

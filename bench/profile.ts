@@ -2,8 +2,10 @@
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
 //   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 5] [--cpu-prof DIR] [--trace FILE]
-//                            [--system etcd] [--base-port 13940] [--series 250] [--gc]
+//                            [--system etcd] [--base-port 13940] [--series 250] [--gc] [--from-source]
 //
+// Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them
+// through tsx, as the tests do (which also names each function at run time: a little more CPU per operation).
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
 // covering only the measured part (flame graphs in Chrome DevTools or speedscope). --trace runs the members with
@@ -20,6 +22,7 @@ import { constants as gcKinds } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegative, positive } from './lib/args.js';
+import { buildFulcrum } from './lib/build.js';
 import { EtcdTestClient } from '../node/testing/etcd-client.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
@@ -59,6 +62,7 @@ const program = new Command('npm run bench:profile --')
   .option('--series <ms>', 'also print throughput and latency per slice of this many ms of the window', positive)
   .option('--gc', 'record the members\' garbage-collection pauses and print those of the window')
   .option('--base-port <p>', 'first of the six loopback ports (two runs at once need different ones)', positive, BASE_PORT)
+  .option('--from-source', 'run the members from the TypeScript sources through tsx instead of the build (npm run build, run first)')
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
 interface Options {
@@ -73,6 +77,7 @@ interface Options {
   gc?: boolean;
   basePort: number;
   system: 'fulcrum' | 'etcd';
+  fromSource?: boolean;
 }
 
 /** The three members under measurement, whichever system. */
@@ -95,6 +100,7 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
       clientPort: o.basePort + 2 * i,
       peerPort: o.basePort + 2 * i + 1,
       dataDir: join(dir, `p${i + 1}`),
+      entry: o.fromSource === true ? 'source' : 'build',
       env: {
         ...process.env,
         // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
@@ -213,6 +219,7 @@ async function main(o: Options): Promise<void> {
   if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --trace and --gc are for Fulcrum only');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
   const traces: Array<[bigint, string]> = [];
+  if (o.system === 'fulcrum' && o.fromSource !== true) buildFulcrum((line) => console.log(line));
   const cluster = o.system === 'etcd' ? etcdMembers(dir, o.basePort) : fulcrumMembers(o, dir, traces);
   let series: Series | undefined;
   /** The measured window, ms since the epoch. */
