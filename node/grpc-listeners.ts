@@ -53,3 +53,17 @@ export function checkClientCertificates(server: grpc.Server, refusal: (cert: Det
     });
   }
 }
+
+/** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
+export function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

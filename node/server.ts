@@ -33,7 +33,7 @@ import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
-import { checkClientCertificates, limitConnections, type DroppedConnection } from './grpc-listeners.js';
+import { checkClientCertificates, limitConnections, shutdownGrpc, type DroppedConnection } from './grpc-listeners.js';
 import { discoverClusterId } from './join.js';
 import { Member } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
@@ -456,20 +456,6 @@ async function serveClientsOnEngine(
       await engine.close(graceMs);
     },
   };
-}
-
-/** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
-function shutdownGrpc(server: grpc.Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, graceMs);
-    server.tryShutdown(() => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 }
 
 /**

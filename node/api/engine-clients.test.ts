@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadEtcdApi, type WatchResponse } from '../../proto/index.js';
+import { shutdownGrpc } from '../grpc-listeners.js';
 import { H2Server } from '../h2/server.js';
 import { LeaseManager } from '../lease/manager.js';
 import { WatchHub } from '../watch/hub.js';
@@ -213,17 +214,7 @@ async function listenOnGrpcJs(server: grpc.Server, fast: FastPath, port: number)
     port: bound,
     engine: undefined,
     streams: undefined,
-    close: (graceMs) =>
-      new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      }),
+    close: (graceMs) => shutdownGrpc(server, graceMs),
   };
 }
 

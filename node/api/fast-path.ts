@@ -113,14 +113,13 @@ export class FastPath {
    */
   readonly engineStreamHandler: StreamHandler = (stream, headers, endStream, session) => {
     const transport = new H2CallTransport(stream, session.socket, endStream);
-    const method = this.methods.get(headers[':path'] ?? '');
-    const contentType = headers['content-type'];
-    if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+    const method = this.classify(headers);
+    if (method === 'not gRPC') {
       stream.respond(UNSUPPORTED_MEDIA_TYPE, true);
-    } else if (method === undefined) {
+    } else if (method === 'unknown method') {
       transport.endTrailersOnly({ code: grpc.status.UNIMPLEMENTED, details: `The server does not implement the method ${headers[':path'] ?? ''}` });
-    } else if (headers['grpc-encoding'] !== undefined && headers['grpc-encoding'] !== 'identity') {
-      transport.endTrailersOnly({ code: grpc.status.UNIMPLEMENTED, details: `grpc: Decompressor is not installed for grpc-encoding "${headers['grpc-encoding']}"` });
+    } else if (method === 'compressed') {
+      transport.endTrailersOnly({ code: grpc.status.UNIMPLEMENTED, details: `grpc: Decompressor is not installed for grpc-encoding "${String(headers['grpc-encoding'])}"` });
     } else {
       this.start(transport, headers, method);
     }
@@ -134,14 +133,20 @@ export class FastPath {
     else new FastServerStreamCall(transport, headers, method, this.deps).start();
   }
 
-  /** The method when this path serves the call: a known path, a gRPC content type, an uncompressed body. */
+  /** The method when this path serves the call (else grpc-js answers it). */
   private claim(headers: http2.IncomingHttpHeaders): FastMethod | undefined {
-    const method = this.methods.get(headers[':path'] ?? '');
-    if (method === undefined) return undefined;
+    const method = this.classify(headers);
+    return typeof method === 'string' ? undefined : method;
+  }
+
+  /** The method when this path serves the call: a gRPC content type, a known path, an uncompressed body. */
+  private classify(headers: http2.IncomingHttpHeaders): FastMethod | 'not gRPC' | 'unknown method' | 'compressed' {
     const contentType = headers['content-type'];
-    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) return undefined;
+    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) return 'not gRPC';
+    const method = this.methods.get(headers[':path'] ?? '');
+    if (method === undefined) return 'unknown method';
     const encoding = headers['grpc-encoding'];
-    if (encoding !== undefined && encoding !== 'identity') return undefined;
+    if (encoding !== undefined && encoding !== 'identity') return 'compressed';
     return method;
   }
 }

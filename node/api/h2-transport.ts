@@ -1,10 +1,11 @@
 // The fast path's calls over Fulcrum's own HTTP/2 engine (node/h2/): a CallTransport (call-transport.ts) over one
 // H2Stream, which is also the StreamListener the connection reports the stream's events to, so a call costs one
 // object here besides itself.
+import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { CallSink, CallStatus, CallTransport } from './call-transport.js';
-import { CONTENT_TYPE, RESPONSE_HEADERS } from './call-transport.js';
+import { CONTENT_TYPE, RESPONSE_HEADERS, statusHeaders } from './call-transport.js';
 import type { H2Stream, StreamListener } from '../h2/connection.js';
 import type { HeaderField } from '../h2/hpack.js';
 
@@ -25,10 +26,9 @@ const TRAILERS_ONLY_HEAD: readonly HeaderField[] = Object.freeze([
   { name: 'content-type', value: CONTENT_TYPE },
 ]);
 
-/** Metadata as header fields: binary values base64, repeated keys as repeated fields (grpc-js's own encoding). */
-function metadataFields(metadata: grpc.Metadata | null | undefined, out: HeaderField[]): HeaderField[] {
-  if (metadata === null || metadata === undefined) return out;
-  for (const [name, value] of Object.entries(metadata.toHttp2Headers())) {
+/** Headers as Node writes them, as header fields: repeated values (an array) as repeated fields. */
+function headerFields(headers: http2.OutgoingHttpHeaders, out: HeaderField[]): HeaderField[] {
+  for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     if (Array.isArray(value)) for (const v of value) out.push({ name, value: v });
     else out.push({ name, value: String(value) });
@@ -36,11 +36,14 @@ function metadataFields(metadata: grpc.Metadata | null | undefined, out: HeaderF
   return out;
 }
 
-/** A status as trailer fields: trailing metadata, grpc-status, grpc-message percent-encoded as grpc-js sends it. */
+/** Metadata as header fields: binary values base64, repeated keys as repeated fields (grpc-js's own encoding). */
+function metadataFields(metadata: grpc.Metadata, out: HeaderField[]): HeaderField[] {
+  return headerFields(metadata.toHttp2Headers(), out);
+}
+
+/** A status as trailer fields, as over Node's http2 (statusHeaders): trailing metadata, grpc-status, grpc-message. */
 function statusFields(status: CallStatus, out: HeaderField[]): HeaderField[] {
-  metadataFields(status.metadata, out);
-  out.push({ name: 'grpc-status', value: String(status.code) }, { name: 'grpc-message', value: encodeURI(status.details) });
-  return out;
+  return headerFields(statusHeaders(status), out);
 }
 
 function isPlainOk(status: CallStatus): boolean {
