@@ -1,13 +1,18 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AssertionError } from '../../raft/errors.js';
 import type { Entry, HardState } from '../../raft/types.js';
 import { crc32c } from '../crc32c.js';
-import { decodeMeta, encodeHardState, encodeMeta, entryKey, HARD_STATE_KEY, HARD_STATE_KEY_V1, indexOfKey, isBad, KEY_ENTRY, META_KEY, WAL_FORMAT_V1, WAL_FORMAT_VERSION } from './codec.js';
+import { decodeMeta, encodeHardState, encodeMarker, encodeMeta, entryKey, markerKey, HARD_STATE_KEY, HARD_STATE_KEY_V1, indexOfKey, isBad, KEY_ENTRY, META_KEY, WAL_FORMAT_V1, WAL_FORMAT_VERSION } from './codec.js';
 import { WalError } from './errors.js';
 import { WriteAheadLog, type WalOptions } from './wal.js';
 import { captureLogger, CONF, makeEntries, tempDir, writeSnapshotFile } from './testutil.js';
+
+const SNAPSHOT_AHEAD_WRITER = fileURLToPath(new URL('./testdata/snapshot-ahead-writer.ts', import.meta.url));
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -115,6 +120,56 @@ describe('WriteAheadLog', () => {
     await Promise.all([w.save(hs(1, 0), makeEntries(1, 5, 1)), w.save(hs(1, 5), makeEntries(6, 5, 1)), w.save(hs(2, 5), makeEntries(8, 1, 2))]);
     expect(logOf(w).map((e) => [e.index, e.term])).toEqual([[1, 1], [2, 1], [3, 1], [4, 1], [5, 1], [6, 1], [7, 1], [8, 2]]);
     expect(await diskIndexes()).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('a snapshot marked at a commit index not yet written carries it: after SIGKILL the log opens at the snapshot', async () => {
+    // The child saves entries 1-10 with commit 8, moves the commit to 10 alone (not written by itself), marks a
+    // snapshot at 10, and is killed before close() could write the hard state. Before the marker carried the hard
+    // state, the disk said commit 8 with a snapshot at 10, and the Raft core refused to start (commit out of range).
+    const child = spawn(process.execPath, ['--import', 'tsx', SNAPSHOT_AHEAD_WRITER, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('done')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`the writer exited (${code}) before it was done`)));
+    });
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const r = await reopen();
+    expect(r.recovery.snapshot?.index).toBe(10);
+    expect(r.recovery.hardState.commit).toBe(10); // as read from disk
+    expect(r.recovery.commitRaisedTo).toBeUndefined();
+    expect(r.storage.initialState().hardState.commit).toBe(10);
+  });
+
+  it('a log whose commit index on disk is behind its snapshot (an earlier build after a crash) opens with the commit raised to it', async () => {
+    const w = await reopen();
+    await w.save(hs(1, 8), makeEntries(1, 10, 1));
+    const meta = await writeSnapshotFile(w.snapshots, 10, 1);
+    await w.close();
+    wal = undefined;
+    // What such a crash left: a snapshot marker at 10 and the hard state's commit at 8.
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'log'), { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.put(markerKey(10), encodeMarker(meta));
+    await db.close();
+    const logger = captureLogger();
+    wal = await WriteAheadLog.open(dir, { logger });
+    expect(wal.recovery.hardState.commit).toBe(8);
+    expect(wal.recovery.commitRaisedTo).toBe(10);
+    expect(wal.storage.initialState().hardState).toEqual(hs(1, 10));
+    expect(logger.lines.some((l) => l.level === 'warn' && l.msg.includes('raised'))).toBe(true);
+    // Written with the next batch: after a clean close the disk agrees.
+    const r = await reopen();
+    expect(r.recovery.hardState.commit).toBe(10);
+    expect(r.recovery.commitRaisedTo).toBeUndefined();
+  });
+
+  it('refuses to mark a snapshot beyond the commit index the core was shown', async () => {
+    const w = await reopen();
+    await w.save(hs(1, 5), makeEntries(1, 10, 1));
+    await expect(w.markSnapshot(await writeSnapshotFile(w.snapshots, 8, 1))).rejects.toThrow(AssertionError);
   });
 
   it('compacts on disk and in memory after a snapshot marker, and reopens from the snapshot', async () => {

@@ -106,7 +106,14 @@ export interface WalOptions {
 export interface RecoveryReport {
   /** The directory had no log: a new one was created. */
   readonly created: boolean;
+  /** The hard state as read from disk. */
   readonly hardState: HardState;
+  /**
+   * The commit index on disk was behind the snapshot the log starts from, and was raised to it (a snapshot holds
+   * only applied, so committed, entries). Logs written before markSnapshot carried the hard state could be left so
+   * by a crash, and the Raft core refuses to start from them.
+   */
+  readonly commitRaisedTo?: number;
   /** The snapshot the in-memory log starts from (undefined: from the beginning). */
   readonly snapshot: SnapshotMetadata | undefined;
   readonly firstIndex: number;
@@ -187,10 +194,13 @@ export class WriteAheadLog {
     const tailCut = scan.cut === undefined ? undefined : await cutTail(db, scan.cut, logger);
     disk.first = await firstEntryIndex(db);
     disk.last = await lastEntryIndex(db);
-    const storage = buildStorage(base, scan.entries, hardState);
+    const current = base !== undefined && hardState.commit < base.index ? { ...hardState, commit: base.index } : hardState;
+    if (current !== hardState) logger.warn({ commit: hardState.commit, snapshot: base!.index }, 'wal: the commit index on disk was behind the snapshot; raised to it');
+    const storage = buildStorage(base, scan.entries, current);
     const recovery: RecoveryReport = {
       created,
       hardState,
+      ...(current === hardState ? {} : { commitRaisedTo: current.commit }),
       snapshot: base,
       firstIndex: storage.firstIndex(),
       lastIndex: storage.lastIndex(),
@@ -199,7 +209,8 @@ export class WriteAheadLog {
     await writeFence(dir, hardState);
     logger.info({ ...recovery, hardState: { ...hardState } }, 'wal opened');
     const markerIndexes = [...markers.keys()].sort((a, b) => a - b);
-    return new WriteAheadLog(dir, db, storage, snapshots, recovery, hardState, hardState, hardState, disk, markerIndexes, logger);
+    // A raised commit index is shown to the core now and written with the next batch, as a commit-only change is.
+    return new WriteAheadLog(dir, db, storage, snapshots, recovery, current, hardState, hardState, disk, markerIndexes, logger);
   }
 
   // ------------------------------------------------------------------ writes
@@ -351,9 +362,15 @@ export class WriteAheadLog {
       if (metadata.index <= this.storage.snapshot().metadata.index) return; // already recorded: idempotent
       assert(metadata.index <= this.storage.lastIndex(), () => `wal: snapshot ${metadata.index} is beyond the last index ${this.storage.lastIndex()}`);
       assert(this.storage.term(metadata.index) === metadata.term, () => `wal: snapshot ${metadata.index} has term ${metadata.term}, the log has ${this.storage.term(metadata.index)}`);
+      // A snapshot holds applied entries, which the core saw committed: the hard state it saw goes in the same batch
+      // when it was not written yet (a commit-only change, saveNow), or a crash would leave the disk with a commit
+      // index behind the snapshot the log starts from, which the core refuses to start from.
+      assert(this.hardState.commit >= metadata.index, () => `wal: snapshot ${metadata.index} is beyond the commit index ${this.hardState.commit}`);
+      const hs = this.unwrittenHardState();
       const batch = this.db.batch();
       batch.put(markerKey(metadata.index), encodeMarker(metadata));
-      await this.write(batch, true);
+      if (hs !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(hs));
+      await this.write(batch, true, hs);
       this.markers.push(metadata.index);
       this.storage.createSnapshot(metadata.index, metadata.confState, EMPTY);
     });
