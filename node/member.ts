@@ -528,6 +528,10 @@ export class Member {
       return;
     }
     if (applied === this.lastSnapshotIndex || (!force && applied - this.lastSnapshotIndex < this.options.snapshotCount)) return;
+    // After a restart the state machine may hold entries past the commit index the core has learnt again (a
+    // commit-only change is written with the WAL's next batch): the log must not start from a snapshot beyond its
+    // commit index (the WAL refuses the marker). A later apply brings the commit index past it.
+    if (applied > this.wal.storage.initialState().hardState.commit) return;
     await this.sm.flush();
     const metadata = { index: applied, term: this.wal.storage.term(applied), confState: this.node.status().confState };
     this.lastSnapshotIndex = applied;
