@@ -1,14 +1,15 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 5] [--cpu-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 5] [--cpu-prof DIR] [--heap-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940] [--series 250] [--gc] [--from-source]
 //
 // Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them
 // through tsx, as the tests do (which also names each function at run time: a little more CPU per operation).
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
-// covering only the measured part (flame graphs in Chrome DevTools or speedscope). --trace runs the members with
+// covering only the measured part (flame graphs in Chrome DevTools or speedscope); --heap-prof one .heapprofile per
+// member of what the measured part allocated, garbage included (bench/heap-summary.ts sums it by function). --trace runs the members with
 // FULCRUM_TRACE=1 and writes their merged timeline (see node/trace.ts), one line per event, oldest first.
 // --series MS prints the window again slice by slice (operations finished, p50, p99 and the slowest), which shows
 // whether a tail comes in bursts (a pause somewhere) or is spread evenly (queueing). --gc records each member's
@@ -58,6 +59,7 @@ const program = new Command('npm run bench:profile --')
   .option('--warm-up <s>', 'unmeasured seconds of the same load first, so that the members\' hot code is compiled (0: none)', nonNegative, WARM_UP_S)
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
+  .option('--heap-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated, garbage included')
   .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
   .option('--series <ms>', 'also print throughput and latency per slice of this many ms of the window', positive)
   .option('--gc', 'record the members\' garbage-collection pauses and print those of the window')
@@ -72,6 +74,7 @@ interface Options {
   warmUp: number;
   valueBytes: number;
   cpuProf?: string;
+  heapProf?: string;
   trace?: string;
   series?: number;
   gc?: boolean;
@@ -106,7 +109,8 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
         // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
         NODE_OPTIONS: `${process.env.FULCRUM_MEMBER_NODE_OPTIONS ?? ''} --import ${HOOK}${o.gc === true ? ` --import ${GC_HOOK}` : ''}`.trim(),
         FULCRUM_GC_LOG: o.gc === true ? gcLogFile(dir, `p${i + 1}`) : '',
-        FULCRUM_PROFILE_DIR: o.cpuProf ?? '',
+        FULCRUM_PROFILE_DIR: o.cpuProf ?? o.heapProf ?? '',
+        FULCRUM_PROFILE_KIND: o.cpuProf === undefined && o.heapProf !== undefined ? 'heap' : 'cpu',
         FULCRUM_PROFILE_NAME: `p${i + 1}`,
         FULCRUM_TRACE: o.trace === undefined ? '' : '1',
       },
@@ -216,7 +220,8 @@ class Load {
 }
 
 async function main(o: Options): Promise<void> {
-  if (o.system === 'etcd' && (o.cpuProf !== undefined || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --trace and --gc are for Fulcrum only');
+  if (o.system === 'etcd' && (o.cpuProf !== undefined || o.heapProf !== undefined || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --heap-prof, --trace and --gc are for Fulcrum only');
+  if (o.cpuProf !== undefined && o.heapProf !== undefined) throw new InvalidArgumentError('--cpu-prof and --heap-prof: one at a time (the heap sampler would show in the CPU profile)');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
   const traces: Array<[bigint, string]> = [];
   if (o.system === 'fulcrum' && o.fromSource !== true) buildFulcrum((line) => console.log(line));
@@ -225,6 +230,7 @@ async function main(o: Options): Promise<void> {
   /** The measured window, ms since the epoch. */
   let window: { from: number; to: number } | undefined;
   let collections: Collection[] = [];
+  let measuredOps = 0;
   try {
     const leader = await findLeader(cluster.endpoints, 30_000);
     const client = new EtcdTestClient(leader.endpoint, 5_000);
@@ -233,12 +239,13 @@ async function main(o: Options): Promise<void> {
     const load = new Load(o, client, value);
     const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
-    if (o.cpuProf !== undefined) for (const m of members) m.signal('SIGUSR2');
+    if (o.cpuProf !== undefined || o.heapProf !== undefined) for (const m of members) m.signal('SIGUSR2');
     traces.length = 0;
     const before = members.map((m) => cpuSeconds(m.pid));
     const selfBefore = process.cpuUsage();
     const { n, latencies, finished, startedAt } = await load.run(o.duration);
     const self = process.cpuUsage(selfBefore);
+    measuredOps = n;
     const after = members.map((m) => cpuSeconds(m.pid));
     // The transactions really wrote their keys (counted after the window, so not in the figures).
     if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${warmedUp.n + n} transactions of ${LOAD_PUTS_PER_TXN} puts (${warmedUp.n} in the warm-up)\n`);
@@ -262,6 +269,7 @@ async function main(o: Options): Promise<void> {
   if (series !== undefined) printSeries(series, o.gc === true ? inWindow : undefined);
   if (o.gc === true) printCollections(inWindow, cluster.members.map((m) => m.name));
   if (o.cpuProf !== undefined) process.stdout.write(`CPU profiles: ${o.cpuProf}/p1..p3.cpuprofile\n`);
+  if (o.heapProf !== undefined) process.stdout.write(`allocation profiles: ${o.heapProf}/p1..p3.heapprofile (npx tsx bench/heap-summary.ts FILE --per ${measuredOps})\n`);
   if (o.trace !== undefined) {
     traces.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const t0 = traces[0]?.[0] ?? 0n;

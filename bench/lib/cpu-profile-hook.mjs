@@ -1,12 +1,20 @@
-// Loaded into a member with --import (through NODE_OPTIONS) by bench/profile.ts: on SIGUSR2 it starts the V8
-// sampling profiler, and at exit it writes a .cpuprofile (open it in Chrome DevTools or speedscope for a flame
-// graph). Starting on a signal keeps start-up (module loading and compiling) out of the profile.
+// Loaded into a member with --import (through NODE_OPTIONS) by bench/profile.ts: on SIGUSR2 it starts V8's sampling
+// profiler, and at exit it writes what it found into FULCRUM_PROFILE_DIR. Starting on a signal keeps start-up
+// (module loading and compiling) out of the profile.
+//   FULCRUM_PROFILE_KIND=cpu   a .cpuprofile (open it in Chrome DevTools or speedscope for a flame graph)
+//   FULCRUM_PROFILE_KIND=heap  a .heapprofile of what was ALLOCATED while it ran, garbage included (V8 keeps only
+//                              the samples still alive unless told otherwise): where the garbage collector's work
+//                              comes from. Chrome DevTools opens it (Memory tab, "Load profile").
 import { Session } from 'node:inspector';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import process from 'node:process';
 
+/** Bytes between heap samples on average: V8's default is 32 KiB; a put allocates a few KiB. */
+const HEAP_SAMPLING_INTERVAL_BYTES = 4096;
+
 const dir = process.env.FULCRUM_PROFILE_DIR;
+const kind = process.env.FULCRUM_PROFILE_KIND === 'heap' ? 'heap' : 'cpu';
 if (dir) {
   const session = new Session();
   session.connect();
@@ -14,6 +22,15 @@ if (dir) {
   process.on('SIGUSR2', () => {
     if (started) return;
     started = true;
+    if (kind === 'heap') {
+      session.post('HeapProfiler.enable');
+      session.post('HeapProfiler.startSampling', {
+        samplingInterval: HEAP_SAMPLING_INTERVAL_BYTES,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+      return;
+    }
     session.post('Profiler.enable');
     session.post('Profiler.setSamplingInterval', { interval: 250 });
     session.post('Profiler.start');
@@ -21,10 +38,11 @@ if (dir) {
   process.on('exit', () => {
     if (!started) return;
     // In-process inspector calls complete synchronously, so this runs to the end inside the exit handler.
-    session.post('Profiler.stop', (err, r) => {
-      if (err) return;
+    const write = (ext, data) => {
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `${process.env.FULCRUM_PROFILE_NAME ?? process.pid}.cpuprofile`), JSON.stringify(r.profile));
-    });
+      writeFileSync(join(dir, `${process.env.FULCRUM_PROFILE_NAME ?? process.pid}.${ext}`), JSON.stringify(data));
+    };
+    if (kind === 'heap') session.post('HeapProfiler.stopSampling', (err, r) => err || write('heapprofile', r.profile));
+    else session.post('Profiler.stop', (err, r) => err || write('cpuprofile', r.profile));
   });
 }
