@@ -4,7 +4,6 @@
 // --client-cert-auth, by its verified client certificate's common name; then the request's keys are checked
 // against the user's roles. Writes are checked AGAIN at apply (storage/auth/authorize.ts) with the requester and
 // revision this returns.
-import type * as grpc from '@grpc/grpc-js';
 import { commandNeeds, emptyNeeds, needRead, needWrite, type AccessNeeds, type CommandAuth } from '../../storage/auth/index.js';
 import type { Op } from '../../storage/command.js';
 import type { KeyRangeRequest } from '../../storage/mvcc/index.js';
@@ -12,13 +11,13 @@ import { AuthGate } from '../auth/index.js';
 import { tokenIndex } from '../auth/tokens.js';
 import type { ApiContext } from './context.js';
 import { apiError, toServiceError } from './errors.js';
+import { metadataOf, type MetadataReader, type ReadableMetadata } from './metadata.js';
 
 /** Where services find this member's AuthGate in ApiContext.registry. */
 export const AUTH_GATE_KEY = 'authGate';
 
 /** What a check needs to see of a call (every kind of server call has these). */
-export interface AuthCall {
-  readonly metadata: grpc.Metadata;
+export interface AuthCall extends ReadableMetadata {
   getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } | null;
 }
 
@@ -51,7 +50,7 @@ export function userFromCertificate(call: AuthCall): string | undefined {
  * reaches a client before this member applies it; etcd waits for the token's index, and the caller should wait
  * for a ReadIndex barrier (which covers the token's index if the token is real) before looking the token up.
  */
-export function tokenMayBeAhead(ctx: ApiContext, md: grpc.Metadata): boolean {
+export function tokenMayBeAhead(ctx: ApiContext, md: MetadataReader): boolean {
   const token = md.get('token')[0];
   if (typeof token !== 'string' || token === '') return false;
   const gate = ctx.registry.get(AUTH_GATE_KEY) as AuthGate | undefined;
@@ -65,7 +64,7 @@ export function requester(ctx: ApiContext, call: AuthCall): CommandAuth {
   const gate = authGate(ctx);
   const store = gate.store;
   if (!store.enabled) return { user: '', revision: store.revision };
-  const token = call.metadata.get('token')[0];
+  const token = metadataOf(call).get('token')[0];
   if (typeof token === 'string' && token !== '') {
     const user = gate.tokens.use(token);
     if (user === undefined) throw apiError('INVALID_AUTH_TOKEN');
@@ -77,14 +76,16 @@ export function requester(ctx: ApiContext, call: AuthCall): CommandAuth {
 }
 
 /**
- * Check a call: 'user' needs any existing user, 'admin' the root role, AccessNeeds the keys' permissions.
+ * Check a call: 'user' needs any existing user, 'admin' the root role, AccessNeeds the keys' permissions (or a
+ * function that works them out: it runs only when auth is enabled, so a cluster without auth pays nothing for it).
  * Returns the requester for the command the call proposes.
  */
-export function authorize(ctx: ApiContext, call: AuthCall, needs: AccessNeeds | 'user' | 'admin'): CommandAuth {
+export function authorize(ctx: ApiContext, call: AuthCall, needs: AccessNeeds | 'user' | 'admin' | (() => AccessNeeds | 'user' | 'admin')): CommandAuth {
   const who = requester(ctx, call);
   if (who.user === '') return who;
   const store = authGate(ctx).store;
-  const allowed = needs === 'user' ? store.user(who.user) !== undefined : needs === 'admin' ? store.isAdmin(who.user) : store.isPermitted(who.user, needs);
+  const need = typeof needs === 'function' ? needs() : needs;
+  const allowed = need === 'user' ? store.user(who.user) !== undefined : need === 'admin' ? store.isAdmin(who.user) : store.isPermitted(who.user, need);
   if (!allowed) throw apiError('PERMISSION_DENIED');
   return who;
 }
@@ -103,14 +104,16 @@ export function authorizeMaintenance(ctx: ApiContext, call: AuthCall): void {
 
 /** Check a call that proposes `op` with what the op needs (the same rule apply uses again). */
 export function authorizeOp(ctx: ApiContext, call: AuthCall, op: Op): CommandAuth {
-  return authorize(ctx, call, commandNeeds(op, ctx.member.stateMachine.mvcc));
+  return authorize(ctx, call, () => commandNeeds(op, ctx.member.stateMachine.mvcc));
 }
 
 /** Check a read of a key or range. */
 export function authorizeRead(ctx: ApiContext, call: AuthCall, range: KeyRangeRequest): CommandAuth {
-  const needs = emptyNeeds();
-  needRead(needs, range);
-  return authorize(ctx, call, needs);
+  return authorize(ctx, call, () => {
+    const needs = emptyNeeds();
+    needRead(needs, range);
+    return needs;
+  });
 }
 
 /** Go's names of the gRPC codes an auth refusal can carry (etcd puts the whole Go status text in a cancel reason). */

@@ -8,7 +8,7 @@
 // - 64-bit integers saturate to the safe range: a revision above 2^53 cannot exist, so it becomes the largest safe
 //   number and fails as a future revision instead of silently wrapping.
 // - Enum values this build does not know (they arrive as numbers) are refused before anything is proposed.
-import type { Metadata } from '@grpc/grpc-js';
+import type { MetadataReader } from './metadata.js';
 import type * as pb from '../../proto/index.js';
 import type { Encodable } from '../../proto/index.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
@@ -224,7 +224,7 @@ export const REQUIRE_LEADER_KEY = 'hasleader';
 export const REQUEST_ID_KEY = 'fulcrum-request-id';
 const REQUEST_ID_PATTERN = /^(.+):(\d{1,16})$/;
 
-export function requiresLeader(md: Metadata): boolean {
+export function requiresLeader(md: MetadataReader): boolean {
   return md.get(REQUIRE_LEADER_KEY).some((v) => String(v) === 'true');
 }
 
@@ -232,7 +232,7 @@ export function requiresLeader(md: Metadata): boolean {
  * The exactly-once identity of a mutating request, or {} without the header. The state machine validates the
  * client id further (length, unicode) and answers a retry with the first attempt's response.
  */
-export function requestIdentity(md: Metadata): { clientId?: string; seq?: number } {
+export function requestIdentity(md: MetadataReader): { clientId?: string; seq?: number } {
   const values = md.get(REQUEST_ID_KEY);
   if (values.length === 0) return {};
   const raw = values.length === 1 ? String(values[0]) : '';

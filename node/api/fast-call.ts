@@ -7,6 +7,7 @@ import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { CallSink, CallTransport } from './call-transport.js';
 import { LIMIT_ERRORS, type CallBudget } from './limits.js';
+import { HeaderMetadata, type MetadataReader } from './metadata.js';
 
 /** [u8 compressed flag][u32 big-endian length], then the message. */
 export const FRAME_HEADER_BYTES = 5;
@@ -46,12 +47,17 @@ export interface FastCallDeps {
   readonly budget: CallBudget;
 }
 
+/** A header that is not the handler's metadata: a pseudo-header or the transport's. */
+function isTransportHeader(key: string): boolean {
+  return key.charCodeAt(0) === PSEUDO_HEADER_MARK || TRANSPORT_HEADERS.has(key);
+}
+
 /** The request headers a handler sees as metadata: neither pseudo-headers nor the transport's. */
 function applicationHeaders(headers: http2.IncomingHttpHeaders): http2.IncomingHttpHeaders {
   // No prototype, like Node's own headers object: a header named __proto__ stays an entry.
   const out = Object.create(null) as http2.IncomingHttpHeaders;
   for (const key of Object.keys(headers)) {
-    if (key.charCodeAt(0) !== PSEUDO_HEADER_MARK && !TRANSPORT_HEADERS.has(key)) out[key] = headers[key];
+    if (!isTransportHeader(key)) out[key] = headers[key];
   }
   return out;
 }
@@ -162,6 +168,7 @@ export abstract class FastCallBase extends EventEmitter implements CallSink {
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
   private md: grpc.Metadata | undefined;
+  private reader: MetadataReader | undefined;
 
   constructor(
     protected readonly transport: CallTransport,
@@ -275,6 +282,12 @@ export abstract class FastCallBase extends EventEmitter implements CallSink {
     // and converting the transport's headers only to remove them again was a twentieth of a put's allocation.
     this.md ??= grpc.Metadata.fromHttp2Headers(applicationHeaders(this.headers));
     return this.md;
+  }
+
+  /** One key at a time, without `metadata` (node/api/metadata.ts): what the handlers' own checks read. */
+  get metadataReader(): MetadataReader {
+    this.reader ??= new HeaderMetadata(this.headers, isTransportHeader, () => this.metadata);
+    return this.reader;
   }
 
   getPeer(): string {

@@ -32,6 +32,7 @@ import { apiError, toServiceError } from './errors.js';
 import { boundedRead, checkTxnShape } from './limits.js';
 import { responseHeader } from './header.js';
 import { trace } from '../trace.js';
+import { metadataOf, type MetadataReader, type ReadableMetadata } from './metadata.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Call plumbing (shared by the maintenance, cluster and fulcrum services)
@@ -61,11 +62,12 @@ export function unary<Q, R>(ctx: ApiContext, method: string, run: (call: grpc.Se
  * Undefined when there is nothing to wait for, so the common call pays no promise for it.
  */
 export function beforeCall(ctx: ApiContext, call: SurfaceCall): Promise<void> | undefined {
-  checkLeaderRequirement(ctx, call.metadata);
-  return tokenMayBeAhead(ctx, call.metadata) ? readBarrier(ctx, call) : undefined;
+  const md = metadataOf(call);
+  checkLeaderRequirement(ctx, md);
+  return tokenMayBeAhead(ctx, md) ? readBarrier(ctx, call) : undefined;
 }
 
-export function checkLeaderRequirement(ctx: ApiContext, md: grpc.Metadata): void {
+export function checkLeaderRequirement(ctx: ApiContext, md: MetadataReader): void {
   if (requiresLeader(md) && ctx.member.leaderId() === 0) throw apiError('NO_LEADER');
 }
 
@@ -77,7 +79,8 @@ export function failure(ctx: ApiContext, method: string, e: unknown): grpc.Servi
 }
 
 /** What every kind of server call has in common (grpc-js does not export its ServerSurfaceCall type). */
-export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'metadata' | 'getDeadline' | 'on' | 'once' | 'removeListener'>;
+export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'cancelled' | 'metadata' | 'getDeadline' | 'on' | 'once' | 'removeListener'> &
+  ReadableMetadata;
 
 export function remainingMs(deadline: grpc.Deadline): number {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
@@ -193,7 +196,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       const req = toMvccPut(call.request);
       checkPutRequest(req, config());
       const auth = authorizeOp(ctx, call, { put: req });
-      const r = await proposeWithin(ctx, call, { put: req }, { ...requestIdentity(call.metadata), auth });
+      const r = await proposeWithin(ctx, call, { put: req }, { ...requestIdentity(metadataOf(call)), auth });
       // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The header's
       // HLC is the command's (the one its rows record as mod_hlc).
       const res = r.response as unknown as mvcc.PutResponse;
@@ -206,7 +209,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       const req = toMvccDeleteRange(call.request);
       checkDeleteRangeRequest(req, config());
       const auth = authorizeOp(ctx, call, { deleteRange: req });
-      const r = await proposeWithin(ctx, call, { deleteRange: req }, { ...requestIdentity(call.metadata), auth });
+      const r = await proposeWithin(ctx, call, { deleteRange: req }, { ...requestIdentity(metadataOf(call)), auth });
       const res = r.response as unknown as mvcc.DeleteRangeResponse;
       return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
@@ -227,7 +230,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
         const res = await untilDeadline(ctx, call, ctx.member.readState(read));
         return fromMvccTxn(res.response, readHeader(ctx, res.response.header.revision));
       }
-      const r = await proposeWithin(ctx, call, { txn: req }, { ...requestIdentity(call.metadata), auth });
+      const r = await proposeWithin(ctx, call, { txn: req }, { ...requestIdentity(metadataOf(call)), auth });
       const res = r.response as unknown as mvcc.TxnResponse;
       return fromMvccTxn(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
@@ -237,7 +240,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     Compact: unary(ctx, 'Compact', async (call) => {
       const revision = toNumber(call.request.revision);
       const auth = authorizeOp(ctx, call, { compact: { revision } });
-      const r = await proposeWithin(ctx, call, { compact: { revision } }, { ...requestIdentity(call.metadata), auth });
+      const r = await proposeWithin(ctx, call, { compact: { revision } }, { ...requestIdentity(metadataOf(call)), auth });
       // `physical`: answer once this member has deleted the compacted rows, as etcd does (within the deadline).
       if (call.request.physical === true) {
         const done = new AbortController(); // stops the wait if the deadline or the client gives up first
