@@ -25,6 +25,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { decodePutRequest, encodePutResponse } from './kv-wire.js';
+import type { Encodable, PutResponse } from './types.js';
 import type {
   AuthMethods,
   ClusterMethods,
@@ -131,6 +133,7 @@ export function loadEtcdApi(): FulcrumGrpcApi {
     },
   };
   passEncodedResponsesThrough(api.etcdserverpb.Watch.service, 'Watch');
+  putByHand(api.etcdserverpb.KV.service);
   cachedApi = api;
   return api;
 }
@@ -143,6 +146,18 @@ function passEncodedResponsesThrough(service: grpc.ServiceDefinition, method: st
   const def = service[method] as grpc.MethodDefinition<unknown, unknown>;
   const serialize = def.responseSerialize;
   (def as { responseSerialize: (v: unknown) => Buffer }).responseSerialize = (v) => (Buffer.isBuffer(v) ? v : serialize(v));
+}
+
+/** KV.Put's request and response go through proto/kv-wire.ts, which hands what it does not cover to protobufjs. */
+function putByHand(service: grpc.ServiceDefinition): void {
+  const def = service.Put as grpc.MethodDefinition<unknown, unknown> & {
+    requestDeserialize: (b: Buffer) => unknown;
+    responseSerialize: (v: unknown) => Buffer;
+  };
+  const decode = def.requestDeserialize;
+  const encode = def.responseSerialize;
+  def.requestDeserialize = (b) => decodePutRequest(b) ?? decode(b);
+  def.responseSerialize = (v) => encodePutResponse(v as Encodable<PutResponse>) ?? encode(v);
 }
 
 /**

@@ -26,6 +26,22 @@ describe('protobuf wire format by hand', () => {
     );
   });
 
+  it('writes a 64-bit varint from its two halves as from the bigint, and reads it back whole (property)', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (v) => {
+        const halves = new ProtoWriter(1);
+        halves.uint64Bits(Number(v & 0xffff_ffffn) | 0, Number(v >> 32n) | 0);
+        const whole = new ProtoWriter(1);
+        whole.uint64(v);
+        expect(halves.finish().toString('hex')).toBe(whole.finish().toString('hex'));
+        const r = new ProtoReader(halves.finish());
+        const n = r.uint();
+        expect(n === UNSAFE ? r.lastVarint64() : BigInt(n)).toBe(v);
+        expect(r.lastVarintBytes()).toBe(halves.length);
+      }),
+    );
+  });
+
   it('reads a varint above 2^53 - 1 (a negative int32 among them) as UNSAFE, never rounded', () => {
     for (const big of [2n ** 53n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
       const w = new ProtoWriter(1);

@@ -96,6 +96,19 @@ export class ProtoWriter {
     this.buf[this.len++] = Number(n);
   }
 
+  /** A varint of an unsigned 64-bit value given as its two 32-bit halves (a Long's bits): no bigint arithmetic. */
+  uint64Bits(low: number, high: number): void {
+    this.ensure(VARINT_BYTES_MAX);
+    let lo = low >>> 0;
+    let hi = high >>> 0;
+    while (hi !== 0 || lo >= 0x80) {
+      this.buf[this.len++] = (lo & 0x7f) | 0x80;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    this.buf[this.len++] = lo;
+  }
+
   /** A varint field, left out when 0 (proto3's default). */
   uintField(field: number, v: number): void {
     if (v === 0) return;
@@ -164,6 +177,8 @@ export function packedUintSize(values: readonly number[]): number {
 /** Reads fields from `buf[pos, end)`. Length-delimited values are views of `buf`, not copies. */
 export class ProtoReader {
   private pos: number;
+  /** Where the last varint uint() read started (lastVarint64 reads it again). */
+  private varintAt = 0;
 
   constructor(
     private readonly buf: Uint8Array,
@@ -188,6 +203,7 @@ export class ProtoReader {
   uint(): number {
     const buf = this.buf;
     if (this.pos >= this.end) throw new ProtoWireError('truncated varint');
+    this.varintAt = this.pos;
     const first = buf[this.pos++]!;
     if (first < 0x80) return first;
     let value = first & 0x7f;
@@ -200,6 +216,22 @@ export class ProtoReader {
       scale *= 0x80;
     }
     throw new ProtoWireError('varint longer than 10 bytes');
+  }
+
+  /** How many bytes the varint uint() just read took. */
+  lastVarintBytes(): number {
+    return this.pos - this.varintAt;
+  }
+
+  /** The varint uint() just read, as its low 64 bits: for the values it answers UNSAFE for. */
+  lastVarint64(): bigint {
+    let value = 0n;
+    for (let i = 0, at = this.varintAt; i < VARINT_BYTES_MAX && at < this.end; i++, at++) {
+      const b = this.buf[at]!;
+      value |= BigInt(b & 0x7f) << BigInt(7 * i);
+      if (b < 0x80) break;
+    }
+    return BigInt.asUintN(64, value);
   }
 
   /** A length-delimited value: a view of the buffer. */

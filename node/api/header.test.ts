@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadProtoRoot } from '../../proto/index.js';
-import { wire64 } from './header.js';
+import type { Member } from '../member.js';
+import { responseHeader, wire64 } from './header.js';
 
 // wire64 hands protobufjs numbers or Longs instead of decimal strings; what goes on the wire must not change.
 describe('wire64', () => {
@@ -30,5 +31,20 @@ describe('wire64', () => {
       { numRuns: 500 },
     );
     expect(roundTrip(kv, { create_revision: wire64(-1), mod_revision: wire64(Number.MAX_SAFE_INTEGER) })).toMatchObject({ create_revision: '-1', mod_revision: String(Number.MAX_SAFE_INTEGER) });
+  });
+});
+
+describe('responseHeader', () => {
+  const member = (clusterId: number, id: number): Member =>
+    ({ clusterId, id, term: () => 3, stateMachine: { revision: 9 } }) as unknown as Member;
+
+  it('carries each member\'s own ids, however headers of different members interleave', () => {
+    const a = member(2 ** 60, 2 ** 61 + 4096);
+    const b = member(7, 2 ** 62);
+    const decimal = (v: unknown): string => String(typeof v === 'number' ? v : BigInt.asUintN(64, BigInt((v as { toString(): string }).toString())));
+    for (const [m, cluster, id] of [[a, 2 ** 60, 2 ** 61 + 4096], [b, 7, 2 ** 62], [a, 2 ** 60, 2 ** 61 + 4096]] as const) {
+      const h = responseHeader(m, 5, 11n);
+      expect([decimal(h.cluster_id), decimal(h.member_id), h.revision, h.raft_term, h.hlc]).toEqual([String(BigInt(cluster)), String(BigInt(id)), 5, 3, 11]);
+    }
   });
 });

@@ -30,10 +30,24 @@ const LONG = protobuf.util.Long as unknown as { fromBits(low: number, high: numb
 const MIN_EXACT = BigInt(Number.MIN_SAFE_INTEGER);
 const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 
+/**
+ * The cluster and member ids of the last header, converted: both are above 2^53 (a Long each time), they never
+ * change for a member, and a header is built for every response.
+ */
+let ids: { clusterId: number; memberId: number; cluster: Int64Like; member: Int64Like } | undefined;
+
+function idsOf(member: Member): { cluster: Int64Like; member: Int64Like } {
+  if (ids?.clusterId !== member.clusterId || ids.memberId !== member.id) {
+    ids = { clusterId: member.clusterId, memberId: member.id, cluster: wire64(member.clusterId), member: wire64(member.id) };
+  }
+  return ids;
+}
+
 export function responseHeader(member: Member, revision?: number, hlc?: bigint): Encodable<ResponseHeader> {
+  const { cluster, member: memberId } = idsOf(member);
   return {
-    cluster_id: wire64(member.clusterId),
-    member_id: wire64(member.id),
+    cluster_id: cluster,
+    member_id: memberId,
     revision: wire64(revision ?? member.stateMachine.revision),
     raft_term: wire64(member.term()),
     hlc: wire64(hlc ?? 0n),

@@ -1,0 +1,142 @@
+// proto/kv-wire.ts against protobufjs, the reference it stands in front of: on any message it takes, it must give
+// exactly what protobufjs gives, and hand back the ones it does not take.
+import { loadSync } from '@grpc/proto-loader';
+import fc from 'fast-check';
+import protobuf from 'protobufjs';
+import { describe, expect, it } from 'vitest';
+import { LOADER_OPTIONS, loadEtcdApi, loadProtoRoot, PROTO_FILES, PROTO_ROOT } from './index.js';
+import { decodePutRequest, encodePutResponse } from './kv-wire.js';
+import type { Encodable, PutResponse } from './types.js';
+
+/** What the KV service used before kv-wire.ts: proto-loader's own (protobufjs) functions, from a fresh load. */
+const reference = (loadSync([...PROTO_FILES], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] })['etcdserverpb.KV'] as Record<string, {
+  requestDeserialize(b: Buffer): unknown;
+  responseSerialize(v: unknown): Buffer;
+}>).Put!;
+const PutRequestType = loadProtoRoot().lookupType('etcdserverpb.PutRequest');
+
+function protobufjsDecode(b: Buffer): unknown {
+  return reference.requestDeserialize(b);
+}
+
+function protobufjsEncode(v: unknown): Buffer {
+  return reference.responseSerialize(v);
+}
+
+/** A varint's bytes, for hand-built messages. */
+function varint(v: bigint): number[] {
+  const out: number[] = [];
+  let n = BigInt.asUintN(64, v);
+  while (n >= 0x80n) {
+    out.push(Number(n & 0x7fn) | 0x80);
+    n >>= 7n;
+  }
+  out.push(Number(n));
+  return out;
+}
+
+const int64 = fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 300n }), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }));
+const bytes = fc.uint8Array({ maxLength: 40 });
+/** One field of a PutRequest (bools in varints of up to 5 bytes), or an unknown field (every wire type but groups). */
+const field = fc.oneof(
+  bytes.map((b) => [0x0a, ...varint(BigInt(b.length)), ...b]),
+  bytes.map((b) => [0x12, ...varint(BigInt(b.length)), ...b]),
+  int64.map((v) => [0x18, ...varint(v)]),
+  fc.tuple(fc.constantFrom(0x20, 0x28, 0x30), fc.oneof(fc.bigInt({ min: 0n, max: 3n }), fc.constant(2n ** 32n), fc.bigInt({ min: 0n, max: 2n ** 35n - 1n }))).map(([t, v]) => [t, ...varint(v)]),
+  fc.tuple(fc.integer({ min: 7, max: 40 }), bytes).map(([f, b]) => [...varint(BigInt(f * 8 + 2)), ...varint(BigInt(b.length)), ...b]),
+  fc.tuple(fc.integer({ min: 7, max: 1000 }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })).map(([f, v]) => [...varint(BigInt(f * 8)), ...varint(v)]),
+  fc.integer({ min: 7, max: 40 }).map((f) => [...varint(BigInt(f * 8 + 1)), 1, 2, 3, 4, 5, 6, 7, 8]),
+  fc.integer({ min: 7, max: 40 }).map((f) => [...varint(BigInt(f * 8 + 5)), 1, 2, 3, 4]),
+);
+
+describe('PutRequest by hand', () => {
+  it('decodes any well-formed request exactly as protobufjs does', () => {
+    fc.assert(
+      fc.property(fc.array(field, { maxLength: 8 }), (fields) => {
+        const b = Buffer.from(fields.flat());
+        const ours = decodePutRequest(b);
+        expect(ours).toBeDefined();
+        expect(ours).toEqual(protobufjsDecode(b));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('takes a message protobufjs writes', () => {
+    const b = Buffer.from(PutRequestType.encode(PutRequestType.fromObject({ key: Buffer.from('k'), value: Buffer.from('v'), lease: '-7', prev_kv: true, ignore_lease: true })).finish());
+    expect(decodePutRequest(b)).toEqual({ key: Buffer.from('k'), value: Buffer.from('v'), lease: '-7', prev_kv: true, ignore_value: false, ignore_lease: true });
+  });
+
+  it('hands anything else to protobufjs: a known field with another wire type, a group, a truncated message', () => {
+    expect(decodePutRequest(Buffer.from([0x08, 0x01]))).toBeUndefined(); // key (1) as a varint
+    expect(decodePutRequest(Buffer.from([0x1a, 0x00]))).toBeUndefined(); // lease (3) as bytes
+    expect(decodePutRequest(Buffer.from([0x3b, 0x3c]))).toBeUndefined(); // a group (7), which protobufjs skips
+    expect(decodePutRequest(Buffer.from([0x0a, 0x05, 0x61]))).toBeUndefined(); // key runs past the end
+    expect(decodePutRequest(Buffer.from([0x00]))).toBeUndefined(); // field number 0
+    // A bool in a varint of more than 5 bytes: protobufjs 7 steps over 5 bytes after the fifth, not over the varint.
+    expect(decodePutRequest(Buffer.from([0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))).toBeUndefined();
+    expect(decodePutRequest(Buffer.from([0x20, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0a, 0x00, 0x0a, 0x00, 0x0a, 0x00]))).toBeUndefined();
+  });
+
+  it('on random bytes, whatever it takes, it decodes as protobufjs does', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 30 }), (raw) => {
+        const b = Buffer.from(raw);
+        const ours = decodePutRequest(b);
+        if (ours !== undefined) expect(ours).toEqual(protobufjsDecode(b));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('is what the KV service decodes Put requests with, protobufjs still behind it', () => {
+    const def = (loadEtcdApi().etcdserverpb.KV.service as unknown as Record<string, { requestDeserialize(b: Buffer): unknown }>).Put!;
+    expect(def.requestDeserialize(Buffer.from([0x0a, 0x01, 0x61, 0x18, 0x05]))).toEqual(protobufjsDecode(Buffer.from([0x0a, 0x01, 0x61, 0x18, 0x05])));
+    const group = Buffer.from([0x0a, 0x01, 0x61, 0x3b, 0x3c]);
+    expect(def.requestDeserialize(group)).toEqual(protobufjsDecode(group));
+  });
+});
+
+const Long = protobuf.util.Long as unknown as { fromBits(low: number, high: number, unsigned: boolean): unknown };
+const u64 = fc.oneof(
+  fc.constant(0),
+  fc.integer({ min: 0, max: 2 ** 31 }),
+  fc.maxSafeNat(),
+  fc.tuple(fc.integer(), fc.integer(), fc.boolean()).map(([lo, hi, u]) => Long.fromBits(lo, hi, u)),
+  fc.bigInt({ min: 0n, max: 10n ** 19n - 1n }).map(String),
+);
+const header = fc.record(
+  { cluster_id: u64, member_id: u64, revision: u64, raft_term: u64, hlc: u64 },
+  { requiredKeys: [] },
+);
+
+describe('PutResponse by hand', () => {
+  it('writes the bytes protobufjs writes', () => {
+    fc.assert(
+      fc.property(fc.option(header, { nil: null }), fc.constantFrom(null, undefined), (h, prev) => {
+        const res = { header: h, ...(prev === undefined ? {} : { prev_kv: prev }) } as unknown as Encodable<PutResponse>;
+        const ours = encodePutResponse(res);
+        expect(ours).toBeDefined();
+        expect(ours!.toString('hex')).toBe(protobufjsEncode(res).toString('hex'));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('hands a prev_kv, or a value it does not know how protobufjs converts, to protobufjs', () => {
+    const kv = { key: Buffer.from('k'), value: Buffer.from('v'), create_revision: 1, mod_revision: 1, version: 1, lease: 0 };
+    expect(encodePutResponse({ header: { revision: 1 }, prev_kv: kv } as unknown as Encodable<PutResponse>)).toBeUndefined();
+    expect(encodePutResponse({ header: { revision: 1n } } as unknown as Encodable<PutResponse>)).toBeUndefined();
+    expect(encodePutResponse({ header: { revision: 1.5 } } as unknown as Encodable<PutResponse>)).toBeUndefined();
+    expect(encodePutResponse({ header: { cluster_id: -1 } } as unknown as Encodable<PutResponse>)).toBeUndefined();
+    expect(encodePutResponse({ header: { revision: '18446744073709551615' } } as unknown as Encodable<PutResponse>)).toBeUndefined();
+  });
+
+  it('is what the KV service encodes Put responses with, protobufjs still behind it', () => {
+    const def = (loadEtcdApi().etcdserverpb.KV.service as unknown as Record<string, { responseSerialize(v: unknown): Buffer }>).Put!;
+    const plain = { header: { cluster_id: 7, member_id: Long.fromBits(1, -1, true), revision: 9, raft_term: 2, hlc: 0 }, prev_kv: null };
+    expect(def.responseSerialize(plain).toString('hex')).toBe(protobufjsEncode(plain).toString('hex'));
+    const withPrev = { header: { revision: 3 }, prev_kv: { key: Buffer.from('k'), value: Buffer.from('old'), create_revision: 1, mod_revision: 2, version: 2, lease: 0 } };
+    expect(def.responseSerialize(withPrev).toString('hex')).toBe(protobufjsEncode(withPrev).toString('hex'));
+  });
+});

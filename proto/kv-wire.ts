@@ -1,0 +1,151 @@
+// KV.Put's request and response by hand (proto/wire.ts), in front of protobufjs: a put is the call the leader
+// serves most, and protobufjs's decode-then-toObject and fromObject-then-encode allocated about a tenth of what a
+// put cost the leader (bench:profile --heap-prof). Both sides give exactly what protobufjs gives (the tests compare
+// them on random messages); anything off the common shape goes to protobufjs itself:
+//   - a request whose fields are not in canonical form (a known field with another wire type, a group, a bad tag)
+//     is decoded by protobufjs, so malformed input fails, or succeeds, exactly as it did;
+//   - a response with a prev_kv, or fields of a type this file does not expect, is encoded by protobufjs.
+import type { Encodable, PutRequest, PutResponse } from './types.js';
+import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
+
+/** A long.js Long, or any object protobufjs's Long.fromValue reads as one (its low and high 32 bits). */
+interface LongLike {
+  readonly low: number;
+  readonly high: number;
+}
+
+function isLongLike(v: unknown): v is LongLike {
+  return typeof v === 'object' && v !== null && typeof (v as LongLike).low === 'number' && typeof (v as LongLike).high === 'number';
+}
+
+/** What protobufjs's toObject gives an absent bytes field with `defaults: true`: an empty Buffer. */
+const NO_BYTES = Buffer.alloc(0);
+const TWO_POW_32 = 0x1_0000_0000;
+/** A uint32's longest varint. */
+const UINT32_VARINT_BYTES_MAX = 5;
+
+// ---- PutRequest: key = 1 (bytes), value = 2 (bytes), lease = 3 (int64), prev_kv = 4, ignore_value = 5, ignore_lease = 6 (bool)
+
+/** The request as LOADER_OPTIONS decode it (longs as decimal strings, every field present), or undefined: ask protobufjs. */
+export function decodePutRequest(buf: Buffer): PutRequest | undefined {
+  const r = new ProtoReader(buf);
+  let key: Buffer = NO_BYTES;
+  let value: Buffer = NO_BYTES;
+  let lease = '0';
+  let prevKv = false;
+  let ignoreValue = false;
+  let ignoreLease = false;
+  try {
+    while (!r.done()) {
+      const tag = r.tag();
+      const field = tag >>> 3;
+      const wireType = tag & 7;
+      if (field === 1 || field === 2) {
+        if (wireType !== WIRE_LENGTH_DELIMITED) return undefined;
+        const b = r.bytes() as Buffer;
+        if (field === 1) key = b;
+        else value = b;
+      } else if (field >= 3 && field <= 6) {
+        if (wireType !== WIRE_VARINT) return undefined;
+        if (field === 3) lease = int64String(r);
+        else {
+          const v = boolOf(r);
+          if (v === null) return undefined;
+          if (field === 4) prevKv = v;
+          else if (field === 5) ignoreValue = v;
+          else ignoreLease = v;
+        }
+      } else r.skip(wireType);
+    }
+  } catch (e) {
+    if (e instanceof ProtoWireError) return undefined;
+    throw e;
+  }
+  return { key, value, lease, prev_kv: prevKv, ignore_value: ignoreValue, ignore_lease: ignoreLease } as PutRequest;
+}
+
+/** An int64 varint as protobufjs's Long prints it: signed, the value's low 64 bits. */
+function int64String(r: ProtoReader): string {
+  const n = r.uint();
+  if (n !== UNSAFE) return String(n);
+  return BigInt.asIntN(64, r.lastVarint64()).toString();
+}
+
+/**
+ * The bool proto-loader's protobufjs (7.x, which the KV service decodes with) reads: the varint as a uint32, tested
+ * against 0, so only its low 32 bits count (protobufjs 8 tests every bit: the tests compare with the one in use).
+ * A varint longer than 5 bytes it does not parse at all (it steps over 5 more bytes, wherever they belong), so such
+ * a message goes to it: null.
+ */
+function boolOf(r: ProtoReader): boolean | null {
+  const n = r.uint();
+  if (r.lastVarintBytes() > UINT32_VARINT_BYTES_MAX) return null;
+  return n % TWO_POW_32 !== 0;
+}
+
+// ---- PutResponse: header = 1 (ResponseHeader); prev_kv = 2 (KeyValue, left to protobufjs)
+// ---- ResponseHeader: cluster_id = 1, member_id = 2, revision = 3 (int64), raft_term = 4, hlc = 1000 (uint64)
+
+type Field64 = number | LongLike | undefined;
+
+/** The response's bytes, the same protobufjs writes (a set field is written even when 0), or undefined: ask protobufjs. */
+export function encodePutResponse(res: Encodable<PutResponse>): Buffer | undefined {
+  if (res.prev_kv !== null && res.prev_kv !== undefined) return undefined;
+  const h = res.header as unknown as Record<string, unknown> | null | undefined;
+  if (h === null || h === undefined) return Buffer.alloc(0);
+  const clusterId = field64(h.cluster_id);
+  const memberId = field64(h.member_id);
+  const revision = field64(h.revision);
+  const raftTerm = field64(h.raft_term);
+  const hlc = field64(h.hlc);
+  if (clusterId === null || memberId === null || revision === null || raftTerm === null || hlc === null) return undefined;
+  const body = size64(1, clusterId) + size64(1, memberId) + size64(1, revision) + size64(1, raftTerm) + size64(2, hlc);
+  const w = new ProtoWriter(1 + varintSize(body) + body);
+  w.tag(1, WIRE_LENGTH_DELIMITED);
+  w.uint(body);
+  write64(w, 1, clusterId);
+  write64(w, 2, memberId);
+  write64(w, 3, revision);
+  write64(w, 4, raftTerm);
+  write64(w, 1000, hlc);
+  return w.finish();
+}
+
+/** A 64-bit header field: absent (undefined), a value to write, or null: one to leave to protobufjs (uint64Of). */
+function field64(v: unknown): Field64 | null {
+  return v === undefined || v === null ? undefined : uint64Of(v);
+}
+
+function size64(tagBytes: number, v: Field64): number {
+  if (v === undefined) return 0;
+  if (typeof v === 'number') return tagBytes + varintSize(v);
+  let n = 1;
+  for (let lo = v.low >>> 0, hi = v.high >>> 0; hi !== 0 || lo >= 0x80; n++) {
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  return tagBytes + n;
+}
+
+function write64(w: ProtoWriter, field: number, v: Field64): void {
+  if (v === undefined) return;
+  w.tag(field, WIRE_VARINT);
+  if (typeof v === 'number') w.uint(v);
+  else w.uint64Bits(v.low, v.high);
+}
+
+/**
+ * A 64-bit field's value as the varint protobufjs writes for it: a safe non-negative number as it is; a Long by its
+ * bits; a decimal string of at most 19 digits. null: any other value, which protobufjs converts by rules of its own
+ * (a negative number is 0 in a uint64 field and two's complement in an int64 one; a bigint; a fraction).
+ */
+function uint64Of(v: unknown): number | LongLike | null {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : null;
+  if (typeof v === 'string') return /^\d{1,19}$/.test(v) ? bitsOf(BigInt(v)) : null;
+  if (isLongLike(v)) return v;
+  return null;
+}
+
+function bitsOf(v: bigint): LongLike {
+  return { low: Number(BigInt.asUintN(32, v)), high: Number(BigInt.asUintN(32, v >> 32n)) };
+}
