@@ -177,8 +177,28 @@ const READ_ONLY_BATCH = {
   },
 };
 
+/**
+ * The store's configuration with the API's txn limit, copied once per store configuration (a snapshot restore may
+ * bring another store) rather than once per request.
+ */
+function requestConfig(ctx: ApiContext): () => mvcc.MvccConfig {
+  let made: { from: mvcc.MvccConfig; txnOpsMax: number; config: mvcc.MvccConfig } | undefined;
+  return () => {
+    const from = ctx.member.stateMachine.mvcc.config;
+    const txnOpsMax = ctx.limits.txnOpsMax;
+    if (made?.from !== from || made.txnOpsMax !== txnOpsMax) made = { from, txnOpsMax, config: { ...from, txnOpsMax } };
+    return made.config;
+  };
+}
+
+/** The exactly-once identity and the requester a proposed command carries. */
+function commandIdentity(call: SurfaceCall, auth: Command['auth']): Pick<Command, 'clientId' | 'seq' | 'auth'> {
+  const { clientId, seq } = requestIdentity(metadataOf(call));
+  return clientId === undefined ? { auth } : { clientId, seq, auth };
+}
+
 export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
-  const config = (): mvcc.MvccConfig => ({ ...ctx.member.stateMachine.mvcc.config, txnOpsMax: ctx.limits.txnOpsMax });
+  const config = requestConfig(ctx);
   return {
     Range: unary(ctx, 'Range', async (call) => {
       const req = toMvccRange(call.request);
@@ -195,8 +215,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       checkRequestSize(ctx, call.request);
       const req = toMvccPut(call.request);
       checkPutRequest(req, config());
-      const auth = authorizeOp(ctx, call, { put: req });
-      const r = await proposeWithin(ctx, call, { put: req }, { ...requestIdentity(metadataOf(call)), auth });
+      const op = { put: req };
+      const r = await proposeWithin(ctx, call, op, commandIdentity(call, authorizeOp(ctx, call, op)));
       // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The header's
       // HLC is the command's (the one its rows record as mod_hlc).
       const res = r.response as unknown as mvcc.PutResponse;
@@ -208,8 +228,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       checkRequestSize(ctx, call.request);
       const req = toMvccDeleteRange(call.request);
       checkDeleteRangeRequest(req, config());
-      const auth = authorizeOp(ctx, call, { deleteRange: req });
-      const r = await proposeWithin(ctx, call, { deleteRange: req }, { ...requestIdentity(metadataOf(call)), auth });
+      const op = { deleteRange: req };
+      const r = await proposeWithin(ctx, call, op, commandIdentity(call, authorizeOp(ctx, call, op)));
       const res = r.response as unknown as mvcc.DeleteRangeResponse;
       return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
@@ -230,7 +250,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
         const res = await untilDeadline(ctx, call, ctx.member.readState(read));
         return fromMvccTxn(res.response, readHeader(ctx, res.response.header.revision));
       }
-      const r = await proposeWithin(ctx, call, { txn: req }, { ...requestIdentity(metadataOf(call)), auth });
+      const r = await proposeWithin(ctx, call, { txn: req }, commandIdentity(call, auth));
       const res = r.response as unknown as mvcc.TxnResponse;
       return fromMvccTxn(res, responseHeader(ctx.member, res.header.revision, r.hlc));
     }),
@@ -240,7 +260,7 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     Compact: unary(ctx, 'Compact', async (call) => {
       const revision = toNumber(call.request.revision);
       const auth = authorizeOp(ctx, call, { compact: { revision } });
-      const r = await proposeWithin(ctx, call, { compact: { revision } }, { ...requestIdentity(metadataOf(call)), auth });
+      const r = await proposeWithin(ctx, call, { compact: { revision } }, commandIdentity(call, auth));
       // `physical`: answer once this member has deleted the compacted rows, as etcd does (within the deadline).
       if (call.request.physical === true) {
         const done = new AbortController(); // stops the wait if the deadline or the client gives up first
