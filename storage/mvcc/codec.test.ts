@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesToKeyString, copyBytes, crc32c, decodeRecord, decodeRecordHead, decodeRevisionKey, encodeRecord, encodeU64, revisionKey } from './codec.js';
+import { bytesToKeyString, copyBytes, crc32c, decodeRecord, decodeRecordHead, decodeRevisionKey, encodeRecord, encodeU64, recordKeyView, recordValueView, revisionKey } from './codec.js';
 
 /** Format 2 laid out with Buffer's own writers, field by field as the header of codec.ts describes it. */
 function referenceRecord(tombstone: boolean, kv: Parameters<typeof encodeRecord>[0]['kv']): Buffer {
@@ -73,6 +73,20 @@ describe('codec', () => {
     const longKey = row.slice();
     longKey[5] = 200; // a key length running past the fields
     expect(() => decodeRecordHead(longKey)).toThrow(/truncated/);
+  });
+
+  it('gives the key and value inside a record as views of it, and refuses lengths it was not made with (property)', () => {
+    fc.assert(
+      fc.property(kvArb, (kv) => {
+        const row = encodeRecord({ tombstone: false, kv });
+        const key = recordKeyView(row, kv.key.length);
+        const value = recordValueView(row, kv.key.length, kv.value.length);
+        expect([Buffer.from(key).toString('hex'), Buffer.from(value).toString('hex')]).toEqual([Buffer.from(kv.key).toString('hex'), Buffer.from(kv.value).toString('hex')]);
+        expect(key.buffer).toBe(row.buffer);
+        expect(value.buffer).toBe(row.buffer);
+        expect(() => recordKeyView(row, kv.key.length + 1)).toThrow(/record key view/);
+      }),
+    );
   });
 
   it('still reads format-1 records (written before records carried HLCs) with both HLCs 0', () => {

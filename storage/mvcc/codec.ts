@@ -180,6 +180,12 @@ export function recordValueView(record: Uint8Array, keyLength: number, valueLeng
   return record.subarray(start, start + valueLength);
 }
 
+/** The key inside a record encodeRecord made, as a view (no copy), as recordValueView gives its value. */
+export function recordKeyView(record: Uint8Array, keyLength: number): Uint8Array {
+  assert(record[0] === RECORD_FORMAT_V2 && u32At(record, 2) === keyLength, 'record key view: not a record of this key length');
+  return record.subarray(RECORD_HEAD_BYTES, RECORD_HEAD_BYTES + keyLength);
+}
+
 /** The largest HLC a record holds: HLCs are unsigned 64-bit values (wall ms in bits 63..16, logical below). */
 const HLC_MAX = (1n << 64n) - 1n;
 

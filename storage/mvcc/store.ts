@@ -18,7 +18,6 @@ import {
   META_COMPACT_SCHEDULED,
   REVISION_PREFIX,
   bytesToKeyString,
-  copyBytes,
   crc32c,
   decodeRecord,
   decodeRecordHead,
@@ -27,6 +26,7 @@ import {
   encodeRecord,
   encodeU64,
   keyStringToBytes,
+  recordKeyView,
   recordValueView,
   revisionKey,
   type Revision,
@@ -506,12 +506,10 @@ export class MvccStore {
     const lease = req.ignoreLease === true ? ki.lease : (req.lease ?? NO_LEASE);
     const sub = ctx.events.length;
     const kv: { -readonly [F in keyof KeyValue]-?: KeyValue[F] } = {
-      key: copyBytes(req.key),
+      key: req.key,
       createRevision: prev?.createRevision ?? ctx.main,
       modRevision: ctx.main,
       version: (prev?.version ?? 0) + 1,
-      // The request's value is a view into the whole command: the record copies it, and the key-value (for
-      // watch events) then views the record's copy rather than pinning the command or making a second copy.
       value: req.ignoreValue === true ? prevKv!.value : req.value,
       lease,
       // The generation's createHlc from the index: an update needs no read of the previous row for it.
@@ -519,6 +517,9 @@ export class MvccStore {
       modHlc: ctx.hlc,
     };
     const row = encodeRecord({ tombstone: false, kv });
+    // The key-value (for watch events) views the record's copies of the key and value: the request's bytes are a
+    // view into the whole command, and a copy of its own per put showed in every member's allocation profile.
+    kv.key = recordKeyView(row, kv.key.length);
     kv.value = recordValueView(row, kv.key.length, kv.value.length);
     this.stageRow(ctx, sub, row);
     if (prev !== undefined) this.retire(prev);
