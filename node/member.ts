@@ -322,6 +322,7 @@ export class Member {
       });
     });
     try {
+      this.loop.stepProposals(); // the proposals made before this one enter the log first
       this.node.proposeConfChange({ type, nodeId, context: encodeMemberContext({ ...ctx, nonce }) });
     } catch (e) {
       // Nobody will wait for `done`: disarm it, or its timeout would reject with no handler and stop the process.

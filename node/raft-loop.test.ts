@@ -3,7 +3,7 @@ import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/rng.js';
 import { EntryType, message, MessageType, Role, type Entry, type Message, type Snapshot } from '../raft/types.js';
 import { MemoryLogStore } from './memory-log-store.js';
-import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, CommitNotices, LoopError, RaftLoop, RAFT_LOOP_DEFAULTS, HEARTBEAT_HOLDUP_WARN_INTERVALS, wrapProposal, type Applier, type Command, type Ticker } from './raft-loop.js';
+import { APPEND_COALESCE_BYTES_MAX, coalesceAppends, CommitNotices, LoopError, PROPOSAL_BATCH_ENTRIES_MAX, RaftLoop, RAFT_LOOP_DEFAULTS, HEARTBEAT_HOLDUP_WARN_INTERVALS, unwrapProposal, wrapProposal, type Applier, type Command, type Ticker } from './raft-loop.js';
 
 /** A ticker the test drives by hand: time is explicit, nothing depends on wall-clock speed. */
 class ManualTicker implements Ticker {
@@ -357,6 +357,65 @@ describe('RaftLoop', () => {
     await expect(loop.propose(enc('c=1'))).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
     expect(await a).toBeNull();
     expect(await b).toBeNull();
+  });
+});
+
+describe('proposal batches', () => {
+  /** The commands of a member's log from `from` on, in log order ("k=v" payloads). */
+  const logged = (m: Member, from: number): string[] =>
+    m.log.storage
+      .entries(from, m.log.storage.lastIndex() + 1, Infinity)
+      .filter((e) => e.type === EntryType.Normal && e.data.byteLength > 0)
+      .map((e) => new TextDecoder().decode(unwrapProposal(e.data).payload));
+
+  it('answers each proposal of a burst with its own result, entries in call order, one append per follower', async () => {
+    const delivered: Message[] = [];
+    const { members, ticker } = cluster(3, delivered);
+    const lead = await electLeader(members, ticker);
+    const m = members.get(lead)!;
+    await settle();
+    const from = m.log.storage.lastIndex() + 1;
+    delivered.length = 0;
+    const answers = Array.from({ length: 50 }, (_, i) => m.loop.propose(enc(`k${i}=${i}`)));
+    expect(await Promise.all(answers)).toEqual(answers.map(() => null));
+    expect(logged(m, from)).toEqual(Array.from({ length: 50 }, (_, i) => `k${i}=${i}`));
+    const withEntries = delivered.filter((d) => d.type === MessageType.App && d.entries.length > 0);
+    // One append per follower carried all fifty (a lost or retried one would make more, never fewer).
+    expect(withEntries.length).toBe(2);
+    expect(withEntries.map((d) => d.entries.length)).toEqual([50, 50]);
+  });
+
+  it('fails every proposal of a batch the core refuses with PROPOSAL_DROPPED, and takes the next batch', async () => {
+    const { members } = cluster(3);
+    await settle();
+    const refused = [1, 2, 3].map((i) => members.get(1)!.loop.propose(enc(`r${i}=1`)));
+    for (const p of refused) await expect(p).rejects.toMatchObject({ code: 'PROPOSAL_DROPPED' });
+  });
+
+  it('holds proposals until the pump, and steps a full batch (PROPOSAL_BATCH_ENTRIES_MAX) at once', async () => {
+    const { node, loop } = await singleLeader({ bootNonce: 9, maxPendingProposals: 2 * PROPOSAL_BATCH_ENTRIES_MAX });
+    await settle();
+    const before = node.status().hardState.commit;
+    expect(node.hasReady()).toBe(false);
+    const answers = Array.from({ length: PROPOSAL_BATCH_ENTRIES_MAX - 1 }, (_, i) => loop.propose(enc(`b${i}=1`)));
+    expect(node.hasReady()).toBe(false); // taken, not yet in the core
+    answers.push(loop.propose(enc('last=1')));
+    expect(node.hasReady()).toBe(true); // the full batch went in without waiting for the pump
+    await Promise.all(answers);
+    expect(node.status().hardState.commit).toBe(before + PROPOSAL_BATCH_ENTRIES_MAX);
+  });
+
+  it('keeps call order between batched proposals and a leader-only one made after them', async () => {
+    const { members, ticker } = cluster(3);
+    const lead = await electLeader(members, ticker);
+    const m = members.get(lead)!;
+    await settle();
+    const from = m.log.storage.lastIndex() + 1;
+    const a = m.loop.propose(enc('a=1'));
+    const b = m.loop.propose(enc('b=1'));
+    const c = m.loop.propose(enc('c=1'), { leaderOnly: true });
+    await Promise.all([a, b, c]);
+    expect(logged(m, from)).toEqual(['a=1', 'b=1', 'c=1']);
   });
 });
 

@@ -178,6 +178,11 @@ function letWritesLeave(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** Proposals stepped into the core as one at most: a batch this large is stepped at once, not at the next pump. */
+export const PROPOSAL_BATCH_ENTRIES_MAX = 1_000;
+/** Bytes of one batch of proposals at most (Raft's default maxSizePerMsg: one follower append carries it). */
+export const PROPOSAL_BATCH_BYTES_MAX = 1024 * 1024;
+
 export class RaftLoop {
   private pumping = false;
   /** A pump start is queued (setImmediate) but has not run yet. */
@@ -192,6 +197,10 @@ export class RaftLoop {
    * first when expiring. An applied entry is ours when its envelope names this member and this boot's nonce.
    */
   private readonly proposals = new Map<number, ProposalWaiter>();
+  /** Proposals not yet stepped into the core (stepProposals), their sequence numbers and bytes. */
+  private batch: Uint8Array[] = [];
+  private batchSeqs: number[] = [];
+  private batchBytes = 0;
   private ticks = 0;
   /** When the last tick ran (performance.now()), to notice ticks that came late. */
   private lastTickAt: number | undefined;
@@ -276,15 +285,51 @@ export class RaftLoop {
     }
     const seq = ++this.seq;
     const data = wrapProposal(this.options.memberId, this.options.bootNonce, seq, payload);
-    try {
-      this.node.propose(data);
-    } catch (e) {
-      if (e instanceof ProposalDroppedError) return Promise.reject(new LoopError('PROPOSAL_DROPPED', e.message));
-      throw e;
+    if (opts.leaderOnly === true) {
+      // Into the log now, while this member is known to lead (and after what was proposed before it).
+      this.stepProposals();
+      try {
+        this.node.propose(data);
+      } catch (e) {
+        if (e instanceof ProposalDroppedError) return Promise.reject(new LoopError('PROPOSAL_DROPPED', e.message));
+        throw e;
+      }
+    } else {
+      this.batch.push(data);
+      this.batchSeqs.push(seq);
+      this.batchBytes += data.byteLength;
     }
     const p = new Promise<unknown>((resolve, reject) => this.proposals.set(seq, { resolve, reject, bornTick: this.ticks, lead: this.node.lead }));
+    if (this.batch.length >= PROPOSAL_BATCH_ENTRIES_MAX || this.batchBytes >= PROPOSAL_BATCH_BYTES_MAX) this.stepProposals();
     this.kick();
     return p;
+  }
+
+  /**
+   * Step the proposals taken since the last pump into the core as ONE proposal: the leader appends them and sends
+   * each follower one append for all of them, instead of an append and a log slice per follower for each (which
+   * the Ready then coalesced anyway). Proposals still reach the core before the Ready they would have been in: the
+   * pump steps them first. A batch the core refuses (no leader, a transfer, the uncommitted size limit) fails as
+   * one, each proposal with PROPOSAL_DROPPED, as each alone would have. Whoever steps a proposal into the core
+   * by another way (a configuration change) calls this first, so the log keeps the order proposals were made in.
+   */
+  stepProposals(): void {
+    if (this.batch.length === 0) return;
+    const data = this.batch;
+    const seqs = this.batchSeqs;
+    this.batch = [];
+    this.batchSeqs = [];
+    this.batchBytes = 0;
+    try {
+      this.node.proposeAll(data);
+    } catch (e) {
+      const err = e instanceof ProposalDroppedError ? new LoopError('PROPOSAL_DROPPED', e.message) : e;
+      for (const seq of seqs) {
+        const w = this.proposals.get(seq);
+        this.proposals.delete(seq);
+        w?.reject(err);
+      }
+    }
   }
 
   /** Fail proposals older than proposalTimeoutTicks, oldest first; their entries may still be applied. */
@@ -370,7 +415,7 @@ export class RaftLoop {
     try {
       do {
         this.again = false;
-        while (!this.stopped && this.node.hasReady()) await this.handleReady(this.node.ready());
+        while (!this.stopped && (this.stepProposals(), this.node.hasReady())) await this.handleReady(this.node.ready());
       } while (this.again && !this.stopped);
     } catch (e) {
       this.fail(e);
@@ -561,6 +606,9 @@ export class RaftLoop {
   }
 
   private failAll(err: LoopError): void {
+    this.batch = [];
+    this.batchSeqs = [];
+    this.batchBytes = 0;
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
     for (const [w] of this.answers) w.reject(err);

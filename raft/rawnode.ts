@@ -95,7 +95,17 @@ export class RawNode {
 
   /** Throws ProposalDroppedError when the entry cannot enter the log (no leader, transfer, size limit). */
   propose(data: Uint8Array): void {
-    this.raft.step(message({ type: MessageType.Prop, from: this.raft.id, entries: [{ term: 0, index: 0, type: EntryType.Normal, data }] }));
+    this.proposeAll([data]);
+  }
+
+  /**
+   * Several entries in one proposal, in this order: they enter the log together or not at all (ProposalDroppedError),
+   * with one append to each follower rather than one per entry.
+   */
+  proposeAll(data: readonly Uint8Array[]): void {
+    assert(data.length > 0, 'raft: an empty proposal');
+    const entries = data.map((d) => ({ term: 0, index: 0, type: EntryType.Normal, data: d }));
+    this.raft.step(message({ type: MessageType.Prop, from: this.raft.id, entries }));
   }
 
   proposeConfChange(cc: ConfChange): void {
