@@ -134,13 +134,15 @@ export function loadEtcdApi(): FulcrumGrpcApi {
   };
   passEncodedResponsesThrough(api.etcdserverpb.Watch.service, 'Watch');
   putByHand(api.etcdserverpb.KV.service);
+  passEncodedResponsesThrough(api.etcdserverpb.KV.service, 'Range');
   cachedApi = api;
   return api;
 }
 
 /**
  * A server may write a response it has encoded already (a Buffer) and it goes out as it is: the Watch service
- * frames each event's bytes once for all its watchers (node/api/watch-wire.ts). Objects are encoded as before.
+ * frames each event's bytes once for all its watchers (node/api/watch-wire.ts), and KV.Range encodes its answer
+ * straight from the store's (proto/kv-wire.ts). Objects are encoded as before.
  */
 function passEncodedResponsesThrough(service: grpc.ServiceDefinition, method: string): void {
   const def = service[method] as grpc.MethodDefinition<unknown, unknown>;

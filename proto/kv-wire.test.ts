@@ -5,14 +5,16 @@ import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { LOADER_OPTIONS, loadEtcdApi, loadProtoRoot, PROTO_FILES, PROTO_ROOT } from './index.js';
-import { decodePutRequest, encodePutResponse } from './kv-wire.js';
+import { fromMvccRange } from '../node/api/convert.js';
+import { decodePutRequest, encodePutResponse, encodeRangeResponse } from './kv-wire.js';
 import type { Encodable, PutResponse } from './types.js';
 
 /** What the KV service used before kv-wire.ts: proto-loader's own (protobufjs) functions, from a fresh load. */
-const reference = (loadSync([...PROTO_FILES], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] })['etcdserverpb.KV'] as Record<string, {
+const referenceKv = loadSync([...PROTO_FILES], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] })['etcdserverpb.KV'] as Record<string, {
   requestDeserialize(b: Buffer): unknown;
   responseSerialize(v: unknown): Buffer;
-}>).Put!;
+}>;
+const reference = referenceKv.Put!;
 const PutRequestType = loadProtoRoot().lookupType('etcdserverpb.PutRequest');
 
 function protobufjsDecode(b: Buffer): unknown {
@@ -138,5 +140,49 @@ describe('PutResponse by hand', () => {
     expect(def.responseSerialize(plain).toString('hex')).toBe(protobufjsEncode(plain).toString('hex'));
     const withPrev = { header: { revision: 3 }, prev_kv: { key: Buffer.from('k'), value: Buffer.from('old'), create_revision: 1, mod_revision: 2, version: 2, lease: 0 } };
     expect(def.responseSerialize(withPrev).toString('hex')).toBe(protobufjsEncode(withPrev).toString('hex'));
+  });
+});
+
+describe('RangeResponse by hand', () => {
+  const revision = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat());
+  const u64 = fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 300n }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }));
+  const kv = fc.record(
+    {
+      key: fc.uint8Array({ maxLength: 20 }),
+      createRevision: revision,
+      modRevision: revision,
+      version: revision,
+      value: fc.uint8Array({ maxLength: 300 }),
+      lease: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 2n ** 63n - 1n })),
+      createHlc: u64,
+      modHlc: u64,
+    },
+    { requiredKeys: ['key', 'createRevision', 'modRevision', 'version', 'value', 'lease'] },
+  );
+  const answer = fc.record({ kvs: fc.array(kv, { maxLength: 5 }), more: fc.boolean(), count: revision });
+
+  it('writes the bytes protobufjs writes for fromMvccRange of the same answer', () => {
+    fc.assert(
+      fc.property(header, answer, (h, r) => {
+        const ours = encodeRangeResponse(h as never, r);
+        expect(ours).toBeDefined();
+        const theirs = referenceKv.Range!.responseSerialize(fromMvccRange({ ...r, header: { revision: 0 } }, h as never));
+        expect(ours!.toString('hex')).toBe(theirs.toString('hex'));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('leaves a number it does not write to protobufjs', () => {
+    const one = { key: Buffer.from('k'), createRevision: 1, modRevision: 1, version: 1, value: Buffer.from('v'), lease: 0n };
+    expect(encodeRangeResponse({ revision: 1 } as never, { kvs: [one], more: false, count: -1 })).toBeUndefined();
+    expect(encodeRangeResponse({ revision: 1 } as never, { kvs: [{ ...one, version: 1.5 }], more: false, count: 1 })).toBeUndefined();
+    expect(encodeRangeResponse({ revision: 1n } as never, { kvs: [one], more: false, count: 1 })).toBeUndefined();
+  });
+
+  it('is passed through by the KV service as it is', () => {
+    const def = (loadEtcdApi().etcdserverpb.KV.service as unknown as Record<string, { responseSerialize(v: unknown): Buffer }>).Range!;
+    const b = encodeRangeResponse({ revision: 3 } as never, { kvs: [], more: false, count: 0 })!;
+    expect(def.responseSerialize(b)).toBe(b);
   });
 });

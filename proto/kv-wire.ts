@@ -5,7 +5,7 @@
 //   - a request whose fields are not in canonical form (a known field with another wire type, a group, a bad tag)
 //     is decoded by protobufjs, so malformed input fails, or succeeds, exactly as it did;
 //   - a response with a prev_kv, or fields of a type this file does not expect, is encoded by protobufjs.
-import type { Encodable, PutRequest, PutResponse } from './types.js';
+import type { Encodable, PutRequest, PutResponse, ResponseHeader } from './types.js';
 import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
 
 /** A long.js Long, or any object protobufjs's Long.fromValue reads as one (its low and high 32 bits). */
@@ -93,22 +93,36 @@ export function encodePutResponse(res: Encodable<PutResponse>): Buffer | undefin
   if (res.prev_kv !== null && res.prev_kv !== undefined) return undefined;
   const h = res.header as unknown as Record<string, unknown> | null | undefined;
   if (h === null || h === undefined) return Buffer.alloc(0);
-  const clusterId = field64(h.cluster_id);
-  const memberId = field64(h.member_id);
-  const revision = field64(h.revision);
-  const raftTerm = field64(h.raft_term);
-  const hlc = field64(h.hlc);
-  if (clusterId === null || memberId === null || revision === null || raftTerm === null || hlc === null) return undefined;
-  const body = size64(1, clusterId) + size64(1, memberId) + size64(1, revision) + size64(1, raftTerm) + size64(2, hlc);
-  const w = new ProtoWriter(1 + varintSize(body) + body);
-  w.tag(1, WIRE_LENGTH_DELIMITED);
-  w.uint(body);
-  write64(w, 1, clusterId);
-  write64(w, 2, memberId);
-  write64(w, 3, revision);
-  write64(w, 4, raftTerm);
-  write64(w, 1000, hlc);
+  const header = headerOf(h);
+  if (header === undefined) return undefined;
+  const w = new ProtoWriter(1 + varintSize(header.bytes) + header.bytes);
+  writeHeader(w, header);
   return w.finish();
+}
+
+interface HeaderFields {
+  readonly values: readonly [Field64, Field64, Field64, Field64, Field64];
+  /** Bytes of the header message's body. */
+  readonly bytes: number;
+}
+
+/** A ResponseHeader's fields (cluster_id, member_id, revision, raft_term, hlc), or undefined: one for protobufjs. */
+function headerOf(h: Record<string, unknown>): HeaderFields | undefined {
+  const values = [field64(h.cluster_id), field64(h.member_id), field64(h.revision), field64(h.raft_term), field64(h.hlc)] as const;
+  if (values.some((v) => v === null)) return undefined;
+  const v = values as unknown as HeaderFields['values'];
+  return { values: v, bytes: size64(1, v[0]) + size64(1, v[1]) + size64(1, v[2]) + size64(1, v[3]) + size64(2, v[4]) };
+}
+
+/** Field 1 of a response: its header. */
+function writeHeader(w: ProtoWriter, h: HeaderFields): void {
+  w.tag(1, WIRE_LENGTH_DELIMITED);
+  w.uint(h.bytes);
+  write64(w, 1, h.values[0]);
+  write64(w, 2, h.values[1]);
+  write64(w, 3, h.values[2]);
+  write64(w, 4, h.values[3]);
+  write64(w, 1000, h.values[4]);
 }
 
 /** A 64-bit header field: absent (undefined), a value to write, or null: one to leave to protobufjs (uint64Of). */
@@ -148,4 +162,101 @@ function uint64Of(v: unknown): number | LongLike | null {
 
 function bitsOf(v: bigint): LongLike {
   return { low: Number(BigInt.asUintN(32, v)), high: Number(BigInt.asUintN(32, v >> 32n)) };
+}
+
+// ---- RangeResponse: header = 1, kvs = 2 (repeated KeyValue), more = 3 (bool), count = 4 (int64)
+// ---- KeyValue: key = 1, create_revision = 2, mod_revision = 3, version = 4, value = 5, lease = 6, create_hlc = 1000,
+//      mod_hlc = 1001
+
+/** What encodeRangeResponse writes from: the store's answer, not the wire objects fromMvccRange makes of it. */
+export interface RangeAnswer {
+  readonly kvs: ReadonlyArray<{
+    readonly key: Uint8Array;
+    readonly createRevision: number;
+    readonly modRevision: number;
+    readonly version: number;
+    readonly value: Uint8Array;
+    readonly lease: bigint;
+    readonly createHlc?: bigint;
+    readonly modHlc?: bigint;
+  }>;
+  readonly more: boolean;
+  readonly count: number;
+}
+
+/**
+ * A RangeResponse's bytes straight from the store's answer, the same protobufjs writes for fromMvccRange(r, header)
+ * (every field written, zeros included), without the wire objects, Longs and protobufjs messages in between.
+ * Undefined: a header or a number this file does not write (a revision or count that is not a safe non-negative
+ * integer); the caller encodes through protobufjs then.
+ */
+export function encodeRangeResponse(header: Encodable<ResponseHeader>, r: RangeAnswer): Buffer | undefined {
+  const h = headerOf(header as unknown as Record<string, unknown>);
+  if (h === undefined || !isUint(r.count)) return undefined;
+  let bytes = 1 + varintSize(h.bytes) + h.bytes + 2 + 1 + varintSize(r.count);
+  const sizes: number[] = [];
+  for (const kv of r.kvs) {
+    if (!isUint(kv.createRevision) || !isUint(kv.modRevision) || !isUint(kv.version) || kv.lease < 0n) return undefined;
+    const n = keyValueBytes(kv);
+    sizes.push(n);
+    bytes += 1 + varintSize(n) + n;
+  }
+  const w = new ProtoWriter(bytes);
+  writeHeader(w, h);
+  r.kvs.forEach((kv, i) => {
+    w.tag(2, WIRE_LENGTH_DELIMITED);
+    w.uint(sizes[i]!);
+    writeKeyValue(w, kv);
+  });
+  w.tag(3, WIRE_VARINT);
+  w.uint(r.more ? 1 : 0);
+  w.tag(4, WIRE_VARINT);
+  w.uint(r.count);
+  return w.finish();
+}
+
+function isUint(v: number): boolean {
+  return Number.isSafeInteger(v) && v >= 0;
+}
+
+type Kv = RangeAnswer['kvs'][number];
+
+function keyValueBytes(kv: Kv): number {
+  return (
+    1 + varintSize(kv.key.length) + kv.key.length +
+    1 + varintSize(kv.createRevision) + 1 + varintSize(kv.modRevision) + 1 + varintSize(kv.version) +
+    1 + varintSize(kv.value.length) + kv.value.length +
+    1 + bigVarintSize(kv.lease) + 2 + bigVarintSize(kv.createHlc ?? 0n) + 2 + bigVarintSize(kv.modHlc ?? 0n)
+  );
+}
+
+function writeKeyValue(w: ProtoWriter, kv: Kv): void {
+  w.bytesField(1, kv.key);
+  w.tag(2, WIRE_VARINT);
+  w.uint(kv.createRevision);
+  w.tag(3, WIRE_VARINT);
+  w.uint(kv.modRevision);
+  w.tag(4, WIRE_VARINT);
+  w.uint(kv.version);
+  w.bytesField(5, kv.value);
+  writeBig(w, 6, kv.lease);
+  writeBig(w, 1000, kv.createHlc ?? 0n);
+  writeBig(w, 1001, kv.modHlc ?? 0n);
+}
+
+/** A uint64 bigint's halves through a scratch view: no bigint arithmetic (each operation would allocate one). */
+const SCRATCH = new DataView(new ArrayBuffer(8));
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+function halvesOf(v: bigint): LongLike {
+  SCRATCH.setBigUint64(0, v);
+  return { high: SCRATCH.getUint32(0), low: SCRATCH.getUint32(4) };
+}
+
+function bigVarintSize(v: bigint): number {
+  return size64(0, v <= MAX_SAFE ? Number(v) : halvesOf(v));
+}
+
+function writeBig(w: ProtoWriter, field: number, v: bigint): void {
+  write64(w, field, v <= MAX_SAFE ? Number(v) : halvesOf(v));
 }

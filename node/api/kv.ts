@@ -6,7 +6,8 @@
 // client reached (a follower's proposal is forwarded by the core) and answered once applied here. Bad input is
 // refused before anything is proposed, with etcd's codes and messages, so a bad request never costs a log entry.
 import * as grpc from '@grpc/grpc-js';
-import type { Encodable, Handlers, KVMethods, ResponseHeader } from '../../proto/index.js';
+import type { Encodable, Handlers, KVMethods, RangeResponse, ResponseHeader } from '../../proto/index.js';
+import { encodeRangeResponse } from '../../proto/kv-wire.js';
 import type { Command, Op } from '../../storage/command.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
 import { checkDeleteRangeRequest, checkPutRequest, checkRangeRequest, checkTxnIntervals, checkTxnRequest, txnHasWrites } from '../../storage/mvcc/validate.js';
@@ -207,7 +208,9 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       if (!call.request.serializable) await readBarrier(ctx, call);
       const sm = ctx.member.stateMachine;
       const r = await boundedRead(ctx.limits, (opts) => sm.mvcc.range(req, opts));
-      return fromMvccRange(r, readHeader(ctx, r.header.revision));
+      const header = readHeader(ctx, r.header.revision);
+      // Encoded here from the store's answer (the service passes a Buffer through), or by protobufjs if it cannot be.
+      return (encodeRangeResponse(header, r) as unknown as Encodable<RangeResponse> | undefined) ?? fromMvccRange(r, header);
     }),
 
     Put: unary(ctx, 'Put', async (call) => {
