@@ -48,8 +48,12 @@ const LOAD_PUTS_PER_TXN = 100;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
 
-/** Seconds of unmeasured load before the window: a fresh member runs its hot paths unoptimised for seconds. */
-const WARM_UP_S = 5;
+/**
+ * Seconds of unmeasured load before the window, as the benchmark's own server warm-up: a fresh member compiles its
+ * hot paths for tens of seconds (perf: 14 % of a member's CPU in V8's optimising compiler 10-14 s after start, 0.5 %
+ * after 36 s), and five seconds left that in the figures.
+ */
+const WARM_UP_S = 30;
 
 const program = new Command('npm run bench:profile --')
   .description('CPU per operation, CPU profiles and a request timeline of a local 3-member cluster')
