@@ -1,6 +1,7 @@
 // Protobuf's wire format by hand, for the few hot messages where protobufjs's object conversions cost more than
-// the encoding itself: the peer transport's batches of Raft messages (node/transport/batch-codec.ts) and watch
-// responses shared by many watchers (node/api/watch-wire.ts). Everything else goes through protobufjs.
+// the encoding itself: the peer transport's batches of Raft messages (node/transport/batch-codec.ts), watch
+// responses shared by many watchers (node/api/watch-wire.ts), and KV.Put's request and response and KV.Range's
+// response (proto/kv-wire.ts). Everything else goes through protobufjs.
 //
 // Numbers are JS numbers, exact up to 2^53 - 1: Raft's ids, terms and indexes stay below that (node/ids.ts), and
 // the reader says so when a value does not (UNSAFE) rather than rounding it.
