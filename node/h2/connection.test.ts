@@ -761,12 +761,38 @@ describe('stream ids and states', () => {
     expect(c.frames()).toEqual(['GOAWAY 0 PROTOCOL_ERROR']);
   });
 
-  it('a HEADERS on an id at or below the highest used, not open, fails the connection (STREAM_CLOSED)', () => {
+  it('a HEADERS on a stream that was used and closed fails the connection (STREAM_CLOSED)', () => {
+    const c = new Client().handshake();
+    c.open(1, true).respond(fields([':status', '200'], ['grpc-status', '0']), true);
+    c.frames();
+    c.events();
+    c.open(3);
+    c.headers(1).send();
+    expect(c.frames()).toEqual(['GOAWAY 3 STREAM_CLOSED']);
+    expect(c.events()).toEqual(['closed 3 STREAM_CLOSED', 'connection closed STREAM_CLOSED']);
+  });
+
+  it('a HEADERS on an id the client skipped fails the connection (PROTOCOL_ERROR: an unexpected id, 5.1.1)', () => {
     const c = new Client().handshake();
     c.open(5);
     c.headers(3).send();
-    expect(c.frames()).toEqual(['GOAWAY 5 STREAM_CLOSED']);
-    expect(c.events()).toEqual(['closed 5 STREAM_CLOSED', 'connection closed STREAM_CLOSED']);
+    expect(c.frames()).toEqual(['GOAWAY 5 PROTOCOL_ERROR']);
+    expect(c.events()).toEqual(['closed 5 PROTOCOL_ERROR', 'connection closed PROTOCOL_ERROR']);
+  });
+
+  it('remembers the last SKIPPED_ID_RUNS_REMEMBERED runs of skipped ids; an older one gets STREAM_CLOSED', () => {
+    const c = new Client({ limits: { concurrentStreamsMax: 1000 } }).handshake();
+    // Open 3, 7, 11, ...: each skips one id (1, 5, 9, ...), 65 runs in all.
+    for (let i = 0; i <= 64; i++) c.open(4 * i + 3);
+    c.frames();
+    c.events();
+    c.headers(1).send(); // the first run, forgotten
+    expect(c.frames()).toEqual(['GOAWAY 259 STREAM_CLOSED']);
+    const d = new Client({ limits: { concurrentStreamsMax: 1000 } }).handshake();
+    for (let i = 0; i <= 64; i++) d.open(4 * i + 3);
+    d.frames();
+    d.headers(5).send(); // the second, still remembered
+    expect(d.frames()).toEqual(['GOAWAY 259 PROTOCOL_ERROR']);
   });
 
   for (const [what, send] of [

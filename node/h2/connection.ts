@@ -246,6 +246,13 @@ const QUEUE_COMPACT_MIN = 64;
  * round trip of the reset, so an id that has left the list is one the peer had plenty of time to stop using.
  */
 const RESET_STREAMS_REMEMBERED = 2048;
+/**
+ * Runs of stream ids a client skipped that are remembered, to answer a HEADERS on one of them with PROTOCOL_ERROR (an
+ * unexpected id, RFC 9113 5.1.1) rather than STREAM_CLOSED (a stream that was used and closed). Clients count ids
+ * up by two, so there are seldom any; past this many the oldest are forgotten, and a HEADERS on one of those gets
+ * STREAM_CLOSED: a connection error either way.
+ */
+const SKIPPED_ID_RUNS_REMEMBERED = 64;
 const EMPTY = Buffer.alloc(0);
 /** The opaque data of a two-step shutdown's PING, to know its ACK from those of the layer above's PINGs. */
 const SHUTDOWN_PING_DATA = Buffer.from('goaway:2', 'latin1');
@@ -287,6 +294,25 @@ function checkInteger(name: string, value: unknown, min: number, max: number): v
  * The last `capacity` ids added, in a ring: adding and looking up are O(1), and memory stays bounded whatever
  * the peer does.
  */
+/** The runs of odd ids a client skipped when it opened a stream above the next one, the last `capacity` of them. */
+class SkippedIds {
+  private readonly runs: Array<readonly [number, number]> = [];
+
+  constructor(private readonly capacity: number) {}
+
+  /** The client opened `opened` when the highest id it had used was `highest`. */
+  opened(highest: number, opened: number): void {
+    const next = highest === 0 ? 1 : highest + 2;
+    if (opened <= next) return;
+    if (this.runs.length === this.capacity) this.runs.shift();
+    this.runs.push([next, opened - 2]);
+  }
+
+  has(id: number): boolean {
+    return this.runs.some(([from, to]) => id >= from && id <= to);
+  }
+}
+
 class RecentIds {
   private readonly ids = new Set<number>();
   /** Grown up to `capacity` as ids arrive, then overwritten oldest first: most connections reset few streams. */
@@ -607,6 +633,7 @@ class Connection {
   private block: PendingBlock | null = null;
   /** Closed streams we sent RST_STREAM for: the peer's frames already in flight on them are dropped. */
   private readonly resetStreams = new RecentIds(RESET_STREAMS_REMEMBERED);
+  private readonly skippedIds = new SkippedIds(SKIPPED_ID_RUNS_REMEMBERED);
 
   private peerSettingsSeen = false;
   settingsAcknowledged = false;
@@ -1000,11 +1027,14 @@ class Connection {
 
   /**
    * A HEADERS that does not belong to an open stream must open a new one: an odd id above every id used so far
-   * (5.1.1). An id at or below is a stream that closed (or was skipped, which closed it).
+   * (5.1.1). An id at or below is a stream that closed (STREAM_CLOSED), or one the client skipped, an unexpected id
+   * (PROTOCOL_ERROR).
    */
   private checkNewStreamId(streamId: number): void {
     if ((streamId & 1) === 0) throw connectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}: a client's streams are odd`);
-    if (streamId <= this.highestStreamId) throw connectionError(ErrorCode.STREAM_CLOSED, `HEADERS on stream ${streamId}, which is closed`);
+    if (streamId > this.highestStreamId) return;
+    if (this.skippedIds.has(streamId)) throw connectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, an id the client skipped: new streams' ids must grow`);
+    throw connectionError(ErrorCode.STREAM_CLOSED, `HEADERS on stream ${streamId}, which is closed`);
   }
 
   private onContinuation(frame: Frame): void {
@@ -1042,6 +1072,7 @@ class Connection {
     // Trailers the client sent before it read our RST_STREAM (or the stream was reset while its block arrived):
     // decoded for HPACK's sake, then dropped (RFC 9113 5.1).
     if (streamId <= this.highestStreamId) return this.spend(this.emptyFrameBucket, 'header blocks on streams we reset');
+    this.skippedIds.opened(this.highestStreamId, streamId);
     this.highestStreamId = streamId;
     // After our GOAWAY no new stream is processed, and the GOAWAY told the client so (6.8).
     if (this.goawaySent) return;
