@@ -1,7 +1,7 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 5] [--cpu-prof DIR] [--heap-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940] [--series 250] [--gc] [--from-source]
 //
 // Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them

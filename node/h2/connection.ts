@@ -290,10 +290,6 @@ function checkInteger(name: string, value: unknown, min: number, max: number): v
   }
 }
 
-/**
- * The last `capacity` ids added, in a ring: adding and looking up are O(1), and memory stays bounded whatever
- * the peer does.
- */
 /** The runs of odd ids a client skipped when it opened a stream above the next one, the last `capacity` of them. */
 class SkippedIds {
   private readonly runs: Array<readonly [number, number]> = [];
@@ -313,6 +309,10 @@ class SkippedIds {
   }
 }
 
+/**
+ * The last `capacity` ids added, in a ring: adding and looking up are O(1), and memory stays bounded whatever
+ * the peer does.
+ */
 class RecentIds {
   private readonly ids = new Set<number>();
   /** Grown up to `capacity` as ids arrive, then overwritten oldest first: most connections reset few streams. */
