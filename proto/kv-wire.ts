@@ -7,7 +7,7 @@
 //   - a response with a prev_kv, or fields of a type this file does not expect, is encoded by protobufjs (for Range,
 //     the handler then builds protobufjs's objects: encodeRangeResponse answers undefined).
 import type { Encodable, PutRequest, PutResponse, ResponseHeader } from './types.js';
-import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
+import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varint64Size, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
 
 /** A long.js Long, or any object protobufjs's Long.fromValue reads as one (its low and high 32 bits). */
 interface LongLike {
@@ -133,13 +133,7 @@ function field64(v: unknown): Field64 | null {
 
 function size64(tagBytes: number, v: Field64): number {
   if (v === undefined) return 0;
-  if (typeof v === 'number') return tagBytes + varintSize(v);
-  let n = 1;
-  for (let lo = v.low >>> 0, hi = v.high >>> 0; hi !== 0 || lo >= 0x80; n++) {
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  return tagBytes + n;
+  return tagBytes + (typeof v === 'number' ? varintSize(v) : varint64Size(v.low, v.high));
 }
 
 function write64(w: ProtoWriter, field: number, v: Field64): void {
@@ -249,15 +243,15 @@ function writeKeyValue(w: ProtoWriter, kv: Kv): void {
 const SCRATCH = new DataView(new ArrayBuffer(8));
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-function halvesOf(v: bigint): LongLike {
-  SCRATCH.setBigUint64(0, v);
-  return { high: SCRATCH.getUint32(0), low: SCRATCH.getUint32(4) };
-}
-
 function bigVarintSize(v: bigint): number {
-  return size64(0, v <= MAX_SAFE ? Number(v) : halvesOf(v));
+  if (v <= MAX_SAFE) return varintSize(Number(v));
+  SCRATCH.setBigUint64(0, v);
+  return varint64Size(SCRATCH.getUint32(4), SCRATCH.getUint32(0));
 }
 
 function writeBig(w: ProtoWriter, field: number, v: bigint): void {
-  write64(w, field, v <= MAX_SAFE ? Number(v) : halvesOf(v));
+  w.tag(field, WIRE_VARINT);
+  if (v <= MAX_SAFE) return w.uint(Number(v));
+  SCRATCH.setBigUint64(0, v);
+  w.uint64Bits(SCRATCH.getUint32(4), SCRATCH.getUint32(0));
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
+import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varint64Size, varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
 
 /** protobufjs's varint of a safe integer, as the reference. */
 function referenceVarint(v: number): Uint8Array {
@@ -34,6 +34,7 @@ describe('protobuf wire format by hand', () => {
         const whole = new ProtoWriter(1);
         whole.uint64(v);
         expect(halves.finish().toString('hex')).toBe(whole.finish().toString('hex'));
+        expect(varint64Size(Number(v & 0xffff_ffffn) | 0, Number(v >> 32n) | 0)).toBe(halves.length);
         const r = new ProtoReader(halves.finish());
         const n = r.uint();
         expect(n === UNSAFE ? r.lastVarint64() : BigInt(n)).toBe(v);

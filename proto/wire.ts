@@ -43,6 +43,16 @@ export function varintSize(v: number): number {
   return n;
 }
 
+/** Bytes the varint of an unsigned 64-bit value given as its 32-bit halves takes (what uint64Bits writes). */
+export function varint64Size(low: number, high: number): number {
+  let n = 1;
+  for (let lo = low >>> 0, hi = high >>> 0; hi !== 0 || lo >= 0x80; n++) {
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  return n;
+}
+
 /** Bytes of a varint field (tag below 16, so one byte) that is left out when 0, as proto3 does. */
 export function uintFieldSize(v: number): number {
   return v === 0 ? 0 : 1 + varintSize(v);
