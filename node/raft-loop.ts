@@ -315,11 +315,7 @@ export class RaftLoop {
    */
   stepProposals(): void {
     if (this.batch.length === 0) return;
-    const data = this.batch;
-    const seqs = this.batchSeqs;
-    this.batch = [];
-    this.batchSeqs = [];
-    this.batchBytes = 0;
+    const { data, seqs } = this.takeBatch();
     try {
       this.node.proposeAll(data);
     } catch (e) {
@@ -330,6 +326,15 @@ export class RaftLoop {
         w?.reject(err);
       }
     }
+  }
+
+  /** The proposals not yet stepped into the core, leaving an empty batch. */
+  private takeBatch(): { data: Uint8Array[]; seqs: number[] } {
+    const taken = { data: this.batch, seqs: this.batchSeqs };
+    this.batch = [];
+    this.batchSeqs = [];
+    this.batchBytes = 0;
+    return taken;
   }
 
   /** Fail proposals older than proposalTimeoutTicks, oldest first; their entries may still be applied. */
@@ -606,9 +611,7 @@ export class RaftLoop {
   }
 
   private failAll(err: LoopError): void {
-    this.batch = [];
-    this.batchSeqs = [];
-    this.batchBytes = 0;
+    this.takeBatch(); // its proposals are among those failed below
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
     for (const [w] of this.answers) w.reject(err);

@@ -262,8 +262,8 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
     // the revision fail; the rows are deleted in bounded chunks behind it (docs/mvcc.md).
     Compact: unary(ctx, 'Compact', async (call) => {
       const revision = toNumber(call.request.revision);
-      const auth = authorizeOp(ctx, call, { compact: { revision } });
-      const r = await proposeWithin(ctx, call, { compact: { revision } }, commandIdentity(call, auth));
+      const op = { compact: { revision } };
+      const r = await proposeWithin(ctx, call, op, commandIdentity(call, authorizeOp(ctx, call, op)));
       // `physical`: answer once this member has deleted the compacted rows, as etcd does (within the deadline).
       if (call.request.physical === true) {
         const done = new AbortController(); // stops the wait if the deadline or the client gives up first
