@@ -1,7 +1,7 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--old-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940] [--series 250] [--gc] [--from-source]
 //
 // Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them
@@ -9,7 +9,9 @@
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
 // /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
 // covering only the measured part (flame graphs in Chrome DevTools or speedscope); --heap-prof one .heapprofile per
-// member of what the measured part allocated, garbage included (bench/heap-summary.ts sums it by function). --trace runs the members with
+// member of what the measured part allocated, garbage included (bench/heap-summary.ts sums it by function);
+// --old-prof the same of only what outlived the young generation (promoted, dead later or not): what the scavenger
+// copied twice and mark-compact then traced. --trace runs the members with
 // FULCRUM_TRACE=1 and writes their merged timeline (see node/trace.ts), one line per event, oldest first.
 // --series MS prints the window again slice by slice (operations finished, p50, p99 and the slowest), which shows
 // whether a tail comes in bursts (a pause somewhere) or is spread evenly (queueing). --gc records each member's
@@ -64,6 +66,7 @@ const program = new Command('npm run bench:profile --')
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
   .option('--heap-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated, garbage included')
+  .option('--old-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated that outlived the young generation')
   .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
   .option('--series <ms>', 'also print throughput and latency per slice of this many ms of the window', positive)
   .option('--gc', 'record the members\' garbage-collection pauses and print those of the window')
@@ -79,6 +82,7 @@ interface Options {
   valueBytes: number;
   cpuProf?: string;
   heapProf?: string;
+  oldProf?: string;
   trace?: string;
   series?: number;
   gc?: boolean;
@@ -113,8 +117,8 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
         // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
         NODE_OPTIONS: `${process.env.FULCRUM_MEMBER_NODE_OPTIONS ?? ''} --import ${HOOK}${o.gc === true ? ` --import ${GC_HOOK}` : ''}`.trim(),
         FULCRUM_GC_LOG: o.gc === true ? gcLogFile(dir, `p${i + 1}`) : '',
-        FULCRUM_PROFILE_DIR: o.cpuProf ?? o.heapProf ?? '',
-        FULCRUM_PROFILE_KIND: o.cpuProf === undefined && o.heapProf !== undefined ? 'heap' : 'cpu',
+        FULCRUM_PROFILE_DIR: profileDir(o) ?? '',
+        FULCRUM_PROFILE_KIND: o.heapProf !== undefined ? 'heap' : o.oldProf !== undefined ? 'old' : 'cpu',
         FULCRUM_PROFILE_NAME: `p${i + 1}`,
         FULCRUM_TRACE: o.trace === undefined ? '' : '1',
       },
@@ -131,6 +135,11 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
     members: cluster.members.map((m) => ({ name: m.spec.name, endpoint: m.clientEndpoint, pid: m.child?.pid, signal: (sig) => m.child?.kill(sig) })),
     stop: () => cluster.stop(),
   };
+}
+
+/** Where the members write their profile, when one was asked for. */
+function profileDir(o: Options): string | undefined {
+  return o.cpuProf ?? o.heapProf ?? o.oldProf;
 }
 
 function gcLogFile(dir: string, member: string): string {
@@ -224,8 +233,9 @@ class Load {
 }
 
 async function main(o: Options): Promise<void> {
-  if (o.system === 'etcd' && (o.cpuProf !== undefined || o.heapProf !== undefined || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --heap-prof, --trace and --gc are for Fulcrum only');
-  if (o.cpuProf !== undefined && o.heapProf !== undefined) throw new InvalidArgumentError('--cpu-prof and --heap-prof: one at a time (the heap sampler would show in the CPU profile)');
+  const profiles = [o.cpuProf, o.heapProf, o.oldProf].filter((d) => d !== undefined).length;
+  if (o.system === 'etcd' && (profiles > 0 || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --heap-prof, --old-prof, --trace and --gc are for Fulcrum only');
+  if (profiles > 1) throw new InvalidArgumentError('--cpu-prof, --heap-prof and --old-prof: one at a time (a heap sampler would show in the CPU profile)');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
   const traces: Array<[bigint, string]> = [];
   if (o.system === 'fulcrum' && o.fromSource !== true) buildFulcrum((line) => console.log(line));
@@ -243,7 +253,7 @@ async function main(o: Options): Promise<void> {
     const load = new Load(o, client, value);
     const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
-    if (o.cpuProf !== undefined || o.heapProf !== undefined) for (const m of members) m.signal('SIGUSR2');
+    if (profileDir(o) !== undefined) for (const m of members) m.signal('SIGUSR2');
     traces.length = 0;
     const before = members.map((m) => cpuSeconds(m.pid));
     const selfBefore = process.cpuUsage();
@@ -274,6 +284,7 @@ async function main(o: Options): Promise<void> {
   if (o.gc === true) printCollections(inWindow, cluster.members.map((m) => m.name));
   if (o.cpuProf !== undefined) process.stdout.write(`CPU profiles: ${o.cpuProf}/p1..p3.cpuprofile\n`);
   if (o.heapProf !== undefined) process.stdout.write(`allocation profiles: ${o.heapProf}/p1..p3.heapprofile (npx tsx bench/heap-summary.ts FILE --per ${measuredOps})\n`);
+  if (o.oldProf !== undefined) process.stdout.write(`profiles of what was promoted: ${o.oldProf}/p1..p3.heapprofile (npx tsx bench/heap-summary.ts FILE --per ${measuredOps})\n`);
   if (o.trace !== undefined) {
     traces.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const t0 = traces[0]?.[0] ?? 0n;
