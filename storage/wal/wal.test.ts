@@ -9,7 +9,7 @@ import type { Entry, HardState } from '../../raft/types.js';
 import { crc32c } from '../crc32c.js';
 import { decodeMeta, encodeHardState, encodeMarker, encodeMeta, entryKey, markerKey, HARD_STATE_KEY, HARD_STATE_KEY_V1, indexOfKey, isBad, KEY_ENTRY, META_KEY, WAL_FORMAT_V1, WAL_FORMAT_VERSION } from './codec.js';
 import { WalError } from './errors.js';
-import { WriteAheadLog, type WalOptions } from './wal.js';
+import { COMPACT_BATCH_ENTRIES_MAX, WriteAheadLog, type WalOptions } from './wal.js';
 import { captureLogger, CONF, makeEntries, tempDir, writeSnapshotFile } from './testutil.js';
 
 const SNAPSHOT_AHEAD_WRITER = fileURLToPath(new URL('./testdata/snapshot-ahead-writer.ts', import.meta.url));
@@ -190,6 +190,24 @@ describe('WriteAheadLog', () => {
     expect(logOf(r)).toEqual(makeEntries(21, 10, 1));
     await r.compact(10); // already compacted: a no-op
     expect(r.storage.firstIndex()).toBe(21);
+  });
+
+  it('compacts a slice at a time: a save issued meanwhile lands between slices, and the disk stays contiguous', async () => {
+    const slices = 5;
+    const n = slices * COMPACT_BATCH_ENTRIES_MAX;
+    const w = await reopen();
+    for (let from = 1; from <= n; from += COMPACT_BATCH_ENTRIES_MAX) await w.save(hs(1, from + COMPACT_BATCH_ENTRIES_MAX - 1), makeEntries(from, COMPACT_BATCH_ENTRIES_MAX, 1, 8));
+    await w.markSnapshot(await writeSnapshotFile(w.snapshots, n, 1));
+    const order: string[] = [];
+    const compacting = w.compact(n).then(() => order.push('compacted'));
+    const saving = w.save(hs(1, n + 1), makeEntries(n + 1, 1, 1, 8)).then(() => order.push('saved'));
+    await Promise.all([compacting, saving]);
+    // One turn of the write queue for all 5,000 deletes would have made the save wait for the last of them.
+    expect(order).toEqual(['saved', 'compacted']);
+    expect(w.storage.firstIndex()).toBe(n + 1);
+    expect(await diskIndexes()).toEqual([n + 1]);
+    const r = await reopen();
+    expect(logOf(r)).toEqual(makeEntries(n + 1, 1, 1, 8));
   });
 
   it('refuses to compact past the newest snapshot marker', async () => {
