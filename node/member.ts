@@ -40,6 +40,8 @@ export interface TransportHooks {
   reportSnapshot(id: NodeId, ok: boolean): void;
   /** A peer refused us as a removed member: the removal may never reach our own log (the leader stopped sending). */
   reportRemoved?(): void;
+  /** How far this member has applied the log: sent to peers in every hello, and weighed against theirs (transport.ts). */
+  appliedIndex?(): number;
   /** Where received snapshot images are written. */
   readonly snapshots: SnapshotStore;
   /**
@@ -230,6 +232,7 @@ export class Member {
         loop.kick();
       },
       reportRemoved: () => self.member!.removedFromCluster(),
+      appliedIndex: () => loop.applied,
       snapshots: wal.snapshots,
       openSnapshot: (md) => self.member!.openSnapshotForPeer(md),
     });

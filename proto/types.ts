@@ -730,6 +730,7 @@ export interface MemberInfo {
   peer_urls: string[];
   version: string;
   protocol_version: number;
+  applied_index: Int64;
 }
 
 export interface HandshakeRequest {

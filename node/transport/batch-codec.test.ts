@@ -9,7 +9,7 @@ import { messageFromWire, messageToWire, WireFormatError } from './convert.js';
 import { arbMessage, FULL_MESSAGE, plain } from './message-arbitraries.js';
 
 const batchType = loadProtoRoot().lookupType('fulcrum.raftpb.MessageBatch');
-const hello = { cluster_id: '12345678901234567', member_id: '2', name: 'm2', peer_urls: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], version: '0.1.0', protocol_version: 1 };
+const hello = { cluster_id: '12345678901234567', member_id: '2', name: 'm2', peer_urls: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], version: '0.1.0', protocol_version: 1, applied_index: '987654321012' };
 
 /** What protobufjs (so every other member build, and any protobuf implementation) makes of our bytes. */
 function decodedByProtobufjs(bytes: Uint8Array): { hello: unknown; seq: number; messages: Message[] } {

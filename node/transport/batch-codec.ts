@@ -54,7 +54,7 @@ function memberInfo(): protobuf.Type {
   return memberInfoType;
 }
 
-/** A hello's bytes, encoded once per peer: it travels only in a stream's first batch. */
+/** A hello's bytes, encoded when a stream starts: it travels only in a stream's first batch. */
 export function encodeHello(hello: Encodable<MemberInfo>): Uint8Array {
   const type = memberInfo();
   return type.encode(type.fromObject(hello)).finish();

@@ -57,8 +57,6 @@ export class Peer {
   private urlIndex = 0;
   private client: { url: string; client: RaftTransportClient } | undefined;
   private sendChannel: { url: string; channel: PeerSendChannel } | undefined;
-  /** deps.hello as encodeHello wrote it: the first batch of every stream carries it. */
-  private helloBytes: Uint8Array | undefined;
   private call: grpc.ClientUnaryCall | SendStream | undefined;
   private connected = false;
   private closed = false;
@@ -209,8 +207,8 @@ export class Peer {
       }
       const batch = this.queue.take(batchMessagesMax, batchBytesMax);
       seq++;
-      this.helloBytes ??= encodeHello(this.deps.hello);
-      const frame = encodePeerBatch(seq === 1 ? this.helloBytes : null, seq, batch.map((o) => o.message));
+      // The first batch of every stream carries the hello, encoded then: its applied index must be current.
+      const frame = encodePeerBatch(seq === 1 ? encodeHello(this.deps.hello) : null, seq, batch.map((o) => o.message));
       trace(() => `send to=${this.id.toString(16)} n=${batch.length}`);
       await this.write(stream, frame, state);
       this.deps.stats.messagesSent += batch.length;

@@ -1,7 +1,7 @@
 // The RaftTransport service a member registers on its peer gRPC server:
 //   server.addService(peerTransportService(), createRaftTransportService(transport))
 import * as grpc from '@grpc/grpc-js';
-import type { SnapshotChunk } from '../../proto/index.js';
+import type { MemberInfo, SnapshotChunk } from '../../proto/index.js';
 import type { PeerBatch } from './batch-codec.js';
 import { statusError, type PeerTransportHandlers } from './grpc-util.js';
 import { shouldAck } from './limits.js';
@@ -20,6 +20,7 @@ export function createRaftTransportService(transport: GrpcPeerTransport): PeerTr
     Send(call) {
       // The first frame must carry a hello that admit() accepts; after that, every frame is stepped in order.
       let from: number | undefined;
+      let hello: MemberInfo | undefined;
       let refused = false;
       const forget = transport.trackInbound(call);
       const refuse = (error: grpc.ServiceError): void => {
@@ -31,11 +32,12 @@ export function createRaftTransportService(transport: GrpcPeerTransport): PeerTr
         if (from === undefined) {
           const error = transport.admit(batch.hello);
           if (error !== undefined) return refuse(error);
-          from = Number(batch.hello!.member_id); // admit() checked it is an exact id
+          hello = batch.hello!;
+          from = Number(hello.member_id); // admit() checked it is an exact id
         }
         trace(() => `recv from=${from!.toString(16)} n=${batch.messages.length}`);
         transport.receive(from, batch);
-        const removed = transport.refusalAfterBatch(from);
+        const removed = transport.refusalAfterBatch(from, hello!);
         if (removed !== undefined) return refuse(removed);
         // Acks are flow control for the sender's in-flight window, not delivery guarantees. They are cumulative,
         // so only the first batch (the sender resets its back-off on it) and every SEND_ACK_EVERY-th are acked:

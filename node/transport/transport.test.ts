@@ -23,6 +23,7 @@ afterEach(async () => {
 });
 
 interface Recorder extends TransportHooks {
+  appliedIndex?: () => number;
   readonly delivered: Message[];
   readonly unreachable: NodeId[];
   readonly snapshotReports: Array<[NodeId, boolean]>;
@@ -199,6 +200,49 @@ describe('streams between two members', () => {
     expect([other?.code, other?.details]).toEqual([grpc.status.FAILED_PRECONDITION, `${REFUSAL.protocolVersion} ${PEER_PROTOCOL_VERSION + 1}`]);
     // An id beyond 2^53 cannot be a Fulcrum member id: refused as an argument error, never rounded.
     expect((await handshake('18446744073709551615', 2))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('admits a member it recorded as removed when that member has applied more of the log (ids are reused)', async () => {
+    // A member still replaying the log holds the removal of a member that was added back later with the same id (the
+    // same peer URLs): refusing it would refuse, say, the leader whose entries carry the re-add, and stop it.
+    const b = await node(2, new Map());
+    b.hooks.appliedIndex = () => 100;
+    b.t.onConfChange({ type: ConfChangeType.RemoveNode, nodeId: 9, context: new Uint8Array(0) }, { voters: [2], learners: [] });
+    const client = new (loadEtcdApi().fulcrum.raftpb.RaftTransport)(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const handshake = (applied: number | undefined) =>
+      new Promise<grpc.ServiceError | null>((resolve) =>
+        client.Handshake({ from: { cluster_id: CLUSTER, member_id: 9, protocol_version: PEER_PROTOCOL_VERSION, applied_index: applied }, to_member_id: 2 }, (e) => resolve(e)),
+      );
+    expect(await handshake(101)).toBeNull();
+    // Not ahead of us: we have applied its removal and it has not (or an older build that does not say).
+    expect((await handshake(100))?.details).toBe(REFUSAL.memberRemoved);
+    expect((await handshake(3))?.details).toBe(REFUSAL.memberRemoved);
+    expect((await handshake(undefined))?.details).toBe(REFUSAL.memberRemoved);
+  });
+
+  it('keeps the stream of a member it recorded as removed while that member is ahead of it, and ends it otherwise', async () => {
+    const b = await node(2, new Map());
+    b.hooks.appliedIndex = () => 100;
+    b.t.onConfChange({ type: ConfChangeType.RemoveNode, nodeId: 1, context: new Uint8Array(0) }, { voters: [2], learners: [] });
+    // B is made A's peer only once A's applied index is set, so that no hello leaves without it.
+    const toB = { type: ConfChangeType.AddVoter, nodeId: 2, context: encodeMemberContext({ peerUrls: [b.url] }) };
+    const a = await node(1, new Map());
+    a.hooks.appliedIndex = () => 500;
+    a.t.onConfChange(toB, { voters: [1, 2], learners: [] });
+    a.t.send([app(1, 2, 1)]);
+    a.t.send([app(1, 2, 2)]);
+    await waitFor('B steps both batches of A, which is ahead of it', () => b.hooks.delivered.filter((m) => m.from === 1).length === 2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(a.hooks.removedReports).toBe(0);
+    expect(b.t.stats().peersRefused).toBe(0);
+    // A peer whose hello says it is behind us is ended as before (negative control: same streams, another index).
+    b.t.onConfChange({ type: ConfChangeType.RemoveNode, nodeId: 3, context: new Uint8Array(0) }, { voters: [2], learners: [] });
+    const c = await node(3, new Map());
+    c.hooks.appliedIndex = () => 40;
+    c.t.onConfChange(toB, { voters: [2, 3], learners: [] });
+    c.t.send([app(3, 2, 1)]);
+    await waitFor('C hears that it was removed', () => c.hooks.removedReports > 0, 5_000);
   });
 
   it('ends the stream a member already had open once it is removed: it learns so even if nothing reconnects', async () => {

@@ -71,6 +71,7 @@ export class GrpcPeerTransport implements MemberTransport {
     this.selfId = options.selfId;
     this.clusterId = options.clusterId;
     this.log = options.logger.child({ component: 'transport', member: options.selfId.toString(16) });
+    const appliedIndex = (): number => this.hooks?.appliedIndex?.() ?? 0;
     this.hello = {
       cluster_id: options.clusterId,
       member_id: options.selfId,
@@ -78,6 +79,10 @@ export class GrpcPeerTransport implements MemberTransport {
       peer_urls: options.selfPeerUrls ?? options.peers.get(options.selfId) ?? [],
       version: options.version ?? DEFAULT_VERSION,
       protocol_version: PEER_PROTOCOL_VERSION,
+      // Read whenever a hello is encoded (each new stream, handshake and snapshot transfer), so it is current.
+      get applied_index() {
+        return appliedIndex();
+      },
     };
     for (const [id, urls] of options.peers) this.addPeer(id, urls);
   }
@@ -242,12 +247,25 @@ export class GrpcPeerTransport implements MemberTransport {
     if (from === undefined || from === 0) return statusError(grpc.status.INVALID_ARGUMENT, `fulcrum: bad member id ${hello.member_id}`);
     if (hello.protocol_version !== PEER_PROTOCOL_VERSION) return this.refuse(`${REFUSAL.protocolVersion} ${hello.protocol_version}`, hello);
     if (hello.cluster_id !== String(this.clusterId)) return this.refuse(REFUSAL.clusterMismatch, hello);
-    if (this.removed.has(from)) return this.refuse(REFUSAL.memberRemoved, hello);
+    if (this.removed.has(from) && !this.aheadOfUs(hello)) return this.refuse(REFUSAL.memberRemoved, hello);
     if (from === this.selfId) return this.refuse(REFUSAL.memberMismatch, hello);
     // A member we have no URLs for (added in a snapshot we installed, or a learner racing its conf change)
     // told us where it listens: remember, so that our answers reach it.
     if (!this.peers.has(from) && hello.peer_urls.length > 0) this.addPeer(from, hello.peer_urls);
     return undefined;
+  }
+
+  /**
+   * Whether the sender has applied more of the log than we have. Ids are reused (a member added again with the same
+   * peer URLs gets the same id, node/ids.ts), so our record of its removal can predate its return: a member still
+   * replaying the log (just added, or restarting) holds the removal until it applies the entry that adds the sender
+   * back. Refusing such a sender could refuse the very leader whose entries would correct us, and a refused member
+   * stops (peer.ts). A sender that really was removed has not applied its own removal, which we have.
+   */
+  private aheadOfUs(hello: MemberInfo): boolean {
+    const ours = this.hooks?.appliedIndex?.();
+    const theirs = Number(hello.applied_index ?? 0);
+    return ours !== undefined && Number.isSafeInteger(theirs) && theirs > ours;
   }
 
   private refuse(details: string, hello: MemberInfo | undefined): grpc.ServiceError {
@@ -305,8 +323,8 @@ export class GrpcPeerTransport implements MemberTransport {
    * ended with this refusal. The leader stops sending to a member it removes, often before that member learns the
    * removal committed: with its own streams up and nothing refusing them, it would never learn it was removed.
    */
-  refusalAfterBatch(from: NodeId): grpc.ServiceError | undefined {
-    if (!this.removed.has(from)) return undefined;
+  refusalAfterBatch(from: NodeId, hello: MemberInfo): grpc.ServiceError | undefined {
+    if (!this.removed.has(from) || this.aheadOfUs(hello)) return undefined;
     this.counters.peersRefused++;
     this.log.info({ peer: from.toString(16) }, 'ended the stream of a removed member');
     return statusError(grpc.status.FAILED_PRECONDITION, REFUSAL.memberRemoved);
