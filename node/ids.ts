@@ -13,7 +13,9 @@ function hashToId(parts: readonly string[]): number {
 /**
  * A member's id from its peer URLs and the cluster token. A member that joins later (MemberAdd, then start with
  * --initial-cluster-state existing) computes the same id from its own --initial-advertise-peer-urls. Re-adding
- * the same URLs gives the same id again, which is safe only with an empty data dir (as etcd requires anyway).
+ * the same URLs gives the same id again, which is safe only with an empty data dir (as etcd requires anyway), and
+ * means a member replaying old log entries can hold a removal that predates the id's return: the peer transport
+ * weighs such a removal against the sender's applied index before refusing it (transport.ts aheadOfUs).
  */
 export function memberIdFor(peerUrls: readonly string[], clusterToken: string): number {
   return hashToId(['member', clusterToken, ...[...peerUrls].sort()]);
