@@ -419,9 +419,7 @@ export class WriteAheadLog {
     try {
       await this.db.clear({ gte: entryKey(first), lte: entryKey(to) });
     } catch (e) {
-      this.failed = e;
-      this.logger.error({ err: String(e) }, 'wal compaction failed; refusing further writes');
-      throw e;
+      this.refuseFurtherWrites(e, 'wal compaction');
     }
     this.disk.first = to < last ? to + 1 : undefined;
     if (this.disk.first === undefined) this.disk.last = undefined;
@@ -466,10 +464,15 @@ export class WriteAheadLog {
       // about fsync (test hook) loses the fence's writes too: nothing becomes durable.
       if (sync && !walTestHooks.skipFsync) this.durableHardState = this.writtenHardState;
     } catch (e) {
-      this.failed = e;
-      this.logger.error({ err: String(e) }, 'wal write failed; refusing further writes');
-      throw e;
+      this.refuseFurtherWrites(e, 'wal write');
     }
+  }
+
+  /** A failed write leaves the log unusable until it is reopened: what reached the disk is unknown. */
+  private refuseFurtherWrites(e: unknown, what: string): never {
+    this.failed = e;
+    this.logger.error({ err: String(e) }, `${what} failed; refusing further writes`);
+    throw e;
   }
 
   /** The log must never point at a snapshot that a crash could have lost: the file is committed first. */
