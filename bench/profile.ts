@@ -117,8 +117,8 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
         // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
         NODE_OPTIONS: `${process.env.FULCRUM_MEMBER_NODE_OPTIONS ?? ''} --import ${HOOK}${o.gc === true ? ` --import ${GC_HOOK}` : ''}`.trim(),
         FULCRUM_GC_LOG: o.gc === true ? gcLogFile(dir, `p${i + 1}`) : '',
-        FULCRUM_PROFILE_DIR: profileDir(o) ?? '',
-        FULCRUM_PROFILE_KIND: o.heapProf !== undefined ? 'heap' : o.oldProf !== undefined ? 'old' : 'cpu',
+        FULCRUM_PROFILE_DIR: profileOf(o)?.dir ?? '',
+        FULCRUM_PROFILE_KIND: profileOf(o)?.kind ?? 'cpu',
         FULCRUM_PROFILE_NAME: `p${i + 1}`,
         FULCRUM_TRACE: o.trace === undefined ? '' : '1',
       },
@@ -137,9 +137,12 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
   };
 }
 
-/** Where the members write their profile, when one was asked for. */
-function profileDir(o: Options): string | undefined {
-  return o.cpuProf ?? o.heapProf ?? o.oldProf;
+/** The profile the members write (main() allows one at a time), as bench/lib/cpu-profile-hook.mjs names its kinds. */
+function profileOf(o: Options): { dir: string; kind: 'cpu' | 'heap' | 'old' } | undefined {
+  if (o.cpuProf !== undefined) return { dir: o.cpuProf, kind: 'cpu' };
+  if (o.heapProf !== undefined) return { dir: o.heapProf, kind: 'heap' };
+  if (o.oldProf !== undefined) return { dir: o.oldProf, kind: 'old' };
+  return undefined;
 }
 
 function gcLogFile(dir: string, member: string): string {
@@ -253,7 +256,7 @@ async function main(o: Options): Promise<void> {
     const load = new Load(o, client, value);
     const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
-    if (profileDir(o) !== undefined) for (const m of members) m.signal('SIGUSR2');
+    if (profileOf(o) !== undefined) for (const m of members) m.signal('SIGUSR2');
     traces.length = 0;
     const before = members.map((m) => cpuSeconds(m.pid));
     const selfBefore = process.cpuUsage();
