@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfChangeType } from '../raft/types.js';
 import { backendReferenceIndex } from '../storage/state-machine.js';
-import { Member } from './member.js';
+import { Member, type MemberTransport, type TransportHooks } from './member.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -99,6 +99,23 @@ describe('Member (single voter, on disk)', () => {
     await m.changeMembership(ConfChangeType.RemoveNode, 77);
     expect(m.members().map((x) => x.id)).toEqual([1]);
     await expect(m.changeMembership(ConfChangeType.RemoveNode, 12345)).rejects.toThrow('etcdserver: member not found');
+  });
+
+  it('tells its transport how far it has applied the log, as it goes (peers weigh a removal against it)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fulcrum-member-'));
+    dirs.push(dir);
+    let hooks: TransportHooks | undefined;
+    const transport: MemberTransport = { start: (h) => void (hooks = h), send: () => {}, close: async () => {} };
+    const m = await start(dir, { transport });
+    const appliedIndex = hooks?.appliedIndex;
+    if (appliedIndex === undefined) throw new Error('the member gave its transport no appliedIndex hook');
+    const before = appliedIndex();
+    expect(before).toBe(m.status().applied);
+    for (let i = 0; i < 3; i++) await m.propose({ put: { key: enc(`k${i}`), value: enc('v') } });
+    // Each put is an entry applied before its proposer is answered (the new leader's own entries come on top):
+    // the hook reads the live figure, not a copy taken at start.
+    expect(appliedIndex()).toBeGreaterThanOrEqual(before + 3);
+    expect(appliedIndex()).toBe(m.status().applied);
   });
 
   it('a membership change dropped for want of a leader fails at once and leaves no timer to reject later', async () => {
