@@ -26,6 +26,10 @@ function expectFiguresFor(members: readonly string[], args: readonly string[], o
   expect(perMember.map((m) => m[1])).toEqual(members);
   expect(perMember.filter((m) => m[2] !== undefined)).toHaveLength(1);
   expect(perMember.every((m) => Number(m[3]) > 0)).toBe(true);
+  // Every member and the load generator wakes up at least once per operation it takes part in.
+  const switches = /^context switches per operation: (.+)$/m.exec(r.stdout)?.[1]?.split(', ') ?? [];
+  expect(switches.map((s) => s.replace(/ \(leader\)/, '').replace(/ [\d.]+$/, ''))).toEqual([...members, 'load generator']);
+  expect(switches.every((s) => Number(/ ([\d.]+)$/.exec(s)?.[1]) >= 1)).toBe(true);
   return r.stdout;
 }
 

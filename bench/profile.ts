@@ -7,7 +7,8 @@
 // Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them
 // through tsx, as the tests do (which also names each function at run time: a little more CPU per operation).
 // Prints throughput, latency and CPU milliseconds per operation of each member and of the load generator (from
-// /proc, so a member that is mostly waiting shows a small figure). --cpu-prof writes one .cpuprofile per member
+// /proc, so a member that is mostly waiting shows a small figure), and context switches per operation of each
+// (a wake-up of a thread: the event loop's, a thread-pool worker's for a LevelDB write, a collector's). --cpu-prof writes one .cpuprofile per member
 // covering only the measured part (flame graphs in Chrome DevTools or speedscope); --heap-prof one .heapprofile per
 // member of what the measured part allocated, garbage included (bench/heap-summary.ts sums it by function);
 // --old-prof the same of only what outlived the young generation (promoted, dead later or not): what the scavenger
@@ -30,7 +31,7 @@ import { EtcdTestClient } from '../node/testing/etcd-client.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
 import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
-import { etcdCluster, etcdVersion, processCpuMs } from './lib/systems.js';
+import { etcdCluster, etcdVersion, processContextSwitches, processCpuMs } from './lib/systems.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 const GC_HOOK = fileURLToPath(new URL('./lib/gc-hook.mjs', import.meta.url));
@@ -102,6 +103,17 @@ interface Measured {
 function cpuSeconds(pid: number | undefined): number {
   const ms = pid === undefined ? undefined : processCpuMs(pid);
   return ms === undefined ? Number.NaN : ms / 1000;
+}
+
+/** Context switches of all of a process's threads so far; NaN when it is unknown or gone. */
+function contextSwitches(pid: number | undefined): number {
+  return (pid === undefined ? undefined : processContextSwitches(pid)) ?? Number.NaN;
+}
+
+/** This process's (the load generator's) context switches so far, all threads. */
+function ownContextSwitches(): number {
+  const r = process.resourceUsage();
+  return r.voluntaryContextSwitches + r.involuntaryContextSwitches;
 }
 
 function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>): Measured {
@@ -259,11 +271,15 @@ async function main(o: Options): Promise<void> {
     if (profileOf(o) !== undefined) for (const m of members) m.signal('SIGUSR2');
     traces.length = 0;
     const before = members.map((m) => cpuSeconds(m.pid));
+    const switchesBefore = members.map((m) => contextSwitches(m.pid));
     const selfBefore = process.cpuUsage();
+    const selfSwitchesBefore = ownContextSwitches();
     const { n, latencies, finished, startedAt } = await load.run(o.duration);
     const self = process.cpuUsage(selfBefore);
+    const selfSwitches = ownContextSwitches() - selfSwitchesBefore;
     measuredOps = n;
     const after = members.map((m) => cpuSeconds(m.pid));
+    const switchesAfter = members.map((m) => contextSwitches(m.pid));
     // The transactions really wrote their keys (counted after the window, so not in the figures).
     if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${warmedUp.n + n} transactions of ${LOAD_PUTS_PER_TXN} puts (${warmedUp.n} in the warm-up)\n`);
     window = { from: startedAt, to: startedAt + o.duration * 1000 };
@@ -275,6 +291,9 @@ async function main(o: Options): Promise<void> {
     process.stdout.write('CPU ms per operation:\n');
     members.forEach((m, i) => process.stdout.write(`  ${m.name}${m.name === leaderName ? ' (leader)' : ''}  ${(((after[i]! - before[i]!) * 1000) / n).toFixed(3)}\n`));
     process.stdout.write(`  load generator  ${((self.user + self.system) / 1000 / n).toFixed(3)}\n`);
+    const perOp = (d: number): string => (Number.isNaN(d) ? '?' : (d / n).toFixed(1));
+    const switches = members.map((m, i) => `${m.name}${m.name === leaderName ? ' (leader)' : ''} ${perOp(switchesAfter[i]! - switchesBefore[i]!)}`);
+    process.stdout.write(`context switches per operation: ${[...switches, `load generator ${perOp(selfSwitches)}`].join(', ')}\n`);
     client.close();
   } finally {
     // The members write their collections as they exit, so the figures that need them come after the stop.

@@ -225,6 +225,30 @@ export function processCpuMs(pid: number): number | undefined {
   return statCpuMs(`/proc/${pid}/stat`);
 }
 
+/**
+ * Context switches (voluntary and not) of all of a process's live threads; undefined when it is gone. Linux counts
+ * them per thread, in /proc/<pid>/task/<tid>/status; a thread that ended in between is not counted.
+ */
+export function processContextSwitches(pid: number): number | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  let sum = 0;
+  for (const tid of tids) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended while we listed them
+    }
+    for (const m of status.matchAll(/^(?:nonvoluntary|voluntary)_ctxt_switches:\s+(\d+)$/gm)) sum += Number(m[1]);
+  }
+  return sum;
+}
+
 /** CPU time (user + system) one thread of a process has used, in ms (the main thread's id is the pid). */
 export function threadCpuMs(pid: number, tid: number): number | undefined {
   return statCpuMs(`/proc/${pid}/task/${tid}/stat`);
