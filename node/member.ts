@@ -29,7 +29,7 @@ import {
   type MemberRecord,
 } from '../storage/state-machine.js';
 import { RESTORE_ADVICE, SnapshotStore, WriteAheadLog, type SnapshotSource } from '../storage/wal/index.js';
-import { clusterIdFor } from './ids.js';
+import { clusterIdFor, samePeerUrls } from './ids.js';
 import { RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type FaultPoint, type PeerSender } from './raft-loop.js';
 
 /** What a transport may do to its member. */
@@ -42,6 +42,8 @@ export interface TransportHooks {
   reportRemoved?(): void;
   /** How far this member has applied the log: sent to peers in every hello, and weighed against theirs (transport.ts). */
   appliedIndex?(): number;
+  /** The id of the member in this member's registry with exactly these peer URLs: a joining member asks for its own. */
+  memberIdByPeerUrls?(peerUrls: readonly string[]): NodeId | undefined;
   /** Where received snapshot images are written. */
   readonly snapshots: SnapshotStore;
   /**
@@ -116,7 +118,7 @@ export const MEMBER_DEFAULTS = {
 
 export class MemberError extends Error {
   constructor(
-    readonly code: 'REQUEST_TOO_LARGE' | 'STOPPED' | 'TIMEOUT' | 'NO_LEADER' | 'MEMBER_EXISTS' | 'MEMBER_NOT_FOUND' | 'NOT_LEARNER' | 'LEARNER_NOT_READY',
+    readonly code: 'REQUEST_TOO_LARGE' | 'STOPPED' | 'TIMEOUT' | 'NO_LEADER' | 'MEMBER_EXISTS' | 'MEMBER_NOT_FOUND' | 'NOT_LEARNER' | 'LEARNER_NOT_READY' | 'DATA_DIR_MISMATCH',
     message: string,
   ) {
     super(message);
@@ -167,6 +169,7 @@ export class Member {
     await mkdir(input.dataDir, { recursive: true });
     // The cluster id is fixed the first time a member starts and kept beside its data: later starts ignore flags.
     const clusterId = await persistedClusterId(input.dataDir, input.clusterId ?? clusterIdFor(input.initialVoters, input.clusterToken ?? MEMBER_DEFAULTS.clusterToken));
+    await persistMemberId(input.dataDir, input.id);
     const options: MemberOptions = { ...MEMBER_DEFAULTS, ...input, clusterId };
     const wal = await WriteAheadLog.open(join(options.dataDir, 'wal'), options.logger === undefined ? {} : { logger: options.logger.child({ component: 'wal' }) });
     const backend = await LevelBackend.open(join(options.dataDir, 'kv'));
@@ -233,6 +236,7 @@ export class Member {
       },
       reportRemoved: () => self.member!.removedFromCluster(),
       appliedIndex: () => loop.applied,
+      memberIdByPeerUrls: (urls) => self.member!.members().find((m) => samePeerUrls(m.peerUrls, urls))?.id,
       snapshots: wal.snapshots,
       openSnapshot: (md) => self.member!.openSnapshotForPeer(md),
     });
@@ -636,22 +640,59 @@ const PROPOSAL_WAIT_MAX_MS = 10_000;
 /** How often an idle member moves a pending physical compaction on by one bounded chunk. */
 const IDLE_COMPACTION_INTERVAL_MS = 50;
 
-async function persistedClusterId(dataDir: string, proposed: number): Promise<number> {
-  const path = join(dataDir, CLUSTER_ID_FILE);
+/**
+ * This member's id, kept beside its data since the first start: a member added with MemberAdd has a fresh id it
+ * learnt from the cluster (join.ts), which its flags alone cannot give again.
+ */
+const MEMBER_ID_FILE = 'member-id';
+
+/** The member id kept in this data dir, if any (older builds kept none: their ids came from the peer URLs). */
+export async function readPersistedMemberId(dataDir: string): Promise<number | undefined> {
+  return readIdFile(join(dataDir, MEMBER_ID_FILE));
+}
+
+/** The cluster id kept in this data dir since its first start, if any. */
+export async function readPersistedClusterId(dataDir: string): Promise<number | undefined> {
+  return readIdFile(join(dataDir, CLUSTER_ID_FILE));
+}
+
+async function readIdFile(path: string): Promise<number | undefined> {
   try {
     const id = Number((await readFile(path, 'utf8')).trim());
     if (Number.isSafeInteger(id) && id > 0) return id;
+    return undefined;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return undefined;
   }
+}
+
+/** Keep this member's id beside its data; a data dir that already names another member is refused. */
+async function persistMemberId(dataDir: string, id: number): Promise<void> {
+  const kept = await readPersistedMemberId(dataDir);
+  if (kept === id) return;
+  if (kept !== undefined) {
+    throw new MemberError('DATA_DIR_MISMATCH', `fulcrum: the data dir ${dataDir} belongs to member ${kept.toString(16)} (its ${MEMBER_ID_FILE} file), not to ${id.toString(16)}`);
+  }
+  await writeIdFile(join(dataDir, MEMBER_ID_FILE), id);
+}
+
+async function persistedClusterId(dataDir: string, proposed: number): Promise<number> {
+  const path = join(dataDir, CLUSTER_ID_FILE);
+  const kept = await readIdFile(path);
+  if (kept !== undefined) return kept;
+  await writeIdFile(path, proposed);
+  return proposed;
+}
+
+async function writeIdFile(path: string, id: number): Promise<void> {
   const fh = await open(path, 'w');
   try {
-    await fh.writeFile(`${proposed}\n`);
+    await fh.writeFile(`${id}\n`);
     await fh.sync();
   } finally {
     await fh.close();
   }
-  return proposed;
 }
 
 async function reserveClock(clock: HybridClock, backend: LevelBackend): Promise<void> {

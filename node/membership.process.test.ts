@@ -19,6 +19,8 @@ const peerUrl = (i: number): string => `http://127.0.0.1:${specs[i]!.peerPort}`;
 const q4 = new ProcessMember(specs[3]!, memberArgs(specs[3]!, [0, 1, 3].map((i) => `${specs[i]!.name}=${peerUrl(i)}`).join(','), timing, 'existing'), undefined);
 const client = (i: number): EtcdTestClient => new EtcdTestClient(`127.0.0.1:${specs[i]!.clientPort}`, 3_000);
 
+/** q3's id before its removal: added back, it is a new member with a new id. */
+let removedQ3Id = '';
 const q3again = new ProcessMember(specs[2]!, memberArgs(specs[2]!, [0, 1, 3, 2].map((i) => `${specs[i]!.name}=${peerUrl(i)}`).join(','), timing, 'existing'), undefined);
 
 afterAll(async () => {
@@ -38,6 +40,7 @@ describe('membership changes with real processes', () => {
     // Remove q3 while it follows: the cluster goes on with two voters; q3 notices its removal and exits.
     const members = await c1.memberList();
     const q3 = members.find((m) => m.name === 'q3')!;
+    removedQ3Id = q3.ID;
     await eventually('a leader other than q3', async () => {
       const st = await c1.status();
       if (st.leader !== '0' && st.leader !== q3.ID) return true;
@@ -77,7 +80,7 @@ describe('membership changes with real processes', () => {
     c4.close();
   }, 120_000);
 
-  it('re-adds a removed member with the same peer URLs and an empty data dir: it replays its old removal and stays', async () => {
+  it('re-adds a removed member with the same peer URLs and an empty data dir: a new id; it replays the old removal and stays', async () => {
     const c1 = client(0);
     const id = await eventually('the re-add', () => c1.memberAdd([peerUrl(2)], false));
     rmSync(specs[2]!.dataDir, { recursive: true, force: true });
@@ -88,8 +91,16 @@ describe('membership changes with real processes', () => {
     await new Promise((r) => setTimeout(r, 4 * timing.electionMs));
     expect(q3again.running).toBe(true);
     expect((await c1.memberList()).find((m) => m.ID === id)?.name).toBe('q3');
+    // A new id, which the replacement learnt from the cluster (its flags give only the old one), and answers with.
+    expect(id).not.toBe(removedQ3Id);
+    expect((await c3.status()).memberId).toBe(id);
     await c3.put('after-replace', 'ok');
     expect(await c1.get('after-replace')).toBe('ok');
+    // Restarted, it is still that member: the id comes from its data dir, not from its flags.
+    await q3again.kill();
+    q3again.start();
+    await eventually('the replacement to serve again', async () => ((await c3.get('after-replace', true)) === 'ok' ? true : undefined));
+    expect((await c3.status()).memberId).toBe(id);
     c1.close();
     c3.close();
   }, 120_000);

@@ -34,8 +34,9 @@ import { componentLogger, createLogger, type Logger } from './log.js';
 import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
 import { checkClientCertificates, limitConnections, shutdownGrpc, type DroppedConnection } from './grpc-listeners.js';
-import { discoverClusterId } from './join.js';
-import { Member } from './member.js';
+import { discoverCluster, type ClusterIdentity } from './join.js';
+import { idToHex } from './ids.js';
+import { Member, readPersistedClusterId, readPersistedMemberId } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
@@ -106,24 +107,32 @@ async function openTls(config: ServerConfig, logger: Logger): Promise<MemberTls>
 /** The streams the client server's fast path serves (api/fast-path.ts), bidirectional and server-streaming: all of them. */
 const FAST_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Watch/Watch', '/etcdserverpb.Lease/LeaseKeepAlive', '/etcdserverpb.Maintenance/Snapshot', '/v3electionpb.Election/Observe']);
 
-export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
-  const logger = deps.logger ?? createLogger({ level: config.logLevel, memberId: config.memberId });
+export async function startServer(flagsConfig: ServerConfig, deps: ServerDeps = {}): Promise<FulcrumServer> {
+  // A restarted member is who its data dir says (a member added later has an id its flags cannot give).
+  const kept = await readPersistedMemberId(flagsConfig.dataDir);
+  const config = kept === undefined ? flagsConfig : { ...flagsConfig, memberId: kept };
+  const joining = kept === undefined && (await joinsExistingCluster(config));
+  // A joining member learns its id from the cluster below: its log lines carry it from then on.
+  const logger = deps.logger ?? createLogger({ level: config.logLevel, ...(joining ? {} : { memberId: config.memberId }) });
   for (const w of config.warnings) logger.warn(w);
   const tls = await openTls(config, logger);
   try {
-    return await startMember(config, deps, logger, tls);
+    return await startMember(config, deps, logger, tls, joining && deps.logger === undefined);
   } catch (e) {
     tls.close();
     throw e;
   }
 }
 
-async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logger, tls: MemberTls): Promise<FulcrumServer> {
-  const clusterId = await clusterIdToUse(config, logger, tls.dialPeer);
+async function startMember(flagsConfig: ServerConfig, deps: ServerDeps, logger: Logger, tls: MemberTls, nameInLogs: boolean): Promise<FulcrumServer> {
+  const identity = await identityToUse(flagsConfig, logger, tls.dialPeer);
+  const config = identity.memberId === flagsConfig.memberId ? flagsConfig : { ...flagsConfig, memberId: identity.memberId };
+  if (nameInLogs) logger.setBindings({ member: idToHex(config.memberId) });
+  const clusterId = identity.clusterId;
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
     clusterId,
-    peers: new Map([...config.initialMembers].map(([id, m]) => [id, m.peerUrls])),
+    peers: initialPeers(flagsConfig, identity),
     logger: componentLogger(logger, 'transport'),
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
@@ -161,7 +170,9 @@ async function startMember(config: ServerConfig, deps: ServerDeps, logger: Logge
   // The registry may know members the flags do not (added later, URLs updated): the transport learns them all,
   // now and whenever a snapshot replaces the registry.
   const learnPeers = (): void => {
-    for (const m of member.members()) if (m.id !== member.id && m.peerUrls.length > 0) transport.addPeer(m.id, m.peerUrls);
+    const members = member.members();
+    for (const m of members) if (m.id !== member.id && m.peerUrls.length > 0) transport.addPeer(m.id, m.peerUrls);
+    if (members.length > 0) transport.keepOnlyPeers(new Set(members.map((m) => m.id)));
   };
   learnPeers();
   member.subscribeRestored(learnPeers);
@@ -284,24 +295,36 @@ async function serve(
 }
 
 /**
- * A founding member computes the cluster id from --initial-cluster. A joining member asks the members listed there
- * (a restarted member already has it in its data dir, and Member.start prefers that).
+ * Whom the transport calls before the member has read its registry. Ids computed from --initial-cluster's URLs are
+ * the founding members' only: a joining member calls nobody (the leader calls it, and it answers whoever called,
+ * transport.ts admit), and the registry replaces the list once the member has read it (learnPeers).
  */
-async function clusterIdToUse(config: ServerConfig, logger: Logger, dial: DialCredentials): Promise<number> {
-  if (config.initialClusterState === 'new' || (await hasClusterId(config.dataDir))) return config.clusterId;
-  const peers = [...config.initialMembers].filter(([id]) => id !== config.memberId).flatMap(([, m]) => m.peerUrls);
-  const id = await discoverClusterId(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls }, dial);
-  logger.info({ clusterId: id.toString(16) }, 'fulcrum: joining an existing cluster');
-  return id;
+function initialPeers(flagsConfig: ServerConfig, identity: ClusterIdentity): Map<number, readonly string[]> {
+  if (identity.memberId !== flagsConfig.memberId || flagsConfig.initialClusterState !== 'new') return new Map();
+  return new Map([...flagsConfig.initialMembers].filter(([id]) => id !== identity.memberId).map(([id, m]) => [id, m.peerUrls]));
 }
 
-async function hasClusterId(dataDir: string): Promise<boolean> {
-  try {
-    await stat(join(dataDir, 'cluster-id'));
-    return true;
-  } catch {
-    return false;
-  }
+/** A member started with --initial-cluster-state existing on a data dir that has never joined. */
+async function joinsExistingCluster(config: ServerConfig): Promise<boolean> {
+  return config.initialClusterState !== 'new' && (await readPersistedClusterId(config.dataDir)) === undefined;
+}
+
+/**
+ * A founding member computes the cluster id from --initial-cluster, and its id from its peer URLs. A joining member
+ * asks the members listed there for both (MemberAdd gave it a fresh id). A restarted member has both in its data
+ * dir (startServer read the member id).
+ */
+async function identityToUse(config: ServerConfig, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity> {
+  // The kept cluster id, not the flags': a member that joined lists in --initial-cluster members that were not
+  // the founding ones, so the id those flags give is not its cluster's, and its peers would refuse it.
+  const kept = await readPersistedClusterId(config.dataDir);
+  if (kept !== undefined) return { clusterId: kept, memberId: config.memberId };
+  if (config.initialClusterState === 'new') return { clusterId: config.clusterId, memberId: config.memberId };
+  const urls = new Set(config.initialAdvertisePeerUrls);
+  const peers = [...config.initialMembers.values()].flatMap((m) => m.peerUrls).filter((u) => !urls.has(u));
+  const identity = await discoverCluster(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls }, dial);
+  logger.info({ clusterId: idToHex(identity.clusterId), memberId: idToHex(identity.memberId) }, 'fulcrum: joining an existing cluster');
+  return identity;
 }
 
 /** Count each connection a listener closes at its limit, and log it at most every WARNING_LOG_INTERVAL_MS. */

@@ -740,6 +740,8 @@ export interface HandshakeRequest {
 
 export interface HandshakeResponse {
   member: MemberInfo | null;
+  assigned_member_id: Int64;
+  assigns_member_ids: boolean;
 }
 
 export interface MessageBatch {

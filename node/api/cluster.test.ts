@@ -6,6 +6,8 @@ import { memberIdFor } from '../ids.js';
 import { failsWith, PEER_URL, rpc, startHarness, type Harness } from './harness.testutil.js';
 
 const LEARNER_URL = 'http://127.0.0.1:22380';
+/** The id MemberAdd gave the learner: the tests below go on with that member. */
+let learnerId = '';
 
 describe('Cluster service', () => {
   let h: Harness;
@@ -22,9 +24,13 @@ describe('Cluster service', () => {
     expect(lin.header!.cluster_id).toBe(String(h.member.clusterId));
   });
 
-  it('MemberAdd a learner: id from the peer URLs and the cluster token, the new member and the list', async () => {
+  it('MemberAdd a learner: a fresh id (not the one its peer URLs give a founding member), the new member and the list', async () => {
     const res = await rpc(h.cluster, 'MemberAdd', { peerURLs: [LEARNER_URL], isLearner: true });
-    const id = String(memberIdFor([LEARNER_URL], h.member.options.clusterToken));
+    const id = res.member!.ID;
+    learnerId = id;
+    expect(Number(id)).toBeGreaterThan(1);
+    expect(Number(id)).toBeLessThan(2 ** 52); // the Raft core keeps ids as numbers
+    expect(id).not.toBe(String(memberIdFor([LEARNER_URL], h.member.options.clusterToken)));
     expect(res.member).toEqual({ ID: id, name: '', peerURLs: [LEARNER_URL], clientURLs: [], isLearner: true });
     expect(res.members.map((m) => m.ID)).toEqual(['1', id]);
     expect(h.member.node.status().confState.learners).toEqual([Number(id)]);
@@ -42,7 +48,7 @@ describe('Cluster service', () => {
   });
 
   it('MemberUpdate changes peer URLs; unknown ids and taken URLs are refused', async () => {
-    const id = memberIdFor([LEARNER_URL], h.member.options.clusterToken);
+    const id = learnerId;
     const moved = 'http://127.0.0.1:22381';
     const res = await rpc(h.cluster, 'MemberUpdate', { ID: id, peerURLs: [moved] });
     expect(res.members.find((m) => m.ID === String(id))?.peerURLs).toEqual([moved]);
@@ -58,7 +64,7 @@ describe('Cluster service', () => {
   });
 
   it('MemberPromote: a learner that is not running is not ready; a voter is not a learner; unknown is not found', async () => {
-    const id = memberIdFor([LEARNER_URL], h.member.options.clusterToken);
+    const id = learnerId;
     expect(await failsWith(rpc(h.cluster, 'MemberPromote', { ID: id }))).toEqual([
       status.FAILED_PRECONDITION,
       'etcdserver: can only promote a learner member which is in sync with leader',
@@ -68,10 +74,17 @@ describe('Cluster service', () => {
   });
 
   it('MemberRemove: the learner goes; removing it again is not found', async () => {
-    const id = memberIdFor([LEARNER_URL], h.member.options.clusterToken);
+    const id = learnerId;
     const res = await rpc(h.cluster, 'MemberRemove', { ID: id });
     expect(res.members.map((m) => m.ID)).toEqual(['1']);
     expect(await failsWith(rpc(h.cluster, 'MemberRemove', { ID: id }))).toEqual([status.NOT_FOUND, 'etcdserver: member not found']);
+  });
+
+  it('MemberAdd of the same peer URLs again: a new member with a new id, as etcd does (the old id stays removed)', async () => {
+    const res = await rpc(h.cluster, 'MemberAdd', { peerURLs: [LEARNER_URL], isLearner: true });
+    expect(res.member!.ID).not.toBe(learnerId);
+    expect(res.members.map((m) => m.ID)).toEqual(['1', res.member!.ID]);
+    await rpc(h.cluster, 'MemberRemove', { ID: res.member!.ID });
   });
 
   it('strict reconfiguration: with one unstarted voter added, another voter is refused', async () => {

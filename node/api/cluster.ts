@@ -10,7 +10,7 @@ import { ConfChangeType, Role } from '../../raft/types.js';
 import { loadEtcdApi } from '../../proto/index.js';
 import type { ClusterMethods, Encodable, Handlers, Member as WireMember } from '../../proto/index.js';
 import type { MemberRecord } from '../../storage/state-machine.js';
-import { memberIdFor } from '../ids.js';
+import { freshMemberId } from '../ids.js';
 import { PLAINTEXT_DIAL } from '../tls.js';
 import { grpcTarget } from '../transport/grpc-util.js';
 import { authorize } from './authz.js';
@@ -39,7 +39,7 @@ export function createClusterService(ctx: ApiContext): Handlers<ClusterMethods> 
       authorize(ctx, call, 'admin');
       const peerUrls = checkPeerUrls(call.request.peerURLs);
       checkUrlsUnused(ctx.member.members(), peerUrls, undefined);
-      const id = memberIdFor(peerUrls, ctx.member.options.clusterToken);
+      const id = freshMemberId(peerUrls, ctx.member.options.clusterToken, new Set(ctx.member.members().map((m) => m.id)));
       const isLearner = call.request.isLearner;
       if (!isLearner && !readyToAddVoter(ctx)) throw apiError('NOT_ENOUGH_STARTED');
       await ctx.member.changeMembership(isLearner ? ConfChangeType.AddLearner : ConfChangeType.AddVoter, id, { peerUrls });

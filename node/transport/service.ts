@@ -14,7 +14,7 @@ export function createRaftTransportService(transport: GrpcPeerTransport): PeerTr
     Handshake(call, callback) {
       const r = transport.handshake(call.request);
       if (r.error !== undefined) callback(r.error);
-      else callback(null, { member: r.member ?? null });
+      else callback(null, { member: r.member ?? null, assigned_member_id: r.assignedMemberId ?? 0, assigns_member_ids: r.assignedMemberId !== undefined });
     },
 
     Send(call) {

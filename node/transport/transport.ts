@@ -169,6 +169,21 @@ export class GrpcPeerTransport implements MemberTransport {
     this.log.info({ peer: id.toString(16) }, 'removed peer');
   }
 
+  /**
+   * Stop calling the peers not among `members` (the member's registry), without refusing them as removed: an entry
+   * from --initial-cluster whose id the cluster does not use (a member added later has a fresh id, not the one its
+   * peer URLs give) would dial a member under an id it refuses, again and again.
+   */
+  keepOnlyPeers(members: ReadonlySet<NodeId>): void {
+    for (const [id, peer] of this.peers) {
+      if (members.has(id)) continue;
+      this.peers.delete(id);
+      this.snapshotCalls.get(id)?.cancel();
+      void peer.close();
+      this.log.info({ peer: id.toString(16) }, 'forgot a peer the membership does not have');
+    }
+  }
+
   stats(): TransportStats & { readonly peers: readonly PeerStats[] } {
     return { ...this.counters, peers: [...this.peers.values()].map((p) => p.stats()) };
   }
@@ -256,11 +271,11 @@ export class GrpcPeerTransport implements MemberTransport {
   }
 
   /**
-   * Whether the sender has applied more of the log than we have. Ids are reused (a member added again with the same
-   * peer URLs gets the same id, node/ids.ts), so our record of its removal can predate its return: a member still
-   * replaying the log (just added, or restarting) holds the removal until it applies the entry that adds the sender
-   * back. Refusing such a sender could refuse the very leader whose entries would correct us, and a refused member
-   * stops (peer.ts). A sender that really was removed has not applied its own removal, which we have.
+   * Whether the sender has applied more of the log than we have. Clusters whose members were re-added by builds
+   * before fresh ids (node/ids.ts freshMemberId) reuse ids, so our record of a removal can predate the id's return:
+   * a member still replaying the log (just added, or restarting) holds the removal until it applies the entry that
+   * adds the sender back. Refusing such a sender could refuse the very leader whose entries would correct us, and a
+   * refused member stops (peer.ts). A sender that really was removed has not applied its own removal, which we have.
    */
   private aheadOfUs(hello: MemberInfo): boolean {
     const ours = this.hooks?.appliedIndex?.();
@@ -278,10 +293,13 @@ export class GrpcPeerTransport implements MemberTransport {
     return statusError(grpc.status.FAILED_PRECONDITION, details);
   }
 
-  handshake(req: HandshakeRequest): { error?: grpc.ServiceError; member?: Encodable<MemberInfo> } {
+  handshake(req: HandshakeRequest): { error?: grpc.ServiceError; member?: Encodable<MemberInfo>; assignedMemberId?: NodeId } {
     // Discovery: a member joining an existing cluster (after MemberAdd) asks who we are, with cluster id 0, to
-    // learn the cluster id it must present. It is told, and admitted to nothing: Send still checks the id.
-    if (req.from !== null && req.from.cluster_id === '0' && !this.closed) return { member: this.hello };
+    // learn the cluster id it must present and the id MemberAdd gave it (found by its peer URLs in our registry;
+    // 0 when we have not applied that MemberAdd yet). It is told, and admitted to nothing: Send still checks both.
+    if (req.from !== null && req.from.cluster_id === '0' && !this.closed) {
+      return { member: this.hello, assignedMemberId: this.hooks?.memberIdByPeerUrls?.(req.from.peer_urls) ?? 0 };
+    }
     const error = this.admit(req.from);
     if (error !== undefined) return { error };
     const to = tryInt(req.to_member_id);
