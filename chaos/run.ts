@@ -26,6 +26,8 @@ export interface RunOptions {
   readonly runsDir?: string;
   readonly serializableReads?: boolean;
   readonly noFencing?: boolean;
+  /** Chance that a lock holder stalls past its lease (the lock workload's default when absent). */
+  readonly lockStallProbability?: number;
   readonly noDedup?: boolean;
   /** FULCRUM_FAILPOINTS for every member (e.g. "no-fsync"). */
   readonly failpoints?: string;
@@ -95,7 +97,7 @@ export async function runChaos(o: RunOptions): Promise<RunSummary> {
     await cluster.waitReady();
     log(`cluster of ${o.members} ${o.target} members ready in ${dir}; seed ${o.seed}`);
     const until = Date.now() + o.timeS * 1000;
-    const wopts: WorkloadOptions = { clients: o.clients, serializableReads: o.serializableReads ?? false, noFencing: o.noFencing ?? false, noDedup: o.noDedup ?? false, opTimeoutMs: 2_000 };
+    const wopts: WorkloadOptions = { clients: o.clients, serializableReads: o.serializableReads ?? false, noFencing: o.noFencing ?? false, noDedup: o.noDedup ?? false, opTimeoutMs: 2_000, ...(o.lockStallProbability === undefined ? {} : { lockStallProbability: o.lockStallProbability }) };
     const wctx: WorkloadContext = { cluster, recorder, random, log, options: wopts, until };
     // Without fsync, a power loss may roll each disk back to any earlier crash image: take one part-way.
     const lying = o.powerLoss === true && /(^|,)\s*no-fsync\s*(,|$)/.test(o.failpoints ?? '');

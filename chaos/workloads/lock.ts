@@ -121,7 +121,7 @@ async function critical(ctx: WorkloadContext, w: Worker, g: Grant, resource: Fen
   })();
   const seen = resource.read(g.token);
   if (seen !== undefined) {
-    if (ctx.random() < PAUSE_PROBABILITY) {
+    if (ctx.random() < (ctx.options.lockStallProbability ?? PAUSE_PROBABILITY)) {
       holding = false; // a frozen process sends no keep-alives
       await backoff(LOCK_TTL_S * 1000 * 1.5 + ctx.random() * 1000);
     }

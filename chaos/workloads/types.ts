@@ -12,6 +12,8 @@ export interface WorkloadOptions {
   readonly serializableReads: boolean;
   /** Negative control for the lock workload: the resource does not check fencing tokens. */
   readonly noFencing: boolean;
+  /** Chance that a lock holder stalls past its lease inside the critical section (default: the workload's own). */
+  readonly lockStallProbability?: number;
   /** Negative control for the exactly-once workload: retries carry no request identity. */
   readonly noDedup: boolean;
   /** Per-operation deadline, ms. */
