@@ -124,15 +124,16 @@ export async function startServer(flagsConfig: ServerConfig, deps: ServerDeps = 
   }
 }
 
-async function startMember(flagsConfig: ServerConfig, deps: ServerDeps, logger: Logger, tls: MemberTls, nameInLogs: boolean): Promise<FulcrumServer> {
-  const identity = await identityToUse(flagsConfig, logger, tls.dialPeer);
-  const config = identity.memberId === flagsConfig.memberId ? flagsConfig : { ...flagsConfig, memberId: identity.memberId };
+/** `given`: the flags, with the member id kept in the data dir if there is one; a joining member learns its own here. */
+async function startMember(given: ServerConfig, deps: ServerDeps, logger: Logger, tls: MemberTls, nameInLogs: boolean): Promise<FulcrumServer> {
+  const identity = await identityToUse(given, logger, tls.dialPeer);
+  const config = identity.memberId === given.memberId ? given : { ...given, memberId: identity.memberId };
   if (nameInLogs) logger.setBindings({ member: idToHex(config.memberId) });
   const clusterId = identity.clusterId;
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
     clusterId,
-    peers: initialPeers(flagsConfig, identity),
+    peers: initialPeers(config),
     logger: componentLogger(logger, 'transport'),
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
@@ -299,9 +300,12 @@ async function serve(
  * the founding members' only: a joining member calls nobody (the leader calls it, and it answers whoever called,
  * transport.ts admit), and the registry replaces the list once the member has read it (learnPeers).
  */
-function initialPeers(flagsConfig: ServerConfig, identity: ClusterIdentity): Map<number, readonly string[]> {
-  if (identity.memberId !== flagsConfig.memberId || flagsConfig.initialClusterState !== 'new') return new Map();
-  return new Map([...flagsConfig.initialMembers].filter(([id]) => id !== identity.memberId).map(([id, m]) => [id, m.peerUrls]));
+function initialPeers(config: ServerConfig): Map<number, readonly string[]> {
+  if (config.initialClusterState !== 'new') return new Map();
+  // This member is in the list under the id its URLs give, which is not its own if it was added later.
+  const own = new Set(config.initialAdvertisePeerUrls);
+  const others = [...config.initialMembers].filter(([id, m]) => id !== config.memberId && !m.peerUrls.some((u) => own.has(u)));
+  return new Map(others.map(([id, m]) => [id, m.peerUrls]));
 }
 
 /** A member started with --initial-cluster-state existing on a data dir that has never joined. */
