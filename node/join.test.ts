@@ -49,8 +49,21 @@ describe('discoverCluster', () => {
   });
 
   it('takes the id its peer URLs give when only older builds answer (their MemberAdd derived it so)', async () => {
-    const older = await peer(() => ({ member }));
+    let calls = 0;
+    const older = await peer(() => (calls++, { member }));
     expect(await discoverCluster([older], SELF, undefined, NO_PAUSE)).toEqual({ clusterId: CLUSTER, memberId: SELF.id });
+    expect(calls).toBe(1); // everyone answered: no need to ask again
+  });
+
+  it('while a listed member does not answer (it may be of this build), asks again before falling back to that id', async () => {
+    let calls = 0;
+    const older = await peer(() => (calls++, { member }));
+    const silent = await peer(() => ({ member }));
+    const silentPort = Number(new URL(silent).port);
+    await cleanups.splice(-1)[0]!(); // that server is gone: its port refuses
+    const url = `http://127.0.0.1:${silentPort}`;
+    expect(await discoverCluster([older, url], SELF, undefined, NO_PAUSE)).toEqual({ clusterId: CLUSTER, memberId: SELF.id });
+    expect(calls).toBe(DISCOVERY_ROUNDS_MAX);
   });
 
   it('refuses to start when the cluster has no member with its peer URLs', async () => {

@@ -44,6 +44,7 @@ export async function discoverCluster(
   let olderBuild: number | undefined;
   let unassigned = false;
   for (let round = 0; round < DISCOVERY_ROUNDS_MAX; round++) {
+    let everyoneAnswered = true;
     for (const url of peerUrls) {
       try {
         const a = await askIdentity(api, url, self, dial);
@@ -51,13 +52,16 @@ export async function discoverCluster(
         if (a.assigns) unassigned = true;
         else olderBuild = a.clusterId;
       } catch (e) {
+        everyoneAnswered = false;
         failures.push(`${url}: ${(e as Error).message}`);
       }
     }
-    // Only builds from before fresh ids answered: their MemberAdd derived our id from our peer URLs.
-    if (olderBuild !== undefined && !unassigned) return { clusterId: olderBuild, memberId: self.id };
+    // Every member answered and all are builds from before fresh ids: their MemberAdd derived our id from our peer
+    // URLs. (While some do not answer, one of them may be of this build and know a fresh id: ask again.)
+    if (olderBuild !== undefined && !unassigned && everyoneAnswered) return { clusterId: olderBuild, memberId: self.id };
     if (round + 1 < DISCOVERY_ROUNDS_MAX) await new Promise((r) => setTimeout(r, pauseMs(round)));
   }
+  if (olderBuild !== undefined && !unassigned) return { clusterId: olderBuild, memberId: self.id };
   if (unassigned) {
     throw new JoinError(
       `fulcrum: the cluster has no member with this member's peer URLs (${[...self.peerUrls].join(',')}): add it first (etcdctl member add --peer-urls=...), then start it with --initial-cluster-state existing`,
