@@ -133,7 +133,7 @@ async function startMember(given: ServerConfig, deps: ServerDeps, logger: Logger
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
     clusterId,
-    peers: initialPeers(config),
+    peers: initialPeers(config, identity.restarted),
     logger: componentLogger(logger, 'transport'),
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
@@ -297,15 +297,16 @@ async function serve(
 
 /**
  * Whom the transport calls before the member has read its registry. Ids computed from --initial-cluster's URLs are
- * the founding members' only: a joining member calls nobody (the leader calls it, and it answers whoever called,
- * transport.ts admit), and the registry replaces the list once the member has read it (learnPeers).
+ * the founding members' only, right only on a new cluster's first start: a joining or restarted member calls
+ * nobody until its registry is read (learnPeers, right after Member.start), and answers whoever calls it first
+ * (transport.ts admit).
  */
-function initialPeers(config: ServerConfig): Map<number, readonly string[]> {
-  if (config.initialClusterState !== 'new') return new Map();
-  // This member is in the list under the id its URLs give, which is not its own if it was added later.
-  const own = new Set(config.initialAdvertisePeerUrls);
-  const others = [...config.initialMembers].filter(([id, m]) => id !== config.memberId && !m.peerUrls.some((u) => own.has(u)));
-  return new Map(others.map(([id, m]) => [id, m.peerUrls]));
+function initialPeers(config: ServerConfig, restarting: boolean): Map<number, readonly string[]> {
+  // A restarted member's registry (read right after its local replay) is the truth; the flags may name members
+  // long replaced under new ids, whose URLs now answer to another id ("member ID mismatch" at every attempt).
+  if (restarting || config.initialClusterState !== 'new') return new Map();
+  // A founding member's first start: the flags' ids are the founding ones, its own among them.
+  return new Map([...config.initialMembers].filter(([id]) => id !== config.memberId).map(([id, m]) => [id, m.peerUrls]));
 }
 
 /** A member started with --initial-cluster-state existing on a data dir that has never joined. */
@@ -318,17 +319,17 @@ async function joinsExistingCluster(config: ServerConfig): Promise<boolean> {
  * asks the members listed there for both (MemberAdd gave it a fresh id). A restarted member has both in its data
  * dir (startServer read the member id).
  */
-async function identityToUse(config: ServerConfig, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity> {
+async function identityToUse(config: ServerConfig, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity & { restarted: boolean }> {
   // The kept cluster id, not the flags': a member that joined lists in --initial-cluster members that were not
   // the founding ones, so the id those flags give is not its cluster's, and its peers would refuse it.
   const kept = await readPersistedClusterId(config.dataDir);
-  if (kept !== undefined) return { clusterId: kept, memberId: config.memberId };
-  if (config.initialClusterState === 'new') return { clusterId: config.clusterId, memberId: config.memberId };
+  if (kept !== undefined) return { clusterId: kept, memberId: config.memberId, restarted: true };
+  if (config.initialClusterState === 'new') return { clusterId: config.clusterId, memberId: config.memberId, restarted: false };
   const urls = new Set(config.initialAdvertisePeerUrls);
   const peers = [...config.initialMembers.values()].flatMap((m) => m.peerUrls).filter((u) => !urls.has(u));
   const identity = await discoverCluster(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls }, dial);
   logger.info({ clusterId: idToHex(identity.clusterId), memberId: idToHex(identity.memberId) }, 'fulcrum: joining an existing cluster');
-  return identity;
+  return { ...identity, restarted: false };
 }
 
 /** Count each connection a listener closes at its limit, and log it at most every WARNING_LOG_INTERVAL_MS. */
