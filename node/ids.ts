@@ -1,5 +1,6 @@
-// Member and cluster ids, derived the way etcd derives them: from what the operator configured, so every member
-// computes the same ids without talking to the others. Ids fit in 52 bits: the Raft core keeps them as numbers.
+// Member and cluster ids, derived the way etcd derives them: a founding member's and the cluster's from what the
+// operator configured, so every founding member computes the same ids without talking to the others; a member
+// added later gets a fresh id from `member add`. Ids fit in 52 bits: the Raft core keeps them as numbers.
 import { createHash, randomInt } from 'node:crypto';
 
 const ID_BITS_MASK = (1n << 52n) - 1n;

@@ -170,9 +170,9 @@ export class GrpcPeerTransport implements MemberTransport {
   }
 
   /**
-   * Stop calling the peers not among `members` (the member's registry), without refusing them as removed: an entry
-   * from --initial-cluster whose id the cluster does not use (a member added later has a fresh id, not the one its
-   * peer URLs give) would dial a member under an id it refuses, again and again.
+   * Stop calling the peers not among `members` (the member's registry), without refusing them as removed: a member
+   * removed while this one was away (a snapshot installed over its removal, so no conf change told us), or an id
+   * the cluster no longer uses at that URL (it was added back under a fresh id), would be dialled again and again.
    */
   keepOnlyPeers(members: ReadonlySet<NodeId>): void {
     for (const [id, peer] of this.peers) {
