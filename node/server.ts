@@ -111,13 +111,14 @@ export async function startServer(flagsConfig: ServerConfig, deps: ServerDeps = 
   // A restarted member is who its data dir says (a member added later has an id its flags cannot give).
   const kept = await readPersistedMemberId(flagsConfig.dataDir);
   const config = kept === undefined ? flagsConfig : { ...flagsConfig, memberId: kept };
-  const joining = kept === undefined && (await joinsExistingCluster(config));
+  const keptClusterId = await readPersistedClusterId(config.dataDir);
+  const joining = kept === undefined && keptClusterId === undefined && config.initialClusterState !== 'new';
   // A joining member learns its id from the cluster below: its log lines carry it from then on.
   const logger = deps.logger ?? createLogger({ level: config.logLevel, ...(joining ? {} : { memberId: config.memberId }) });
   for (const w of config.warnings) logger.warn(w);
   const tls = await openTls(config, logger);
   try {
-    return await startMember(config, deps, logger, tls, joining && deps.logger === undefined);
+    return await startMember(config, keptClusterId, deps, logger, tls, joining && deps.logger === undefined);
   } catch (e) {
     tls.close();
     throw e;
@@ -125,8 +126,8 @@ export async function startServer(flagsConfig: ServerConfig, deps: ServerDeps = 
 }
 
 /** `given`: the flags, with the member id kept in the data dir if there is one; a joining member learns its own here. */
-async function startMember(given: ServerConfig, deps: ServerDeps, logger: Logger, tls: MemberTls, nameInLogs: boolean): Promise<FulcrumServer> {
-  const identity = await identityToUse(given, logger, tls.dialPeer);
+async function startMember(given: ServerConfig, keptClusterId: number | undefined, deps: ServerDeps, logger: Logger, tls: MemberTls, nameInLogs: boolean): Promise<FulcrumServer> {
+  const identity = await identityToUse(given, keptClusterId, logger, tls.dialPeer);
   const config = identity.memberId === given.memberId ? given : { ...given, memberId: identity.memberId };
   if (nameInLogs) logger.setBindings({ member: idToHex(config.memberId) });
   const clusterId = identity.clusterId;
@@ -309,21 +310,15 @@ function initialPeers(config: ServerConfig, restarting: boolean): Map<number, re
   return new Map([...config.initialMembers].filter(([id]) => id !== config.memberId).map(([id, m]) => [id, m.peerUrls]));
 }
 
-/** A member started with --initial-cluster-state existing on a data dir that has never joined. */
-async function joinsExistingCluster(config: ServerConfig): Promise<boolean> {
-  return config.initialClusterState !== 'new' && (await readPersistedClusterId(config.dataDir)) === undefined;
-}
-
 /**
  * A founding member computes the cluster id from --initial-cluster, and its id from its peer URLs. A joining member
  * asks the members listed there for both (MemberAdd gave it a fresh id). A restarted member has both in its data
- * dir (startServer read the member id).
+ * dir (startServer read both).
  */
-async function identityToUse(config: ServerConfig, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity & { restarted: boolean }> {
+async function identityToUse(config: ServerConfig, keptClusterId: number | undefined, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity & { restarted: boolean }> {
   // The kept cluster id, not the flags': a member that joined lists in --initial-cluster members that were not
   // the founding ones, so the id those flags give is not its cluster's, and its peers would refuse it.
-  const kept = await readPersistedClusterId(config.dataDir);
-  if (kept !== undefined) return { clusterId: kept, memberId: config.memberId, restarted: true };
+  if (keptClusterId !== undefined) return { clusterId: keptClusterId, memberId: config.memberId, restarted: true };
   if (config.initialClusterState === 'new') return { clusterId: config.clusterId, memberId: config.memberId, restarted: false };
   const urls = new Set(config.initialAdvertisePeerUrls);
   const peers = [...config.initialMembers.values()].flatMap((m) => m.peerUrls).filter((u) => !urls.has(u));
