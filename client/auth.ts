@@ -18,7 +18,7 @@ import { AuthenticationError, FulcrumClientError, InvalidArgumentError, isServic
 import { KeySpace } from './keyspace.js';
 import type { CallOptions, Rpc } from './rpc.js';
 import type { Header, KeyRange } from './types.js';
-import { toHeader, wireRange } from './types.js';
+import { keyFields, toHeader, wireRange } from './types.js';
 
 /** The metadata key etcd reads the token from. */
 export const TOKEN_METADATA_KEY = 'token';
@@ -278,12 +278,12 @@ export class AuthApi {
     const wire = KIND_TO_WIRE[kind];
     if (wire === undefined) throw new InvalidArgumentError(`fulcrum client: permission kind must be read, write or readwrite, got ${String(kind)}`);
     const { key, rangeEnd } = rangeOf(target);
-    const req = { name: role, perm: { permType: wire, key, range_end: rangeEnd } };
+    const req = { name: role, perm: { permType: wire, ...keyFields(key, rangeEnd) } };
     await this.rpc.call('idempotent', 'RoleGrantPermission', (s, md, co, cb) => s.auth.RoleGrantPermission(req as never, md, co, cb), o);
   }
 
   async roleRevokePermission(role: string, target: PermissionTarget, o?: CallOptions): Promise<void> {
     const { key, rangeEnd } = rangeOf(target);
-    await this.rpc.call('idempotent', 'RoleRevokePermission', (s, md, co, cb) => s.auth.RoleRevokePermission({ role, key, range_end: rangeEnd }, md, co, cb), o);
+    await this.rpc.call('idempotent', 'RoleRevokePermission', (s, md, co, cb) => s.auth.RoleRevokePermission({ role, ...keyFields(key, rangeEnd) }, md, co, cb), o);
   }
 }

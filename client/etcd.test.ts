@@ -55,6 +55,19 @@ describe.skipIf(!haveEtcd)('against etcd', () => {
     expect((await lease.timeToLive()).ttlSeconds).toBe(-1);
   });
 
+  it('a single key is that key only: get, count, compare and txn ops of a missing key see nothing after it', async () => {
+    // etcd reads a range_end sent present but empty as "every key from key on"; the client leaves it off.
+    for (const k of ['m/b', 'm/c']) await client.put(k, 'x');
+    expect(await client.get('m/a')).toBeUndefined();
+    expect(await client.count('m/a')).toBe(0);
+    expect((await client.range('m/b')).kvs.map((kv) => kv.keyText)).toEqual(['m/b']);
+    const t = await client.txn().if(Compare.version('m/a', '=', 0)).then(Op.get('m/a'), Op.delete('m/a')).commit();
+    expect(t.succeeded).toBe(true);
+    expect(t.results.map((r) => (r.type === 'get' ? r.kvs.length : r.type === 'delete' ? r.deleted : -1))).toEqual([0, 0]);
+    expect((await client.delete('m/a')).deleted).toBe(0);
+    expect((await client.getPrefix('m/')).map((kv) => kv.keyText)).toEqual(['m/b', 'm/c']);
+  });
+
   it('a write whose answer is lost is not retried: OutcomeUnknownError (and it did apply)', async () => {
     const [port] = await freePorts(1, 5);
     const proxy = await FaultProxy.start(etcd.endpoint, port!);

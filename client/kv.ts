@@ -6,7 +6,7 @@ import { InvalidArgumentError } from './errors.js';
 import type { KeySpace } from './keyspace.js';
 import type { CallOptions, Rpc } from './rpc.js';
 import { fromWireRange, fromWireTxn, toWireTxn, type TxnResult, type TxnSpec } from './txn.js';
-import { type Header, type Hlc, type KeyRange, type KeyValue, type LeaseRef, leaseId, num, toHeader, toKeyValue, toKeyValueOrUndefined, wireRange } from './types.js';
+import { type Header, type Hlc, type KeyRange, type KeyValue, type LeaseRef, leaseId, num, toHeader, toKeyValue, toKeyValueOrUndefined, keyFields, wireRange } from './types.js';
 
 /** Pages of a paged iteration: big enough to be cheap, small enough to bound one answer's memory. */
 export const ITERATE_PAGE_SIZE_DEFAULT = 1_000;
@@ -97,8 +97,7 @@ export class KvCalls {
     const revision = await this.readRevision(o);
     const { key, rangeEnd } = wireRange(r, this.space);
     const req: Encodable<RangeRequest> = {
-      key,
-      range_end: rangeEnd,
+      ...keyFields(key, rangeEnd),
       limit: nonNegative('limit', o.limit ?? 0),
       revision,
       serializable: o.serializable ?? false,
@@ -131,7 +130,7 @@ export class KvCalls {
 
   async delete(r: Bytes | KeyRange, o: DeleteOptions = {}): Promise<DeleteResult> {
     const { key, rangeEnd } = wireRange(r, this.space);
-    const req = { key, range_end: rangeEnd, prev_kv: o.prevKv ?? false };
+    const req = { ...keyFields(key, rangeEnd), prev_kv: o.prevKv ?? false };
     const res = await this.rpc.call<DeleteRangeResponse>('write', 'delete', (s, md, co, cb) => s.kv.DeleteRange(req, md, co, cb), o);
     const header = toHeader(res.header);
     return { deleted: num(res.deleted), prevKvs: res.prev_kvs.map((kv) => toKeyValue(kv, this.space)), revision: header.revision, header };
@@ -164,7 +163,7 @@ export class KvCalls {
     let revision = o.revision ?? 0;
     let from = key;
     for (;;) {
-      const req = { key: from, range_end: rangeEnd, limit: pageSize, revision, serializable: o.serializable ?? false, keys_only: o.keysOnly ?? false };
+      const req = { ...keyFields(from, rangeEnd), limit: pageSize, revision, serializable: o.serializable ?? false, keys_only: o.keysOnly ?? false };
       const res = await this.rpc.call<RangeResponse>('read', 'range', (s, md, co, cb) => s.kv.Range(req, md, co, cb), o);
       if (revision === 0) revision = toHeader(res.header).revision;
       for (const kv of res.kvs) yield toKeyValue(kv, this.space);

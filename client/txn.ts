@@ -13,7 +13,7 @@ import type { Compare as WireCompare, Encodable, RangeResponse, RequestOp, Respo
 import { type Bytes, toBuffer } from './bytes.js';
 import { InvalidArgumentError } from './errors.js';
 import type { KeySpace } from './keyspace.js';
-import { type Header, type KeyRange, type KeyValue, type LeaseRef, leaseId, num, toHeader, toKeyValue, toKeyValueOrUndefined, wireRange } from './types.js';
+import { type Header, type KeyRange, type KeyValue, type LeaseRef, leaseId, num, toHeader, toKeyValue, toKeyValueOrUndefined, keyFields, wireRange } from './types.js';
 
 export type CompareOp = '=' | '!=' | '<' | '>';
 export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision' | 'lease';
@@ -146,7 +146,7 @@ export function toWireTxn(spec: TxnSpec, space: KeySpace): Encodable<TxnRequest>
 
 function toWireCompare(c: CompareSpec, space: KeySpace): Encodable<WireCompare> {
   const { key, rangeEnd } = wireRange(c.key, space);
-  const base = { key, range_end: rangeEnd, result: RESULT_OF[c.op] };
+  const base = { ...keyFields(key, rangeEnd), result: RESULT_OF[c.op] };
   switch (c.target) {
     case 'value':
       return { ...base, target: 'VALUE', value: c.operand as Buffer };
@@ -168,7 +168,7 @@ function toWireOp(o: OpSpec, space: KeySpace): Encodable<RequestOp> {
     case 'get': {
       const { key, rangeEnd } = wireRange(o.key, space);
       return {
-        request_range: { key, range_end: rangeEnd, limit: o.limit ?? 0, keys_only: o.keysOnly ?? false, count_only: o.countOnly ?? false, revision: o.revision ?? 0 },
+        request_range: { ...keyFields(key, rangeEnd), limit: o.limit ?? 0, keys_only: o.keysOnly ?? false, count_only: o.countOnly ?? false, revision: o.revision ?? 0 },
       } as Encodable<RequestOp>;
     }
     case 'put': {
@@ -177,7 +177,7 @@ function toWireOp(o: OpSpec, space: KeySpace): Encodable<RequestOp> {
     }
     case 'delete': {
       const { key, rangeEnd } = wireRange(o.key, space);
-      return { request_delete_range: { key, range_end: rangeEnd, prev_kv: o.prevKv ?? false } } as Encodable<RequestOp>;
+      return { request_delete_range: { ...keyFields(key, rangeEnd), prev_kv: o.prevKv ?? false } } as Encodable<RequestOp>;
     }
     case 'txn':
       return { request_txn: toWireTxn(o.txn, space) } as Encodable<RequestOp>;

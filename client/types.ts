@@ -100,6 +100,16 @@ export function isKeyRange(v: unknown): v is KeyRange {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && ('key' in v || 'prefix' in v || 'start' in v);
 }
 
+/**
+ * A request's key and range_end fields, with range_end left off when it is empty. Sent present but empty, etcd
+ * (3.4, gogo-protobuf) decodes it as a non-nil empty slice, which its Range and Compare read as "every key from
+ * `key` on" (the meaning it gives "\0"): a get of a missing key answered the key after it, and a compare of a
+ * missing key's version looked at every key after it. etcd's own client never sends an empty range_end.
+ */
+export function keyFields(key: Buffer, rangeEnd: Buffer): { key: Buffer; range_end?: Buffer } {
+  return rangeEnd.length === 0 ? { key } : { key, range_end: rangeEnd };
+}
+
 /** A key or range on the wire: (key, range_end) with etcd's conventions, through the namespace. */
 export function wireRange(r: Bytes | KeyRange, space: KeySpace): { key: Buffer; rangeEnd: Buffer } {
   if (!isKeyRange(r)) return space.range(toKey(r), Buffer.alloc(0));

@@ -24,7 +24,7 @@ import { ClientClosedError, CompactedError, FulcrumClientError, WatchCanceledErr
 import type { KeySpace } from './keyspace.js';
 import type { Endpoint, EndpointPool } from './pool.js';
 import { Rpc } from './rpc.js';
-import { type KeyRange, type KeyValue, num, toKeyValue, toKeyValueOrUndefined, wireRange } from './types.js';
+import { type KeyRange, type KeyValue, num, toKeyValue, toKeyValueOrUndefined, keyFields, wireRange } from './types.js';
 import { WatchCursor } from './watch-cursor.js';
 import type { ResolvedClientOptions } from './options.js';
 
@@ -234,8 +234,7 @@ export class Watch extends EventEmitter<WatchEvents> implements AsyncIterable<Wa
   private createRequest(fromRevision: number): object {
     return {
       create_request: {
-        key: this.wire.key,
-        range_end: this.wire.rangeEnd,
+        ...keyFields(this.wire.key, this.wire.rangeEnd),
         start_revision: fromRevision,
         prev_kv: this.options.prevKv ?? false,
         progress_notify: this.options.progressNotify ?? false,

@@ -22,7 +22,7 @@ import type { Client } from '../client.js';
 import { AbortedError, CompactedError, FulcrumClientError, LeaseLostError, OutcomeUnknownError } from '../errors.js';
 import { KeySpace } from '../keyspace.js';
 import { Compare, Op } from '../txn.js';
-import { type KeyValue, num, toKeyValue, wireRange } from '../types.js';
+import { type KeyValue, num, toKeyValue, keyFields, wireRange } from '../types.js';
 import type { CallOptions } from '../rpc.js';
 import type { Watch } from '../watch.js';
 
@@ -94,7 +94,7 @@ export interface LineView {
 export async function readLine(client: Client, prefix: Buffer, spot: Spot, o: CallOptions = {}): Promise<LineView> {
   const space = new KeySpace(client.prefix);
   const { key, rangeEnd } = wireRange({ prefix }, space);
-  const req = { key, range_end: rangeEnd, limit: 2, sort_order: 'DESCEND' as const, sort_target: 'CREATE' as const, max_create_revision: spot.createRevision };
+  const req = { ...keyFields(key, rangeEnd), limit: 2, sort_order: 'DESCEND' as const, sort_target: 'CREATE' as const, max_create_revision: spot.createRevision };
   const res = await client.unary<RangeResponse>('read', 'line range', (s, md, co, cb) => s.kv.Range(req, md, co, cb), o);
   const kvs = res.kvs.map((kv) => toKeyValue(kv, space));
   const own = kvs[0];
