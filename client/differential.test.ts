@@ -1,15 +1,16 @@
 // Differential: random sequences of KV operations (puts, gets, ranges with limits and sorting, counts, deletes,
-// transactions whose compares look at present and missing keys) sent through this client to a Fulcrum member and
-// to a real etcd 3.4, and the answers compared. Each sequence runs in a fresh namespace; revisions are compared
-// relative to a marker write made just before it, so the two stores' earlier histories do not matter. A
-// difference is either a Fulcrum server bug or a client bug that only one server shows (the empty range_end that
-// etcd read as "every key from here on" was one). The negative control sends that request raw and checks that
-// the comparison tells the two answers apart.
+// compactions, leases granted, used and revoked, transactions whose compares look at present and missing keys)
+// sent through this client to a Fulcrum member and to a real etcd 3.4, and the answers compared, with what a watch
+// on the sequence's keys saw. Each sequence runs in a fresh namespace; revisions are compared relative to a marker
+// write made just before it, so the two stores' earlier histories do not matter. A difference is either a Fulcrum
+// server bug or a client bug that only one server shows (the empty range_end that etcd read as "every key from
+// here on" was one). The negative control sends that request raw and checks that the comparison tells the two
+// answers apart.
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEtcdApi, type RangeResponse } from '../proto/index.js';
-import { Client, Compare, FulcrumClientError, Op, type CompareSpec, type KeyValue, type OpResult, type OpSpec } from './index.js';
+import { Client, Compare, FulcrumClientError, Op, type CompareSpec, type KeyValue, type Lease, type OpResult, type OpSpec, type Watch } from './index.js';
 import { haveEtcd, startTestEtcd, startTestMember, type TestEtcd, type TestMember } from './testing/servers.js';
 
 /** Keys of a sequence: two levels, so that prefixes and ranges select different sets. */
@@ -23,6 +24,9 @@ type Step =
   | { readonly t: 'put'; readonly k: string; readonly v: string; readonly prevKv: boolean; readonly ignoreValue: boolean }
   | { readonly t: 'get'; readonly k: string; readonly revision?: number }
   | { readonly t: 'compact'; readonly revision: number }
+  | { readonly t: 'grant' }
+  | { readonly t: 'putLease'; readonly k: string; readonly lease: number }
+  | { readonly t: 'revoke'; readonly lease: number }
   | { readonly t: 'range'; readonly start: string; readonly end?: string; readonly limit: number; readonly countOnly: boolean; readonly descend: boolean }
   | { readonly t: 'sorted'; readonly prefix: string; readonly target: 'version' | 'createRevision' | 'modRevision' | 'value'; readonly descend: boolean }
   | { readonly t: 'delete'; readonly start: string; readonly end?: string; readonly prevKv: boolean }
@@ -49,6 +53,9 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), k: key, v: fc.constantFrom(...VALUES), prevKv: fc.boolean(), ignoreValue: fc.integer({ min: 0, max: 5 }).map((n) => n === 0) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('get' as const), k: key, revision: fc.option(fc.integer({ min: 0, max: 5 }), { nil: undefined }) }, { requiredKeys: ['t', 'k'] }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('compact' as const), revision: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('grant' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('putLease' as const), k: key, lease: fc.integer({ min: 0, max: 2 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('revoke' as const), lease: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('range' as const), start: fc.constantFrom('', ...KEYS), end, limit: fc.integer({ min: 0, max: 3 }), countOnly: fc.boolean(), descend: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('sorted' as const), prefix: fc.constantFrom('', 'a', 'b'), target: fc.constantFrom('version' as const, 'createRevision' as const, 'modRevision' as const, 'value' as const), descend: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('delete' as const), start: key, end, prevKv: fc.boolean() }) },
@@ -63,9 +70,19 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   },
 );
 
-/** A key's version as both stores must show it: revisions relative to the sequence's marker write. */
-function kvText(kv: KeyValue, base: number): string {
-  return `${kv.keyText}=${kv.valueText} v${kv.version} c${kv.createRevision - base} m${kv.modRevision - base}`;
+/** What a sequence's answers are read against: its marker write's revision, and its leases in grant order. */
+interface Context {
+  readonly base: number;
+  readonly leases: Lease[];
+}
+
+/** A lease id no server granted: both must refuse a put with it. */
+const UNKNOWN_LEASE = 0x7e57n;
+
+/** A key's version as both stores must show it: revisions relative to the marker, leases by grant order. */
+function kvText(kv: KeyValue, ctx: Context): string {
+  const lease = kv.lease === 0n ? '' : ` l${ctx.leases.findIndex((l) => l.id === kv.lease)}`;
+  return `${kv.keyText}=${kv.valueText} v${kv.version} c${kv.createRevision - ctx.base} m${kv.modRevision - ctx.base}${lease}`;
 }
 
 function compareSpec(c: CompareStep, base: number): CompareSpec {
@@ -86,10 +103,10 @@ function opSpec(o: TxnOpStep): OpSpec {
   return o.t === 'put' ? Op.put(o.k, o.v) : Op.delete(o.k);
 }
 
-function opResultText(r: OpResult, base: number): string {
+function opResultText(r: OpResult, ctx: Context): string {
   switch (r.type) {
     case 'get':
-      return `get [${r.kvs.map((kv) => kvText(kv, base)).join(', ')}] count=${r.count} more=${r.more}`;
+      return `get [${r.kvs.map((kv) => kvText(kv, ctx)).join(', ')}] count=${r.count} more=${r.more}`;
     case 'put':
       return 'put';
     case 'delete':
@@ -100,54 +117,100 @@ function opResultText(r: OpResult, base: number): string {
 }
 
 /** One step's answer as text both servers must agree on. */
-async function run(c: Client, s: Step, base: number): Promise<string> {
+async function run(c: Client, s: Step, ctx: Context): Promise<string> {
+  const { base } = ctx;
   switch (s.t) {
     case 'put': {
       const r = await c.put(s.k, s.v, { prevKv: s.prevKv, ignoreValue: s.ignoreValue });
-      return `put r${r.revision - base} prev=${r.prevKv === undefined ? '-' : kvText(r.prevKv, base)}`;
+      return `put r${r.revision - base} prev=${r.prevKv === undefined ? '-' : kvText(r.prevKv, ctx)}`;
     }
     case 'get': {
       const kv = await c.get(s.k, s.revision === undefined ? {} : { revision: base + s.revision });
-      return kv === undefined ? 'missing' : kvText(kv, base);
+      return kv === undefined ? 'missing' : kvText(kv, ctx);
     }
     case 'compact': {
       await c.compact(base + s.revision);
       return 'compacted';
     }
+    case 'grant': {
+      ctx.leases.push(await c.grantLease(60, { keepAlive: false }));
+      return `granted l${ctx.leases.length - 1}`;
+    }
+    case 'putLease': {
+      const lease = ctx.leases.length === 0 ? UNKNOWN_LEASE : ctx.leases[s.lease % ctx.leases.length]!.id;
+      return `put r${(await c.put(s.k, 'leased', { lease })).revision - base}`;
+    }
+    case 'revoke': {
+      if (ctx.leases.length === 0) return 'no lease';
+      await ctx.leases[s.lease % ctx.leases.length]!.revoke();
+      return 'revoked';
+    }
     case 'range': {
       const r = await c.range(s.end === undefined ? { start: s.start } : { start: s.start, end: s.end }, { limit: s.limit, countOnly: s.countOnly, sort: { target: 'key', order: s.descend ? 'descend' : 'ascend' } });
-      return `[${r.kvs.map((kv) => kvText(kv, base)).join(', ')}] count=${r.count} more=${r.more} r${r.revision - base}`;
+      return `[${r.kvs.map((kv) => kvText(kv, ctx)).join(', ')}] count=${r.count} more=${r.more} r${r.revision - base}`;
     }
     case 'sorted': {
       // Ties may come back in either order (etcd's sort is not stable): compare the sort field's sequence and the set.
       const r = await c.range({ prefix: s.prefix }, { sort: { target: s.target, order: s.descend ? 'descend' : 'ascend' } });
       const field = (kv: KeyValue): string => (s.target === 'value' ? kv.valueText : String(kv[s.target] - (s.target === 'version' ? 0 : base)));
-      return `${r.kvs.map(field).join(',')} {${r.kvs.map((kv) => kvText(kv, base)).sort().join(', ')}}`;
+      return `${r.kvs.map(field).join(',')} {${r.kvs.map((kv) => kvText(kv, ctx)).sort().join(', ')}}`;
     }
     case 'delete': {
       const r = await c.delete(s.end === undefined ? s.start : { start: s.start, end: s.end }, { prevKv: s.prevKv });
-      return `deleted ${r.deleted} [${r.prevKvs.map((kv) => kvText(kv, base)).join(', ')}] r${r.revision - base}`;
+      return `deleted ${r.deleted} [${r.prevKvs.map((kv) => kvText(kv, ctx)).join(', ')}] r${r.revision - base}`;
     }
     case 'txn': {
       const t = await c.runTxn({ compare: s.compares.map((x) => compareSpec(x, base)), success: s.then.map(opSpec), failure: s.otherwise.map(opSpec) });
-      return `txn ${t.succeeded} r${t.revision - base} ${t.results.map((r) => opResultText(r, base)).join('; ')}`;
+      return `txn ${t.succeeded} r${t.revision - base} ${t.results.map((r) => opResultText(r, ctx)).join('; ')}`;
     }
   }
 }
 
+/** Waits this long for a sequence's watch events (they come at once; this only bounds a failure). */
+const WATCH_WAIT_MS = 10_000;
+/** The key written after the steps: its event ends the watch's part of the answers. */
+const LAST_KEY = 'zz';
+
 async function answers(root: Client, sequence: number, steps: readonly Step[]): Promise<string[]> {
-  const base = (await root.put(`diff/marker/${sequence}`, '')).revision;
+  const ctx: Context = { base: (await root.put(`diff/marker/${sequence}`, '')).revision, leases: [] };
   const c = root.namespace(`diff/${sequence}/`);
-  const out: string[] = [];
-  for (const s of steps) {
-    out.push(
-      await run(c, s, base).catch((e: unknown) => {
-        if (e instanceof FulcrumClientError) return `error ${e.code}`;
-        throw e;
-      }),
-    );
+  // A compaction may overtake a watcher that is behind, and then the watch ends as etcd's would: not compared.
+  const watch = steps.some((s) => s.t === 'compact') ? undefined : c.watch({ prefix: '' }, { prevKv: true });
+  try {
+    await watch?.ready;
+    const out: string[] = [];
+    for (const s of steps) {
+      out.push(
+        await run(c, s, ctx).catch((e: unknown) => {
+          if (e instanceof FulcrumClientError) return `error ${e.code}`;
+          throw e;
+        }),
+      );
+    }
+    if (watch !== undefined) {
+      await c.put(LAST_KEY, '');
+      out.push(...(await watchedEvents(watch, ctx)));
+    }
+    return out;
+  } finally {
+    watch?.close();
+    // Revoked now, not left to expire: an expiry during a later sequence would move one server's revisions alone.
+    for (const l of ctx.leases) await l.revoke().catch(() => undefined);
   }
-  return out;
+}
+
+async function watchedEvents(watch: Watch, ctx: Context): Promise<string[]> {
+  const events: string[] = [];
+  const timer = setTimeout(() => watch.close(), WATCH_WAIT_MS);
+  try {
+    for await (const e of watch) {
+      if (e.kv.keyText === LAST_KEY) return events;
+      events.push(`event ${e.type} ${kvText(e.kv, ctx)} r${e.revision - ctx.base} prev=${e.prevKv === undefined ? '-' : kvText(e.prevKv, ctx)}`);
+    }
+    throw new Error(`the watch ended before the last key's event, after ${events.length} events`);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 describe.skipIf(!haveEtcd)('the same operations against Fulcrum and etcd', () => {
