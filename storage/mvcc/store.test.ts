@@ -485,6 +485,35 @@ describe('events', () => {
     expect(kvView(r.events[0]!.prevKv!)).toMatchObject({ value: '1', mod: 2 });
   });
 
+  it('a key written twice in one txn (nested txns): both events carry the key as it was before the txn, as etcd and history replay give it', async () => {
+    const h = await Harness.open();
+    await h.put('a', 'old'); // 2
+    const missing = { key: b('zz'), target: 'VERSION' as const, result: 'EQUAL' as const, version: 1 };
+    const r = await h.write((st, batch) =>
+      st.txn(
+        {
+          success: [
+            { requestTxn: { success: [{ requestPut: { key: b('a'), value: b('new') } }, { requestPut: { key: b('n'), value: b('1') } }] } },
+            { requestTxn: { compare: [missing], failure: [{ requestDeleteRange: { key: b('a'), prevKv: true } }, { requestDeleteRange: { key: b('n') } }] } },
+          ],
+        },
+        batch,
+      ),
+    );
+    const view = (e: (typeof r.events)[number]): string => `${e.type} ${s(e.kv.key)} prev=${e.prevKv === undefined ? '-' : `${s(e.prevKv.value)}@${e.prevKv.modRevision}`}`;
+    expect(r.events.map(view)).toEqual(['PUT a prev=old@2', 'PUT n prev=-', 'DELETE a prev=old@2', 'DELETE n prev=-']);
+    // The delete's own answer sees the put before it in the txn (etcd's prev_kvs do too).
+    const second = r.response.responses[1]!;
+    const deleted = 'responseTxn' in second ? second.responseTxn.responses[0] : undefined;
+    expect(deleted !== undefined && 'responseDeleteRange' in deleted ? deleted.responseDeleteRange.prevKvs.map((kv) => s(kv.value)) : []).toEqual(['new']);
+    // What a watch replaying history gives (node/watch/hub.ts reads each event's key at its revision - 1) agrees.
+    const replayed: string[] = [];
+    for await (const evs of h.store.events(3, { key: b('a'), rangeEnd: b('z') })) {
+      for (const e of evs) replayed.push(view({ ...e, prevKv: (await h.store.range({ key: e.kv.key, revision: e.kv.modRevision - 1 })).kvs[0] }));
+    }
+    expect(replayed).toEqual(r.events.map(view));
+  });
+
   it('replays history from a revision for a range, in bounded batches, including uncommitted rows', async () => {
     const h = await Harness.open({ eventBatchMax: 2 });
     await h.put('a', '1'); // 2

@@ -97,6 +97,8 @@ interface WriteContext {
   readonly events: MvccEvent[];
   /** What the reads of this txn may still return (a client's read-only txn); unbounded when applying the log. */
   readonly budget?: ReadBudget;
+  /** Keys with an event in this write and the prev_kv of their first one (see eventPrev); made at the second event. */
+  eventPrevs?: Map<string, KeyValue | undefined>;
 }
 
 /**
@@ -525,8 +527,30 @@ export class MvccStore {
     if (prev !== undefined) this.retire(prev);
     ki.put(ctx.main, sub, ctx.hlc);
     this.attachLease(ki, lease);
-    ctx.events.push(this.config.prevKvInEvents && prevKv !== undefined ? { type: 'PUT', kv, prevKv } : { type: 'PUT', kv });
+    const eventPrev = this.config.prevKvInEvents ? this.eventPrev(ctx, keyString, prevKv) : undefined;
+    ctx.events.push(eventPrev !== undefined ? { type: 'PUT', kv, prevKv: eventPrev } : { type: 'PUT', kv });
     return req.prevKv === true && prevKv !== undefined ? { header: { revision: ctx.main }, prevKv } : { header: { revision: ctx.main } };
+  }
+
+  /**
+   * The prev_kv of a write's watch event: the key as it was before this revision, as etcd gives it (it reads the
+   * key at the event's revision - 1), and as a watch replaying history here reads it. Not the version an earlier op
+   * of the same transaction left: nested transactions may put and then delete one key (or delete and then put it),
+   * and both events then carry the key as it was before the transaction. The ops' own answers (a delete's
+   * prev_kvs) do see the earlier op, as etcd's do. Single-event writes, the common case, make no map.
+   */
+  private eventPrev(ctx: WriteContext, keyString: string, prevKv: KeyValue | undefined): KeyValue | undefined {
+    if (ctx.events.length === 0) return prevKv;
+    if (ctx.eventPrevs === undefined) {
+      ctx.eventPrevs = new Map();
+      for (const e of ctx.events) {
+        const k = bytesToKeyString(e.kv.key);
+        if (!ctx.eventPrevs.has(k)) ctx.eventPrevs.set(k, e.prevKv);
+      }
+    }
+    if (ctx.eventPrevs.has(keyString)) return ctx.eventPrevs.get(keyString);
+    ctx.eventPrevs.set(keyString, prevKv);
+    return prevKv;
   }
 
   private async deleteInTxn(ctx: WriteContext, req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
@@ -549,8 +573,8 @@ export class MvccStore {
       this.retire(at);
       ki.tombstone(ctx.main, sub);
       this.attachLease(ki, NO_LEASE);
-      const prevKv = prevKvs[i];
-      ctx.events.push(this.config.prevKvInEvents && prevKv !== undefined ? { type: 'DELETE', kv, prevKv } : { type: 'DELETE', kv });
+      const eventPrev = this.config.prevKvInEvents ? this.eventPrev(ctx, ki.key, prevKvs[i]) : undefined;
+      ctx.events.push(eventPrev !== undefined ? { type: 'DELETE', kv, prevKv: eventPrev } : { type: 'DELETE', kv });
     });
     const revision = ctx.events.length > 0 ? ctx.main : ctx.main - 1;
     return { header: { revision }, deleted: matches.length, prevKvs: req.prevKv === true ? prevKvs : [] };
