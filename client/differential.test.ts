@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEtcdApi, type RangeResponse } from '../proto/index.js';
-import { Client, Compare, FulcrumClientError, Op, type CompareSpec, type KeyValue, type Lease, type OpResult, type OpSpec, type Watch } from './index.js';
+import { Client, Compare, FulcrumClientError, Op, type CompareSpec, type KeyValue, type Lease, type OpResult, type OpSpec, type TxnSpec, type Watch } from './index.js';
 import { haveEtcd, startTestEtcd, startTestMember, type TestEtcd, type TestMember } from './testing/servers.js';
 
 /** Keys of a sequence: two levels, so that prefixes and ranges select different sets. */
@@ -40,14 +40,29 @@ interface CompareStep {
   readonly operand: number;
 }
 
-type TxnOpStep = { readonly t: 'get'; readonly start: string; readonly end?: string } | { readonly t: 'put'; readonly k: string; readonly v: string } | { readonly t: 'delete'; readonly k: string };
+type TxnOpStep =
+  | { readonly t: 'get'; readonly start: string; readonly end?: string }
+  | { readonly t: 'put'; readonly k: string; readonly v: string }
+  | { readonly t: 'delete'; readonly k: string }
+  | { readonly t: 'txn'; readonly compares: readonly CompareStep[]; readonly then: readonly TxnOpStep[]; readonly otherwise: readonly TxnOpStep[] };
 
 const key = fc.constantFrom(...KEYS);
 const end = fc.option(fc.constantFrom(...KEYS, 'bz', 'z'), { nil: undefined });
-const txnOp: fc.Arbitrary<TxnOpStep> = fc.oneof(
+const compareStep: fc.Arbitrary<CompareStep> = fc.record({
+  target: fc.constantFrom('version' as const, 'value' as const, 'modRevision' as const, 'createRevision' as const),
+  k: key,
+  op: fc.constantFrom('=' as const, '!=' as const, '<' as const, '>' as const),
+  operand: fc.integer({ min: 0, max: 6 }),
+});
+const plainTxnOp: fc.Arbitrary<TxnOpStep> = fc.oneof(
   fc.record({ t: fc.constant('get' as const), start: key, end }),
   fc.record({ t: fc.constant('put' as const), k: key, v: fc.constantFrom(...VALUES) }),
   fc.record({ t: fc.constant('delete' as const), k: key }),
+);
+/** A transaction's op, now and then a nested transaction (etcd 3.3+), one level deep. */
+const txnOp: fc.Arbitrary<TxnOpStep> = fc.oneof(
+  { weight: 6, arbitrary: plainTxnOp },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('txn' as const), compares: fc.array(compareStep, { maxLength: 1 }), then: fc.array(plainTxnOp, { maxLength: 2 }), otherwise: fc.array(plainTxnOp, { maxLength: 2 }) }) },
 );
 const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), k: key, v: fc.constantFrom(...VALUES), prevKv: fc.boolean(), ignoreValue: fc.integer({ min: 0, max: 5 }).map((n) => n === 0) }) },
@@ -63,7 +78,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       t: fc.constant('txn' as const),
-      compares: fc.array(fc.record({ target: fc.constantFrom('version' as const, 'value' as const, 'modRevision' as const, 'createRevision' as const), k: key, op: fc.constantFrom('=' as const, '!=' as const, '<' as const, '>' as const), operand: fc.integer({ min: 0, max: 6 }) }), { maxLength: 2 }),
+      compares: fc.array(compareStep, { maxLength: 2 }),
       then: fc.array(txnOp, { maxLength: 2 }),
       otherwise: fc.array(txnOp, { maxLength: 2 }),
     }),
@@ -98,9 +113,21 @@ function compareSpec(c: CompareStep, base: number): CompareSpec {
   }
 }
 
-function opSpec(o: TxnOpStep): OpSpec {
-  if (o.t === 'get') return Op.get(o.end === undefined ? { start: o.start } : { start: o.start, end: o.end });
-  return o.t === 'put' ? Op.put(o.k, o.v) : Op.delete(o.k);
+function opSpec(o: TxnOpStep, base: number): OpSpec {
+  switch (o.t) {
+    case 'get':
+      return Op.get(o.end === undefined ? { start: o.start } : { start: o.start, end: o.end });
+    case 'put':
+      return Op.put(o.k, o.v);
+    case 'delete':
+      return Op.delete(o.k);
+    case 'txn':
+      return Op.txn(txnSpec(o, base));
+  }
+}
+
+function txnSpec(t: { readonly compares: readonly CompareStep[]; readonly then: readonly TxnOpStep[]; readonly otherwise: readonly TxnOpStep[] }, base: number): TxnSpec {
+  return { compare: t.compares.map((x) => compareSpec(x, base)), success: t.then.map((o) => opSpec(o, base)), failure: t.otherwise.map((o) => opSpec(o, base)) };
 }
 
 function opResultText(r: OpResult, ctx: Context): string {
@@ -112,7 +139,7 @@ function opResultText(r: OpResult, ctx: Context): string {
     case 'delete':
       return `delete ${r.deleted}`;
     case 'txn':
-      return `txn ${r.succeeded}`;
+      return `txn ${r.succeeded} (${r.results.map((x) => opResultText(x, ctx)).join('; ')})`;
   }
 }
 
@@ -160,7 +187,7 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
       return `deleted ${r.deleted} [${r.prevKvs.map((kv) => kvText(kv, ctx)).join(', ')}] r${r.revision - base}`;
     }
     case 'txn': {
-      const t = await c.runTxn({ compare: s.compares.map((x) => compareSpec(x, base)), success: s.then.map(opSpec), failure: s.otherwise.map(opSpec) });
+      const t = await c.runTxn(txnSpec(s, base));
       return `txn ${t.succeeded} r${t.revision - base} ${t.results.map((r) => opResultText(r, ctx)).join('; ')}`;
     }
   }
@@ -190,6 +217,13 @@ async function answers(root: Client, sequence: number, steps: readonly Step[]): 
     if (watch !== undefined) {
       await c.put(LAST_KEY, '');
       out.push(...(await watchedEvents(watch, ctx)));
+      // The same events again, replayed from history by a watch that starts after they happened.
+      const replay = c.watch({ prefix: '' }, { prevKv: true, startRevision: ctx.base + 1 });
+      try {
+        out.push(...(await watchedEvents(replay, ctx)).map((e) => `replayed ${e}`));
+      } finally {
+        replay.close();
+      }
     }
     return out;
   } finally {
@@ -239,7 +273,7 @@ describe.skipIf(!haveEtcd)('the same operations against Fulcrum and etcd', () =>
       }),
       { numRuns: SEQUENCES },
     );
-  }, 120_000);
+  }, Math.max(120_000, SEQUENCES * 300));
 
   it('negative control: a Range with range_end sent present but empty, which etcd reads as "from key on", is told apart', async () => {
     await onEtcd.put('diffraw/b', 'x');
