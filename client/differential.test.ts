@@ -27,7 +27,9 @@ type Step =
   | { readonly t: 'grant' }
   | { readonly t: 'putLease'; readonly k: string; readonly lease: number }
   | { readonly t: 'revoke'; readonly lease: number }
-  | { readonly t: 'range'; readonly start: string; readonly end?: string; readonly limit: number; readonly countOnly: boolean; readonly descend: boolean }
+  | { readonly t: 'leaseKeys'; readonly lease: number }
+  | { readonly t: 'putKeepLease'; readonly k: string; readonly v: string }
+  | { readonly t: 'range'; readonly start: string; readonly end?: string; readonly limit: number; readonly countOnly: boolean; readonly keysOnly: boolean; readonly descend: boolean; readonly revision?: number }
   | { readonly t: 'sorted'; readonly prefix: string; readonly target: 'version' | 'createRevision' | 'modRevision' | 'value'; readonly descend: boolean }
   | { readonly t: 'delete'; readonly start: string; readonly end?: string; readonly prevKv: boolean }
   | { readonly t: 'txn'; readonly compares: readonly CompareStep[]; readonly then: readonly TxnOpStep[]; readonly otherwise: readonly TxnOpStep[] };
@@ -71,7 +73,9 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('grant' as const) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('putLease' as const), k: key, lease: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('revoke' as const), lease: fc.integer({ min: 0, max: 2 }) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('range' as const), start: fc.constantFrom('', ...KEYS), end, limit: fc.integer({ min: 0, max: 3 }), countOnly: fc.boolean(), descend: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('leaseKeys' as const), lease: fc.integer({ min: 0, max: 2 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('putKeepLease' as const), k: key, v: fc.constantFrom(...VALUES) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('range' as const), start: fc.constantFrom('', ...KEYS), end, limit: fc.integer({ min: 0, max: 3 }), countOnly: fc.boolean(), keysOnly: fc.boolean(), descend: fc.boolean(), revision: fc.option(fc.integer({ min: 0, max: 5 }), { nil: undefined }) }, { requiredKeys: ['t', 'start', 'limit', 'countOnly', 'keysOnly', 'descend'] }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('sorted' as const), prefix: fc.constantFrom('', 'a', 'b'), target: fc.constantFrom('version' as const, 'createRevision' as const, 'modRevision' as const, 'value' as const), descend: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('delete' as const), start: key, end, prevKv: fc.boolean() }) },
   {
@@ -167,13 +171,29 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
       const lease = ctx.leases.length === 0 ? UNKNOWN_LEASE : ctx.leases[s.lease % ctx.leases.length]!.id;
       return `put r${(await c.put(s.k, 'leased', { lease })).revision - base}`;
     }
+    case 'leaseKeys': {
+      // The TTL left depends on when each server was asked: only the granted TTL and the keys are compared.
+      if (ctx.leases.length === 0) return 'no lease';
+      const t = await ctx.leases[s.lease % ctx.leases.length]!.timeToLive({ keys: true });
+      return `lease granted=${t.grantedTtlSeconds} alive=${t.ttlSeconds > 0} keys=${t.keys.map((k) => k.toString()).sort().join(',')}`;
+    }
+    case 'putKeepLease': {
+      const r = await c.put(s.k, s.v, { ignoreLease: true });
+      return `put r${r.revision - base}`;
+    }
     case 'revoke': {
       if (ctx.leases.length === 0) return 'no lease';
       await ctx.leases[s.lease % ctx.leases.length]!.revoke();
       return 'revoked';
     }
     case 'range': {
-      const r = await c.range(s.end === undefined ? { start: s.start } : { start: s.start, end: s.end }, { limit: s.limit, countOnly: s.countOnly, sort: { target: 'key', order: s.descend ? 'descend' : 'ascend' } });
+      const r = await c.range(s.end === undefined ? { start: s.start } : { start: s.start, end: s.end }, {
+        limit: s.limit,
+        countOnly: s.countOnly,
+        keysOnly: s.keysOnly,
+        sort: { target: 'key', order: s.descend ? 'descend' : 'ascend' },
+        ...(s.revision === undefined ? {} : { revision: base + s.revision }),
+      });
       return `[${r.kvs.map((kv) => kvText(kv, ctx)).join(', ')}] count=${r.count} more=${r.more} r${r.revision - base}`;
     }
     case 'sorted': {
