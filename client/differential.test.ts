@@ -24,7 +24,7 @@ type Step =
   | { readonly t: 'put'; readonly k: string; readonly v: string; readonly prevKv: boolean; readonly ignoreValue: boolean }
   | { readonly t: 'get'; readonly k: string; readonly revision?: number }
   | { readonly t: 'compact'; readonly revision: number }
-  | { readonly t: 'grant' }
+  | { readonly t: 'grant'; readonly id?: number }
   | { readonly t: 'putLease'; readonly k: string; readonly lease: number }
   | { readonly t: 'revoke'; readonly lease: number }
   | { readonly t: 'leaseKeys'; readonly lease: number }
@@ -37,6 +37,8 @@ type Step =
 interface CompareStep {
   readonly target: 'version' | 'value' | 'modRevision' | 'createRevision';
   readonly k: string;
+  /** Compare every key of [k, end) instead of k alone (etcd 3.3+). */
+  readonly end?: string;
   readonly op: '=' | '!=' | '<' | '>';
   /** A version, a value's index, or a revision relative to the sequence's marker write. */
   readonly operand: number;
@@ -53,9 +55,10 @@ const end = fc.option(fc.constantFrom(...KEYS, 'bz', 'z'), { nil: undefined });
 const compareStep: fc.Arbitrary<CompareStep> = fc.record({
   target: fc.constantFrom('version' as const, 'value' as const, 'modRevision' as const, 'createRevision' as const),
   k: key,
+  end: fc.option(fc.constantFrom('b', 'bz', 'z'), { nil: undefined, freq: 4 }),
   op: fc.constantFrom('=' as const, '!=' as const, '<' as const, '>' as const),
   operand: fc.integer({ min: 0, max: 6 }),
-});
+}, { requiredKeys: ['target', 'k', 'op', 'operand'] });
 const plainTxnOp: fc.Arbitrary<TxnOpStep> = fc.oneof(
   fc.record({ t: fc.constant('get' as const), start: key, end }),
   fc.record({ t: fc.constant('put' as const), k: key, v: fc.constantFrom(...VALUES) }),
@@ -70,7 +73,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), k: key, v: fc.constantFrom(...VALUES), prevKv: fc.boolean(), ignoreValue: fc.integer({ min: 0, max: 5 }).map((n) => n === 0) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('get' as const), k: key, revision: fc.option(fc.integer({ min: 0, max: 5 }), { nil: undefined }) }, { requiredKeys: ['t', 'k'] }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('compact' as const), revision: fc.integer({ min: 1, max: 4 }) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('grant' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('grant' as const), id: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }) }, { requiredKeys: ['t'] }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('putLease' as const), k: key, lease: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('revoke' as const), lease: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('leaseKeys' as const), lease: fc.integer({ min: 0, max: 2 }) }) },
@@ -93,10 +96,14 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 interface Context {
   readonly base: number;
   readonly leases: Lease[];
+  /** Lease ids the sequence may ask for are this plus 1..3. */
+  readonly leaseIdBase: bigint;
 }
 
 /** A lease id no server granted: both must refuse a put with it. */
 const UNKNOWN_LEASE = 0x7e57n;
+/** Lease ids a sequence asks for by number start here (per run of the file: the servers are fresh). */
+const LEASE_ID_BASE = 0x5e0000n;
 
 /** A key's version as both stores must show it: revisions relative to the marker, leases by grant order. */
 function kvText(kv: KeyValue, ctx: Context): string {
@@ -105,15 +112,16 @@ function kvText(kv: KeyValue, ctx: Context): string {
 }
 
 function compareSpec(c: CompareStep, base: number): CompareSpec {
+  const k = c.end === undefined ? c.k : { start: c.k, end: c.end };
   switch (c.target) {
     case 'version':
-      return Compare.version(c.k, c.op, c.operand);
+      return Compare.version(k, c.op, c.operand);
     case 'value':
-      return Compare.value(c.k, c.op, VALUES[c.operand % VALUES.length]!);
+      return Compare.value(k, c.op, VALUES[c.operand % VALUES.length]!);
     case 'modRevision':
-      return Compare.modRevision(c.k, c.op, base + c.operand);
+      return Compare.modRevision(k, c.op, base + c.operand);
     case 'createRevision':
-      return Compare.createRevision(c.k, c.op, base + c.operand);
+      return Compare.createRevision(k, c.op, base + c.operand);
   }
 }
 
@@ -164,7 +172,8 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
       return 'compacted';
     }
     case 'grant': {
-      ctx.leases.push(await c.grantLease(60, { keepAlive: false }));
+      // An id of the caller's choosing, the same on both servers and unique to the sequence: asked twice, LEASE_EXIST.
+      ctx.leases.push(await c.grantLease(60, { keepAlive: false, ...(s.id === undefined ? {} : { id: ctx.leaseIdBase + BigInt(s.id) }) }));
       return `granted l${ctx.leases.length - 1}`;
     }
     case 'putLease': {
@@ -219,7 +228,7 @@ const WATCH_WAIT_MS = 10_000;
 const LAST_KEY = 'zz';
 
 async function answers(root: Client, sequence: number, steps: readonly Step[]): Promise<string[]> {
-  const ctx: Context = { base: (await root.put(`diff/marker/${sequence}`, '')).revision, leases: [] };
+  const ctx: Context = { base: (await root.put(`diff/marker/${sequence}`, '')).revision, leases: [], leaseIdBase: LEASE_ID_BASE + BigInt(sequence) * 16n };
   const c = root.namespace(`diff/${sequence}/`);
   // A compaction may overtake a watcher that is behind, and then the watch ends as etcd's would: not compared.
   const watch = steps.some((s) => s.t === 'compact') ? undefined : c.watch({ prefix: '' }, { prevKv: true });
