@@ -227,11 +227,28 @@ const WATCH_WAIT_MS = 10_000;
 /** The key written after the steps: its event ends the watch's part of the answers. */
 const LAST_KEY = 'zz';
 
-async function answers(root: Client, sequence: number, steps: readonly Step[]): Promise<string[]> {
+/** What a sequence's watches look at: every key or those from 'b' on (both hold LAST_KEY), with a filter or not. */
+interface WatchSpec {
+  readonly from: '' | 'b';
+  readonly filter: 'none' | 'noPut' | 'noDelete';
+  readonly prevKv: boolean;
+}
+
+const watchSpec: fc.Arbitrary<WatchSpec> = fc.record({ from: fc.constantFrom('' as const, 'b' as const), filter: fc.constantFrom('none' as const, 'noPut' as const, 'noDelete' as const), prevKv: fc.boolean() });
+
+function watchOf(c: Client, w: WatchSpec, startRevision?: number): Watch {
+  return c.watch(w.from === '' ? { prefix: '' } : { start: w.from }, {
+    prevKv: w.prevKv,
+    ...(w.filter === 'noPut' ? { noPut: true } : w.filter === 'noDelete' ? { noDelete: true } : {}),
+    ...(startRevision === undefined ? {} : { startRevision }),
+  });
+}
+
+async function answers(root: Client, sequence: number, steps: readonly Step[], w: WatchSpec): Promise<string[]> {
   const ctx: Context = { base: (await root.put(`diff/marker/${sequence}`, '')).revision, leases: [], leaseIdBase: LEASE_ID_BASE + BigInt(sequence) * 16n };
   const c = root.namespace(`diff/${sequence}/`);
   // A compaction may overtake a watcher that is behind, and then the watch ends as etcd's would: not compared.
-  const watch = steps.some((s) => s.t === 'compact') ? undefined : c.watch({ prefix: '' }, { prevKv: true });
+  const watch = steps.some((s) => s.t === 'compact') ? undefined : watchOf(c, w);
   try {
     await watch?.ready;
     const out: string[] = [];
@@ -244,10 +261,12 @@ async function answers(root: Client, sequence: number, steps: readonly Step[]): 
       );
     }
     if (watch !== undefined) {
+      // Put and deleted: a watch that filters out puts still sees the key go.
       await c.put(LAST_KEY, '');
+      await c.delete(LAST_KEY);
       out.push(...(await watchedEvents(watch, ctx)));
       // The same events again, replayed from history by a watch that starts after they happened.
-      const replay = c.watch({ prefix: '' }, { prevKv: true, startRevision: ctx.base + 1 });
+      const replay = watchOf(c, w, ctx.base + 1);
       try {
         out.push(...(await watchedEvents(replay, ctx)).map((e) => `replayed ${e}`));
       } finally {
@@ -295,9 +314,9 @@ describe.skipIf(!haveEtcd)('the same operations against Fulcrum and etcd', () =>
   it('give the same answers, revisions included', async () => {
     let sequence = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: OPS_MAX }), async (steps) => {
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: OPS_MAX }), watchSpec, async (steps, w) => {
         sequence++;
-        const [f, e] = await Promise.all([answers(onFulcrum, sequence, steps), answers(onEtcd, sequence, steps)]);
+        const [f, e] = await Promise.all([answers(onFulcrum, sequence, steps, w), answers(onEtcd, sequence, steps, w)]);
         expect(f).toEqual(e);
       }),
       { numRuns: SEQUENCES },
