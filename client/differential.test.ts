@@ -16,8 +16,8 @@ import { haveEtcd, startTestEtcd, startTestMember, type TestEtcd, type TestMembe
 /** Keys of a sequence: two levels, so that prefixes and ranges select different sets. */
 const KEYS = ['a', 'ab', 'b', 'ba', 'c'] as const;
 const VALUES = ['', '0', '1', '22'] as const;
-/** Operations per sequence, and sequences per run of the property (DIFF_RUNS=N for a longer search). */
-const OPS_MAX = 12;
+/** Operations per sequence and sequences per run of the property (DIFF_OPS, DIFF_RUNS for a longer search). */
+const OPS_MAX = Number(process.env.DIFF_OPS ?? 12);
 const SEQUENCES = Number(process.env.DIFF_RUNS ?? 100);
 
 type Step =
