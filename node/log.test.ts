@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { captureLogs, CAPTURED_LINES_MAX, componentLogger, createLogger } from './log.js';
+import { captureLogs, CAPTURED_LINES_MAX, componentLogger, createLogger, nameMemberInLogs } from './log.js';
 
 describe('logs', () => {
   it('carry component and member (hex) fields', () => {
@@ -22,6 +22,23 @@ describe('logs', () => {
     logs.logger.debug('hidden');
     logs.logger.error('shown');
     expect(logs.records().map((r) => r.msg)).toEqual(['shown']);
+  });
+
+  it('a member named after its loggers were made (a joiner learns its id late) is named in every one given', () => {
+    const logs = captureLogs({ component: 'server' });
+    const tls = componentLogger(logs.logger, 'tls');
+    const other = componentLogger(logs.logger, 'other');
+    nameMemberInLogs([logs.logger, tls], 0xbeef);
+    logs.logger.info('root');
+    tls.info('child');
+    other.info('not given'); // why the children must be passed: naming the root does not reach them
+    componentLogger(logs.logger, 'later').info('made after');
+    expect(logs.records().map(({ msg, component, member }) => ({ msg, component, member }))).toEqual([
+      { msg: 'root', component: 'server', member: 'beef' },
+      { msg: 'child', component: 'tls', member: 'beef' },
+      { msg: 'not given', component: 'other', member: undefined },
+      { msg: 'made after', component: 'later', member: 'beef' },
+    ]);
   });
 
   it('a capture keeps a bounded number of lines', () => {

@@ -35,6 +35,15 @@ export function componentLogger(root: Logger, component: string): Logger {
   return root.child({ component });
 }
 
+/**
+ * Name the member in the lines of loggers made before its id was known. A joining member learns its id from the
+ * cluster after its root logger and its TLS watchers' logger exist, and pino's children copy their parent's
+ * bindings when they are made: naming the root alone leaves those children without the field.
+ */
+export function nameMemberInLogs(loggers: readonly Logger[], memberId: number): void {
+  for (const l of loggers) l.setBindings({ member: idToHex(memberId) });
+}
+
 /** One captured line, parsed. `level` is pino's label ("info"), not its number. */
 export interface LogRecord {
   readonly level: string;

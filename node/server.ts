@@ -30,7 +30,7 @@ import { listenEngine } from './engine-listeners.js';
 import { H2Server } from './h2/server.js';
 import { startMetricsServers, type HttpEndpoint } from './http.js';
 import { AuthGate } from './auth/index.js';
-import { componentLogger, createLogger, type Logger } from './log.js';
+import { componentLogger, createLogger, nameMemberInLogs, type Logger } from './log.js';
 import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
 import { checkClientCertificates, limitConnections, shutdownGrpc, type DroppedConnection } from './grpc-listeners.js';
@@ -83,6 +83,8 @@ interface MemberTls {
   /** For another member's client URL (leader forwarding): our client certificate, as etcd's gateway uses it. */
   readonly dialClient: DialCredentials;
   readonly dialPeer: DialCredentials;
+  /** The watchers' logger, made before a joining member knows its id (see nameMemberInLogs). */
+  readonly logger: Logger;
   close(): void;
 }
 
@@ -96,6 +98,7 @@ async function openTls(config: ServerConfig, logger: Logger): Promise<MemberTls>
       peer,
       dialClient: dialCredentials(client, '--cert-file'),
       dialPeer: dialCredentials(peer, '--peer-cert-file'),
+      logger: tlsLogger,
       close: () => (client?.close(), peer?.close()),
     };
   } catch (e) {
@@ -129,7 +132,7 @@ export async function startServer(flagsConfig: ServerConfig, deps: ServerDeps = 
 async function startMember(given: ServerConfig, keptClusterId: number | undefined, deps: ServerDeps, logger: Logger, tls: MemberTls, nameInLogs: boolean): Promise<FulcrumServer> {
   const identity = await identityToUse(given, keptClusterId, logger, tls.dialPeer);
   const config = identity.memberId === given.memberId ? given : { ...given, memberId: identity.memberId };
-  if (nameInLogs) logger.setBindings({ member: idToHex(config.memberId) });
+  if (nameInLogs) nameMemberInLogs([logger, tls.logger], config.memberId);
   const clusterId = identity.clusterId;
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
