@@ -56,12 +56,12 @@ export async function discoverCluster(
         failures.push(`${url}: ${(e as Error).message}`);
       }
     }
-    // Every member answered and all are builds from before fresh ids: their MemberAdd derived our id from our peer
-    // URLs. (While some do not answer, one of them may be of this build and know a fresh id: ask again.)
-    if (olderBuild !== undefined && !unassigned && everyoneAnswered) return { clusterId: olderBuild, memberId: self.id };
-    if (round + 1 < DISCOVERY_ROUNDS_MAX) await new Promise((r) => setTimeout(r, pauseMs(round)));
+    // Only builds from before fresh ids answered: their MemberAdd derived our id from our peer URLs. While some
+    // member does not answer, it may be of this build and know a fresh id: ask again, until the last round.
+    const lastRound = round + 1 === DISCOVERY_ROUNDS_MAX;
+    if (olderBuild !== undefined && !unassigned && (everyoneAnswered || lastRound)) return { clusterId: olderBuild, memberId: self.id };
+    if (!lastRound) await new Promise((r) => setTimeout(r, pauseMs(round)));
   }
-  if (olderBuild !== undefined && !unassigned) return { clusterId: olderBuild, memberId: self.id };
   if (unassigned) {
     throw new JoinError(
       `fulcrum: the cluster has no member with this member's peer URLs (${[...self.peerUrls].join(',')}): add it first (etcdctl member add --peer-urls=...), then start it with --initial-cluster-state existing`,

@@ -137,7 +137,7 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
     clusterId,
-    peers: initialPeers(config, identity.restarted),
+    peers: initialPeers(config, keptClusterId !== undefined),
     logger: componentLogger(logger, 'transport'),
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
@@ -318,16 +318,16 @@ function initialPeers(config: ServerConfig, restarting: boolean): Map<number, re
  * asks the members listed there for both (MemberAdd gave it a fresh id). A restarted member has both in its data
  * dir (startServer read both).
  */
-async function identityToUse(config: ServerConfig, keptClusterId: number | undefined, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity & { restarted: boolean }> {
+async function identityToUse(config: ServerConfig, keptClusterId: number | undefined, logger: Logger, dial: DialCredentials): Promise<ClusterIdentity> {
   // The kept cluster id, not the flags': a member that joined lists in --initial-cluster members that were not
   // the founding ones, so the id those flags give is not its cluster's, and its peers would refuse it.
-  if (keptClusterId !== undefined) return { clusterId: keptClusterId, memberId: config.memberId, restarted: true };
-  if (config.initialClusterState === 'new') return { clusterId: config.clusterId, memberId: config.memberId, restarted: false };
+  if (keptClusterId !== undefined) return { clusterId: keptClusterId, memberId: config.memberId };
+  if (config.initialClusterState === 'new') return { clusterId: config.clusterId, memberId: config.memberId };
   const urls = new Set(config.initialAdvertisePeerUrls);
   const peers = [...config.initialMembers.values()].flatMap((m) => m.peerUrls).filter((u) => !urls.has(u));
   const identity = await discoverCluster(peers, { id: config.memberId, name: config.name, peerUrls: config.initialAdvertisePeerUrls }, dial);
   logger.info({ clusterId: idToHex(identity.clusterId), memberId: idToHex(identity.memberId) }, 'fulcrum: joining an existing cluster');
-  return { ...identity, restarted: false };
+  return identity;
 }
 
 /** Count each connection a listener closes at its limit, and log it at most every WARNING_LOG_INTERVAL_MS. */
