@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEtcdApi, type RangeResponse } from '../proto/index.js';
-import { Client, Compare, FulcrumClientError, Op, type CompareSpec, type KeyValue, type Lease, type OpResult, type OpSpec, type TxnSpec, type Watch } from './index.js';
+import { Client, Compare, FulcrumClientError, Op, type CompareSpec, type KeyRange, type KeyValue, type Lease, type OpResult, type OpSpec, type TxnSpec, type Watch } from './index.js';
 import { haveEtcd, startTestEtcd, startTestMember, type TestEtcd, type TestMember } from './testing/servers.js';
 
 /** Keys of a sequence: two levels, so that prefixes and ranges select different sets. */
@@ -111,8 +111,18 @@ function kvText(kv: KeyValue, ctx: Context): string {
   return `${kv.keyText}=${kv.valueText} v${kv.version} c${kv.createRevision - ctx.base} m${kv.modRevision - ctx.base}${lease}`;
 }
 
+/** [start, end), or from start to the end of the namespace when no end is given. */
+function fromStart(start: string, end: string | undefined): KeyRange {
+  return end === undefined ? { start } : { start, end };
+}
+
+/** The sequence's `n`th lease (wrapping), or undefined before any was granted. */
+function leaseAt(ctx: Context, n: number): Lease | undefined {
+  return ctx.leases.length === 0 ? undefined : ctx.leases[n % ctx.leases.length];
+}
+
 function compareSpec(c: CompareStep, base: number): CompareSpec {
-  const k = c.end === undefined ? c.k : { start: c.k, end: c.end };
+  const k = c.end === undefined ? c.k : fromStart(c.k, c.end);
   switch (c.target) {
     case 'version':
       return Compare.version(k, c.op, c.operand);
@@ -128,7 +138,7 @@ function compareSpec(c: CompareStep, base: number): CompareSpec {
 function opSpec(o: TxnOpStep, base: number): OpSpec {
   switch (o.t) {
     case 'get':
-      return Op.get(o.end === undefined ? { start: o.start } : { start: o.start, end: o.end });
+      return Op.get(fromStart(o.start, o.end));
     case 'put':
       return Op.put(o.k, o.v);
     case 'delete':
@@ -172,18 +182,19 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
       return 'compacted';
     }
     case 'grant': {
-      // An id of the caller's choosing, the same on both servers and unique to the sequence: asked twice, LEASE_EXIST.
+      // An id of the caller's choosing, the same on both servers and unique to the sequence: asked twice, LEASE_EXISTS.
       ctx.leases.push(await c.grantLease(60, { keepAlive: false, ...(s.id === undefined ? {} : { id: ctx.leaseIdBase + BigInt(s.id) }) }));
       return `granted l${ctx.leases.length - 1}`;
     }
     case 'putLease': {
-      const lease = ctx.leases.length === 0 ? UNKNOWN_LEASE : ctx.leases[s.lease % ctx.leases.length]!.id;
+      const lease = leaseAt(ctx, s.lease)?.id ?? UNKNOWN_LEASE;
       return `put r${(await c.put(s.k, 'leased', { lease })).revision - base}`;
     }
     case 'leaseKeys': {
       // The TTL left depends on when each server was asked: only the granted TTL and the keys are compared.
-      if (ctx.leases.length === 0) return 'no lease';
-      const t = await ctx.leases[s.lease % ctx.leases.length]!.timeToLive({ keys: true });
+      const lease = leaseAt(ctx, s.lease);
+      if (lease === undefined) return 'no lease';
+      const t = await lease.timeToLive({ keys: true });
       return `lease granted=${t.grantedTtlSeconds} alive=${t.ttlSeconds > 0} keys=${t.keys.map((k) => k.toString()).sort().join(',')}`;
     }
     case 'putKeepLease': {
@@ -191,12 +202,13 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
       return `put r${r.revision - base}`;
     }
     case 'revoke': {
-      if (ctx.leases.length === 0) return 'no lease';
-      await ctx.leases[s.lease % ctx.leases.length]!.revoke();
+      const lease = leaseAt(ctx, s.lease);
+      if (lease === undefined) return 'no lease';
+      await lease.revoke();
       return 'revoked';
     }
     case 'range': {
-      const r = await c.range(s.end === undefined ? { start: s.start } : { start: s.start, end: s.end }, {
+      const r = await c.range(fromStart(s.start, s.end), {
         limit: s.limit,
         countOnly: s.countOnly,
         keysOnly: s.keysOnly,
@@ -212,7 +224,7 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
       return `${r.kvs.map(field).join(',')} {${r.kvs.map((kv) => kvText(kv, ctx)).sort().join(', ')}}`;
     }
     case 'delete': {
-      const r = await c.delete(s.end === undefined ? s.start : { start: s.start, end: s.end }, { prevKv: s.prevKv });
+      const r = await c.delete(s.end === undefined ? s.start : fromStart(s.start, s.end), { prevKv: s.prevKv });
       return `deleted ${r.deleted} [${r.prevKvs.map((kv) => kvText(kv, ctx)).join(', ')}] r${r.revision - base}`;
     }
     case 'txn': {
