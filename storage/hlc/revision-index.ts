@@ -23,7 +23,7 @@ import { assert } from '../../raft/errors.js';
 import type { Backend, KvBatch } from '../backend.js';
 import { errBeforeHistory, errTimeCompacted } from './errors.js';
 import { decodeHlc, encodeHlc, HLC_BYTES, hlcCeiling, hlcMax, isHlc, writeHlc, type Hlc } from './hlc.js';
-import { batchBytes, movePrefix, readPrefix, readSafeU64, startsWith, utf8, writeU64, type Pair } from './section.js';
+import { batchBytes, movePrefix, readSafeU64, scanPrefix, startsWith, utf8, writeU64, type Pair } from './section.js';
 
 // Key prefix: 'kt/' sorts right after the revision rows ('k/'). A backend batch holds new rows and new records
 // together, so every table LevelDB flushes spans from the first new key of one family to the last of the other,
@@ -67,7 +67,8 @@ export class RevisionTimeIndex {
   static async open(backend: Backend, config: Partial<RevisionTimeIndexConfig> = {}): Promise<RevisionTimeIndex> {
     const index = RevisionTimeIndex.empty(config);
     await movePrefix(backend, LEGACY_REVISION_INDEX_PREFIX, REVISION_INDEX_PREFIX);
-    index.load(await readPrefix(backend, REVISION_INDEX_PREFIX));
+    await scanPrefix(backend, REVISION_INDEX_PREFIX, (k, v) => index.loadPair(k, v));
+    index.checkBound();
     return index;
   }
 
@@ -159,21 +160,23 @@ export class RevisionTimeIndex {
     return out;
   }
 
-  private load(pairs: readonly Pair[]): void {
-    for (const [k, v] of pairs) {
-      if (startsWith(k, ENTRY_PREFIX)) {
-        const revision = readSafeU64(k, ENTRY_PREFIX.byteLength);
-        const hlc = decodeHlc(v);
-        const last = this.last();
-        assert(last === undefined || (revision > last.revision && hlc >= last.hlc), 'revision index records out of order');
-        this.revisions.push(revision);
-        this.hlcs.push(hlc);
-      } else {
-        assert(equalBytes(k, DROPPED_KEY), () => `unknown revision index key ${Buffer.from(k).toString('hex')}`);
-        this.droppedThroughRevision = readSafeU64(v, 0);
-        this.droppedThroughHlc = decodeHlc(v, 8);
-      }
+  /** One durable pair, in key order (open). Plain tests before assert: a restart loads up to entriesMax records. */
+  private loadPair(k: Uint8Array, v: Uint8Array): void {
+    if (startsWith(k, ENTRY_PREFIX)) {
+      const revision = readSafeU64(k, ENTRY_PREFIX.byteLength);
+      const hlc = decodeHlc(v);
+      const n = this.revisions.length;
+      if (n > 0 && !(revision > this.revisions[n - 1]! && hlc >= this.hlcs[n - 1]!)) assert(false, 'revision index records out of order');
+      this.revisions.push(revision);
+      this.hlcs.push(hlc);
+    } else {
+      assert(equalBytes(k, DROPPED_KEY), () => `unknown revision index key ${Buffer.from(k).toString('hex')}`);
+      this.droppedThroughRevision = readSafeU64(v, 0);
+      this.droppedThroughHlc = decodeHlc(v, 8);
     }
+  }
+
+  private checkBound(): void {
     assert(this.size <= this.config.entriesMax, 'revision index holds more records than its bound');
   }
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backend.js';
-import { batchBytes, MOVE_BATCH_BYTES_MAX, movePrefix, readPrefix, readU64, u64, utf8, writeU64 } from './section.js';
+import { batchBytes, MOVE_BATCH_BYTES_MAX, movePrefix, readPrefix, readSafeU64, readU64, u64, utf8, writeU64 } from './section.js';
 
 /** What u64() wrote before it had a path for numbers: every value through BigInt and a DataView. */
 function reference(value: bigint | number): Uint8Array {
@@ -40,6 +40,23 @@ describe('u64', () => {
     expect(Buffer.from(out).toString('hex')).toBe('eeeeee' + '0000000102030405' + '0000010000000007' + 'ee');
     expect(readU64(out, 3)).toBe(0x0102030405n);
     expect(readU64(out, 11)).toBe(2n ** 40n + 7n);
+  });
+
+  it('reads back what a DataView wrote: every u64 as a bigint, and the safe integers as numbers', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.nat(5), (b, at) => {
+        const bytes = new Uint8Array(at + 8 + 3).fill(0xa5);
+        bytes.set(reference(b), at);
+        expect(readU64(bytes, at)).toBe(b);
+        if (b <= BigInt(Number.MAX_SAFE_INTEGER)) expect(readSafeU64(bytes, at)).toBe(Number(b));
+        else expect(() => readSafeU64(bytes, at)).toThrow(`u64 ${b} does not fit a safe integer`);
+      }),
+      { numRuns: 2000 },
+    );
+    for (const n of [0, 1, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER]) expect(readSafeU64(reference(n))).toBe(n);
+    expect(() => readSafeU64(reference(2 ** 53))).toThrow('does not fit a safe integer');
+    expect(() => readSafeU64(new Uint8Array(7))).toThrow('readU64 past the end');
+    expect(() => readU64(new Uint8Array(9), 2)).toThrow('readU64 past the end');
   });
 
   it('refuses what it always refused: fractions (RangeError), negatives and values past 2^64 - 1', () => {
