@@ -1,11 +1,11 @@
 // Differential: random sequences of KV operations (puts, gets, ranges with limits and sorting, counts, deletes,
 // compactions, leases granted, used and revoked, transactions whose compares look at present and missing keys)
 // sent through this client to a Fulcrum member and to a real etcd 3.4, and the answers compared, with what a watch
-// on the sequence's keys saw. Each sequence runs in a fresh namespace; revisions are compared relative to a marker
-// write made just before it, so the two stores' earlier histories do not matter. A difference is either a Fulcrum
-// server bug or a client bug that only one server shows (the empty range_end that etcd read as "every key from
-// here on" was one). The negative control sends that request raw and checks that the comparison tells the two
-// answers apart.
+// on the sequence's keys (all of them, a range, or the one key a step first puts) saw, live and replayed. Each
+// sequence runs in a fresh namespace; revisions are compared relative to a marker write made just before it, so
+// the two stores' earlier histories do not matter. A difference is either a Fulcrum server bug or a client bug
+// that only one server shows (the empty range_end that etcd read as "every key from here on" was one). The
+// negative control sends that request raw and checks that the comparison tells the two answers apart.
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -236,24 +236,43 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
 
 /** Waits this long for a sequence's watch events (they come at once; this only bounds a failure). */
 const WATCH_WAIT_MS = 10_000;
-/** The key written after the steps: its event ends the watch's part of the answers. */
+/** Written (put, then deleted) after the steps: its first event ends a range watch's part of the answers. */
 const LAST_KEY = 'zz';
 
-/** What a sequence's watches look at: every key or those from 'b' on (both hold LAST_KEY), with a filter or not. */
+/**
+ * What a sequence's watches look at: every key, those from 'b' on (both hold LAST_KEY), or one key (which is then
+ * the key written after the steps), with a filter or not.
+ */
 interface WatchSpec {
-  readonly from: '' | 'b';
+  readonly on: '' | 'b' | { readonly key: string };
   readonly filter: 'none' | 'noPut' | 'noDelete';
   readonly prevKv: boolean;
 }
 
-const watchSpec: fc.Arbitrary<WatchSpec> = fc.record({ from: fc.constantFrom('' as const, 'b' as const), filter: fc.constantFrom('none' as const, 'noPut' as const, 'noDelete' as const), prevKv: fc.boolean() });
+/** '' or 'b' for a range watch; 'key' for one key: the first key a step puts, so that the watch has events. */
+const watchSpec = fc.record({
+  on: fc.constantFrom('' as const, 'b' as const, 'key' as const),
+  filter: fc.constantFrom('none' as const, 'noPut' as const, 'noDelete' as const),
+  prevKv: fc.boolean(),
+});
+
+function watchFor(spec: { on: '' | 'b' | 'key'; filter: WatchSpec['filter']; prevKv: boolean }, steps: readonly Step[]): WatchSpec {
+  if (spec.on !== 'key') return { ...spec, on: spec.on };
+  const put = steps.find((s) => s.t === 'put' || s.t === 'putLease' || s.t === 'putKeepLease');
+  return { ...spec, on: { key: put !== undefined && 'k' in put ? put.k : KEYS[0] } };
+}
 
 function watchOf(c: Client, w: WatchSpec, startRevision?: number): Watch {
-  return c.watch(w.from === '' ? { prefix: '' } : { start: w.from }, {
+  return c.watch(w.on === '' ? { prefix: '' } : w.on === 'b' ? { start: w.on } : w.on.key, {
     prevKv: w.prevKv,
     ...(w.filter === 'noPut' ? { noPut: true } : w.filter === 'noDelete' ? { noDelete: true } : {}),
     ...(startRevision === undefined ? {} : { startRevision }),
   });
+}
+
+/** The key whose put and delete after the steps every watch of `w` sees. */
+function endKey(w: WatchSpec): string {
+  return typeof w.on === 'string' ? LAST_KEY : w.on.key;
 }
 
 async function answers(root: Client, sequence: number, steps: readonly Step[], w: WatchSpec): Promise<string[]> {
@@ -273,14 +292,15 @@ async function answers(root: Client, sequence: number, steps: readonly Step[], w
       );
     }
     if (watch !== undefined) {
-      // Put and deleted: a watch that filters out puts still sees the key go.
-      await c.put(LAST_KEY, '');
-      await c.delete(LAST_KEY);
-      out.push(...(await watchedEvents(watch, ctx)));
+      // Put and deleted: a watch that filters out puts still sees the key go. Its events, and whatever comes
+      // after, are past the sequence's.
+      const end = (await c.put(endKey(w), '')).revision;
+      await c.delete(endKey(w));
+      out.push(...(await watchedEvents(watch, ctx, end)));
       // The same events again, replayed from history by a watch that starts after they happened.
       const replay = watchOf(c, w, ctx.base + 1);
       try {
-        out.push(...(await watchedEvents(replay, ctx)).map((e) => `replayed ${e}`));
+        out.push(...(await watchedEvents(replay, ctx, end)).map((e) => `replayed ${e}`));
       } finally {
         replay.close();
       }
@@ -293,15 +313,16 @@ async function answers(root: Client, sequence: number, steps: readonly Step[], w
   }
 }
 
-async function watchedEvents(watch: Watch, ctx: Context): Promise<string[]> {
+/** The watch's events before revision `end` (on this server), as text; waits for the first at or after it. */
+async function watchedEvents(watch: Watch, ctx: Context, end: number): Promise<string[]> {
   const events: string[] = [];
   const timer = setTimeout(() => watch.close(), WATCH_WAIT_MS);
   try {
     for await (const e of watch) {
-      if (e.kv.keyText === LAST_KEY) return events;
+      if (e.revision >= end) return events;
       events.push(`event ${e.type} ${kvText(e.kv, ctx)} r${e.revision - ctx.base} prev=${e.prevKv === undefined ? '-' : kvText(e.prevKv, ctx)}`);
     }
-    throw new Error(`the watch ended before the last key's event, after ${events.length} events`);
+    throw new Error(`the watch ended before the end key's event, after ${events.length} events`);
   } finally {
     clearTimeout(timer);
   }
@@ -326,8 +347,9 @@ describe.skipIf(!haveEtcd)('the same operations against Fulcrum and etcd', () =>
   it('give the same answers, revisions included', async () => {
     let sequence = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: OPS_MAX }), watchSpec, async (steps, w) => {
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: OPS_MAX }), watchSpec, async (steps, spec) => {
         sequence++;
+        const w = watchFor(spec, steps);
         const [f, e] = await Promise.all([answers(onFulcrum, sequence, steps, w), answers(onEtcd, sequence, steps, w)]);
         expect(f).toEqual(e);
       }),
