@@ -124,8 +124,9 @@ export function readSafeU64(bytes: Uint8Array, offset = 0): number {
 
 /**
  * Every pair a backend holds under a prefix, in key order, handed to `visit` as views that are valid only during
- * the call (copy what is kept). The modules' open() reads their whole prefix through here: one thread-pool round
- * trip per batch of pairs and no promise per pair (readPrefix's async iteration cost a restart about 3 µs a pair).
+ * the call (copy what is kept). The revision-time index's open() reads its records through here, and readPrefix
+ * does: one thread-pool round trip per batch of pairs and no promise per pair (the async iteration this replaced
+ * cost a restart about 3 µs a pair).
  */
 export function scanPrefix(backend: Backend, prefix: Uint8Array, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void> {
   return backend.scan({ gte: prefix, lt: prefixEnd(prefix) }, visit);
