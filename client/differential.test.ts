@@ -116,8 +116,8 @@ function kvText(kv: KeyValue, ctx: Context): string {
 }
 
 /**
- * A key's revision relative to the sequence's marker write; 0 (none: a delete event's create revision) stays 0,
- * or two stores whose histories differ in length would print different numbers for the same nothing.
+ * A key's revision relative to the sequence's marker write. 0 (none: a delete event's create revision) is printed
+ * as "none": relative to the marker, two stores whose histories differ in length gave it different numbers.
  */
 function relative(revision: number, ctx: Context): string {
   return revision === 0 ? 'none' : String(revision - ctx.base);
@@ -377,12 +377,15 @@ describe.skipIf(!haveEtcd)('the same operations against Fulcrum and etcd', () =>
   it('give the same answers when Fulcrum is reached through a follower of a 3-member cluster', async () => {
     // Writes forwarded to the leader, reads confirmed by ReadIndex, watches served from the follower's applies.
     const tc = await startTestCluster(10);
-    const lead = await tc.leaderIndex();
-    const onFollower = new Client({ endpoints: [tc.endpoints[(lead + 1) % 3]!], attemptTimeoutMs: 2_000 });
     try {
-      await agree(onFollower, onEtcd, CLUSTER_FIRST_SEQUENCE, CLUSTER_SEQUENCES);
+      const lead = await tc.leaderIndex();
+      const onFollower = new Client({ endpoints: [tc.endpoints[(lead + 1) % 3]!], attemptTimeoutMs: 2_000 });
+      try {
+        await agree(onFollower, onEtcd, CLUSTER_FIRST_SEQUENCE, CLUSTER_SEQUENCES);
+      } finally {
+        await onFollower.close();
+      }
     } finally {
-      await onFollower.close();
       await tc.close();
     }
   }, Math.max(180_000, CLUSTER_SEQUENCES * 1_000));
