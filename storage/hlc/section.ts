@@ -99,8 +99,8 @@ export function writeU32(out: Uint8Array, at: number, v: number): void {
   out[at + 3] = v & 0xff;
 }
 
-/** Big-endian u32 of `bytes` at `at`, as a number. */
-function u32At(bytes: Uint8Array, at: number): number {
+/** Big-endian u32 of `bytes` at `at`, as a number, byte by byte (no DataView per call: restarts decode every row). */
+export function u32At(bytes: Uint8Array, at: number): number {
   return bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
 }
 

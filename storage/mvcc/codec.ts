@@ -9,7 +9,7 @@
 import { assert } from '../../raft/errors.js';
 import { NO_HLC, NO_LEASE, type KeyValue } from './types.js';
 import { crc32c } from '../crc32c.js';
-import { batchBytes, writeU32 } from '../hlc/section.js';
+import { batchBytes, u32At, writeU32 } from '../hlc/section.js';
 
 export const REVISION_PREFIX = Uint8Array.from([0x6b, 0x2f]); // "k/"
 export const META_PREFIX = Uint8Array.from([0x6d, 0x2f]); // "m/"
@@ -110,10 +110,6 @@ export function decodeRevisionKey(key: Uint8Array): Revision {
 }
 
 // Byte-level readers for the hot decoders (a restart decodes every row once): no DataView is allocated per call.
-
-function u32At(b: Uint8Array, o: number): number {
-  return b[o]! * 0x100_0000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
-}
 
 /** A big-endian u64 as a number (revisions, versions: far below 2^53). */
 function u64At(b: Uint8Array, o: number): number {
