@@ -232,7 +232,7 @@ async function run(c: Client, s: Step, ctx: Context): Promise<string> {
     case 'sorted': {
       // Ties may come back in either order (etcd's sort is not stable): compare the sort field's sequence and the set.
       const r = await c.range({ prefix: s.prefix }, { sort: { target: s.target, order: s.descend ? 'descend' : 'ascend' } });
-      const field = (kv: KeyValue): string => (s.target === 'value' ? kv.valueText : String(kv[s.target] - (s.target === 'version' ? 0 : base)));
+      const field = (kv: KeyValue): string => (s.target === 'value' ? kv.valueText : s.target === 'version' ? String(kv.version) : relative(kv[s.target], ctx));
       return `${r.kvs.map(field).join(',')} {${r.kvs.map((kv) => kvText(kv, ctx)).sort().join(', ')}}`;
     }
     case 'delete': {
