@@ -1,6 +1,7 @@
 // A recorded apply: a fixed, seeded log of every kind of write the state machine takes (puts of every shape, deletes,
 // txns, leases, compactions, retried and stale request ids, the NOSPACE alarm, auth, a lagging HLC), applied in
-// batches of varied sizes with a reopen halfway, with the revision-at-time index bounded low enough to drop records. The backend's pairs and every result must match what the code
+// batches of varied sizes with a reopen halfway, with the revision-at-time index bounded low enough to drop records
+// and chunked finely enough to fold and drop chunks. The backend's pairs and every result must match what the code
 // produced when the recording was made: the on-disk bytes are a format existing data directories and snapshots
 // depend on, and every member must produce the same ones.
 //
@@ -25,6 +26,8 @@ const CHECKPOINT_EVERY = 10;
 const REOPEN_AFTER = 40;
 /** The revision-at-time index's bound, low enough that the log reaches it and drops records from then on. */
 const REVISION_TIME_ENTRIES_MAX = 40;
+/** Its records per chunk pair, low enough that the log makes chunks, and drops from one (not a divisor of 40). */
+const REVISION_TIME_CHUNK_RECORDS = 16;
 
 interface Golden {
   /** One entry per checkpoint: digests of the backend dump and of the results since the previous checkpoint. */
@@ -179,7 +182,7 @@ async function backendDigest(backend: Backend): Promise<string> {
 async function record(): Promise<Golden> {
   const log = new Log();
   const backend = new MemoryBackend();
-  const revisionTime = { entriesMax: REVISION_TIME_ENTRIES_MAX };
+  const revisionTime = { entriesMax: REVISION_TIME_ENTRIES_MAX, chunkRecords: REVISION_TIME_CHUNK_RECORDS };
   // Each batch written at once, as when the recording was made: physical compaction advances only over written
   // rows, so when the writes land decides which deletions a checkpoint sees (not what any read returns).
   let sm = await StateMachine.open(backend, { revisionTime, writeDelayMs: 0 });

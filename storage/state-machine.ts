@@ -16,7 +16,7 @@ import { AuthError, AuthStore, authorizeCommand, isAuthOp } from './auth/index.j
 import type { Backend, BackendBatch, KvBatch } from './backend.js';
 import { decodeCommand, decodeValue, encodeValue, opKind, type AlarmType, type Command, type Op, type OpKind, type Value } from './command.js';
 import { DedupError, DedupTable } from './dedup/index.js';
-import { hlcWallMs, RevisionTimeIndex, type Hlc, type RevisionTimeIndexConfig } from './hlc/index.js';
+import { hlcWallMs, RevisionTimeIndex, revisionIndexImagePairs, type Hlc, type RevisionTimeIndexConfig } from './hlc/index.js';
 import { LeaseError, LeaseTable } from './lease/index.js';
 import { MvccError, MvccStore, type MvccConfig, type MvccEvent } from './mvcc/index.js';
 import type { PutRequest, TxnRequest } from './mvcc/types.js';
@@ -608,19 +608,27 @@ export async function* stateMachineImage(backend: Backend): AsyncGenerator<Uint8
   const chunk = new Uint8Array(IMAGE_CHUNK_BYTES);
   const view = new DataView(chunk.buffer);
   let size = 0;
-  for await (const [k, v] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
-    if (isMemberLocal(k)) continue;
-    const need = 8 + k.byteLength + v.byteLength;
-    if (size + need > chunk.byteLength && size > 0) {
-      yield chunk.slice(0, size);
-      size = 0;
+  // The revision-time index's chunk pairs go out as one pair per record (see revisionIndexImagePairs).
+  const replace = await revisionIndexImagePairs(backend);
+  for await (const [storedKey, storedValue] of backend.iterate({ gte: new Uint8Array(0), lt: undefined })) {
+    if (isMemberLocal(storedKey)) continue;
+    const replaced = replace(storedKey, storedValue);
+    const n = replaced === undefined ? 1 : replaced.length;
+    for (let i = 0; i < n; i++) {
+      const k = replaced === undefined ? storedKey : replaced[i]![0];
+      const v = replaced === undefined ? storedValue : replaced[i]![1];
+      const need = 8 + k.byteLength + v.byteLength;
+      if (size + need > chunk.byteLength && size > 0) {
+        yield chunk.slice(0, size);
+        size = 0;
+      }
+      if (need > chunk.byteLength) {
+        yield framePair(k, v); // a pair larger than a chunk goes out alone
+        continue;
+      }
+      writeFrame(view, chunk, size, k, v);
+      size += need;
     }
-    if (need > chunk.byteLength) {
-      yield framePair(k, v); // a pair larger than a chunk goes out alone
-      continue;
-    }
-    writeFrame(view, chunk, size, k, v);
-    size += need;
   }
   if (size > 0) yield chunk.slice(0, size);
 }

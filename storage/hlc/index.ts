@@ -17,6 +17,6 @@ export {
   type Hlc,
 } from './hlc.js';
 export { HLC_RESERVATION_KEY, HYBRID_CLOCK_DEFAULTS, HybridClock, validateHybridClockConfig, type HybridClockConfig } from './clock.js';
-export { REVISION_INDEX_ENTRIES_MAX, REVISION_INDEX_PREFIX, RevisionTimeIndex, type RevisionTimeIndexConfig } from './revision-index.js';
+export { REVISION_INDEX_CHUNK_RECORDS, REVISION_INDEX_ENTRIES_MAX, REVISION_INDEX_PREFIX, RevisionTimeIndex, revisionIndexImagePairs, type RevisionTimeIndexConfig } from './revision-index.js';
 export { HlcError, type HlcErrorCode } from './errors.js';
 export type { Pair } from './section.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryBackend } from '../backend.js';
 import { hlcOf, type Hlc } from './hlc.js';
-import { LEGACY_REVISION_INDEX_PREFIX, REVISION_INDEX_PREFIX, RevisionTimeIndex } from './revision-index.js';
+import { LEGACY_REVISION_INDEX_PREFIX, REVISION_INDEX_PREFIX, RevisionTimeIndex, revisionIndexImagePairs } from './revision-index.js';
 import { concatBytes, readPrefix } from './section.js';
 
 async function dump(backend: MemoryBackend): Promise<string> {
@@ -127,6 +127,7 @@ describe('RevisionTimeIndex', () => {
       | { kind: 'compact'; back: number }
       | { kind: 'reload' }
       | { kind: 'restore' }
+      | { kind: 'image' }
       | { kind: 'query'; dWall: number };
     const step: fc.Arbitrary<Step> = fc.oneof(
       { weight: 5, arbitrary: fc.record({ kind: fc.constant('record' as const), dWall: fc.integer({ min: -3, max: 5 }), logical: fc.integer({ min: 0, max: 3 }), dRev: fc.integer({ min: 0, max: 2 }) }) },
@@ -134,13 +135,15 @@ describe('RevisionTimeIndex', () => {
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('compact' as const), back: fc.integer({ min: 0, max: 6 }) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('reload' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('image' as const) }) },
       { weight: 3, arbitrary: fc.record({ kind: fc.constant('query' as const), dWall: fc.integer({ min: -10, max: 40 }) }) },
     );
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { maxLength: 80 }), async (steps) => {
+      fc.asyncProperty(fc.array(step, { maxLength: 80 }), fc.integer({ min: 1, max: 5 }), async (steps, chunkRecords) => {
         const entriesMax = 8;
+        const config = { entriesMax, chunkRecords };
         let backend = new MemoryBackend();
-        let index = await RevisionTimeIndex.open(backend, { entriesMax });
+        let index = await RevisionTimeIndex.open(backend, config);
         // The model: every record ever made, plus the lowest revision still answerable.
         const model: Array<{ hlc: Hlc; revision: number }> = [];
         let floorRevision = 0;
@@ -172,7 +175,7 @@ describe('RevisionTimeIndex', () => {
             floorRevision = Math.max(floorRevision, at);
           } else if (s.kind === 'reload') {
             const before = index.pairs();
-            index = await RevisionTimeIndex.open(backend, { entriesMax });
+            index = await RevisionTimeIndex.open(backend, config);
             expect(index.pairs()).toEqual(before);
           } else if (s.kind === 'restore') {
             const fresh = new MemoryBackend();
@@ -180,8 +183,24 @@ describe('RevisionTimeIndex', () => {
             await commit(fresh, (b) => {
               for (const [k, v] of index.pairs()) b.put(k, v);
             });
-            const restored = await RevisionTimeIndex.open(fresh, { entriesMax });
+            const restored = await RevisionTimeIndex.open(fresh, config);
             expect(await dump(fresh)).toBe(await dump(backend));
+            backend = fresh;
+            index = restored;
+          } else if (s.kind === 'image') {
+            // What a snapshot image carries: one pair per live record, as builds before chunks wrote them.
+            const fresh = new MemoryBackend();
+            const replace = await revisionIndexImagePairs(backend);
+            const stored = await readPrefix(backend, REVISION_INDEX_PREFIX);
+            await commit(fresh, (b) => {
+              for (const [k, v] of stored) for (const [ik, iv] of replace(k, v) ?? [[k, v]]) b.put(ik, iv);
+            });
+            const imaged = await readPrefix(fresh, REVISION_INDEX_PREFIX);
+            expect(imaged.every(([k]) => Buffer.from(k).toString().startsWith('kt/e/') || Buffer.from(k).toString() === 'kt/m/dropped')).toBe(true);
+            const restored = await RevisionTimeIndex.open(fresh, config);
+            expect(restored.size).toBe(index.size);
+            expect(restored.last()).toEqual(index.last());
+            expect(imaged.length).toBe(index.size + (stored.some(([k]) => Buffer.from(k).toString() === 'kt/m/dropped') ? 1 : 0));
             backend = fresh;
             index = restored;
           } else {
@@ -196,7 +215,7 @@ describe('RevisionTimeIndex', () => {
           expect(await readPrefix(backend, REVISION_INDEX_PREFIX)).toEqual(index.pairs());
         }
         // Determinism: the final state equals a fresh load of the same backend, byte for byte.
-        const again = await RevisionTimeIndex.open(backend, { entriesMax });
+        const again = await RevisionTimeIndex.open(backend, config);
         expect(again.pairs()).toEqual(index.pairs());
       }),
       { numRuns: 200 },
