@@ -74,7 +74,14 @@ export const HARD_STATE_KEY_V1 = Uint8Array.of(KEY_HARD_STATE_V1);
 /** The index of an indexed key, or undefined when the key is not of that kind and shape. */
 export function indexOfKey(kind: number, key: Uint8Array): number | undefined {
   if (key.length !== INDEXED_KEY_BYTES || key[0] !== kind) return undefined;
-  return getU64(viewOf(key), 1);
+  return u64At(key, 1);
+}
+
+/** getU64 straight from the bytes: a DataView per record was a fifth of what opening the log spent per entry. */
+function u64At(b: Uint8Array, o: number): number {
+  const hi = b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
+  const lo = b[o + 4]! * 0x1000000 + ((b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!);
+  return hi * U32 + lo;
 }
 
 /** The checksum of a record: its key (position) then everything after the CRC field. */
@@ -166,11 +173,19 @@ export function decodeEntry(key: Uint8Array, value: Uint8Array): Entry | Bad {
   if (index === undefined) return { bad: 'malformed key' };
   if (value.length < ENTRY_HEADER_BYTES) return { bad: `short record: ${value.length} bytes` };
   if (!checksumOk(key, value)) return { bad: 'checksum mismatch' };
-  const v = viewOf(value);
   const type = value[CRC_BYTES + 8]! as EntryType;
-  // Copy into a plain Uint8Array: LevelDB hands back Buffers (whose slice() does not copy), and an entry must
-  // neither pin a larger read buffer nor compare unequal to the Uint8Array the caller saved.
-  return { index, term: getU64(v, CRC_BYTES), type, data: new Uint8Array(value.subarray(ENTRY_HEADER_BYTES)) };
+  return { index, term: u64At(value, CRC_BYTES), type, data: entryData(value) };
+}
+
+/**
+ * The entry's data as a plain Uint8Array (a Buffer would compare unequal to the Uint8Array the caller saved) that
+ * pins no more than the record. classic-level hands each value back in an ArrayBuffer of its own, and a view of
+ * it pins only the 13 header bytes: copying every entry's data again doubled the garbage of a restart's log scan.
+ * A value inside a larger buffer (a pooled Buffer, a test's slab) is copied, so that buffer is not kept alive.
+ */
+function entryData(value: Uint8Array): Uint8Array {
+  const own = value.byteOffset === 0 && value.buffer.byteLength === value.byteLength;
+  return own ? new Uint8Array(value.buffer, ENTRY_HEADER_BYTES, value.byteLength - ENTRY_HEADER_BYTES) : new Uint8Array(value.subarray(ENTRY_HEADER_BYTES));
 }
 
 // ---- hard state

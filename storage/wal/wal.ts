@@ -625,6 +625,8 @@ interface Scan {
 
 /** Bytes of entries read from LevelDB per thread-pool round trip while scanning at open (default: 16 KiB). */
 const SCAN_READ_AHEAD_BYTES = 4 * 1024 * 1024;
+/** Entries handed over per thread-pool round trip while scanning at open (at most SCAN_READ_AHEAD_BYTES of them). */
+const SCAN_BATCH_ENTRIES = 1_000;
 
 /**
  * Read entries after `base` in order, checking each checksum and that indexes are contiguous and terms never
@@ -636,26 +638,35 @@ async function scanEntries(db: Db, base: SnapshotMetadata | undefined, commit: n
   let expected = (base?.index ?? 0) + 1;
   let lastTerm = base?.term ?? 0;
   let cut: { keys: number[]; reason: string } | undefined;
-  for await (const [k, v] of db.iterator({ gte: entryKey(expected), lt: ENTRY_KEYS_END, highWaterMarkBytes: SCAN_READ_AHEAD_BYTES })) {
-    const index = indexOfKey(KEY_ENTRY, k);
-    assert(index !== undefined, 'wal: malformed entry key');
-    if (cut !== undefined) {
-      assert(cut.keys.length < TORN_TAIL_ENTRIES_MAX, () => `wal: torn tail longer than ${TORN_TAIL_ENTRIES_MAX} entries`);
-      cut.keys.push(index);
-      continue;
-    }
-    const problem = entryProblem(index, expected, k, v, lastTerm);
-    if (typeof problem === 'string') {
-      if (expected <= commit) {
-        if (index === expected) throw errCorruptEntry(index, commit, problem);
-        throw errMissingEntries(expected, `the next entry on disk is ${index}, the hard state's commit index is ${commit}`);
+  // A batch of records per thread-pool round trip, each batch checked in one synchronous loop: an async step per
+  // record (for await over the iterator) cost a restart a promise and a turn per entry.
+  const it = db.iterator({ gte: entryKey(expected), lt: ENTRY_KEYS_END, highWaterMarkBytes: SCAN_READ_AHEAD_BYTES });
+  try {
+    for (let batch = await it.nextv(SCAN_BATCH_ENTRIES); batch.length > 0; batch = await it.nextv(SCAN_BATCH_ENTRIES)) {
+      for (const [k, v] of batch) {
+        const index = indexOfKey(KEY_ENTRY, k);
+        if (index === undefined) assert(false, 'wal: malformed entry key');
+        if (cut !== undefined) {
+          if (cut.keys.length >= TORN_TAIL_ENTRIES_MAX) assert(false, `wal: torn tail longer than ${TORN_TAIL_ENTRIES_MAX} entries`);
+          cut.keys.push(index);
+          continue;
+        }
+        const problem = entryProblem(index, expected, k, v, lastTerm);
+        if (typeof problem === 'string') {
+          if (expected <= commit) {
+            if (index === expected) throw errCorruptEntry(index, commit, problem);
+            throw errMissingEntries(expected, `the next entry on disk is ${index}, the hard state's commit index is ${commit}`);
+          }
+          cut = { keys: [index], reason: problem };
+          continue;
+        }
+        entries.push(problem);
+        lastTerm = problem.term;
+        expected++;
       }
-      cut = { keys: [index], reason: problem };
-      continue;
     }
-    entries.push(problem);
-    lastTerm = problem.term;
-    expected++;
+  } finally {
+    await it.close();
   }
   const last = expected - 1;
   if (last < commit) throw errMissingEntries(last + 1, `the hard state's commit index is ${commit} but the log ends at ${last}`);
