@@ -27,7 +27,8 @@ COPY storage ./storage
 COPY node ./node
 COPY client ./client
 COPY deploy/docker ./deploy/docker
-# tsc compiles what `fulcrum` and `fulcrumctl` import into dist/; the .proto files loaded at run time go beside it.
+# tsc compiles what `fulcrum` and `fulcrumctl` import into dist/, the .proto files loaded at run time go beside it,
+# and the server is bundled into dist/fulcrum.mjs (deploy/docker/bundle.mjs), which the `fulcrum` command runs.
 RUN npm run build
 RUN npm prune --omit=dev --no-audit --no-fund
 

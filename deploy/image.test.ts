@@ -206,8 +206,10 @@ describe('the Dockerfile', () => {
     const build = parsed.stages[0]!.instructions.map((i) => `${i.keyword} ${i.args}`).join('\n');
     expect(build).toMatch(/RUN npm ci\b/);
     expect(build).toMatch(/RUN npm run build\b/);
-    // The runtime stage ships compiled JavaScript and no TypeScript compiler.
-    expect(existsSync(inRoot(last.root, '/app/dist/node/cli.js'))).toBe(true);
+    // The runtime stage ships compiled JavaScript (the server in one file, fulcrumctl as tsc left it) and no
+    // TypeScript compiler.
+    expect(existsSync(inRoot(last.root, '/app/dist/fulcrum.mjs'))).toBe(true);
+    expect(existsSync(inRoot(last.root, '/app/dist/client/ctl/cli.js'))).toBe(true);
     expect(existsSync(inRoot(last.root, '/app/node_modules/typescript'))).toBe(false);
   });
 
@@ -260,23 +262,24 @@ describe('the Dockerfile', () => {
   }, 180_000);
 
   it('negative control: a dependency the server needs, declared dev-only, is pruned by the Dockerfile and the member does not start', async () => {
-    // The build stage again, with package.json saying `pino` is a dev dependency, and the Dockerfile's own prune
-    // step run on it: the runtime stage built from that lacks pino, as it would after a real mistake of the kind.
+    // The build stage again, with package.json saying `classic-level` is a dev dependency, and the Dockerfile's own
+    // prune step run on it: the runtime stage built from that lacks it, as it would after a real mistake of the
+    // kind. (classic-level, the one package the bundled server loads from node_modules: the rest is inside it.)
     const build = stages.get(runtime().stage.instructions.map((i) => /--from=(\S+)/.exec(i.args)?.[1]).find((s) => s !== undefined)!)!;
     const prune = build.stage.instructions.find((i) => i.keyword === 'RUN' && /\bnpm prune\b/.test(i.args));
     expect(prune, 'the build stage prunes dev dependencies').toBeDefined();
-    const changed = copyStage(build, join(work, 'pino-dev', 'build'));
+    const changed = copyStage(build, join(work, 'level-dev', 'build'));
     const pkgPath = inRoot(changed.root, `${changed.workdir}/package.json`);
     const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    pkg.devDependencies.pino = pkg.dependencies.pino!;
-    delete pkg.dependencies.pino;
+    pkg.devDependencies['classic-level'] = pkg.dependencies['classic-level']!;
+    delete pkg.dependencies['classic-level'];
     writeFileSync(pkgPath, JSON.stringify(pkg, null, 2));
     await rerun(changed, prune!);
-    const control = await buildImage({ dockerfileText: DOCKERFILE, context: REPO, workDir: join(work, 'pino-dev'), reuse: new Map([[build.stage.name!, changed]]) });
-    expect(existsSync(inRoot(runtime(control).root, '/app/node_modules/pino'))).toBe(false);
-    expect(missingPackages(runtime(control), '/app')).toContainEqual(expect.stringMatching(/^pino /));
+    const control = await buildImage({ dockerfileText: DOCKERFILE, context: REPO, workDir: join(work, 'level-dev'), reuse: new Map([[build.stage.name!, changed]]) });
+    expect(existsSync(inRoot(runtime(control).root, '/app/node_modules/classic-level'))).toBe(false);
+    expect(missingPackages(runtime(control), '/app')).toContainEqual(expect.stringMatching(/^classic-level \(imported by /));
     const result = await checkMember(runtime(control));
     expect(result.ok).toBe(false);
-    expect(result.output).toMatch(/Cannot find package 'pino'/);
+    expect(result.output).toMatch(/Cannot find package 'classic-level'/);
   }, 120_000);
 });

@@ -21,6 +21,8 @@
 //                   (`op.request === 'request_put'`), which TypeScript narrows as a discriminated union.
 //   bytes           Left at the default: Node Buffers.
 // proto/types.ts spells out the resulting shapes.
+import { existsSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
@@ -46,9 +48,6 @@ export type * from './types.js';
 export { RAFT_MESSAGE_TYPE_NAMES } from './types.js';
 export type * from './services.js';
 
-/** The include root: every .proto file is named relative to it, and imports resolve against it. */
-export const PROTO_ROOT: string = fileURLToPath(new URL('.', import.meta.url));
-
 /** Every .proto file of the contract, relative to PROTO_ROOT (each file's imports come along). */
 export const PROTO_FILES: readonly string[] = Object.freeze([
   'etcd/api/mvccpb/kv.proto',
@@ -59,6 +58,20 @@ export const PROTO_FILES: readonly string[] = Object.freeze([
   'fulcrum/v1/fulcrum.proto',
   'fulcrum/raftpb/raft.proto',
 ]);
+
+/**
+ * The include root: every .proto file is named relative to it, and imports resolve against it. The files sit
+ * beside this module (proto/ in the sources, dist/proto/ after tsc); in the one-file server (dist/fulcrum.mjs,
+ * deploy/docker/bundle.mjs) this module's URL is the bundle's, and they are in proto/ beside it.
+ */
+export const PROTO_ROOT: string = protoRoot(fileURLToPath(new URL('.', import.meta.url)));
+
+function protoRoot(here: string): string {
+  if (existsSync(join(here, PROTO_FILES[0]!))) return here;
+  const besideBundle = join(here, 'proto') + sep;
+  if (existsSync(join(besideBundle, PROTO_FILES[0]!))) return besideBundle;
+  throw new Error(`proto: the contract's .proto files are neither in ${here} nor in ${besideBundle}`);
+}
 
 /** The options every part of Fulcrum loads the contract with; proto/types.ts depends on them. */
 export const LOADER_OPTIONS: Readonly<Options> = Object.freeze({

@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
- * `npm run build`, so the members run the JavaScript operators deploy. Same code as from source, except that tsx
- * names every function it creates at run time (esbuild's keepNames: 1.5 % of a leader's busy CPU in a profile at
- * 100 puts in flight) and that a member starts about 0.3 s sooner, which the restart and failover figures include.
+ * `npm run build`, so the members run the bundle operators deploy (dist/fulcrum.mjs). Same code as from source,
+ * except that tsx names every function it creates at run time (esbuild's keepNames: 1.5 % of a leader's busy CPU
+ * in a profile at 100 puts in flight) and that a member starts about 0.45 s sooner, which the restart and failover
+ * figures include.
  */
 export function buildFulcrum(log: (line: string) => void): void {
   log('building Fulcrum (npm run build) ...');

@@ -1,6 +1,6 @@
 // Real Fulcrum members as child processes on loopback: what `npm run cluster`, the multi-process tests, the
 // chaos suite and the benchmark start. Each member is `node --import tsx node/cli.ts` with etcd's flags (or, for
-// the benchmark, the compiled dist/node/cli.js the container image runs).
+// the benchmark, the one-file dist/fulcrum.mjs the container image runs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
-/** The compiled server (`npm run build`), what the container image runs. */
-const BUILT_CLI = fileURLToPath(new URL('../../dist/node/cli.js', import.meta.url));
+/** The server bundled into one file by `npm run build` (deploy/docker/bundle.mjs), what the container image runs. */
+const BUILT_CLI = fileURLToPath(new URL('../../dist/fulcrum.mjs', import.meta.url));
 /** tsx's loader found from here, not from the working directory: members start wherever the caller runs. */
 const TSX = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
 /** Lines of each member's output kept for diagnostics. */
@@ -25,7 +25,7 @@ export interface ProcessMemberSpec {
   readonly env?: NodeJS.ProcessEnv;
   /**
    * 'source' (default): the TypeScript sources through tsx, as `npm start` and the tests run them. 'build': the
-   * JavaScript of `npm run build` in dist/, as the container image runs it (the caller builds it first).
+   * bundle `npm run build` writes (dist/fulcrum.mjs), as the container image runs it (the caller builds it first).
    */
   readonly entry?: 'source' | 'build';
 }
