@@ -100,6 +100,12 @@ export interface MemberOptions {
   readonly onTickLate?: (gapMs: number) => void;
   /** Where the member reports what an operator should see (Raft state changes, snapshot failures). */
   readonly logger?: Logger;
+  /**
+   * Where its WAL reports (opened, a torn tail cut, old snapshots deleted); `logger` when absent. A sibling of
+   * `logger` rather than a child of it: pino appends a child's bindings, and a child naming its own component
+   * printed both ("component":"raft","component":"wal").
+   */
+  readonly walLogger?: Logger;
 }
 
 /** Raft lines worth an operator's attention at info level; the rest (every vote, every rejection) are debug. */
@@ -171,7 +177,8 @@ export class Member {
     const clusterId = await persistedClusterId(input.dataDir, input.clusterId ?? clusterIdFor(input.initialVoters, input.clusterToken ?? MEMBER_DEFAULTS.clusterToken));
     await persistMemberId(input.dataDir, input.id);
     const options: MemberOptions = { ...MEMBER_DEFAULTS, ...input, clusterId };
-    const wal = await WriteAheadLog.open(join(options.dataDir, 'wal'), options.logger === undefined ? {} : { logger: options.logger.child({ component: 'wal' }) });
+    const walLogger = options.walLogger ?? options.logger;
+    const wal = await WriteAheadLog.open(join(options.dataDir, 'wal'), walLogger === undefined ? {} : { logger: walLogger });
     const backend = await LevelBackend.open(join(options.dataDir, 'kv'));
     let sm = await StateMachine.open(backend);
     const snapIndex = wal.storage.firstIndex() - 1;

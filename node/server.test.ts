@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { loadEtcdApi } from '../proto/index.js';
 import { parseServerConfig } from './config.js';
+import { createLogger } from './log.js';
 import { startServer } from './server.js';
 import { TestPki } from './testing/certs.js';
 
@@ -33,6 +34,30 @@ describe('startServer', () => {
     const server = await startServer(parseServerConfig(flags(base + 2), {}));
     expect(server.member.status().softState.role).toBe('leader');
     await server.close();
+  });
+
+  it("prints each line's component and member once: the WAL's and the transport's loggers do not repeat their parents'", async () => {
+    // pino appends a child logger's bindings to its parent's, so a child naming its component again printed two
+    // "component" keys ("raft", then "wal"); a JSON reader keeps one of them. Raw lines, not parsed ones.
+    const raw: string[] = [];
+    const logger = createLogger({ level: 'info', memberId: 0x5e, destination: { write: (line: string) => void raw.push(line) } });
+    const flags = [
+      '--name', 'logs', '--data-dir', join(dir, 'logs'),
+      '--listen-client-urls', `http://127.0.0.1:${base + 2}`,
+      '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+      // A second member that never starts: the transport adds it and says so.
+      '--initial-cluster', `logs=http://127.0.0.1:${base + 1},absent=http://127.0.0.1:${base + 3}`,
+      '--heartbeat-interval', '20', '--election-timeout', '200',
+    ];
+    const server = await startServer(parseServerConfig(flags, {}), { logger });
+    await server.close();
+    const count = (line: string, key: string): number => line.split(`"${key}":`).length - 1;
+    const components = raw.map((line) => /"component":"([^"]+)"/.exec(line)?.[1]);
+    expect(components).toEqual(expect.arrayContaining(['wal', 'transport', 'raft']));
+    for (const line of raw) {
+      expect(count(line, 'component'), line).toBeLessThanOrEqual(1);
+      expect(count(line, 'member'), line).toBe(1);
+    }
   });
 
   it('reports WAL fsync and apply durations in /metrics after writes', async () => {

@@ -166,6 +166,7 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
     clusterId,
     transport,
     logger: componentLogger(logger, 'raft'),
+    walLogger: componentLogger(logger, 'wal'),
     faults: failpoints === undefined ? metricsFaults : (p) => (metricsFaults(p), failpoints.hit(p)),
     onPersist: walSyncReporter(logger, metrics, config.heartbeatIntervalMs),
     onTickLate: tickLateReporter(logger, config.heartbeatIntervalMs),

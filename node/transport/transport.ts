@@ -29,6 +29,7 @@ export interface GrpcPeerTransportOptions {
   readonly clusterId: number;
   /** Peer ids and their peer URLs (`http://host:port`); an entry for selfId is ignored. */
   readonly peers: ReadonlyMap<NodeId, readonly string[]>;
+  /** Used as it is: it should already name the component and the member (node/server.ts gives it both). */
   readonly logger: Logger;
   /** This member's name and advertised peer URLs, sent in every hello (peers learn unknown senders' URLs from it). */
   readonly name?: string;
@@ -70,7 +71,8 @@ export class GrpcPeerTransport implements MemberTransport {
     this.limits = validateTransportLimits(options.limits);
     this.selfId = options.selfId;
     this.clusterId = options.clusterId;
-    this.log = options.logger.child({ component: 'transport', member: options.selfId.toString(16) });
+    // Not a child naming them again: pino appends a child's bindings, and each line printed both twice.
+    this.log = options.logger;
     const appliedIndex = (): number => this.hooks?.appliedIndex?.() ?? 0;
     this.hello = {
       cluster_id: options.clusterId,
