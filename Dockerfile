@@ -28,7 +28,8 @@ COPY node ./node
 COPY client ./client
 COPY deploy/docker ./deploy/docker
 # tsc compiles what `fulcrum` and `fulcrumctl` import into dist/, the .proto files loaded at run time go beside it,
-# and the server is bundled into dist/fulcrum.mjs (deploy/docker/bundle.mjs), which the `fulcrum` command runs.
+# and the server and fulcrumctl are bundled into dist/fulcrum.mjs and dist/fulcrumctl.mjs (deploy/docker/bundle.mjs),
+# which the `fulcrum` and `fulcrumctl` commands run.
 RUN npm run build
 RUN npm prune --omit=dev --no-audit --no-fund
 

@@ -206,10 +206,10 @@ describe('the Dockerfile', () => {
     const build = parsed.stages[0]!.instructions.map((i) => `${i.keyword} ${i.args}`).join('\n');
     expect(build).toMatch(/RUN npm ci\b/);
     expect(build).toMatch(/RUN npm run build\b/);
-    // The runtime stage ships compiled JavaScript (the server in one file, fulcrumctl as tsc left it) and no
+    // The runtime stage ships compiled JavaScript (the server and fulcrumctl, each bundled into one file) and no
     // TypeScript compiler.
     expect(existsSync(inRoot(last.root, '/app/dist/fulcrum.mjs'))).toBe(true);
-    expect(existsSync(inRoot(last.root, '/app/dist/client/ctl/cli.js'))).toBe(true);
+    expect(existsSync(inRoot(last.root, '/app/dist/fulcrumctl.mjs'))).toBe(true);
     expect(existsSync(inRoot(last.root, '/app/node_modules/typescript'))).toBe(false);
   });
 

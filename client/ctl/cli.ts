@@ -5,9 +5,10 @@
 // Exit codes: 0 done; 1 the command failed (one line on stderr: `Error: <message> (<CODE>)`, CODE being the
 // client error's stable code); 2 the command was called wrongly (unknown flag, bad argument). A command run
 // under `lock` passes its own exit code through.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
+// Imported rather than read from beside this file, which a bundle (dist/fulcrumctl.mjs) is not.
+import packageJson from '../../package.json' with { type: 'json' };
 import { FulcrumClientError } from '../index.js';
 import { registerClusterCommands } from './cluster-commands.js';
 import { registerAuthCommands } from './auth-commands.js';
@@ -77,9 +78,8 @@ function buildProgram(io: CtlIo, state: { exitCode: number }): Command {
 const ETCD_API_VERSION = '3.5';
 
 function printVersion(ctx: Ctx): void {
-  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string };
-  if (ctx.format === 'json') ctx.json({ fulcrumctl: pkg.version, apiVersion: ETCD_API_VERSION });
-  else ctx.io.out(`fulcrumctl version: ${pkg.version}\nAPI version: ${ETCD_API_VERSION}\n`);
+  if (ctx.format === 'json') ctx.json({ fulcrumctl: packageJson.version, apiVersion: ETCD_API_VERSION });
+  else ctx.io.out(`fulcrumctl version: ${packageJson.version}\nAPI version: ${ETCD_API_VERSION}\n`);
 }
 
 /** One line on stderr and the exit code for it. */
