@@ -27,8 +27,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { decodePutRequest, encodePutResponse } from './kv-wire.js';
-import type { Encodable, PutResponse } from './types.js';
+import { decodePutRequest, encodePutResponse, encodeTxnResponse } from './kv-wire.js';
+import type { Encodable, PutResponse, TxnResponse } from './types.js';
 import type {
   AuthMethods,
   ClusterMethods,
@@ -147,6 +147,7 @@ export function loadEtcdApi(): FulcrumGrpcApi {
   };
   passEncodedResponsesThrough(api.etcdserverpb.Watch.service, 'Watch');
   putByHand(api.etcdserverpb.KV.service);
+  txnByHand(api.etcdserverpb.KV.service);
   passEncodedResponsesThrough(api.etcdserverpb.KV.service, 'Range');
   cachedApi = api;
   return api;
@@ -173,6 +174,13 @@ function putByHand(service: grpc.ServiceDefinition): void {
   const encode = def.responseSerialize;
   def.requestDeserialize = (b) => decodePutRequest(b) ?? decode(b);
   def.responseSerialize = (v) => encodePutResponse(v as Encodable<PutResponse>) ?? encode(v);
+}
+
+/** KV.Txn's response goes through proto/kv-wire.ts when every op answered a put, protobufjs otherwise. */
+function txnByHand(service: grpc.ServiceDefinition): void {
+  const def = service.Txn as grpc.MethodDefinition<unknown, unknown> & { responseSerialize: (v: unknown) => Buffer };
+  const encode = def.responseSerialize;
+  def.responseSerialize = (v) => encodeTxnResponse(v as Encodable<TxnResponse>) ?? encode(v);
 }
 
 /**

@@ -6,8 +6,8 @@ import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { LOADER_OPTIONS, loadEtcdApi, loadProtoRoot, PROTO_FILES, PROTO_ROOT } from './index.js';
 import { fromMvccRange } from '../node/api/convert.js';
-import { decodePutRequest, encodePutResponse, encodeRangeResponse } from './kv-wire.js';
-import type { Encodable, PutResponse } from './types.js';
+import { decodePutRequest, encodePutResponse, encodeRangeResponse, encodeTxnResponse } from './kv-wire.js';
+import type { Encodable, PutResponse, TxnResponse } from './types.js';
 
 /** What the KV service used before kv-wire.ts: proto-loader's own (protobufjs) functions, from a fresh load. */
 const referenceKv = loadSync([...PROTO_FILES], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] })['etcdserverpb.KV'] as Record<string, {
@@ -184,5 +184,58 @@ describe('RangeResponse by hand', () => {
     const def = (loadEtcdApi().etcdserverpb.KV.service as unknown as Record<string, { responseSerialize(v: unknown): Buffer }>).Range!;
     const b = encodeRangeResponse({ revision: 3 } as never, { kvs: [], more: false, count: 0 })!;
     expect(def.responseSerialize(b)).toBe(b);
+  });
+});
+
+describe('TxnResponse by hand', () => {
+  const referenceTxn = referenceKv.Txn!;
+  /** An op answering a put: with or without a header, the oneof's name or not, a null or absent prev_kv and other members. */
+  const putOp = fc.record({
+    put: fc.record({ header: fc.option(header, { nil: null }), prev_kv: fc.constantFrom(null, undefined) }, { requiredKeys: ['header'] }),
+    named: fc.boolean(),
+    others: fc.constantFrom(null, undefined),
+  }).map(({ put, named, others }) => ({
+    ...(named ? { response: 'response_put' } : {}),
+    response_put: put,
+    ...(others === undefined ? {} : { response_range: others, response_delete_range: others, response_txn: others }),
+  }));
+
+  it('writes the bytes protobufjs writes for a txn whose every op answered a put', () => {
+    fc.assert(
+      fc.property(header, fc.boolean(), fc.array(putOp, { maxLength: 12 }), (h, succeeded, responses) => {
+        const res = { header: h, succeeded, responses } as unknown as Encodable<TxnResponse>;
+        const ours = encodeTxnResponse(res);
+        expect(ours).toBeDefined();
+        expect(ours!.toString('hex')).toBe(referenceTxn.responseSerialize(res).toString('hex'));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('hands anything else to protobufjs: another op, a prev_kv, a value it does not know how protobufjs converts', () => {
+    const put = { response_put: { header: { revision: 4 } } };
+    const ok = { header: { revision: 4 }, succeeded: true, responses: [put] };
+    expect(encodeTxnResponse(ok as unknown as Encodable<TxnResponse>)).toBeDefined();
+    const kv = { key: Buffer.from('k'), value: Buffer.from('v'), create_revision: 1, mod_revision: 1, version: 1, lease: 0 };
+    const refused = [
+      { ...ok, responses: [put, { response_range: { header: { revision: 4 }, kvs: [], more: false, count: 0 } }] },
+      { ...ok, responses: [{ response_delete_range: { header: { revision: 4 }, deleted: 1, prev_kvs: [] } }] },
+      { ...ok, responses: [{ response_txn: { header: { revision: 4 }, succeeded: true, responses: [] } }] },
+      { ...ok, responses: [{ response_put: { header: { revision: 4 }, prev_kv: kv } }] },
+      { ...ok, responses: [{ response_put: { header: { revision: 1.5 } } }] },
+      { ...ok, header: { revision: 1n } },
+      { ...ok, header: null },
+      { ...ok, succeeded: 1 },
+      { ...ok, responses: [{}] },
+    ];
+    for (const res of refused) expect(encodeTxnResponse(res as unknown as Encodable<TxnResponse>), JSON.stringify(res, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))).toBeUndefined();
+  });
+
+  it('is what the KV service encodes Txn responses with, protobufjs still behind it', () => {
+    const def = (loadEtcdApi().etcdserverpb.KV.service as unknown as Record<string, { responseSerialize(v: unknown): Buffer }>).Txn!;
+    const puts = { header: { cluster_id: 7, member_id: Long.fromBits(1, -1, true), revision: 9, raft_term: 2, hlc: 0 }, succeeded: true, responses: [{ response_put: { header: { revision: 9 }, prev_kv: null } }] };
+    expect(def.responseSerialize(puts).toString('hex')).toBe(referenceTxn.responseSerialize(puts).toString('hex'));
+    const range = { header: { revision: 9 }, succeeded: false, responses: [{ response_range: { header: { revision: 9 }, kvs: [], more: false, count: 0 } }] };
+    expect(def.responseSerialize(range).toString('hex')).toBe(referenceTxn.responseSerialize(range).toString('hex'));
   });
 });

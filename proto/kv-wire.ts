@@ -1,4 +1,5 @@
-// KV.Put's request and response and KV.Range's response by hand (proto/wire.ts), in front of protobufjs: the calls
+// KV.Put's request and response, KV.Range's response and the all-puts KV.Txn response by hand (proto/wire.ts), in
+// front of protobufjs: the calls
 // the leader serves most, where protobufjs's decode-then-toObject and fromObject-then-encode allocated a twentieth of
 // what a put and a sixth of what a get cost the leader (bench:profile --heap-prof). They give exactly what protobufjs
 // gives (the tests compare them on random messages); anything off the common shape goes to protobufjs itself:
@@ -6,7 +7,7 @@
 //     is decoded by protobufjs, so malformed input fails, or succeeds, exactly as it did;
 //   - a response with a prev_kv, or fields of a type this file does not expect, is encoded by protobufjs (for Range,
 //     the handler then builds protobufjs's objects: encodeRangeResponse answers undefined).
-import type { Encodable, PutRequest, PutResponse, ResponseHeader } from './types.js';
+import type { Encodable, PutRequest, PutResponse, ResponseHeader, TxnResponse } from './types.js';
 import { ProtoReader, ProtoWireError, ProtoWriter, UNSAFE, varint64Size, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from './wire.js';
 
 /** A long.js Long, or any object protobufjs's Long.fromValue reads as one (its low and high 32 bits). */
@@ -99,6 +100,75 @@ export function encodePutResponse(res: Encodable<PutResponse>): Buffer | undefin
   const w = new ProtoWriter(1 + varintSize(header.bytes) + header.bytes);
   writeHeader(w, header);
   return w.finish();
+}
+
+// ---- TxnResponse: header = 1, succeeded = 2 (bool), responses = 3 (repeated ResponseOp)
+// ---- ResponseOp, oneof response: response_range = 1, response_put = 2, response_delete_range = 3, response_txn = 4
+
+/**
+ * A TxnResponse whose every op answered a put without a prev_kv (a bulk load in transactions, the write of a
+ * compare-and-set), written as protobufjs writes it; undefined for anything else (a range, a delete, a nested txn, a
+ * prev_kv, a header value this file does not write): ask protobufjs. protobufjs turned each op's header into a
+ * message through fromObject and wrote it again, for every one of up to --max-txn-ops puts.
+ */
+export function encodeTxnResponse(res: Encodable<TxnResponse>): Buffer | undefined {
+  const h = res.header as unknown as Record<string, unknown> | null | undefined;
+  if (h === null || h === undefined || typeof res.succeeded !== 'boolean' || !Array.isArray(res.responses)) return undefined;
+  const header = headerOf(h);
+  if (header === undefined) return undefined;
+  const puts: Array<HeaderFields | undefined> = [];
+  // The header, then succeeded: protobufjs writes a bool that is set, false included.
+  let bytes = 1 + varintSize(header.bytes) + header.bytes + 2;
+  for (const op of res.responses as unknown[]) {
+    const put = putOp(op);
+    if (put === null) return undefined;
+    puts.push(put);
+    const opBytes = putOpBytes(put);
+    bytes += 1 + varintSize(opBytes) + opBytes;
+  }
+  const w = new ProtoWriter(bytes);
+  writeHeader(w, header);
+  w.tag(2, WIRE_VARINT);
+  w.uint(res.succeeded ? 1 : 0);
+  for (const put of puts) {
+    w.tag(3, WIRE_LENGTH_DELIMITED);
+    w.uint(putOpBytes(put));
+    w.tag(2, WIRE_LENGTH_DELIMITED);
+    w.uint(putBytes(put));
+    if (put !== undefined) writeHeader(w, put);
+  }
+  return w.finish();
+}
+
+/**
+ * An op that holds a response_put alone, without a prev_kv: its header's fields (undefined: no header), or null
+ * when the op is anything else.
+ */
+function putOp(op: unknown): HeaderFields | undefined | null {
+  if (typeof op !== 'object' || op === null) return null;
+  const o = op as Record<string, unknown>;
+  // protobufjs reads a oneof member as set when it is neither null nor undefined (`!= null`).
+  if (isSet(o.response_range) || isSet(o.response_delete_range) || isSet(o.response_txn)) return null;
+  const put = o.response_put as Record<string, unknown> | null | undefined;
+  if (put === null || put === undefined || typeof put !== 'object' || isSet(put.prev_kv)) return null;
+  const h = put.header as Record<string, unknown> | null | undefined;
+  if (h === null || h === undefined) return undefined;
+  return headerOf(h) ?? null;
+}
+
+function isSet(v: unknown): boolean {
+  return v !== null && v !== undefined;
+}
+
+/** A PutResponse's body: its header field, if any. */
+function putBytes(h: HeaderFields | undefined): number {
+  return h === undefined ? 0 : 1 + varintSize(h.bytes) + h.bytes;
+}
+
+/** A ResponseOp's body: field 2, the PutResponse. */
+function putOpBytes(h: HeaderFields | undefined): number {
+  const n = putBytes(h);
+  return 1 + varintSize(n) + n;
 }
 
 interface HeaderFields {

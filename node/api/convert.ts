@@ -14,7 +14,7 @@ import type { Encodable } from '../../proto/index.js';
 import type * as mvcc from '../../storage/mvcc/index.js';
 import { NO_HLC } from '../../storage/mvcc/types.js';
 import { apiError } from './errors.js';
-import { int64, wire64 } from './header.js';
+import { wire64 } from './header.js';
 
 /** The HLC stamp of the write that produced a revision, when the store can tell (else undefined). */
 export type HlcOf = (revision: number) => bigint | undefined;
@@ -165,11 +165,11 @@ export function fromMvccKv(kv: mvcc.KeyValue): Encodable<pb.KeyValue> {
 
 /** Responses nested in a txn carry only their revision, as etcd's do; the outer header is the full one. */
 function nestedHeader(revision: number): WireHeader {
-  return { revision: int64(revision) };
+  return { revision: wire64(revision) };
 }
 
 export function fromMvccRange(r: mvcc.RangeResponse, header: WireHeader): Encodable<pb.RangeResponse> {
-  return { header, kvs: r.kvs.map(fromMvccKv), more: r.more, count: int64(r.count) };
+  return { header, kvs: r.kvs.map(fromMvccKv), more: r.more, count: wire64(r.count) };
 }
 
 export function fromMvccPut(r: mvcc.PutResponse, header: WireHeader): Encodable<pb.PutResponse> {
@@ -177,7 +177,7 @@ export function fromMvccPut(r: mvcc.PutResponse, header: WireHeader): Encodable<
 }
 
 export function fromMvccDeleteRange(r: mvcc.DeleteRangeResponse, header: WireHeader): Encodable<pb.DeleteRangeResponse> {
-  return { header, deleted: int64(r.deleted), prev_kvs: r.prevKvs.map(fromMvccKv) };
+  return { header, deleted: wire64(r.deleted), prev_kvs: r.prevKvs.map(fromMvccKv) };
 }
 
 export function fromMvccTxn(r: mvcc.TxnResponse, header: WireHeader): Encodable<pb.TxnResponse> {
