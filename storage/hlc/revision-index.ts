@@ -21,8 +21,8 @@
 // folded into one chunk pair and their own pairs deleted. A restart then reads about a thousandth as many LevelDB
 // entries: each entry costs classic-level two buffers and a few microseconds, which for 100,000 single-record
 // pairs was about 180 ms of a restart. The chunks are this member's layout only: snapshot images (and snapshot
-// files) carry one pair per live record, as builds before chunks wrote them (imageExpander), so a member of an
-// earlier build can install an image from this one; this build folds such a tail into chunks as it records.
+// files) carry one pair per live record, as builds before chunks wrote them (revisionIndexImagePairs), so a
+// member of an earlier build can install an image from this one; this build folds such a tail as it records.
 // The index is bounded (REVISION_INDEX_ENTRIES_MAX): recording beyond it drops the oldest record, and MVCC
 // compaction drops records below the compacted revision. Times before the first retained record then answer
 // COMPACTED rather than a wrong revision. A chunk stays until its last record is dropped: its dropped records
