@@ -20,6 +20,7 @@
 //   entry     crc u32 | term u64 | type u8 | data...
 //   conf state = voters u32 count | u64 each | learners u32 count | u64 each
 import { crc32c } from '../crc32c.js';
+import { u32At } from '../hlc/section.js';
 import { assert } from '../../raft/errors.js';
 import type { ConfState, Entry, EntryType, HardState, SnapshotMetadata } from '../../raft/types.js';
 
@@ -79,9 +80,7 @@ export function indexOfKey(kind: number, key: Uint8Array): number | undefined {
 
 /** getU64 straight from the bytes: a DataView per record was a fifth of what opening the log spent per entry. */
 function u64At(b: Uint8Array, o: number): number {
-  const hi = b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
-  const lo = b[o + 4]! * 0x1000000 + ((b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!);
-  return hi * U32 + lo;
+  return u32At(b, o) * U32 + u32At(b, o + 4);
 }
 
 /** The checksum of a record: its key (position) then everything after the CRC field. */
