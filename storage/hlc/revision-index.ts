@@ -191,9 +191,7 @@ export class RevisionTimeIndex {
   /** One durable pair, in key order (open). Plain tests before assert: a restart loads up to entriesMax records. */
   private loadPair(k: Uint8Array, v: Uint8Array): void {
     if (startsWith(k, CHUNK_PREFIX)) {
-      const records = v.byteLength / CHUNK_RECORD_BYTES;
-      if (!(Number.isInteger(records) && records > 0)) assert(false, `revision index chunk of ${v.byteLength} bytes`);
-      if (readSafeU64(k, CHUNK_PREFIX.byteLength) !== readSafeU64(v, 0)) assert(false, 'revision index chunk key is not its first revision');
+      checkChunk(k, v);
       this.chunkStarts.push(this.revisions.length);
       for (let o = 0; o < v.byteLength; o += CHUNK_RECORD_BYTES) this.loadRecord(readSafeU64(v, o), decodeHlc(v, o + 8));
       // Chunks sort before the tail's pairs: the tail starts after the last chunk.
@@ -312,13 +310,24 @@ export async function revisionIndexImagePairs(backend: Backend): Promise<(key: U
   const droppedThrough = dropped === undefined ? 0 : readSafeU64(dropped, 0);
   return (key, value) => {
     if (!startsWith(key, CHUNK_PREFIX)) return undefined;
+    checkChunk(key, value);
     const out: Pair[] = [];
-    for (let o = 0; o + CHUNK_RECORD_BYTES <= value.byteLength; o += CHUNK_RECORD_BYTES) {
+    for (let o = 0; o < value.byteLength; o += CHUNK_RECORD_BYTES) {
       const revision = readSafeU64(value, o);
       if (revision > droppedThrough) out.push([entryKey(revision), value.slice(o + 8, o + CHUNK_RECORD_BYTES)]);
     }
     return out;
   };
+}
+
+/**
+ * A chunk pair as foldOldestTail writes it: whole records, at least one, under its first record's revision. Both
+ * readers of chunks (open, and the image) check it, so a damaged chunk is refused rather than read in part.
+ */
+function checkChunk(key: Uint8Array, value: Uint8Array): void {
+  const records = value.byteLength / CHUNK_RECORD_BYTES;
+  if (!(Number.isInteger(records) && records > 0)) assert(false, `revision index chunk of ${value.byteLength} bytes`);
+  if (readSafeU64(key, CHUNK_PREFIX.byteLength) !== readSafeU64(value, 0)) assert(false, 'revision index chunk key is not its first revision');
 }
 
 function chunkKey(firstRevision: number): Uint8Array {
