@@ -1,8 +1,9 @@
 // The last step of `npm run build`: the server as one file, dist/fulcrum.mjs (with dist/fulcrum.mjs.map), which
-// the container image and the benchmark run, and fulcrumctl as dist/fulcrumctl.mjs, which the image's runs. Node loads an ES module per file: the server's few hundred files
-// (its own and those of grpc-js, protobufjs, pino, prom-client, commander) took about 170 ms of every start
-// before the member could open its data, a fifth of a restarted member's time to serve. esbuild compiles the
-// TypeScript sources as tsx and vitest do, so the bundle runs the code the tests ran.
+// the container image and the benchmark run, and fulcrumctl as dist/fulcrumctl.mjs, which the image's fulcrumctl
+// runs. Node loads an ES module per file: the server's few hundred files (its own and those of grpc-js,
+// protobufjs, pino, prom-client, commander) took about 170 ms of every start before the member could open its
+// data, a fifth of a restarted member's time to serve. esbuild compiles the TypeScript sources as tsx and vitest
+// do, so the bundle runs the code the tests ran.
 //
 // Left out of the bundle: classic-level (a native addon, loaded from node_modules with its prebuilds). The .proto
 // files stay files, in dist/proto/ beside the bundle (copy-protos.mjs; PROTO_ROOT in proto/index.ts finds them).
