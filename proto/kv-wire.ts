@@ -67,7 +67,7 @@ export function decodePutRequest(buf: Buffer): PutRequest | undefined {
 }
 
 /** An int64 varint as protobufjs's Long prints it: signed, the value's low 64 bits. */
-function int64String(r: ProtoReader): string {
+export function int64String(r: ProtoReader): string {
   const n = r.uint();
   if (n !== UNSAFE) return String(n);
   return BigInt.asIntN(64, r.lastVarint64()).toString();
@@ -88,7 +88,7 @@ function boolOf(r: ProtoReader): boolean | null {
 // ---- PutResponse: header = 1 (ResponseHeader); prev_kv = 2 (KeyValue, left to protobufjs)
 // ---- ResponseHeader: cluster_id = 1, member_id = 2, revision = 3 (int64), raft_term = 4, hlc = 1000 (uint64)
 
-type Field64 = number | LongLike | undefined;
+export type Field64 = number | LongLike | undefined;
 
 /** The response's bytes, the same protobufjs writes (a set field is written even when 0), or undefined: ask protobufjs. */
 export function encodePutResponse(res: Encodable<PutResponse>): Buffer | undefined {
@@ -97,7 +97,7 @@ export function encodePutResponse(res: Encodable<PutResponse>): Buffer | undefin
   if (h === null || h === undefined) return Buffer.alloc(0);
   const header = headerOf(h);
   if (header === undefined) return undefined;
-  const w = new ProtoWriter(1 + varintSize(header.bytes) + header.bytes);
+  const w = new ProtoWriter(headerFieldSize(header));
   writeHeader(w, header);
   return w.finish();
 }
@@ -118,7 +118,7 @@ export function encodeTxnResponse(res: Encodable<TxnResponse>): Buffer | undefin
   if (header === undefined) return undefined;
   const puts: Array<HeaderFields | undefined> = [];
   // The header, then succeeded: protobufjs writes a bool that is set, false included.
-  let bytes = 1 + varintSize(header.bytes) + header.bytes + 2;
+  let bytes = headerFieldSize(header) + 2;
   for (const op of res.responses as unknown[]) {
     const put = putOp(op);
     if (put === null) return undefined;
@@ -162,7 +162,7 @@ function isSet(v: unknown): boolean {
 
 /** A PutResponse's body: its header field, if any. */
 function putBytes(h: HeaderFields | undefined): number {
-  return h === undefined ? 0 : 1 + varintSize(h.bytes) + h.bytes;
+  return h === undefined ? 0 : headerFieldSize(h);
 }
 
 /** A ResponseOp's body: field 2, the PutResponse. */
@@ -171,22 +171,35 @@ function putOpBytes(h: HeaderFields | undefined): number {
   return 1 + varintSize(n) + n;
 }
 
-interface HeaderFields {
+export interface HeaderFields {
   readonly values: readonly [Field64, Field64, Field64, Field64, Field64];
   /** Bytes of the header message's body. */
   readonly bytes: number;
 }
 
-/** A ResponseHeader's fields (cluster_id, member_id, revision, raft_term, hlc), or undefined: one for protobufjs. */
-function headerOf(h: Record<string, unknown>): HeaderFields | undefined {
+/**
+ * A ResponseHeader's fields (cluster_id, member_id, revision, raft_term, hlc), or undefined: one for protobufjs.
+ * `zeros`: 'write' as protobufjs's encode writes a plain object (a set field even when 0), 'omit' as it writes a
+ * message made by fromObject (a 0 left out: the watch responses were written that way).
+ */
+export function headerOf(h: Record<string, unknown>, zeros: 'write' | 'omit' = 'write'): HeaderFields | undefined {
   const values = [field64(h.cluster_id), field64(h.member_id), field64(h.revision), field64(h.raft_term), field64(h.hlc)] as const;
   if (values.some((v) => v === null)) return undefined;
-  const v = values as unknown as HeaderFields['values'];
+  const v = (zeros === 'write' ? values : values.map((x) => (isZero(x as Field64) ? undefined : x))) as unknown as HeaderFields['values'];
   return { values: v, bytes: size64(1, v[0]) + size64(1, v[1]) + size64(1, v[2]) + size64(1, v[3]) + size64(2, v[4]) };
 }
 
+function isZero(v: Field64): boolean {
+  return typeof v === 'number' ? v === 0 : v !== undefined && v.low === 0 && v.high === 0;
+}
+
+/** Bytes of field 1 of a response, its header: the tag, the length and the body. */
+export function headerFieldSize(h: HeaderFields): number {
+  return 1 + varintSize(h.bytes) + h.bytes;
+}
+
 /** Field 1 of a response: its header. */
-function writeHeader(w: ProtoWriter, h: HeaderFields): void {
+export function writeHeader(w: ProtoWriter, h: HeaderFields): void {
   w.tag(1, WIRE_LENGTH_DELIMITED);
   w.uint(h.bytes);
   write64(w, 1, h.values[0]);
@@ -197,16 +210,16 @@ function writeHeader(w: ProtoWriter, h: HeaderFields): void {
 }
 
 /** A 64-bit header field: absent (undefined), a value to write, or null: one to leave to protobufjs (uint64Of). */
-function field64(v: unknown): Field64 | null {
+export function field64(v: unknown): Field64 | null {
   return v === undefined || v === null ? undefined : uint64Of(v);
 }
 
-function size64(tagBytes: number, v: Field64): number {
+export function size64(tagBytes: number, v: Field64): number {
   if (v === undefined) return 0;
   return tagBytes + (typeof v === 'number' ? varintSize(v) : varint64Size(v.low, v.high));
 }
 
-function write64(w: ProtoWriter, field: number, v: Field64): void {
+export function write64(w: ProtoWriter, field: number, v: Field64): void {
   if (v === undefined) return;
   w.tag(field, WIRE_VARINT);
   if (typeof v === 'number') w.uint(v);
@@ -258,7 +271,7 @@ export interface RangeAnswer {
 export function encodeRangeResponse(header: Encodable<ResponseHeader>, r: RangeAnswer): Buffer | undefined {
   const h = headerOf(header as unknown as Record<string, unknown>);
   if (h === undefined || !isUint(r.count)) return undefined;
-  let bytes = 1 + varintSize(h.bytes) + h.bytes + 2 + 1 + varintSize(r.count);
+  let bytes = headerFieldSize(h) + 2 + 1 + varintSize(r.count);
   const sizes: number[] = [];
   for (const kv of r.kvs) {
     if (!isUint(kv.createRevision) || !isUint(kv.modRevision) || !isUint(kv.version) || kv.lease < 0n) return undefined;

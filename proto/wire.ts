@@ -167,7 +167,8 @@ export class ProtoWriter {
   }
 
   finish(): Buffer {
-    return this.buf.subarray(0, this.len);
+    // Sized right, the buffer is the message: a view of it would be one more object per message.
+    return this.len === this.buf.length ? this.buf : this.buf.subarray(0, this.len);
   }
 
   private ensure(n: number): void {

@@ -64,10 +64,23 @@ function applicationHeaders(headers: http2.IncomingHttpHeaders): http2.IncomingH
 
 /** A message in a gRPC frame. */
 function frame(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.byteLength);
-  out[0] = 0;
-  out.writeUInt32BE(message.byteLength, 1);
-  message.copy(out, FRAME_HEADER_BYTES);
+  return frameAll([message], FRAME_HEADER_BYTES + message.byteLength);
+}
+
+/**
+ * Messages in gRPC frames, one after another in one buffer of `bytes` (their lengths plus a frame head each): a
+ * stream's responses of one turn are copied once, not framed one by one and then joined.
+ */
+export function frameAll(messages: readonly Buffer[], bytes: number): Buffer {
+  const out = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (const m of messages) {
+    out[at] = 0;
+    out.writeUInt32BE(m.byteLength, at + 1);
+    m.copy(out, at + FRAME_HEADER_BYTES);
+    at += FRAME_HEADER_BYTES + m.byteLength;
+  }
+  if (at !== bytes) throw new Error(`framed ${at} bytes where ${bytes} were counted`);
   return out;
 }
 
@@ -128,6 +141,12 @@ export function decodeRequest(method: FastMethod, message: Buffer): { request: u
 
 /** A response encoded and framed, or grpc-js's refusal of one that does not encode or is beyond the limit. */
 export function encodeResponse(method: FastMethod, value: unknown, limits: FastLimits): Buffer | Refusal {
+  const message = encodeMessage(method, value, limits);
+  return 'code' in message ? message : frame(message);
+}
+
+/** A response encoded (not yet framed), or grpc-js's refusal of one that does not encode or is beyond the limit. */
+export function encodeMessage(method: FastMethod, value: unknown, limits: FastLimits): Buffer | Refusal {
   let bytes: Buffer;
   try {
     bytes = method.serialize(value);
@@ -137,7 +156,7 @@ export function encodeResponse(method: FastMethod, value: unknown, limits: FastL
   if (bytes.byteLength > limits.sendMessageBytesMax) {
     return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.byteLength} vs. ${limits.sendMessageBytesMax})` };
   }
-  return frame(bytes);
+  return bytes;
 }
 
 /** The details of a handler's error as grpc-js reads them (serverErrorToStatus). */

@@ -15,7 +15,7 @@
 // stops reading requests: HTTP/2 flow control then holds a client that keeps sending without reading its answers.
 import * as grpc from '@grpc/grpc-js';
 import { OK_STATUS, type CallStatus } from './call-transport.js';
-import { decodeRequest, encodeResponse, FastCallBase, FRAME_HEADER_BYTES, frameHeadRefusal, statusOf } from './fast-call.js';
+import { decodeRequest, encodeMessage, FastCallBase, FRAME_HEADER_BYTES, frameAll, frameHeadRefusal, statusOf } from './fast-call.js';
 
 /** Bytes a stream may hold unwritten (ours plus HTTP/2's) before write() asks its handler to wait for 'drain'. */
 export const WRITE_BUFFER_BYTES_MAX = 256 * 1024;
@@ -26,8 +26,9 @@ export const WRITE_BUFFER_BYTES_MAX = 256 * 1024;
  */
 export abstract class FastResponseStream extends FastCallBase {
   protected readonly streaming = true;
-  /** Framed responses written in this turn of the event loop, flushed together. */
+  /** Responses written in this turn of the event loop, framed and flushed together. */
   private outbox: Buffer[] = [];
+  /** The outbox's bytes once framed: its messages' lengths and a frame head each. */
   private outboxBytes = 0;
   private flushScheduled = false;
   private headersSent = false;
@@ -51,13 +52,13 @@ export abstract class FastResponseStream extends FastCallBase {
   /** Queue one response; false when the handler should wait for 'drain' before the next. */
   write(message: unknown): boolean {
     if (this.answered || this.ending) return false;
-    const framed = encodeResponse(this.method, message, this.deps.limits);
-    if ('code' in framed) {
-      this.sendStatus(framed.code, framed.details);
+    const encoded = encodeMessage(this.method, message, this.deps.limits);
+    if ('code' in encoded) {
+      this.sendStatus(encoded.code, encoded.details);
       return false;
     }
-    this.outbox.push(framed);
-    this.outboxBytes += framed.byteLength;
+    this.outbox.push(encoded);
+    this.outboxBytes += FRAME_HEADER_BYTES + encoded.byteLength;
     this.scheduleFlush();
     if (this.outboxBytes + this.transport.bufferedBytes < WRITE_BUFFER_BYTES_MAX) return true;
     this.drainOwed = true;
@@ -87,7 +88,7 @@ export abstract class FastResponseStream extends FastCallBase {
     if (!transport.open) return;
     this.sendHeaders();
     if (this.outbox.length > 0) {
-      const data = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox, this.outboxBytes);
+      const data = frameAll(this.outbox, this.outboxBytes);
       this.outbox = [];
       this.outboxBytes = 0;
       transport.write(data);

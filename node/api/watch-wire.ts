@@ -7,7 +7,8 @@
 // as these bytes or, for the rare ones (created, canceled, progress), as an object encoded as before.
 import type protobuf from 'protobufjs';
 import { loadProtoRoot, type Encodable, type ResponseHeader } from '../../proto/index.js';
-import { ProtoWriter } from '../../proto/wire.js';
+import { headerFieldSize, headerOf, writeHeader } from '../../proto/kv-wire.js';
+import { lengthDelimitedSize, ProtoWriter, varintSize } from '../../proto/wire.js';
 import type { MvccEvent } from '../../storage/mvcc/index.js';
 import { fromMvccKv } from './convert.js';
 
@@ -15,6 +16,9 @@ const FIELD_HEADER = 1;
 const FIELD_WATCH_ID = 2;
 const FIELD_FRAGMENT = 7;
 const FIELD_EVENTS = 11;
+/** A uint64 varint's longest: what a watch id beyond 2^53 (or a negative one, as two's complement) may take. */
+const VARINT_BYTES_MAX = 10;
+const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
 
 let types: { header: protobuf.Type; event: protobuf.Type } | undefined;
 
@@ -40,14 +44,32 @@ export function encodeEvent(ev: MvccEvent): Uint8Array {
 
 /** The bytes of a WatchResponse carrying events: what protobufjs would write for the same object. */
 export function encodeEventsResponse(header: Encodable<ResponseHeader>, watchId: bigint, events: readonly MvccEvent[], fragment: boolean): Buffer {
-  const { header: headerType } = protoTypes();
-  const headerBytes = headerType.encode(headerType.fromObject(header)).finish();
-  const eventBytes = events.map(encodeEvent);
-  const w = new ProtoWriter(16 + headerBytes.length + eventBytes.reduce((n, b) => n + b.length + 6, 0));
-  w.bytesField(FIELD_HEADER, headerBytes);
-  if (watchId !== 0n) w.uint64Field(FIELD_WATCH_ID, BigInt.asUintN(64, watchId));
+  // The header by hand (kv-wire.ts) unless it holds a value only protobufjs converts; the watch id as a number
+  // while it is one. A stream owing 100 watchers the same event writes 100 of these, so each costs what it writes.
+  const fields = headerOf(header as unknown as Record<string, unknown>, 'omit');
+  const headerBytes = fields === undefined ? encodeHeader(header) : undefined;
+  const smallId = watchId >= 0n && watchId <= MAX_SAFE_BIGINT ? Number(watchId) : undefined;
+  let bytes = fields === undefined ? lengthDelimitedSize(headerBytes!.length) : headerFieldSize(fields);
+  if (watchId !== 0n) bytes += 1 + (smallId === undefined ? VARINT_BYTES_MAX : varintSize(smallId));
+  if (fragment) bytes += 2;
+  for (const ev of events) bytes += eventFieldSize(encodeEvent(ev).length);
+  const w = new ProtoWriter(bytes);
+  if (fields === undefined) w.bytesField(FIELD_HEADER, headerBytes!);
+  else writeHeader(w, fields);
+  if (smallId !== undefined) w.uintField(FIELD_WATCH_ID, smallId);
+  else w.uint64Field(FIELD_WATCH_ID, BigInt.asUintN(64, watchId));
   w.boolField(FIELD_FRAGMENT, fragment);
-  for (const b of eventBytes) w.bytesField(FIELD_EVENTS, b);
+  for (const ev of events) w.bytesField(FIELD_EVENTS, encodeEvent(ev));
   return w.finish();
 }
 
+/** A header protobufjs must convert (a negative number, a bigint, a fraction): the rare path. */
+function encodeHeader(header: Encodable<ResponseHeader>): Uint8Array {
+  const { header: headerType } = protoTypes();
+  return headerType.encode(headerType.fromObject(header)).finish();
+}
+
+/** Bytes of field 11 (events) holding an event of `length` bytes: a one-byte tag, the length, the body. */
+function eventFieldSize(length: number): number {
+  return lengthDelimitedSize(length);
+}
