@@ -118,12 +118,17 @@ export class LeaseTable {
    * Record the leader's view of a lease's remaining TTL, so a new leader continues the countdown instead of
    * restarting it. A checkpoint for a lease already revoked is ignored (revoke and checkpoint race in the log),
    * and returns false. The value is clamped to the granted TTL.
+   *
+   * A checkpoint that changes nothing writes nothing: every renewal logs "full TTL left", so a lease kept alive
+   * checkpoints the same value over and over, and each member rewrote the same record for each one.
    */
   checkpoint(id: LeaseId, remainingTtlMs: number, batch: KvBatch): boolean {
     if (!Number.isSafeInteger(remainingTtlMs) || remainingTtlMs < 0) throw errInvalidLease(`remaining ttl ${remainingTtlMs}ms`);
     const lease = this.leases.get(id);
     if (lease === undefined) return false;
-    lease.remainingTtlMs = Math.min(remainingTtlMs, lease.ttlSeconds * 1000);
+    const remaining = Math.min(remainingTtlMs, lease.ttlSeconds * 1000);
+    if (lease.remainingTtlMs === remaining) return true;
+    lease.remainingTtlMs = remaining;
     batch.put(leaseKey(id), encodeLease(lease));
     return true;
   }
