@@ -28,7 +28,8 @@ import * as grpc from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { decodePutRequest, encodePutResponse, encodeTxnResponse } from './kv-wire.js';
-import type { Encodable, PutResponse, TxnResponse } from './types.js';
+import { decodeKeepAliveRequest, encodeKeepAliveResponse } from './lease-wire.js';
+import type { Encodable, LeaseKeepAliveResponse, PutResponse, TxnResponse } from './types.js';
 import type {
   AuthMethods,
   ClusterMethods,
@@ -148,6 +149,7 @@ export function loadEtcdApi(): FulcrumGrpcApi {
   passEncodedResponsesThrough(api.etcdserverpb.Watch.service, 'Watch');
   putByHand(api.etcdserverpb.KV.service);
   txnByHand(api.etcdserverpb.KV.service);
+  keepAliveByHand(api.etcdserverpb.Lease.service);
   passEncodedResponsesThrough(api.etcdserverpb.KV.service, 'Range');
   cachedApi = api;
   return api;
@@ -174,6 +176,18 @@ function putByHand(service: grpc.ServiceDefinition): void {
   const encode = def.responseSerialize;
   def.requestDeserialize = (b) => decodePutRequest(b) ?? decode(b);
   def.responseSerialize = (v) => encodePutResponse(v as Encodable<PutResponse>) ?? encode(v);
+}
+
+/** Lease.LeaseKeepAlive's requests and responses go through proto/lease-wire.ts, which hands the rest to protobufjs. */
+function keepAliveByHand(service: grpc.ServiceDefinition): void {
+  const def = service.LeaseKeepAlive as grpc.MethodDefinition<unknown, unknown> & {
+    requestDeserialize: (b: Buffer) => unknown;
+    responseSerialize: (v: unknown) => Buffer;
+  };
+  const decode = def.requestDeserialize;
+  const encode = def.responseSerialize;
+  def.requestDeserialize = (b) => decodeKeepAliveRequest(b) ?? decode(b);
+  def.responseSerialize = (v) => encodeKeepAliveResponse(v as Encodable<LeaseKeepAliveResponse>) ?? encode(v);
 }
 
 /** KV.Txn's response goes through proto/kv-wire.ts when every op answered a put, protobufjs otherwise. */
