@@ -72,6 +72,24 @@ describe('npm run bench:profile', () => {
     expect([Number(stored?.[1]), Number(stored?.[2])]).toEqual([100 * (ran + warm), ran + warm]);
   }, 120_000);
 
+  it('keeps leases alive over one stream with --op keepalive, and every keep-alive is answered with the lease found', () => {
+    // Not expectFiguresFor: 20 leases renewed this often are nearly all within the coalescing window, so the
+    // followers may have no work (and no wake-up) per keep-alive at all.
+    const r = spawnSync(process.execPath, ['--import', TSX, PROGRAM, '--from-source', '--op', 'keepalive', '--leases', '20', '--in-flight', '4', '--duration', '1', '--warm-up', '1'], { encoding: 'utf8', timeout: 90_000 });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const out = r.stdout;
+    expect(out).toMatch(/^keepalive x4: \d+ in 1 s = \d+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms$/m);
+    const perMember = [...out.matchAll(/^ {2}(p\d)( \(leader\))? {2}([\d.]+)$/gm)];
+    expect(perMember.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
+    expect(perMember.filter((m) => m[2] !== undefined).map((m) => Number(m[3]) > 0)).toEqual([true]);
+    const ran = Number(/^keepalive x4: (\d+) in 1 s/m.exec(out)?.[1]);
+    const answered = /^keepalive: (\d+) answers to (\d+) keep-alives of 20 leases, (\d+) with TTL 0 \(lease not found\)$/m.exec(out);
+    expect(ran).toBeGreaterThan(0);
+    expect(Number(answered?.[2])).toBeGreaterThan(ran); // the warm-up's too
+    expect(Number(answered?.[1])).toBe(Number(answered?.[2]));
+    expect(Number(answered?.[3])).toBe(0);
+  }, 120_000);
+
   it.runIf(etcdVersion() !== undefined)('measures etcd under the same load with --system etcd', () => {
     expectFiguresFor(['e1', 'e2', 'e3'], ['--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0']);
   }, 120_000);

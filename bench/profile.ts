@@ -1,7 +1,7 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget|load] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--old-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load|keepalive] [--leases 10000] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--old-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940] [--series 250] [--gc] [--from-source]
 //
 // Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them
@@ -17,6 +17,8 @@
 // --series MS prints the window again slice by slice (operations finished, p50, p99 and the slowest), which shows
 // whether a tail comes in bursts (a pause somewhere) or is spread evenly (queueing). --gc records each member's
 // garbage-collection pauses and prints those of the window (with --series, the slices a mark-compact began in).
+// --op keepalive keeps --leases leases (KEEPALIVE_LEASES) alive over one LeaseKeepAlive stream with --in-flight requests
+// outstanding, as the benchmark's leases workload does over ten: CPU per keep-alive without that workload's noise.
 // Two runs at once on different --base-port values (say two builds, or a setting on and off) share the machine's
 // noise, which on a shared 2-core machine moves figures from one minute to the next by more than most changes do.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as gcKinds } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegative, positive } from './lib/args.js';
 import { buildFulcrum } from './lib/build.js';
@@ -32,6 +35,7 @@ import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
 import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
 import { etcdCluster, etcdVersion, processContextSwitches, processCpuMs } from './lib/systems.js';
+import { loadEtcdApi, type LeaseGrantResponse, type LeaseKeepAliveResponse } from '../proto/index.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 const GC_HOOK = fileURLToPath(new URL('./lib/gc-hook.mjs', import.meta.url));
@@ -48,6 +52,14 @@ const MARK_COMPACT = gcKinds.NODE_PERFORMANCE_GC_MAJOR;
 const BASE_PORT = 13_940;
 /** Puts per transaction of --op load: the size workload's (bench/lib/workloads.ts). */
 const LOAD_PUTS_PER_TXN = 100;
+/**
+ * Leases --op keepalive keeps alive by default, cycling over them, and their TTL (long enough never to expire
+ * meanwhile): as many as the benchmark's leases workload, so that a lease comes round again about as often (a
+ * renewal within the coalescing window of the last logged one is not logged again); and the grants in flight at once.
+ */
+const KEEPALIVE_LEASES = 10_000;
+const KEEPALIVE_GRANTS_IN_FLIGHT = 100;
+const KEEPALIVE_TTL_S = 120;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
 
@@ -60,11 +72,12 @@ const WARM_UP_S = 30;
 
 const program = new Command('npm run bench:profile --')
   .description('CPU per operation, CPU profiles and a request timeline of a local 3-member cluster')
-  .addOption(new Option('--op <op>', 'put, linearizable get, serializable get, or load (transactions of 100 puts of new keys, as the size workload)').choices(['put', 'get', 'sget', 'load']).default('put'))
+  .addOption(new Option('--op <op>', 'put, linearizable get, serializable get, load (transactions of 100 puts of new keys, as the size workload), or keepalive (LeaseKeepAlive requests on one stream, as the leases workload)').choices(['put', 'get', 'sget', 'load', 'keepalive']).default('put'))
   .option('--in-flight <n>', 'requests in flight (one connection)', positive, 100)
   .option('--duration <s>', 'measured seconds', positive, 5)
   .option('--warm-up <s>', 'unmeasured seconds of the same load first, so that the members\' hot code is compiled (0: none)', nonNegative, WARM_UP_S)
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
+  .option('--leases <n>', 'leases --op keepalive keeps alive, in turn', positive, KEEPALIVE_LEASES)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
   .option('--heap-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated, garbage included')
   .option('--old-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated that outlived the young generation')
@@ -76,7 +89,8 @@ const program = new Command('npm run bench:profile --')
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
 interface Options {
-  op: 'put' | 'get' | 'sget' | 'load';
+  op: 'put' | 'get' | 'sget' | 'load' | 'keepalive';
+  leases: number;
   inFlight: number;
   duration: number;
   warmUp: number;
@@ -212,6 +226,62 @@ function etcdMembers(dir: string, basePort: number): Measured {
 }
 
 /** The operation under measurement, `inFlight` at a time; `load` keeps writing new keys from one run to the next. */
+/**
+ * One LeaseKeepAlive stream with many requests outstanding: the server answers in request order, so each request's
+ * promise takes the next answer. An answer with TTL 0 (the lease was not found) is counted, not hidden.
+ */
+class KeepAliveStream {
+  private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  private readonly stream: grpc.ClientDuplexStream<{ ID: string }, LeaseKeepAliveResponse>;
+  answered = 0;
+  notFound = 0;
+
+  constructor(private readonly client: grpc.Client & { LeaseKeepAlive(): grpc.ClientDuplexStream<{ ID: string }, LeaseKeepAliveResponse> }) {
+    this.stream = client.LeaseKeepAlive();
+    this.stream.on('data', (r: LeaseKeepAliveResponse) => {
+      this.answered++;
+      if (Number(r.TTL) <= 0) this.notFound++;
+      this.waiting.shift()?.resolve();
+    });
+    this.stream.on('error', (e: Error) => {
+      for (const w of this.waiting.splice(0)) w.reject(e);
+    });
+  }
+
+  keepAlive(id: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.stream.write({ ID: id });
+    });
+  }
+
+  close(): void {
+    this.stream.cancel();
+    this.client.close();
+  }
+}
+
+/** Grant `leases` leases on the leader and open the stream that keeps them alive. */
+async function keepAliveLoad(endpoint: string, leases: number): Promise<{ stream: KeepAliveStream; ids: string[] }> {
+  const api = loadEtcdApi();
+  const lease = new api.etcdserverpb.Lease(endpoint, grpc.credentials.createInsecure());
+  const ids: string[] = [];
+  const grant = (): Promise<LeaseGrantResponse> =>
+    new Promise((resolve, reject) =>
+      lease.LeaseGrant({ TTL: KEEPALIVE_TTL_S, ID: 0 } as never, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res?: LeaseGrantResponse) => (err ? reject(err) : resolve(res!))),
+    );
+  await Promise.all(
+    Array.from({ length: KEEPALIVE_GRANTS_IN_FLIGHT }, async () => {
+      while (ids.length < leases) {
+        ids.push('');
+        const at = ids.length - 1;
+        ids[at] = String((await grant()).ID);
+      }
+    }),
+  );
+  return { stream: new KeepAliveStream(lease as never), ids };
+}
+
 class Load {
   private loaded = 0;
 
@@ -219,6 +289,7 @@ class Load {
     private readonly o: Options,
     private readonly client: EtcdTestClient,
     private readonly value: string,
+    private readonly keepAlives?: { stream: KeepAliveStream; ids: string[] },
   ) {}
 
   async run(seconds: number): Promise<{ n: number; latencies: number[]; finished: number[]; startedAt: number }> {
@@ -234,6 +305,7 @@ class Load {
         while (performance.now() < end) {
           const t = performance.now();
           if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
+          else if (o.op === 'keepalive') await this.keepAlives!.stream.keepAlive(this.keepAlives!.ids[n % this.keepAlives!.ids.length]!);
           else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(this.loaded++).toString().padStart(8, '0')}`), value);
           else await client.get(`warm-${n % 50}`, o.op === 'sget');
           const now = performance.now();
@@ -265,7 +337,8 @@ async function main(o: Options): Promise<void> {
     const client = new EtcdTestClient(leader.endpoint, 5_000);
     const value = 'v'.repeat(o.valueBytes);
     for (let i = 0; i < 200; i++) await client.put(`warm-${i % 50}`, value);
-    const load = new Load(o, client, value);
+    const keepAlives = o.op === 'keepalive' ? await keepAliveLoad(leader.endpoint, o.leases) : undefined;
+    const load = new Load(o, client, value, keepAlives);
     const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
     if (profileOf(o) !== undefined) for (const m of members) m.signal('SIGUSR2');
@@ -282,6 +355,10 @@ async function main(o: Options): Promise<void> {
     const switchesAfter = members.map((m) => contextSwitches(m.pid));
     // The transactions really wrote their keys (counted after the window, so not in the figures).
     if (o.op === 'load') process.stdout.write(`load: ${await client.count('load/')} keys in the store after ${warmedUp.n + n} transactions of ${LOAD_PUTS_PER_TXN} puts (${warmedUp.n} in the warm-up)\n`);
+    if (keepAlives !== undefined) {
+      process.stdout.write(`keepalive: ${keepAlives.stream.answered} answers to ${warmedUp.n + n} keep-alives of ${o.leases} leases, ${keepAlives.stream.notFound} with TTL 0 (lease not found)\n`);
+      keepAlives.stream.close();
+    }
     window = { from: startedAt, to: startedAt + o.duration * 1000 };
     if (o.series !== undefined) series = { latencies: [...latencies], finished, sliceMs: o.series, startedAt };
     latencies.sort((a, b) => a - b);
