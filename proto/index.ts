@@ -147,9 +147,11 @@ export function loadEtcdApi(): FulcrumGrpcApi {
     },
   };
   passEncodedResponsesThrough(api.etcdserverpb.Watch.service, 'Watch');
-  putByHand(api.etcdserverpb.KV.service);
-  txnByHand(api.etcdserverpb.KV.service);
-  keepAliveByHand(api.etcdserverpb.Lease.service);
+  // KV.Put's request and response, KV.Txn's all-put response (proto/kv-wire.ts) and Lease.LeaseKeepAlive's request
+  // and response (proto/lease-wire.ts) by hand; each hands what it does not cover to protobufjs.
+  byHand(api.etcdserverpb.KV.service, 'Put', decodePutRequest, (v) => encodePutResponse(v as Encodable<PutResponse>));
+  byHand(api.etcdserverpb.KV.service, 'Txn', undefined, (v) => encodeTxnResponse(v as Encodable<TxnResponse>));
+  byHand(api.etcdserverpb.Lease.service, 'LeaseKeepAlive', decodeKeepAliveRequest, (v) => encodeKeepAliveResponse(v as Encodable<LeaseKeepAliveResponse>));
   passEncodedResponsesThrough(api.etcdserverpb.KV.service, 'Range');
   cachedApi = api;
   return api;
@@ -166,35 +168,19 @@ function passEncodedResponsesThrough(service: grpc.ServiceDefinition, method: st
   (def as { responseSerialize: (v: unknown) => Buffer }).responseSerialize = (v) => (Buffer.isBuffer(v) ? v : serialize(v));
 }
 
-/** KV.Put's request and response go through proto/kv-wire.ts, which hands what it does not cover to protobufjs. */
-function putByHand(service: grpc.ServiceDefinition): void {
-  const def = service.Put as grpc.MethodDefinition<unknown, unknown> & {
+/**
+ * A method's request decoder and response encoder put in front of protobufjs's: each answers undefined for what it
+ * does not cover, and protobufjs takes that one as before.
+ */
+function byHand(service: grpc.ServiceDefinition, method: string, decode: ((b: Buffer) => unknown) | undefined, encode: (v: unknown) => Buffer | undefined): void {
+  const def = service[method] as grpc.MethodDefinition<unknown, unknown> & {
     requestDeserialize: (b: Buffer) => unknown;
     responseSerialize: (v: unknown) => Buffer;
   };
-  const decode = def.requestDeserialize;
-  const encode = def.responseSerialize;
-  def.requestDeserialize = (b) => decodePutRequest(b) ?? decode(b);
-  def.responseSerialize = (v) => encodePutResponse(v as Encodable<PutResponse>) ?? encode(v);
-}
-
-/** Lease.LeaseKeepAlive's requests and responses go through proto/lease-wire.ts, which hands the rest to protobufjs. */
-function keepAliveByHand(service: grpc.ServiceDefinition): void {
-  const def = service.LeaseKeepAlive as grpc.MethodDefinition<unknown, unknown> & {
-    requestDeserialize: (b: Buffer) => unknown;
-    responseSerialize: (v: unknown) => Buffer;
-  };
-  const decode = def.requestDeserialize;
-  const encode = def.responseSerialize;
-  def.requestDeserialize = (b) => decodeKeepAliveRequest(b) ?? decode(b);
-  def.responseSerialize = (v) => encodeKeepAliveResponse(v as Encodable<LeaseKeepAliveResponse>) ?? encode(v);
-}
-
-/** KV.Txn's response goes through proto/kv-wire.ts when every op answered a put, protobufjs otherwise. */
-function txnByHand(service: grpc.ServiceDefinition): void {
-  const def = service.Txn as grpc.MethodDefinition<unknown, unknown> & { responseSerialize: (v: unknown) => Buffer };
-  const encode = def.responseSerialize;
-  def.responseSerialize = (v) => encodeTxnResponse(v as Encodable<TxnResponse>) ?? encode(v);
+  const protobufjsDecode = def.requestDeserialize;
+  const protobufjsEncode = def.responseSerialize;
+  if (decode !== undefined) def.requestDeserialize = (b) => decode(b) ?? protobufjsDecode(b);
+  def.responseSerialize = (v) => encode(v) ?? protobufjsEncode(v);
 }
 
 /**
