@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CallSink, CallTransport } from './call-transport.js';
 import { LIMIT_ERRORS, type CallBudget } from './limits.js';
 import { HeaderMetadata, type MetadataReader } from './metadata.js';
+import { assert } from '../../raft/errors.js';
 
 /** [u8 compressed flag][u32 big-endian length], then the message. */
 export const FRAME_HEADER_BYTES = 5;
@@ -80,7 +81,7 @@ export function frameAll(messages: readonly Buffer[], bytes: number): Buffer {
     m.copy(out, at + FRAME_HEADER_BYTES);
     at += FRAME_HEADER_BYTES + m.byteLength;
   }
-  if (at !== bytes) throw new Error(`framed ${at} bytes where ${bytes} were counted`);
+  assert(at === bytes, () => `framed ${at} bytes where ${bytes} were counted`);
   return out;
 }
 

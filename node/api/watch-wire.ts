@@ -52,7 +52,7 @@ export function encodeEventsResponse(header: Encodable<ResponseHeader>, watchId:
   let bytes = fields === undefined ? lengthDelimitedSize(headerBytes!.length) : headerFieldSize(fields);
   if (watchId !== 0n) bytes += 1 + (smallId === undefined ? VARINT_BYTES_MAX : varintSize(smallId));
   if (fragment) bytes += 2;
-  for (const ev of events) bytes += eventFieldSize(encodeEvent(ev).length);
+  for (const ev of events) bytes += lengthDelimitedSize(encodeEvent(ev).length);
   const w = new ProtoWriter(bytes);
   if (fields === undefined) w.bytesField(FIELD_HEADER, headerBytes!);
   else writeHeader(w, fields);
@@ -67,9 +67,4 @@ export function encodeEventsResponse(header: Encodable<ResponseHeader>, watchId:
 function encodeHeader(header: Encodable<ResponseHeader>): Uint8Array {
   const { header: headerType } = protoTypes();
   return headerType.encode(headerType.fromObject(header)).finish();
-}
-
-/** Bytes of field 11 (events) holding an event of `length` bytes: a one-byte tag, the length, the body. */
-function eventFieldSize(length: number): number {
-  return lengthDelimitedSize(length);
 }
