@@ -17,8 +17,8 @@
 // --series MS prints the window again slice by slice (operations finished, p50, p99 and the slowest), which shows
 // whether a tail comes in bursts (a pause somewhere) or is spread evenly (queueing). --gc records each member's
 // garbage-collection pauses and prints those of the window (with --series, the slices a mark-compact began in).
-// --op keepalive keeps --leases leases (KEEPALIVE_LEASES) alive over one LeaseKeepAlive stream with --in-flight requests
-// outstanding, as the benchmark's leases workload does over ten: CPU per keep-alive without that workload's noise.
+// --op keepalive keeps --leases leases (KEEPALIVE_LEASES) alive over one LeaseKeepAlive stream with --in-flight
+// requests outstanding, as the benchmark's leases workload does over ten: CPU per keep-alive without its noise.
 // Two runs at once on different --base-port values (say two builds, or a setting on and off) share the machine's
 // noise, which on a shared 2-core machine moves figures from one minute to the next by more than most changes do.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -225,7 +225,6 @@ function etcdMembers(dir: string, basePort: number): Measured {
   };
 }
 
-/** The operation under measurement, `inFlight` at a time; `load` keeps writing new keys from one run to the next. */
 /**
  * One LeaseKeepAlive stream with many requests outstanding: the server answers in request order, so each request's
  * promise takes the next answer. An answer with TTL 0 (the lease was not found) is counted, not hidden.
@@ -235,6 +234,8 @@ class KeepAliveStream {
   private readonly stream: grpc.ClientDuplexStream<{ ID: string }, LeaseKeepAliveResponse>;
   answered = 0;
   notFound = 0;
+  /** Why the stream ended: every keep-alive after it fails at once instead of waiting for an answer. */
+  private failed: Error | undefined;
 
   constructor(private readonly client: grpc.Client & { LeaseKeepAlive(): grpc.ClientDuplexStream<{ ID: string }, LeaseKeepAliveResponse> }) {
     this.stream = client.LeaseKeepAlive();
@@ -244,11 +245,13 @@ class KeepAliveStream {
       this.waiting.shift()?.resolve();
     });
     this.stream.on('error', (e: Error) => {
+      this.failed = e;
       for (const w of this.waiting.splice(0)) w.reject(e);
     });
   }
 
   keepAlive(id: string): Promise<void> {
+    if (this.failed !== undefined) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
       this.stream.write({ ID: id });
@@ -282,6 +285,7 @@ async function keepAliveLoad(endpoint: string, leases: number): Promise<{ stream
   return { stream: new KeepAliveStream(lease as never), ids };
 }
 
+/** The operation under measurement, `inFlight` at a time; `load` keeps writing new keys from one run to the next. */
 class Load {
   private loaded = 0;
 
