@@ -90,6 +90,18 @@ describe('npm run bench:profile', () => {
     expect(Number(answered?.[3])).toBe(0);
   }, 120_000);
 
+  it('puts keys that watchers on a follower watch with --op watch, and every event reaches every watcher', () => {
+    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'watch', '--watchers', '5', '--in-flight', '2', '--duration', '1', '--warm-up', '1'], 'watch', 2);
+    const ran = Number(/^watch x2: (\d+) in 1 s/m.exec(out)?.[1]);
+    const reached = /^watch: (\d+) events of (\d+) puts reached 5 watchers on (p\d) \((-?\d+) missing 10 s after the last put\)$/m.exec(out);
+    expect(ran).toBeGreaterThan(0);
+    expect(Number(reached?.[2])).toBeGreaterThan(ran); // the warm-up's too
+    expect(Number(reached?.[1])).toBe(5 * Number(reached?.[2]));
+    expect(reached?.[4]).toBe('0');
+    // The watchers' member is a follower.
+    expect(new RegExp(`^ {2}${reached?.[3]} {2}[\\d.]+$`, 'm').test(out)).toBe(true);
+  }, 120_000);
+
   it.runIf(etcdVersion() !== undefined)('measures etcd under the same load with --system etcd', () => {
     expectFiguresFor(['e1', 'e2', 'e3'], ['--system', 'etcd', '--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0']);
   }, 120_000);

@@ -1,7 +1,7 @@
 // Where the time of one operation goes, on a local 3-member Fulcrum cluster: a program that prints figures, never a
 // test. It complements `npm run bench` (which compares against etcd) when hunting a slowdown.
 //
-//   npm run bench:profile -- [--op put|get|sget|load|keepalive] [--leases 10000] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--old-prof DIR] [--trace FILE]
+//   npm run bench:profile -- [--op put|get|sget|load|keepalive|watch] [--leases 10000] [--watchers 100] [--in-flight 100] [--duration 5] [--warm-up 30] [--cpu-prof DIR] [--heap-prof DIR] [--old-prof DIR] [--trace FILE]
 //                            [--system etcd] [--base-port 13940] [--series 250] [--gc] [--from-source]
 //
 // Fulcrum's members run the build (`npm run build` is run first), as the benchmark's do; --from-source runs them
@@ -19,6 +19,8 @@
 // garbage-collection pauses and prints those of the window (with --series, the slices a mark-compact began in).
 // --op keepalive keeps --leases leases (KEEPALIVE_LEASES) alive over one LeaseKeepAlive stream with --in-flight
 // requests outstanding, as the benchmark's leases workload does over ten: CPU per keep-alive without its noise.
+// --op watch puts new keys under a prefix that --watchers watchers watch on one stream to a follower: that
+// follower's CPU per put, beside the other follower's, is what fanning one event out to that many watchers costs.
 // Two runs at once on different --base-port values (say two builds, or a setting on and off) share the machine's
 // noise, which on a shared 2-core machine moves figures from one minute to the next by more than most changes do.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,7 +37,7 @@ import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
 import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
 import { etcdCluster, etcdVersion, processContextSwitches, processCpuMs } from './lib/systems.js';
-import { loadEtcdApi, type LeaseGrantResponse, type LeaseKeepAliveResponse } from '../proto/index.js';
+import { loadEtcdApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type WatchResponse } from '../proto/index.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 const GC_HOOK = fileURLToPath(new URL('./lib/gc-hook.mjs', import.meta.url));
@@ -60,6 +62,10 @@ const LOAD_PUTS_PER_TXN = 100;
 const KEEPALIVE_LEASES = 10_000;
 const KEEPALIVE_GRANTS_IN_FLIGHT = 100;
 const KEEPALIVE_TTL_S = 120;
+/** Watchers --op watch opens by default, the prefix they watch, and how long it waits for the last events. */
+const WATCHERS = 100;
+const WATCH_PREFIX = 'watched/';
+const WATCH_DRAIN_MS = 10_000;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
 
@@ -72,12 +78,13 @@ const WARM_UP_S = 30;
 
 const program = new Command('npm run bench:profile --')
   .description('CPU per operation, CPU profiles and a request timeline of a local 3-member cluster')
-  .addOption(new Option('--op <op>', 'put, linearizable get, serializable get, load (transactions of 100 puts of new keys, as the size workload), or keepalive (LeaseKeepAlive requests on one stream, as the leases workload)').choices(['put', 'get', 'sget', 'load', 'keepalive']).default('put'))
+  .addOption(new Option('--op <op>', 'put, linearizable get, serializable get, load (transactions of 100 puts of new keys, as the size workload), keepalive (LeaseKeepAlive requests on one stream, as the leases workload), or watch (puts of new keys that --watchers watchers on a follower watch)').choices(['put', 'get', 'sget', 'load', 'keepalive', 'watch']).default('put'))
   .option('--in-flight <n>', 'requests in flight (one connection)', positive, 100)
   .option('--duration <s>', 'measured seconds', positive, 5)
   .option('--warm-up <s>', 'unmeasured seconds of the same load first, so that the members\' hot code is compiled (0: none)', nonNegative, WARM_UP_S)
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--leases <n>', 'leases --op keepalive keeps alive, in turn', positive, KEEPALIVE_LEASES)
+  .option('--watchers <n>', 'watchers of --op watch, on one stream to a follower', positive, WATCHERS)
   .option('--cpu-prof <dir>', 'write a .cpuprofile per member here')
   .option('--heap-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated, garbage included')
   .option('--old-prof <dir>', 'write a .heapprofile per member here: what the measured part allocated that outlived the young generation')
@@ -89,8 +96,9 @@ const program = new Command('npm run bench:profile --')
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
 interface Options {
-  op: 'put' | 'get' | 'sget' | 'load' | 'keepalive';
+  op: 'put' | 'get' | 'sget' | 'load' | 'keepalive' | 'watch';
   leases: number;
+  watchers: number;
   inFlight: number;
   duration: number;
   warmUp: number;
@@ -285,6 +293,42 @@ async function keepAliveLoad(endpoint: string, leases: number): Promise<{ stream
   return { stream: new KeepAliveStream(lease as never), ids };
 }
 
+/** `watchers` prefix watchers on one Watch stream to `endpoint`: it counts the events that reach them. */
+class WatchFanOut {
+  private readonly client: grpc.Client & { Watch(): grpc.ClientDuplexStream<unknown, WatchResponse> };
+  private readonly stream: grpc.ClientDuplexStream<unknown, WatchResponse>;
+  created = 0;
+  events = 0;
+  failed: Error | undefined;
+
+  constructor(endpoint: string, watchers: number) {
+    const api = loadEtcdApi();
+    this.client = new api.etcdserverpb.Watch(endpoint, grpc.credentials.createInsecure()) as never;
+    this.stream = this.client.Watch();
+    this.stream.on('data', (r: WatchResponse) => {
+      if (r.created) this.created++;
+      this.events += r.events.length;
+    });
+    this.stream.on('error', (e: Error) => (this.failed = e));
+    const key = Buffer.from(WATCH_PREFIX);
+    const rangeEnd = Buffer.from(WATCH_PREFIX);
+    rangeEnd[rangeEnd.length - 1]!++;
+    for (let i = 0; i < watchers; i++) this.stream.write({ create_request: { key, range_end: rangeEnd } });
+  }
+
+  /** Until `done()` holds, the stream fails, or `ms` pass; whether `done()` held. */
+  async until(done: () => boolean, ms: number): Promise<boolean> {
+    const deadline = performance.now() + ms;
+    while (!done() && this.failed === undefined && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return done();
+  }
+
+  close(): void {
+    this.stream.cancel();
+    this.client.close();
+  }
+}
+
 /** The operation under measurement, `inFlight` at a time; `load` keeps writing new keys from one run to the next. */
 class Load {
   private loaded = 0;
@@ -309,6 +353,7 @@ class Load {
         while (performance.now() < end) {
           const t = performance.now();
           if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
+          else if (o.op === 'watch') await client.put(`${WATCH_PREFIX}${(this.loaded++).toString().padStart(8, '0')}`, value);
           else if (o.op === 'keepalive') await this.keepAlives!.stream.keepAlive(this.keepAlives!.ids[n % this.keepAlives!.ids.length]!);
           else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(this.loaded++).toString().padStart(8, '0')}`), value);
           else await client.get(`warm-${n % 50}`, o.op === 'sget');
@@ -342,6 +387,9 @@ async function main(o: Options): Promise<void> {
     const value = 'v'.repeat(o.valueBytes);
     for (let i = 0; i < 200; i++) await client.put(`warm-${i % 50}`, value);
     const keepAlives = o.op === 'keepalive' ? await keepAliveLoad(leader.endpoint, o.leases) : undefined;
+    const watchedAt = o.op === 'watch' ? cluster.members.find((m) => m.endpoint !== leader.endpoint) : undefined;
+    const fanOut = watchedAt === undefined ? undefined : new WatchFanOut(watchedAt.endpoint, o.watchers);
+    if (fanOut !== undefined && !(await fanOut.until(() => fanOut.created === o.watchers, 30_000))) throw new Error(`watch: ${fanOut.created} of ${o.watchers} watchers created (${fanOut.failed?.message ?? 'timed out'})`);
     const load = new Load(o, client, value, keepAlives);
     const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
@@ -362,6 +410,12 @@ async function main(o: Options): Promise<void> {
     if (keepAlives !== undefined) {
       process.stdout.write(`keepalive: ${keepAlives.stream.answered} answers to ${warmedUp.n + n} keep-alives of ${o.leases} leases, ${keepAlives.stream.notFound} with TTL 0 (lease not found)\n`);
       keepAlives.stream.close();
+    }
+    if (fanOut !== undefined) {
+      const expected = (warmedUp.n + n) * o.watchers;
+      await fanOut.until(() => fanOut.events >= expected, WATCH_DRAIN_MS);
+      process.stdout.write(`watch: ${fanOut.events} events of ${warmedUp.n + n} puts reached ${o.watchers} watchers on ${watchedAt!.name} (${expected - fanOut.events} missing ${WATCH_DRAIN_MS / 1000} s after the last put)\n`);
+      fanOut.close();
     }
     window = { from: startedAt, to: startedAt + o.duration * 1000 };
     if (o.series !== undefined) series = { latencies: [...latencies], finished, sliceMs: o.series, startedAt };
