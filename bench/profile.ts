@@ -37,7 +37,7 @@ import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
 import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
 import { etcdCluster, etcdVersion, processContextSwitches, processCpuMs } from './lib/systems.js';
-import { loadEtcdApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type WatchResponse } from '../proto/index.js';
+import { loadEtcdClientApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type WatchResponse } from '../proto/index.js';
 
 const HOOK = fileURLToPath(new URL('./lib/cpu-profile-hook.mjs', import.meta.url));
 const GC_HOOK = fileURLToPath(new URL('./lib/gc-hook.mjs', import.meta.url));
@@ -274,7 +274,7 @@ class KeepAliveStream {
 
 /** Grant `leases` leases on the leader and open the stream that keeps them alive. */
 async function keepAliveLoad(endpoint: string, leases: number): Promise<{ stream: KeepAliveStream; ids: string[] }> {
-  const api = loadEtcdApi();
+  const api = loadEtcdClientApi();
   const lease = new api.etcdserverpb.Lease(endpoint, grpc.credentials.createInsecure());
   const ids: string[] = [];
   const grant = (): Promise<LeaseGrantResponse> =>
@@ -302,7 +302,7 @@ class WatchFanOut {
   failed: Error | undefined;
 
   constructor(endpoint: string, watchers: number) {
-    const api = loadEtcdApi();
+    const api = loadEtcdClientApi();
     this.client = new api.etcdserverpb.Watch(endpoint, grpc.credentials.createInsecure()) as never;
     this.stream = this.client.Watch();
     this.stream.on('data', (r: WatchResponse) => {

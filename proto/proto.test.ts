@@ -3,7 +3,7 @@
 // from etcd v3.5's published API, deliberately independent of the .proto files they check.
 import { describe, expect, it } from 'vitest';
 import protobuf from 'protobufjs';
-import { CONVERSION_OPTIONS, loadEtcdApi, loadPackageDefinition, loadProtoRoot, type PutRequest } from './index.js';
+import { CONVERSION_OPTIONS, loadEtcdApi, loadEtcdClientApi, loadPackageDefinition, loadProtoRoot, type PutRequest } from './index.js';
 
 interface FieldDescriptor {
   name: string;
@@ -315,5 +315,38 @@ describe('encoding', () => {
       value: Buffer.from('v'),
       lease: '0',
     });
+  });
+});
+
+describe("etcd's own view of the contract (loadEtcdClientApi)", () => {
+  type Codec = { requestSerialize(v: unknown): Buffer; responseDeserialize(b: Buffer): unknown };
+  const full = loadEtcdApi();
+  const plain = loadEtcdClientApi();
+  const method = (api: typeof full, service: 'KV' | 'Watch', name: string): Codec => (api.etcdserverpb[service].service as unknown as Record<string, Codec>)[name]!;
+  const root = loadProtoRoot();
+  const header = { cluster_id: '1311768467294899695', member_id: '2464689971901746671', revision: 12, raft_term: 3, hlc: '99' };
+  const kv = { key: Buffer.from('k'), value: Buffer.from('v'), create_revision: 5, mod_revision: 12, version: 2, create_hlc: '7587888000000000123', mod_hlc: '7587888000000000456' };
+  const encode = (type: string, v: Record<string, unknown>): Buffer => {
+    const t = root.lookupType(type);
+    return Buffer.from(t.encode(t.fromObject(v)).finish());
+  };
+  /** What the full contract decodes, without the three extension fields. */
+  const withoutExtensions = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'hlc' || k === 'create_hlc' || k === 'mod_hlc' ? undefined : x)));
+
+  it('decodes Fulcrum\'s answers as an etcd client does: every field but the HLC stamps', () => {
+    const range = encode('etcdserverpb.RangeResponse', { header, kvs: [kv], count: 1 });
+    const watch = encode('etcdserverpb.WatchResponse', { header, watch_id: 7, events: [{ type: 'PUT', kv, prev_kv: kv }] });
+    for (const [service, name, bytes] of [['KV', 'Range', range], ['Watch', 'Watch', watch]] as const) {
+      const theirs = method(plain, service, name).responseDeserialize(bytes);
+      expect(JSON.stringify(theirs)).not.toMatch(/hlc/);
+      expect(JSON.parse(JSON.stringify(theirs))).toEqual(withoutExtensions(method(full, service, name).responseDeserialize(bytes)));
+    }
+  });
+
+  it('encodes requests to the same bytes', () => {
+    const put = { key: Buffer.from('k'), value: Buffer.from('v'), lease: '7', prev_kv: true };
+    expect(method(plain, 'KV', 'Put').requestSerialize(put).toString('hex')).toBe(method(full, 'KV', 'Put').requestSerialize(put).toString('hex'));
+    const create = { create_request: { key: Buffer.from('a'), range_end: Buffer.from('b'), prev_kv: true } };
+    expect(method(plain, 'Watch', 'Watch').requestSerialize(create).toString('hex')).toBe(method(full, 'Watch', 'Watch').requestSerialize(create).toString('hex'));
   });
 });

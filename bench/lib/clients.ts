@@ -2,7 +2,7 @@
 // between channels with equal target and options by default, so ten `new KV(addr)` would be one connection:
 // every channel here gets `grpc.use_local_subchannel_pool` and a distinct dummy option so it owns its socket.
 import * as grpc from '@grpc/grpc-js';
-import { loadEtcdApi, type KVMethods, type MaintenanceMethods, type TypedClient } from '../../proto/index.js';
+import { loadEtcdClientApi, type KVMethods, type MaintenanceMethods, type TypedClient } from '../../proto/index.js';
 
 /** Outgoing messages larger than etcd's default request limit (1.5 MiB) are refused by servers anyway. */
 const MESSAGE_BYTES_MAX = 4 * 1024 * 1024;
@@ -36,7 +36,7 @@ export class ClientPool {
   constructor(endpoints: readonly string[], count: number) {
     if (endpoints.length === 0) throw new Error('ClientPool: no endpoints');
     if (!Number.isSafeInteger(count) || count < 1) throw new Error(`ClientPool: bad connection count ${count}`);
-    const api = loadEtcdApi();
+    const api = loadEtcdClientApi();
     const creds = grpc.credentials.createInsecure();
     this.connections = Array.from({ length: count }, (_, index) => {
       const endpoint = endpoints[index % endpoints.length]!;

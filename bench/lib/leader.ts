@@ -1,7 +1,7 @@
 // Leader discovery over the etcd v3 API: Maintenance.Status on every endpoint; the leader is the endpoint whose
 // own member id (header.member_id) equals the leader id the members report. Works against etcd and Fulcrum.
 import * as grpc from '@grpc/grpc-js';
-import { loadEtcdApi, type StatusResponse } from '../../proto/index.js';
+import { loadEtcdClientApi, type StatusResponse } from '../../proto/index.js';
 import { errorKey, separateChannelOptions, unary } from './clients.js';
 
 export interface EndpointStatus {
@@ -21,7 +21,7 @@ export interface LeaderInfo {
 }
 
 export async function endpointStatus(endpoint: string, timeoutMs: number): Promise<EndpointStatus> {
-  const api = loadEtcdApi();
+  const api = loadEtcdClientApi();
   const client = new api.etcdserverpb.Maintenance(endpoint, grpc.credentials.createInsecure(), separateChannelOptions(-1));
   try {
     const s: StatusResponse = await unary(client.Status.bind(client), {}, timeoutMs);

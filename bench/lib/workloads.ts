@@ -10,7 +10,7 @@
 //   failover  steady writes, kill -9 of the leader: time until writes succeed again, acknowledged writes lost
 //   size      load `keys` keys, then kill and restart a follower: time until it serves, RSS, bytes on disk
 import * as grpc from '@grpc/grpc-js';
-import { loadEtcdApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type PutResponse, type RangeResponse, type TxnResponse, type WatchResponse } from '../../proto/index.js';
+import { loadEtcdClientApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type PutResponse, type RangeResponse, type TxnResponse, type WatchResponse } from '../../proto/index.js';
 import { ClientPool, errorKey, separateChannelOptions, unary, type Connection } from './clients.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { findLeader } from './leader.js';
@@ -368,7 +368,7 @@ const WATCH_DRAIN_MS = 10_000;
 
 export async function watchWorkload(ctx: WorkloadContext): Promise<Row[]> {
   const { o, cluster } = ctx;
-  const api = loadEtcdApi();
+  const api = loadEtcdClientApi();
   const prefix = `/bench/watch/${ctx.round}/`;
   const streamsCount = Math.min(WATCH_STREAMS_MAX, o.watchers);
   const clients = Array.from({ length: streamsCount }, (_, i) => new api.etcdserverpb.Watch(cluster.endpoints[i % cluster.endpoints.length]!, grpc.credentials.createInsecure(), separateChannelOptions(i)));
@@ -502,7 +502,7 @@ const LEASE_ADMIN_IN_FLIGHT = 100;
 
 export async function leaseWorkload(ctx: WorkloadContext): Promise<Row[]> {
   const { o, cluster } = ctx;
-  const api = loadEtcdApi();
+  const api = loadEtcdClientApi();
   const leader = await findLeader(cluster.endpoints, LEADER_WAIT_MS);
   const pool = await openPool([leader.endpoint], LEASE_STREAMS);
   const errorsByKind: Record<string, number> = {};
