@@ -1,8 +1,8 @@
 // KV.Put's request and response, KV.Range's response and the all-puts KV.Txn response by hand (proto/wire.ts), in
-// front of protobufjs: the calls
-// the leader serves most, where protobufjs's decode-then-toObject and fromObject-then-encode allocated a twentieth of
-// what a put and a sixth of what a get cost the leader (bench:profile --heap-prof). They give exactly what protobufjs
-// gives (the tests compare them on random messages); anything off the common shape goes to protobufjs itself:
+// front of protobufjs: the calls the leader serves most, where protobufjs's decode-then-toObject and
+// fromObject-then-encode allocated a twentieth of what a put and a sixth of what a get cost the leader
+// (bench:profile --heap-prof). They give exactly what protobufjs gives (the tests compare them on random messages);
+// anything off the common shape goes to protobufjs itself:
 //   - a request whose fields are not in canonical form (a known field with another wire type, a group, a bad tag)
 //     is decoded by protobufjs, so malformed input fails, or succeeds, exactly as it did;
 //   - a response with a prev_kv, or fields of a type this file does not expect, is encoded by protobufjs (for Range,
@@ -238,7 +238,8 @@ function uint64Of(v: unknown): number | LongLike | null {
   return null;
 }
 
-function bitsOf(v: bigint): LongLike {
+/** An unsigned 64-bit value's two 32-bit halves, as a Long holds them. */
+export function bitsOf(v: bigint): LongLike {
   return { low: Number(BigInt.asUintN(32, v)), high: Number(BigInt.asUintN(32, v >> 32n)) };
 }
 

@@ -4,7 +4,7 @@
 // workload, V8 profile). They give exactly what protobufjs gives (lease-wire.test.ts compares them on random
 // messages); a request that is not in canonical form, or a response value of a type this file does not write, goes
 // to protobufjs itself.
-import { field64, headerFieldSize, headerOf, int64String, size64, write64, writeHeader, type Field64 } from './kv-wire.js';
+import { bitsOf, field64, headerFieldSize, headerOf, int64String, size64, write64, writeHeader, type Field64 } from './kv-wire.js';
 import type { Encodable, LeaseKeepAliveRequest, LeaseKeepAliveResponse } from './types.js';
 import { ProtoReader, ProtoWireError, ProtoWriter, WIRE_VARINT } from './wire.js';
 
@@ -31,7 +31,6 @@ export function decodeKeepAliveRequest(buf: Buffer): LeaseKeepAliveRequest | und
 
 // ---- LeaseKeepAliveResponse: header = 1 (ResponseHeader), ID = 2 (int64), TTL = 3 (int64)
 
-const TWO_POW_32 = 0x1_0000_0000n;
 const INT64_MAX = 2n ** 63n - 1n;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -58,5 +57,5 @@ function int64Field(v: unknown): Field64 | null {
   if (typeof v !== 'bigint') return field64(v);
   if (v < 0n || v > INT64_MAX) return null;
   if (v <= MAX_SAFE) return Number(v);
-  return { low: Number(v % TWO_POW_32), high: Number(v / TWO_POW_32) };
+  return bitsOf(v);
 }
