@@ -65,7 +65,9 @@ function applicationHeaders(headers: http2.IncomingHttpHeaders): http2.IncomingH
 
 /** A message in a gRPC frame. */
 function frame(message: Buffer): Buffer {
-  return frameAll([message], FRAME_HEADER_BYTES + message.byteLength);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.byteLength);
+  putFrame(out, 0, message);
+  return out;
 }
 
 /**
@@ -75,14 +77,17 @@ function frame(message: Buffer): Buffer {
 export function frameAll(messages: readonly Buffer[], bytes: number): Buffer {
   const out = Buffer.allocUnsafe(bytes);
   let at = 0;
-  for (const m of messages) {
-    out[at] = 0;
-    out.writeUInt32BE(m.byteLength, at + 1);
-    m.copy(out, at + FRAME_HEADER_BYTES);
-    at += FRAME_HEADER_BYTES + m.byteLength;
-  }
+  for (const m of messages) at = putFrame(out, at, m);
   assert(at === bytes, () => `framed ${at} bytes where ${bytes} were counted`);
   return out;
+}
+
+/** `message` framed into `out` at `at`; where the next frame goes. */
+function putFrame(out: Buffer, at: number, message: Buffer): number {
+  out[at] = 0;
+  out.writeUInt32BE(message.byteLength, at + 1);
+  message.copy(out, at + FRAME_HEADER_BYTES);
+  return at + FRAME_HEADER_BYTES + message.byteLength;
 }
 
 /** Why a frame or a message cannot go through: the status to end the call with. */
