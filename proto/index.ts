@@ -158,9 +158,8 @@ let cachedClientApi: FulcrumGrpcApi | undefined;
  */
 export function loadEtcdClientApi(): FulcrumGrpcApi {
   if (cachedClientApi !== undefined) return cachedClientApi;
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string => (target.startsWith('/') ? target : PROTO_ROOT + target);
-  root.loadSync([...PROTO_FILES], { keepCase: true });
+  // A root of its own: loadProtoRoot()'s is shared, and this one loses fields.
+  const root = parseProtoFiles();
   for (const [type, field] of EXTENSION_FIELDS) {
     const t = root.lookupType(type);
     t.remove(t.fields[field]!);
@@ -222,11 +221,17 @@ function byHand(service: grpc.ServiceDefinition, method: string, decode: ((b: Bu
  */
 export function loadProtoRoot(): protobuf.Root {
   if (cachedRoot !== undefined) return cachedRoot;
+  const root = parseProtoFiles();
+  root.resolveAll();
+  cachedRoot = root;
+  return root;
+}
+
+/** The .proto files parsed into a new protobufjs Root, names as written (keepCase). */
+function parseProtoFiles(): protobuf.Root {
   const root = new protobuf.Root();
   root.resolvePath = (_origin: string, target: string): string => (target.startsWith('/') ? target : PROTO_ROOT + target);
   root.loadSync([...PROTO_FILES], { keepCase: true });
-  root.resolveAll();
-  cachedRoot = root;
   return root;
 }
 
