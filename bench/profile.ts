@@ -281,12 +281,12 @@ async function keepAliveLoad(endpoint: string, leases: number): Promise<{ stream
     new Promise((resolve, reject) =>
       lease.LeaseGrant({ TTL: KEEPALIVE_TTL_S, ID: 0 } as never, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res?: LeaseGrantResponse) => (err ? reject(err) : resolve(res!))),
     );
+  let asked = 0;
   await Promise.all(
     Array.from({ length: KEEPALIVE_GRANTS_IN_FLIGHT }, async () => {
-      while (ids.length < leases) {
-        ids.push('');
-        const at = ids.length - 1;
-        ids[at] = String((await grant()).ID);
+      while (asked < leases) {
+        asked++; // before the await: the other workers see this grant as taken
+        ids.push(String((await grant()).ID));
       }
     }),
   );
