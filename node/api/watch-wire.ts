@@ -42,20 +42,37 @@ export function encodeEvent(ev: MvccEvent): Uint8Array {
   return bytes;
 }
 
-/** The bytes of a WatchResponse carrying events: what protobufjs would write for the same object. */
-export function encodeEventsResponse(header: Encodable<ResponseHeader>, watchId: bigint, events: readonly MvccEvent[], fragment: boolean): Buffer {
-  // The header by hand (kv-wire.ts) unless it holds a value only protobufjs converts; the watch id as a number
-  // while it is one. A stream owing 100 watchers the same event writes 100 of these, so each costs what it writes.
+/**
+ * Field 1 of a WatchResponse, its header, as bytes: the same for every watcher a stream sends one revision to, so
+ * the stream encodes it once per revision (node/api/watch.ts) rather than once per watcher.
+ */
+export function encodeHeaderField(header: Encodable<ResponseHeader>): Uint8Array {
+  // By hand (kv-wire.ts) unless the header holds a value only protobufjs converts (a bigint, a negative number).
   const fields = headerOf(header as unknown as Record<string, unknown>, 'omit');
-  const headerBytes = fields === undefined ? encodeHeader(header) : undefined;
+  if (fields === undefined) {
+    const body = encodeHeader(header);
+    const w = new ProtoWriter(lengthDelimitedSize(body.length));
+    w.bytesField(FIELD_HEADER, body);
+    return w.finish();
+  }
+  const w = new ProtoWriter(headerFieldSize(fields));
+  writeHeader(w, fields);
+  return w.finish();
+}
+
+/**
+ * The bytes of a WatchResponse carrying events (headerField from encodeHeaderField): what protobufjs would write
+ * for the same object. A stream owing 100 watchers the same event writes 100 of these, so each costs what it
+ * writes: the watch id as a number while it is one, the header and the events copied from shared bytes.
+ */
+export function encodeEventsResponse(headerField: Uint8Array, watchId: bigint, events: readonly MvccEvent[], fragment: boolean): Buffer {
   const smallId = watchId >= 0n && watchId <= MAX_SAFE_BIGINT ? Number(watchId) : undefined;
-  let bytes = fields === undefined ? lengthDelimitedSize(headerBytes!.length) : headerFieldSize(fields);
+  let bytes = headerField.length;
   if (watchId !== 0n) bytes += 1 + (smallId === undefined ? VARINT_BYTES_MAX : varintSize(smallId));
   if (fragment) bytes += 2;
   for (const ev of events) bytes += lengthDelimitedSize(encodeEvent(ev).length);
   const w = new ProtoWriter(bytes);
-  if (fields === undefined) w.bytesField(FIELD_HEADER, headerBytes!);
-  else writeHeader(w, fields);
+  w.raw(headerField);
   if (smallId !== undefined) w.uintField(FIELD_WATCH_ID, smallId);
   else w.uint64Field(FIELD_WATCH_ID, BigInt.asUintN(64, watchId));
   w.boolField(FIELD_FRAGMENT, fragment);

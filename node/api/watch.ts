@@ -21,7 +21,7 @@ import { watchDenial } from './authz.js';
 import type { ApiContext } from './context.js';
 import { endStreamWithError } from './errors.js';
 import { responseHeader } from './header.js';
-import { encodeEventsResponse } from './watch-wire.js';
+import { encodeEventsResponse, encodeHeaderField } from './watch-wire.js';
 
 export interface WatchStreamLimits {
   /** Watches one stream may hold at once (etcd has no limit; an unbounded map per stream is a memory hazard). */
@@ -74,6 +74,7 @@ class WatchStream {
   private pumpScheduled = false;
   private progressWanted = false;
   private closed = false;
+  private lastHeader: { readonly revision: number; readonly term: number; readonly bytes: Uint8Array } | undefined;
 
   constructor(
     private readonly ctx: ApiContext,
@@ -243,9 +244,17 @@ class WatchStream {
   }
 
   private sendEvents(id: bigint, sw: StreamWatch, groups: readonly EventGroup[]): void {
-    const header = responseHeader(this.ctx.member, groups[groups.length - 1]!.revision);
-    const bytes = groups.reduce((n, g) => n + g.bytes, 0);
-    const events = groups.flatMap((g) => g.events);
+    const header = this.headerFieldAt(groups[groups.length - 1]!.revision);
+    // Usually one group (a watcher that keeps up): its own array, no copy.
+    let { events, bytes } = groups[0]!;
+    if (groups.length > 1) {
+      events = [];
+      bytes = 0;
+      for (const g of groups) {
+        for (const ev of g.events) events.push(ev);
+        bytes += g.bytes;
+      }
+    }
     // Framed around each event's shared bytes (watch-wire.ts): a put seen by many watchers is encoded once.
     if (!sw.fragment || bytes <= this.ctx.limits.requestBytesMax) {
       this.send(encodeEventsResponse(header, id, events, false));
@@ -253,6 +262,20 @@ class WatchStream {
     }
     const parts = fragments(groups, this.ctx.limits.requestBytesMax);
     parts.forEach((part, i) => this.send(encodeEventsResponse(header, id, part, i < parts.length - 1)));
+  }
+
+  /**
+   * The encoded header of an event response at `revision`. Every watcher of the stream that a revision reaches
+   * gets the same header, so the last one is kept: a put seen by 100 watchers encodes it once, not 100 times.
+   * The term is part of the key (a response carries the term it was sent in); the member's ids never change.
+   */
+  private headerFieldAt(revision: number): Uint8Array {
+    const term = this.ctx.member.term();
+    const last = this.lastHeader;
+    if (last !== undefined && last.revision === revision && last.term === term) return last.bytes;
+    const bytes = encodeHeaderField(responseHeader(this.ctx.member, revision));
+    this.lastHeader = { revision, term, bytes };
+    return bytes;
   }
 
   /**

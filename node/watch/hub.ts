@@ -165,6 +165,7 @@ export class WatchHub {
 
   /** One command's events (one revision): each watcher gets its filtered group. */
   private dispatch(events: readonly MvccEvent[]): void {
+    if (events.length === 1) return this.dispatchOne(events[0]!);
     const revision = events[0]!.kv.modRevision;
     const groups = new Map<Watcher, EventGroup>();
     for (const ev of events) {
@@ -178,6 +179,25 @@ export class WatchHub {
       });
     }
     for (const [w, g] of groups) w.offerLive(g);
+  }
+
+  /**
+   * A revision of one event (a put, a delete of one key): every watcher that takes it gets the same group, one
+   * with the prev kv and one without, instead of a group, an array and a map entry each. Watchers never modify
+   * a group they were offered. Offered after the index walk, as dispatch does: an offer can close a watcher
+   * (overflow with the 'cancel' policy), which removes it from the index.
+   */
+  private dispatchOne(ev: MvccEvent): void {
+    const takers: Watcher[] = [];
+    this.index.forEachMatch(keyString(ev.kv.key), (w) => {
+      if (w.accepts(ev)) takers.push(w);
+    });
+    let asIs: EventGroup | undefined;
+    let stripped: EventGroup | undefined;
+    for (const w of takers) {
+      const shaped = w.shape(ev);
+      w.offerLive(shaped === ev ? (asIs ??= groupOf(ev)) : (stripped ??= groupOf(shaped)));
+    }
   }
 
   /**
@@ -286,4 +306,8 @@ export class WatchHub {
       throw e;
     }
   }
+}
+
+function groupOf(ev: MvccEvent): EventGroup {
+  return { revision: ev.kv.modRevision, events: [ev], bytes: eventBytes(ev) };
 }
