@@ -36,6 +36,8 @@ RUN npm prune --omit=dev --no-audit --no-fund
 # ---- runtime: Node 20, production dependencies, the compiled server, nothing else -------------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
+# Node's flags for the server (node/node-flags.ts says why; its test checks this line carries them).
+ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -13,6 +13,7 @@ import { LinkProxy } from '../proxy/proxy.js';
 import { FromRouter } from '../proxy/router.js';
 import { Network } from './network.js';
 import { ChaosClient } from './client.js';
+import { SERVER_NODE_FLAGS } from '../../node/node-flags.js';
 
 const CLI = fileURLToPath(new URL('../../node/cli.ts', import.meta.url));
 const REDIRECT = pathToFileURL(fileURLToPath(new URL('./redirect.ts', import.meta.url))).href;
@@ -113,7 +114,7 @@ export class ChaosMember {
     let args: string[];
     if (o.target === 'fulcrum') {
       cmd = process.execPath;
-      args = ['--import', TSX, '--import', REDIRECT, CLI, ...common];
+      args = [...SERVER_NODE_FLAGS, '--import', TSX, '--import', REDIRECT, CLI, ...common];
       env.FULCRUM_CHAOS_REDIRECT = this.cluster.redirectsFor(this.index);
       env.FULCRUM_FAILPOINTS = o.failpoints ?? '';
       env.FULCRUM_FAILPOINTS_FILE = this.failpointFile;

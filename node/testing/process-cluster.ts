@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../node-flags.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 /** The server bundled into one file by `npm run build` (deploy/docker/bundle.mjs), what the container image runs. */
@@ -48,6 +49,11 @@ export interface ProcessClusterOptions {
   readonly peerScheme?: 'http' | 'https';
 }
 
+/** Node's arguments for a member before etcd's flags: the server's Node flags, then what to run. */
+export function memberNodeArgs(entry: 'source' | 'build'): string[] {
+  return [...SERVER_NODE_FLAGS, ...entryArgs(entry)];
+}
+
 function entryArgs(entry: 'source' | 'build'): string[] {
   if (entry === 'source') return ['--import', TSX, CLI];
   if (!existsSync(BUILT_CLI)) throw new Error(`${BUILT_CLI} is missing: run \`npm run build\` first`);
@@ -83,7 +89,7 @@ export class ProcessMember {
   start(extra: readonly string[] = []): void {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
     mkdirSync(this.spec.dataDir, { recursive: true });
-    const child = spawn(process.execPath, [...entryArgs(this.spec.entry ?? 'source'), ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
+    const child = spawn(process.execPath, [...memberNodeArgs(this.spec.entry ?? 'source'), ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
     this.child = child;
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) {
