@@ -67,8 +67,16 @@ interface StreamWatch {
 
 class WatchStream {
   private readonly watches = new Map<bigint, StreamWatch>();
-  /** Watches with something to send (events or their cancel), in the order they became ready. */
-  private readonly ready = new Set<bigint>();
+  /**
+   * Watches with something to send (events or their cancel), in the order they became ready. An id can be here
+   * more than once (a watcher reports ready when its queue stops being empty, when it syncs, when it is canceled;
+   * drainOne re-queues it while it has more): a few times per watch between two pumps at most, and drainOne of an
+   * id with nothing left sends nothing. Not a Set: V8 allocates a rehashed table of a Set in the old generation
+   * when the Set is old, so a long-lived Set that grows to a hundred ids and empties again on every put sent its
+   * tables through the old generation (half of what the watchers' member promoted, and a mark-compact every few
+   * hundred ms); arrays made per pump die young.
+   */
+  private ready: bigint[] = [];
   private nextAutoId = 0n;
   private blocked = false;
   private pumpScheduled = false;
@@ -164,7 +172,7 @@ class WatchStream {
     if (sw === undefined) return;
     this.hub.cancel(sw.watcher);
     this.forget(id, sw);
-    this.ready.delete(id);
+    this.ready = this.ready.filter((x) => x !== id);
     this.send({ header: responseHeader(this.ctx.member), watch_id: id, canceled: true });
     this.maybeSendProgress();
   }
@@ -181,7 +189,7 @@ class WatchStream {
    * at or below the revision sent has been written before this response (etcd's RequestProgressAll).
    */
   private maybeSendProgress(): void {
-    if (!this.progressWanted || this.closed || this.ready.size > 0) return;
+    if (!this.progressWanted || this.closed || this.ready.length > 0) return;
     let revision = Infinity;
     for (const { watcher } of this.watches.values()) {
       if (!watcher.synced || watcher.hasPending) return;
@@ -201,7 +209,7 @@ class WatchStream {
   // ---- events
 
   private markReady(id: bigint): void {
-    this.ready.add(id);
+    this.ready.push(id);
     this.schedulePump();
   }
 
@@ -214,11 +222,18 @@ class WatchStream {
 
   private pump(): void {
     this.pumpScheduled = false;
-    while (!this.blocked && !this.closed && this.ready.size > 0) {
-      const id = this.ready.values().next().value as bigint;
-      this.ready.delete(id);
-      const sw = this.watches.get(id);
-      if (sw !== undefined) this.drainOne(id, sw);
+    while (!this.blocked && !this.closed && this.ready.length > 0) {
+      // A watch with more to send goes to the end of the next turn: round robin.
+      const turn = this.ready;
+      this.ready = [];
+      let i = 0;
+      while (i < turn.length && !this.blocked && !this.closed) {
+        const id = turn[i++]!;
+        const sw = this.watches.get(id);
+        if (sw !== undefined) this.drainOne(id, sw);
+      }
+      // Blocked mid-turn: the rest of it goes first after 'drain'.
+      if (i < turn.length) this.ready = turn.slice(i).concat(this.ready);
     }
     if (!this.blocked) this.maybeSendProgress();
   }
@@ -228,7 +243,7 @@ class WatchStream {
     const groups = sw.watcher.take(this.limits.responseEventsMax, this.ctx.limits.requestBytesMax);
     if (groups.length > 0) {
       this.sendEvents(id, sw, groups);
-      if (sw.watcher.hasPending || sw.watcher.canceled !== undefined) this.ready.add(id);
+      if (sw.watcher.hasPending || sw.watcher.canceled !== undefined) this.ready.push(id);
       return;
     }
     const info = sw.watcher.canceled;
@@ -299,7 +314,7 @@ class WatchStream {
       this.hub.cancel(sw.watcher);
       this.forget(id, sw);
     }
-    this.ready.clear();
+    this.ready = [];
   }
 
   private forget(id: bigint, sw: StreamWatch): void {
