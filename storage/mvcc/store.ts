@@ -152,11 +152,18 @@ export class MvccStore {
   private compactRev = NO_COMPACTION;
   /** Rows with main revision <= this are on the backend; later ones are in `uncommitted`. */
   private committedRev = INITIAL_REVISION;
-  private readonly uncommitted = new Map<number, Uint8Array[]>();
+  private uncommitted = new Map<number, Uint8Array[]>();
   /** Uncommitted rows a later write has made history: committed() leaves them out of the row cache (see retire). */
   private readonly retired = new Set<RowId>();
-  /** Committed rows read ahead for the batch being applied, by rowId (see prefetchCurrent). */
-  private readonly prefetched = new Map<RowId, Uint8Array>();
+  /**
+   * Committed rows read ahead for the batch being applied, by rowId (see prefetchCurrent).
+   *
+   * This map and `uncommitted` fill up with a batch's rows and empty again on every batch, so each is replaced
+   * by a new one once empty instead of being cleared: V8 allocates the table of an old map straight in the old
+   * generation when it grows or shrinks, and a map that lives as long as the store is old. They were a tenth of
+   * what a follower promoted at 100 puts in flight.
+   */
+  private prefetched = new Map<RowId, Uint8Array>();
   /** Rows recently read from the backend (rows never change, so nothing here is ever stale). */
   readonly rowCache: RowCache;
   private physicalCompaction: PhysicalCompaction | undefined;
@@ -215,6 +222,7 @@ export class MvccStore {
         if (!this.retired.delete(id)) this.rowCache.set(id, rows[sub]!);
       }
     }
+    if (this.uncommitted.size === 0) this.uncommitted = new Map(); // see `prefetched`
   }
 
   /**
@@ -244,7 +252,7 @@ export class MvccStore {
   }
 
   dropPrefetched(): void {
-    this.prefetched.clear();
+    if (this.prefetched.size > 0) this.prefetched = new Map();
   }
 
   // ---- leases
