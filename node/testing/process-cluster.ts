@@ -1,5 +1,5 @@
-// Real Fulcrum members as child processes on loopback: what `npm run cluster`, the multi-process tests, the
-// chaos suite and the benchmark start. Each member is `node --import tsx node/cli.ts` with etcd's flags (or, for
+// Real Fulcrum members as child processes on loopback: what `npm run cluster`, the multi-process tests and the
+// benchmark start. Each member is `node <SERVER_NODE_FLAGS> --import tsx node/cli.ts` with etcd's flags (or, for
 // the benchmark, the one-file dist/fulcrum.mjs the container image runs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
