@@ -31,6 +31,7 @@ import {
 import { RESTORE_ADVICE, SnapshotStore, WriteAheadLog, type SnapshotSource } from '../storage/wal/index.js';
 import { clusterIdFor, samePeerUrls } from './ids.js';
 import { RaftLoop, RAFT_LOOP_DEFAULTS, type Applier, type Command, type FaultPoint, type PeerSender } from './raft-loop.js';
+import { trace } from './trace.js';
 
 /** What a transport may do to its member. */
 export interface TransportHooks {
@@ -549,7 +550,9 @@ export class Member {
     // commit-only change is written with the WAL's next batch): the log must not start from a snapshot beyond its
     // commit index (the WAL refuses the marker). A later apply brings the commit index past it.
     if (applied > this.wal.storage.initialState().hardState.commit) return;
+    trace(() => `snapshot begin index=${applied}`);
     await this.sm.flush();
+    trace('snapshot state machine synced');
     const metadata = { index: applied, term: this.wal.storage.term(applied), confState: this.node.status().confState };
     this.lastSnapshotIndex = applied;
     this.snapshotInFlight = this.writeSnapshot(metadata, backendReference(applied))
@@ -571,9 +574,12 @@ export class Member {
       throw e;
     }
     await writer.commit();
+    trace('snapshot file written');
     await this.wal.markSnapshot(metadata);
+    trace('snapshot marked in the WAL');
     const compactTo = metadata.index - this.options.snapshotCatchUpEntries;
     if (compactTo > this.wal.storage.firstIndex() - 1) await this.wal.compact(compactTo);
+    trace('snapshot done, WAL compacted');
     this.options.logger?.info({ index: metadata.index, term: metadata.term }, 'fulcrum: snapshot written, WAL compacted behind it');
   }
 
