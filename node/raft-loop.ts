@@ -1,7 +1,8 @@
 // The Ready loop: the one place that orders persist, send, apply and advance for a member.
 //
 //   ready ─┬─ send leader-only messages (appends, heartbeats, snapshots) ── safe before our own fsync:
-//          │   the leader counts its own copy only after advance() reports it persisted
+//          │   the leader counts its own copy only after advance() reports it persisted (an idle leader lets
+//          │   them reach the socket before it starts the write)
 //          ├─ persist hard state + entries (+ snapshot) in ONE synced batch     [before-persist/after-persist]
 //          ├─ send everything else (votes, acknowledgements): never for state a crash could still lose
 //          ├─ apply committed entries and conf changes, in log order           [before-apply/after-apply]
@@ -418,9 +419,13 @@ export class RaftLoop {
 
   private async pump(): Promise<void> {
     try {
+      let fromIdle = true;
       do {
         this.again = false;
-        while (!this.stopped && (this.stepProposals(), this.node.hasReady())) await this.handleReady(this.node.ready());
+        while (!this.stopped && (this.stepProposals(), this.node.hasReady())) {
+          await this.handleReady(this.node.ready(), fromIdle);
+          fromIdle = false;
+        }
       } while (this.again && !this.stopped);
     } catch (e) {
       this.fail(e);
@@ -437,7 +442,7 @@ export class RaftLoop {
     return new Promise((r) => this.idle.push(r));
   }
 
-  private async handleReady(rd: Ready): Promise<void> {
+  private async handleReady(rd: Ready, fromIdle: boolean): Promise<void> {
     const f = this.options.faults;
     let lostLead = NONE;
     if (rd.softState !== undefined) {
@@ -448,6 +453,12 @@ export class RaftLoop {
     trace(() => `ready entries=${rd.entries.length} committed=${rd.committedEntries.length} messages=${rd.messages.map((m) => MessageType[m.type]).join(',')}`);
     const [early, late] = splitMessages(coalesceAppends(rd.messages));
     this.notices.send(early);
+    // A leader that was idle (one write in flight) lets its appends leave before it starts its own write of the
+    // same entries: the socket writes happen only in the check phase, and building and submitting the WAL batch
+    // first kept them back by that much. The commit waits for a follower's fsync, which starts later than ours, so
+    // its start is what to hurry (docs/performance.md, twenty-ninth session). A busy pump goes straight on: the
+    // extra turn of the event loop would take in whatever I/O is waiting before our own write starts.
+    if (fromIdle && rd.entries.length > 0 && carriesEntries(early)) await letWritesLeave();
     f?.('before-persist');
     const persisted = this.persist(rd);
     if (persisted.overlapsApply) {
@@ -748,4 +759,10 @@ function entriesBytes(entries: readonly Entry[]): number {
   let n = 0;
   for (const e of entries) n += e.data.byteLength + 24;
   return n;
+}
+
+/** Some message is an append with entries (what a follower must write before the leader can commit). */
+function carriesEntries(msgs: readonly Message[]): boolean {
+  for (const m of msgs) if (m.type === MessageType.App && m.entries.length > 0) return true;
+  return false;
 }
