@@ -3,6 +3,7 @@
 // registry's sidecar (client/registry/registrar.ts).
 // SIGTERM/SIGINT: stop taking requests, finish what is in flight, sync, exit 0. A second signal exits at once.
 import { ConfigError, parseCommandLine } from './config.js';
+import { missingServerNodeFlags } from './node-flags.js';
 import { startServer } from './server.js';
 import { runSnapshotCommand } from './snapshot-cli.js';
 import { runRegistrarCommand } from '../client/registry/index.js';
@@ -39,6 +40,8 @@ async function main(): Promise<number> {
     }
     throw e;
   }
+  const missing = missingServerNodeFlags(process.execArgv, process.env['NODE_OPTIONS']);
+  if (missing.length > 0) server.logger.info({ missing }, `fulcrum: node runs without ${missing.join(' ')}, which npm start and the container image pass; set NODE_OPTIONS to add them (docs/operations.md)`);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;

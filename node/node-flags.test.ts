@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDockerfile, stageConfig } from '../deploy/dockerfile.js';
-import { SERVER_NODE_FLAGS } from './node-flags.js';
+import { missingServerNodeFlags, SERVER_NODE_FLAGS } from './node-flags.js';
 import { memberNodeArgs } from './testing/process-cluster.js';
 
 // Each way a server process starts carries the server's Node flags: a member started without them runs with a
@@ -41,5 +41,22 @@ describe('the server Node flags', () => {
       }
       expect(args.slice(0, SERVER_NODE_FLAGS.length)).toEqual(SERVER_NODE_FLAGS);
     }
+  });
+});
+
+describe('missingServerNodeFlags', () => {
+  const [flag] = SERVER_NODE_FLAGS as [string];
+  const name = flag.split('=')[0]!;
+
+  it('names each flag given neither on the command line nor in NODE_OPTIONS', () => {
+    expect(missingServerNodeFlags([], undefined)).toEqual([...SERVER_NODE_FLAGS]);
+    expect(missingServerNodeFlags(['--import', 'tsx'], '--enable-source-maps')).toEqual([...SERVER_NODE_FLAGS]);
+  });
+
+  it('takes a flag from either place, with any value, written with dashes or underscores', () => {
+    expect(missingServerNodeFlags([flag], undefined)).toEqual([]);
+    expect(missingServerNodeFlags([], ` --enable-source-maps  ${flag} `)).toEqual([]);
+    expect(missingServerNodeFlags([`${name}=32`], '')).toEqual([]);
+    expect(missingServerNodeFlags([], `${name.replaceAll('-', '_').replace(/^__/, '--')}=4`)).toEqual([]);
   });
 });

@@ -9,3 +9,18 @@
 // watch events ran a mark-compact every 200 ms, a quarter of its CPU (docs/performance.md, twenty-eighth
 // session). Puts at 100 in flight measured the same either way.
 export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+
+/**
+ * The server flags this process was started without (given neither on node's command line nor in NODE_OPTIONS),
+ * so that the server can say so at start: `npx fulcrum` and `node dist/fulcrum.mjs` pass none of them. A flag
+ * given with another value counts as given: that is the operator's choice. Node also reads flags written with
+ * underscores (--max_semi_space_size).
+ */
+export function missingServerNodeFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map(flagName));
+  return SERVER_NODE_FLAGS.filter((f) => !given.has(flagName(f)));
+}
+
+function flagName(arg: string): string {
+  return arg.split('=')[0]!.replaceAll('_', '-');
+}
