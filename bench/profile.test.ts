@@ -39,16 +39,20 @@ describe('npm run bench:profile', () => {
     // A young generation of 1 MiB, so that a second of puts makes the members collect however slow the machine (at
     // the default 16 MiB a slow run could pass the second without a collection for --gc to report).
     const smallYoungGeneration = { FULCRUM_MEMBER_NODE_OPTIONS: '--max-semi-space-size=1' };
-    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace, '--series', '250', '--gc'], 'put', 4, smallYoungGeneration);
+    const out = expectFiguresFor(['p1', 'p2', 'p3'], ['--op', 'put', '--in-flight', '4', '--duration', '1', '--warm-up', '0', '--cpu-prof', dir, '--trace', trace, '--series', '250', '--gc', '--gc-phases'], 'put', 4, smallYoungGeneration);
     // --series: the window slice by slice, every operation in exactly one slice.
     const ran = Number(/^put x4: (\d+) in 1 s/m.exec(out)?.[1]);
     const slices = [...out.matchAll(/^ +(\d+) +(\d+) +([\d.]+|-) +([\d.]+|-) +([\d.]+|-) {2}(.*)$/gm)];
     expect(slices.map((m) => Number(m[1])).slice(0, 4)).toEqual([0, 250, 500, 750]);
     expect(slices.reduce((sum, m) => sum + Number(m[2]), 0)).toBe(ran);
     // --gc: a line per member; a second of puts in a small young generation makes at least one member collect.
-    const gc = [...out.matchAll(/^ {2}(p\d) {2}(none recorded|.+)$/gm)].filter((m) => m[2]!.includes('scavenge') || m[2] === 'none recorded');
+    const gc = [...out.matchAll(/^ {2}(p\d) {2}(none recorded|scavenge .+|mark-compact .+)$/gm)];
     expect(gc.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
     expect(gc.some((m) => /scavenge \d+ \([\d.]+ ms, longest [\d.]+\)/.test(m[2]!))).toBe(true);
+    // --gc-phases: the same collections as V8 reports them, a line per member with the means per scavenge.
+    const phases = [...out.matchAll(/^ {2}(p\d) {2}(no scavenges recorded|(\d+) scavenges, per scavenge: pause ([\d.]+) ms \(copying [\d.]+ on the main thread.+ survived \d+ KiB, promoted \d+ KiB.+)$/gm)];
+    expect(phases.map((m) => m[1])).toEqual(['p1', 'p2', 'p3']);
+    expect(phases.some((m) => Number(m[3]) > 0 && Number(m[4]) > 0)).toBe(true);
     for (const p of ['p1', 'p2', 'p3']) {
       const profile = JSON.parse(readFileSync(join(dir, `${p}.cpuprofile`), 'utf8')) as { samples: number[]; endTime: number; startTime: number };
       expect(profile.samples.length).toBeGreaterThan(0);

@@ -35,6 +35,7 @@ import { buildFulcrum } from './lib/build.js';
 import { EtcdTestClient } from '../node/testing/etcd-client.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
+import { formatScavenges, isScavengeLine, summarizeScavenges } from './lib/gc-nvp.js';
 import { SERVER_CONFIG_DEFAULTS } from '../node/config.js';
 import { etcdCluster, etcdVersion, processContextSwitches, processCpuMs } from './lib/systems.js';
 import { loadEtcdClientApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type WatchResponse } from '../proto/index.js';
@@ -68,6 +69,8 @@ const WATCH_PREFIX = 'watched/';
 const WATCH_DRAIN_MS = 10_000;
 /** Trace lines kept in memory per member (the oldest are dropped beyond it). */
 const TRACE_LINES_MAX = 2_000_000;
+/** Scavenge lines kept per member for --gc-phases (a member scavenges a few times a second under load). */
+const SCAVENGE_LINES_MAX = 100_000;
 
 /**
  * Seconds of unmeasured load before the window, as the benchmark's own server warm-up: a fresh member compiles its
@@ -91,6 +94,7 @@ const program = new Command('npm run bench:profile --')
   .option('--trace <file>', 'write the members\' merged FULCRUM_TRACE timeline here')
   .option('--series <ms>', 'also print throughput and latency per slice of this many ms of the window', positive)
   .option('--gc', 'record the members\' garbage-collection pauses and print those of the window')
+  .option('--gc-phases', 'run the members with V8\'s --trace-gc-nvp and print where their scavenges of the window spent the pause, and what survived')
   .option('--base-port <p>', 'first of the six loopback ports (two runs at once need different ones)', positive, BASE_PORT)
   .option('--from-source', 'run the members from the TypeScript sources through tsx instead of the build (npm run build, run first)')
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
@@ -109,6 +113,7 @@ interface Options {
   trace?: string;
   series?: number;
   gc?: boolean;
+  gcPhases?: boolean;
   basePort: number;
   system: 'fulcrum' | 'etcd';
   fromSource?: boolean;
@@ -138,7 +143,13 @@ function ownContextSwitches(): number {
   return r.voluntaryContextSwitches + r.involuntaryContextSwitches;
 }
 
-function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>): Measured {
+/** --gc-phases: the members' scavenge lines, taken only while `on` (the measured window). */
+interface ScavengeLines {
+  on: boolean;
+  readonly byMember: Map<string, string[]>;
+}
+
+function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>, scavenges: ScavengeLines): Measured {
   const cluster = new ProcessCluster({
     members: [0, 1, 2].map((i) => ({
       name: `p${i + 1}`,
@@ -146,6 +157,7 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
       peerPort: o.basePort + 2 * i + 1,
       dataDir: join(dir, `p${i + 1}`),
       entry: o.fromSource === true ? 'source' : 'build',
+      nodeFlags: o.gcPhases === true ? ['--trace-gc-nvp'] : [],
       env: {
         ...process.env,
         // FULCRUM_MEMBER_NODE_OPTIONS adds flags for the members only, e.g. --perf-basic-prof for `perf record`.
@@ -159,6 +171,11 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
     })),
     token: 'fulcrum-profile',
     echo: (name, line) => {
+      if (scavenges.on && isScavengeLine(line)) {
+        const own = scavenges.byMember.get(name) ?? [];
+        if (own.length < SCAVENGE_LINES_MAX) own.push(line);
+        scavenges.byMember.set(name, own);
+      }
       const m = /^TRACE (\d+) (.*)$/.exec(line);
       if (m !== null && traces.length < 3 * TRACE_LINES_MAX) traces.push([BigInt(m[1]!), `${name} ${m[2]}`]);
     },
@@ -370,12 +387,13 @@ class Load {
 
 async function main(o: Options): Promise<void> {
   const profiles = [o.cpuProf, o.heapProf, o.oldProf].filter((d) => d !== undefined).length;
-  if (o.system === 'etcd' && (profiles > 0 || o.trace !== undefined || o.gc === true)) throw new InvalidArgumentError('--cpu-prof, --heap-prof, --old-prof, --trace and --gc are for Fulcrum only');
+  if (o.system === 'etcd' && (profiles > 0 || o.trace !== undefined || o.gc === true || o.gcPhases === true)) throw new InvalidArgumentError('--cpu-prof, --heap-prof, --old-prof, --trace, --gc and --gc-phases are for Fulcrum only');
   if (profiles > 1) throw new InvalidArgumentError('--cpu-prof, --heap-prof and --old-prof: one at a time (a heap sampler would show in the CPU profile)');
   const dir = mkdtempSync(join(tmpdir(), 'fulcrum-profile-'));
   const traces: Array<[bigint, string]> = [];
   if (o.system === 'fulcrum' && o.fromSource !== true) buildFulcrum((line) => console.log(line));
-  const cluster = o.system === 'etcd' ? etcdMembers(dir, o.basePort) : fulcrumMembers(o, dir, traces);
+  const scavenges: ScavengeLines = { on: false, byMember: new Map() };
+  const cluster = o.system === 'etcd' ? etcdMembers(dir, o.basePort) : fulcrumMembers(o, dir, traces, scavenges);
   let series: Series | undefined;
   /** The measured window, ms since the epoch. */
   let window: { from: number; to: number } | undefined;
@@ -399,7 +417,9 @@ async function main(o: Options): Promise<void> {
     const switchesBefore = members.map((m) => contextSwitches(m.pid));
     const selfBefore = process.cpuUsage();
     const selfSwitchesBefore = ownContextSwitches();
+    scavenges.on = true;
     const { n, latencies, finished, startedAt } = await load.run(o.duration);
+    scavenges.on = false;
     const self = process.cpuUsage(selfBefore);
     const selfSwitches = ownContextSwitches() - selfSwitchesBefore;
     measuredOps = n;
@@ -439,6 +459,10 @@ async function main(o: Options): Promise<void> {
   const inWindow = collections.filter((c) => window !== undefined && c.at >= window.from && c.at < window.to);
   if (series !== undefined) printSeries(series, o.gc === true ? inWindow : undefined);
   if (o.gc === true) printCollections(inWindow, cluster.members.map((m) => m.name));
+  if (o.gcPhases === true) {
+    process.stdout.write('scavenges in the window (V8 --trace-gc-nvp, means per scavenge):\n');
+    for (const m of cluster.members) process.stdout.write(`${formatScavenges(m.name, summarizeScavenges(scavenges.byMember.get(m.name) ?? []))}\n`);
+  }
   if (o.cpuProf !== undefined) process.stdout.write(`CPU profiles: ${o.cpuProf}/p1..p3.cpuprofile\n`);
   if (o.heapProf !== undefined) process.stdout.write(`allocation profiles: ${o.heapProf}/p1..p3.heapprofile (npx tsx bench/heap-summary.ts FILE --per ${measuredOps})\n`);
   if (o.oldProf !== undefined) process.stdout.write(`profiles of what was promoted: ${o.oldProf}/p1..p3.heapprofile (npx tsx bench/heap-summary.ts FILE --per ${measuredOps})\n`);

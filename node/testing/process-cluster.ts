@@ -29,6 +29,8 @@ export interface ProcessMemberSpec {
    * bundle `npm run build` writes (dist/fulcrum.mjs), as the container image runs it (the caller builds it first).
    */
   readonly entry?: 'source' | 'build';
+  /** Node or V8 flags after the server's own, for measurements (bench:profile --gc-phases: --trace-gc-nvp). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export interface ProcessClusterOptions {
@@ -49,9 +51,9 @@ export interface ProcessClusterOptions {
   readonly peerScheme?: 'http' | 'https';
 }
 
-/** Node's arguments for a member before etcd's flags: the server's Node flags, then what to run. */
-export function memberNodeArgs(entry: 'source' | 'build'): string[] {
-  return [...SERVER_NODE_FLAGS, ...entryArgs(entry)];
+/** Node's arguments for a member before etcd's flags: the server's Node flags, any others, then what to run. */
+export function memberNodeArgs(entry: 'source' | 'build', nodeFlags: readonly string[] = []): string[] {
+  return [...SERVER_NODE_FLAGS, ...nodeFlags, ...entryArgs(entry)];
 }
 
 function entryArgs(entry: 'source' | 'build'): string[] {
@@ -89,7 +91,7 @@ export class ProcessMember {
   start(extra: readonly string[] = []): void {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
     mkdirSync(this.spec.dataDir, { recursive: true });
-    const child = spawn(process.execPath, [...memberNodeArgs(this.spec.entry ?? 'source'), ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
+    const child = spawn(process.execPath, [...memberNodeArgs(this.spec.entry ?? 'source', this.spec.nodeFlags), ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
     this.child = child;
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) {
