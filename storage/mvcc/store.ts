@@ -212,11 +212,10 @@ export class MvccStore {
     assert(revision <= this.currentRev, () => `committed(${revision}) beyond the current revision ${this.currentRev}`);
     if (revision <= this.committedRev) return;
     this.committedRev = revision;
-    let removed = false;
+    const had = this.uncommitted.size;
     for (const [main, rows] of this.uncommitted) {
       if (main > revision) continue;
       this.uncommitted.delete(main);
-      removed = true;
       // Written rows go on into the row cache: the next write of the same key reads this row (its event's prev_kv)
       // and a read of a hot key wants it too. Without this every overwrite read its previous row back from LevelDB.
       for (let sub = 0; sub < rows.length; sub++) {
@@ -224,7 +223,7 @@ export class MvccStore {
         if (!this.retired.delete(id)) this.rowCache.set(id, rows[sub]!);
       }
     }
-    if (removed && this.uncommitted.size === 0) this.uncommitted = new Map(); // see `prefetched`
+    if (had > 0 && this.uncommitted.size === 0) this.uncommitted = new Map(); // emptied here: see `prefetched`
   }
 
   /**
