@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { onOutputLines } from '../../node/testing/output-lines.js';
 import { ProcessCluster, type ProcessMember } from '../../node/testing/process-cluster.js';
 
 export type SystemName = 'fulcrum' | 'etcd';
@@ -147,15 +148,10 @@ class EtcdMember implements BenchMember {
     mkdirSync(this.dataDir, { recursive: true });
     const child = spawn(this.binary, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    const collect = (d: Buffer): void => {
-      for (const line of d.toString().split('\n')) {
-        if (line === '') continue;
-        this.output.push(line);
-        if (this.output.length > ETCD_OUTPUT_LINES_MAX) this.output.shift();
-      }
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
+    onOutputLines(child, (line) => {
+      this.output.push(line);
+      if (this.output.length > ETCD_OUTPUT_LINES_MAX) this.output.shift();
+    });
     this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
   }
   async kill(): Promise<void> {

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SERVER_NODE_FLAGS } from '../node-flags.js';
+import { onOutputLines } from './output-lines.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 /** The server bundled into one file by `npm run build` (deploy/docker/bundle.mjs), what the container image runs. */
@@ -93,16 +94,12 @@ export class ProcessMember {
     mkdirSync(this.spec.dataDir, { recursive: true });
     const child = spawn(process.execPath, [...memberNodeArgs(this.spec.entry ?? 'source', this.spec.nodeFlags), ...this.args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: this.detached, env: this.spec.env ?? process.env });
     this.child = child;
-    const collect = (d: Buffer): void => {
-      for (const line of d.toString().split('\n')) {
-        if (line === '') continue;
-        this.output.push(line);
-        if (this.output.length > OUTPUT_LINES_MAX) this.output.shift();
-        this.echo?.(this.spec.name, line);
-      }
+    const take = (line: string): void => {
+      this.output.push(line);
+      if (this.output.length > OUTPUT_LINES_MAX) this.output.shift();
+      this.echo?.(this.spec.name, line);
     };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
+    onOutputLines(child, take);
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 

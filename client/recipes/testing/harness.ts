@@ -4,6 +4,7 @@
 // slot; a taken port moves to another block. Test code only.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { onOutputLines } from '../../../node/testing/output-lines.js';
 import { TSX_LOADER as TSX } from '../../testing/examples.js';
 import { portFree, startTestMember, type TestMember } from '../../testing/servers.js';
 
@@ -53,16 +54,11 @@ export class ChildScript {
   private waiters: Array<() => void> = [];
 
   constructor(readonly child: ChildProcess) {
-    const collect = (d: Buffer): void => {
-      for (const line of d.toString().split('\n')) {
-        if (line === '') continue;
-        this.lines.push(line);
-        if (this.lines.length > CHILD_LINES_MAX) this.lines.shift();
-      }
+    onOutputLines(child, (line) => {
+      this.lines.push(line);
+      if (this.lines.length > CHILD_LINES_MAX) this.lines.shift();
       for (const w of this.waiters.splice(0)) w();
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
+    });
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 
