@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { walTestHooks } from '../storage/wal/test-hooks.js';
-import { Failpoints, parseFailpoints } from './failpoints.js';
+import { FAILPOINT_NAMES, Failpoints, failpointCrashLine, isFailpointCrashLine, parseFailpoints } from './failpoints.js';
 
 describe('failpoints', () => {
   it('parses crash, crash@N, crash%P and no-fsync', () => {
@@ -36,5 +36,15 @@ describe('failpoints', () => {
     f.close();
     expect(walTestHooks.skipFsync).toBe(false);
     expect(walTestHooks.fault).toBeUndefined();
+  });
+});
+
+describe('failpoint crash line', () => {
+  it('is recognised for every point, and only as a whole line', () => {
+    for (const point of FAILPOINT_NAMES) expect(isFailpointCrashLine(failpointCrashLine(point))).toBe(true);
+    const line = failpointCrashLine('after-persist');
+    expect(isFailpointCrashLine(line.slice(0, 25))).toBe(false);
+    expect(isFailpointCrashLine(line.slice(25))).toBe(false);
+    expect(isFailpointCrashLine('fulcrum: member exited')).toBe(false);
   });
 });

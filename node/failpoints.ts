@@ -128,8 +128,18 @@ export class Failpoints {
   }
 }
 
+/** What a member writes to stderr, as one line, just before it crashes itself at a failpoint. */
+export function failpointCrashLine(point: string): string {
+  return `fulcrum: failpoint ${point}: crashing (SIGKILL)`;
+}
+
+/** Whether a line of a member's stderr says it is crashing itself at a failpoint (an expected exit). */
+export function isFailpointCrashLine(line: string): boolean {
+  return /^fulcrum: failpoint [a-z-]+: crashing \(SIGKILL\)$/.test(line);
+}
+
 /** kill -9 ourselves: no cleanup, no sync, exactly what the chaos suite's kill does, but at a known step. */
 function crashProcess(point: string): void {
-  writeSync(2, `fulcrum: failpoint ${point}: crashing (SIGKILL)\n`);
+  writeSync(2, `${failpointCrashLine(point)}\n`);
   process.kill(process.pid, 'SIGKILL');
 }

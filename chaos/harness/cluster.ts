@@ -14,6 +14,8 @@ import { FromRouter } from '../proxy/router.js';
 import { Network } from './network.js';
 import { ChaosClient } from './client.js';
 import { SERVER_NODE_FLAGS } from '../../node/node-flags.js';
+import { isFailpointCrashLine } from '../../node/failpoints.js';
+import { onStreamLines } from '../../node/testing/output-lines.js';
 
 const CLI = fileURLToPath(new URL('../../node/cli.ts', import.meta.url));
 const REDIRECT = pathToFileURL(fileURLToPath(new URL('./redirect.ts', import.meta.url))).href;
@@ -131,8 +133,9 @@ export class ChaosMember {
     // A member that crashes itself at an armed failpoint says so first (node/failpoints.ts): an expected exit,
     // even when the crash lands just after the harness disarmed it (the member polls its failpoint file).
     let failpointCrash = false;
-    child.stderr!.on('data', (d: Buffer) => {
-      if (/failpoint [a-z-]+: crashing/.test(d.toString())) failpointCrash = true;
+    // Read as whole lines: the pipe may cut the message in two, and a half would not match.
+    onStreamLines(child.stderr!, (line) => {
+      if (isFailpointCrashLine(line)) failpointCrash = true;
     });
     this.expectingExit = false;
     this.exited = new Promise((resolve) =>

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { lineSplitter } from './output-lines.js';
+import { PassThrough, Writable } from 'node:stream';
+import { lineSplitter, onStreamLines } from './output-lines.js';
 
 function split(chunks: readonly string[], maxChars?: number): string[] {
   const out: string[] = [];
@@ -30,5 +31,22 @@ describe('lineSplitter', () => {
   it('keeps at most its limit of an unfinished line, passing the rest on in pieces: an endless line stays bounded', () => {
     expect(split(['abcdefghij', 'kl'], 4)).toEqual(['abcd', 'efgh', 'ijkl']);
     expect(split(['abcdefg', 'hij\nk'], 4)).toEqual(['abcd', 'efghij', 'k']);
+  });
+});
+
+describe('onStreamLines', () => {
+  it('puts together a line and a character the pipe cut, while a pipe from the same stream still gets the bytes', async () => {
+    const stream = new PassThrough();
+    const piped: Buffer[] = [];
+    stream.pipe(new Writable({ write: (chunk: Buffer, _enc, done) => (piped.push(chunk), done()) }));
+    const lines: string[] = [];
+    onStreamLines(stream, (l) => lines.push(l));
+    const text = Buffer.from('fulcrum: failpoint after-persist: crashing (SIGKILL)\nnaïve\nend');
+    const cuts = [0, 20, text.indexOf('ï') + 1, text.length];
+    for (let i = 1; i < cuts.length; i++) stream.write(text.subarray(cuts[i - 1], cuts[i]));
+    stream.end();
+    await new Promise((resolve) => stream.on('end', resolve));
+    expect(lines).toEqual(['fulcrum: failpoint after-persist: crashing (SIGKILL)', 'naïve', 'end']);
+    expect(Buffer.concat(piped).equals(text)).toBe(true);
   });
 });

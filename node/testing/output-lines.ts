@@ -2,6 +2,8 @@
 // them (trace and GC lines), and a pipe's chunks end wherever the kernel cut them.
 
 import type { ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 /** Of a line without its end yet, at most this many characters are held; more is passed on in pieces. */
 export const OUTPUT_LINE_CHARS_MAX = 1 << 20;
@@ -32,13 +34,24 @@ export function lineSplitter(onLine: (line: string) => void, maxChars = OUTPUT_L
   };
 }
 
+/**
+ * Calls `onLine` with each whole line a stream carries. It decodes with its own StringDecoder (a character split
+ * between chunks is put together again) instead of `setEncoding`, so a stream that is also piped somewhere (the
+ * chaos harness's run log) still hands that pipe the bytes it read.
+ */
+export function onStreamLines(stream: Readable, onLine: (line: string) => void): void {
+  const lines = lineSplitter(onLine);
+  const decoder = new StringDecoder('utf8');
+  stream.on('data', (chunk: Buffer | string) => lines.push(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+  stream.on('end', () => {
+    lines.push(decoder.end());
+    lines.end();
+  });
+}
+
 /** Calls `onLine` with each whole line the child writes to stdout or stderr (each stream split on its own). */
 export function onOutputLines(child: ChildProcess, onLine: (line: string) => void): void {
   for (const stream of [child.stdout, child.stderr]) {
-    if (stream === null) continue;
-    const lines = lineSplitter(onLine);
-    stream.setEncoding('utf8'); // a character split between chunks is put together again
-    stream.on('data', (chunk: string) => lines.push(chunk));
-    stream.on('end', () => lines.end());
+    if (stream !== null) onStreamLines(stream, onLine);
   }
 }
