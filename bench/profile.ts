@@ -172,9 +172,9 @@ function fulcrumMembers(o: Options, dir: string, traces: Array<[bigint, string]>
     token: 'fulcrum-profile',
     echo: (name, line) => {
       if (scavenges.on && isScavengeLine(line)) {
-        const own = scavenges.byMember.get(name) ?? [];
+        let own = scavenges.byMember.get(name);
+        if (own === undefined) scavenges.byMember.set(name, (own = []));
         if (own.length < SCAVENGE_LINES_MAX) own.push(line);
-        scavenges.byMember.set(name, own);
       }
       const m = /^TRACE (\d+) (.*)$/.exec(line);
       if (m !== null && traces.length < 3 * TRACE_LINES_MAX) traces.push([BigInt(m[1]!), `${name} ${m[2]}`]);

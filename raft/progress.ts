@@ -171,6 +171,9 @@ export class ProgressTracker {
   readonly progress = new Map<NodeId, Progress>();
   readonly votes = new Map<NodeId, boolean>();
   private votersCache: NodeId[] | undefined;
+  /** quorumValue's work array, kept so the leader's commit check allocates nothing. */
+  private readonly quorumScratch: number[] = [];
+  private readonly matchOf = (id: NodeId): number => this.progress.get(id)!.match;
 
   voters(): NodeId[] {
     if (this.votersCache === undefined) {
@@ -227,8 +230,6 @@ export class ProgressTracker {
     return this.quorumValue(this.matchOf);
   }
 
-  private readonly quorumScratch: number[] = [];
-  private readonly matchOf = (id: NodeId): number => this.progress.get(id)!.match;
 
   quorumActive(selfId: NodeId): boolean {
     let active = 0;
