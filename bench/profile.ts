@@ -470,7 +470,9 @@ async function main(o: Options): Promise<void> {
     traces.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const t0 = traces[0]?.[0] ?? 0n;
     writeFileSync(o.trace, traces.map(([t, l]) => `${(Number(t - t0) / 1e6).toFixed(3)} ${l}`).join('\n') + '\n');
-    process.stdout.write(`trace: ${o.trace} (${traces.length} events; ms since the first)\n`);
+    // The first event's clock reading lets other timelines on the same clock (strace -ttt less the realtime-monotonic
+    // offset) be laid beside this one.
+    process.stdout.write(`trace: ${o.trace} (${traces.length} events; ms since the first, at monotonic ${t0} ns)\n`);
   }
 }
 

@@ -460,6 +460,7 @@ export class RaftLoop {
     // extra turn of the event loop would take in whatever I/O is waiting before our own write starts.
     if (fromIdle && rd.entries.length > 0 && carriesEntries(early)) await letWritesLeave();
     f?.('before-persist');
+    trace('persist start');
     const persisted = this.persist(rd);
     if (persisted.overlapsApply) {
       // Only the commit index moved: the entries being applied are already durable here and on a quorum, so

@@ -209,7 +209,7 @@ export class Peer {
       seq++;
       // The first batch of every stream carries the hello, encoded then: its applied index must be current.
       const frame = encodePeerBatch(seq === 1 ? encodeHello(this.deps.hello) : null, seq, batch.map((o) => o.message));
-      trace(() => `send to=${this.id.toString(16)} n=${batch.length}`);
+      trace(() => `send to=${this.id.toString(16)} n=${batch.length} bytes=${frame.length}`);
       await this.write(stream, frame, state);
       this.deps.stats.messagesSent += batch.length;
     }
