@@ -1,5 +1,6 @@
 // What grpc-js does not offer on its server, done on the HTTP/2 servers it created for its bound addresses: bound
-// how many connections each keeps open, and refuse client certificates after the handshake (revoked, wrong name).
+// how many connections each keeps open, refuse client certificates after the handshake (revoked, wrong name), and
+// widen the HTTP/2 flow-control windows.
 //
 // grpc-js keeps those servers in a private map (`http2Servers`). Both the fast path (api/fast-path.ts) and the
 // connection limit below need them; if a grpc-js upgrade moves them, boundHttp2Servers throws at start-up rather
@@ -34,6 +35,18 @@ export function limitConnections(server: grpc.Server, max: number, onDropped: (c
   for (const listener of boundHttp2Servers(server)) {
     listener.maxConnections = max;
     listener.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => onDropped({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }));
+  }
+}
+
+/**
+ * Grant `bytes` of HTTP/2 flow-control window to each connection and each stream on `server`'s listeners, in place
+ * of HTTP/2's 64 KiB: the stream window through the SETTINGS a new session starts with, the connection's as soon as
+ * it opens. grpc-js offers no option for its server's windows.
+ */
+export function widenReceiveWindows(server: grpc.Server, bytes: number): void {
+  for (const listener of boundHttp2Servers(server)) {
+    listener.updateSettings({ initialWindowSize: bytes });
+    listener.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(bytes));
   }
 }
 

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { createServer } from 'node:net';
 import * as http2 from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { loadEtcdApi } from '../proto/index.js';
 import { parseServerConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startServer } from './server.js';
+import { PEER_RECEIVE_WINDOW_BYTES } from './transport/index.js';
 import { TestPki } from './testing/certs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fulcrum-server-'));
@@ -224,6 +226,30 @@ describe('startServer', () => {
       expect(await rangeStatus(next!.session)).toBe('0');
     } finally {
       for (const session of sessions) session.destroy();
+      await server.close();
+    }
+  });
+
+  it('grants peers a flow-control window of PEER_RECEIVE_WINDOW_BYTES per connection and per stream, not HTTP/2\'s 64 KiB', async () => {
+    const server = await startServer(
+      parseServerConfig([
+        '--name', 's5', '--data-dir', join(dir, 's5'),
+        '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
+        '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
+        '--initial-cluster', `s5=http://127.0.0.1:${base + 1}`,
+        '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
+      ], {}),
+    );
+    const session = http2.connect(server.peerUrls[0]!);
+    session.on('error', () => {});
+    try {
+      await once(session, 'remoteSettings');
+      // The stream window comes with the listener's first SETTINGS; the connection's in a WINDOW_UPDATE just after.
+      expect(session.remoteSettings.initialWindowSize).toBe(PEER_RECEIVE_WINDOW_BYTES);
+      for (let i = 0; i < 50 && session.state.remoteWindowSize !== PEER_RECEIVE_WINDOW_BYTES; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(session.state.remoteWindowSize).toBe(PEER_RECEIVE_WINDOW_BYTES);
+    } finally {
+      session.destroy();
       await server.close();
     }
   });

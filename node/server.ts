@@ -33,14 +33,14 @@ import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, nameMemberInLogs, type Logger } from './log.js';
 import { LeaderForwarder, LeaseManager } from './lease/index.js';
 import { Failpoints } from './failpoints.js';
-import { checkClientCertificates, limitConnections, shutdownGrpc, type DroppedConnection } from './grpc-listeners.js';
+import { checkClientCertificates, limitConnections, shutdownGrpc, widenReceiveWindows, type DroppedConnection } from './grpc-listeners.js';
 import { discoverCluster, type ClusterIdentity } from './join.js';
 import { idToHex } from './ids.js';
 import { Member, readPersistedClusterId, readPersistedMemberId } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
-import { addPeerService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS } from './transport/index.js';
+import { addPeerService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
 /** How long stopping waits for in-flight client calls before cutting them off. */
@@ -147,6 +147,7 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
   const api = loadEtcdApi();
   const peerService = addPeerService(peerServer, transport);
   const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
+  widenReceiveWindows(peerServer, PEER_RECEIVE_WINDOW_BYTES);
   peerService.install(peerServer);
   if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls.peer?.current.revoked), certificateRefusalReporter('peer', logger));
 

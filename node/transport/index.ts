@@ -2,7 +2,7 @@
 export { GrpcPeerTransport, type GrpcPeerTransportOptions } from './transport.js';
 export { createRaftTransportService } from './service.js';
 export { addPeerService, type PeerService } from './peer-server.js';
-export { TRANSPORT_LIMITS_DEFAULTS, PEER_CONNECTIONS_MAX, PEER_SERVER_OPTIONS, PEER_MESSAGE_BYTES_MAX, validateTransportLimits, type TransportLimits } from './limits.js';
+export { TRANSPORT_LIMITS_DEFAULTS, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS, PEER_MESSAGE_BYTES_MAX, validateTransportLimits, type TransportLimits } from './limits.js';
 export type { TransportStats, PeerStats } from './stats.js';
 export { messageFromWire, messageToWire, WireFormatError } from './convert.js';
 export { REFUSAL, PEER_PROTOCOL_VERSION, peerTransportService } from './grpc-util.js';

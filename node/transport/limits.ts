@@ -63,7 +63,16 @@ export const PEER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
  */
 export const PEER_CONNECTIONS_MAX = 1_000;
 
-/** Channel options for the peer gRPC server (the server composition passes these to `new grpc.Server`). */
+/**
+ * HTTP/2 flow-control window a member's peer listener grants each connection and each stream on it (the receive
+ * side's `initialWindowSize` setting and the connection's local window). At HTTP/2's default of 64 KiB, a leader's
+ * append of 100 puts (~41 KB) never fitted in what the follower had left to grant: the last ~450 bytes waited for a
+ * WINDOW_UPDATE, which the leader reads only once its own WAL write has been built, so the follower got the whole
+ * append ~1 ms later (docs/performance.md, thirty-first session). 1 MiB, Go's HTTP/2 server default: the receiver
+ * reads as data comes, so this bounds nothing in practice; PEER_MESSAGE_BYTES_MAX does.
+ */
+export const PEER_RECEIVE_WINDOW_BYTES = 1024 * 1024;
+
 /**
  * A connection to a peer is pinged after this long and dropped if the ping is not answered within the timeout:
  * a peer behind a silent network is noticed in seconds, not at TCP's timeout. Both the grpc-js channel
@@ -72,6 +81,7 @@ export const PEER_CONNECTIONS_MAX = 1_000;
 export const PEER_KEEPALIVE_MS = 10_000;
 export const PEER_KEEPALIVE_TIMEOUT_MS = 5_000;
 
+/** Channel options for the peer gRPC server (the server composition passes these to `new grpc.Server`). */
 export const PEER_SERVER_OPTIONS = Object.freeze({
   'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
 });
