@@ -46,7 +46,10 @@ export function limitConnections(server: grpc.Server, max: number, onDropped: (c
 export function widenReceiveWindows(server: grpc.Server, bytes: number): void {
   for (const listener of boundHttp2Servers(server)) {
     listener.updateSettings({ initialWindowSize: bytes });
-    listener.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(bytes));
+    listener.on('session', (session: http2.ServerHttp2Session) => {
+      // A connection already gone has no window to widen, and a throw from this listener would take the member down.
+      if (!session.destroyed) session.setLocalWindowSize(bytes);
+    });
   }
 }
 
