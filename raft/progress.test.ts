@@ -2,15 +2,23 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Progress, ProgressTracker } from './progress.js';
 
-/** A tracker with these members; `match` by id, learners marked. */
-function tracker(members: ReadonlyArray<{ id: number; match: number; learner: boolean }>): ProgressTracker {
-  const t = new ProgressTracker();
+type Member = { id: number; match: number; learner: boolean };
+
+/** Puts these members in `t`, in place of those it had; `match` by id, learners marked. */
+function fill(t: ProgressTracker, members: readonly Member[]): ProgressTracker {
+  t.progress.clear();
   for (const m of members) {
     const p = new Progress(m.id, m.match + 1, m.learner, 16, 0);
     p.match = m.match;
     t.progress.set(m.id, p);
   }
+  t.membershipChanged();
   return t;
+}
+
+/** A new tracker with these members. */
+function tracker(members: readonly Member[]): ProgressTracker {
+  return fill(new ProgressTracker(), members);
 }
 
 /** The definition: the largest value that at least a quorum of voters has reached. */
@@ -39,22 +47,13 @@ describe('ProgressTracker.committedIndex', () => {
     fc.assert(
       fc.property(fc.array(membersArb, { minLength: 1, maxLength: 6 }), (configs) => {
         const t = new ProgressTracker();
-        for (const members of configs) {
-          t.progress.clear();
-          for (const m of members) {
-            const p = new Progress(m.id, m.match + 1, m.learner, 16, 0);
-            p.match = m.match;
-            t.progress.set(m.id, p);
-          }
-          t.membershipChanged();
-          expect(t.committedIndex()).toBe(reference(members));
-        }
+        for (const members of configs) expect(fill(t, members).committedIndex()).toBe(reference(members));
       }),
     );
   });
 
   it('examples: 9 7 7 5 3 -> 7; 5 3 -> 3; one voter -> its own; none -> 0', () => {
-    const m = (matches: number[]): Array<{ id: number; match: number; learner: boolean }> => matches.map((match, i) => ({ id: i + 1, match, learner: false }));
+    const m = (matches: number[]): Member[] => matches.map((match, i) => ({ id: i + 1, match, learner: false }));
     expect(tracker(m([9, 7, 7, 5, 3])).committedIndex()).toBe(7);
     expect(tracker(m([3, 9, 5, 7, 7])).committedIndex()).toBe(7);
     expect(tracker(m([5, 3])).committedIndex()).toBe(3);

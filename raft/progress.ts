@@ -230,7 +230,6 @@ export class ProgressTracker {
     return this.quorumValue(this.matchOf);
   }
 
-
   quorumActive(selfId: NodeId): boolean {
     let active = 0;
     for (const id of this.voters()) if (id === selfId || this.progress.get(id)!.recentActive) active++;
