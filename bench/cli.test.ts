@@ -72,6 +72,12 @@ describe('npm run bench (smoke)', () => {
       for (const row of [...PUT_LEVELS.map((l) => l.row), 'get-linearizable', 'get-serializable']) {
         expect({ system, row, measured: metric(row, 'cpuMsPer1kOps') > 0 }).toEqual({ system, row, measured: true });
       }
+      // How evenly the connections were served: a share of the mean, so within [0, 1]; one connection has none.
+      for (const level of PUT_LEVELS) {
+        const share = rows.find((r) => r.row === level.row)!.metrics.slowestConnectionShare;
+        const ok = level.connections === 1 ? share === undefined : share !== undefined && share >= 0 && share <= 1;
+        expect({ system, row: level.row, share, ok }).toEqual({ system, row: level.row, share, ok: true });
+      }
       expect(metric('watch', 'eventsPerSec')).toBeGreaterThan(0);
       expect(metric('watch', 'eventsMissing')).toBe(0);
       expect(metric('leases', 'keepAlivesPerSec')).toBeGreaterThan(0);

@@ -26,6 +26,11 @@ export interface PhaseSpec {
   /** One request; `worker` in [0, inFlight), `seq` counts that worker's requests from 0. */
   readonly op: (worker: number, seq: number) => Promise<void>;
   /**
+   * The connection a worker's requests use, in [0, connections): given, the result says how evenly the server
+   * served the connections (slowestConnectionShare).
+   */
+  readonly connectionOf?: (worker: number) => number;
+  /**
    * Started when the window opens; what it returns is called when the window closes and gives the CPU the
    * servers used meanwhile, in cores (bench/lib/systems.ts cpuMeter).
    */
@@ -67,6 +72,13 @@ export interface PhaseResult {
   readonly clientCpuCores: number;
   /** CPU the servers used over the window, in cores, when the spec measured it. */
   readonly serverCpuCores?: number;
+  /**
+   * With `connectionOf` and more than one connection: the slowest connection's rate per worker over the window
+   * as a share of the mean (1.0: every connection served alike). In a closed loop a connection whose answers come
+   * late completes fewer requests, so this shows a server that keeps some clients waiting longer than others,
+   * which the latency percentiles of all requests together blur.
+   */
+  readonly slowestConnectionShare?: number;
 }
 
 export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
@@ -76,6 +88,7 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   let ops = 0;
   let warmupOps = 0;
   const errs = { warmup: 0, measured: 0, drain: 0 };
+  const perConnection = connectionCounts(spec);
   const t0 = performance.now();
   // The window opens when the warm-up time is over AND every worker has had one answer: with 1,000 requests in
   // flight on a slow server, the first answers can take longer than a short warm-up, and a window opened during
@@ -131,6 +144,7 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
       } else if (part === 'measured') {
         ops++;
         histogram.recordMs(end - start);
+        if (perConnection !== undefined) perConnection.ops[perConnection.of[w]!]!++;
       } else if (part === 'warmup') {
         warmupOps++;
       }
@@ -163,5 +177,35 @@ export async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     errorsTotal: errs.warmup + errs.measured + errs.drain,
     clientCpuCores,
     ...(serverCpuCores === undefined ? {} : { serverCpuCores }),
+    ...(perConnection === undefined || ops === 0 ? {} : { slowestConnectionShare: slowestShare(perConnection, ops, spec.inFlight) }),
   };
+}
+
+interface ConnectionCounts {
+  /** The connection of each worker. */
+  readonly of: readonly number[];
+  /** Workers per connection, and requests each connection completed in the window. */
+  readonly workers: number[];
+  readonly ops: number[];
+}
+
+function connectionCounts(spec: PhaseSpec): ConnectionCounts | undefined {
+  if (spec.connectionOf === undefined || spec.connections < 2) return undefined;
+  const of = Array.from({ length: spec.inFlight }, (_, w) => spec.connectionOf!(w));
+  const workers = new Array<number>(spec.connections).fill(0);
+  for (const c of of) {
+    if (!Number.isSafeInteger(c) || c < 0 || c >= spec.connections) throw new Error(`${spec.name}: connectionOf gave ${c}, outside [0, ${spec.connections})`);
+    workers[c]!++;
+  }
+  return { of, workers, ops: new Array<number>(spec.connections).fill(0) };
+}
+
+/** The lowest requests-per-worker of any connection that has workers, over the mean per worker, to 2 places. */
+function slowestShare(c: ConnectionCounts, ops: number, inFlight: number): number {
+  const mean = ops / inFlight;
+  let lowest = Infinity;
+  c.workers.forEach((n, i) => {
+    if (n > 0) lowest = Math.min(lowest, c.ops[i]! / n);
+  });
+  return Math.round((lowest / mean) * 100) / 100;
 }
