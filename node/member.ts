@@ -536,8 +536,9 @@ export class Member {
    * Every snapshotCount entries: make the state durable and record a snapshot at this index whose data is only a
    * reference to the backend (backendReference), then compact the WAL. The backend never falls below it again: it
    * only moves forward, and an installed image is newer. An image is made only when a follower needs one
-   * (openSnapshotForPeer), as etcd sends its backend. The file and marker are written in the background, so the
-   * apply step does not wait for their fsyncs.
+   * (openSnapshotForPeer), as etcd sends its backend. The backend's sync, the file and the marker all happen in the
+   * background, in that order, so the apply step waits for none of their fsyncs: the marker (and the compaction
+   * behind it) only ever follows a durable backend.
    */
   private async maybeSnapshot(force = false): Promise<void> {
     const applied = this.sm.appliedIndex;
@@ -551,11 +552,14 @@ export class Member {
     // commit index (the WAL refuses the marker). A later apply brings the commit index past it.
     if (applied > this.wal.storage.initialState().hardState.commit) return;
     trace(() => `snapshot begin index=${applied}`);
-    await this.sm.flush();
-    trace('snapshot state machine synced');
+    const durable = this.sm.syncBehindApplied();
     const metadata = { index: applied, term: this.wal.storage.term(applied), confState: this.node.status().confState };
     this.lastSnapshotIndex = applied;
-    this.snapshotInFlight = this.writeSnapshot(metadata, backendReference(applied))
+    this.snapshotInFlight = durable
+      .then(() => {
+        trace('snapshot state machine synced');
+        return this.writeSnapshot(metadata, backendReference(applied));
+      })
       .catch((e: unknown) => this.options.logger?.error({ err: String(e), index: applied }, 'fulcrum: writing a snapshot failed; the WAL keeps every entry, the next snapshot retries'))
       .finally(() => {
         this.snapshotInFlight = undefined;

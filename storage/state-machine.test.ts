@@ -43,6 +43,8 @@ class CountingBackend extends MemoryBackend {
   holdWrites = false;
   failWrites = false;
   writes = 0;
+  /** The sync option of each write, in order. */
+  readonly syncs: boolean[] = [];
   private held: Array<() => void> = [];
   override get(key: Uint8Array): Promise<Uint8Array | undefined> {
     this.gets++;
@@ -62,6 +64,7 @@ class CountingBackend extends MemoryBackend {
       },
       write: async (o) => {
         this.writes++;
+        this.syncs.push(o?.sync === true);
         if (this.failWrites) throw new Error('disk on fire');
         if (this.holdWrites) await new Promise<void>((resolve) => this.held.push(resolve));
         await inner.write(o);
@@ -372,6 +375,38 @@ describe('StateMachine', () => {
     await expect(sm.settled()).rejects.toThrow('disk on fire');
     await expect(sm.apply([cmd(put('b', '2'))])).rejects.toThrow('disk on fire');
     await expect(sm.flush()).rejects.toThrow('disk on fire');
+  });
+
+  it('syncs what was applied behind the applied batches, while later applies go on', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    await sm.apply([cmd(put('a', '1')), cmd(put('b', '2'))]); // staged in the open batch
+    backend.holdWrites = true;
+    let durable = false;
+    const sync = sm.syncBehindApplied().then(() => (durable = true));
+    // Applies after it stage and answer at once, readable from memory, while the sync has not landed.
+    const [r] = await sm.apply([cmd(put('c', '3'))]);
+    expect(r!.revision).toBe(4);
+    expect(new TextDecoder().decode((await sm.mvcc.range({ key: enc('c') })).kvs[0]!.value)).toBe('3');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(durable).toBe(false);
+    backend.release();
+    await sync;
+    await sm.settled();
+    // The open batch first, then the synced write of the applied index, then the later apply's batch.
+    expect(backend.syncs).toEqual([false, true, false]);
+    expect((await StateMachine.open(backend)).appliedIndex).toBe(3);
+  });
+
+  it('refuses to queue a sync once a write failed', async () => {
+    index = 0;
+    const backend = new CountingBackend();
+    const sm = await StateMachine.open(backend);
+    backend.failWrites = true;
+    await sm.apply([cmd(put('a', '1'))]);
+    await expect(sm.syncBehindApplied()).rejects.toThrow('disk on fire');
+    await expect(sm.syncBehindApplied()).rejects.toThrow('disk on fire'); // kept, and thrown before queueing
   });
 
   it('moves its whole state through a chunked image into another member', async () => {
