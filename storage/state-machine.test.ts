@@ -366,15 +366,19 @@ describe('StateMachine', () => {
     expect(await dump(backend)).toEqual([]); // after a restart the WAL replays all of it
   });
 
-  it('fails every later apply once a backend write failed', async () => {
+  it('fails every later apply, flush and sync once a backend write failed', async () => {
     index = 0;
     const backend = new CountingBackend();
     const sm = await StateMachine.open(backend);
     backend.failWrites = true;
     await sm.apply([cmd(put('a', '1'))]);
+    await expect(sm.syncBehindApplied()).rejects.toThrow('disk on fire'); // queued, and its write failed
     await expect(sm.settled()).rejects.toThrow('disk on fire');
     await expect(sm.apply([cmd(put('b', '2'))])).rejects.toThrow('disk on fire');
     await expect(sm.flush()).rejects.toThrow('disk on fire');
+    const writes = backend.writes;
+    await expect(sm.syncBehindApplied()).rejects.toThrow('disk on fire'); // kept: refused before queueing
+    expect(backend.writes).toBe(writes);
   });
 
   it('syncs what was applied behind the applied batches, while later applies go on', async () => {
@@ -397,16 +401,6 @@ describe('StateMachine', () => {
     // The open batch first, then the synced write of the applied index, then the later apply's batch.
     expect(backend.syncs).toEqual([false, true, false]);
     expect((await StateMachine.open(backend)).appliedIndex).toBe(3);
-  });
-
-  it('refuses to queue a sync once a write failed', async () => {
-    index = 0;
-    const backend = new CountingBackend();
-    const sm = await StateMachine.open(backend);
-    backend.failWrites = true;
-    await sm.apply([cmd(put('a', '1'))]);
-    await expect(sm.syncBehindApplied()).rejects.toThrow('disk on fire');
-    await expect(sm.syncBehindApplied()).rejects.toThrow('disk on fire'); // kept, and thrown before queueing
   });
 
   it('moves its whole state through a chunked image into another member', async () => {
