@@ -390,9 +390,7 @@ export class StateMachine {
   /** Make everything applied so far durable, now (close). */
   async flush(): Promise<void> {
     await this.settled();
-    const batch = this.backend.batch();
-    this.writeMeta(batch);
-    await batch.write({ sync: true });
+    await this.syncBehindApplied();
   }
 
   /**

@@ -11,7 +11,7 @@ import { encodePeerBatch, type PeerBatch } from './batch-codec.js';
 import { peerTransportService, REFUSAL, statusError } from './grpc-util.js';
 import { ACK_MESSAGE_BYTES_MAX, PeerSendChannel, type SendStream } from './h2-send.js';
 import { plain } from './message-arbitraries.js';
-import { EntryType, MessageType, type Entry, type Message } from '../../raft/types.js';
+import { EntryType, message, MessageType, type Entry, type Message } from '../../raft/types.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -100,12 +100,9 @@ describe('the Send stream over bare node:http2, against grpc-js and broken serve
     const done = outcome(stream);
     const entries = (count: number, bytes: number, first: number): Entry[] =>
       Array.from({ length: count }, (_, i) => ({ term: 2, index: first + i, type: EntryType.Normal, data: Uint8Array.from({ length: bytes }, (_, j) => (first + i + j) % 251) }));
-    const append = (seq: number, es: Entry[]): Message => ({
-      type: MessageType.App, from: 1, to: 2, term: 2, logTerm: 2, index: es[0]!.index - 1, entries: es, commit: 0,
-      reject: false, rejectHint: 0, snapshot: undefined, context: new Uint8Array(), readRound: 0, transfer: false,
-    });
+    const append = (es: Entry[]): Message => message({ type: MessageType.App, from: 1, to: 2, term: 2, logTerm: 2, index: es[0]!.index - 1, entries: es });
     // 100 entries of 400 bytes (~41 KB, as at 100 puts in flight), then 300 of 700 (~210 KB: past the 64 KiB window).
-    const sent = [append(1, entries(3, 10, 1)), append(2, entries(100, 400, 4)), append(3, entries(300, 700, 104))];
+    const sent = [append(entries(3, 10, 1)), append(entries(100, 400, 4)), append(entries(300, 700, 104))];
     for (const [i, m] of sent.entries()) await write(stream, encodePeerBatch(null, i + 1, [m]));
     await expect.poll(() => received.length).toBe(3);
     expect(received.map((b) => b.seq)).toEqual([1, 2, 3]);
