@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CONVERSION_OPTIONS, loadProtoRoot, type MessageBatch, type RaftMessage } from '../../proto/index.js';
 import { WIRE_LENGTH_DELIMITED, WIRE_VARINT } from '../../proto/wire.js';
 import { message, MessageType, type Message } from '../../raft/types.js';
-import { decodePeerBatch, encodeHello, encodePeerBatch } from './batch-codec.js';
+import { decodePeerBatch, decodeSendAck, encodeHello, encodePeerBatch, encodeSendAck } from './batch-codec.js';
 import { messageFromWire, messageToWire, WireFormatError } from './convert.js';
 import { arbMessage, FULL_MESSAGE, plain } from './message-arbitraries.js';
 
@@ -93,6 +93,40 @@ describe('the peer transport\'s MessageBatch codec', () => {
     const bytes = encodePeerBatch(null, 1, [FULL_MESSAGE]);
     const entry = decodePeerBatch(bytes).messages[0]!.entries[0]!;
     expect(entry.data.buffer).toBe(bytes.buffer);
+  });
+});
+
+describe('the peer transport\'s SendAck codec', () => {
+  const ackType = loadProtoRoot().lookupType('fulcrum.raftpb.SendAck');
+
+  it('writes what protobufjs reads and reads what protobufjs writes', () => {
+    fc.assert(
+      fc.property(fc.maxSafeNat(), (seq) => {
+        const ours = encodeSendAck({ seq });
+        expect(Number((ackType.toObject(ackType.decode(ours), CONVERSION_OPTIONS) as { seq: string }).seq)).toBe(seq);
+        expect(decodeSendAck(ackType.encode(ackType.fromObject({ seq })).finish())).toEqual({ seq: String(seq) });
+        expect(decodeSendAck(ours)).toEqual({ seq: String(seq) });
+      }),
+    );
+  });
+
+  it('takes the seq as a number or a decimal string, and leaves a zero seq out as proto3 does', () => {
+    expect([...encodeSendAck({ seq: '300' })]).toEqual([0x08, 0xac, 0x02]);
+    expect(encodeSendAck({ seq: 0 }).length).toBe(0);
+    expect(decodeSendAck(new Uint8Array(0))).toEqual({ seq: '0' });
+  });
+
+  it('skips unknown fields and keeps the last of a repeated seq', () => {
+    const bytes = protobuf.Writer.create().uint32((1 << 3) | WIRE_VARINT).uint64(5).uint32((7 << 3) | WIRE_LENGTH_DELIMITED).bytes(Uint8Array.of(1, 2)).uint32((1 << 3) | WIRE_VARINT).uint64(9).finish();
+    expect(decodeSendAck(bytes)).toEqual({ seq: '9' });
+  });
+
+  it('refuses what is not an ack, with the codec\'s error', () => {
+    expect(() => encodeSendAck({ seq: -1 })).toThrow(WireFormatError);
+    expect(() => encodeSendAck({ seq: '18446744073709551615' })).toThrow(WireFormatError);
+    expect(() => decodeSendAck(Uint8Array.of(0x08))).toThrow(WireFormatError);
+    expect(() => decodeSendAck(Uint8Array.of((1 << 3) | WIRE_LENGTH_DELIMITED, 0))).toThrow('wire type 2 where 0 was expected');
+    expect(() => decodeSendAck(encodeVarintField(1, 2n ** 60n))).toThrow('ack seq is beyond 2^53');
   });
 });
 

@@ -14,7 +14,7 @@
 // A message whose values Raft cannot use (an unknown type, a number above 2^53) is reported in `malformed` and the
 // rest of the batch is kept, as before; bytes that are not protobuf at all fail the whole batch.
 import type protobuf from 'protobufjs';
-import { CONVERSION_OPTIONS, loadProtoRoot, type Encodable, type MemberInfo } from '../../proto/index.js';
+import { CONVERSION_OPTIONS, loadProtoRoot, type Encodable, type Int64, type Int64Like, type MemberInfo, type SendAck } from '../../proto/index.js';
 import {
   expectWireType,
   lengthDelimitedSize,
@@ -41,6 +41,7 @@ export interface PeerBatch {
 
 // Field numbers, from raft.proto.
 const BATCH = { hello: 1, seq: 2, messages: 3 } as const;
+const ACK = { seq: 1 } as const;
 const MSG = { type: 1, from: 2, to: 3, term: 4, logTerm: 5, index: 6, entries: 7, commit: 8, reject: 9, rejectHint: 10, snapshot: 11, context: 12, readRound: 13, transfer: 14 } as const;
 const ENTRY = { term: 1, index: 2, type: 3, data: 4 } as const;
 const SNAPSHOT = { metadata: 1, data: 2 } as const;
@@ -211,6 +212,41 @@ function readBatch(r: ProtoReader): PeerBatch {
 }
 
 /** A hello split over several fields is their merge: protobuf's rule, which decoding the parts joined gives. */
+/**
+ * The bytes of a SendAck (its one field, `uint64 seq`). A receiver acks the first batch and every 8th after it, so
+ * this code runs too seldom for V8 to optimise: through protobufjs and long.js each ack cost both ends several
+ * times what it costs here (a follower's CPU profile at one put in flight, docs/performance.md).
+ */
+export function encodeSendAck(ack: { readonly seq?: Int64Like | null }): Buffer {
+  const seq = Number(ack.seq ?? 0);
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new WireFormatError(`ack seq ${String(ack.seq)} is not a safe non-negative integer`);
+  const w = new ProtoWriter(uintFieldSize(seq));
+  w.uintField(ACK.seq, seq);
+  return w.finish();
+}
+
+/** A SendAck from bytes any protobuf implementation wrote: unknown fields skipped, a repeated seq's last value kept. */
+export function decodeSendAck(bytes: Uint8Array): SendAck {
+  try {
+    const r = new ProtoReader(bytes);
+    let seq = 0;
+    while (!r.done()) {
+      const tag = r.tag();
+      if (tag >>> 3 !== ACK.seq) {
+        r.skip(tag & 7);
+        continue;
+      }
+      expectWireType(tag & 7, WIRE_VARINT);
+      seq = r.uint();
+      if (seq === UNSAFE) throw new WireFormatError('ack seq is beyond 2^53');
+    }
+    return { seq: String(seq) as Int64 };
+  } catch (e) {
+    if (e instanceof ProtoWireError) throw new WireFormatError(e.message);
+    throw e;
+  }
+}
+
 function readHello(parts: readonly Uint8Array[]): MemberInfo | null {
   if (parts.length === 0) return null;
   const type = memberInfo();

@@ -1,12 +1,12 @@
 // Small gRPC helpers shared by both ends of the transport.
 import * as grpc from '@grpc/grpc-js';
 import { loadEtcdApi, type BidiStream, type BidiStreamCall, type ClientMethod, type Handlers, type RaftTransportMethods, type SendAck } from '../../proto/index.js';
-import { decodePeerBatch, type PeerBatch } from './batch-codec.js';
+import { decodePeerBatch, decodeSendAck, encodeSendAck, type PeerBatch } from './batch-codec.js';
 import { PEER_KEEPALIVE_MS, PEER_KEEPALIVE_TIMEOUT_MS } from './limits.js';
 
 /**
  * RaftTransport as members serve it: Send's batches arrive decoded by batch-codec.ts (Raft messages, not
- * proto-loader objects), and go out as the bytes encodePeerBatch wrote.
+ * proto-loader objects), and go out as the bytes encodePeerBatch wrote; its acks are batch-codec.ts's too.
  */
 export type PeerTransportMethods = Omit<RaftTransportMethods, 'Send'> & { Send: BidiStream<PeerBatch, SendAck> };
 export type PeerTransportHandlers = Handlers<PeerTransportMethods>;
@@ -22,17 +22,17 @@ let peerService: grpc.ServiceDefinition | undefined;
 let PeerClient: grpc.ServiceClientConstructor | undefined;
 
 /**
- * The RaftTransport service definition with Send's requests in the peer transport's own codec: what a member's
- * peer server adds (`server.addService(peerTransportService(), handlers)`) and its peers dial. The bytes are the
- * same MessageBatch as the .proto's, so a client encoding objects with protobufjs (the tests' raw clients) is
- * understood too.
+ * The RaftTransport service definition with Send's requests and acks in the peer transport's own codec: what a
+ * member's peer server adds (`server.addService(peerTransportService(), handlers)`) and its peers dial. The bytes
+ * are the same MessageBatch and SendAck as the .proto's, so a client encoding objects with protobufjs (the tests'
+ * raw clients) is understood too.
  */
 export function peerTransportService(): grpc.ServiceDefinition {
   if (peerService !== undefined) return peerService;
   const base = loadEtcdApi().fulcrum.raftpb.RaftTransport.service;
   const send = base['Send'] as grpc.MethodDefinition<unknown, unknown>;
   const requestSerialize = (v: unknown): Buffer => (Buffer.isBuffer(v) ? v : send.requestSerialize(v));
-  peerService = { ...base, Send: { ...send, requestSerialize, requestDeserialize: decodePeerBatch } };
+  peerService = { ...base, Send: { ...send, requestSerialize, requestDeserialize: decodePeerBatch, responseSerialize: encodeSendAck, responseDeserialize: decodeSendAck } };
   return peerService;
 }
 
