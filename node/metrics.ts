@@ -14,11 +14,12 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { AlarmType } from '../storage/command.js';
 import type { SoftState } from '../raft/types.js';
 import type { Member } from './member.js';
 import type { FaultPoint } from './raft-loop.js';
+import { HotHistogram, type HistogramSeries } from './hot-histogram.js';
 import { idToHex } from './ids.js';
 
 /** What metrics read from a member: a narrow view, so tests and other hosts can provide their own. */
@@ -68,8 +69,9 @@ class Families {
   readonly proposalsApplied: Gauge<MemberLabel>;
   readonly proposalsPending: Gauge<MemberLabel>;
   readonly proposalsFailed: Counter<MemberLabel>;
-  readonly applyDuration: Histogram<MemberLabel>;
-  readonly walFsyncDuration: Histogram<MemberLabel>;
+  /** Observed every Ready: HotHistogram, not prom-client's Histogram (node/hot-histogram.ts says why). */
+  readonly applyDuration: HotHistogram<MemberLabel>;
+  readonly walFsyncDuration: HotHistogram<MemberLabel>;
   readonly dbSize: Gauge<MemberLabel>;
   readonly quota: Gauge<MemberLabel>;
   readonly revision: Gauge<MemberLabel>;
@@ -100,14 +102,14 @@ class Families {
     this.proposalsApplied = gauge('fulcrum_server_proposals_applied_total', 'The applied index: proposals applied so far.', status);
     this.proposalsPending = gauge('fulcrum_server_proposals_pending', 'Proposals waiting to be applied.', (mm) => mm.collectPending());
     this.proposalsFailed = new Counter({ name: 'fulcrum_server_proposals_failed_total', help: 'Proposals that failed (dropped, timed out, no leader).', labelNames: m, registers });
-    this.applyDuration = new Histogram({
+    this.applyDuration = new HotHistogram({
       name: 'fulcrum_server_apply_duration_seconds',
       help: 'Time to apply one batch of committed entries to the state machine.',
       labelNames: m,
       buckets: APPLY_BUCKETS_S,
       registers,
     });
-    this.walFsyncDuration = new Histogram({
+    this.walFsyncDuration = new HotHistogram({
       name: 'fulcrum_disk_wal_fsync_duration_seconds',
       help: 'Time to write one synced batch (hard state + entries) to the write-ahead log.',
       labelNames: m,
@@ -160,6 +162,8 @@ type Listener = (typeof LISTENERS)[number];
 export class MemberMetrics {
   private readonly f: Families;
   private readonly label: { member: string };
+  private readonly applySeries: HistogramSeries;
+  private readonly walFsyncSeries: HistogramSeries;
   private source: { member: MetricsMember; stats: MemberStats; unsubscribe: () => void } | undefined;
   private pending = 0;
   private applyStartedAt: number | undefined;
@@ -176,8 +180,8 @@ export class MemberMetrics {
     this.f.leaderChanges.inc(this.label, 0);
     this.f.proposalsFailed.inc(this.label, 0);
     this.f.proposalsPending.set(this.label, 0);
-    this.f.applyDuration.zero(this.label);
-    this.f.walFsyncDuration.zero(this.label);
+    this.applySeries = this.f.applyDuration.child(this.label);
+    this.walFsyncSeries = this.f.walFsyncDuration.child(this.label);
     for (const listener of LISTENERS) this.f.connectionsDropped.inc({ ...this.label, listener }, 0);
     if (options.quotaBackendBytes !== undefined) this.f.quota.set(this.label, options.quotaBackendBytes);
   }
@@ -185,11 +189,11 @@ export class MemberMetrics {
   // ---- pushed by the server ----
 
   observeApply(ms: number): void {
-    this.f.applyDuration.observe(this.label, ms / 1000);
+    this.applySeries.observe(ms / 1000);
   }
 
   observeWalFsync(ms: number): void {
-    this.f.walFsyncDuration.observe(this.label, ms / 1000);
+    this.walFsyncSeries.observe(ms / 1000);
   }
 
   setTerm(term: number): void {
