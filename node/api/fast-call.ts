@@ -36,7 +36,7 @@ export interface FastLimits {
 export interface FastMethod {
   readonly path: string;
   /** 'serverStream': one request, many responses (grpc-js's name for the type). */
-  readonly kind: 'unary' | 'bidi' | 'serverStream';
+  readonly kind: 'unary' | 'bidi' | 'serverStream' | 'clientStream';
   readonly handler: (...args: never[]) => void;
   readonly deserialize: (bytes: Buffer) => unknown;
   readonly serialize: (value: unknown) => Buffer;
@@ -111,7 +111,7 @@ export function frameHeadRefusal(head: Buffer, limits: FastLimits): Refusal | un
 }
 
 /** How grpc-js names a method's kind in its refusals. */
-const KIND_NAMES: Readonly<Record<FastMethod['kind'], string>> = { unary: 'unary', serverStream: 'server streaming', bidi: 'bidirectional streaming' };
+const KIND_NAMES: Readonly<Record<FastMethod['kind'], string>> = { unary: 'unary', serverStream: 'server streaming', clientStream: 'client streaming', bidi: 'bidirectional streaming' };
 
 /**
  * What is wrong, if anything, with the request so far (`chunks`, `bytes` in all) of a call that takes exactly one

@@ -7,7 +7,9 @@ import * as v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { H2Server } from '../h2/server.js';
 import { FastPath } from './fast-path.js';
+import { ITERATOR_READ_AHEAD_MAX } from './fast-client-stream.js';
 import { WRITE_BUFFER_BYTES_MAX } from './fast-stream.js';
 import { CallBudget, LIMIT_ERRORS } from './limits.js';
 
@@ -37,9 +39,11 @@ const SERVICE = {
   Talk: method('/test.Fast/Talk', true),
   Feed: method('/test.Fast/Feed', false, true),
   Drip: method('/test.Fast/Drip', false, true),
+  Sink: method('/test.Fast/Sink', true, false),
+  Pour: method('/test.Fast/Pour', true, false),
 } satisfies grpc.ServiceDefinition;
-/** The streaming methods the path under test serves itself, one bidirectional and one server-streaming; Chat and Drip stay with grpc-js. */
-const FAST_STREAMS = new Set(['/test.Fast/Talk', '/test.Fast/Feed']);
+/** The streaming methods the path under test serves itself, one of each kind; Chat, Drip and Pour stay with grpc-js. */
+const FAST_STREAMS = new Set(['/test.Fast/Talk', '/test.Fast/Feed', '/test.Fast/Sink']);
 const STREAM_SLOTS = 10;
 
 type Client = grpc.Client & Record<keyof typeof SERVICE, (...args: unknown[]) => grpc.ClientUnaryCall & grpc.ClientDuplexStream<Buffer, Buffer>>;
@@ -52,6 +56,8 @@ describe('fast unary path', () => {
   const talks: TalkServer[] = [];
   /** Server sides of Feed calls, in the order their handler ran. */
   const feeds: FeedServer[] = [];
+  /** Server sides of Sink calls, in the order their handler ran. */
+  const sinks: SinkServer[] = [];
   const hung: Array<{ call: grpc.ServerUnaryCall<Buffer, Buffer>; answer: grpc.sendUnaryData<Buffer> }> = [];
   const cancelled: string[] = [];
   const echoClosed: Array<{ finished: boolean }> = [];
@@ -99,6 +105,12 @@ describe('fast unary path', () => {
       Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
         call.on('data', (m: Buffer) => call.write(m));
         call.on('end', () => call.end());
+      },
+      Sink: (call: grpc.ServerReadableStream<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => sinks.push(new SinkServer(call, cb)),
+      Pour: (call: grpc.ServerReadableStream<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        const parts: string[] = [];
+        call.on('data', (m: Buffer) => parts.push(m.toString()));
+        call.on('end', () => cb(null, Buffer.from(parts.join(','))));
       },
     });
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
@@ -674,6 +686,155 @@ describe('fast unary path', () => {
     expect(() => new FastPath({ receiveMessageBytesMax: 1, sendMessageBytesMax: 1 }, budget).install(unbound)).toThrow(/no bound HTTP\/2 servers/);
     unbound.forceShutdown();
   });
+
+  describe('client-streaming calls it serves', () => {
+    let base = 0;
+    beforeEach(() => {
+      sinks.splice(0);
+      base = budget.inFlight.streams;
+    });
+    /** Open a Sink call; its answer or failure, and its status (for the trailers). */
+    const open = (md = new grpc.Metadata()): { stream: grpc.ClientWritableStream<Buffer>; answer: Promise<Buffer>; status: Promise<grpc.StatusObject> } => {
+      let stream!: grpc.ClientWritableStream<Buffer>;
+      const answer = new Promise<Buffer>((resolve, reject) => {
+        stream = (client.Sink as unknown as (md: grpc.Metadata, cb: grpc.requestCallback<Buffer>) => grpc.ClientWritableStream<Buffer>)(md, (err, res) => (err ? reject(err) : resolve(res!)));
+      });
+      answer.catch(() => {});
+      const status = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+      return { stream, answer, status };
+    };
+
+    it('gives the handler the requests in order through for await, and answers with its callback\'s message and trailers', async () => {
+      const md = new grpc.Metadata();
+      md.set('x-text', 'hello');
+      const c = open(md);
+      for (const m of ['a', 'b', 'c']) c.stream.write(Buffer.from(m));
+      c.stream.end();
+      expect((await c.answer).toString()).toBe('a,b,c');
+      expect((await c.status).metadata.get('x-seen')).toEqual(['hello']);
+      expect(servedHere()).toBe(1);
+      await until(() => budget.inFlight.streams === base);
+    });
+
+    it('ends the call with the status its callback gives', async () => {
+      const c = open();
+      c.stream.write(Buffer.from('fail'));
+      c.stream.end();
+      const err = await failure(c.answer);
+      expect([err.code, err.details]).toEqual([grpc.status.FAILED_PRECONDITION, 'refusé à 100%']);
+      expect(servedHere()).toBe(1);
+      await until(() => budget.inFlight.streams === base);
+    });
+
+    it('pauses the stream while the loop is behind, so flow control holds the client, and reads the rest when it goes on', async () => {
+      const c = open();
+      c.stream.write(Buffer.from('hold'));
+      for (let i = 0; i < 200; i++) c.stream.write(Buffer.alloc(1000, i % 251));
+      c.stream.end();
+      await until(() => sinks.length === 1 && sinks[0]!.held);
+      await new Promise((r) => setTimeout(r, 200)); // time for everything the client sent to arrive, if nothing held it
+      // The loop holds one request; at most ITERATOR_READ_AHEAD_MAX wait behind it before the stream is paused.
+      expect(sinks[0]!.delivered).toBeLessThanOrEqual(1 + ITERATOR_READ_AHEAD_MAX);
+      sinks[0]!.release();
+      expect((await c.answer).toString()).toBe('hold,201');
+      expect(sinks[0]!.delivered).toBe(201);
+      await until(() => budget.inFlight.streams === base);
+    });
+
+    it('tells the handler when the client resets the stream, and frees the stream\'s slot', async () => {
+      // Node ends a reset stream's requests before it reports the reset, so the loop may end as if the client had
+      // ended its side: a handler checks that its requests are complete (receiveSnapshot wants the 'last' chunk).
+      const session = http2.connect(`http://${endpoint}`);
+      session.on('error', () => {});
+      try {
+        const req = session.request({ ':method': 'POST', ':path': '/test.Fast/Sink', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', () => {});
+        req.write(Buffer.concat([Buffer.from([0, 0, 0, 0, 4]), Buffer.from('wait')]));
+        await until(() => sinks.length === 1 && sinks[0]!.delivered === 1);
+        expect(sinks[0]!.cancelled).toBe(false);
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        await until(() => sinks[0]!.cancelled);
+        expect(servedHere()).toBe(1);
+        await until(() => budget.inFlight.streams === base);
+      } finally {
+        session.close();
+      }
+    });
+
+    it('ends the call with CANCELLED when the handler destroys it', async () => {
+      const c = open();
+      c.stream.write(Buffer.from('destroy'));
+      const err = await failure(c.answer);
+      expect(err.code).toBe(grpc.status.CANCELLED);
+      await until(() => sinks[0]?.failure !== undefined);
+      expect(sinks[0]!.failure).toBe(grpc.status.CANCELLED);
+      await until(() => budget.inFlight.streams === base);
+    });
+
+    it('leaves a client-streaming method it was not given to grpc-js', async () => {
+      const pour = client as unknown as { Pour(cb: grpc.requestCallback<Buffer>): grpc.ClientWritableStream<Buffer> };
+      const answer = new Promise<Buffer>((resolve, reject) => {
+        const s = pour.Pour((err, res) => (err ? reject(err) : resolve(res!)));
+        s.write(Buffer.from('x'));
+        s.write(Buffer.from('y'));
+        s.end();
+      });
+      expect((await answer).toString()).toBe('x,y');
+      expect(servedHere()).toBe(0);
+    });
+  });
+});
+
+describe('client-streaming calls on Fulcrum\'s HTTP/2 engine (no grpc-js behind the path)', () => {
+  const budget = new CallBudget({ unaryCallsPerMemberMax: SLOTS, streamsPerMemberMax: STREAM_SLOTS });
+  const fast = new FastPath({ receiveMessageBytesMax: RECEIVE_MAX, sendMessageBytesMax: SEND_MAX }, budget, FAST_STREAMS);
+  const sinks: SinkServer[] = [];
+  const listener = net.createServer();
+  let engine: H2Server;
+  let client: Client;
+
+  beforeAll(async () => {
+    // The service is registered on a grpc-js server that never listens: the engine's calls all go through the path.
+    fast.addService(new grpc.Server(), SERVICE, {
+      Sink: (call: grpc.ServerReadableStream<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => sinks.push(new SinkServer(call, cb)),
+    });
+    engine = new H2Server({ onStream: fast.engineStreamHandler });
+    engine.attach(listener);
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const Ctor = grpc.makeGenericClientConstructor(SERVICE, 'Fast');
+    client = new Ctor(`127.0.0.1:${(listener.address() as net.AddressInfo).port}`, grpc.credentials.createInsecure()) as unknown as Client;
+  });
+
+  afterAll(async () => {
+    client.close();
+    await engine.close(0);
+  });
+
+  it('reads the requests in order, answers with the callback\'s message, and pauses a stream whose loop is behind', async () => {
+    const sink = client as unknown as { Sink(cb: grpc.requestCallback<Buffer>): grpc.ClientWritableStream<Buffer> };
+    const answer = new Promise<Buffer>((resolve, reject) => {
+      const s = sink.Sink((err, res) => (err ? reject(err) : resolve(res!)));
+      s.write(Buffer.from('hold'));
+      for (let i = 0; i < 200; i++) s.write(Buffer.alloc(1000, i % 251));
+      s.end();
+    });
+    await until(() => sinks.length === 1 && sinks[0]!.held);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sinks[0]!.delivered).toBeLessThanOrEqual(1 + ITERATOR_READ_AHEAD_MAX);
+    sinks[0]!.release();
+    expect((await answer).toString()).toBe('hold,201');
+    expect(fast.served).toBe(1);
+    await until(() => budget.inFlight.streams === 0);
+  });
+
+  it('answers an unlisted client-streaming method UNIMPLEMENTED, as it answers any method it does not know', async () => {
+    const pour = client as unknown as { Pour(cb: grpc.requestCallback<Buffer>): grpc.ClientWritableStream<Buffer> };
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const s = pour.Pour((e) => resolve(e!));
+      s.end();
+    });
+    expect([err.code, err.details]).toEqual([grpc.status.UNIMPLEMENTED, 'The server does not implement the method /test.Fast/Pour']);
+  });
 });
 
 async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -840,5 +1001,53 @@ class FeedServer {
     call.on('cancelled', () => (this.cancelled = true));
     call.on('close', () => (this.closed = true));
     call.on('error', () => this.errors++);
+  }
+}
+
+/**
+ * The server side of a Sink call: reads its requests with for await and answers their texts joined by commas ('hold'
+ * first: waits after the first until released, and answers 'hold,<count>'; 'fail': an error; 'destroy': destroys the
+ * call). Counts the requests the call delivered, whether or not the loop has read them yet.
+ */
+class SinkServer {
+  delivered = 0;
+  held = false;
+  cancelled = false;
+  failure: grpc.status | undefined;
+  private go: (() => void) | undefined;
+
+  constructor(
+    private readonly call: grpc.ServerReadableStream<Buffer, Buffer>,
+    private readonly cb: grpc.sendUnaryData<Buffer>,
+  ) {
+    call.on('data', () => this.delivered++);
+    call.on('cancelled', () => (this.cancelled = true));
+    void this.run();
+  }
+
+  release(): void {
+    this.go?.();
+  }
+
+  private async run(): Promise<void> {
+    const parts: string[] = [];
+    try {
+      for await (const m of this.call as AsyncIterable<Buffer>) {
+        const text = m.toString();
+        if (parts.length === 0 && text === 'hold') {
+          this.held = true;
+          await new Promise<void>((r) => (this.go = r));
+        }
+        if (parts.length === 0 && text === 'fail') return this.cb({ code: grpc.status.FAILED_PRECONDITION, details: 'refusé à 100%' });
+        if (parts.length === 0 && text === 'destroy') (this.call as unknown as { destroy(): void }).destroy();
+        parts.push(text);
+      }
+    } catch (e) {
+      this.failure = (e as { code?: grpc.status }).code ?? grpc.status.UNKNOWN;
+      return;
+    }
+    const trailer = new grpc.Metadata();
+    trailer.set('x-seen', this.call.metadata.get('x-text').map(String).join(','));
+    this.cb(null, Buffer.from(parts[0] === 'hold' ? `hold,${parts.length}` : parts.join(',')), trailer);
   }
 }

@@ -1,8 +1,8 @@
 // The client server's calls served straight from their HTTP/2 stream, in front of grpc-js's own stream handler on
 // the same listener: every unary call (fast-unary.ts) and the streaming calls named when the path is built,
-// bidirectional (fast-stream.ts: Watch and LeaseKeepAlive in a member) and server-streaming (fast-server-stream.ts:
-// Snapshot and Observe). Other streaming calls, calls whose request is compressed, and anything this path does not
-// recognise go on to grpc-js unchanged.
+// bidirectional (fast-stream.ts: Watch and LeaseKeepAlive in a member), server-streaming (fast-server-stream.ts:
+// Snapshot and Observe) and client-streaming (fast-client-stream.ts). Other streaming calls, calls whose request is
+// compressed, and anything this path does not recognise go on to grpc-js unchanged.
 //
 // Why: grpc-js builds for every call an interceptor chain, a stream decoder, a metadata copy, a per-call listener
 // object and several closures and promises, and writes a stream's messages one at a time, each waiting for the
@@ -30,6 +30,7 @@ import type * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { type CallTransport, NodeCallTransport } from './call-transport.js';
 import type { FastCallDeps, FastLimits, FastMethod } from './fast-call.js';
+import { FastClientStreamCall } from './fast-client-stream.js';
 import { FastServerStreamCall } from './fast-server-stream.js';
 import { FastStreamCall } from './fast-stream.js';
 import { FastUnaryCall } from './fast-unary.js';
@@ -53,7 +54,7 @@ export class FastPath {
 
   /**
    * `streams`: the paths of the streaming methods to serve here, bidirectional or server-streaming
-   * ('/etcdserverpb.Watch/Watch', '/etcdserverpb.Maintenance/Snapshot', ...). Client-streaming ones stay with grpc-js.
+   * ('/etcdserverpb.Watch/Watch', '/etcdserverpb.Maintenance/Snapshot', ...), of any kind; the others stay with grpc-js.
    */
   constructor(
     limits: FastLimits,
@@ -68,7 +69,7 @@ export class FastPath {
     server.addService(service, impl as grpc.UntypedServiceImplementation);
     for (const [name, def] of Object.entries(service)) {
       const kind = methodKind(def);
-      if (kind === undefined || (kind !== 'unary' && !this.streams.has(def.path))) continue;
+      if (kind !== 'unary' && !this.streams.has(def.path)) continue;
       const handler = impl[name] ?? (def.originalName === undefined ? undefined : impl[def.originalName]);
       if (typeof handler !== 'function') continue;
       this.methods.set(def.path, {
@@ -107,7 +108,7 @@ export class FastPath {
   /**
    * Fulcrum's own HTTP/2 engine's stream handler (node/h2/server.ts): every call on the engine comes here, with no
    * grpc-js behind this path. So what this path does not serve is answered here as grpc-js would answer it: a
-   * method it does not know (client-streaming ones included) UNIMPLEMENTED, a compressed request UNIMPLEMENTED
+   * method it does not know (a streaming one not named at construction included) UNIMPLEMENTED, a compressed request UNIMPLEMENTED
    * (grpc-go's answer for an encoding it has no decompressor for; Fulcrum installs none), and a request that is
    * not gRPC at all HTTP 415.
    */
@@ -130,6 +131,7 @@ export class FastPath {
     this.served++;
     if (method.kind === 'unary') new FastUnaryCall(transport, headers, method, this.deps).start();
     else if (method.kind === 'bidi') new FastStreamCall(transport, headers, method, this.deps).start();
+    else if (method.kind === 'clientStream') new FastClientStreamCall(transport, headers, method, this.deps).start();
     else new FastServerStreamCall(transport, headers, method, this.deps).start();
   }
 
@@ -151,8 +153,8 @@ export class FastPath {
   }
 }
 
-/** The kind of call a method is, as this path serves it; undefined for client-streaming methods (grpc-js's). */
-function methodKind(def: grpc.MethodDefinition<unknown, unknown>): FastMethod['kind'] | undefined {
+/** The kind of call a method is. */
+function methodKind(def: grpc.MethodDefinition<unknown, unknown>): FastMethod['kind'] {
   if (!def.requestStream) return def.responseStream ? 'serverStream' : 'unary';
-  return def.responseStream ? 'bidi' : undefined;
+  return def.responseStream ? 'bidi' : 'clientStream';
 }
