@@ -728,16 +728,7 @@ describe('fast unary path', () => {
 
     it('pauses the stream while the loop is behind, so flow control holds the client, and reads the rest when it goes on', async () => {
       const c = open();
-      c.stream.write(Buffer.from('hold'));
-      for (let i = 0; i < 200; i++) c.stream.write(Buffer.alloc(1000, i % 251));
-      c.stream.end();
-      await until(() => sinks.length === 1 && sinks[0]!.held);
-      await new Promise((r) => setTimeout(r, 200)); // time for everything the client sent to arrive, if nothing held it
-      // The loop holds one request; at most ITERATOR_READ_AHEAD_MAX wait behind it before the stream is paused.
-      expect(sinks[0]!.delivered).toBeLessThanOrEqual(1 + ITERATOR_READ_AHEAD_MAX);
-      sinks[0]!.release();
-      expect((await c.answer).toString()).toBe('hold,201');
-      expect(sinks[0]!.delivered).toBe(201);
+      await expectPausedWhileHeld(c.stream, c.answer, sinks);
       await until(() => budget.inFlight.streams === base);
     });
 
@@ -812,17 +803,11 @@ describe('client-streaming calls on Fulcrum\'s HTTP/2 engine (no grpc-js behind 
 
   it('reads the requests in order, answers with the callback\'s message, and pauses a stream whose loop is behind', async () => {
     const sink = client as unknown as { Sink(cb: grpc.requestCallback<Buffer>): grpc.ClientWritableStream<Buffer> };
+    let stream!: grpc.ClientWritableStream<Buffer>;
     const answer = new Promise<Buffer>((resolve, reject) => {
-      const s = sink.Sink((err, res) => (err ? reject(err) : resolve(res!)));
-      s.write(Buffer.from('hold'));
-      for (let i = 0; i < 200; i++) s.write(Buffer.alloc(1000, i % 251));
-      s.end();
+      stream = sink.Sink((err, res) => (err ? reject(err) : resolve(res!)));
     });
-    await until(() => sinks.length === 1 && sinks[0]!.held);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(sinks[0]!.delivered).toBeLessThanOrEqual(1 + ITERATOR_READ_AHEAD_MAX);
-    sinks[0]!.release();
-    expect((await answer).toString()).toBe('hold,201');
+    await expectPausedWhileHeld(stream, answer, sinks);
     expect(fast.served).toBe(1);
     await until(() => budget.inFlight.streams === 0);
   });
@@ -1002,6 +987,23 @@ class FeedServer {
     call.on('close', () => (this.closed = true));
     call.on('error', () => this.errors++);
   }
+}
+
+/**
+ * Send a Sink call 'hold' and 200 requests of 1,000 bytes, and check that while the handler's loop holds the first,
+ * at most ITERATOR_READ_AHEAD_MAX more were delivered before the stream paused (without the pause all 201 arrive);
+ * then let the loop go on and check that it read every request.
+ */
+async function expectPausedWhileHeld(stream: grpc.ClientWritableStream<Buffer>, answer: Promise<Buffer>, sinks: readonly SinkServer[]): Promise<void> {
+  stream.write(Buffer.from('hold'));
+  for (let i = 0; i < 200; i++) stream.write(Buffer.alloc(1000, i % 251));
+  stream.end();
+  await until(() => sinks.length === 1 && sinks[0]!.held);
+  await new Promise((r) => setTimeout(r, 200)); // time for everything the client sent to arrive, if nothing held it
+  expect(sinks[0]!.delivered).toBeLessThanOrEqual(1 + ITERATOR_READ_AHEAD_MAX);
+  sinks[0]!.release();
+  expect((await answer).toString()).toBe('hold,201');
+  expect(sinks[0]!.delivered).toBe(201);
 }
 
 /**

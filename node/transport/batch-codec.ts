@@ -171,8 +171,13 @@ function writeSnapshot(w: ProtoWriter, s: Snapshot): void {
 
 /** A MessageBatch's bytes as a PeerBatch; throws WireFormatError when they are not a MessageBatch at all. */
 export function decodePeerBatch(bytes: Uint8Array): PeerBatch {
+  return readAll(bytes, readBatch);
+}
+
+/** Read `bytes` with `read`, protobuf errors (truncated, bad tag, wrong wire type) reported as WireFormatError. */
+function readAll<T>(bytes: Uint8Array, read: (r: ProtoReader) => T): T {
   try {
-    return readBatch(new ProtoReader(bytes));
+    return read(new ProtoReader(bytes));
   } catch (e) {
     if (e instanceof ProtoWireError) throw new WireFormatError(e.message);
     throw e;
@@ -227,24 +232,22 @@ export function encodeSendAck(ack: { readonly seq?: Int64Like | null }): Buffer 
 
 /** A SendAck from bytes any protobuf implementation wrote: unknown fields skipped, a repeated seq's last value kept. */
 export function decodeSendAck(bytes: Uint8Array): SendAck {
-  try {
-    const r = new ProtoReader(bytes);
-    let seq = 0;
-    while (!r.done()) {
-      const tag = r.tag();
-      if (tag >>> 3 !== ACK.seq) {
-        r.skip(tag & 7);
-        continue;
-      }
-      expectWireType(tag & 7, WIRE_VARINT);
-      seq = r.uint();
-      if (seq === UNSAFE) throw new WireFormatError('ack seq is beyond 2^53');
+  return readAll(bytes, readAck);
+}
+
+function readAck(r: ProtoReader): SendAck {
+  let seq = 0;
+  while (!r.done()) {
+    const tag = r.tag();
+    if (tag >>> 3 !== ACK.seq) {
+      r.skip(tag & 7);
+      continue;
     }
-    return { seq: String(seq) as Int64 };
-  } catch (e) {
-    if (e instanceof ProtoWireError) throw new WireFormatError(e.message);
-    throw e;
+    expectWireType(tag & 7, WIRE_VARINT);
+    seq = r.uint();
+    if (seq === UNSAFE) throw new WireFormatError('ack seq is beyond 2^53');
   }
+  return { seq: String(seq) as Int64 };
 }
 
 function readHello(parts: readonly Uint8Array[]): MemberInfo | null {
