@@ -13,25 +13,14 @@ import {
   ErrorCode,
   errorCodeName,
   Flag,
-  type Frame,
-  FrameReader,
   FrameType,
   FrameWriter,
-  MAX_FRAME_SIZE_LIMIT,
   MAX_WINDOW_SIZE,
-  parseData,
-  parseGoaway,
-  parseHeaders,
-  parsePing,
-  parseRstStream,
-  parseSettings,
-  parseWindowUpdate,
   SettingId,
 } from './frames.js';
-import { rawFrame } from './frames.testutil.js';
-import { type HeaderField, HpackDecoder, HpackEncoder } from './hpack.js';
+import { rawFrame, Transcript } from './frames.testutil.js';
+import { type HeaderField, HpackEncoder } from './hpack.js';
 
-const SETTING_NAMES = new Map<number, string>(Object.entries(SettingId).map(([name, id]) => [id, name]));
 
 function fields(...pairs: [string, string][]): HeaderField[] {
   return pairs.map(([name, value]) => ({ name, value }));
@@ -82,20 +71,15 @@ class Client {
   hooks: Hooks = {};
   readonly streams = new Map<number, H2Stream>();
   readonly headersOf = new Map<number, Record<string, string>>();
-  /** Request bodies as the layer above received them, and response bodies as the client received them. */
+  /** Request bodies as the layer above received them (response bodies as the client received them: responseBodies). */
   readonly requestBodies = new Map<number, Buffer[]>();
-  readonly responseBodies = new Map<number, Buffer[]>();
   readonly closedCount = new Map<number, number>();
   connectionClosed = 0;
-  lastGoawayDebug = '';
-  lastHeadersBlock: Buffer = Buffer.alloc(0);
   readonly writer = new FrameWriter();
   readonly encoder = new HpackEncoder();
-  private readonly decoder = new HpackDecoder({ headerListBytesMax: 1 << 20 });
-  private readonly reader = new FrameReader({ maxFrameBytes: MAX_FRAME_SIZE_LIMIT });
+  private readonly transcript = new Transcript();
   private pending: Buffer[] = [];
   private log: string[] = [];
-  private block: { id: number; endStream: boolean; parts: Buffer[]; continuations: number } | null = null;
 
   constructor(options: { limits?: Partial<ConnectionLimits>; hooks?: Hooks } = {}) {
     this.hooks = options.hooks ?? {};
@@ -242,65 +226,19 @@ class Client {
   }
 
   frames(): string[] {
-    const out: string[] = [];
-    this.reader.push(Buffer.concat(this.conn.take()));
-    for (let f = this.reader.next(); f !== undefined; f = this.reader.next()) {
-      const line = this.render(f);
-      if (line !== undefined) out.push(line);
-    }
-    return out;
+    return this.transcript.read(Buffer.concat(this.conn.take()));
   }
 
-  private render(f: Frame): string | undefined {
-    switch (f.type) {
-      case FrameType.SETTINGS: {
-        const s = parseSettings(f);
-        return s.ack ? 'SETTINGS ack' : ['SETTINGS', ...s.entries.map(([id, v]) => `${SETTING_NAMES.get(id)}=${v}`)].join(' ');
-      }
-      case FrameType.WINDOW_UPDATE:
-        return `WINDOW_UPDATE ${f.streamId} +${parseWindowUpdate(f)}`;
-      case FrameType.DATA: {
-        const d = parseData(f);
-        if (!this.responseBodies.has(f.streamId)) this.responseBodies.set(f.streamId, []);
-        this.responseBodies.get(f.streamId)!.push(Buffer.from(d.data));
-        return `DATA ${f.streamId} ${d.data.length} bytes${d.endStream ? ' end_stream' : ''}`;
-      }
-      case FrameType.HEADERS: {
-        const h = parseHeaders(f);
-        this.block = { id: f.streamId, endStream: h.endStream, parts: [Buffer.from(h.fragment)], continuations: 0 };
-        return h.endHeaders ? this.renderBlock() : undefined;
-      }
-      case FrameType.CONTINUATION:
-        this.block!.parts.push(Buffer.from(f.payload));
-        this.block!.continuations++;
-        return (f.flags & Flag.END_HEADERS) !== 0 ? this.renderBlock() : undefined;
-      case FrameType.RST_STREAM:
-        return `RST_STREAM ${f.streamId} ${errorCodeName(parseRstStream(f))}`;
-      case FrameType.GOAWAY: {
-        const g = parseGoaway(f);
-        this.lastGoawayDebug = g.debugData.toString();
-        return `GOAWAY ${g.lastStreamId} ${errorCodeName(g.errorCode)}`;
-      }
-      case FrameType.PING: {
-        const p = parsePing(f);
-        return `PING${p.ack ? ' ack' : ''} ${p.opaqueData.toString('hex')}`;
-      }
-      default:
-        return `UNEXPECTED ${f.type}`;
-    }
+  get responseBodies(): Map<number, Buffer[]> {
+    return this.transcript.bodies;
   }
 
-  private renderBlock(): string {
-    const { id, endStream, parts, continuations } = this.block!;
-    this.block = null;
-    this.lastHeadersBlock = Buffer.concat(parts);
-    const decoded = this.decoder.decode(this.lastHeadersBlock);
-    return [
-      `HEADERS ${id}`,
-      ...(continuations > 0 ? [`+${continuations} CONTINUATION`] : []),
-      ...decoded.fields.map((x) => `${x.name}=${x.value}`),
-      ...(endStream ? ['end_stream'] : []),
-    ].join(' ');
+  get lastGoawayDebug(): string {
+    return this.transcript.lastGoawayDebug;
+  }
+
+  get lastHeadersBlock(): Buffer {
+    return this.transcript.lastHeadersBlock;
   }
 }
 

@@ -342,7 +342,7 @@ class RecentIds {
  * A flood limit: `burst` tokens, refilled continuously at `perSecond`; each counted frame takes one. Time comes
  * from the caller, so a test's clock drives it.
  */
-class TokenBucket {
+export class TokenBucket {
   private tokens: number;
   private lastMs: number;
 

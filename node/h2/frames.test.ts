@@ -559,6 +559,22 @@ describe('FrameWriter', () => {
     expect(frames.map((f) => f.streamId)).toEqual(Array.from({ length: 10_000 }, (_, i) => i * 2 + 1));
   });
 
+  it('dataOf() writes the same bytes as data() of its parts joined, referencing large parts and copying small ones', () => {
+    const part = fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.integer({ min: 4096, max: 9000 }).map((n) => Buffer.alloc(n, n & 0xff)));
+    fc.assert(
+      fc.property(fc.array(part, { maxLength: 5 }), fc.boolean(), fc.integer({ min: 64, max: 512 }), (parts, end, slabBytes) => {
+        const joined = new FrameWriter();
+        joined.data(7, Buffer.concat(parts), end);
+        const separate = new FrameWriter({ slabBytes });
+        separate.rstStream(1, ErrorCode.CANCEL); // the frame starts part-way into a slab
+        separate.dataOf(7, parts, end);
+        const out = separate.take();
+        expect(Buffer.concat(out).subarray(13)).toEqual(Buffer.concat(joined.take()));
+        for (const p of parts.filter((p) => p.length >= 4096)) expect(out.some((b) => b.buffer === p.buffer && b.byteOffset === p.byteOffset)).toBe(true);
+      }),
+    );
+  });
+
   it('refuses arguments the protocol cannot carry', () => {
     const writer = new FrameWriter();
     expect(() => writer.data(0, Buffer.alloc(1), false)).toThrow(RangeError);

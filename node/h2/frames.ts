@@ -618,6 +618,22 @@ export class FrameWriter {
   }
 
   /**
+   * One DATA frame whose payload is `parts` in order (a gRPC message's header and body, or a window's worth of
+   * queued chunks), without joining them first: small parts are copied into the slab, large ones referenced.
+   */
+  dataOf(streamId: number, parts: readonly Uint8Array[], endStream: boolean): void {
+    checkStreamId(streamId, 1);
+    let length = 0;
+    let inline = 0;
+    for (const part of parts) {
+      length += part.length;
+      if (part.length < REFERENCE_MIN_BYTES) inline += part.length;
+    }
+    this.header(length, FrameType.DATA, endStream ? Flag.END_STREAM : 0, streamId, inline);
+    for (const part of parts) this.payload(part, 0, part.length);
+  }
+
+  /**
    * A field block as HEADERS followed by CONTINUATION frames, each at most `maxFrameBytes` (the peer's
    * SETTINGS_MAX_FRAME_SIZE). END_STREAM goes on the HEADERS frame only (6.2) and END_HEADERS on the last frame.
    */
