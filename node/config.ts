@@ -402,10 +402,26 @@ function collectRaw(flags: Record<string, string | undefined>, env: NodeJS.Proce
 
 /**
  * FULCRUM_* variables that are not server settings but belong to other parts of Fulcrum: the test-only failpoints
- * (node/failpoints.ts), the chaos suite's link redirection, the shared test data, and what `fulcrumctl lock` hands
- * the command it runs. A member started by those tools must not warn about them.
+ * (node/failpoints.ts), the chaos suite's link redirection, the shared test data, what `fulcrumctl lock` hands
+ * the command it runs, and the measurement switches (the peer transport's FULCRUM_PEER_SEND and FULCRUM_PEER_RECV,
+ * node/trace.ts's FULCRUM_TRACE, bench:profile's hooks). A member started by those tools must not warn about them:
+ * they are read, not ignored.
  */
-const OTHER_FULCRUM_VARIABLES = new Set(['FULCRUM_FAILPOINTS', 'FULCRUM_FAILPOINTS_FILE', 'FULCRUM_CHAOS_REDIRECT', 'FULCRUM_SHARED_TESTDATA', 'FULCRUM_LOCK_TOKEN', 'FULCRUM_LOCK_KEY']);
+const OTHER_FULCRUM_VARIABLES = new Set([
+  'FULCRUM_FAILPOINTS',
+  'FULCRUM_FAILPOINTS_FILE',
+  'FULCRUM_CHAOS_REDIRECT',
+  'FULCRUM_SHARED_TESTDATA',
+  'FULCRUM_LOCK_TOKEN',
+  'FULCRUM_LOCK_KEY',
+  'FULCRUM_PEER_SEND',
+  'FULCRUM_PEER_RECV',
+  'FULCRUM_TRACE',
+  'FULCRUM_GC_LOG',
+  'FULCRUM_PROFILE_DIR',
+  'FULCRUM_PROFILE_KIND',
+  'FULCRUM_PROFILE_NAME',
+]);
 
 /** Typos in FULCRUM_* names, and etcd settings Fulcrum does not have, would otherwise be ignored silently. */
 function unknownEnvWarnings(env: NodeJS.ProcessEnv): string[] {

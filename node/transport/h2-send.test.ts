@@ -1,6 +1,7 @@
-// The Send stream over bare node:http2 (h2-send.ts) against a real grpc-js server serving the peer service, as a
-// member's peer server does, and against raw HTTP/2 servers that break the protocol in the ways a client must
-// survive: every failure has to end the call with a status peer.ts understands, and nothing may hang.
+// The Send stream over a bare HTTP/2 connection, node:http2's (h2-send.ts) and Fulcrum's own client
+// (engine-send.ts), one suite for both: against a real grpc-js server serving the peer service, as a member's peer
+// server does, and against raw HTTP/2 servers that break the protocol in the ways a client must survive: every
+// failure has to end the call with a status peer.ts understands, and nothing may hang.
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -9,7 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SendAck } from '../../proto/index.js';
 import { encodePeerBatch, type PeerBatch } from './batch-codec.js';
 import { peerTransportService, REFUSAL, statusError } from './grpc-util.js';
-import { ACK_MESSAGE_BYTES_MAX, PeerSendChannel, type SendStream } from './h2-send.js';
+import { EnginePeerSendChannel } from './engine-send.js';
+import { ACK_MESSAGE_BYTES_MAX, type ConnectionTiming, PeerSendChannel, type SendStream } from './h2-send.js';
 import { plain } from './message-arbitraries.js';
 import { EntryType, message, MessageType, type Entry, type Message } from '../../raft/types.js';
 
@@ -44,11 +46,8 @@ async function rawServer(answer: (stream: http2.ServerHttp2Stream) => void): Pro
   return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
 }
 
-function channel(url: string, keepalive: { keepaliveMs?: number; keepaliveTimeoutMs?: number } = {}): PeerSendChannel {
-  const c = new PeerSendChannel(url, undefined, { connectTimeoutMs: 2_000, ...keepalive });
-  cleanups.push(() => c.close());
-  return c;
-}
+type Channel = { openSend(): SendStream; close(): void };
+type ChannelClass = new (url: string, tls: undefined, timing: Partial<ConnectionTiming> & Pick<ConnectionTiming, 'connectTimeoutMs'>) => Channel;
 
 type Outcome = { kind: 'end' } | { kind: 'error'; code: number | undefined; details: string | undefined };
 
@@ -72,7 +71,16 @@ function grpcFrame(message: Uint8Array, compressed = 0): Buffer {
 
 const ackBytes = (seq: number): Buffer => peerTransportService()['Send']!.responseSerialize({ seq });
 
-describe('the Send stream over bare node:http2, against grpc-js and broken servers', () => {
+describe.each<[string, ChannelClass]>([
+  ['node:http2', PeerSendChannel],
+  ["Fulcrum's HTTP/2 client", EnginePeerSendChannel],
+])('the Send stream over %s, against grpc-js and broken servers', (_name, Channel) => {
+  function channel(url: string, timing: { keepaliveMs?: number; keepaliveTimeoutMs?: number; connectTimeoutMs?: number } = {}): Channel {
+    const c = new Channel(url, undefined, { connectTimeoutMs: 2_000, ...timing });
+    cleanups.push(() => c.close());
+    return c;
+  }
+
   it('carries batches in order to a grpc-js server, which reads them with the peer codec; its acks come back decoded', async () => {
     const received: number[] = [];
     const url = await grpcPeerServer((call) => {

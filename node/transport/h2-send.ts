@@ -33,7 +33,7 @@ export const ACK_MESSAGE_BYTES_MAX = 64;
 /** gRPC's message header: a compressed flag and a big-endian u32 length. */
 const GRPC_HEADER_BYTES = 5;
 
-const sendMethod = (): grpc.MethodDefinition<unknown, SendAck> => peerTransportService()['Send'] as grpc.MethodDefinition<unknown, SendAck>;
+export const sendMethod = (): grpc.MethodDefinition<unknown, SendAck> => peerTransportService()['Send'] as grpc.MethodDefinition<unknown, SendAck>;
 
 /** One HTTP/2 connection to a peer for its Send streams; reconnects on the next open() once it has gone. */
 export class PeerSendChannel {
@@ -110,65 +110,91 @@ function watchConnection(session: http2.ClientHttp2Session, { connectTimeoutMs, 
   });
 }
 
-/** One Send call: writes gRPC-framed batches, emits decoded acks, ends with 'end' (OK) or 'error' (a status). */
+/** One Send call over node:http2: writes gRPC-framed batches; what comes back is read by SendCallResponse. */
 export class H2SendStream extends EventEmitter implements SendStream {
   private readonly stream: http2.ClientHttp2Stream;
-  private pending: Buffer | undefined;
-  private done = false;
+  private readonly response: SendCallResponse;
 
-  constructor(
-    session: http2.ClientHttp2Session,
-    private readonly method: grpc.MethodDefinition<unknown, SendAck>,
-  ) {
+  constructor(session: http2.ClientHttp2Session, method: grpc.MethodDefinition<unknown, SendAck>) {
     super();
+    this.response = new SendCallResponse(this, method, () => this.cancel());
     this.stream = session.request(
       { ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'fulcrum-peer' },
       { endStream: false },
     );
-    this.stream.on('response', (headers) => this.onResponse(headers));
-    this.stream.on('trailers', (trailers) => this.onStatus(trailers));
-    this.stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.stream.on('error', (e: Error) => this.fail(statusError(grpc.status.UNAVAILABLE, e.message)));
-    this.stream.on('close', () => this.fail(statusError(grpc.status.UNAVAILABLE, `stream closed (HTTP/2 code ${this.stream.rstCode ?? 'none'})`)));
+    this.stream.on('response', (headers) => this.response.onHeaders(headers));
+    this.stream.on('trailers', (trailers) => this.response.onHeaders(trailers));
+    this.stream.on('data', (chunk: Buffer) => this.response.onData(chunk));
+    this.stream.on('error', (e: Error) => this.response.fail(statusError(grpc.status.UNAVAILABLE, e.message)));
+    this.stream.on('close', () => this.response.fail(statusError(grpc.status.UNAVAILABLE, `stream closed (HTTP/2 code ${this.stream.rstCode ?? 'none'})`)));
     // The request side is never ended by us: the call lasts until cancel(), a failure, or the peer's status.
   }
 
   write(frame: Buffer, written: () => void): void {
     if (this.stream.destroyed) return void queueMicrotask(written);
-    const header = Buffer.allocUnsafe(GRPC_HEADER_BYTES);
-    header[0] = 0;
-    header.writeUInt32BE(frame.length, 1);
     // Header and frame leave in one write (cork: the stream's writev) without copying the frame behind a header
     // of its own: an append of 100 puts is ~41 KB, and each copy was one more large buffer per peer per Ready.
     this.stream.cork();
-    this.stream.write(header);
+    this.stream.write(grpcMessageHeader(frame.length));
     this.stream.write(frame, () => written());
     this.stream.uncork();
   }
 
   /** As grpc-js's cancel(): the call ends with CANCELLED, which is what wakes a pump waiting on it (peer.ts). */
   cancel(): void {
-    this.fail(statusError(grpc.status.CANCELLED, 'Cancelled on client'));
+    this.response.fail(statusError(grpc.status.CANCELLED, 'Cancelled on client'));
     if (!this.stream.closed && !this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
   }
+}
 
-  private onResponse(headers: http2.IncomingHttpHeaders): void {
-    const status = Number(headers[':status']);
+/** gRPC's 5-byte message header: not compressed, then the length (big-endian u32). */
+export function grpcMessageHeader(length: number): Buffer {
+  const header = Buffer.allocUnsafe(GRPC_HEADER_BYTES);
+  header[0] = 0;
+  header.writeUInt32BE(length, 1);
+  return header;
+}
+
+/** Header fields as either HTTP/2 client gives them: node:http2's IncomingHttpHeaders, or the engine's record. */
+type ResponseFields = Readonly<Record<string, string | string[] | number | undefined>>;
+
+/**
+ * The response half of a Send call, whatever carries it: the response headers checked, acks reassembled and
+ * decoded, and the call's status turned into the ServiceError grpc-js would give. The first outcome stands: the
+ * owner's 'end' or 'error' is emitted once.
+ */
+export class SendCallResponse {
+  private pending: Buffer | undefined;
+  private responded = false;
+  done = false;
+
+  constructor(
+    private readonly owner: EventEmitter,
+    private readonly method: grpc.MethodDefinition<unknown, SendAck>,
+    /** Ends the call from our side (RST_STREAM CANCEL) when the peer broke the protocol. */
+    private readonly cancel: () => void,
+  ) {}
+
+  /** A header block: the response's headers first (a trailers-only answer carries the status), then trailers. */
+  onHeaders(fields: ResponseFields): void {
+    if (this.responded) return this.onStatus(fields);
+    this.responded = true;
+    const status = Number(fields[':status']);
     if (status !== 200) return this.refuse(statusError(grpc.status.UNAVAILABLE, `peer answered HTTP status ${status}`));
-    if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) return this.refuse(statusError(grpc.status.UNKNOWN, `peer answered content-type ${String(headers['content-type'])}`));
+    if (!String(fields['content-type'] ?? '').startsWith('application/grpc')) return this.refuse(statusError(grpc.status.UNKNOWN, `peer answered content-type ${String(fields['content-type'])}`));
     // Trailers-only: the status came with the headers (a refusal before any message).
-    if (headers['grpc-status'] !== undefined) this.onStatus(headers);
+    if (fields['grpc-status'] !== undefined) this.onStatus(fields);
   }
 
-  private onStatus(fields: http2.IncomingHttpHeaders): void {
+  private onStatus(fields: ResponseFields): void {
     const code = Number(fields['grpc-status']);
     if (code === grpc.status.OK) return this.finish();
     const raw = fields['grpc-message'];
     this.fail(statusError(Number.isInteger(code) ? code : grpc.status.UNKNOWN, typeof raw === 'string' ? decodeGrpcMessage(raw) : ''));
   }
 
-  /** Acks, reassembled from however the DATA frames cut them. */
-  private onData(chunk: Buffer): void {
+  /** Acks, reassembled from however the DATA frames cut them. `chunk` may be a view valid only during the call. */
+  onData(chunk: Buffer): void {
     let buf = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
     while (!this.done && buf.length >= GRPC_HEADER_BYTES) {
       const length = buf.readUInt32BE(1);
@@ -178,7 +204,7 @@ export class H2SendStream extends EventEmitter implements SendStream {
       const ack = this.decodeAck(buf.subarray(GRPC_HEADER_BYTES, GRPC_HEADER_BYTES + length));
       if (ack === undefined) return;
       buf = buf.subarray(GRPC_HEADER_BYTES + length);
-      this.emit('data', ack);
+      this.owner.emit('data', ack);
     }
     this.pending = buf.length > 0 ? Buffer.from(buf) : undefined;
   }
@@ -201,13 +227,13 @@ export class H2SendStream extends EventEmitter implements SendStream {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.emit('end');
+    this.owner.emit('end');
   }
 
-  private fail(e: grpc.ServiceError): void {
+  fail(e: grpc.ServiceError): void {
     if (this.done) return;
     this.done = true;
-    this.emit('error', e);
+    this.owner.emit('error', e);
   }
 }
 

@@ -12,6 +12,7 @@ import type { Encodable, HandshakeResponse, MemberInfo, SendAck } from '../../pr
 import type { Message, NodeId } from '../../raft/types.js';
 import { encodeHello, encodePeerBatch } from './batch-codec.js';
 import { Backoff } from './backoff.js';
+import { EnginePeerSendChannel } from './engine-send.js';
 import { PeerSendChannel, type SendStream } from './h2-send.js';
 import { deadlineIn, isServiceError, newRaftTransportClient, REFUSAL, statusError, type RaftTransportClient } from './grpc-util.js';
 import type { TransportLimits } from './limits.js';
@@ -39,14 +40,20 @@ export interface PeerDeps {
   readonly reportRemoved: () => void;
   readonly random: () => number;
   /**
-   * What carries the Send stream: a bare HTTP/2 connection of its own (h2-send.ts, the default) or grpc-js's
-   * channel, as before (FULCRUM_PEER_SEND=grpc-js; kept for side-by-side measurements). Either way the peer
-   * sees the same gRPC call.
+   * What carries the Send stream: an HTTP/2 connection of its own, either Fulcrum's HTTP/2 client (engine-send.ts)
+   * or node:http2 (h2-send.ts), or grpc-js's channel, as before (FULCRUM_PEER_SEND=engine|http2|grpc-js; the
+   * others kept for side-by-side measurements). Either way the peer sees the same gRPC call.
    */
   readonly sendOver: PeerSendOver;
 }
 
-export type PeerSendOver = 'http2' | 'grpc-js';
+export type PeerSendOver = 'engine' | 'http2' | 'grpc-js';
+
+/** What opens Send streams on a connection of the Peer's own (not grpc-js's channel). */
+interface SendChannel {
+  openSend(): SendStream;
+  close(): void;
+}
 
 export class Peer {
   private readonly queue: BoundedQueue<Outbound>;
@@ -56,7 +63,7 @@ export class Peer {
   private urls: readonly string[];
   private urlIndex = 0;
   private client: { url: string; client: RaftTransportClient } | undefined;
-  private sendChannel: { url: string; channel: PeerSendChannel } | undefined;
+  private sendChannel: { url: string; channel: SendChannel } | undefined;
   private call: grpc.ClientUnaryCall | SendStream | undefined;
   private connected = false;
   private closed = false;
@@ -250,10 +257,11 @@ export class Peer {
     return this.urls[this.urlIndex % this.urls.length]!;
   }
 
-  private sendChannelFor(url: string): PeerSendChannel {
+  private sendChannelFor(url: string): SendChannel {
     if (this.sendChannel?.url === url) return this.sendChannel.channel;
     this.sendChannel?.channel.close();
-    this.sendChannel = { url, channel: new PeerSendChannel(url, this.deps.dial.secureContext(url), { connectTimeoutMs: this.deps.limits.handshakeTimeoutMs }) };
+    const Channel = this.deps.sendOver === 'engine' ? EnginePeerSendChannel : PeerSendChannel;
+    this.sendChannel = { url, channel: new Channel(url, this.deps.dial.secureContext(url), { connectTimeoutMs: this.deps.limits.handshakeTimeoutMs }) };
     return this.sendChannel.channel;
   }
 

@@ -45,7 +45,8 @@ export interface GrpcPeerTransportOptions {
 }
 
 function peerSendOverFromEnv(): PeerSendOver {
-  return process.env['FULCRUM_PEER_SEND'] === 'grpc-js' ? 'grpc-js' : 'http2';
+  const chosen = process.env['FULCRUM_PEER_SEND'];
+  return chosen === 'grpc-js' || chosen === 'engine' ? chosen : 'http2';
 }
 
 type Closable = { end(): void };
