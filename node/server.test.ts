@@ -11,6 +11,7 @@ import { loadEtcdApi } from '../proto/index.js';
 import { parseServerConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startServer } from './server.js';
+import { CONNECTION_DEFAULTS } from './h2/connection.js';
 import { PEER_RECEIVE_WINDOW_BYTES } from './transport/index.js';
 import { TestPki } from './testing/certs.js';
 
@@ -230,15 +231,16 @@ describe('startServer', () => {
     }
   });
 
-  it('grants peers a flow-control window of PEER_RECEIVE_WINDOW_BYTES per connection and per stream, not HTTP/2\'s 64 KiB', async () => {
+  it.each(['node:http2', 'engine'])('grants peers a flow-control window of PEER_RECEIVE_WINDOW_BYTES per connection and per stream, not HTTP/2\'s 64 KiB (peer listener on %s)', async (on) => {
     const server = await startServer(
       parseServerConfig([
-        '--name', 's5', '--data-dir', join(dir, 's5'),
+        '--name', 's5', '--data-dir', join(dir, `s5-${on}`),
         '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', `http://127.0.0.1:${base + 2}`,
         '--listen-peer-urls', `http://127.0.0.1:${base + 1}`,
         '--initial-cluster', `s5=http://127.0.0.1:${base + 1}`,
         '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
       ], {}),
+      { env: on === 'engine' ? { FULCRUM_PEER_RECV: 'engine' } : {} },
     );
     const session = http2.connect(server.peerUrls[0]!);
     session.on('error', () => {});
@@ -248,6 +250,9 @@ describe('startServer', () => {
       expect(session.remoteSettings.initialWindowSize).toBe(PEER_RECEIVE_WINDOW_BYTES);
       for (let i = 0; i < 50 && session.state.remoteWindowSize !== PEER_RECEIVE_WINDOW_BYTES; i++) await new Promise((r) => setTimeout(r, 20));
       expect(session.state.remoteWindowSize).toBe(PEER_RECEIVE_WINDOW_BYTES);
+      // Which HTTP/2 answered: the engine announces its stream limit, Node's (under grpc-js) none of its own.
+      if (on === 'engine') expect(session.remoteSettings.maxConcurrentStreams).toBe(CONNECTION_DEFAULTS.concurrentStreamsMax);
+      else expect(session.remoteSettings.maxConcurrentStreams).not.toBe(CONNECTION_DEFAULTS.concurrentStreamsMax);
     } finally {
       session.destroy();
       await server.close();

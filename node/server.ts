@@ -40,7 +40,7 @@ import { Member, readPersistedClusterId, readPersistedMemberId } from './member.
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
-import { addPeerService, GrpcPeerTransport, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS } from './transport/index.js';
+import { addPeerService, GrpcPeerTransport, peerSendOverFromEnv, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS, type PeerService } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
 /** How long stopping waits for in-flight client calls before cutting them off. */
@@ -74,6 +74,8 @@ export interface ServerDeps {
   readonly logger?: Logger;
   /** Metrics registry; several members in one process share one (each labels its series). */
   readonly registry?: Registry;
+  /** Where the measurement switches (FULCRUM_PEER_RECV, FULCRUM_PEER_SEND) are read: process.env by default. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** The certificate watchers of one member: checked before anything starts (a bad file is a ConfigError). */
@@ -142,20 +144,23 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
     dial: tls.dialPeer,
+    sendOver: peerSendOverFromEnv(deps.env),
   });
-  const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
-  const api = loadEtcdApi();
-  const peerService = addPeerService(peerServer, transport);
-  const peerUrls = await bindAll(peerServer, config.listen.peer, tls.peer);
-  widenReceiveWindows(peerServer, PEER_RECEIVE_WINDOW_BYTES);
-  peerService.install(peerServer);
-  if (config.peerTls !== undefined) checkClientCertificates(peerServer, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls.peer?.current.revoked), certificateRefusalReporter('peer', logger));
-
-  // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry.
+  // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry,
+  // and before the peer listener, so its connection limit's drops are counted.
   const registry = deps.registry ?? createMetricsRegistry({ processMetrics: deps.registry === undefined });
   const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
-  // Bounded here rather than at the bind above: the metrics count what the limit drops.
-  limitConnections(peerServer, PEER_CONNECTIONS_MAX, dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics));
+  const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
+  const api = loadEtcdApi();
+  const peerService = addPeerService(peerServer, transport, deps.env);
+  const peers = await (peerService.receiveOn === 'engine'
+    ? servePeersOnEngine(config, peerService, tls.peer, logger, metrics)
+    : servePeersOnGrpcJs(config, peerServer, peerService, tls.peer, logger, metrics)
+  ).catch((e: unknown) => {
+    // A peer port already taken, say: nothing else is running yet but the metrics.
+    metrics.close();
+    throw e;
+  });
   // The member reports a fatal error through a hook that needs the rest of the server; it is set below.
   const onFatal: { fn?: (e: unknown) => void } = {};
   // Test-only (FULCRUM_FAILPOINTS): crash at named steps of the write path, or make the WAL lie about fsync.
@@ -185,9 +190,9 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
   member.subscribeRestored(learnPeers);
 
   // From here on, anything that fails (a client port already taken, say) must not leave the member running.
-  const started: Array<() => unknown> = [() => metrics.close(), () => member.close(), () => shutdownGrpc(peerServer, 0)];
+  const started: Array<() => unknown> = [() => metrics.close(), () => member.close(), () => peers.close(0)];
   try {
-    return await serve(config, registry, metrics, logger, member, transport, peerServer, peerUrls, api, started, onFatal, tls);
+    return await serve(config, registry, metrics, logger, member, transport, peers, api, started, onFatal, tls);
   } catch (e) {
     for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => undefined);
     throw e;
@@ -201,8 +206,7 @@ async function serve(
   logger: Logger,
   member: Member,
   transport: GrpcPeerTransport,
-  peerServer: grpc.Server,
-  peerUrls: string[],
+  peers: PeerListeners,
   api: ReturnType<typeof loadEtcdApi>,
   started: Array<() => unknown>,
   onFatal: { fn?: (e: unknown) => void },
@@ -276,7 +280,7 @@ async function serve(
       authGate.stop();
       metrics.close();
       await member.close();
-      await shutdownGrpc(peerServer, SHUTDOWN_GRACE_MS);
+      await peers.close(SHUTDOWN_GRACE_MS);
       await Promise.all(http.map((h) => h.close()));
       tls.close();
       logger.info('fulcrum: stopped');
@@ -297,6 +301,7 @@ async function serve(
 
   timers.push(publishAttributesUntilDone(member, config, logger));
   timers.push(watchQuota(member, config, logger));
+  const peerUrls = peers.urls;
   logger.info({ clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), dataDir: config.dataDir, cluster: config.initialCluster }, 'fulcrum: serving');
   return { config, member, watchHub: hub, leases, clientUrls, peerUrls, metricsUrls: http.map((h) => h.url), logger, stopped, close };
 }
@@ -424,6 +429,60 @@ async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[],
     urls.push(`${secure ? 'https' : 'http'}://${a.host}:${port}`);
   }
   return urls;
+}
+
+/** The peer listeners, whichever HTTP/2 serves them (FULCRUM_PEER_RECV, node/transport/peer-server.ts). */
+interface PeerListeners {
+  readonly urls: string[];
+  /** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** grpc-js's server on Node's HTTP/2, with the fast path in front of it unless FULCRUM_PEER_RECV=grpc-js. */
+async function servePeersOnGrpcJs(
+  config: ServerConfig,
+  server: grpc.Server,
+  service: PeerService,
+  tls: TlsFileWatcher | undefined,
+  logger: Logger,
+  metrics: MemberMetrics,
+): Promise<PeerListeners> {
+  const urls = await bindAll(server, config.listen.peer, tls);
+  widenReceiveWindows(server, PEER_RECEIVE_WINDOW_BYTES);
+  service.install(server);
+  if (config.peerTls !== undefined) checkClientCertificates(server, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls?.current.revoked), certificateRefusalReporter('peer', logger));
+  limitConnections(server, PEER_CONNECTIONS_MAX, dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics));
+  return { urls, close: (graceMs) => shutdownGrpc(server, graceMs) };
+}
+
+/**
+ * FULCRUM_PEER_RECV=engine: the peer port on Fulcrum's own HTTP/2 engine, every RaftTransport call on the fast
+ * path (the grpc-js server the service was added to is never bound). The same bounds as the grpc-js listener:
+ * 1 MiB windows, PEER_CONNECTIONS_MAX, the peer certificate checks.
+ */
+async function servePeersOnEngine(config: ServerConfig, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<PeerListeners> {
+  const engine = new H2Server({
+    onStream: service.engineStreamHandler,
+    connection: { limits: { streamWindowBytes: PEER_RECEIVE_WINDOW_BYTES, connectionWindowBytes: PEER_RECEIVE_WINDOW_BYTES } },
+    onInternalError: (session, err) =>
+      logger.error({ err, remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort }, 'fulcrum: a peer connection was closed on an internal error in the HTTP/2 engine'),
+  });
+  const listeners = await listenEngine(engine, {
+    addresses: config.listen.peer,
+    tls,
+    connectionsMax: PEER_CONNECTIONS_MAX,
+    onDropped: dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics),
+    ...(config.peerTls === undefined
+      ? {}
+      : { certificateRefusal: (cert: DetailedPeerCertificate) => clientCertificateRefusal(cert, config.peerTls!, tls?.current.revoked), onRefused: certificateRefusalReporter('peer', logger) }),
+  });
+  return {
+    urls: listeners.urls,
+    async close(graceMs) {
+      listeners.close();
+      await engine.close(graceMs);
+    },
+  };
 }
 
 /** The client API's listeners, whichever HTTP/2 serves them. */

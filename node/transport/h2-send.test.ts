@@ -3,10 +3,13 @@
 // server does, and against raw HTTP/2 servers that break the protocol in the ways a client must survive: every
 // failure has to end the call with a status peer.ts understands, and nothing may hang.
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls, { type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type IssuedCert, type TestCa, TestPki } from '../testing/certs.js';
 import type { SendAck } from '../../proto/index.js';
 import { encodePeerBatch, type PeerBatch } from './batch-codec.js';
 import { peerTransportService, REFUSAL, statusError } from './grpc-util.js';
@@ -20,17 +23,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A grpc-js server with the peer service's Send, handled by `onCall`; its URL. */
-async function grpcPeerServer(onCall: (call: grpc.ServerDuplexStream<PeerBatch, SendAck>) => void): Promise<string> {
+/** A grpc-js server with the peer service's Send, handled by `onCall`; its URL (https with `credentials`). */
+async function grpcPeerServer(onCall: (call: grpc.ServerDuplexStream<PeerBatch, SendAck>) => void, credentials?: grpc.ServerCredentials): Promise<string> {
   const server = new grpc.Server();
   server.addService(peerTransportService(), {
     Send: onCall,
     Handshake: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb(statusError(grpc.status.UNIMPLEMENTED, 'not here')),
     SendSnapshot: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb(statusError(grpc.status.UNIMPLEMENTED, 'not here')),
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', credentials ?? grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
   cleanups.push(() => server.forceShutdown());
-  return `http://127.0.0.1:${port}`;
+  return `${credentials === undefined ? 'http' : 'https'}://127.0.0.1:${port}`;
 }
 
 /** A raw HTTP/2 server answering every stream with `answer`; its URL. */
@@ -47,7 +52,7 @@ async function rawServer(answer: (stream: http2.ServerHttp2Stream) => void): Pro
 }
 
 type Channel = { openSend(): SendStream; close(): void };
-type ChannelClass = new (url: string, tls: undefined, timing: Partial<ConnectionTiming> & Pick<ConnectionTiming, 'connectTimeoutMs'>) => Channel;
+type ChannelClass = new (url: string, tls: SecureContextOptions | undefined, timing: Partial<ConnectionTiming> & Pick<ConnectionTiming, 'connectTimeoutMs'>) => Channel;
 
 type Outcome = { kind: 'end' } | { kind: 'error'; code: number | undefined; details: string | undefined };
 
@@ -75,8 +80,8 @@ describe.each<[string, ChannelClass]>([
   ['node:http2', PeerSendChannel],
   ["Fulcrum's HTTP/2 client", EnginePeerSendChannel],
 ])('the Send stream over %s, against grpc-js and broken servers', (_name, Channel) => {
-  function channel(url: string, timing: { keepaliveMs?: number; keepaliveTimeoutMs?: number; connectTimeoutMs?: number } = {}): Channel {
-    const c = new Channel(url, undefined, { connectTimeoutMs: 2_000, ...timing });
+  function channel(url: string, timing: { keepaliveMs?: number; keepaliveTimeoutMs?: number; connectTimeoutMs?: number } = {}, secure?: SecureContextOptions): Channel {
+    const c = new Channel(url, secure, { connectTimeoutMs: 2_000, ...timing });
     cleanups.push(() => c.close());
     return c;
   }
@@ -227,5 +232,60 @@ describe.each<[string, ChannelClass]>([
     c.close();
     expect(await done).toMatchObject({ kind: 'error', code: grpc.status.UNAVAILABLE });
     expect(() => c.openSend()).toThrow(/closed/);
+  });
+  describe('over TLS', () => {
+    let pki: TestPki;
+    let ca: TestCa;
+    let member: IssuedCert;
+    let stranger: IssuedCert;
+    beforeAll(async () => {
+      pki = await TestPki.create();
+      ca = await pki.ca('ca');
+      const otherCa = await pki.ca('other-ca');
+      [member, stranger] = await Promise.all([pki.issue(ca, 'member'), pki.issue(otherCa, 'stranger')]);
+    });
+    afterAll(async () => {
+      const { rm } = await import('node:fs/promises');
+      await rm(pki.dir, { recursive: true, force: true });
+    });
+
+    const dialWith = (cert: IssuedCert): SecureContextOptions => ({ cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile), ca: readFileSync(ca.certFile) });
+    const serverCredentials = (cert: IssuedCert): grpc.ServerCredentials =>
+      grpc.ServerCredentials.createSsl(readFileSync(ca.certFile), [{ cert_chain: readFileSync(cert.certFile), private_key: readFileSync(cert.keyFile) }], false);
+
+    it('carries batches to a grpc-js server with a certificate for 127.0.0.1, and its acks come back', async () => {
+      const received: number[] = [];
+      const url = await grpcPeerServer((call) => {
+        call.on('data', (b: PeerBatch) => {
+          received.push(b.seq);
+          call.write({ seq: `${BigInt(b.seq)}` });
+        });
+      }, serverCredentials(member));
+      const stream = channel(url, {}, dialWith(member)).openSend();
+      const acks: number[] = [];
+      stream.on('data', (a) => acks.push(Number(a.seq)));
+      const done = outcome(stream);
+      for (let seq = 1; seq <= 5; seq++) await write(stream, encodePeerBatch(null, seq, []));
+      await expect.poll(() => acks).toEqual([1, 2, 3, 4, 5]);
+      expect(received).toEqual([1, 2, 3, 4, 5]);
+      stream.cancel();
+      expect(await done).toMatchObject({ kind: 'error', code: grpc.status.CANCELLED });
+    });
+
+    it('a server whose certificate our CA did not sign fails the call', async () => {
+      const url = await grpcPeerServer(() => {}, serverCredentials(stranger));
+      expect(await outcome(channel(url, {}, dialWith(member)).openSend())).toMatchObject({ kind: 'error', code: grpc.status.UNAVAILABLE });
+    });
+
+    // node:http2's client does not check ALPN: it talks HTTP/2 into the void (and its socket outlives close()).
+    it.runIf(Channel === EnginePeerSendChannel)('a TLS server that does not negotiate h2 (no ALPN) fails the call at once', async () => {
+      const server = tls.createServer({ cert: readFileSync(member.certFile), key: readFileSync(member.keyFile) }, (socket) => socket.on('error', () => {}));
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      cleanups.push(() => new Promise((r) => server.close(r)));
+      const url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+      const o = await outcome(channel(url, {}, dialWith(member)).openSend());
+      expect(o).toMatchObject({ kind: 'error', code: grpc.status.UNAVAILABLE, details: expect.stringMatching(/did not negotiate HTTP\/2/) });
+    });
   });
 });

@@ -44,8 +44,8 @@ export interface GrpcPeerTransportOptions {
   readonly sendOver?: PeerSendOver;
 }
 
-function peerSendOverFromEnv(): PeerSendOver {
-  const chosen = process.env['FULCRUM_PEER_SEND'];
+export function peerSendOverFromEnv(env: NodeJS.ProcessEnv = process.env): PeerSendOver {
+  const chosen = env['FULCRUM_PEER_SEND'];
   return chosen === 'grpc-js' || chosen === 'engine' ? chosen : 'http2';
 }
 
