@@ -130,8 +130,10 @@ export interface ServerConfig {
   /** --grpc-fast-path (Fulcrum): unary calls, watches and keep-alives skip grpc-js's per-call machinery (node/api/fast-path.ts). */
   readonly grpcFastPath: boolean;
   /**
-   * --http2-engine (Fulcrum): which HTTP/2 serves the client API. 'node': Node's node:http2 with grpc-js, the fast
-   * path in front when --grpc-fast-path. 'fulcrum': Fulcrum's own engine (node/h2/), every call on the fast path.
+   * --http2-engine (Fulcrum): which HTTP/2 serves the client API and carries the peer path. 'node': Node's
+   * node:http2 with grpc-js, the fast path in front when --grpc-fast-path; peers sent to over node:http2.
+   * 'fulcrum': Fulcrum's own engine (node/h2/), every call on the fast path, the peer listener on it too, and the
+   * Send stream to each peer over its HTTP/2 client (node/h2/client.ts).
    */
   readonly http2Engine: Http2Engine;
   readonly listenMetricsUrls: readonly string[];
@@ -236,7 +238,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   {
     flag: 'http2-engine',
     valueName: 'engine',
-    description: "the client API's HTTP/2: node (node:http2 and grpc-js) or fulcrum (Fulcrum's own engine; every call on the fast path)",
+    description: "the HTTP/2 of the client API and the peer path: node (node:http2 and grpc-js) or fulcrum (Fulcrum's own engine; every call on the fast path)",
     defaultText: 'fulcrum',
   },
   { flag: 'listen-metrics-urls', valueName: 'urls', description: 'URLs to serve /metrics and the health endpoints on', defaultText: '(none)' },

@@ -240,7 +240,7 @@ describe('startServer', () => {
         '--initial-cluster', `s5=http://127.0.0.1:${base + 1}`,
         '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error',
       ], {}),
-      { env: on === 'engine' ? { FULCRUM_PEER_RECV: 'engine' } : {} },
+      { env: on === 'engine' ? {} : { FULCRUM_PEER_RECV: 'fast-path' } },
     );
     const session = http2.connect(server.peerUrls[0]!);
     session.on('error', () => {});

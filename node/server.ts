@@ -40,7 +40,7 @@ import { Member, readPersistedClusterId, readPersistedMemberId } from './member.
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
 import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
-import { addPeerService, GrpcPeerTransport, peerSendOverFromEnv, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS, type PeerService } from './transport/index.js';
+import { addPeerService, GrpcPeerTransport, peerReceiveOnFromEnv, peerSendOverFromEnv, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS, type PeerService } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
 /** How long stopping waits for in-flight client calls before cutting them off. */
@@ -144,7 +144,9 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
     dial: tls.dialPeer,
-    sendOver: peerSendOverFromEnv(deps.env),
+    // The peer path speaks the HTTP/2 the client API does (--http2-engine), both ways, unless a measurement switch
+    // says otherwise (node/transport/peer.ts, peer-server.ts).
+    sendOver: peerSendOverFromEnv(deps.env ?? process.env, config.http2Engine === 'fulcrum' ? 'engine' : 'http2'),
   });
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry,
   // and before the peer listener, so its connection limit's drops are counted.
@@ -152,7 +154,7 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
   const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
   const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
   const api = loadEtcdApi();
-  const peerService = addPeerService(peerServer, transport, deps.env);
+  const peerService = addPeerService(peerServer, transport, peerReceiveOnFromEnv(deps.env ?? process.env, config.http2Engine === 'fulcrum' ? 'engine' : 'fast-path'));
   const peers = await (peerService.receiveOn === 'engine'
     ? servePeersOnEngine(config, peerService, tls.peer, logger, metrics)
     : servePeersOnGrpcJs(config, peerServer, peerService, tls.peer, logger, metrics)
@@ -431,14 +433,14 @@ async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[],
   return urls;
 }
 
-/** The peer listeners, whichever HTTP/2 serves them (FULCRUM_PEER_RECV, node/transport/peer-server.ts). */
+/** The peer listeners, whichever HTTP/2 serves them (--http2-engine, or FULCRUM_PEER_RECV: node/transport/peer-server.ts). */
 interface PeerListeners {
   readonly urls: string[];
   /** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
   close(graceMs: number): Promise<void>;
 }
 
-/** grpc-js's server on Node's HTTP/2, with the fast path in front of it unless FULCRUM_PEER_RECV=grpc-js. */
+/** --http2-engine=node: grpc-js's server on Node's HTTP/2, the fast path in front of it unless FULCRUM_PEER_RECV=grpc-js. */
 async function servePeersOnGrpcJs(
   config: ServerConfig,
   server: grpc.Server,
@@ -456,9 +458,9 @@ async function servePeersOnGrpcJs(
 }
 
 /**
- * FULCRUM_PEER_RECV=engine: the peer port on Fulcrum's own HTTP/2 engine, every RaftTransport call on the fast
- * path (the grpc-js server the service was added to is never bound). The same bounds as the grpc-js listener:
- * 1 MiB windows, PEER_CONNECTIONS_MAX, the peer certificate checks.
+ * The peer port on Fulcrum's own HTTP/2 engine (--http2-engine=fulcrum, the default), every RaftTransport call on
+ * the fast path (the grpc-js server the service was added to is never bound). The same bounds as the grpc-js
+ * listener: 1 MiB windows, PEER_CONNECTIONS_MAX, the peer certificate checks.
  */
 async function servePeersOnEngine(config: ServerConfig, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<PeerListeners> {
   const engine = new H2Server({

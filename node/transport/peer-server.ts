@@ -5,8 +5,9 @@
 // Why: on a follower, grpc-js's server-side call machinery (a call object, metadata, its stream wrappers and one
 // native write per ack) was about a twentieth of the main thread at a few thousand puts a second, for a stream
 // that carries one message type each way. FULCRUM_PEER_RECV=grpc-js leaves every call to grpc-js, for
-// side-by-side runs. FULCRUM_PEER_RECV=engine serves the peer port on Fulcrum's own HTTP/2 engine instead of
-// node:http2 (node/server.ts, servePeersOnEngine): every call, SendSnapshot included, on the fast path.
+// side-by-side runs. On Fulcrum's own HTTP/2 engine (a member's default, as for the client API: --http2-engine;
+// node/server.ts, servePeersOnEngine) every call, SendSnapshot included, is on the fast path; FULCRUM_PEER_RECV=
+// engine|fast-path|grpc-js chooses regardless of the flag.
 import type * as grpc from '@grpc/grpc-js';
 import { FastPath } from '../api/fast-path.js';
 import type { StreamHandler } from '../h2/server.js';
@@ -19,9 +20,10 @@ import type { GrpcPeerTransport } from './transport.js';
 /** What serves the peer port's calls: see the top of this file. */
 export type PeerReceiveOn = 'fast-path' | 'grpc-js' | 'engine';
 
-export function peerReceiveOnFromEnv(env: NodeJS.ProcessEnv): PeerReceiveOn {
+/** FULCRUM_PEER_RECV when it names one, else `fallback` (the server's follows --http2-engine). */
+export function peerReceiveOnFromEnv(env: NodeJS.ProcessEnv, fallback: PeerReceiveOn = 'fast-path'): PeerReceiveOn {
   const chosen = env.FULCRUM_PEER_RECV;
-  return chosen === 'grpc-js' || chosen === 'engine' ? chosen : 'fast-path';
+  return chosen === 'grpc-js' || chosen === 'engine' || chosen === 'fast-path' ? chosen : fallback;
 }
 
 export interface PeerService {
@@ -35,8 +37,7 @@ export interface PeerService {
 }
 
 /** Register RaftTransport on `server` for `transport`; install() once the server is bound. */
-export function addPeerService(server: grpc.Server, transport: GrpcPeerTransport, env: NodeJS.ProcessEnv = process.env): PeerService {
-  const receiveOn = peerReceiveOnFromEnv(env);
+export function addPeerService(server: grpc.Server, transport: GrpcPeerTransport, receiveOn: PeerReceiveOn = peerReceiveOnFromEnv(process.env)): PeerService {
   const service = peerTransportService();
   const fast = new FastPath(
     { receiveMessageBytesMax: PEER_MESSAGE_BYTES_MAX, sendMessageBytesMax: PEER_MESSAGE_BYTES_MAX },

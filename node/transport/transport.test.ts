@@ -12,7 +12,7 @@ import { SnapshotStore } from '../../storage/wal/snapshot.js';
 import type { TransportHooks } from '../member.js';
 import { messageToWire } from './convert.js';
 import { PEER_PROTOCOL_VERSION, REFUSAL } from './grpc-util.js';
-import { addPeerService } from './peer-server.js';
+import { addPeerService, peerReceiveOnFromEnv } from './peer-server.js';
 import { bindServer, memoryLogger, waitFor } from './testkit.js';
 import { GrpcPeerTransport, type GrpcPeerTransportOptions } from './transport.js';
 
@@ -63,7 +63,7 @@ async function node(selfId: NodeId, peers: Map<NodeId, string[]>, opts: Partial<
   const { server, port: bound } = await bindServer(port);
   cleanups.push(() => server.forceShutdown());
   const t = transport({ selfId, peers, ...opts });
-  const service = addPeerService(server, t, env);
+  const service = addPeerService(server, t, peerReceiveOnFromEnv(env));
   service.install(server);
   const hooks = await recorder();
   t.start(hooks);

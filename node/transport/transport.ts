@@ -40,13 +40,14 @@ export interface GrpcPeerTransportOptions {
   readonly random?: () => number;
   /** Credentials for dialling peers (node/tls.ts dialCredentials); plaintext http:// only when absent. */
   readonly dial?: DialCredentials;
-  /** What carries Send streams (peer.ts PeerDeps.sendOver); from FULCRUM_PEER_SEND when absent, else http2. */
+  /** What carries Send streams (peer.ts PeerDeps.sendOver); from FULCRUM_PEER_SEND when absent, else http2 (node:http2). */
   readonly sendOver?: PeerSendOver;
 }
 
-export function peerSendOverFromEnv(env: NodeJS.ProcessEnv = process.env): PeerSendOver {
+/** FULCRUM_PEER_SEND when it names one, else `fallback` (a member's follows --http2-engine, node/server.ts). */
+export function peerSendOverFromEnv(env: NodeJS.ProcessEnv = process.env, fallback: PeerSendOver = 'http2'): PeerSendOver {
   const chosen = env['FULCRUM_PEER_SEND'];
-  return chosen === 'grpc-js' || chosen === 'engine' ? chosen : 'http2';
+  return chosen === 'grpc-js' || chosen === 'engine' || chosen === 'http2' ? chosen : fallback;
 }
 
 type Closable = { end(): void };
