@@ -214,6 +214,8 @@ describe('ClientConnection: the preface and SETTINGS', () => {
     expect(() => validateClientLimits({ frameBytesMax: 2 ** 24 })).toThrow(/frameBytesMax/);
     expect(() => validateClientLimits({ concurrentStreamsMax: 0 })).toThrow(/concurrentStreamsMax/);
     expect(() => validateClientLimits({ controlBudget: { burst: 0, perSecond: 1 } })).toThrow(/controlBudget/);
+    expect(() => validateClientLimits({ controlBudget: { burst: 1, perSecond: -1 } })).toThrow(/controlBudget.perSecond/);
+    expect(() => validateClientLimits({ streamWindow: 1 } as Partial<ClientLimits>)).toThrow(/unknown h2 client limit streamWindow/);
   });
 });
 

@@ -6,6 +6,10 @@
 // response (headers, DATA, trailers); flow control both ways; SETTINGS, PING, GOAWAY; no server push (we announce
 // SETTINGS_ENABLE_PUSH 0), no priorities, no padding on what we send.
 //
+// Flood limits: the PINGs and SETTINGS we must answer are budgeted (each makes us write); other frames that carry
+// nothing (empty DATA, PRIORITY, frames on closed streams) cost only their reading, and the peer is a member of the
+// cluster (over TLS, one whose certificate we trust), so they are not counted as the server counts a client's.
+//
 // It does no I/O and sets no timers: the socket glue writes the preface-led output of take() whenever output() is
 // signalled, pushes what it reads into receive(), and runs the connect timeout and keepalive PINGs (ping()).
 //
@@ -20,7 +24,8 @@
 // A stream we reset may still receive what the peer sent before reading our RST_STREAM: header blocks are
 // decoded (HPACK's table must stay in step) and dropped, DATA is credited back to the connection and dropped.
 
-import { type ConnectionError, type RateBudget, TokenBucket } from './connection.js';
+import { checkBudget, checkInteger, type ConnectionError, mergeLimits, type RateBudget, TokenBucket } from './connection.js';
+import { ConnectionCreditQueue, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
 import {
   CLIENT_PREFACE,
   connectionError,
@@ -35,8 +40,8 @@ import {
   frameTypeName,
   FrameWriter,
   H2Error,
+  MAX_FRAME_SIZE_LIMIT,
   MAX_WINDOW_SIZE,
-  parseContinuation,
   parseData,
   parseGoaway,
   parseHeaders,
@@ -158,25 +163,19 @@ const DEBUG_MESSAGE_BYTES_MAX = 256;
 const PEER_DEBUG_SHOWN_BYTES = 128;
 const EMPTY = Buffer.alloc(0);
 
+/** The limits with defaults filled in, checked and frozen. RangeError for a bad or unknown field. */
 export function validateClientLimits(partial: Partial<ClientLimits> = {}): ClientLimits {
-  const limits = { ...CLIENT_DEFAULTS, ...partial };
-  checkLimit('streamWindowBytes', limits.streamWindowBytes, DEFAULT_INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE);
-  checkLimit('connectionWindowBytes', limits.connectionWindowBytes, DEFAULT_INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE);
-  checkLimit('frameBytesMax', limits.frameBytesMax, DEFAULT_MAX_FRAME_SIZE, 2 ** 24 - 1);
-  checkLimit('headerListBytesMax', limits.headerListBytesMax, 1, SETTING_VALUE_MAX);
-  checkLimit('headerBlockBytesMax', limits.headerBlockBytesMax, 1, SETTING_VALUE_MAX);
-  checkLimit('continuationFramesMax', limits.continuationFramesMax, 0, SETTING_VALUE_MAX);
-  checkLimit('concurrentStreamsMax', limits.concurrentStreamsMax, 1, SETTING_VALUE_MAX);
-  checkLimit('streamSendQueueBytes', limits.streamSendQueueBytes, 1, Number.MAX_SAFE_INTEGER);
-  checkLimit('controlBudget.burst', limits.controlBudget.burst, 1, Number.MAX_SAFE_INTEGER);
-  checkLimit('controlBudget.perSecond', limits.controlBudget.perSecond, 0, Number.MAX_SAFE_INTEGER);
-  return limits;
-}
-
-function checkLimit(name: string, value: unknown, min: number, max: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`h2 client limit ${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
-  }
+  const limits = mergeLimits(CLIENT_DEFAULTS, partial, 'h2 client limit');
+  checkInteger('streamWindowBytes', limits.streamWindowBytes, DEFAULT_INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE);
+  checkInteger('connectionWindowBytes', limits.connectionWindowBytes, DEFAULT_INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE);
+  checkInteger('frameBytesMax', limits.frameBytesMax, DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_SIZE_LIMIT);
+  checkInteger('headerListBytesMax', limits.headerListBytesMax, 1, SETTING_VALUE_MAX);
+  checkInteger('headerBlockBytesMax', limits.headerBlockBytesMax, 1, Number.MAX_SAFE_INTEGER);
+  checkInteger('continuationFramesMax', limits.continuationFramesMax, 0, Number.MAX_SAFE_INTEGER);
+  checkInteger('concurrentStreamsMax', limits.concurrentStreamsMax, 1, SETTING_VALUE_MAX);
+  checkInteger('streamSendQueueBytes', limits.streamSendQueueBytes, 1, Number.MAX_SAFE_INTEGER);
+  checkBudget('controlBudget', limits.controlBudget);
+  return Object.freeze(limits);
 }
 
 /** A response's header block as the listener sees it (no prototype), or why it is malformed (8.3.2). */
@@ -247,16 +246,6 @@ class Stream implements ClientStream {
   reset(code: number): void {
     this.connection.reset(this, code, `reset by us (${code})`);
   }
-}
-
-/** A header block waiting for its CONTINUATION frames. */
-interface PendingBlock {
-  readonly streamId: number;
-  readonly endStream: boolean;
-  /** Copies: a frame's payload is only a view of the socket's chunk. */
-  readonly fragments: Buffer[];
-  bytes: number;
-  continuations: number;
 }
 
 /**
@@ -336,7 +325,8 @@ class Connection {
   readonly streams = new Map<number, Stream>();
   /** The id the next stream takes: odd, growing (5.1.1). */
   private nextStreamId = 1;
-  private block: PendingBlock | null = null;
+  /** The block being assembled from HEADERS and CONTINUATION frames; no other frame may come between them. */
+  private readonly blocks: HeaderBlockAssembler<undefined>;
 
   peerSettingsSeen = false;
   private settingsAcknowledged = false;
@@ -348,7 +338,7 @@ class Connection {
   private connectionRecvWindow: number;
   private connectionCreditOwed = 0;
   /** Streams with queued bytes and stream credit but no connection credit, served in order of arrival. */
-  private blocked: Stream[] = [];
+  private readonly blocked = new ConnectionCreditQueue<Stream>();
 
   private goawaySent = false;
   private goawayReceived = false;
@@ -368,6 +358,7 @@ class Connection {
     this.reader = new FrameReader({ maxFrameBytes: DEFAULT_MAX_FRAME_SIZE });
     this.decoder = new HpackDecoder({ tableBytesMax: DEFAULT_HEADER_TABLE_SIZE, headerListBytesMax: limits.headerListBytesMax });
     this.controlBucket = new TokenBucket(limits.controlBudget, this.now());
+    this.blocks = new HeaderBlockAssembler(limits);
     this.streamCreditThreshold = Math.floor(limits.streamWindowBytes / 2);
     this.connectionCreditThreshold = Math.floor(limits.connectionWindowBytes / 2);
     this.connectionRecvWindow = limits.connectionWindowBytes;
@@ -452,8 +443,8 @@ class Connection {
   private close(streamCode: number, reason: string, error: ConnectionError | undefined): void {
     if (this.closed) return;
     this.closed = true;
-    this.block = null;
-    this.blocked = [];
+    this.blocks.clear();
+    this.blocked.clear();
     for (const stream of [...this.streams.values()]) this.closeStream(stream, streamCode, reason);
     this.signalOutput();
     this.events.closed(error);
@@ -503,7 +494,7 @@ class Connection {
     while (stream.queuedBytes > 0) {
       const n = Math.min(stream.queuedBytes, this.peerMaxFrameBytes, stream.sendWindow, this.connectionSendWindow);
       if (n <= 0) {
-        if (stream.sendWindow > 0) this.waitForConnectionWindow(stream);
+        if (stream.sendWindow > 0) this.blocked.add(stream);
         return;
       }
       const last = n === stream.queuedBytes && stream.ending;
@@ -533,27 +524,6 @@ class Connection {
     }
     stream.queuedBytes -= n;
     return parts;
-  }
-
-  private waitForConnectionWindow(stream: Stream): void {
-    if (stream.waitingForConnection) return;
-    stream.waitingForConnection = true;
-    this.blocked.push(stream);
-  }
-
-  /** Connection credit arrived: waiting streams are served in order; one that empties the window again waits behind. */
-  private resumeBlocked(): void {
-    const waiting = this.blocked;
-    this.blocked = [];
-    for (let i = 0; i < waiting.length; i++) {
-      if (this.connectionSendWindow <= 0) {
-        this.blocked = waiting.slice(i).concat(this.blocked);
-        return;
-      }
-      const stream = waiting[i]!;
-      stream.waitingForConnection = false;
-      if (!stream.closed && stream.queuedBytes > 0) this.flushStream(stream);
-    }
   }
 
   private sendEndStream(stream: Stream): void {
@@ -607,9 +577,7 @@ class Connection {
   }
 
   private onFrame(frame: Frame): void {
-    if (this.block !== null && (frame.type !== FrameType.CONTINUATION || frame.streamId !== this.block.streamId)) {
-      throw connectionError(ErrorCode.PROTOCOL_ERROR, `${frameTypeName(frame.type)} on stream ${frame.streamId} inside the header block of stream ${this.block.streamId}`);
-    }
+    this.blocks.checkInterleaving(frame);
     if (!this.peerSettingsSeen) {
       // The server's preface is a SETTINGS frame (3.4).
       if (frame.type !== FrameType.SETTINGS || (frame.flags & Flag.ACK) !== 0) {
@@ -666,17 +634,11 @@ class Connection {
     if (windowGrew) for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
   }
 
-  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window by the difference (6.9.2). */
+  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window (header-block.ts). True when they grew. */
   private setPeerInitialWindow(value: number): boolean {
-    const delta = value - this.peerInitialWindow;
+    const grew = moveSendWindows(this.streams.values(), this.peerInitialWindow, value);
     this.peerInitialWindow = value;
-    for (const stream of this.streams.values()) {
-      stream.sendWindow += delta;
-      if (stream.sendWindow > MAX_WINDOW_SIZE) {
-        throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value} takes stream ${stream.id}'s window past ${MAX_WINDOW_SIZE}`);
-      }
-    }
-    return delta > 0;
+    return grew;
   }
 
   private onPing(frame: Frame): void {
@@ -713,7 +675,7 @@ class Connection {
     if (streamId === 0) {
       this.connectionSendWindow += increment;
       if (this.connectionSendWindow > MAX_WINDOW_SIZE) throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, `connection window past ${MAX_WINDOW_SIZE}`);
-      this.resumeBlocked();
+      this.blocked.serve(() => this.connectionSendWindow, (stream) => this.flushStream(stream));
       return;
     }
     const stream = this.streams.get(streamId);
@@ -736,31 +698,12 @@ class Connection {
     // A server opens no streams without PUSH_PROMISE, which we turned off (8.4): an id we did not open is an error.
     if (this.isIdle(frame.streamId)) throw connectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${frame.streamId}, which we did not open`);
     if (headers.endHeaders) return this.onHeaderBlock(frame.streamId, headers.fragment, headers.endStream);
-    if (headers.fragment.length > this.limits.headerBlockBytesMax) this.blockTooLarge(frame.streamId);
-    this.block = { streamId: frame.streamId, endStream: headers.endStream, fragments: [Buffer.from(headers.fragment)], bytes: headers.fragment.length, continuations: 0 };
+    this.blocks.begin(frame.streamId, headers.fragment, headers.endStream, undefined);
   }
 
   private onContinuation(frame: Frame): void {
-    const block = this.block;
-    if (block === null) throw connectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION on stream ${frame.streamId} with no header block open`);
-    const continuation = parseContinuation(frame);
-    block.continuations++;
-    block.bytes += continuation.fragment.length;
-    if (block.continuations > this.limits.continuationFramesMax) {
-      throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block of stream ${block.streamId} in more than ${this.limits.continuationFramesMax} CONTINUATION frames`);
-    }
-    if (block.bytes > this.limits.headerBlockBytesMax) this.blockTooLarge(block.streamId);
-    if (!continuation.endHeaders) {
-      block.fragments.push(Buffer.from(continuation.fragment));
-      return;
-    }
-    this.block = null;
-    block.fragments.push(continuation.fragment);
-    this.onHeaderBlock(block.streamId, Buffer.concat(block.fragments, block.bytes), block.endStream);
-  }
-
-  private blockTooLarge(streamId: number): never {
-    throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block of stream ${streamId} longer than ${this.limits.headerBlockBytesMax} bytes`);
+    const complete = this.blocks.continue(frame);
+    if (complete !== undefined) this.onHeaderBlock(complete.streamId, complete.block, complete.endStream);
   }
 
   /** A complete header block: decoded whatever becomes of its stream, so that HPACK's tables stay in step. */

@@ -39,7 +39,6 @@ import {
   H2Error,
   MAX_FRAME_SIZE_LIMIT,
   MAX_WINDOW_SIZE,
-  parseContinuation,
   parseData,
   parseGoaway,
   parseHeaders,
@@ -55,6 +54,7 @@ import {
   streamError,
 } from './frames.js';
 import { fieldBytes, type HeaderField, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
+import { ConnectionCreditQueue, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
 
 /** Our side's settings and the limits on what a peer may make us hold. Every field has a default (CONNECTION_DEFAULTS). */
 export interface ConnectionLimits {
@@ -257,14 +257,19 @@ const EMPTY = Buffer.alloc(0);
 /** The opaque data of a two-step shutdown's PING, to know its ACK from those of the layer above's PINGs. */
 const SHUTDOWN_PING_DATA = Buffer.from('goaway:2', 'latin1');
 
-/** The limits with defaults filled in, checked and frozen. RangeError for a bad or unknown field. */
-export function validateLimits(partial: Partial<ConnectionLimits> = {}): ConnectionLimits {
-  const merged: Record<string, unknown> = { ...CONNECTION_DEFAULTS };
+/** `defaults` with `partial`'s fields over them; RangeError for a field the defaults do not have. */
+export function mergeLimits<T extends object>(defaults: T, partial: Partial<T>, what: string): T {
+  const merged: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, value] of Object.entries(partial)) {
-    if (!(key in CONNECTION_DEFAULTS)) throw new RangeError(`unknown connection limit ${key}`);
+    if (!(key in defaults)) throw new RangeError(`unknown ${what} ${key}`);
     if (value !== undefined) merged[key] = value;
   }
-  const limits = merged as unknown as ConnectionLimits;
+  return merged as T;
+}
+
+/** The limits with defaults filled in, checked and frozen. RangeError for a bad or unknown field. */
+export function validateLimits(partial: Partial<ConnectionLimits> = {}): ConnectionLimits {
+  const limits = mergeLimits(CONNECTION_DEFAULTS, partial, 'connection limit');
   checkInteger('concurrentStreamsMax', limits.concurrentStreamsMax, 0, SETTING_VALUE_MAX);
   checkInteger('streamWindowBytes', limits.streamWindowBytes, DEFAULT_INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE);
   checkInteger('connectionWindowBytes', limits.connectionWindowBytes, DEFAULT_INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE);
@@ -274,17 +279,19 @@ export function validateLimits(partial: Partial<ConnectionLimits> = {}): Connect
   checkInteger('headerBlockBytesMax', limits.headerBlockBytesMax, 1, Number.MAX_SAFE_INTEGER);
   checkInteger('continuationFramesMax', limits.continuationFramesMax, 0, Number.MAX_SAFE_INTEGER);
   checkInteger('streamSendQueueBytes', limits.streamSendQueueBytes, 1, Number.MAX_SAFE_INTEGER);
-  for (const name of ['resetBudget', 'controlBudget', 'emptyFrameBudget'] as const) {
-    const budget = limits[name];
-    checkInteger(`${name}.burst`, budget?.burst, 1, Number.MAX_SAFE_INTEGER);
-    if (typeof budget.perSecond !== 'number' || !Number.isFinite(budget.perSecond) || budget.perSecond < 0) {
-      throw new RangeError(`${name}.perSecond must be a finite number >= 0, got ${budget.perSecond}`);
-    }
-  }
+  for (const name of ['resetBudget', 'controlBudget', 'emptyFrameBudget'] as const) checkBudget(name, limits[name]);
   return Object.freeze(limits);
 }
 
-function checkInteger(name: string, value: unknown, min: number, max: number): void {
+export function checkBudget(name: string, budget: RateBudget | undefined): void {
+  checkInteger(`${name}.burst`, budget?.burst, 1, Number.MAX_SAFE_INTEGER);
+  const perSecond = budget!.perSecond;
+  if (typeof perSecond !== 'number' || !Number.isFinite(perSecond) || perSecond < 0) {
+    throw new RangeError(`${name}.perSecond must be a finite number >= 0, got ${perSecond}`);
+  }
+}
+
+export function checkInteger(name: string, value: unknown, min: number, max: number): void {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
   }
@@ -518,17 +525,6 @@ class Stream implements H2Stream {
   }
 }
 
-/** A header block waiting for its CONTINUATION frames. */
-interface PendingBlock {
-  readonly streamId: number;
-  readonly endStream: boolean;
-  readonly priority: PriorityFields | undefined;
-  /** Copies: a frame's payload is only a view of the socket's chunk. */
-  readonly fragments: Buffer[];
-  bytes: number;
-  continuations: number;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The connection.
 
@@ -630,7 +626,7 @@ class Connection {
   /** Highest stream handed to the layer above: GOAWAY's last stream id. */
   private lastProcessedId = 0;
   /** The block being assembled from HEADERS and CONTINUATION frames; no other frame may come between them. */
-  private block: PendingBlock | null = null;
+  private readonly blocks: HeaderBlockAssembler<PriorityFields | undefined>;
   /** Closed streams we sent RST_STREAM for: the peer's frames already in flight on them are dropped. */
   private readonly resetStreams = new RecentIds(RESET_STREAMS_REMEMBERED);
   private readonly skippedIds = new SkippedIds(SKIPPED_ID_RUNS_REMEMBERED);
@@ -645,7 +641,7 @@ class Connection {
   private connectionRecvWindow: number;
   private connectionCreditOwed = 0;
   /** Streams with queued bytes and stream credit but no connection credit, served in order of arrival. */
-  private blocked: Stream[] = [];
+  private readonly blocked = new ConnectionCreditQueue<Stream>();
 
   /** The GOAWAY with the real last stream id is out: no new stream is processed. */
   private goawaySent = false;
@@ -676,6 +672,7 @@ class Connection {
     this.resetBucket = new TokenBucket(limits.resetBudget, nowMs);
     this.controlBucket = new TokenBucket(limits.controlBudget, nowMs);
     this.emptyFrameBucket = new TokenBucket(limits.emptyFrameBudget, nowMs);
+    this.blocks = new HeaderBlockAssembler(limits);
     this.streamCreditThreshold = Math.floor(limits.streamWindowBytes / 2);
     this.connectionCreditThreshold = Math.floor(limits.connectionWindowBytes / 2);
     this.connectionRecvWindow = limits.connectionWindowBytes;
@@ -772,8 +769,8 @@ class Connection {
   /** The end of the connection: every open stream closed with `streamCode`, then events.closed(). */
   private close(streamCode: number, error: ConnectionError | undefined): void {
     this.closed = true;
-    this.block = null;
-    this.blocked = [];
+    this.blocks.clear();
+    this.blocked.clear();
     for (const stream of [...this.streams.values()]) this.closeStream(stream, streamCode);
     this.signalOutput();
     if (this.streamOpening) this.closeReportOwed = { error };
@@ -853,12 +850,7 @@ class Connection {
   // ---- receiving: dispatch
 
   private onFrame(frame: Frame): void {
-    if (this.block !== null && (frame.type !== FrameType.CONTINUATION || frame.streamId !== this.block.streamId)) {
-      throw connectionError(
-        ErrorCode.PROTOCOL_ERROR,
-        `${frameTypeName(frame.type)} on stream ${frame.streamId} inside the header block of stream ${this.block.streamId}`,
-      );
-    }
+    this.blocks.checkInterleaving(frame);
     if (!this.peerSettingsSeen) {
       if (frame.type !== FrameType.SETTINGS || (frame.flags & Flag.ACK) !== 0) {
         throw connectionError(ErrorCode.PROTOCOL_ERROR, `the first frame after the preface is ${frameTypeName(frame.type)}, not SETTINGS`);
@@ -920,20 +912,11 @@ class Connection {
     if (windowGrew) for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
   }
 
-  /**
-   * A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window by the difference (6.9.2): it may go
-   * negative, and then the stream waits for WINDOW_UPDATEs to bring it above zero. True when the windows grew.
-   */
+  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window (header-block.ts). True when they grew. */
   private setPeerInitialWindow(value: number): boolean {
-    const delta = value - this.peerInitialWindow;
+    const grew = moveSendWindows(this.streams.values(), this.peerInitialWindow, value);
     this.peerInitialWindow = value;
-    for (const stream of this.streams.values()) {
-      stream.sendWindow += delta;
-      if (stream.sendWindow > MAX_WINDOW_SIZE) {
-        throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value} takes stream ${stream.id}'s window past ${MAX_WINDOW_SIZE}`);
-      }
-    }
-    return delta > 0;
+    return grew;
   }
 
   private onPing(frame: Frame): void {
@@ -965,7 +948,7 @@ class Connection {
     if (streamId === 0) {
       this.connectionSendWindow += increment;
       if (this.connectionSendWindow > MAX_WINDOW_SIZE) throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, `connection window past ${MAX_WINDOW_SIZE}`);
-      this.resumeBlocked();
+      this.blocked.serve(() => this.connectionSendWindow, (stream) => this.flushStream(stream));
       return;
     }
     const stream = this.streams.get(streamId);
@@ -1014,15 +997,7 @@ class Connection {
       this.onHeaderBlock(streamId, headers.fragment, headers.endStream, headers.priority);
       return;
     }
-    if (headers.fragment.length > this.limits.headerBlockBytesMax) this.blockTooLarge(streamId);
-    this.block = {
-      streamId,
-      endStream: headers.endStream,
-      priority: headers.priority,
-      fragments: [Buffer.from(headers.fragment)],
-      bytes: headers.fragment.length,
-      continuations: 0,
-    };
+    this.blocks.begin(streamId, headers.fragment, headers.endStream, headers.priority);
   }
 
   /**
@@ -1038,27 +1013,8 @@ class Connection {
   }
 
   private onContinuation(frame: Frame): void {
-    const block = this.block;
-    if (block === null) throw connectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION on stream ${frame.streamId} with no header block open`);
-    const continuation = parseContinuation(frame);
-    block.continuations++;
-    block.bytes += continuation.fragment.length;
-    if (block.continuations > this.limits.continuationFramesMax) {
-      throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block of stream ${block.streamId} in more than ${this.limits.continuationFramesMax} CONTINUATION frames`);
-    }
-    if (block.bytes > this.limits.headerBlockBytesMax) this.blockTooLarge(block.streamId);
-    if (!continuation.endHeaders) {
-      if (continuation.fragment.length === 0) this.spend(this.emptyFrameBucket, 'empty CONTINUATION frames');
-      block.fragments.push(Buffer.from(continuation.fragment));
-      return;
-    }
-    this.block = null;
-    block.fragments.push(continuation.fragment);
-    this.onHeaderBlock(block.streamId, Buffer.concat(block.fragments, block.bytes), block.endStream, block.priority);
-  }
-
-  private blockTooLarge(streamId: number): never {
-    throw connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block of stream ${streamId} longer than ${this.limits.headerBlockBytesMax} bytes`);
+    const complete = this.blocks.continue(frame, () => this.spend(this.emptyFrameBucket, 'empty CONTINUATION frames'));
+    if (complete !== undefined) this.onHeaderBlock(complete.streamId, complete.block, complete.endStream, complete.extra);
   }
 
   /**
@@ -1280,7 +1236,7 @@ class Connection {
       const head = queue[stream.queueHead]!;
       const n = Math.min(head.length - stream.headOffset, this.peerMaxFrameBytes, stream.sendWindow, this.connectionSendWindow);
       if (n <= 0) {
-        if (stream.sendWindow > 0) this.waitForConnectionWindow(stream);
+        if (stream.sendWindow > 0) this.blocked.add(stream);
         break;
       }
       const last = n === stream.queuedBytes && stream.ending && stream.trailers === null;
@@ -1323,31 +1279,6 @@ class Connection {
     if (held) return;
     for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
     this.signalOutput();
-  }
-
-  private waitForConnectionWindow(stream: Stream): void {
-    if (stream.waitingForConnection) return;
-    stream.waitingForConnection = true;
-    this.blocked.push(stream);
-  }
-
-  /**
-   * Connection credit arrived: the waiting streams are served in order. A stream that uses up the window again
-   * goes back behind those still waiting, so a big response cannot starve the others.
-   */
-  private resumeBlocked(): void {
-    const waiting = this.blocked;
-    if (waiting.length === 0) return;
-    this.blocked = [];
-    for (let i = 0; i < waiting.length; i++) {
-      if (this.connectionSendWindow <= 0) {
-        this.blocked = waiting.slice(i).concat(this.blocked);
-        return;
-      }
-      const stream = waiting[i]!;
-      stream.waitingForConnection = false;
-      if (!stream.closed && stream.queuedBytes > 0) this.flushStream(stream);
-    }
   }
 
   /**
