@@ -74,7 +74,9 @@ export class EnginePeerSendChannel {
 
   private connected(): PeerConnection {
     if (this.connection !== undefined && this.connection.canOpen) return this.connection;
-    // One that can open no more streams (GOAWAY, ids used up) closes once its streams have; a new one takes over.
+    // One that can open no more streams (gone, GOAWAY, ids used up) is closed, not left to its keepalive: peer.ts
+    // opens a Send stream only once the last has ended, so nothing on it is still in use. A new one takes over.
+    this.connection?.close('replaced by a new connection');
     this.connection = new PeerConnection(this.url, this.tls, this.timing);
     return this.connection;
   }
@@ -255,12 +257,20 @@ class EngineSendStream extends EventEmitter implements SendStream, ClientStreamL
 
   // ---- ClientStreamListener: what the connection tells this stream
 
-  headers(fields: Record<string, string>): void {
+  headers(fields: Record<string, string>, endStream: boolean): void {
     this.response.onHeaders(fields);
+    if (endStream) this.ended();
   }
 
-  data(bytes: Buffer): void {
+  data(bytes: Buffer, endStream: boolean): void {
     this.response.onData(bytes);
+    if (endStream) this.ended();
+  }
+
+  /** The response is over: a status came with it, or the call fails as node:http2's stream closing would fail it. */
+  private ended(): void {
+    if (!this.response.done) this.response.fail(statusError(grpc.status.UNAVAILABLE, 'stream closed: the peer ended its response without a status'));
+    this.stream.reset(ErrorCode.CANCEL);
   }
 
   drained(): void {

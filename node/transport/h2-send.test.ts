@@ -180,6 +180,11 @@ describe.each<[string, ChannelClass]>([
       s.write(grpcFrame(Uint8Array.of(0x0a, 0x05, 1)));
     }, grpc.status.INTERNAL, /undecodable/],
     ['a reset stream', (s: http2.ServerHttp2Stream) => s.close(http2.constants.NGHTTP2_INTERNAL_ERROR), grpc.status.UNAVAILABLE, /.+/],
+    ['a response that ends without a status', (s: http2.ServerHttp2Stream) => s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { endStream: true }), grpc.status.UNAVAILABLE, /closed/],
+    ['DATA that ends the response without trailers', (s: http2.ServerHttp2Stream) => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      s.end(grpcFrame(ackBytes(1)));
+    }, grpc.status.UNAVAILABLE, /closed/],
   ])('%s fails the call with a status, and the call is cancelled', async (_name, answer, code, details) => {
     let serverStream: http2.ServerHttp2Stream | undefined;
     const url = await rawServer((s) => {
