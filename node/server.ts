@@ -136,6 +136,10 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
   const config = identity.memberId === given.memberId ? given : { ...given, memberId: identity.memberId };
   if (nameInLogs) nameMemberInLogs([logger, tls.logger], config.memberId);
   const clusterId = identity.clusterId;
+  // The peer path speaks the HTTP/2 the client API does (--http2-engine), both ways, unless a measurement switch
+  // says otherwise (node/transport/peer.ts, peer-server.ts).
+  const env = deps.env ?? process.env;
+  const onEngine = config.http2Engine === 'fulcrum';
   const transport = new GrpcPeerTransport({
     selfId: config.memberId,
     clusterId,
@@ -144,9 +148,7 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
     name: config.name,
     selfPeerUrls: config.initialAdvertisePeerUrls,
     dial: tls.dialPeer,
-    // The peer path speaks the HTTP/2 the client API does (--http2-engine), both ways, unless a measurement switch
-    // says otherwise (node/transport/peer.ts, peer-server.ts).
-    sendOver: peerSendOverFromEnv(deps.env ?? process.env, config.http2Engine === 'fulcrum' ? 'engine' : 'http2'),
+    sendOver: peerSendOverFromEnv(env, onEngine ? 'engine' : 'http2'),
   });
   // Metrics exist before the member, so the Ready loop's apply and fsync timings reach them from the first entry,
   // and before the peer listener, so its connection limit's drops are counted.
@@ -154,7 +156,7 @@ async function startMember(given: ServerConfig, keptClusterId: number | undefine
   const metrics = new MemberMetrics(registry, config.memberId, { quotaBackendBytes: config.quotaBackendBytes });
   const peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
   const api = loadEtcdApi();
-  const peerService = addPeerService(peerServer, transport, peerReceiveOnFromEnv(deps.env ?? process.env, config.http2Engine === 'fulcrum' ? 'engine' : 'fast-path'));
+  const peerService = addPeerService(peerServer, transport, peerReceiveOnFromEnv(env, onEngine ? 'engine' : 'fast-path'));
   const peers = await (peerService.receiveOn === 'engine'
     ? servePeersOnEngine(config, peerService, tls.peer, logger, metrics)
     : servePeersOnGrpcJs(config, peerServer, peerService, tls.peer, logger, metrics)
@@ -208,7 +210,7 @@ async function serve(
   logger: Logger,
   member: Member,
   transport: GrpcPeerTransport,
-  peers: PeerListeners,
+  peers: Listeners,
   api: ReturnType<typeof loadEtcdApi>,
   started: Array<() => unknown>,
   onFatal: { fn?: (e: unknown) => void },
@@ -433,13 +435,6 @@ async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[],
   return urls;
 }
 
-/** The peer listeners, whichever HTTP/2 serves them (--http2-engine, or FULCRUM_PEER_RECV: node/transport/peer-server.ts). */
-interface PeerListeners {
-  readonly urls: string[];
-  /** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
-  close(graceMs: number): Promise<void>;
-}
-
 /** --http2-engine=node: grpc-js's server on Node's HTTP/2, the fast path in front of it unless FULCRUM_PEER_RECV=grpc-js. */
 async function servePeersOnGrpcJs(
   config: ServerConfig,
@@ -448,7 +443,7 @@ async function servePeersOnGrpcJs(
   tls: TlsFileWatcher | undefined,
   logger: Logger,
   metrics: MemberMetrics,
-): Promise<PeerListeners> {
+): Promise<Listeners> {
   const urls = await bindAll(server, config.listen.peer, tls);
   widenReceiveWindows(server, PEER_RECEIVE_WINDOW_BYTES);
   service.install(server);
@@ -462,7 +457,7 @@ async function servePeersOnGrpcJs(
  * the fast path (the grpc-js server the service was added to is never bound). The same bounds as the grpc-js
  * listener: 1 MiB windows, PEER_CONNECTIONS_MAX, the peer certificate checks.
  */
-async function servePeersOnEngine(config: ServerConfig, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<PeerListeners> {
+async function servePeersOnEngine(config: ServerConfig, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<Listeners> {
   const engine = new H2Server({
     onStream: service.engineStreamHandler,
     connection: { limits: { streamWindowBytes: PEER_RECEIVE_WINDOW_BYTES, connectionWindowBytes: PEER_RECEIVE_WINDOW_BYTES } },
@@ -487,8 +482,11 @@ async function servePeersOnEngine(config: ServerConfig, service: PeerService, tl
   };
 }
 
-/** The client API's listeners, whichever HTTP/2 serves them. */
-interface ClientListeners {
+/**
+ * The client API's or the peer port's listeners, whichever HTTP/2 serves them (--http2-engine; for peers also
+ * FULCRUM_PEER_RECV, node/transport/peer-server.ts).
+ */
+interface Listeners {
   readonly urls: string[];
   /** Stop taking new calls, let in-flight ones finish for up to graceMs, then cut them off. */
   close(graceMs: number): Promise<void>;
@@ -503,7 +501,7 @@ async function serveClientsOnGrpcJs(
   logger: Logger,
   metrics: MemberMetrics,
   started: Array<() => unknown>,
-): Promise<ClientListeners> {
+): Promise<Listeners> {
   started.push(() => server.forceShutdown());
   const urls = await bindAll(server, config.listen.client, tls);
   if (config.clientTls !== undefined) checkClientCertificates(server, (cert) => clientCertificateRefusal(cert, config.clientTls!, tls?.current.revoked), certificateRefusalReporter('client', logger));
@@ -520,7 +518,7 @@ async function serveClientsOnEngine(
   tls: TlsFileWatcher | undefined,
   logger: Logger,
   metrics: MemberMetrics,
-): Promise<ClientListeners> {
+): Promise<Listeners> {
   const engine = new H2Server({
     onStream: fastPath.engineStreamHandler,
     connection: { limits: { concurrentStreamsMax: limits.concurrentStreamsMax } },

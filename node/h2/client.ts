@@ -24,7 +24,7 @@
 // A stream we reset may still receive what the peer sent before reading our RST_STREAM: header blocks are
 // decoded (HPACK's table must stay in step) and dropped, DATA is credited back to the connection and dropped.
 
-import { checkBudget, checkInteger, type ConnectionError, mergeLimits, type RateBudget, TokenBucket } from './connection.js';
+import { checkBudget, checkInteger, COLON, type ConnectionError, INVALID_NAME_CHAR, mergeLimits, type RateBudget, TokenBucket } from './connection.js';
 import { ConnectionCreditQueue, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
 import {
   CLIENT_PREFACE,
@@ -154,7 +154,6 @@ export interface ClientStream {
   readonly closed: boolean;
 }
 
-const COLON = 0x3a;
 /** SETTINGS values are 32-bit. */
 const SETTING_VALUE_MAX = 2 ** 32 - 1;
 /** GOAWAY's debug data we send: enough for a message, never a dump. */
@@ -194,7 +193,7 @@ export function responseHeaders(fields: readonly HeaderField[], trailers: boolea
       continue;
     }
     regularSeen = true;
-    if (/[^\x21-\x39\x3b-\x40\x5b-\x7e]/.test(name)) return `field name ${JSON.stringify(name)} has uppercase, a colon or a character outside visible ASCII`;
+    if (INVALID_NAME_CHAR.test(name)) return `field name ${JSON.stringify(name)} has uppercase, a colon or a character outside visible ASCII`;
     const previous = headers[name];
     headers[name] = previous === undefined ? value : `${previous}, ${value}`;
   }
@@ -634,7 +633,7 @@ class Connection {
     if (windowGrew) for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
   }
 
-  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window (header-block.ts). True when they grew. */
+  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window (both-ends.ts). True when they grew. */
   private setPeerInitialWindow(value: number): boolean {
     const grew = moveSendWindows(this.streams.values(), this.peerInitialWindow, value);
     this.peerInitialWindow = value;

@@ -377,12 +377,12 @@ export class TokenBucket {
 // ---------------------------------------------------------------------------------------------------------------
 // Request validation (RFC 9113 8.2 and 8.3): pure functions of the decoded fields.
 
-const COLON = 0x3a;
+export const COLON = 0x3a;
 const REQUEST_PSEUDO_HEADERS = new Set([':method', ':scheme', ':path', ':authority']);
 /** Fields that belong to HTTP/1.1 connections and have no meaning in HTTP/2 (8.2.2). */
 const CONNECTION_SPECIFIC_FIELDS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** A regular field name may hold visible ASCII except uppercase and the colon (8.2.1). */
-const INVALID_NAME_CHAR = /[^\x21-\x39\x3b-\x40\x5b-\x7e]/;
+export const INVALID_NAME_CHAR = /[^\x21-\x39\x3b-\x40\x5b-\x7e]/;
 /** A value may not hold NUL, CR or LF, nor start or end with whitespace (8.2.1). */
 const INVALID_VALUE = /[\0\r\n]|^[ \t]|[ \t]$/;
 /** content-length: digits only, and few enough that the number is exact. */
@@ -912,7 +912,7 @@ class Connection {
     if (windowGrew) for (const stream of [...this.streams.values()]) if (stream.queuedBytes > 0) this.flushStream(stream);
   }
 
-  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window (header-block.ts). True when they grew. */
+  /** A new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's send window (both-ends.ts). True when they grew. */
   private setPeerInitialWindow(value: number): boolean {
     const grew = moveSendWindows(this.streams.values(), this.peerInitialWindow, value);
     this.peerInitialWindow = value;

@@ -1,6 +1,6 @@
-// The receiving side of the peer transport on a member's peer gRPC server: RaftTransport's Send (the Raft message
-// stream) and Handshake are read straight from Node's HTTP/2 streams by the fast path (node/api/fast-path.ts), and
-// SendSnapshot, a client-streaming call, by grpc-js.
+// The receiving side of the peer transport on a member's peer gRPC server. On Node's HTTP/2 (--http2-engine=node),
+// RaftTransport's Send (the Raft message stream) and Handshake are read straight from Node's HTTP/2 streams by the
+// fast path (node/api/fast-path.ts), and SendSnapshot, a client-streaming call, by grpc-js.
 //
 // Why: on a follower, grpc-js's server-side call machinery (a call object, metadata, its stream wrappers and one
 // native write per ack) was about a twentieth of the main thread at a few thousand puts a second, for a stream
