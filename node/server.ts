@@ -27,7 +27,7 @@ import { createMaintenanceService } from './api/maintenance.js';
 import { createWatchService } from './api/watch.js';
 import { apiLimitsFrom, memberOptionsFrom, type ListenAddress, type ServerConfig } from './config.js';
 import { listenEngine } from './engine-listeners.js';
-import { H2Server } from './h2/server.js';
+import { H2Server, type H2ServerOptions } from './h2/server.js';
 import { startMetricsServers, type HttpEndpoint } from './http.js';
 import { AuthGate } from './auth/index.js';
 import { componentLogger, createLogger, nameMemberInLogs, type Logger } from './log.js';
@@ -39,7 +39,7 @@ import { idToHex } from './ids.js';
 import { Member, readPersistedClusterId, readPersistedMemberId } from './member.js';
 import { createMetricsRegistry, MemberMetrics } from './metrics.js';
 import { HEARTBEAT_HOLDUP_WARN_INTERVALS } from './raft-loop.js';
-import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials } from './tls.js';
+import { clientCertificateRefusal, dialCredentials, TlsFileWatcher, type DialCredentials, type TlsFiles } from './tls.js';
 import { addPeerService, GrpcPeerTransport, peerReceiveOnFromEnv, peerSendOverFromEnv, PEER_CONNECTIONS_MAX, PEER_RECEIVE_WINDOW_BYTES, PEER_SERVER_OPTIONS, type PeerService } from './transport/index.js';
 import { WatchHub } from './watch/index.js';
 
@@ -435,43 +435,63 @@ async function bindAll(server: grpc.Server, addresses: readonly ListenAddress[],
   return urls;
 }
 
-/** --http2-engine=node: grpc-js's server on Node's HTTP/2, the fast path in front of it unless FULCRUM_PEER_RECV=grpc-js. */
-async function servePeersOnGrpcJs(
-  config: ServerConfig,
-  server: grpc.Server,
-  service: PeerService,
-  tls: TlsFileWatcher | undefined,
-  logger: Logger,
-  metrics: MemberMetrics,
-): Promise<Listeners> {
-  const urls = await bindAll(server, config.listen.peer, tls);
-  widenReceiveWindows(server, PEER_RECEIVE_WINDOW_BYTES);
-  service.install(server);
-  if (config.peerTls !== undefined) checkClientCertificates(server, (cert) => clientCertificateRefusal(cert, config.peerTls!, tls?.current.revoked), certificateRefusalReporter('peer', logger));
-  limitConnections(server, PEER_CONNECTIONS_MAX, dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics));
+/** What bounds one kind of listener, client or peer: where it listens, its TLS, its connection limit. */
+interface ListenerBounds {
+  readonly kind: 'client' | 'peer';
+  readonly addresses: readonly ListenAddress[];
+  /** The certificate the https:// addresses serve. */
+  readonly tls: TlsFileWatcher | undefined;
+  /** The TLS settings whose client-certificate rules are checked after each handshake (none: plaintext only). */
+  readonly files: TlsFiles | undefined;
+  readonly connectionsMax: number;
+  /** The limit's name for the log when it drops a connection. */
+  readonly limitName: string;
+}
+
+function clientListenerBounds(config: ServerConfig, tls: TlsFileWatcher | undefined): ListenerBounds {
+  return { kind: 'client', addresses: config.listen.client, tls, files: config.clientTls, connectionsMax: config.clientConnectionsMax, limitName: '--max-client-connections' };
+}
+
+function peerListenerBounds(config: ServerConfig, tls: TlsFileWatcher | undefined): ListenerBounds {
+  return { kind: 'peer', addresses: config.listen.peer, tls, files: config.peerTls, connectionsMax: PEER_CONNECTIONS_MAX, limitName: 'PEER_CONNECTIONS_MAX' };
+}
+
+/** The connection limit's drop reporter and, with TLS settings, the client-certificate check, for either engine. */
+function listenerGuards(b: ListenerBounds, logger: Logger, metrics: MemberMetrics) {
+  const files = b.files;
+  return {
+    onDropped: dropReporter(b.kind, `${b.connectionsMax} (${b.limitName})`, logger, metrics),
+    certificates:
+      files === undefined
+        ? undefined
+        : { refusal: (cert: DetailedPeerCertificate) => clientCertificateRefusal(cert, files, b.tls?.current.revoked), onRefused: certificateRefusalReporter(b.kind, logger) },
+  };
+}
+
+/** grpc-js's server on Node's HTTP/2: bound, bounded, then `prepare` (the fast path, windows) on what was bound. */
+async function serveOnGrpcJs(server: grpc.Server, b: ListenerBounds, logger: Logger, metrics: MemberMetrics, prepare: () => void): Promise<Listeners> {
+  const urls = await bindAll(server, b.addresses, b.tls);
+  const guards = listenerGuards(b, logger, metrics);
+  if (guards.certificates !== undefined) checkClientCertificates(server, guards.certificates.refusal, guards.certificates.onRefused);
+  limitConnections(server, b.connectionsMax, guards.onDropped);
+  prepare();
   return { urls, close: (graceMs) => shutdownGrpc(server, graceMs) };
 }
 
-/**
- * The peer port on Fulcrum's own HTTP/2 engine (--http2-engine=fulcrum, the default), every RaftTransport call on
- * the fast path (the grpc-js server the service was added to is never bound). The same bounds as the grpc-js
- * listener: 1 MiB windows, PEER_CONNECTIONS_MAX, the peer certificate checks.
- */
-async function servePeersOnEngine(config: ServerConfig, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<Listeners> {
+/** Fulcrum's own HTTP/2 engine on `b`'s addresses, every call to `options.onStream`. */
+async function serveOnEngine(b: ListenerBounds, options: Omit<H2ServerOptions, 'onInternalError'>, logger: Logger, metrics: MemberMetrics): Promise<Listeners> {
   const engine = new H2Server({
-    onStream: service.engineStreamHandler,
-    connection: { limits: { streamWindowBytes: PEER_RECEIVE_WINDOW_BYTES, connectionWindowBytes: PEER_RECEIVE_WINDOW_BYTES } },
+    ...options,
     onInternalError: (session, err) =>
-      logger.error({ err, remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort }, 'fulcrum: a peer connection was closed on an internal error in the HTTP/2 engine'),
+      logger.error({ err, remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort }, `fulcrum: a ${b.kind} connection was closed on an internal error in the HTTP/2 engine`),
   });
+  const guards = listenerGuards(b, logger, metrics);
   const listeners = await listenEngine(engine, {
-    addresses: config.listen.peer,
-    tls,
-    connectionsMax: PEER_CONNECTIONS_MAX,
-    onDropped: dropReporter('peer', `${PEER_CONNECTIONS_MAX} (PEER_CONNECTIONS_MAX)`, logger, metrics),
-    ...(config.peerTls === undefined
-      ? {}
-      : { certificateRefusal: (cert: DetailedPeerCertificate) => clientCertificateRefusal(cert, config.peerTls!, tls?.current.revoked), onRefused: certificateRefusalReporter('peer', logger) }),
+    addresses: b.addresses,
+    tls: b.tls,
+    connectionsMax: b.connectionsMax,
+    onDropped: guards.onDropped,
+    ...(guards.certificates === undefined ? {} : { certificateRefusal: guards.certificates.refusal, onRefused: guards.certificates.onRefused }),
   });
   return {
     urls: listeners.urls,
@@ -480,6 +500,28 @@ async function servePeersOnEngine(config: ServerConfig, service: PeerService, tl
       await engine.close(graceMs);
     },
   };
+}
+
+/** --http2-engine=node: grpc-js's server on Node's HTTP/2, the fast path in front of it unless FULCRUM_PEER_RECV=grpc-js. */
+function servePeersOnGrpcJs(config: ServerConfig, server: grpc.Server, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<Listeners> {
+  return serveOnGrpcJs(server, peerListenerBounds(config, tls), logger, metrics, () => {
+    widenReceiveWindows(server, PEER_RECEIVE_WINDOW_BYTES);
+    service.install(server);
+  });
+}
+
+/**
+ * The peer port on Fulcrum's own HTTP/2 engine (--http2-engine=fulcrum, the default), every RaftTransport call on
+ * the fast path (the grpc-js server the service was added to is never bound). The same bounds as the grpc-js
+ * listener: 1 MiB windows, PEER_CONNECTIONS_MAX, the peer certificate checks.
+ */
+function servePeersOnEngine(config: ServerConfig, service: PeerService, tls: TlsFileWatcher | undefined, logger: Logger, metrics: MemberMetrics): Promise<Listeners> {
+  return serveOnEngine(
+    peerListenerBounds(config, tls),
+    { onStream: service.engineStreamHandler, connection: { limits: { streamWindowBytes: PEER_RECEIVE_WINDOW_BYTES, connectionWindowBytes: PEER_RECEIVE_WINDOW_BYTES } } },
+    logger,
+    metrics,
+  );
 }
 
 /**
@@ -493,7 +535,7 @@ interface Listeners {
 }
 
 /** --http2-engine=node: grpc-js's server on Node's HTTP/2, the fast path in front of it when --grpc-fast-path. */
-async function serveClientsOnGrpcJs(
+function serveClientsOnGrpcJs(
   config: ServerConfig,
   server: grpc.Server,
   fastPath: FastPath,
@@ -503,15 +545,13 @@ async function serveClientsOnGrpcJs(
   started: Array<() => unknown>,
 ): Promise<Listeners> {
   started.push(() => server.forceShutdown());
-  const urls = await bindAll(server, config.listen.client, tls);
-  if (config.clientTls !== undefined) checkClientCertificates(server, (cert) => clientCertificateRefusal(cert, config.clientTls!, tls?.current.revoked), certificateRefusalReporter('client', logger));
-  limitConnections(server, config.clientConnectionsMax, dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics));
-  if (config.grpcFastPath) fastPath.install(server);
-  return { urls, close: (graceMs) => shutdownGrpc(server, graceMs) };
+  return serveOnGrpcJs(server, clientListenerBounds(config, tls), logger, metrics, () => {
+    if (config.grpcFastPath) fastPath.install(server);
+  });
 }
 
 /** --http2-engine=fulcrum: Fulcrum's own HTTP/2 engine, every call on the fast path (grpc-js's server unused). */
-async function serveClientsOnEngine(
+function serveClientsOnEngine(
   config: ServerConfig,
   fastPath: FastPath,
   limits: ApiLimits,
@@ -519,30 +559,12 @@ async function serveClientsOnEngine(
   logger: Logger,
   metrics: MemberMetrics,
 ): Promise<Listeners> {
-  const engine = new H2Server({
-    onStream: fastPath.engineStreamHandler,
-    connection: { limits: { concurrentStreamsMax: limits.concurrentStreamsMax } },
-    keepaliveTimeMs: KEEPALIVE_TIME_MS,
-    keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
-    onInternalError: (session, err) =>
-      logger.error({ err, remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort }, 'fulcrum: a client connection was closed on an internal error in the HTTP/2 engine'),
-  });
-  const listeners = await listenEngine(engine, {
-    addresses: config.listen.client,
-    tls,
-    connectionsMax: config.clientConnectionsMax,
-    onDropped: dropReporter('client', `${config.clientConnectionsMax} (--max-client-connections)`, logger, metrics),
-    ...(config.clientTls === undefined
-      ? {}
-      : { certificateRefusal: (cert: DetailedPeerCertificate) => clientCertificateRefusal(cert, config.clientTls!, tls?.current.revoked), onRefused: certificateRefusalReporter('client', logger) }),
-  });
-  return {
-    urls: listeners.urls,
-    async close(graceMs) {
-      listeners.close();
-      await engine.close(graceMs);
-    },
-  };
+  return serveOnEngine(
+    clientListenerBounds(config, tls),
+    { onStream: fastPath.engineStreamHandler, connection: { limits: { concurrentStreamsMax: limits.concurrentStreamsMax } }, keepaliveTimeMs: KEEPALIVE_TIME_MS, keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS },
+    logger,
+    metrics,
+  );
 }
 
 /**
