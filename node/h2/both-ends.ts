@@ -1,7 +1,8 @@
 // What both ends of a connection (connection.ts, the server; client.ts, the client) do alike: assembling a header
 // block from HEADERS and CONTINUATION frames under the block limits, moving every stream's send window when the
-// peer changes SETTINGS_INITIAL_WINDOW_SIZE, and serving the streams that wait for connection-window credit.
-import { connectionError, ErrorCode, type Frame, FrameType, frameTypeName, MAX_WINDOW_SIZE, parseContinuation } from './frames.js';
+// peer changes SETTINGS_INITIAL_WINDOW_SIZE, serving the streams that wait for connection-window credit, and
+// keeping the connection's receive window.
+import { connectionError, ErrorCode, type Frame, FrameType, frameTypeName, type FrameWriter, MAX_WINDOW_SIZE, parseContinuation } from './frames.js';
 
 export interface HeaderBlockLimits {
   /** A block's encoded bytes across HEADERS and its CONTINUATIONs; past it the connection fails (ENHANCE_YOUR_CALM). */
@@ -131,5 +132,37 @@ export class ConnectionCreditQueue<S extends CreditWaiter> {
 
   clear(): void {
     this.waiting = [];
+  }
+}
+
+/**
+ * The connection's receive window: what the peer may still send on all streams together. Every DATA frame counts
+ * against it, whatever becomes of its stream, and is credited back in batches, one WINDOW_UPDATE per half window
+ * owed, so the peer never runs dry at full speed (6.9).
+ */
+export class ConnectionReceiveWindow {
+  private window: number;
+  private owed = 0;
+  private readonly threshold: number;
+
+  constructor(bytes: number) {
+    this.window = bytes;
+    this.threshold = Math.floor(bytes / 2);
+  }
+
+  /** A DATA frame's flow-controlled length arrived: beyond the window is a connection FLOW_CONTROL_ERROR. */
+  consume(length: number): void {
+    this.window -= length;
+    if (this.window < 0) throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+  }
+
+  /** `length` consumed bytes are done with: owed back, and sent once half a window is owed. */
+  credit(length: number, writer: FrameWriter): void {
+    if (length === 0) return;
+    this.owed += length;
+    if (this.owed < this.threshold) return;
+    writer.windowUpdate(0, this.owed);
+    this.window += this.owed;
+    this.owed = 0;
   }
 }

@@ -25,7 +25,7 @@
 // decoded (HPACK's table must stay in step) and dropped, DATA is credited back to the connection and dropped.
 
 import { checkBudget, checkInteger, COLON, type ConnectionError, INVALID_NAME_CHAR, mergeLimits, type RateBudget, TokenBucket } from './connection.js';
-import { ConnectionCreditQueue, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
+import { ConnectionCreditQueue, ConnectionReceiveWindow, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
 import {
   CLIENT_PREFACE,
   connectionError,
@@ -319,7 +319,6 @@ class Connection {
   private readonly encoder = new HpackEncoder();
   private readonly controlBucket: TokenBucket;
   private readonly streamCreditThreshold: number;
-  private readonly connectionCreditThreshold: number;
 
   readonly streams = new Map<number, Stream>();
   /** The id the next stream takes: odd, growing (5.1.1). */
@@ -334,8 +333,7 @@ class Connection {
   /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS: unlimited until it sets one (6.5.2). */
   private peerConcurrentStreamsMax = Number.POSITIVE_INFINITY;
   private connectionSendWindow = DEFAULT_INITIAL_WINDOW_SIZE;
-  private connectionRecvWindow: number;
-  private connectionCreditOwed = 0;
+  private readonly connectionRecvWindow: ConnectionReceiveWindow;
   /** Streams with queued bytes and stream credit but no connection credit, served in order of arrival. */
   private readonly blocked = new ConnectionCreditQueue<Stream>();
 
@@ -359,8 +357,7 @@ class Connection {
     this.controlBucket = new TokenBucket(limits.controlBudget, this.now());
     this.blocks = new HeaderBlockAssembler(limits);
     this.streamCreditThreshold = Math.floor(limits.streamWindowBytes / 2);
-    this.connectionCreditThreshold = Math.floor(limits.connectionWindowBytes / 2);
-    this.connectionRecvWindow = limits.connectionWindowBytes;
+    this.connectionRecvWindow = new ConnectionReceiveWindow(limits.connectionWindowBytes);
     this.sendPreface();
     this.signalOutput();
   }
@@ -733,10 +730,9 @@ class Connection {
     const data = parseData(frame);
     const length = data.flowControlledLength;
     if (this.isIdle(frame.streamId)) throw connectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${frame.streamId}`);
-    this.connectionRecvWindow -= length;
-    if (this.connectionRecvWindow < 0) throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    this.connectionRecvWindow.consume(length);
     // Credited back at once whatever becomes of it, so both sides keep the same account (6.9).
-    this.creditConnection(length);
+    this.connectionRecvWindow.credit(length, this.writer);
     const stream = this.streams.get(frame.streamId);
     if (stream === undefined) return;
     if (!stream.responded) throw streamError(stream.id, ErrorCode.PROTOCOL_ERROR, `DATA on stream ${stream.id} before its response headers`);
@@ -752,16 +748,6 @@ class Connection {
   /** The response is complete: with our END_STREAM out too, the stream is done. */
   private remoteEnded(stream: Stream): void {
     if (stream.localEnded) this.closeStream(stream, ErrorCode.NO_ERROR, 'both sides ended the stream');
-  }
-
-  /** Connection credit, batched: one WINDOW_UPDATE per half window consumed. */
-  private creditConnection(length: number): void {
-    if (length === 0) return;
-    this.connectionCreditOwed += length;
-    if (this.connectionCreditOwed < this.connectionCreditThreshold) return;
-    this.writer.windowUpdate(0, this.connectionCreditOwed);
-    this.connectionRecvWindow += this.connectionCreditOwed;
-    this.connectionCreditOwed = 0;
   }
 
   private creditStream(stream: Stream, length: number): void {

@@ -54,7 +54,7 @@ import {
   streamError,
 } from './frames.js';
 import { fieldBytes, type HeaderField, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
-import { ConnectionCreditQueue, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
+import { ConnectionCreditQueue, ConnectionReceiveWindow, HeaderBlockAssembler, moveSendWindows } from './both-ends.js';
 
 /** Our side's settings and the limits on what a peer may make us hold. Every field has a default (CONNECTION_DEFAULTS). */
 export interface ConnectionLimits {
@@ -614,7 +614,6 @@ class Connection {
   private readonly emptyFrameBucket: TokenBucket;
   /** Credit is returned once this much is owed: half the window, so the peer never runs dry at full speed. */
   private readonly streamCreditThreshold: number;
-  private readonly connectionCreditThreshold: number;
 
   readonly streams = new Map<number, Stream>();
   /** Closed streams whose work goes on; they count against concurrentStreamsMax with the open ones. */
@@ -638,8 +637,7 @@ class Connection {
   /** The client's SETTINGS_MAX_HEADER_LIST_SIZE: unlimited until it sets one (6.5.2). */
   private peerHeaderListBytesMax = Number.POSITIVE_INFINITY;
   private connectionSendWindow = DEFAULT_INITIAL_WINDOW_SIZE;
-  private connectionRecvWindow: number;
-  private connectionCreditOwed = 0;
+  private readonly connectionRecvWindow: ConnectionReceiveWindow;
   /** Streams with queued bytes and stream credit but no connection credit, served in order of arrival. */
   private readonly blocked = new ConnectionCreditQueue<Stream>();
 
@@ -674,8 +672,7 @@ class Connection {
     this.emptyFrameBucket = new TokenBucket(limits.emptyFrameBudget, nowMs);
     this.blocks = new HeaderBlockAssembler(limits);
     this.streamCreditThreshold = Math.floor(limits.streamWindowBytes / 2);
-    this.connectionCreditThreshold = Math.floor(limits.connectionWindowBytes / 2);
-    this.connectionRecvWindow = limits.connectionWindowBytes;
+    this.connectionRecvWindow = new ConnectionReceiveWindow(limits.connectionWindowBytes);
     this.sendSettings();
     this.signalOutput();
   }
@@ -1140,18 +1137,12 @@ class Connection {
   }
 
   private consumeConnectionWindow(length: number): void {
-    this.connectionRecvWindow -= length;
-    if (this.connectionRecvWindow < 0) throw connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    this.connectionRecvWindow.consume(length);
   }
 
-  /** Connection credit, batched: one WINDOW_UPDATE per half window consumed. */
+  /** Connection credit, batched: one WINDOW_UPDATE per half window consumed (both-ends.ts). */
   private creditConnection(length: number): void {
-    if (length === 0) return;
-    this.connectionCreditOwed += length;
-    if (this.connectionCreditOwed < this.connectionCreditThreshold) return;
-    this.writer.windowUpdate(0, this.connectionCreditOwed);
-    this.connectionRecvWindow += this.connectionCreditOwed;
-    this.connectionCreditOwed = 0;
+    this.connectionRecvWindow.credit(length, this.writer);
   }
 
   private creditStream(stream: Stream, length: number): void {
