@@ -23,7 +23,7 @@ import { ClientConnection, type ClientStream, type ClientStreamListener } from '
 import { ErrorCode } from '../h2/frames.js';
 import type { HeaderField } from '../h2/hpack.js';
 import { statusError } from './grpc-util.js';
-import { type ConnectionTiming, grpcMessageHeader, SendCallResponse, sendMethod, type SendStream } from './h2-send.js';
+import { type ConnectionTiming, grpcMessageHeader, Keepalive, SendCallResponse, sendMethod, type SendStream } from './h2-send.js';
 import { PEER_KEEPALIVE_MS, PEER_KEEPALIVE_TIMEOUT_MS } from './limits.js';
 
 /**
@@ -92,12 +92,13 @@ class PeerConnection {
   /** Why the socket went, for the streams' status: its error, or a timer's verdict. */
   private failure: string | undefined;
   private readonly connectTimer: NodeJS.Timeout;
-  private readonly keepaliveTimer: NodeJS.Timeout;
+  private readonly keepalive: Keepalive;
   private lingerTimer: NodeJS.Timeout | undefined;
-  private pingOutstanding: { data: Buffer; timer: NodeJS.Timeout } | undefined;
+  /** The PING in flight: its data (a counter, so a late ACK of an older PING is not taken for it) and its answer. */
+  private pingOutstanding: { data: Buffer; answered: () => void } | undefined;
   private pingsSent = 0;
 
-  constructor(url: URL, secure: SecureContextOptions | undefined, private readonly timing: ConnectionTiming) {
+  constructor(url: URL, secure: SecureContextOptions | undefined, timing: ConnectionTiming) {
     this.socket = dial(url, secure);
     this.socket.setNoDelay(true);
     this.h2 = new ClientConnection({
@@ -110,8 +111,7 @@ class PeerConnection {
     this.socket.once('close', () => this.onSocketClosed());
     this.socket.once(secure === undefined ? 'connect' : 'secureConnect', () => this.onConnected(secure !== undefined));
     this.connectTimer = setTimeout(() => this.destroy(`connect timed out after ${timing.connectTimeoutMs} ms`), timing.connectTimeoutMs);
-    this.keepaliveTimer = setInterval(() => this.keepalive(), timing.keepaliveMs);
-    this.keepaliveTimer.unref();
+    this.keepalive = new Keepalive(timing, (answered) => this.ping(answered), (reason) => this.destroy(reason));
   }
 
   private onData(chunk: Buffer): void {
@@ -168,21 +168,21 @@ class PeerConnection {
     socket.uncork();
   }
 
-  /** Quiet or not, a PING every keepaliveMs that must be answered within keepaliveTimeoutMs (as grpc-util's channel). */
-  private keepalive(): void {
-    if (this.pingOutstanding !== undefined || this.h2.closed || this.socket.connecting) return;
+  /** The keepalive's PING (h2-send.ts Keepalive, as grpc-util's channel keeps one), once the socket is connected. */
+  private ping(answered: () => void): boolean {
+    if (this.h2.closed || this.socket.connecting) return false;
     const data = Buffer.alloc(PING_BYTES);
     data.writeUInt32BE(++this.pingsSent, 4);
-    const timer = setTimeout(() => this.destroy(`keepalive ping unanswered for ${this.timing.keepaliveTimeoutMs} ms`), this.timing.keepaliveTimeoutMs);
-    this.pingOutstanding = { data, timer };
+    this.pingOutstanding = { data, answered };
     this.h2.ping(data);
+    return true;
   }
 
   private onPingAcknowledged(data: Buffer): void {
     const outstanding = this.pingOutstanding;
     if (outstanding === undefined || !outstanding.data.equals(data)) return;
-    clearTimeout(outstanding.timer);
     this.pingOutstanding = undefined;
+    outstanding.answered();
   }
 
   /** The machine is done (GOAWAY either way, or terminate): write what is left, then end the socket. */
@@ -202,9 +202,8 @@ class PeerConnection {
 
   private onSocketClosed(): void {
     clearTimeout(this.connectTimer);
-    clearInterval(this.keepaliveTimer);
+    this.keepalive.stop();
     clearTimeout(this.lingerTimer);
-    if (this.pingOutstanding !== undefined) clearTimeout(this.pingOutstanding.timer);
     this.h2.terminate(this.failure ?? 'connection closed');
     runAll(this.flushWaiters.splice(0));
   }

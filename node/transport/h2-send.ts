@@ -89,25 +89,50 @@ export interface ConnectionTiming {
  * behind a silent network is noticed in seconds rather than at TCP's timeout: the bounds grpc-js's channel has
  * (grpc-util.ts).
  */
-function watchConnection(session: http2.ClientHttp2Session, { connectTimeoutMs, keepaliveMs, keepaliveTimeoutMs }: ConnectionTiming): void {
+function watchConnection(session: http2.ClientHttp2Session, timing: ConnectionTiming): void {
+  const { connectTimeoutMs } = timing;
   const connectTimer = setTimeout(() => session.destroy(new Error(`connect timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
-  let pingTimer: NodeJS.Timeout | undefined;
-  const answered = (): void => {
-    clearTimeout(pingTimer);
-    pingTimer = undefined;
-  };
-  const keepalive = setInterval(() => {
-    if (pingTimer !== undefined || session.closed || session.destroyed || session.connecting) return;
-    if (!session.ping(answered)) return;
-    pingTimer = setTimeout(() => session.destroy(new Error(`keepalive ping unanswered for ${keepaliveTimeoutMs} ms`)), keepaliveTimeoutMs);
-  }, keepaliveMs);
-  keepalive.unref();
+  const keepalive = new Keepalive(
+    timing,
+    (answered) => !session.closed && !session.destroyed && !session.connecting && session.ping(answered),
+    (reason) => session.destroy(new Error(reason)),
+  );
   session.once('connect', () => clearTimeout(connectTimer));
   session.once('close', () => {
     clearTimeout(connectTimer);
-    clearInterval(keepalive);
-    clearTimeout(pingTimer);
+    keepalive.stop();
   });
+}
+
+/**
+ * Quiet or not, a PING every keepaliveMs, one at a time, that must be answered within keepaliveTimeoutMs, else the
+ * connection is given up (`expire`). `send` sends one if the connection can (true), with the callback its answer
+ * must run. Both Send connections (node:http2's here, Fulcrum's client in engine-send.ts) keep theirs this way.
+ */
+export class Keepalive {
+  private readonly interval: NodeJS.Timeout;
+  private unanswered: NodeJS.Timeout | undefined;
+
+  constructor(
+    { keepaliveMs, keepaliveTimeoutMs }: Pick<ConnectionTiming, 'keepaliveMs' | 'keepaliveTimeoutMs'>,
+    send: (answered: () => void) => boolean,
+    expire: (reason: string) => void,
+  ) {
+    const answered = (): void => {
+      clearTimeout(this.unanswered);
+      this.unanswered = undefined;
+    };
+    this.interval = setInterval(() => {
+      if (this.unanswered !== undefined || !send(answered)) return;
+      this.unanswered = setTimeout(() => expire(`keepalive ping unanswered for ${keepaliveTimeoutMs} ms`), keepaliveTimeoutMs);
+    }, keepaliveMs);
+    this.interval.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.interval);
+    clearTimeout(this.unanswered);
+  }
 }
 
 /** One Send call over node:http2: writes gRPC-framed batches; what comes back is read by SendCallResponse. */
