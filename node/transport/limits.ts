@@ -97,3 +97,11 @@ export function validateTransportLimits(input: Partial<TransportLimits> = {}): T
   if (l.snapshotChunkBytesMax > PEER_MESSAGE_BYTES_MAX / 2) throw new RangeError('transport limit snapshotChunkBytesMax is too large for one gRPC message');
   return Object.freeze(l);
 }
+
+/**
+ * A measurement switch (FULCRUM_PEER_SEND, FULCRUM_PEER_RECV): the environment's value when it is one of
+ * `choices`, else `fallback` (a member's follows --http2-engine).
+ */
+export function switchFromEnv<T extends string>(value: string | undefined, choices: readonly T[], fallback: T): T {
+  return choices.includes(value as T) ? (value as T) : fallback;
+}

@@ -13,7 +13,7 @@ import { FastPath } from '../api/fast-path.js';
 import type { StreamHandler } from '../h2/server.js';
 import { CallBudget } from '../api/limits.js';
 import { peerTransportService } from './grpc-util.js';
-import { PEER_CONNECTIONS_MAX, PEER_MESSAGE_BYTES_MAX } from './limits.js';
+import { PEER_CONNECTIONS_MAX, PEER_MESSAGE_BYTES_MAX, switchFromEnv } from './limits.js';
 import { createRaftTransportService } from './service.js';
 import type { GrpcPeerTransport } from './transport.js';
 
@@ -22,8 +22,7 @@ export type PeerReceiveOn = 'fast-path' | 'grpc-js' | 'engine';
 
 /** FULCRUM_PEER_RECV when it names one, else `fallback` (the server's follows --http2-engine). */
 export function peerReceiveOnFromEnv(env: NodeJS.ProcessEnv, fallback: PeerReceiveOn = 'fast-path'): PeerReceiveOn {
-  const chosen = env.FULCRUM_PEER_RECV;
-  return chosen === 'grpc-js' || chosen === 'engine' || chosen === 'fast-path' ? chosen : fallback;
+  return switchFromEnv(env.FULCRUM_PEER_RECV, ['engine', 'fast-path', 'grpc-js'], fallback);
 }
 
 export interface PeerService {

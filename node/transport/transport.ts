@@ -12,7 +12,7 @@ import type { MemberTransport, TransportHooks } from '../member.js';
 import type { PeerBatch } from './batch-codec.js';
 import { tryInt } from './convert.js';
 import { isServiceError, PEER_PROTOCOL_VERSION, REFUSAL, statusError } from './grpc-util.js';
-import { validateTransportLimits, type TransportLimits } from './limits.js';
+import { switchFromEnv, validateTransportLimits, type TransportLimits } from './limits.js';
 import { Peer, type Outbound, type PeerSendOver } from './peer.js';
 import { PLAINTEXT_DIAL, type DialCredentials } from '../tls.js';
 import { messageBytes } from './queue.js';
@@ -46,8 +46,7 @@ export interface GrpcPeerTransportOptions {
 
 /** FULCRUM_PEER_SEND when it names one, else `fallback` (a member's follows --http2-engine, node/server.ts). */
 export function peerSendOverFromEnv(env: NodeJS.ProcessEnv = process.env, fallback: PeerSendOver = 'http2'): PeerSendOver {
-  const chosen = env['FULCRUM_PEER_SEND'];
-  return chosen === 'grpc-js' || chosen === 'engine' || chosen === 'http2' ? chosen : fallback;
+  return switchFromEnv(env['FULCRUM_PEER_SEND'], ['engine', 'http2', 'grpc-js'], fallback);
 }
 
 type Closable = { end(): void };
