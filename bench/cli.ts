@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { CLIENT_STACKS, type ClientStack } from './lib/clients.js';
 import { buildFulcrum } from './lib/build.js';
 import { latencyThroughputSvg, putPoints } from './lib/chart.js';
 import { updateDocs } from './lib/docs.js';
@@ -63,6 +64,7 @@ const program = new Command('npm run bench --')
   .option('--watch-rate <n>', 'puts per second of the fan-out writer', number)
   .option('--leases <n>', 'leases kept alive', integer)
   .option('--value-bytes <n>', 'bytes per value', integer, 256)
+  .addOption(new Option('--client <stack>', 'client stack of the put, get and CAS workloads: Fulcrum\'s HTTP/2 client (light, so the generator is not what is measured) or grpc-js (as before the thirty-fifth session)').choices([...CLIENT_STACKS]).default('engine'))
   .option('--heartbeat <ms>', 'heartbeat interval of both systems', integer, 100)
   .option('--election <ms>', 'election timeout of both systems', integer, 1_000)
   .option('--snapshot-count <n>', 'entries between snapshots, both systems', integer, 10_000)
@@ -87,6 +89,7 @@ interface CliOptions {
   watchRate?: number;
   leases?: number;
   valueBytes: number;
+  client: ClientStack;
   heartbeat: number;
   election: number;
   snapshotCount: number;
@@ -138,6 +141,7 @@ async function runSideBySide(): Promise<number> {
     leases: opts.leases ?? preset.leases,
     sizeKeys: opts.keys ?? preset.sizeKeys,
     requestTimeoutMs: 5_000,
+    client: opts.client,
   };
   if (o.targets.includes('fulcrum') && o.fulcrumEntry === 'build') buildFulcrum(log);
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim().replace(/ --$/, '');

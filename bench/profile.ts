@@ -33,6 +33,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { nonNegative, positive } from './lib/args.js';
 import { buildFulcrum } from './lib/build.js';
 import { EtcdTestClient } from '../node/testing/etcd-client.js';
+import { CLIENT_STACKS, ClientPool, type ClientStack, type KvCalls } from './lib/clients.js';
 import { ProcessCluster } from '../node/testing/process-cluster.js';
 import { findLeader } from './lib/leader.js';
 import { formatScavenges, isScavengeLine, summarizeScavenges } from './lib/gc-nvp.js';
@@ -55,6 +56,8 @@ const MARK_COMPACT = gcKinds.NODE_PERFORMANCE_GC_MAJOR;
 const BASE_PORT = 13_940;
 /** Puts per transaction of --op load: the size workload's (bench/lib/workloads.ts). */
 const LOAD_PUTS_PER_TXN = 100;
+/** Deadline of each put or get the load sends (a failed one fails the run: the cluster is local and healthy). */
+const REQUEST_TIMEOUT_MS = 5_000;
 /**
  * Leases --op keepalive keeps alive by default, cycling over them, and their TTL (long enough never to expire
  * meanwhile): as many as the benchmark's leases workload, so that a lease comes round again about as often (a
@@ -96,6 +99,7 @@ const program = new Command('npm run bench:profile --')
   .option('--gc', 'record the members\' garbage-collection pauses and print those of the window')
   .option('--gc-phases', 'run the members with V8\'s --trace-gc-nvp and print where their scavenges of the window spent the pause, and what survived')
   .option('--base-port <p>', 'first of the six loopback ports (two runs at once need different ones)', positive, BASE_PORT)
+  .addOption(new Option('--client <stack>', 'client stack of the put and get operations: Fulcrum\'s HTTP/2 client (light) or grpc-js (the figures before the thirty-fifth session)').choices([...CLIENT_STACKS]).default('engine'))
   .option('--from-source', 'run the members from the TypeScript sources through tsx instead of the build (npm run build, run first)')
   .addOption(new Option('--system <system>', 'measure etcd (the `etcd` binary) under the same load instead, for CPU per operation side by side').choices(['fulcrum', 'etcd']).default('fulcrum'));
 
@@ -117,6 +121,7 @@ interface Options {
   basePort: number;
   system: 'fulcrum' | 'etcd';
   fromSource?: boolean;
+  client: ClientStack;
 }
 
 /** The three members under measurement, whichever system. */
@@ -353,12 +358,15 @@ class Load {
   constructor(
     private readonly o: Options,
     private readonly client: EtcdTestClient,
+    /** Puts and gets go through these (the --client stack); the other operations through `client`. */
+    private readonly calls: KvCalls,
     private readonly value: string,
     private readonly keepAlives?: { stream: KeepAliveStream; ids: string[] },
   ) {}
 
   async run(seconds: number): Promise<{ n: number; latencies: number[]; finished: number[]; startedAt: number }> {
-    const { o, client, value } = this;
+    const { o, client, calls, value } = this;
+    const valueBytes = Buffer.from(value);
     const latencies: number[] = [];
     /** When each operation of `latencies` finished, ms from the start of the run. */
     const finished: number[] = [];
@@ -369,11 +377,11 @@ class Load {
       Array.from({ length: o.inFlight }, async () => {
         while (performance.now() < end) {
           const t = performance.now();
-          if (o.op === 'put') await client.put(`k-${n % 1000}`, value); // over 1,000 keys, as the side-by-side put workloads
+          if (o.op === 'put') await calls.put({ key: Buffer.from(`k-${n % 1000}`), value: valueBytes }, REQUEST_TIMEOUT_MS); // over 1,000 keys, as the side-by-side put workloads
           else if (o.op === 'watch') await client.put(`${WATCH_PREFIX}${(this.loaded++).toString().padStart(8, '0')}`, value);
           else if (o.op === 'keepalive') await this.keepAlives!.stream.keepAlive(this.keepAlives!.ids[n % this.keepAlives!.ids.length]!);
           else if (o.op === 'load') await client.putAll(Array.from({ length: LOAD_PUTS_PER_TXN }, () => `load/${(this.loaded++).toString().padStart(8, '0')}`), value);
-          else await client.get(`warm-${n % 50}`, o.op === 'sget');
+          else await calls.range({ key: Buffer.from(`warm-${n % 50}`), serializable: o.op === 'sget' }, REQUEST_TIMEOUT_MS);
           const now = performance.now();
           latencies.push(now - t);
           finished.push(now - start);
@@ -408,7 +416,9 @@ async function main(o: Options): Promise<void> {
     const watchedAt = o.op === 'watch' ? cluster.members.find((m) => m.endpoint !== leader.endpoint) : undefined;
     const fanOut = watchedAt === undefined ? undefined : new WatchFanOut(watchedAt.endpoint, o.watchers);
     if (fanOut !== undefined && !(await fanOut.until(() => fanOut.created === o.watchers, 30_000))) throw new Error(`watch: ${fanOut.created} of ${o.watchers} watchers created (${fanOut.failed?.message ?? 'timed out'})`);
-    const load = new Load(o, client, value, keepAlives);
+    const pool = new ClientPool([leader.endpoint], 1, o.client);
+    await pool.ready(10_000);
+    const load = new Load(o, client, pool.for(0).calls, value, keepAlives);
     const warmedUp = await load.run(o.warmUp);
     const members = cluster.members;
     if (profileOf(o) !== undefined) for (const m of members) m.signal('SIGUSR2');
@@ -450,6 +460,7 @@ async function main(o: Options): Promise<void> {
     const switches = members.map((m, i) => `${m.name}${m.name === leaderName ? ' (leader)' : ''} ${perOp(switchesAfter[i]! - switchesBefore[i]!)}`);
     process.stdout.write(`context switches per operation: ${[...switches, `load generator ${perOp(selfSwitches)}`].join(', ')}\n`);
     client.close();
+    pool.close();
   } finally {
     // The members write their collections as they exit, so the figures that need them come after the stop.
     await cluster.stop();

@@ -11,7 +11,7 @@
 //   size      load `keys` keys, then kill and restart a follower: time until it serves, RSS, bytes on disk
 import * as grpc from '@grpc/grpc-js';
 import { loadEtcdClientApi, type LeaseGrantResponse, type LeaseKeepAliveResponse, type PutResponse, type RangeResponse, type TxnResponse, type WatchResponse } from '../../proto/index.js';
-import { ClientPool, errorKey, separateChannelOptions, unary, type Connection } from './clients.js';
+import { ClientPool, type ClientStack, errorKey, separateChannelOptions, unary, type Connection } from './clients.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { findLeader } from './leader.js';
 import { runPhase, type PhaseResult } from './phase.js';
@@ -33,6 +33,11 @@ export interface WorkloadOptions {
   /** Keys loaded by the size workload. */
   readonly sizeKeys: number;
   readonly requestTimeoutMs: number;
+  /**
+   * The client stack of the measured put, get and CAS workloads (clients.ts ClientStack): Fulcrum's HTTP/2 client
+   * by default; grpc-js to compare with results before the thirty-fifth session, whose generator was grpc-js.
+   */
+  readonly client: ClientStack;
   /**
    * Unmeasured puts and gets each cluster gets once, after it starts and before the first workload (warmUpServers).
    * Node.js compiles hot code while it runs: Fulcrum's first seconds of load run slower code than its steady state
@@ -111,8 +116,8 @@ export function prefixEnd(prefix: string): Uint8Array {
   return new Uint8Array(b);
 }
 
-async function openPool(endpoints: readonly string[], count: number): Promise<ClientPool> {
-  const pool = new ClientPool(endpoints, count);
+async function openPool(endpoints: readonly string[], count: number, stack: ClientStack = 'grpc-js'): Promise<ClientPool> {
+  const pool = new ClientPool(endpoints, count, stack);
   try {
     await pool.ready(CONNECT_WAIT_MS);
   } catch (err) {
@@ -122,9 +127,9 @@ async function openPool(endpoints: readonly string[], count: number): Promise<Cl
   return pool;
 }
 
-async function leaderPool(c: BenchCluster, count: number): Promise<ClientPool> {
+async function leaderPool(c: BenchCluster, count: number, stack: ClientStack = 'grpc-js'): Promise<ClientPool> {
   const leader = await findLeader(c.endpoints, LEADER_WAIT_MS);
-  return openPool([leader.endpoint], count);
+  return openPool([leader.endpoint], count, stack);
 }
 
 function countError(byKind: Record<string, number>, err: unknown): void {
@@ -169,11 +174,11 @@ function phaseRow(ctx: WorkloadContext, workload: WorkloadName, p: PhaseResult, 
 }
 
 function put(c: Connection, key: Uint8Array, value: Uint8Array, timeoutMs: number): Promise<PutResponse> {
-  return unary(c.kv.Put.bind(c.kv), { key, value }, timeoutMs);
+  return c.calls.put({ key, value }, timeoutMs);
 }
 
 function get(c: Connection, key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<RangeResponse> {
-  return unary(c.kv.Range.bind(c.kv), { key, serializable }, timeoutMs);
+  return c.calls.range({ key, serializable }, timeoutMs);
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -194,7 +199,7 @@ export async function putWorkload(ctx: WorkloadContext): Promise<Row[]> {
   const value = new Uint8Array(o.valueBytes).fill(0x61);
   const rows: Row[] = [];
   for (const level of PUT_LEVELS) {
-    const pool = await leaderPool(ctx.cluster, level.connections);
+    const pool = await leaderPool(ctx.cluster, level.connections, o.client);
     try {
       const p = await runPhase({
         name: level.row,
@@ -229,7 +234,7 @@ export async function warmUpServers(ctx: WorkloadContext): Promise<void> {
   const value = new Uint8Array(o.valueBytes).fill(0x77);
   const key = (i: number): Uint8Array => bytes(`/bench/warm-up/${(i % PUT_KEYS).toString().padStart(6, '0')}`);
   for (const kind of ['put', 'get'] as const) {
-    const pool = kind === 'put' ? await leaderPool(ctx.cluster, 10) : await openPool(ctx.cluster.endpoints, 10);
+    const pool = kind === 'put' ? await leaderPool(ctx.cluster, 10, o.client) : await openPool(ctx.cluster.endpoints, 10, o.client);
     try {
       const p = await runPhase({
         name: `server-warm-up-${kind}`,
@@ -260,7 +265,7 @@ export async function getWorkload(ctx: WorkloadContext): Promise<Row[]> {
   const { o } = ctx;
   const key = (i: number): Uint8Array => bytes(`/bench/get/${(i % GET_KEYS).toString().padStart(6, '0')}`);
   // Every key written once first, so the gets find a value of the same size as the puts wrote.
-  const writer = await leaderPool(ctx.cluster, GET_CONNECTIONS);
+  const writer = await leaderPool(ctx.cluster, GET_CONNECTIONS, o.client);
   const prefillErrors: Record<string, number> = {};
   try {
     const value = new Uint8Array(o.valueBytes).fill(0x62);
@@ -278,7 +283,7 @@ export async function getWorkload(ctx: WorkloadContext): Promise<Row[]> {
   }
   const rows: Row[] = [];
   for (const serializable of [false, true]) {
-    const pool = await openPool(ctx.cluster.endpoints, GET_CONNECTIONS);
+    const pool = await openPool(ctx.cluster.endpoints, GET_CONNECTIONS, o.client);
     try {
       const name = serializable ? 'get-serializable' : 'get-linearizable';
       const p = await runPhase({
@@ -317,12 +322,12 @@ const CAS_IN_FLIGHT = 100;
  */
 export async function casWorkload(ctx: WorkloadContext): Promise<Row[]> {
   const { o } = ctx;
-  const pool = await leaderPool(ctx.cluster, CAS_CONNECTIONS);
+  const pool = await leaderPool(ctx.cluster, CAS_CONNECTIONS, o.client);
   try {
     const keys = Array.from({ length: CAS_KEYS }, (_, k) => bytes(`/bench/cas/${ctx.round}/${k}`));
     const seen: string[] = [];
     for (const k of keys) {
-      const r = (await unary(pool.for(0).kv.Put.bind(pool.for(0).kv), { key: k, value: bytes('0') }, o.requestTimeoutMs)) as { header: { revision: string } | null };
+      const r = await put(pool.for(0), k, bytes('0'), o.requestTimeoutMs);
       seen.push(r.header?.revision ?? '0');
     }
     let attempts = 0;
@@ -339,8 +344,7 @@ export async function casWorkload(ctx: WorkloadContext): Promise<Row[]> {
       op: async (w, seq) => {
         const k = (w + seq) % CAS_KEYS;
         const c = pool.for(w);
-        const r: TxnResponse = await unary(
-          c.kv.Txn.bind(c.kv),
+        const r: TxnResponse = await c.calls.txn(
           {
             compare: [{ result: 'EQUAL', target: 'MOD', key: keys[k], target_union: 'mod_revision', mod_revision: seen[k] }],
             success: [{ request: 'request_put', request_put: { key: keys[k], value } }],
