@@ -1,6 +1,20 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesToKeyString, copyBytes, crc32c, decodeRecord, decodeRecordHead, decodeRevisionKey, encodeRecord, encodeU64, recordKeyView, recordValueView, revisionKey } from './codec.js';
+import {
+  bytesToKeyString,
+  copyBytes,
+  crc32c,
+  decodeRecord,
+  decodeRecordHead,
+  decodeRevisionKey,
+  encodeRecord,
+  encodeU64,
+  recordKeyView,
+  recordValueView,
+  revisionKey,
+  verifyRecord,
+  viewRecord,
+} from './codec.js';
 
 /** Format 2 laid out with Buffer's own writers, field by field as the header of codec.ts describes it. */
 function referenceRecord(tombstone: boolean, kv: Parameters<typeof encodeRecord>[0]['kv']): Buffer {
@@ -87,6 +101,37 @@ describe('codec', () => {
         expect(() => recordKeyView(row, kv.key.length + 1)).toThrow(/record key view/);
       }),
     );
+  });
+
+  it('views a checked record as decodeRecord reads it, key and value as plain Uint8Arrays over its bytes (property)', () => {
+    fc.assert(
+      fc.property(kvArb, fc.boolean(), fc.boolean(), (kv, tombstone, asBuffer) => {
+        const encoded = encodeRecord({ tombstone, kv });
+        // A backend row is a Buffer: the views must still be plain Uint8Arrays, as decodeRecord's copies are.
+        const row = asBuffer ? Buffer.from(encoded) : encoded;
+        verifyRecord(row);
+        const viewed = viewRecord(row);
+        expect(viewed).toEqual(decodeRecord(row));
+        expect(Object.getPrototypeOf(viewed.kv.key)).toBe(Uint8Array.prototype);
+        expect(Object.getPrototypeOf(viewed.kv.value)).toBe(Uint8Array.prototype);
+        expect(viewed.kv.key.buffer).toBe(row.buffer);
+        expect(viewed.kv.value.buffer).toBe(row.buffer);
+      }),
+    );
+  });
+
+  it('checks a record coming into memory (verifyRecord); viewRecord itself only checks the format and lengths', () => {
+    const kv = { key: Uint8Array.from([1, 2]), value: new Uint8Array([3]), createRevision: 1, modRevision: 2, version: 1, lease: 0n, createHlc: 0n, modHlc: 0n };
+    const corrupt = encodeRecord({ tombstone: false, kv });
+    corrupt[7] = corrupt[7]! ^ 1;
+    expect(() => verifyRecord(corrupt)).toThrow(/checksum/);
+    expect(viewRecord(corrupt).kv.key).toEqual(Uint8Array.from([1, 3]));
+    const longKey = encodeRecord({ tombstone: false, kv });
+    longKey[5] = 200;
+    expect(() => viewRecord(longKey)).toThrow(/truncated/);
+    const future = encodeRecord({ tombstone: false, kv });
+    future[0] = 3;
+    expect(() => viewRecord(future)).toThrow(/format 3/);
   });
 
   it('still reads format-1 records (written before records carried HLCs) with both HLCs 0', () => {

@@ -21,6 +21,8 @@ import {
   crc32c,
   decodeRecord,
   decodeRecordHead,
+  verifyRecord,
+  viewRecord,
   decodeRevisionKey,
   decodeU64,
   encodeRecord,
@@ -247,8 +249,9 @@ export class MvccStore {
     const rows = await this.backend.getMany(wanted.map((at) => revisionKey(at.main, at.sub)));
     rows.forEach((row, i) => {
       const id = rowId(wanted[i]!.main, wanted[i]!.sub);
-      if (row === undefined) this.prefetched.delete(id);
-      else this.prefetched.set(id, row);
+      if (row === undefined) return void this.prefetched.delete(id);
+      verifyRecord(row); // once, coming into memory: rows in memory are decoded with viewRecord
+      this.prefetched.set(id, row);
     });
   }
 
@@ -357,6 +360,7 @@ export class MvccStore {
     const id = rowId(at.main, at.sub);
     const row = await this.backend.get(revisionKey(at.main, at.sub));
     if (row !== undefined) {
+      verifyRecord(row); // once, coming into memory: rows in memory are decoded with viewRecord
       this.rowCache.set(id, row);
       return row;
     }
@@ -856,8 +860,12 @@ export class MvccStore {
 // ---- pure helpers
 
 /** The key-value a put's row holds; the row must be the put at `at` (the index says so). */
+/**
+ * The key-value of a put's row from memory (readRow, rowInMemory): checked when it came in, or encoded here, so
+ * decoded without a checksum pass, its key and value viewing the row.
+ */
 function putOfRow(row: Uint8Array, at: Revision): KeyValue {
-  const record = decodeRecord(row);
+  const record = viewRecord(row);
   if (record.tombstone || record.kv.modRevision !== at.main) assert(false, `row ${at.main}.${at.sub} is not the expected put`);
   return record.kv;
 }
