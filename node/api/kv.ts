@@ -30,6 +30,7 @@ import {
   type HlcOf,
 } from './convert.js';
 import { apiError, toServiceError } from './errors.js';
+import { waitingRequestsOf } from './deadlines.js';
 import { boundedRead, checkTxnShape } from './limits.js';
 import { responseHeader } from './header.js';
 import { trace } from '../trace.js';
@@ -94,38 +95,12 @@ export function remainingMs(deadline: grpc.Deadline): number {
  * its wait by the call's deadline too, so a client whose deadline passes sees this or its own DEADLINE_EXCEEDED,
  * whichever timer fires first, from either server. The work
  * itself may still complete later (a proposal cannot be taken back), which is why clients retry with a
- * fulcrum-request-id when they need exactly-once.
+ * fulcrum-request-id when they need exactly-once. One sweep per member checks every waiting request
+ * (deadlines.ts), not a timer and a listener each.
  */
 export function untilDeadline<T>(ctx: ApiContext, call: SurfaceCall, work: Promise<T>): Promise<T> {
-  // `work` is handled below whatever happens (its then has both handlers), so a failure after we stopped
-  // waiting cannot become an unhandled rejection.
   const waitMs = Math.max(0, Math.min(ctx.limits.requestTimeoutMs, remainingMs(call.getDeadline())));
-  return new Promise<T>((resolve, reject) => {
-    const settle = (): void => {
-      clearTimeout(timer);
-      call.removeListener('cancelled', onCancelled);
-    };
-    const onCancelled = (): void => {
-      settle();
-      reject(apiError('TIMEOUT', 'fulcrum: call cancelled by the client'));
-    };
-    const timer = setTimeout(() => {
-      settle();
-      reject(apiError('TIMEOUT'));
-    }, waitMs);
-    // `on`, not `once`: settle() removes it either way, and once() wraps every listener in two more objects.
-    call.on('cancelled', onCancelled);
-    work.then(
-      (v) => {
-        settle();
-        resolve(v);
-      },
-      (e: unknown) => {
-        settle();
-        reject(e);
-      },
-    );
-  });
+  return waitingRequestsOf(ctx).wait(call, waitMs, work);
 }
 
 /** Propose a command within the deadline; a command the state machine refused becomes its typed error. */
