@@ -83,4 +83,66 @@ describe('command codec', () => {
     expect(Buffer.from(encodeCommand(c as unknown as Command)).toString('hex')).toBe(golden);
     expect(decodeCommand(new Uint8Array(Buffer.from(golden, 'hex')))).toEqual(c);
   });
+
+  describe('a put\'s own layout (tag 10)', () => {
+    const flag = fc.constantFrom(undefined, true, false);
+    const put = fc.record(
+      {
+        key: fc.uint8Array({ maxLength: 40 }),
+        value: fc.uint8Array({ maxLength: 300 }),
+        lease: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+        prevKv: flag,
+        ignoreValue: flag,
+        ignoreLease: flag,
+      },
+      { requiredKeys: ['key', 'value'] },
+    );
+    const command = fc.record(
+      {
+        hlc: fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }),
+        clientId: fc.string({ unit: 'binary', maxLength: 20 }),
+        seq: fc.double(),
+        auth: fc.record({ user: fc.string(), revision: fc.nat() }),
+        op: put.map((p) => ({ put: p })),
+      },
+      { requiredKeys: ['hlc', 'op'] },
+    );
+
+    it('decodes to exactly what the general form decodes to, and is used for every put the general form would decode alike (property)', () => {
+      fc.assert(
+        fc.property(command, (c) => {
+          const encoded = encodeCommand(c as Command);
+          const general = decodeValue(encodeValue(c as unknown as Value));
+          expect(decodeCommand(encoded)).toEqual(general);
+          // Also from a Buffer view inside a larger message (how a follower gets its entries).
+          const inMessage = (b: Uint8Array): Buffer => Buffer.concat([Buffer.from([7, 7]), b, Buffer.from([9])]).subarray(2, 2 + b.byteLength);
+          expect(decodeCommand(inMessage(encoded))).toEqual(decodeValue(inMessage(encodeValue(c as unknown as Value))));
+          const p = c.op.put;
+          const plain = [p.prevKv, p.ignoreValue, p.ignoreLease].every((f) => f !== false) && (c.clientId === undefined) === (c.seq === undefined);
+          expect(encoded[0]).toBe(plain ? 10 : 9);
+        }),
+        { numRuns: 500 },
+      );
+    });
+
+    it('leaves any other command, or a put with other fields, to the general form', () => {
+      const key = Uint8Array.of(1);
+      expect(encodeCommand({ hlc: 1n, op: { deleteRange: { key } } })[0]).toBe(9);
+      expect(encodeCommand({ hlc: 1n, op: { put: { key, value: key, extra: 1 } } } as unknown as Command)[0]).toBe(9);
+      expect(encodeCommand({ hlc: 1n, note: 'x', op: { put: { key, value: key } } } as unknown as Command)[0]).toBe(9);
+      expect(encodeCommand({ hlc: 1n, op: { put: { key, value: key, lease: 5 } } } as unknown as Command)[0]).toBe(9);
+      expect(encodeCommand({ hlc: 1n, op: { put: { key, value: key } } })[0]).toBe(10);
+    });
+
+    it('refuses every truncation, trailing bytes and unknown flags with an assertion', () => {
+      const c = { hlc: 5n, clientId: 'c', seq: 2, auth: { user: 'u', revision: 3 }, op: { put: { key: Uint8Array.of(1, 2), value: Uint8Array.of(3), lease: 9n, prevKv: true } } };
+      const good = encodeCommand(c);
+      expect(good[0]).toBe(10);
+      for (let cut = 1; cut < good.byteLength; cut++) expect(() => decodeCommand(good.subarray(0, cut))).toThrow();
+      expect(() => decodeCommand(Uint8Array.of(...good, 0))).toThrow(/trailing/);
+      const strange = good.slice();
+      strange[9] = strange[9]! | 64;
+      expect(() => decodeCommand(strange)).toThrow(/unknown flags/);
+    });
+  });
 });

@@ -5,6 +5,9 @@
 //   tag u8 | payload
 //   0 undefined  1 null  2 false  3 true  4 f64  5 i64 (bigint)  6 utf-8 string  7 bytes  8 array  9 object
 //   strings, bytes: u32 length + data; arrays: u32 count + values; objects: u32 count + (string key, value)*
+//
+// A command that is a plain put (most of them) has a fixed layout of its own, tag 10 (PUT_COMMAND), which decodes
+// to the same object the general form would: see encodePutCommand.
 import { assert } from '../raft/errors.js';
 import type { AuthOp, CommandAuth } from './auth/ops.js';
 import type { DeleteRangeRequest, PutRequest, TxnRequest } from './mvcc/types.js';
@@ -53,12 +56,13 @@ export interface Command {
 }
 
 export function encodeCommand(c: Command): Uint8Array {
-  const out = encodeValue(c as unknown as Value);
+  const out = encodePutCommand(c) ?? encodeValue(c as unknown as Value);
   assert(out.byteLength <= COMMAND_BYTES_MAX, () => `command of ${out.byteLength} bytes exceeds ${COMMAND_BYTES_MAX}`);
   return out;
 }
 
 export function decodeCommand(data: Uint8Array): Command {
+  if (data[0] === PUT_COMMAND) return decodePutCommand(data);
   const r = new Reader(data);
   const v = r.value(0);
   assert(r.done(), () => `command has ${data.byteLength - r.offset} trailing bytes`);
@@ -339,4 +343,137 @@ class Reader {
         assert(false, () => `unknown value tag ${tag} at byte ${this.offset - 1}`);
     }
   }
+}
+
+// ---- a put's own layout
+//
+//   10 | hlc i64 | flags u8 | key: u32 length + bytes | value: u32 length + bytes
+//      | lease i64 (LEASE) | clientId: u32 length + utf-8, seq f64 (IDENTITY) | auth: a general value (AUTH)
+//
+// Why: the general form writes and reads every field name and walks objects key by key; for a put that was ~6 us
+// of the leader's propose and ~3 us of every member's apply at 1,000 puts in flight (thirty-fifth session). Only a
+// command the general form would decode to exactly the same object takes this form: the put's flags absent or
+// true (a `false` is kept by the general form, so such a put goes that way), clientId and seq both present or both
+// absent, and no other fields. Members older than this layout refuse it ("unknown value tag 10").
+const PUT_COMMAND = 10;
+const PUT_FLAG_LEASE = 1;
+const PUT_FLAG_PREV_KV = 2;
+const PUT_FLAG_IGNORE_VALUE = 4;
+const PUT_FLAG_IGNORE_LEASE = 8;
+const PUT_FLAG_IDENTITY = 16;
+const PUT_FLAG_AUTH = 32;
+const PUT_FLAGS_ALL = 63;
+const COMMAND_FIELDS = new Set(['hlc', 'clientId', 'seq', 'auth', 'op']);
+const PUT_FIELDS = new Set(['key', 'value', 'lease', 'prevKv', 'ignoreValue', 'ignoreLease']);
+
+/** Whether every own, defined field of `o` is one of `names`. */
+function onlyFields(o: object, names: ReadonlySet<string>): boolean {
+  for (const k in o) if (Object.hasOwn(o, k) && (o as Record<string, unknown>)[k] !== undefined && !names.has(k)) return false;
+  return true;
+}
+
+/** A flag that is absent or true (false would decode differently from the general form). */
+function flagOf(v: boolean | undefined, bit: number): number | undefined {
+  if (v === undefined) return 0;
+  return v === true ? bit : undefined;
+}
+
+/** The put layout of `c`, or undefined when `c` is not a plain put (then the general form is used). */
+function encodePutCommand(c: Command): Uint8Array | undefined {
+  const op = c.op as { readonly put?: PutRequest };
+  const put = op.put;
+  if (put === undefined || typeof c.hlc !== 'bigint' || !onlyFields(op, PUT_OP_FIELDS) || !onlyFields(c, COMMAND_FIELDS) || !onlyFields(put, PUT_FIELDS)) return undefined;
+  if (!(put.key instanceof Uint8Array) || !(put.value instanceof Uint8Array)) return undefined;
+  if (put.lease !== undefined && typeof put.lease !== 'bigint') return undefined;
+  const hasIdentity = c.clientId !== undefined;
+  if (hasIdentity !== (c.seq !== undefined) || (hasIdentity && (typeof c.clientId !== 'string' || typeof c.seq !== 'number'))) return undefined;
+  const prevKv = flagOf(put.prevKv, PUT_FLAG_PREV_KV);
+  const ignoreValue = flagOf(put.ignoreValue, PUT_FLAG_IGNORE_VALUE);
+  const ignoreLease = flagOf(put.ignoreLease, PUT_FLAG_IGNORE_LEASE);
+  if (prevKv === undefined || ignoreValue === undefined || ignoreLease === undefined) return undefined;
+  const clientId = hasIdentity ? UTF8.encode(c.clientId) : undefined;
+  const auth = c.auth === undefined ? undefined : encodeValue(c.auth as unknown as Value);
+  const flags =
+    (put.lease !== undefined ? PUT_FLAG_LEASE : 0) | prevKv | ignoreValue | ignoreLease | (hasIdentity ? PUT_FLAG_IDENTITY : 0) | (auth !== undefined ? PUT_FLAG_AUTH : 0);
+  const size =
+    1 + 8 + 1 + 4 + put.key.byteLength + 4 + put.value.byteLength + (put.lease !== undefined ? 8 : 0) + (clientId !== undefined ? 4 + clientId.byteLength + 8 : 0) + (auth?.byteLength ?? 0);
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = PUT_COMMAND;
+  view.setBigInt64(1, c.hlc);
+  out[9] = flags;
+  let o = putBytes(out, view, 10, put.key);
+  o = putBytes(out, view, o, put.value);
+  if (put.lease !== undefined) {
+    view.setBigInt64(o, put.lease);
+    o += 8;
+  }
+  if (clientId !== undefined) {
+    o = putBytes(out, view, o, clientId);
+    view.setFloat64(o, c.seq!);
+    o += 8;
+  }
+  if (auth !== undefined) {
+    out.set(auth, o);
+    o += auth.byteLength;
+  }
+  assert(o === size, 'put command size');
+  return out;
+}
+
+const PUT_OP_FIELDS = new Set(['put']);
+
+function putBytes(out: Uint8Array, view: DataView, at: number, b: Uint8Array): number {
+  view.setUint32(at, b.byteLength);
+  out.set(b, at + 4);
+  return at + 4 + b.byteLength;
+}
+
+/** A put command's layout, decoded to the object the general form gives (byte fields as its slices are). */
+function decodePutCommand(data: Uint8Array): Command {
+  const end = data.byteLength;
+  const view = new DataView(data.buffer, data.byteOffset, end);
+  if (end < 18) assert(false, `truncated put command of ${end} bytes`);
+  const hlc = view.getBigInt64(1);
+  const flags = data[9]!;
+  if ((flags & ~PUT_FLAGS_ALL) !== 0) assert(false, `put command with unknown flags ${flags}`);
+  let o = 10;
+  const bytesAt = (): Uint8Array => {
+    if (o + 4 > end) assert(false, `truncated put command at byte ${o}`);
+    const n = view.getUint32(o);
+    if (o + 4 + n > end) assert(false, `truncated put command at byte ${o}`);
+    const b = data.slice(o + 4, o + 4 + n);
+    o += 4 + n;
+    return b;
+  };
+  const need = (n: number): void => {
+    if (o + n > end) assert(false, `truncated put command at byte ${o}`);
+  };
+  const put: { -readonly [F in keyof PutRequest]: PutRequest[F] } = { key: bytesAt(), value: bytesAt() };
+  if ((flags & PUT_FLAG_LEASE) !== 0) {
+    need(8);
+    put.lease = view.getBigInt64(o);
+    o += 8;
+  }
+  if ((flags & PUT_FLAG_PREV_KV) !== 0) put.prevKv = true;
+  if ((flags & PUT_FLAG_IGNORE_VALUE) !== 0) put.ignoreValue = true;
+  if ((flags & PUT_FLAG_IGNORE_LEASE) !== 0) put.ignoreLease = true;
+  const command: { -readonly [F in keyof Command]: Command[F] } = { hlc, op: { put } };
+  if ((flags & PUT_FLAG_IDENTITY) !== 0) {
+    if (o + 4 > end) assert(false, `truncated put command at byte ${o}`);
+    const n = view.getUint32(o);
+    need(4 + n + 8);
+    command.clientId = UTF8_STRICT.decode(data.subarray(o + 4, o + 4 + n));
+    o += 4 + n;
+    command.seq = view.getFloat64(o);
+    o += 8;
+  }
+  if ((flags & PUT_FLAG_AUTH) !== 0) {
+    const r = new Reader(data);
+    r.offset = o;
+    command.auth = r.value(0) as unknown as CommandAuth;
+    o = r.offset;
+  }
+  if (o !== end) assert(false, `put command has ${end - o} trailing bytes`);
+  return command;
 }
