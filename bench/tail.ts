@@ -2,7 +2,7 @@
 // never a test.
 //
 //   npm run bench:tail -- [--system fulcrum|etcd] [--connections 30] [--in-flight 1000] [--duration 20] [--warm-up 8]
-//                         [--base-port 13970] [--from-source]
+//                         [--client engine|grpc-js] [--base-port 13970] [--from-source]
 //
 // Drives a local 3-member cluster's leader with closed-loop puts, as the put-30x1000 row of `npm run bench` does,
 // and prints beside the latencies what the generator's own event loop did meanwhile: how late it ran (a Node
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 import { positive } from './lib/args.js';
-import { ClientPool, unary } from './lib/clients.js';
+import { CLIENT_STACKS, ClientPool, type ClientStack } from './lib/clients.js';
 import { findLeader } from './lib/leader.js';
 import { runPhase, type PhaseResult } from './lib/phase.js';
 import { cpuMeter, etcdCluster, etcdVersion, fulcrumCluster, type BenchCluster } from './lib/systems.js';
@@ -41,9 +41,10 @@ const program = new Command('npm run bench:tail --')
   .option('--value-bytes <n>', 'bytes per value', positive, 256)
   .option('--base-port <p>', 'first of six loopback ports', positive, BASE_PORT)
   .option('--etcd <binary>', 'the etcd binary', 'etcd')
+  .addOption(new Option('--client <stack>', 'client stack of the puts: Fulcrum\'s HTTP/2 client (light) or grpc-js (the figures before the thirty-fifth session)').choices([...CLIENT_STACKS]).default('engine'))
   .option('--from-source', 'run Fulcrum from the TypeScript sources instead of the build (npm run build)')
   .parse();
-const o = program.opts<{ system: 'fulcrum' | 'etcd'; connections: number; inFlight: number; duration: number; warmUp: number; valueBytes: number; basePort: number; etcd: string; fromSource?: boolean }>();
+const o = program.opts<{ system: 'fulcrum' | 'etcd'; connections: number; inFlight: number; duration: number; warmUp: number; valueBytes: number; basePort: number; etcd: string; fromSource?: boolean; client: ClientStack }>();
 
 interface Gc {
   readonly ms: number;
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
   cluster.start();
   try {
     const leader = await findLeader(cluster.endpoints, LEADER_WAIT_MS);
-    const pool = new ClientPool([leader.endpoint], o.connections);
+    const pool = new ClientPool([leader.endpoint], o.connections, o.client);
     try {
       await pool.ready(LEADER_WAIT_MS);
       report(await drive(cluster, pool));
@@ -114,8 +115,7 @@ async function drive(cluster: BenchCluster, pool: ClientPool): Promise<Window> {
     },
     op: async (w, seq) => {
       const key = Buffer.from(`/bench/tail/${((seq * o.inFlight + w) % PUT_KEYS).toString().padStart(6, '0')}`);
-      const c = pool.for(w);
-      await unary(c.kv.Put.bind(c.kv), { key, value }, REQUEST_TIMEOUT_MS);
+      await pool.for(w).calls.put({ key, value }, REQUEST_TIMEOUT_MS);
     },
   });
   gcObserver.disconnect();
