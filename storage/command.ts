@@ -429,7 +429,7 @@ function putBytes(out: Uint8Array, view: DataView, at: number, b: Uint8Array): n
   return at + 4 + b.byteLength;
 }
 
-/** A put command's layout, decoded to the object the general form gives (byte fields as its slices are). */
+/** A put command's layout, decoded to the object the general form gives (byte fields as views of `data`). */
 function decodePutCommand(data: Uint8Array): Command {
   const end = data.byteLength;
   const view = new DataView(data.buffer, data.byteOffset, end);
@@ -442,7 +442,10 @@ function decodePutCommand(data: Uint8Array): Command {
     if (o + 4 > end) assert(false, `truncated put command at byte ${o}`);
     const n = view.getUint32(o);
     if (o + 4 + n > end) assert(false, `truncated put command at byte ${o}`);
-    const b = data.slice(o + 4, o + 4 + n);
+    // A view, as the general form's slice of a Buffer (a follower's entries) already is: the payload is not
+    // written after it is made, and the store copies key and value into the row it encodes. On the leader the
+    // payload is a Uint8Array, whose slice() copied both (~1.6 us per put at 100 in flight).
+    const b = data.subarray(o + 4, o + 4 + n);
     o += 4 + n;
     return b;
   };
