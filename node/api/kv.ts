@@ -58,6 +58,54 @@ export function unary<Q, R>(ctx: ApiContext, method: string, run: (call: grpc.Se
   };
 }
 
+/** What a proposal call proposes, and how its result becomes the answer. */
+interface Proposal<R> {
+  readonly op: Op;
+  readonly answer: (r: CommandResult) => R;
+}
+
+/**
+ * A unary call that is one proposal (Put, DeleteRange): the checks and answers of unary() around proposeWithin(),
+ * without their three async frames per request. Each was a promise and a suspended frame kept on the heap until
+ * the proposal applied, much of it outliving the young generation at 100 puts in flight (thirty-fifth session).
+ * A call whose token may be ahead of this member waits for its barrier on the general path.
+ */
+export function proposalCall<Q, R>(ctx: ApiContext, method: string, prepare: (call: grpc.ServerUnaryCall<Q, R>) => Proposal<R>): grpc.handleUnaryCall<Q, R> {
+  const general = unary<Q, R>(ctx, method, async (call) => {
+    const p = prepare(call);
+    return p.answer(await proposeWithin(ctx, call, p.op, commandIdentity(call, authorizeOp(ctx, call, p.op))));
+  });
+  return (call, callback) => {
+    const md = metadataOf(call);
+    if (tokenMayBeAhead(ctx, md)) return general(call, callback);
+    let answered = false;
+    const answer = (e: grpc.ServiceError | null, value?: R): void => {
+      if (answered) return;
+      answered = true;
+      callback(e, value);
+    };
+    try {
+      checkLeaderRequirement(ctx, md);
+      const p = prepare(call);
+      untilDeadline(ctx, call, ctx.member.propose(p.op, commandIdentity(call, authorizeOp(ctx, call, p.op)))).then(
+        (r) => {
+          let value: R;
+          try {
+            if (r.error !== undefined) throw r.error;
+            value = p.answer(r);
+          } catch (e) {
+            return answer(failure(ctx, method, e));
+          }
+          answer(null, value);
+        },
+        (e: unknown) => answer(failure(ctx, method, e)),
+      );
+    } catch (e) {
+      answer(failure(ctx, method, e));
+    }
+  };
+}
+
 /**
  * What every unary call does before its handler: the `hasleader` check (etcd runs it in an interceptor for every
  * call), and, for a token this member may not have applied yet, a ReadIndex barrier first (see tokenMayBeAhead).
@@ -188,28 +236,34 @@ export function createKvService(ctx: ApiContext): Handlers<KVMethods> {
       return (encodeRangeResponse(header, r) as unknown as Encodable<RangeResponse> | undefined) ?? fromMvccRange(r, header);
     }),
 
-    Put: unary(ctx, 'Put', async (call) => {
+    Put: proposalCall(ctx, 'Put', (call) => {
       trace('api put');
       checkRequestSize(ctx, call.request);
       const req = toMvccPut(call.request);
       checkPutRequest(req, config());
-      const op = { put: req };
-      const r = await proposeWithin(ctx, call, op, commandIdentity(call, authorizeOp(ctx, call, op)));
-      // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The header's
-      // HLC is the command's (the one its rows record as mod_hlc).
-      const res = r.response as unknown as mvcc.PutResponse;
-      trace('api put answered');
-      return fromMvccPut(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+      return {
+        op: { put: req },
+        // The response's own revision, not the store's: a deduplicated retry answers the first attempt's. The
+        // header's HLC is the command's (the one its rows record as mod_hlc).
+        answer: (r) => {
+          const res = r.response as unknown as mvcc.PutResponse;
+          trace('api put answered');
+          return fromMvccPut(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+        },
+      };
     }),
 
-    DeleteRange: unary(ctx, 'DeleteRange', async (call) => {
+    DeleteRange: proposalCall(ctx, 'DeleteRange', (call) => {
       checkRequestSize(ctx, call.request);
       const req = toMvccDeleteRange(call.request);
       checkDeleteRangeRequest(req, config());
-      const op = { deleteRange: req };
-      const r = await proposeWithin(ctx, call, op, commandIdentity(call, authorizeOp(ctx, call, op)));
-      const res = r.response as unknown as mvcc.DeleteRangeResponse;
-      return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+      return {
+        op: { deleteRange: req },
+        answer: (r) => {
+          const res = r.response as unknown as mvcc.DeleteRangeResponse;
+          return fromMvccDeleteRange(res, responseHeader(ctx.member, res.header.revision, r.hlc));
+        },
+      };
     }),
 
     // A txn that cannot write in either branch is served like a linearizable Range: a ReadIndex barrier, then
