@@ -8,7 +8,8 @@
 // (ops/s, p50/p99/max latency, errors by kind); --json writes the raw figures. Exits 1 if any request failed,
 // so a run with errors cannot pass for a clean one. The phases are described in bench/lib/etcd-load.ts.
 import { writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CLIENT_STACKS, type ClientStack } from './lib/clients.js';
 import { LOAD_DEFAULTS, PHASE_NAMES, runEtcdLoad, type PhaseName } from './lib/etcd-load.js';
 import { formatErrorKinds, formatTable } from './lib/report.js';
 
@@ -32,6 +33,7 @@ const program = new Command('bench/load.ts')
   .option('--phases <list>', `phases to run, in order (${PHASE_NAMES.join(',')})`, list, [...PHASE_NAMES])
   .option('--timeout-ms <ms>', 'deadline of each request', number, LOAD_DEFAULTS.requestTimeoutMs)
   .option('--label <name>', 'name of the system under test, for the JSON output', '')
+  .addOption(new Option('--client <stack>', 'client stack of the calls: Fulcrum\'s HTTP/2 client (light) or grpc-js (as before the thirty-fifth session)').choices([...CLIENT_STACKS]).default(LOAD_DEFAULTS.client))
   .option('--json <file>', 'also write the raw figures as JSON to this file')
   .parse();
 
@@ -47,6 +49,7 @@ const opts = program.opts<{
   phases: string[];
   timeoutMs: number;
   label: string;
+  client: ClientStack;
   json?: string;
 }>();
 
@@ -64,6 +67,7 @@ try {
       prefix: opts.prefix,
       requestTimeoutMs: opts.timeoutMs,
       label: opts.label,
+      client: opts.client,
     },
     (line) => process.stderr.write(`${line}\n`),
   );

@@ -9,7 +9,7 @@
 // Values are `valueBytes` bytes; keys cycle over `keys` keys under `prefix`. Before the get phases every key
 // is written once (the prefill), so gets find a value.
 import type { PutResponse, RangeResponse } from '../../proto/index.js';
-import { ClientPool, errorKey, unary, type Connection } from './clients.js';
+import { type ClientStack, ClientPool, errorKey, type Connection } from './clients.js';
 import { findLeader, type LeaderInfo } from './leader.js';
 import { runPhase, type PhaseResult } from './phase.js';
 import { machineInfo, type MachineInfo } from './report.js';
@@ -30,6 +30,8 @@ export interface LoadOptions {
   readonly requestTimeoutMs: number;
   /** A free-form name for the system under test ('fulcrum', 'etcd'), carried into the JSON. */
   readonly label: string;
+  /** The client stack of every call (clients.ts ClientStack): Fulcrum's HTTP/2 client unless told grpc-js. */
+  readonly client: ClientStack;
 }
 
 export const LOAD_DEFAULTS: Omit<LoadOptions, 'endpoints'> = Object.freeze({
@@ -43,6 +45,7 @@ export const LOAD_DEFAULTS: Omit<LoadOptions, 'endpoints'> = Object.freeze({
   prefix: '/bench/load/',
   requestTimeoutMs: 5_000,
   label: '',
+  client: 'engine',
 });
 
 export interface PrefillResult {
@@ -76,11 +79,11 @@ export function keyOf(prefix: string, i: number): Uint8Array {
 }
 
 function put(c: Connection, key: Uint8Array, value: Uint8Array, timeoutMs: number): Promise<PutResponse> {
-  return unary(c.kv.Put.bind(c.kv), { key, value }, timeoutMs);
+  return c.calls.put({ key, value }, timeoutMs);
 }
 
 function get(c: Connection, key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<RangeResponse> {
-  return unary(c.kv.Range.bind(c.kv), { key, serializable }, timeoutMs);
+  return c.calls.range({ key, serializable }, timeoutMs);
 }
 
 /** Writes every key once, `inFlight` at a time; errors are counted, not thrown. */
@@ -136,7 +139,7 @@ export async function runEtcdLoad(options: LoadOptions, log: (line: string) => v
   for (const u of leader.unreachable) log(`unreachable: ${u.endpoint}: ${u.error}`);
   const value = new Uint8Array(o.valueBytes).fill(0x61);
   const openPool = async (endpoints: readonly string[], count: number): Promise<ClientPool> => {
-    const p = new ClientPool(endpoints, count);
+    const p = new ClientPool(endpoints, count, o.client);
     try {
       await p.ready(CONNECT_WAIT_MS);
     } catch (err) {
