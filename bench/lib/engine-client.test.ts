@@ -78,6 +78,14 @@ describe('EngineChannel', () => {
     expect((error as CallError).details).toBe('etcdserver: mvcc: required revision has been compacted, 100%');
   });
 
+  it('fails a response larger than its limit with RESOURCE_EXHAUSTED, and goes on', async () => {
+    const { endpoint } = await kvServer((_, cb) => cb(null, { kvs: [{ key: Buffer.from('k'), value: Buffer.alloc(5 * 1024 * 1024, 1) }], count: 1 }));
+    const c = channel(endpoint);
+    const error = (await c.unary(RANGE, { key: bytes('k') }, 10_000).catch((e: unknown) => e)) as CallError;
+    expect([error.code, error.details]).toEqual([grpc.status.RESOURCE_EXHAUSTED, 'response larger than 4194304 bytes']);
+    expect((await c.unary(PUT, { key: bytes('abc'), value: bytes('') }, 5_000)).header?.revision).toBe('3');
+  });
+
   it('fails a call that outlives its deadline with DEADLINE_EXCEEDED and resets its stream', async () => {
     const { endpoint, open } = await kvServer(() => {});
     const c = channel(endpoint);

@@ -88,8 +88,10 @@ class UnaryCall {
     if (bytes.length > 0 && !this.done) {
       this.received += bytes.length;
       if (this.received > ENGINE_CHANNEL_LIMITS.responseBytesMax + GRPC_HEADER_BYTES) {
+        // Failed first: the reset closes the stream at once, and its closed() would fail the call as UNAVAILABLE.
+        this.fail(grpc.status.RESOURCE_EXHAUSTED, `response larger than ${ENGINE_CHANNEL_LIMITS.responseBytesMax} bytes`);
         this.stream?.reset(ErrorCode.CANCEL);
-        return this.fail(grpc.status.RESOURCE_EXHAUSTED, `response larger than ${ENGINE_CHANNEL_LIMITS.responseBytesMax} bytes`);
+        return;
       }
       // Only valid during the call: kept, so copied.
       this.parts.push(Buffer.from(bytes));
