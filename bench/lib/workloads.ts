@@ -332,6 +332,12 @@ export async function casWorkload(ctx: WorkloadContext): Promise<Row[]> {
     }
     let attempts = 0;
     let succeeded = 0;
+    // The workers share what they learn of each key, and only ever move it forward: answers of one applied batch
+    // can arrive in any order across connections, and a failed attempt applied before the batch's success would
+    // otherwise set the key back to the revision the success replaced, failing every attempt until the next.
+    const learn = (k: number, revision: string | undefined): void => {
+      if (revision !== undefined && Number(revision) > Number(seen[k])) seen[k] = revision;
+    };
     const value = new Uint8Array(o.valueBytes).fill(0x63);
     const p = await runPhase({
       name: 'cas',
@@ -355,11 +361,11 @@ export async function casWorkload(ctx: WorkloadContext): Promise<Row[]> {
         attempts++;
         if (r.succeeded) {
           succeeded++;
-          seen[k] = r.header?.revision ?? seen[k]!;
+          learn(k, r.header?.revision);
         } else {
           const op = r.responses[0];
           const kv = op?.response === 'response_range' ? op.response_range.kvs[0] : undefined;
-          if (kv !== undefined) seen[k] = kv.mod_revision;
+          learn(k, kv?.mod_revision);
         }
       },
     });
