@@ -78,31 +78,28 @@ export function proposalCall<Q, R>(ctx: ApiContext, method: string, prepare: (ca
   return (call, callback) => {
     const md = metadataOf(call);
     if (tokenMayBeAhead(ctx, md)) return general(call, callback);
-    let answered = false;
-    const answer = (e: grpc.ServiceError | null, value?: R): void => {
-      if (answered) return;
-      answered = true;
-      callback(e, value);
-    };
+    let p: Proposal<R>;
+    let work: Promise<CommandResult>;
     try {
       checkLeaderRequirement(ctx, md);
-      const p = prepare(call);
-      untilDeadline(ctx, call, ctx.member.propose(p.op, commandIdentity(call, authorizeOp(ctx, call, p.op)))).then(
-        (r) => {
-          let value: R;
-          try {
-            if (r.error !== undefined) throw r.error;
-            value = p.answer(r);
-          } catch (e) {
-            return answer(failure(ctx, method, e));
-          }
-          answer(null, value);
-        },
-        (e: unknown) => answer(failure(ctx, method, e)),
-      );
+      p = prepare(call);
+      work = untilDeadline(ctx, call, ctx.member.propose(p.op, commandIdentity(call, authorizeOp(ctx, call, p.op))));
     } catch (e) {
-      answer(failure(ctx, method, e));
+      return callback(failure(ctx, method, e));
     }
+    work.then(
+      (r) => {
+        let value: R;
+        try {
+          if (r.error !== undefined) throw r.error;
+          value = p.answer(r);
+        } catch (e) {
+          return callback(failure(ctx, method, e));
+        }
+        callback(null, value);
+      },
+      (e: unknown) => callback(failure(ctx, method, e)),
+    );
   };
 }
 
