@@ -364,6 +364,7 @@ const PUT_FLAG_IDENTITY = 16;
 const PUT_FLAG_AUTH = 32;
 const PUT_FLAGS_ALL = 63;
 const COMMAND_FIELDS = new Set(['hlc', 'clientId', 'seq', 'auth', 'op']);
+const PUT_OP_FIELDS = new Set(['put']);
 const PUT_FIELDS = new Set(['key', 'value', 'lease', 'prevKv', 'ignoreValue', 'ignoreLease']);
 
 /** Whether every own, defined field of `o` is one of `names`. */
@@ -421,8 +422,6 @@ function encodePutCommand(c: Command): Uint8Array | undefined {
   return out;
 }
 
-const PUT_OP_FIELDS = new Set(['put']);
-
 function putBytes(out: Uint8Array, view: DataView, at: number, b: Uint8Array): number {
   view.setUint32(at, b.byteLength);
   out.set(b, at + 4);
@@ -463,11 +462,8 @@ function decodePutCommand(data: Uint8Array): Command {
   if ((flags & PUT_FLAG_IGNORE_LEASE) !== 0) put.ignoreLease = true;
   const command: { -readonly [F in keyof Command]: Command[F] } = { hlc, op: { put } };
   if ((flags & PUT_FLAG_IDENTITY) !== 0) {
-    if (o + 4 > end) assert(false, `truncated put command at byte ${o}`);
-    const n = view.getUint32(o);
-    need(4 + n + 8);
-    command.clientId = UTF8_STRICT.decode(data.subarray(o + 4, o + 4 + n));
-    o += 4 + n;
+    command.clientId = UTF8_STRICT.decode(bytesAt());
+    need(8);
     command.seq = view.getFloat64(o);
     o += 8;
   }

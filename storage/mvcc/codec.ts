@@ -209,9 +209,7 @@ function checkRecord(bytes: Uint8Array): CheckedRecord {
  */
 function checkedFieldsBytes(bytes: Uint8Array): number {
   assert(bytes.length >= RECORD_HEAD_BYTES + RECORD_FIELDS_BYTES_V1 + RECORD_CRC_BYTES, 'mvcc record truncated');
-  const format = bytes[0]!;
-  assert(format === RECORD_FORMAT_V1 || format === RECORD_FORMAT_V2, () => `mvcc record format ${format}`);
-  const fieldsBytes = format === RECORD_FORMAT_V1 ? RECORD_FIELDS_BYTES_V1 : RECORD_FIELDS_BYTES_V2;
+  const fieldsBytes = fieldsBytesOf(bytes[0]!);
   assert(RECORD_HEAD_BYTES + u32At(bytes, 2) + fieldsBytes + RECORD_CRC_BYTES <= bytes.length, 'mvcc record truncated');
   const body = bytes.length - RECORD_CRC_BYTES;
   assert(u32At(bytes, body) === crc32c(bytes, 0, 0, body), 'mvcc record checksum mismatch');
@@ -276,9 +274,13 @@ export function verifyRecord(bytes: Uint8Array): void {
  */
 export function viewRecord(bytes: Uint8Array): RevisionRecord {
   const format = bytes[0]!;
+  return recordOf(bytes, { view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), format, fieldsBytes: fieldsBytesOf(format) }, viewBytes);
+}
+
+/** The size of a record's fixed fields, which depends on its format; an unknown format is refused. */
+function fieldsBytesOf(format: number): number {
   assert(format === RECORD_FORMAT_V1 || format === RECORD_FORMAT_V2, () => `mvcc record format ${format}`);
-  const fieldsBytes = format === RECORD_FORMAT_V1 ? RECORD_FIELDS_BYTES_V1 : RECORD_FIELDS_BYTES_V2;
-  return recordOf(bytes, { view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), format, fieldsBytes }, viewBytes);
+  return format === RECORD_FORMAT_V1 ? RECORD_FIELDS_BYTES_V1 : RECORD_FIELDS_BYTES_V2;
 }
 
 /** A plain Uint8Array over bytes[start, end) (a backend row is a Buffer, whose subarray would be a Buffer too). */
