@@ -18,6 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ClientConnection, type ClientStream } from '../../node/h2/client.js';
 import { ErrorCode } from '../../node/h2/frames.js';
 import type { HeaderField } from '../../node/h2/hpack.js';
+import { writeCorked } from '../../node/transport/engine-send.js';
 
 export const ENGINE_CHANNEL_LIMITS = Object.freeze({
   /** Streams we open at once on one connection (the server's SETTINGS may lower it): above any workload's calls per connection. */
@@ -226,9 +227,7 @@ class EngineConnection {
     this.flushQueued = false;
     const chunks = this.h2.take();
     if (chunks.length === 0 || this.socket.destroyed) return;
-    this.socket.cork();
-    for (const c of chunks) this.socket.write(c);
-    this.socket.uncork();
+    writeCorked(this.socket, chunks);
   }
 
   private onMachineClosed(message: string | undefined): void {

@@ -161,11 +161,7 @@ class PeerConnection {
     const waiters = this.flushWaiters;
     this.flushWaiters = [];
     if (chunks.length === 0 || this.socket.destroyed) return runAll(waiters);
-    const socket = this.socket;
-    socket.cork();
-    for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i]!);
-    socket.write(chunks[chunks.length - 1]!, () => runAll(waiters));
-    socket.uncork();
+    writeCorked(this.socket, chunks, () => runAll(waiters));
   }
 
   /** The keepalive's PING (h2-send.ts Keepalive, as grpc-util's channel keeps one), once the socket is connected. */
@@ -219,6 +215,17 @@ function dial(url: URL, secure: SecureContextOptions | undefined): net.Socket {
   if (secure === undefined) return net.connect({ host, port });
   // SNI carries names only (RFC 6066 3); an IP address is checked against the certificate's IP SANs by `host`.
   return tls.connect({ host, port, ...secure, ALPNProtocols: ['h2'], ...(net.isIP(host) === 0 ? { servername: host } : {}) });
+}
+
+/**
+ * Frames the client machine had ready (ClientConnection.take(), at least one), in one corked write: one writev.
+ * `written` runs once the socket has taken the last of them.
+ */
+export function writeCorked(socket: net.Socket, chunks: readonly Buffer[], written?: () => void): void {
+  socket.cork();
+  for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i]!);
+  socket.write(chunks[chunks.length - 1]!, written);
+  socket.uncork();
 }
 
 function runAll(callbacks: readonly (() => void)[]): void {
